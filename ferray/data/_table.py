@@ -11,7 +11,7 @@ Parquet contract (``ferray data prepare`` writes it, every trial reads it):
 column         Arrow type                             meaning
 =============  =====================================  ==========================================
 ``id``         string                                 stable row id (relative path or ``file:line``)
-``image``      fixed_size_list<uint8>[H*W*C]          pixels, row-major HxWxC
+``image``      fixed_size_binary[H*W*C]               pixels, row-major HxWxC uint8
 ``label``      int16                                  index into ``class_names``
 ``soft_label`` fixed_size_list<float32>[n_classes]    optional label distribution (FER+ votes)
 ``aus``        fixed_size_list<uint8>[18]             optional AU multi-hot, order of ``AU_IDS``
@@ -22,8 +22,10 @@ column         Arrow type                             meaning
 
 The schema metadata key ``ferray`` holds JSON: ``format_version``, ``height``, ``width``,
 ``channels``, ``class_names``, ``au_ids`` and ``source``. The pixel column is stored
-uncompressed and without dictionary encoding so that reading it back is one memory-mapped
-read and a zero-copy view into numpy.
+uncompressed and without dictionary encoding as Parquet FIXED_LEN_BYTE_ARRAY (one byte
+per pixel on disk; a list<uint8> column would widen every pixel to INT32 plus repetition
+levels), so reading it back is one memory-mapped read and a zero-copy view into numpy.
+Files whose ``image`` column is ``fixed_size_list<uint8>`` are read as well.
 """
 
 from __future__ import annotations
@@ -130,9 +132,10 @@ class FERData:
         )
 
     def fingerprint(self) -> str:
-        """A content hash of pixels, labels, ids and names; equal data gives equal prints."""
+        """A content hash of pixels, labels, ids and names; equal data gives equal prints wherever it was read from."""
         h = hashlib.sha256()
-        h.update(json.dumps(self._meta(), sort_keys=True).encode())
+        meta = {k: v for k, v in self._meta().items() if k != "source"}  # content, not location
+        h.update(json.dumps(meta, sort_keys=True).encode())
         for arr in (self.images, self.labels.astype(np.int64), self.soft_labels, self.aus):
             if arr is not None:
                 h.update(np.ascontiguousarray(arr).data)
@@ -155,10 +158,10 @@ class FERData:
         """The rows as a :class:`pyarrow.Table` in the Parquet contract's schema."""
         n = len(self)
         pixels = int(np.prod(self.image_shape)) if n else 0
-        flat = pa.array(np.ascontiguousarray(self.images).reshape(-1))
+        pixel_buf = pa.py_buffer(np.ascontiguousarray(self.images).reshape(-1))
         cols: dict[str, pa.Array] = {
             "id": pa.array(self.ids.astype(str), pa.string()),
-            "image": pa.FixedSizeListArray.from_arrays(flat, pixels),
+            "image": pa.FixedSizeBinaryArray.from_buffers(pa.binary(max(pixels, 1)), n, [None, pixel_buf]),
             "label": pa.array(self.labels.astype(np.int16)),
         }
         if self.soft_labels is not None:
@@ -197,7 +200,12 @@ class FERData:
             values = col.values.to_numpy(zero_copy_only=False)
             return values.astype(dtype, copy=False).reshape(n, width)
 
-        images = fixed("image", np.uint8, h * w * c)
+        if pa.types.is_fixed_size_binary(table.schema.field("image").type):
+            col = table.column("image").combine_chunks()
+            images = np.frombuffer(col.buffers()[1], np.uint8, count=n * h * w * c, offset=col.offset * h * w * c)
+            images = images.reshape(n, h * w * c)
+        else:  # files written before the image column became fixed_size_binary
+            images = fixed("image", np.uint8, h * w * c)
         images = images.reshape(n, h, w, c) if images is not None else np.zeros((0, h, w, c), np.uint8)
 
         def strings(name: str) -> np.ndarray | None:

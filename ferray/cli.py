@@ -1,0 +1,168 @@
+"""The ``ferray`` command line: a table of commands, each a thin call into the library.
+
+Exit codes: 0 success, 1 the work ran but found errors (``data check``) or failed
+(a training run that stopped), 2 bad input (a :class:`~ferray.errors.FerrayError`),
+130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+
+from ferray.errors import FerrayError
+
+__all__ = ["main", "COMMANDS"]
+
+
+def _source_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("source", help="dataset path, prepared .parquet, or 'synthetic:basic7?count=...'")
+    p.add_argument("--size", type=int, default=None, help="square image side (default: the source's)")
+    p.add_argument("--channels", type=int, choices=(1, 3), default=None, help="1 = grayscale, 3 = RGB")
+    p.add_argument("--strict", action="store_true", help="unreadable images are errors, not skipped")
+
+
+def _cmd_data_prepare(args: argparse.Namespace) -> int:
+    from ferray.data import prepare
+
+    data = prepare(args.source, args.out, size=args.size, channels=args.channels, strict=args.strict)
+    h, w, c = data.image_shape
+    print(f"wrote {args.out}: {len(data)} rows, {h}x{w}x{c}, classes {list(data.class_names)}")
+    for warning in data.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return 0
+
+
+def _cmd_data_check(args: argparse.Namespace) -> int:
+    from ferray.data import check
+
+    report = check(args.source, size=args.size, channels=args.channels, strict=args.strict)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2, default=str))
+    else:
+        rendered = report.render()
+        if isinstance(rendered, str):
+            print(rendered)
+        else:
+            from rich.console import Console
+
+            Console().print(rendered)
+    return 0 if report.ok else 1
+
+
+def _cmd_data_grid(args: argparse.Namespace) -> int:
+    from ferray.data import load_source, render_grid
+
+    data = load_source(args.source, size=args.size, channels=args.channels, strict=args.strict)
+    path = render_grid(data, per_class=args.per_class, path=args.out)
+    print(f"wrote {path}")
+    return 0
+
+
+def _cmd_data_folds(args: argparse.Namespace) -> int:
+    from ferray.data import load_source, plan_folds
+
+    data = load_source(args.source, size=args.size, channels=args.channels, strict=args.strict)
+    plan = plan_folds(data, args.k, seed=args.seed, holdout=args.holdout)
+    print(plan.summary(data))
+    if args.out:
+        plan.save(args.out)
+        print(f"wrote {args.out}")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from ferray.training import TrainingFailed, train
+
+    try:
+        result = train(args.config, source=args.data, output_dir=args.output, address=args.address,
+                       num_cpus=args.num_cpus)
+    except TrainingFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    final = result.final
+    print(f"done: {len(result.history)} epochs, fold-mean {final.get('metric', float('nan')):.4f}; "
+          f"outputs in {result.output_dir}")
+    print("timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items()))
+    return 0
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    from ferray import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="ferray",
+        description="Distributed hyperparameter search, ensembling and distillation for facial "
+        "expression recognition.",
+    )
+    parser.add_argument("--version", action="version", version=f"ferray {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    data = commands.add_parser("data", help="prepare, check and inspect datasets")
+    data_cmds = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
+
+    p = data_cmds.add_parser("prepare", help="decode a dataset once into a prepared Parquet file")
+    _source_options(p)
+    p.add_argument("--out", required=True, help="output .parquet file")
+    p.set_defaults(func=_cmd_data_prepare)
+
+    p = data_cmds.add_parser("check", help="summarise a dataset and report problems (exit 1 on errors)")
+    _source_options(p)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_cmd_data_check)
+
+    p = data_cmds.add_parser("grid", help="write a PNG grid of samples per class")
+    _source_options(p)
+    p.add_argument("--out", required=True, help="output .png file")
+    p.add_argument("--per-class", type=int, default=8, help="samples per class (default 8)")
+    p.set_defaults(func=_cmd_data_grid)
+
+    p = data_cmds.add_parser("folds", help="print (and save) a k-fold plan")
+    _source_options(p)
+    p.add_argument("-k", type=int, default=5, help="number of folds (default 5)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--holdout", default="auto", help="auto | test | none | a fraction (default auto)")
+    p.add_argument("--out", default=None, help="save the plan as .parquet")
+    p.set_defaults(func=_cmd_data_folds)
+
+    p = commands.add_parser("train", help="train one configuration on all folds in parallel (Ray Train)")
+    p.add_argument("config", help="training configuration YAML")
+    p.add_argument("--data", default=None, help="override data.source")
+    p.add_argument("--output", default=None, help="output directory (default runs/train-<time>)")
+    p.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS or local)")
+    p.add_argument("--num-cpus", type=int, default=None, help="CPUs of a new local Ray (default: all)")
+    p.set_defaults(func=_cmd_train)
+    return parser
+
+
+#: The command table: (words, one-line help) for ``ferray --help`` readers and tests.
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "data prepare": _cmd_data_prepare,
+    "data check": _cmd_data_check,
+    "data grid": _cmd_data_grid,
+    "data folds": _cmd_data_folds,
+    "train": _cmd_train,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        return 2
+    try:
+        return func(args)
+    except FerrayError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

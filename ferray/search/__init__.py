@@ -1,0 +1,66 @@
+"""Hyperparameter search: typed search specs, the Optuna space, the Ray Tune sweep, status.
+
+>>> from ferray.search import load_search_spec, packaged_spec
+>>> spec = load_search_spec(packaged_spec("quickstart"))  # doctest: +SKIP
+>>> result = run_search(spec, storage="runs")              # doctest: +SKIP
+>>> get_status(result.run_dir)["best"]["params"]           # doctest: +SKIP
+"""
+
+from ferray.search._results import ResultsTable, read_results, write_table_atomic
+from ferray.search._space import apply_params, define_by_run, is_active
+from ferray.search._spec import (
+    PACKAGED_SPECS,
+    BudgetConfig,
+    DistillConfig,
+    EnsembleConfig,
+    ParamSpec,
+    SearchConfig,
+    SearchSpec,
+    TrackingConfig,
+    WandbConfig,
+    load_search_spec,
+    packaged_spec,
+)
+from ferray.search._status import get_status, render_status
+
+__all__ = [
+    # specs
+    "SearchSpec",
+    "ParamSpec",
+    "BudgetConfig",
+    "SearchConfig",
+    "TrackingConfig",
+    "WandbConfig",
+    "EnsembleConfig",
+    "DistillConfig",
+    "load_search_spec",
+    "packaged_spec",
+    "PACKAGED_SPECS",
+    # space
+    "define_by_run",
+    "is_active",
+    "apply_params",
+    # sweep (imported lazily: they pull in Ray)
+    "run_search",
+    "dry_run",
+    "SearchResult",
+    "SearchInterrupted",
+    "plan_search_resources",
+    # results and status
+    "ResultsTable",
+    "read_results",
+    "write_table_atomic",
+    "get_status",
+    "render_status",
+]
+
+_LAZY = {"run_search", "dry_run", "SearchResult", "SearchInterrupted", "plan_search_resources"}
+
+
+def __getattr__(name: str):
+    # The sweep module imports Ray; keep `import ferray.search` light for spec tooling.
+    if name in _LAZY:
+        from ferray.search import _run
+
+        return getattr(_run, name)
+    raise AttributeError(f"module 'ferray.search' has no attribute {name!r}")

@@ -1,0 +1,284 @@
+"""Tune callbacks that run on the sweep's driver: results table, TensorBoard, live view.
+
+They only observe: a failure inside one (a full disk, a terminal that went away) is
+logged and never stops the sweep.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from ray.tune import Callback
+
+from ferray.search._results import ResultsTable
+
+__all__ = ["ResultsCallback", "TensorBoardCallback", "LiveView", "error_reason"]
+
+logger = logging.getLogger(__name__)
+
+_SCALARS = ("metric", "val_accuracy_mean", "val_accuracy_std", "val_macro_f1_mean", "val_macro_f1_std",
+            "val_loss_mean", "val_loss_std", "val_au_f1_mean", "train_loss_mean", "lr", "epoch_seconds")
+
+
+def error_reason(trial) -> str:
+    """The last meaningful line of a Tune trial's error (the worker's message, not Ray's frames)."""
+    text = ""
+    try:
+        text = trial.get_error() or ""
+    except Exception:  # noqa: BLE001 - the error file may be unreadable; fall back below
+        pass
+    if not text:
+        text = str(getattr(trial, "error_msg", "") or "")
+    lines = [ln.strip() for ln in str(text).strip().splitlines() if ln.strip()]
+    # Prefer the innermost "SomeError: message" line.
+    for line in reversed(lines):
+        if ("Error:" in line or "Exception:" in line or "Failed:" in line) and not line.startswith("File "):
+            return line[:500]
+    return (lines[-1] if lines else "unknown error")[:500]
+
+
+class ResultsCallback(Callback):
+    """Keeps ``results.parquet`` current: rewritten after every report and state change.
+
+    Args:
+        path: the results file.
+        searcher: the :class:`PruneAwareOptunaSearch` (trial numbers and Optuna states).
+        scheduler: the :class:`PruningASHA` (which trials were pruned), or ``None``.
+    """
+
+    def __init__(self, path: str | Path, searcher=None, scheduler=None, min_interval_s: float = 0.0):
+        self.path = Path(path)
+        self.table = ResultsTable()
+        self._searcher = searcher
+        self._scheduler = scheduler
+        self._min_interval = min_interval_s
+        self._last_write = 0.0
+
+    def _number(self, trial) -> int | None:
+        try:
+            return self._searcher.ot_number(trial.trial_id) if self._searcher is not None else None
+        except Exception:  # noqa: BLE001
+            return None
+
+    def _write(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_write < self._min_interval:
+            return
+        try:
+            self.table.write(self.path)
+            self._last_write = now
+        except Exception as exc:  # noqa: BLE001 - never stop the sweep for a results write
+            logger.warning("could not write %s: %s", self.path, exc)
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self.table.add_trial(trial.trial_id, dict(trial.config), self._number(trial))
+        self.table.set_state(trial.trial_id, "RUNNING")
+        self._write()
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self.table.add_result(trial.trial_id, dict(trial.config), result, self._number(trial))
+        self._write()
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        state = "COMPLETED"
+        ot_state = getattr(self._searcher, "states", {}).get(trial.trial_id) if self._searcher else None
+        pruned = self._scheduler is not None and trial.trial_id in self._scheduler.pruned
+        last = trial.last_result or {}
+        if pruned or ot_state == "PRUNED":
+            state = "PRUNED" if pruned else "STOPPED"
+        elif not last.get("done", False):
+            state = "STOPPED"
+        elif ot_state == "FAIL":
+            state = "ERROR"
+            self.table.set_state(trial.trial_id, state, error="the final fold-mean metric is not finite")
+            self._write(force=True)
+            return
+        self.table.set_state(trial.trial_id, state)
+        self._write(force=True)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self.table.add_trial(trial.trial_id, dict(trial.config), self._number(trial)) \
+            if self.table.state(trial.trial_id) is None else None
+        self.table.set_state(trial.trial_id, "ERROR", error=error_reason(trial))
+        self._write(force=True)
+
+    def on_experiment_end(self, trials, **info):
+        # Trials still pending or running when the sweep ended (time limit, Ctrl-C).
+        for trial in trials:
+            if self.table.state(trial.trial_id) in ("PENDING", "RUNNING"):
+                self.table.set_state(trial.trial_id, "STOPPED")
+        self._write(force=True)
+
+
+class TensorBoardCallback(Callback):
+    """One TensorBoard run per trial under ``<run_dir>/tensorboard/<trial_id>``: config and per-epoch metrics."""
+
+    def __init__(self, logdir: str | Path, metric: str = "metric"):
+        self.logdir = Path(logdir)
+        self.metric = metric
+        self._writers: dict[str, Any] = {}
+        self._last: dict[str, dict] = {}
+
+    def _writer(self, trial):
+        writer = self._writers.get(trial.trial_id)
+        if writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            writer = SummaryWriter(log_dir=str(self.logdir / trial.trial_id))
+            text = "\n".join(f"    {k}: {v}" for k, v in sorted(trial.config.items()))
+            writer.add_text("config", text or "(base config)", 0)
+            self._writers[trial.trial_id] = writer
+        return writer
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        try:
+            writer = self._writer(trial)
+            step = int(result.get("epoch", result.get("training_iteration", 0)))
+            for key, value in result.items():
+                if (key in _SCALARS or key.startswith("val_accuracy_fold")) and _finite(value):
+                    writer.add_scalar(key if key == "metric" else f"val/{key}" if key.startswith("val_")
+                                      else f"train/{key}", float(value), step)
+            writer.flush()
+            self._last[trial.trial_id] = dict(result)
+        except Exception as exc:  # noqa: BLE001
+            logger.warning("TensorBoard logging failed for %s: %s", trial.trial_id, exc)
+
+    def _close(self, trial) -> None:
+        writer = self._writers.pop(trial.trial_id, None)
+        if writer is None:
+            return
+        try:
+            last = self._last.pop(trial.trial_id, {})
+            hparams = {k: v for k, v in trial.config.items() if isinstance(v, (int, float, str, bool))}
+            if hparams and _finite(last.get("metric")):
+                writer.add_hparams(hparams, {"hparam/metric": float(last["metric"])}, run_name=".")
+            writer.close()
+        except Exception as exc:  # noqa: BLE001
+            logger.warning("TensorBoard close failed for %s: %s", trial.trial_id, exc)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._close(trial)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._close(trial)
+
+    def on_experiment_end(self, trials, **info):
+        for trial in trials:
+            self._close(trial)
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+class LiveView(Callback):
+    """A rich live panel (or plain lines when not a terminal): trial counts, best so far, ETA.
+
+    The ETA assumes every remaining trial runs ``max_epochs`` (an upper bound under ASHA).
+    """
+
+    def __init__(self, *, trials: int, max_epochs: int, concurrent: int, metric: str, mode: str,
+                 console=None, refresh_s: float = 1.0):
+        from rich.console import Console
+
+        self.console = console or Console(stderr=True)
+        self.trials, self.max_epochs, self.concurrent = trials, max_epochs, max(1, concurrent)
+        self.metric, self.mode = metric, mode
+        self.refresh_s = refresh_s
+        self._live = None
+        self._start = time.monotonic()
+        self._last_draw = 0.0
+        self._states: dict[str, str] = {}
+        self._epochs: dict[str, int] = {}
+        self._best: tuple[float, str, dict] | None = None
+
+    def setup(self, **info):
+        self._start = time.monotonic()
+        if self.console.is_terminal:
+            from rich.live import Live
+
+            self._live = Live(self._render(), console=self.console, refresh_per_second=2, transient=False)
+            self._live.start()
+
+    def _eta(self) -> str:
+        done_epochs = sum(self._epochs.values())
+        elapsed = time.monotonic() - self._start
+        if not done_epochs:
+            return "?"
+        finished = sum(1 for s in self._states.values() if s in ("COMPLETED", "PRUNED", "ERROR", "STOPPED"))
+        running_left = sum(self.max_epochs - self._epochs.get(t, 0) for t, s in self._states.items()
+                           if s == "RUNNING")
+        left = (self.trials - finished - sum(1 for s in self._states.values() if s == "RUNNING")) \
+            * self.max_epochs + running_left
+        seconds = elapsed / done_epochs * max(0, left)
+        return f"<= {seconds / 60:.1f} min"
+
+    def _render(self):
+        from rich.table import Table
+
+        counts = {s: sum(1 for v in self._states.values() if v == s)
+                  for s in ("RUNNING", "COMPLETED", "PRUNED", "ERROR", "STOPPED")}
+        table = Table.grid(padding=(0, 2))
+        elapsed = time.monotonic() - self._start
+        started = len(self._states)
+        table.add_row("trials", f"{started}/{self.trials} started: " + ", ".join(
+            f"{n} {s.lower()}" for s, n in counts.items() if n))
+        if self._best:
+            value, tid, params = self._best
+            table.add_row("best", f"{self.metric} {value:.4f} ({tid}) " +
+                          ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                                    for k, v in params.items()))
+        table.add_row("time", f"{elapsed / 60:.1f} min elapsed, ETA {self._eta()}")
+        return table
+
+    def _draw(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_draw < self.refresh_s:
+            return
+        self._last_draw = now
+        if self._live is not None:
+            self._live.update(self._render())
+
+    def _line(self, text: str) -> None:
+        if self._live is None:
+            self.console.print(text, highlight=False)
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self._states[trial.trial_id] = "RUNNING"
+        self._line(f"start {trial.trial_id}: " + ", ".join(f"{k}={v}" for k, v in trial.config.items()))
+        self._draw(True)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self._epochs[trial.trial_id] = int(result.get("epoch", 0))
+        value = result.get("metric")
+        if _finite(value):
+            better = self._best is None or (value > self._best[0] if self.mode == "max" else value < self._best[0])
+            if better:
+                self._best = (float(value), trial.trial_id, dict(trial.config))
+            self._line(f"{trial.trial_id} epoch {result.get('epoch')}: {self.metric} {value:.4f}")
+        self._draw()
+
+    def _finish(self, trial, state: str) -> None:
+        self._states[trial.trial_id] = state
+        self._line(f"{trial.trial_id} {state.lower()}")
+        self._draw(True)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        last = trial.last_result or {}
+        self._finish(trial, "COMPLETED" if last.get("done") else "PRUNED")
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._finish(trial, "ERROR")
+
+    def on_step_end(self, iteration, trials, **info):
+        self._draw()
+
+    def on_experiment_end(self, trials, **info):
+        if self._live is not None:
+            self._live.update(self._render())
+            self._live.stop()
+            self._live = None

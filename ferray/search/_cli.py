@@ -1,0 +1,81 @@
+"""``ferray search`` and ``ferray status``: argument parsing over :mod:`ferray.search`.
+
+The lead's ``ferray/cli.py`` calls :func:`add_commands` with its sub-parsers; each command
+only parses arguments, calls a library function and returns an exit code (0 ok, 1 the
+sweep ran but no trial succeeded, 2 bad input via :class:`~ferray.errors.FerrayError`,
+130 interrupted).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+__all__ = ["add_commands", "COMMANDS"]
+
+
+def _cmd_search(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from ferray.search import SearchInterrupted, dry_run, load_search_spec, packaged_spec, render_status, run_search
+
+    path = args.spec or packaged_spec("quickstart")
+    if args.dry_run:
+        print(dry_run(path, address=args.address, num_cpus=args.num_cpus))
+        return 0
+    spec = load_search_spec(path)
+    try:
+        result = run_search(path if args.spec else spec, storage=args.storage, name=args.name,
+                            address=args.address, num_cpus=args.num_cpus, live=not args.no_live,
+                            echo=lambda s: print(s, file=sys.stderr))
+    except SearchInterrupted as exc:
+        print(f"interrupted: {exc}", file=sys.stderr)
+        return 130
+    Console().print(render_status(result.status))
+    print(f"run directory: {result.run_dir} ({result.wall_seconds:.0f}s)")
+    best = result.best
+    if best is None or best["metric"] is None:
+        print("no trial produced a fold-mean metric; see `ferray status` for the errors", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from ferray.search import get_status, render_status
+
+    status = get_status(args.run)
+    if args.json:
+        print(json.dumps(status, indent=2, default=str))
+    else:
+        from rich.console import Console
+
+        Console().print(render_status(status))
+    return 0
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``search`` and ``status`` to the ``ferray`` command's sub-parsers."""
+    p = subparsers.add_parser(
+        "search", help="run a hyperparameter sweep from a search spec (Optuna TPE + ASHA on Ray Tune)",
+        description="Run a hyperparameter sweep. Without SPEC, runs the packaged quickstart spec "
+                    "(synthetic data, a few minutes on 2 CPUs).")
+    p.add_argument("spec", nargs="?", default=None, help="search spec YAML (default: the packaged quickstart)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the resolved spec, fold plan and resource plan, then exit")
+    p.add_argument("--storage", default="runs",
+                   help="parent folder of the run directory, or a URI (s3://...) for Ray's storage (default runs)")
+    p.add_argument("--name", default=None, help="run directory name (default <spec name>-<date-time>)")
+    p.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS or a local Ray)")
+    p.add_argument("--num-cpus", type=int, default=None, help="CPUs of a new local Ray (default: all)")
+    p.add_argument("--no-live", action="store_true", help="plain log lines instead of the live view")
+    p.set_defaults(func=_cmd_search)
+
+    p = subparsers.add_parser("status", help="show a sweep's trials, best first, and its best configuration")
+    p.add_argument("run", help="run directory of a sweep")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_cmd_status)
+
+
+#: Command words -> handler, for ferray.cli.COMMANDS.
+COMMANDS = {"search": _cmd_search, "status": _cmd_status}

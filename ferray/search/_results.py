@@ -1,0 +1,143 @@
+"""``results.parquet``: one row per trial per epoch, rewritten atomically as results arrive.
+
+:class:`ResultsTable` is plain Python (tested without Ray); :func:`results_callback` wraps
+it in a Tune ``Callback`` on the driver. Columns: ``trial_id``, ``trial_number`` (Optuna),
+``state`` (RUNNING, COMPLETED, PRUNED, ERROR, STOPPED), ``error``, ``param.<dotted path>``
+for each sampled parameter, ``epoch``, the fold-mean/std metrics, ``epoch_seconds``,
+``time_total_s`` and ``timestamp``; the last epoch of a finished trial carries ``oof_*``
+and ``holdout_*`` metrics.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = ["ResultsTable", "write_table_atomic", "read_results", "RESULT_KEYS", "STATES"]
+
+#: Trial states in results.parquet and ``ferray status``.
+STATES = ("PENDING", "RUNNING", "COMPLETED", "PRUNED", "STOPPED", "ERROR")
+
+#: Keys of a trial report copied into results.parquet (plus ``val_*_fold<i>``, ``oof_*``, ``holdout_*``).
+RESULT_KEYS = (
+    "epoch", "metric", "val_accuracy_mean", "val_accuracy_std", "val_macro_f1_mean", "val_macro_f1_std",
+    "val_loss_mean", "val_loss_std", "val_au_f1_mean", "val_au_f1_std", "train_loss_mean", "lr",
+    "epoch_seconds", "time_total_s", "done",
+)
+
+
+def _keep(key: str) -> bool:
+    return key in RESULT_KEYS or key.startswith(("val_accuracy_fold", "oof_", "holdout_"))
+
+
+class ResultsTable:
+    """Trials' per-epoch rows and states, in the order they arrive.
+
+    >>> t = ResultsTable()
+    >>> t.add_result("a", {"optim.lr": 0.01}, {"epoch": 1, "metric": 0.4})
+    >>> t.set_state("a", "PRUNED")
+    >>> [(r["trial_id"], r["state"], r["param.optim.lr"]) for r in t.rows()]
+    [('a', 'PRUNED', 0.01)]
+    """
+
+    def __init__(self) -> None:
+        self._epochs: dict[str, list[dict]] = {}
+        self._params: dict[str, dict] = {}
+        self._state: dict[str, str] = {}
+        self._error: dict[str, str | None] = {}
+        self._number: dict[str, int | None] = {}
+
+    def add_trial(self, trial_id: str, params: dict, number: int | None = None) -> None:
+        self._epochs.setdefault(trial_id, [])
+        self._params[trial_id] = dict(params)
+        self._state.setdefault(trial_id, "PENDING")
+        if number is not None:
+            self._number[trial_id] = number
+
+    def add_result(self, trial_id: str, params: dict, result: dict, number: int | None = None) -> None:
+        """Record one epoch's report (a later report of the same epoch replaces it)."""
+        if trial_id not in self._params:
+            self.add_trial(trial_id, params, number)
+        row = {k: v for k, v in result.items() if _keep(k)}
+        row["timestamp"] = result.get("timestamp", time.time())
+        epochs = self._epochs[trial_id]
+        if epochs and epochs[-1].get("epoch") == row.get("epoch"):
+            epochs[-1] = row
+        else:
+            epochs.append(row)
+        if self._state.get(trial_id) in (None, "PENDING"):
+            self._state[trial_id] = "RUNNING"
+
+    def set_state(self, trial_id: str, state: str, error: str | None = None) -> None:
+        if state not in STATES:
+            raise ValueError(f"state {state!r} is not one of {', '.join(STATES)}")
+        self._state[trial_id] = state
+        self._epochs.setdefault(trial_id, [])
+        self._params.setdefault(trial_id, {})
+        if error is not None:
+            self._error[trial_id] = error
+
+    def state(self, trial_id: str) -> str | None:
+        return self._state.get(trial_id)
+
+    def rows(self) -> list[dict]:
+        """Flat rows: one per trial per epoch; a trial without reports gets one row."""
+        out = []
+        for trial_id, epochs in self._epochs.items():
+            head = {"trial_id": trial_id, "trial_number": self._number.get(trial_id),
+                    "state": self._state.get(trial_id, "PENDING"), "error": self._error.get(trial_id)}
+            head.update({f"param.{k}": v for k, v in self._params.get(trial_id, {}).items()})
+            for row in epochs or [{}]:
+                out.append({**head, **row})
+        return out
+
+    def write(self, path: str | os.PathLike) -> Path:
+        """Write ``results.parquet`` atomically (a reader never sees a half-written file)."""
+        return write_table_atomic(self.rows(), path)
+
+
+def _column(values: list) -> Any:
+    import pyarrow as pa
+
+    clean = [None if isinstance(v, float) and math.isnan(v) else v for v in values]
+    try:
+        return pa.array(clean)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
+        # Mixed types (a categorical of numbers and strings): keep them readable as text.
+        return pa.array([None if v is None else str(v) for v in clean], type=pa.string())
+
+
+def write_table_atomic(rows: list[dict], path: str | os.PathLike) -> Path:
+    """Write dict rows (union of keys, missing -> null) as Parquet via temp file + rename."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    columns: dict[str, None] = {}
+    for row in rows:
+        columns.update(dict.fromkeys(row))
+    for required in ("trial_id", "state", "epoch"):
+        columns.setdefault(required, None)
+    table = pa.table({c: _column([r.get(c) for r in rows]) for c in columns}) if rows else pa.table(
+        {c: pa.array([], type=pa.string()) for c in columns})
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_results(path: str | os.PathLike) -> list[dict]:
+    """Rows of a ``results.parquet`` as dicts."""
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path).to_pylist()

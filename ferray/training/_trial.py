@@ -1,0 +1,280 @@
+"""One trial end to end: k fold workers on Ray Train, from the driver's side.
+
+:func:`build_trainer` makes the :class:`~ray.train.torch.TorchTrainer` of one
+configuration (the search stage calls it inside each Tune trial); :func:`train` runs one
+configuration on a local or existing Ray cluster and prints fold-mean metrics per epoch.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from ferray.data import FERData, FoldPlan, plan_folds
+from ferray.errors import ConfigError, FerrayError
+from ferray.training.config import TrainConfig, load_train_config
+from ferray.training.resources import ResourcePlan, plan_resources
+
+__all__ = ["train", "TrainResult", "build_trainer", "load_data", "make_fold_plan", "ensure_ray",
+           "TrainingFailed"]
+
+
+class TrainingFailed(FerrayError):
+    """A trial stopped with a reason (NaN loss, out of memory, a worker error)."""
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns: per-epoch fold-mean reports and where the outputs are."""
+
+    history: list[dict]
+    output_dir: Path
+    plan: FoldPlan
+    resources: ResourcePlan
+    timings: dict = field(default_factory=dict)
+
+    @property
+    def final(self) -> dict:
+        return self.history[-1] if self.history else {}
+
+    @property
+    def oof_path(self) -> Path:
+        return self.output_dir / "oof.parquet"
+
+    @property
+    def holdout_path(self) -> Path:
+        return self.output_dir / "holdout.parquet"
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.output_dir / "checkpoints"
+
+
+def load_data(cfg: TrainConfig, source: str | None = None) -> FERData:
+    """Load the configuration's data source (or ``source``) at its size and channels."""
+    from ferray.data import load_source
+
+    return load_source(source or cfg.data.source, size=cfg.data.size, channels=cfg.data.channels)
+
+
+def make_fold_plan(cfg: TrainConfig, data: FERData) -> FoldPlan:
+    return plan_folds(data, cfg.folds.k, seed=cfg.folds.seed, holdout=cfg.folds.holdout,
+                      group_by_subject=cfg.folds.group_by_subject)
+
+
+def ensure_ray(address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None) -> dict:
+    """Connect to Ray at ``address`` or start a local instance; return the cluster's resources."""
+    import ray
+
+    if not ray.is_initialized():
+        # The dashboard stays on: Ray Train's placement-group cleaner queries the state API.
+        kwargs: dict[str, Any] = {"configure_logging": True, "logging_level": "WARNING", "log_to_driver": True}
+        address = address or os.environ.get("RAY_ADDRESS")
+        if address:
+            ray.init(address=address, **kwargs)
+        else:
+            ray.init(num_cpus=num_cpus, num_gpus=num_gpus, **kwargs)
+    return ray.cluster_resources()
+
+
+def build_trainer(cfg: TrainConfig, data_ref: Any, plan: FoldPlan, resources: ResourcePlan, *,
+                  output_dir: str, name: str = "checkpoints", storage_path: str | None = None,
+                  callbacks: list | None = None):
+    """The TorchTrainer of one trial: ``plan.k`` workers, worker ``i`` trains fold ``i``.
+
+    ``data_ref`` is an object reference (or the :class:`FERData` itself) every worker reads;
+    prediction files go to ``output_dir`` and checkpoints to ``storage_path/name``.
+    """
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.v2.api.config import LoggingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    from ferray.training._worker import fold_worker
+
+    res = {"CPU": resources.cpus_per_worker}
+    if resources.gpus_per_worker:
+        res["GPU"] = resources.gpus_per_worker
+    return TorchTrainer(
+        fold_worker,
+        train_loop_config={
+            "train": cfg.model_dump(mode="json"),
+            "data": data_ref,
+            "folds": plan.fold,
+            "fingerprint": plan.data_fingerprint,
+            "threads": resources.threads_per_worker,
+            "output_dir": output_dir,
+            "submitted_at": time.time(),
+        },
+        torch_config=TorchConfig(backend="nccl" if resources.gpus_per_worker else "gloo"),
+        scaling_config=ScalingConfig(num_workers=plan.k, use_gpu=bool(resources.gpus_per_worker),
+                                     resources_per_worker=res),
+        run_config=RunConfig(
+            name=name,
+            storage_path=storage_path or output_dir,
+            failure_config=FailureConfig(max_failures=cfg.resources.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=2),
+            callbacks=callbacks,
+            logging_config=LoggingConfig(log_level="WARNING"),
+        ),
+    )
+
+
+def _progress_callback(queue):
+    from ray.train.v2.api.callback import UserCallback
+
+    class _Forward(UserCallback):
+        """Runs in the Train controller: forwards rank 0's report to the driver's queue."""
+
+        def after_report(self, run_context, metrics, checkpoint):
+            queue.put(dict(metrics[0]))
+
+    return _Forward()
+
+
+def _format_report(r: dict) -> str:
+    parts = [f"epoch {r['epoch']:>3}"]
+    for name in ("accuracy", "macro_f1", "loss", "au_f1"):
+        if f"val_{name}_mean" in r:
+            parts.append(f"{name} {r[f'val_{name}_mean']:.4f} ± {r[f'val_{name}_std']:.4f}")
+    parts.append(f"train_loss {r['train_loss_mean']:.4f}")
+    parts.append(f"{r['epoch_seconds']:.1f}s")
+    if r.get("done"):
+        tail = [f"{k} {v:.4f}" for k, v in r.items()
+                if k.startswith(("oof_", "holdout_")) and isinstance(v, float)]
+        parts.append("| " + ", ".join(tail))
+    return "  ".join(parts)
+
+
+def train(config: TrainConfig | str | os.PathLike | dict, *, source: str | None = None,
+          output_dir: str | os.PathLike | None = None, address: str | None = None,
+          num_cpus: int | None = None, progress: bool = True, echo=print) -> TrainResult:
+    """Train one configuration on every fold, the folds in parallel on Ray Train.
+
+    Args:
+        config: a :class:`TrainConfig`, a YAML path, or a dict of the same keys.
+        source: overrides ``data.source``.
+        output_dir: where checkpoints and prediction files go (default ``runs/train-<time>``).
+        address: a Ray cluster to connect to; default: ``RAY_ADDRESS`` or a new local Ray.
+        num_cpus: CPUs of a new local Ray (default: all).
+        progress: print a line per epoch with fold-mean ± fold-std metrics.
+
+    Raises:
+        ConfigError: invalid configuration or a trial that could never be placed.
+        DataError: unusable data.
+        TrainingFailed: the trial stopped (e.g. the loss became NaN).
+    """
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    if isinstance(config, (str, os.PathLike)):
+        cfg = load_train_config(config)
+    elif isinstance(config, dict):
+        from ferray._config import validate_model
+
+        cfg = validate_model(TrainConfig, config)
+    else:
+        cfg = config
+    from ferray.training.models import check_backbone
+
+    check_backbone(cfg.model.backbone)
+    data = load_data(cfg, source)
+    if cfg.model.head != "emotion" and data.aus is None:
+        raise ConfigError(f"model.head: '{cfg.model.head}' needs action-unit labels but {data.origin} has none")
+    plan = make_fold_plan(cfg, data)
+    timings["load_data"] = time.perf_counter() - t0
+
+    out = Path(output_dir or Path("runs") / datetime.now().strftime("train-%Y%m%d-%H%M%S")).absolute()
+    out.mkdir(parents=True, exist_ok=True)
+    plan.save(out / "folds.parquet")
+    (out / "config.yaml").write_text(_dump_yaml(cfg))
+
+    t = time.perf_counter()
+    import ray
+
+    cluster = ensure_ray(address, num_cpus=num_cpus)
+    timings["ray_start"] = time.perf_counter() - t
+    resources = plan_resources(plan.k, cluster.get("CPU", 0), cluster.get("GPU", 0),
+                               cpus_per_worker=cfg.resources.cpus_per_worker,
+                               gpus_per_worker=cfg.resources.gpus_per_worker)
+    t = time.perf_counter()
+    data_ref = ray.put(data)
+    timings["data_put"] = time.perf_counter() - t
+
+    callbacks, stop, reader = [], threading.Event(), None
+    if progress:
+        from ray.util.queue import Empty, Queue
+
+        queue = Queue(actor_options={"num_cpus": 0})
+        callbacks.append(_progress_callback(queue))
+
+        def read() -> None:
+            while not stop.is_set() or not queue.empty():
+                try:
+                    report = queue.get(timeout=0.2)
+                except Empty:
+                    continue
+                echo(_format_report(report))
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+    trainer = build_trainer(cfg, data_ref, plan, resources, output_dir=str(out), callbacks=callbacks)
+    t = time.perf_counter()
+    try:
+        result = trainer.fit()
+    except Exception as exc:  # Ray wraps worker errors; show the reason, not Ray's traceback.
+        raise TrainingFailed(f"training stopped: {_reason(exc)}") from exc
+    finally:
+        stop.set()
+        if reader is not None:
+            reader.join(timeout=5)
+    timings["fit"] = time.perf_counter() - t
+    history = _history_of(result)
+    first = history[0] if history else {}
+    for key in ("worker_start_s", "data_get_s"):
+        timings[key.removesuffix("_s")] = first.get(key, float("nan"))
+    timings["compute"] = sum(r.get("epoch_seconds", 0.0) for r in history)
+    timings["total"] = time.perf_counter() - t0
+    return TrainResult(history=history, output_dir=out, plan=plan, resources=resources, timings=timings)
+
+
+def _history_of(result) -> list[dict]:
+    """Every epoch's report, read back from the last checkpoint's saved history."""
+    import torch
+
+    checkpoint = result.checkpoint
+    if checkpoint is None:
+        return [dict(result.metrics)] if result.metrics else []
+    with checkpoint.as_directory() as d:
+        state = torch.load(Path(d) / "fold_0.pt", map_location="cpu", weights_only=False)
+    return list(state["history"])
+
+
+def _reason(exc: BaseException) -> str:
+    """The innermost worker error message of a Ray Train failure."""
+    seen = set()
+    current: BaseException | None = exc
+    message = str(exc)
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        errors = getattr(current, "worker_failures", None) or getattr(current, "worker_exceptions", None)
+        if isinstance(errors, dict) and errors:
+            current = next(iter(errors.values()))
+            message = str(current)
+            continue
+        nxt = current.__cause__ or current.__context__
+        if nxt is None:
+            break
+        current = nxt
+        message = str(current)
+    lines = [ln for ln in message.strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else type(exc).__name__
+
+
+def _dump_yaml(cfg: TrainConfig) -> str:
+    import yaml
+
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

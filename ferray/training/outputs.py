@@ -1,0 +1,152 @@
+"""What a finished trial leaves behind: out-of-fold and holdout predictions.
+
+These files are the contract between training and the ensemble stage.
+
+``oof.parquet``: one row per cross-validation row of the dataset, predicted by the one
+fold model that did not train on it.
+
+==============  ======================================  =========================================
+column          type                                    meaning
+==============  ======================================  =========================================
+``row``         int64                                   row index in the dataset
+``id``          string                                  the dataset's row id
+``fold``        int8                                    fold whose model predicted the row
+``label``       int16                                   true class index
+``probs``       fixed_size_list<float32>[n_classes]     class probabilities (TTA mean)
+``au_probs``    fixed_size_list<float32>[18]            AU probabilities (multi-task heads only)
+==============  ======================================  =========================================
+
+``holdout.parquet``: the same columns, one row per holdout row *per fold model*
+(``fold`` says which model), so an ensemble can average or weigh fold models.
+
+Both carry schema metadata ``ferray_predictions`` (JSON): ``class_names``, ``k``,
+``data_fingerprint``, ``kind`` (``oof`` or ``holdout``), ``tta``.
+
+Files are written to a temporary name and renamed, on local disk or any pyarrow
+filesystem URI (``s3://...``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from ferray.errors import DataError
+
+__all__ = ["Predictions", "write_predictions", "read_predictions", "resolve_fs", "write_json_atomic"]
+
+_META_KEY = b"ferray_predictions"
+
+
+class Predictions:
+    """Predictions of fold models for rows of a dataset (see the module docstring)."""
+
+    def __init__(self, rows: np.ndarray, ids: np.ndarray, folds: np.ndarray, labels: np.ndarray,
+                 probs: np.ndarray, au_probs: np.ndarray | None, meta: dict):
+        self.rows = np.asarray(rows, dtype=np.int64)
+        self.ids = np.asarray(ids, dtype=object)
+        self.folds = np.asarray(folds, dtype=np.int8)
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.probs = np.asarray(probs, dtype=np.float32)
+        self.au_probs = None if au_probs is None else np.asarray(au_probs, dtype=np.float32)
+        self.meta = meta
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.meta["class_names"])
+
+    def to_table(self) -> pa.Table:
+        c = self.probs.shape[1]
+        cols = {
+            "row": pa.array(self.rows),
+            "id": pa.array(self.ids.astype(str)),
+            "fold": pa.array(self.folds),
+            "label": pa.array(self.labels.astype(np.int16)),
+            "probs": pa.FixedSizeListArray.from_arrays(pa.array(self.probs.reshape(-1)), c),
+        }
+        if self.au_probs is not None:
+            cols["au_probs"] = pa.FixedSizeListArray.from_arrays(
+                pa.array(self.au_probs.reshape(-1)), self.au_probs.shape[1])
+        return pa.table(cols).replace_schema_metadata({_META_KEY: json.dumps(self.meta).encode()})
+
+    @classmethod
+    def from_table(cls, table: pa.Table) -> Predictions:
+        meta = json.loads((table.schema.metadata or {}).get(_META_KEY, b"{}"))
+        if "class_names" not in meta:
+            raise DataError("not a ferray predictions file (no 'ferray_predictions' metadata)")
+        n = table.num_rows
+
+        def fixed(name: str) -> np.ndarray | None:
+            if name not in table.column_names:
+                return None
+            col = table.column(name).combine_chunks()
+            return col.values.to_numpy().reshape(n, col.type.list_size)
+
+        return cls(
+            rows=table.column("row").to_numpy(),
+            ids=np.asarray(table.column("id").to_pylist(), dtype=object),
+            folds=table.column("fold").to_numpy(),
+            labels=table.column("label").to_numpy(),
+            probs=fixed("probs"),
+            au_probs=fixed("au_probs"),
+            meta=meta,
+        )
+
+
+def resolve_fs(uri: str | os.PathLike) -> tuple[pafs.FileSystem, str]:
+    """A pyarrow filesystem and path for a local path or a URI such as ``s3://bucket/run``."""
+    uri = str(uri)
+    if "://" in uri:
+        return pafs.FileSystem.from_uri(uri)
+    return pafs.LocalFileSystem(), os.path.abspath(uri)
+
+
+def _atomic_write(uri: str, write) -> None:
+    fs, path = resolve_fs(uri)
+    parent = path.rsplit("/", 1)[0]
+    fs.create_dir(parent, recursive=True)
+    tmp = f"{parent}/.{path.rsplit('/', 1)[1]}.{uuid.uuid4().hex[:8]}.tmp"
+    try:
+        with fs.open_output_stream(tmp) as stream:
+            write(stream)
+        fs.move(tmp, path)
+    except BaseException:
+        try:
+            fs.delete_file(tmp)
+        except (OSError, FileNotFoundError):
+            pass
+        raise
+
+
+def write_predictions(pred: Predictions, uri: str | os.PathLike) -> None:
+    """Write predictions to ``uri`` (local path or filesystem URI) atomically."""
+    table = pred.to_table()
+    _atomic_write(str(uri), lambda stream: pq.write_table(table, stream))
+
+
+def write_json_atomic(obj, uri: str | os.PathLike) -> None:
+    """Write ``obj`` as indented JSON to ``uri`` atomically."""
+    data = json.dumps(obj, indent=2, sort_keys=False, default=float).encode()
+    _atomic_write(str(uri), lambda stream: stream.write(data))
+
+
+def read_predictions(uri: str | os.PathLike) -> Predictions:
+    """Read an ``oof.parquet`` or ``holdout.parquet`` file."""
+    fs, path = resolve_fs(uri)
+    try:
+        table = pq.read_table(path, filesystem=fs)
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise DataError(f"{uri}: cannot read predictions ({exc})") from None
+    try:
+        return Predictions.from_table(table)
+    except DataError as exc:
+        raise DataError(f"{uri}: {exc}") from None

@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from ferray.training import accuracy, au_f1, log_loss, macro_f1, per_class_metrics
+
+Y = np.array([0, 0, 1, 1, 2])
+PRED = np.array([0, 1, 1, 1, 0])
+
+
+def test_accuracy_from_labels_and_probabilities() -> None:
+    assert accuracy(Y, PRED) == pytest.approx(3 / 5)
+    assert accuracy(Y, np.eye(3)[PRED]) == pytest.approx(3 / 5)
+
+
+def test_macro_f1_by_hand() -> None:
+    # class 0: P=1/2 R=1/2 F=1/2; class 1: P=2/3 R=1 F=0.8; class 2: F=0
+    assert macro_f1(Y, PRED) == pytest.approx((0.5 + 0.8 + 0.0) / 3)
+    assert macro_f1(Y, PRED, num_classes=4) == pytest.approx((0.5 + 0.8) / 4)
+
+
+def test_per_class_metrics() -> None:
+    out = per_class_metrics(Y, np.eye(3)[PRED], ["anger", "happy", "sad"])
+    assert out["happy"] == pytest.approx({"precision": 2 / 3, "recall": 1.0, "f1": 0.8, "support": 2})
+    assert out["sad"]["support"] == 1 and out["sad"]["f1"] == 0.0
+
+
+def test_au_f1_skips_absent_aus() -> None:
+    true = np.array([[1, 0, 0], [1, 1, 0], [0, 1, 0]])
+    prob = np.array([[0.9, 0.1, 0.7], [0.2, 0.8, 0.1], [0.6, 0.4, 0.1]])
+    mean, per = au_f1(true, prob)
+    # AU0: tp=1 fp=1 fn=1 -> 0.5; AU1: tp=1 fn=1 -> 2/3; AU2 never occurs -> NaN
+    assert per[0] == pytest.approx(0.5) and per[1] == pytest.approx(2 / 3) and math.isnan(per[2])
+    assert mean == pytest.approx((0.5 + 2 / 3) / 2)
+    mean_masked, _ = au_f1(true, prob, mask=np.array([True, True, False]))
+    assert mean_masked == pytest.approx((2 / 3 + 1.0) / 2)  # AU0 tp=1 fn=1; AU1 perfect
+
+
+def test_log_loss_hard_and_soft() -> None:
+    proba = np.array([[0.5, 0.5], [0.25, 0.75]])
+    assert log_loss(np.array([0, 1]), proba) == pytest.approx(-(math.log(0.5) + math.log(0.75)) / 2)
+    assert log_loss(np.array([[1.0, 0.0], [0.0, 1.0]]), proba) == pytest.approx(log_loss(np.array([0, 1]), proba))

@@ -1,0 +1,72 @@
+"""End to end: ``ferray train`` with k=3 fold workers on a real local Ray with 2 CPUs."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ferray.data import FoldPlan, load_source
+from ferray.training.outputs import read_predictions
+
+pytestmark = pytest.mark.ray
+
+CONFIG = """\
+data:
+  source: "synthetic:basic7?count=350&size=48&seed=3"
+folds: {k: 3, seed: 0, holdout: 0.2}
+model: {backbone: resnet10t, drop_rate: 0.1}
+loss: {name: focal, focal_gamma: 2.0}
+augment: {strength: 0.3, mixup_alpha: 0.2, tta: [hflip]}
+optim: {lr: 0.002, ema_decay: 0.9, schedule: {name: cosine, warmup_epochs: 0.5}}
+run: {epochs: 2, batch_size: 32}
+"""
+
+
+def test_ferray_train_runs_three_folds_in_parallel_and_leaves_the_contract(tmp_path):
+    config = tmp_path / "train.yaml"
+    config.write_text(CONFIG)
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "ferray.cli", "train", str(config), "--output", str(out), "--num-cpus", "2"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    epoch_lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("epoch")]
+    assert len(epoch_lines) == 2, proc.stdout
+    assert all("accuracy" in ln and "±" in ln for ln in epoch_lines)
+
+    # Checkpoints: every epoch holds each fold's full training state.
+    epochs = sorted(p.name for p in (out / "checkpoints").glob("epoch_*"))
+    assert epochs == ["epoch_0001", "epoch_0002"]
+    state = torch.load(out / "checkpoints" / "epoch_0002" / "fold_2.pt", weights_only=False)
+    assert state["trainer"]["epoch"] == 2
+    assert {"model", "optimizer", "scheduler", "scaler", "ema", "torch_rng"} <= set(state["trainer"])
+    history = state["history"]
+    assert [r["epoch"] for r in history] == [1, 2]
+    for report in history:
+        folds = [report[f"val_accuracy_fold{i}"] for i in range(3)]
+        assert report["val_accuracy_mean"] == pytest.approx(np.mean(folds))
+        assert report["val_accuracy_std"] == pytest.approx(np.std(folds))
+        assert 0.0 <= report["metric"] <= 1.0
+
+    # Out-of-fold predictions: each cross-validation row exactly once, by the fold that did not train on it.
+    data = load_source("synthetic:basic7?count=350&size=48&seed=3")
+    plan = FoldPlan.load(out / "folds.parquet")
+    plan.check_matches(data)
+    oof = read_predictions(out / "oof.parquet")
+    assert np.array_equal(oof.rows, plan.cv_index)
+    assert np.array_equal(oof.folds, plan.fold[oof.rows])
+    assert np.array_equal(oof.labels, data.labels[oof.rows])
+    assert np.allclose(oof.probs.sum(axis=1), 1.0, atol=1e-4)
+    assert list(oof.ids) == list(data.ids[oof.rows])
+    holdout = read_predictions(out / "holdout.parquet")
+    assert len(holdout) == 3 * len(plan.holdout_index)
+    assert sorted(set(holdout.folds.tolist())) == [0, 1, 2]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["oof_per_class"]) == set(data.class_names)
+    assert metrics["oof"]["accuracy"] == pytest.approx(history[-1]["oof_accuracy"])
+    assert "holdout" in metrics
