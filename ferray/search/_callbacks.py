@@ -14,6 +14,7 @@ from typing import Any
 
 from ray.tune import Callback
 
+from ferray.search._optuna import finished
 from ferray.search._results import ResultsTable
 
 __all__ = ["ResultsCallback", "TensorBoardCallback", "LiveView", "error_reason"]
@@ -50,8 +51,10 @@ class ResultsCallback(Callback):
         scheduler: the :class:`PruningASHA` (which trials were pruned), or ``None``.
     """
 
-    def __init__(self, path: str | Path, searcher=None, scheduler=None, min_interval_s: float = 0.0):
+    def __init__(self, path: str | Path, *, max_epochs: int, searcher=None, scheduler=None,
+                 min_interval_s: float = 0.0):
         self.path = Path(path)
+        self.max_epochs = max_epochs
         self.table = ResultsTable()
         self._searcher = searcher
         self._scheduler = scheduler
@@ -88,9 +91,9 @@ class ResultsCallback(Callback):
         ot_state = getattr(self._searcher, "states", {}).get(trial.trial_id) if self._searcher else None
         pruned = self._scheduler is not None and trial.trial_id in self._scheduler.pruned
         last = trial.last_result or {}
-        if pruned or ot_state == "PRUNED":
-            state = "PRUNED" if pruned else "STOPPED"
-        elif not last.get("done", False):
+        if pruned:
+            state = "PRUNED"
+        elif ot_state == "PRUNED" or not finished(last, self.max_epochs):
             state = "STOPPED"
         elif ot_state == "FAIL":
             state = "ERROR"
@@ -268,8 +271,7 @@ class LiveView(Callback):
         self._draw(True)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        last = trial.last_result or {}
-        self._finish(trial, "COMPLETED" if last.get("done") else "PRUNED")
+        self._finish(trial, "COMPLETED" if finished(trial.last_result, self.max_epochs) else "PRUNED")
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self._finish(trial, "ERROR")

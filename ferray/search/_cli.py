@@ -15,9 +15,16 @@ import sys
 __all__ = ["add_commands", "COMMANDS"]
 
 
-def _cmd_search(args: argparse.Namespace) -> int:
+def _console():
+    import shutil
+
     from rich.console import Console
 
+    # Piped output (CI logs, `| less`) gets a wide table instead of rich's 80-column default.
+    return Console(width=max(120, shutil.get_terminal_size((160, 40)).columns))
+
+
+def _cmd_search(args: argparse.Namespace) -> int:
     from ferray.search import SearchInterrupted, dry_run, load_search_spec, packaged_spec, render_status, run_search
 
     path = args.spec or packaged_spec("quickstart")
@@ -32,7 +39,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
     except SearchInterrupted as exc:
         print(f"interrupted: {exc}", file=sys.stderr)
         return 130
-    Console().print(render_status(result.status))
+    _console().print(render_status(result.status))
     print(f"run directory: {result.run_dir} ({result.wall_seconds:.0f}s)")
     best = result.best
     if best is None or best["metric"] is None:
@@ -48,9 +55,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(status, indent=2, default=str))
     else:
-        from rich.console import Console
-
-        Console().print(render_status(status))
+        _console().print(render_status(status))
     return 0
 
 

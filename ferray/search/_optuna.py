@@ -60,26 +60,35 @@ def study_storage(run_dir: str | Path):
     return optuna.storages.RDBStorage(f"sqlite:///{path}")
 
 
-def trial_state(result: dict | None, *, error: bool, pruned: bool, metric: str) -> tuple[str, float | None]:
+def finished(result: dict | None, max_epochs: int) -> bool:
+    """Whether a trial's last report is its own end: its last epoch, or its own early stopping.
+
+    (Tune overwrites a result's ``done`` key when it stops a trial, so it cannot tell.)
+    """
+    if not result:
+        return False
+    epoch = result.get("epoch")
+    return bool(result.get("stopped_early")) or (isinstance(epoch, (int, float)) and epoch >= max_epochs)
+
+
+def trial_state(result: dict | None, *, error: bool, pruned: bool, metric: str,
+                max_epochs: int) -> tuple[str, float | None]:
     """The Optuna state name and value to tell for a finished Tune trial.
 
-    ``error`` -> FAIL; stopped by the scheduler (``pruned``) or ended without a final
-    result -> PRUNED (no value: Optuna uses the last intermediate value); a finite final
-    value -> COMPLETE; a NaN/inf or missing value -> FAIL.
+    ``error`` -> FAIL; stopped by the scheduler (``pruned``) or ended before its last epoch
+    without an error (time limit, interrupt) -> PRUNED, with no value (Optuna takes the
+    last intermediate value); a finite final value -> COMPLETE; NaN/inf/missing -> FAIL.
 
-    >>> trial_state({"metric": 0.5, "done": True}, error=False, pruned=False, metric="metric")
+    >>> trial_state({"metric": 0.5, "epoch": 3}, error=False, pruned=False, metric="metric", max_epochs=3)
     ('COMPLETE', 0.5)
-    >>> trial_state({"metric": 0.3, "done": False}, error=False, pruned=True, metric="metric")
+    >>> trial_state({"metric": 0.3, "epoch": 1}, error=False, pruned=True, metric="metric", max_epochs=3)
     ('PRUNED', None)
     """
     if error:
         return "FAIL", None
-    if pruned:
+    if pruned or (result is not None and not finished(result, max_epochs)):
         return "PRUNED", None
     value = (result or {}).get(metric)
-    if result is not None and not result.get("done", True):
-        # Stopped before its last epoch without an error (time limit, interrupt).
-        return "PRUNED", None
     if value is None or not isinstance(value, (int, float)) or not math.isfinite(value):
         return "FAIL", None
     return "COMPLETE", float(value)
@@ -98,7 +107,7 @@ class PruningASHA(ASHAScheduler):
 
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
         action = super().on_trial_result(tune_controller, trial, result)
-        if action == TrialScheduler.STOP and not result.get("done", False):
+        if action == TrialScheduler.STOP and not result.get("stopped_early"):
             at = result.get(self._time_attr)
             if at is not None and at < self._max_t:
                 self.pruned.add(trial.trial_id)
@@ -115,10 +124,16 @@ class PruneAwareOptunaSearch(OptunaSearch):
         **kwargs: :class:`ray.tune.search.optuna.OptunaSearch` arguments.
     """
 
-    def __init__(self, *args, scheduler: PruningASHA | None = None, **kwargs):
+    def __init__(self, *args, max_epochs: int, scheduler: PruningASHA | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self._scheduler = scheduler
+        self._max_epochs = max_epochs
+        self._reported: dict[str, set[int]] = {}
         self.states: dict[str, str] = {}
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        super().on_trial_result(trial_id, result)
+        self._reported.setdefault(trial_id, set()).add(int(result.get("training_iteration", 0)))
 
     def _pruned(self, trial_id: str) -> bool:
         scheduler = getattr(self, "_scheduler", None)
@@ -131,8 +146,16 @@ class PruneAwareOptunaSearch(OptunaSearch):
             return
         import optuna
 
-        state, value = trial_state(result, error=error, pruned=self._pruned(trial_id), metric=self._metric)
+        state, value = trial_state(result, error=error, pruned=self._pruned(trial_id), metric=self._metric,
+                                   max_epochs=self._max_epochs)
         ot_trial = self._ot_trials[trial_id]
+        # Tune hands the result that made the scheduler stop a trial (and a trial's last
+        # result) to on_trial_complete only: record it as an intermediate value too.
+        step = int((result or {}).get("training_iteration", 0))
+        value_now = (result or {}).get(self._metric)
+        if (not error and step and step not in self._reported.get(trial_id, set())
+                and isinstance(value_now, (int, float)) and math.isfinite(value_now)):
+            ot_trial.report(float(value_now), step)
         try:
             self._ot_study.tell(ot_trial, value, state=getattr(optuna.trial.TrialState, state))
         except Exception as exc:  # never let bookkeeping stop the sweep; keep the reason visible

@@ -288,8 +288,10 @@ def run_search(spec: SearchSpec | str | os.PathLike, *, run_dir: str | os.PathLi
     searcher = PruneAwareOptunaSearch(
         define_by_run(spec.space, base), metric=metric, mode=mode, sampler=make_sampler(spec),
         study_name=spec.name, storage=study_storage(run), scheduler=scheduler,
+        max_epochs=spec.budget.max_epochs,
     )
-    results_cb = ResultsCallback(run / "results.parquet", searcher=searcher, scheduler=scheduler)
+    results_cb = ResultsCallback(run / "results.parquet", max_epochs=spec.budget.max_epochs,
+                                 searcher=searcher, scheduler=scheduler)
     callbacks: list = [results_cb, TensorBoardCallback(run / "tensorboard")]
     saved_env: dict[str, str | None] = {}
     if spec.tracking.wandb.enabled:

@@ -100,7 +100,6 @@ class FoldTrainer:
         self.size = cfg.data.size or data.image_shape[0]
         self.channels = data.image_shape[2]
         self.epoch = 0
-        torch.manual_seed(_seed(cfg.run.seed, fold, 0xF01D))
 
         self.predicts_aus = cfg.model.head != "emotion"
         if self.predicts_aus and data.aus is None:
@@ -117,8 +116,10 @@ class FoldTrainer:
         if self.predicts_aus:
             au_rate = data.aus[self.train_index].mean(axis=0)
 
-        self.model = build_model(cfg.model, num_classes=data.num_classes, in_chans=self.channels,
-                                 img_size=self.size).to(self.device)
+        with torch.random.fork_rng(devices=[]):  # seeded init without touching the caller's RNG
+            torch.manual_seed(_seed(cfg.run.seed, fold, 0xF01D))
+            self.model = build_model(cfg.model, num_classes=data.num_classes, in_chans=self.channels,
+                                     img_size=self.size).to(self.device)
         if cfg.run.channels_last and self.device.type == "cuda":
             self.model = self.model.to(memory_format=torch.channels_last)
         self.loss_fn = build_loss(cfg.loss, num_classes=data.num_classes, class_counts=self.class_counts,
@@ -249,7 +250,8 @@ class FoldTrainer:
         labels = self.data.labels[index]
         target = self.targets[index]
         loss = float(-(target * np.log(np.clip(probs, 1e-7, 1.0))).sum(axis=1).mean())
-        out = {"loss": loss, "accuracy": accuracy(labels, probs), "macro_f1": macro_f1(labels, probs)}
+        out = {"loss": loss, "accuracy": accuracy(labels, probs),
+               "macro_f1": macro_f1(labels, probs, num_classes=self.data.num_classes)}
         if au_probs is not None and self.data.aus is not None:
             out["au_f1"] = au_f1(self.data.aus[index], au_probs)[0]
         return out

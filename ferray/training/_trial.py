@@ -151,6 +151,7 @@ def _format_report(r: dict) -> str:
 
 
 def train(config: TrainConfig | str | os.PathLike | dict, *, source: str | None = None,
+          data: FERData | None = None,
           output_dir: str | os.PathLike | None = None, address: str | None = None,
           num_cpus: int | None = None, progress: bool = True, echo=print) -> TrainResult:
     """Train one configuration on every fold, the folds in parallel on Ray Train.
@@ -158,6 +159,7 @@ def train(config: TrainConfig | str | os.PathLike | dict, *, source: str | None 
     Args:
         config: a :class:`TrainConfig`, a YAML path, or a dict of the same keys.
         source: overrides ``data.source``.
+        data: an already loaded dataset, used instead of any source.
         output_dir: where checkpoints and prediction files go (default ``runs/train-<time>``).
         address: a Ray cluster to connect to; default: ``RAY_ADDRESS`` or a new local Ray.
         num_cpus: CPUs of a new local Ray (default: all).
@@ -181,7 +183,8 @@ def train(config: TrainConfig | str | os.PathLike | dict, *, source: str | None 
     from ferray.training.models import check_backbone
 
     check_backbone(cfg.model.backbone)
-    data = load_data(cfg, source)
+    if data is None:
+        data = load_data(cfg, source)
     if cfg.model.head != "emotion" and data.aus is None:
         raise ConfigError(f"model.head: '{cfg.model.head}' needs action-unit labels but {data.origin} has none")
     plan = make_fold_plan(cfg, data)

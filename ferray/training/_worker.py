@@ -105,6 +105,7 @@ def fold_worker(config: dict) -> None:
     fold_of = np.asarray(config["folds"])
     threads = int(config.get("threads") or 1)
     torch.set_num_threads(threads)
+    torch.manual_seed(cfg.run.seed * 1009 + rank)  # dropout and other in-model randomness
     device = torch.device("cpu")
     if cfg.resources.gpus_per_worker > 0 and torch.cuda.is_available():
         import ray.train.torch

@@ -89,13 +89,14 @@ def test_get_status_of_a_non_run_dir(tmp_path):
 
 
 @pytest.mark.parametrize("result, error, pruned, expected", [
-    ({"metric": 0.5, "done": True}, False, False, ("COMPLETE", 0.5)),
-    ({"metric": 0.3, "done": False}, False, True, ("PRUNED", None)),
-    ({"metric": 0.3, "done": False}, False, False, ("PRUNED", None)),  # stopped (time limit)
-    ({"metric": 0.3, "done": False}, True, False, ("FAIL", None)),
-    ({"metric": 0.3, "done": True}, True, False, ("FAIL", None)),      # error beats a last value
+    ({"metric": 0.5, "epoch": 3}, False, False, ("COMPLETE", 0.5)),
+    ({"metric": 0.5, "epoch": 2, "stopped_early": True}, False, False, ("COMPLETE", 0.5)),  # own patience
+    ({"metric": 0.3, "epoch": 1}, False, True, ("PRUNED", None)),
+    ({"metric": 0.3, "epoch": 2, "done": True}, False, False, ("PRUNED", None)),  # Tune's done: time limit
+    ({"metric": 0.3, "epoch": 1}, True, False, ("FAIL", None)),
+    ({"metric": 0.3, "epoch": 3}, True, False, ("FAIL", None)),      # an error beats a last value
     (None, True, False, ("FAIL", None)),
-    ({"metric": math.nan, "done": True}, False, False, ("FAIL", None)),
+    ({"metric": math.nan, "epoch": 3}, False, False, ("FAIL", None)),
 ])
 def test_trial_state_for_optuna(result, error, pruned, expected):
-    assert trial_state(result, error=error, pruned=pruned, metric="metric") == expected
+    assert trial_state(result, error=error, pruned=pruned, metric="metric", max_epochs=3) == expected
