@@ -25,15 +25,14 @@ def _console():
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
-    from ferray.search import SearchInterrupted, dry_run, load_search_spec, packaged_spec, render_status, run_search
+    from ferray.search import SearchInterrupted, dry_run, packaged_spec, render_status, run_search
 
     path = args.spec or packaged_spec("quickstart")
     if args.dry_run:
         print(dry_run(path, address=args.address, num_cpus=args.num_cpus))
         return 0
-    spec = load_search_spec(path)
     try:
-        result = run_search(path if args.spec else spec, storage=args.storage, name=args.name,
+        result = run_search(path, storage=args.storage, name=args.name,
                             address=args.address, num_cpus=args.num_cpus, live=not args.no_live,
                             echo=lambda s: print(s, file=sys.stderr))
     except SearchInterrupted as exc:

@@ -185,13 +185,16 @@ def _trial_fn(config: dict, *, base: dict, data_box: list, plan: Any, resources:
     import ray.tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
+    from ferray.search._reaper import PlacementGroupReporter
     from ferray.training._trial import TrainingFailed, _reason, build_trainer
 
     cfg = trial_config(base, config)
-    trial_dir = ray.tune.get_context().get_trial_dir()
+    context = ray.tune.get_context()
+    trial_dir = context.get_trial_dir()
     storage = trial_dir if storage_root is None else f"{storage_root.rstrip('/')}/{Path(trial_dir).name}"
+    callbacks = [TuneReportCallback(), PlacementGroupReporter(data_box[1], context.get_trial_id())]
     trainer = build_trainer(cfg, data_box[0], plan, resources, output_dir=trial_dir, name="checkpoints",
-                            storage_path=storage, callbacks=[TuneReportCallback()])
+                            storage_path=storage, callbacks=callbacks)
     try:
         trainer.fit()
     except Exception as exc:  # Ray wraps the worker's error in several layers; keep its message
@@ -292,7 +295,12 @@ def run_search(spec: SearchSpec | str | os.PathLike, *, run_dir: str | os.PathLi
     )
     results_cb = ResultsCallback(run / "results.parquet", max_epochs=spec.budget.max_epochs,
                                  searcher=searcher, scheduler=scheduler)
-    callbacks: list = [results_cb, TensorBoardCallback(run / "tensorboard")]
+    from ray.util.queue import Queue
+
+    from ferray.search._reaper import PlacementGroupReaper
+
+    pg_queue = Queue(actor_options={"num_cpus": 0})
+    callbacks: list = [PlacementGroupReaper(pg_queue), results_cb, TensorBoardCallback(run / "tensorboard")]
     saved_env: dict[str, str | None] = {}
     if spec.tracking.wandb.enabled:
         wandb_cb, wandb_mode = _wandb_callback(spec, run)
@@ -306,7 +314,7 @@ def run_search(spec: SearchSpec | str | os.PathLike, *, run_dir: str | os.PathLi
         callbacks.append(LiveView(trials=spec.budget.trials, max_epochs=spec.budget.max_epochs,
                                   concurrent=rplan.concurrent_trials, metric=spec.metric, mode=mode))
 
-    trainable = tune.with_parameters(_trial_fn, base=base, data_box=[data_ref], plan=plan, resources=rplan,
+    trainable = tune.with_parameters(_trial_fn, base=base, data_box=[data_ref, pg_queue], plan=plan, resources=rplan,
                                      storage_root=None if ray_storage is None else
                                      f"{ray_storage.rstrip('/')}/{run.name}")
     trainable = tune.with_resources(trainable, {"CPU": rplan.driver_cpus})

@@ -70,3 +70,38 @@ def test_ferray_train_runs_three_folds_in_parallel_and_leaves_the_contract(tmp_p
     assert set(metrics["oof_per_class"]) == set(data.class_names)
     assert metrics["oof"]["accuracy"] == pytest.approx(history[-1]["oof_accuracy"])
     assert "holdout" in metrics
+
+
+def test_a_loss_that_becomes_nan_stops_the_trial_with_its_reason(tmp_path):
+    from ferray.training import build_model
+    from ferray.training.config import ModelConfig
+
+    # A corrupt local weights file (every weight NaN) makes the first loss NaN in every fold.
+    model = build_model(ModelConfig(backbone="test_resnet"), num_classes=7, in_chans=1, img_size=48)
+    weights = tmp_path / "corrupt.pth"
+    torch.save({k: torch.full_like(v, float("nan")) if v.is_floating_point() else v
+                for k, v in model.state_dict().items()}, weights)
+    config = tmp_path / "nan.yaml"
+    config.write_text(
+        'data: {source: "synthetic:basic7?count=140&size=48"}\n'
+        f"model: {{backbone: test_resnet, pretrained: '{weights}'}}\n"
+        "folds: {k: 2}\nrun: {epochs: 2, batch_size: 16}\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "ferray.cli", "train", str(config), "--output", str(tmp_path / "run"),
+         "--num-cpus", "2"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "training stopped: fold" in proc.stderr
+    assert "training loss became nan at epoch 1, step 1" in proc.stderr
+
+
+def test_unknown_backbone_fails_before_ray_starts(tmp_path):
+    config = tmp_path / "typo.yaml"
+    config.write_text("model:\n  backbone: resnet181\n")
+    proc = subprocess.run([sys.executable, "-m", "ferray.cli", "train", str(config)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "unknown backbone 'resnet181'; did you mean 'resnet18'" in proc.stderr
+    assert "ray" not in proc.stderr.lower()

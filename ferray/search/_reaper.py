@@ -1,0 +1,82 @@
+"""Free the fold workers' placement group of a trial that Tune stopped.
+
+A Ray Train (V2) run reserves its fold workers' CPUs in a placement group created by its
+controller actor. When Tune stops a trial early (ASHA) it ends the trial's actor; the
+controller dies with it, but a placement group lives as long as its creator's *job* (the
+sweep's driver), and Train's own ``PlacementGroupCleaner`` finds dead controllers through
+Ray's state API, which needs the dashboard. Without it, every pruned trial kept its
+workers' CPUs reserved, and the next trials waited for them forever (seen on 2 CPUs: the
+third and fourth trials of a sweep never started their workers).
+
+So each trial's controller sends its placement group to the driver
+(:class:`PlacementGroupReporter`, a Train callback) and :class:`PlacementGroupReaper`
+(a Tune callback) removes it when the trial ends, whatever way it ended.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from ray.train.v2._internal.execution.callback import WorkerGroupCallback
+from ray.tune import Callback
+
+__all__ = ["PlacementGroupReporter", "PlacementGroupReaper"]
+
+logger = logging.getLogger(__name__)
+
+
+class PlacementGroupReporter(WorkerGroupCallback):
+    """Runs in a trial's Train controller: sends ``(trial_id, placement_group)`` to the driver."""
+
+    def __init__(self, queue, trial_id: str) -> None:
+        self._queue = queue
+        self._trial_id = trial_id
+
+    def after_worker_group_start(self, worker_group) -> None:
+        try:
+            pg = worker_group._worker_group_state.placement_group_handle.placement_group
+            self._queue.put((self._trial_id, pg), timeout=10)
+        except Exception as exc:  # noqa: BLE001 - best effort; never fail the trial for it
+            logger.warning("could not report the placement group of trial %s: %s", self._trial_id, exc)
+
+
+class PlacementGroupReaper(Callback):
+    """On the driver: removes the fold workers' placement groups of trials that ended."""
+
+    def __init__(self, queue) -> None:
+        self._queue = queue
+        self._groups: dict[str, list] = {}
+
+    def _drain(self) -> None:
+        try:
+            items = self._queue.get_nowait_batch(self._queue.qsize())
+        except Exception:  # noqa: BLE001 - empty or gone
+            items = []
+        for trial_id, pg in items:
+            self._groups.setdefault(trial_id, []).append(pg)
+
+    def _reap(self, trial_id: str) -> None:
+        from ray.util import placement_group_table, remove_placement_group
+
+        self._drain()
+        for pg in self._groups.pop(trial_id, []):
+            try:
+                if placement_group_table(pg).get("state") != "REMOVED":
+                    remove_placement_group(pg)
+            except Exception as exc:  # noqa: BLE001
+                logger.warning("could not remove a placement group of trial %s: %s", trial_id, exc)
+
+    def on_step_end(self, iteration, trials, **info):
+        if iteration % 20 == 0:
+            self._drain()
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._reap(trial.trial_id)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._reap(trial.trial_id)
+
+    def on_experiment_end(self, trials, **info):
+        self._drain()
+        for trial_id in list(self._groups):
+            self._reap(trial_id)
