@@ -94,7 +94,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="ferray",
-        description="Distributed hyperparameter search, ensembling and distillation for facial "
+        description="Distributed hyperparameter search for facial "
         "expression recognition.",
     )
     parser.add_argument("--version", action="version", version=f"ferray {__version__}")
@@ -134,10 +134,14 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS or local)")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs of a new local Ray (default: all)")
     p.set_defaults(func=_cmd_train)
+
+    from ferray.search._cli import add_commands as add_search_commands
+
+    add_search_commands(commands)
     return parser
 
 
-#: The command table: (words, one-line help) for ``ferray --help`` readers and tests.
+#: Command words -> handler (``search`` and ``status`` live in :mod:`ferray.search._cli`).
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "data prepare": _cmd_data_prepare,
     "data check": _cmd_data_check,

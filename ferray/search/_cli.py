@@ -1,6 +1,6 @@
 """``ferray search`` and ``ferray status``: argument parsing over :mod:`ferray.search`.
 
-The lead's ``ferray/cli.py`` calls :func:`add_commands` with its sub-parsers; each command
+``ferray/cli.py`` calls :func:`add_commands` with its sub-parsers; each command
 only parses arguments, calls a library function and returns an exit code (0 ok, 1 the
 sweep ran but no trial succeeded, 2 bad input via :class:`~ferray.errors.FerrayError`,
 130 interrupted).

@@ -62,12 +62,13 @@ def study_storage(run_dir: str | Path):
 def finished(result: dict | None, max_epochs: int) -> bool:
     """Whether a trial's last report is its own end: its last epoch, or its own early stopping.
 
-    (Tune overwrites a result's ``done`` key when it stops a trial, so it cannot tell.)
+    The fold workers mark that report ``final`` (Tune overwrites a result's ``done`` key when
+    it stops a trial, so ``done`` cannot tell).
     """
     if not result:
         return False
     epoch = result.get("epoch")
-    return bool(result.get("stopped_early")) or (isinstance(epoch, (int, float)) and epoch >= max_epochs)
+    return bool(result.get("final") or result.get("stopped_early")) or (isinstance(epoch, (int, float)) and epoch >= max_epochs)
 
 
 def trial_state(result: dict | None, *, error: bool, pruned: bool, metric: str,

@@ -26,7 +26,7 @@ STATES = ("PENDING", "RUNNING", "COMPLETED", "PRUNED", "STOPPED", "ERROR")
 RESULT_KEYS = (
     "epoch", "metric", "val_accuracy_mean", "val_accuracy_std", "val_macro_f1_mean", "val_macro_f1_std",
     "val_loss_mean", "val_loss_std", "val_au_f1_mean", "val_au_f1_std", "train_loss_mean", "lr",
-    "epoch_seconds", "time_total_s", "done",
+    "epoch_seconds", "time_total_s", "final", "stopped_early",
 )
 
 

@@ -3,80 +3,80 @@
 >>> from ferray.training import FocalLoss, mixup, build_model, BACKBONE_FAMILIES
 """
 
-from ferray.training.augment import ImageTransform, apply_batch, build_eval_transform, build_train_transform
-from ferray.training.ema import ModelEma
-from ferray.training.losses import (
-    LOSSES,
-    AULoss,
-    FERLoss,
-    FocalLoss,
-    SoftCrossEntropy,
-    build_loss,
-    register_loss,
-    soft_cross_entropy,
-)
-from ferray.training.metrics import accuracy, au_f1, log_loss, macro_f1, per_class_metrics
-from ferray.training.mixup import MixupCutmix, cutmix, cutmix_box, mixup
-from ferray.training.models import (
-    BACKBONE_FAMILIES,
-    HEADS,
-    NUM_AUS,
-    FERModel,
-    LoadReport,
-    build_model,
-    check_backbone,
-    load_pretrained,
-    param_groups,
-)
-from ferray.training.schedules import SCHEDULES, build_optimizer, build_scheduler, register_schedule
-from ferray.training.tta import TTA_VIEWS, predict_proba
+# Exports load on first use: ``import ferray.training.config`` (spec validation, the CLI)
+# must not pay for torch, timm and albumentations.
+import importlib as _importlib
+from typing import TYPE_CHECKING as _TYPE_CHECKING
 
-__all__ = [
-    # models
-    "BACKBONE_FAMILIES",
-    "HEADS",
-    "NUM_AUS",
-    "FERModel",
-    "LoadReport",
-    "build_model",
-    "check_backbone",
-    "load_pretrained",
-    "param_groups",
-    # losses
-    "LOSSES",
-    "AULoss",
-    "FERLoss",
-    "FocalLoss",
-    "SoftCrossEntropy",
-    "build_loss",
-    "register_loss",
-    "soft_cross_entropy",
-    # augmentation and mixing
-    "ImageTransform",
-    "apply_batch",
-    "build_eval_transform",
-    "build_train_transform",
-    "MixupCutmix",
-    "cutmix",
-    "cutmix_box",
-    "mixup",
-    # optimisation
-    "SCHEDULES",
-    "build_optimizer",
-    "build_scheduler",
-    "register_schedule",
-    "ModelEma",
-    # evaluation
-    "accuracy",
-    "au_f1",
-    "log_loss",
-    "macro_f1",
-    "per_class_metrics",
-    "TTA_VIEWS",
-    "predict_proba",
-]
+_EXPORTS = {
+    "ImageTransform": "ferray.training.augment",
+    "apply_batch": "ferray.training.augment",
+    "build_eval_transform": "ferray.training.augment",
+    "build_train_transform": "ferray.training.augment",
+    "ModelEma": "ferray.training.ema",
+    "LOSSES": "ferray.training.losses",
+    "AULoss": "ferray.training.losses",
+    "FERLoss": "ferray.training.losses",
+    "FocalLoss": "ferray.training.losses",
+    "SoftCrossEntropy": "ferray.training.losses",
+    "build_loss": "ferray.training.losses",
+    "register_loss": "ferray.training.losses",
+    "soft_cross_entropy": "ferray.training.losses",
+    "accuracy": "ferray.training.metrics",
+    "au_f1": "ferray.training.metrics",
+    "log_loss": "ferray.training.metrics",
+    "macro_f1": "ferray.training.metrics",
+    "per_class_metrics": "ferray.training.metrics",
+    "MixupCutmix": "ferray.training.mixing",
+    "cutmix": "ferray.training.mixing",
+    "cutmix_box": "ferray.training.mixing",
+    "mixup": "ferray.training.mixing",
+    "BACKBONE_FAMILIES": "ferray.training.models",
+    "HEADS": "ferray.training.models",
+    "NUM_AUS": "ferray.training.models",
+    "FERModel": "ferray.training.models",
+    "LoadReport": "ferray.training.models",
+    "build_model": "ferray.training.models",
+    "check_backbone": "ferray.training.models",
+    "load_pretrained": "ferray.training.models",
+    "param_groups": "ferray.training.models",
+    "SCHEDULES": "ferray.training.schedules",
+    "build_optimizer": "ferray.training.schedules",
+    "build_scheduler": "ferray.training.schedules",
+    "register_schedule": "ferray.training.schedules",
+    "TTA_VIEWS": "ferray.training.tta",
+    "predict_proba": "ferray.training.tta",
+    "TrainingFailed": "ferray.training._trial",
+    "TrainResult": "ferray.training._trial",
+    "train": "ferray.training._trial",
+    "TrainConfig": "ferray.training.config",
+    "load_train_config": "ferray.training.config",
+}
 
-from ferray.training._trial import TrainingFailed, TrainResult, train  # noqa: E402
-from ferray.training.config import TrainConfig, load_train_config  # noqa: E402
+__all__ = sorted(_EXPORTS)
 
-__all__ += ["TrainConfig", "TrainResult", "TrainingFailed", "load_train_config", "train"]
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ferray.training' has no attribute {name!r}")
+    value = getattr(_importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
+
+if _TYPE_CHECKING:  # pragma: no cover - for static analysers only
+    from ferray.training.augment import ImageTransform, apply_batch, build_eval_transform, build_train_transform
+    from ferray.training.ema import ModelEma
+    from ferray.training.losses import LOSSES, AULoss, FERLoss, FocalLoss, SoftCrossEntropy, build_loss, register_loss, soft_cross_entropy
+    from ferray.training.metrics import accuracy, au_f1, log_loss, macro_f1, per_class_metrics
+    from ferray.training.mixing import MixupCutmix, cutmix, cutmix_box, mixup
+    from ferray.training.models import BACKBONE_FAMILIES, HEADS, NUM_AUS, FERModel, LoadReport, build_model, check_backbone, load_pretrained, param_groups
+    from ferray.training.schedules import SCHEDULES, build_optimizer, build_scheduler, register_schedule
+    from ferray.training.tta import TTA_VIEWS, predict_proba
+    from ferray.training._trial import TrainingFailed, TrainResult, train
+    from ferray.training.config import TrainConfig, load_train_config

@@ -24,7 +24,7 @@ from ferray.training.config import TrainConfig
 from ferray.training.ema import ModelEma
 from ferray.training.losses import build_loss
 from ferray.training.metrics import accuracy, au_f1, macro_f1
-from ferray.training.mixup import MixupCutmix
+from ferray.training.mixing import MixupCutmix
 from ferray.training.models import build_model
 from ferray.training.schedules import build_optimizer, build_scheduler
 from ferray.training.tta import predict_proba

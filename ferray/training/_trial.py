@@ -143,7 +143,7 @@ def _format_report(r: dict) -> str:
             parts.append(f"{name} {r[f'val_{name}_mean']:.4f} ± {r[f'val_{name}_std']:.4f}")
     parts.append(f"train_loss {r['train_loss_mean']:.4f}")
     parts.append(f"{r['epoch_seconds']:.1f}s")
-    if r.get("done"):
+    if r.get("final"):
         tail = [f"{k} {v:.4f}" for k, v in r.items()
                 if k.startswith(("oof_", "holdout_")) and isinstance(v, float)]
         parts.append("| " + ", ".join(tail))

@@ -151,7 +151,7 @@ def fold_worker(config: dict) -> None:
         patience = cfg.run.early_stopping_patience
         stopped_early = patience is not None and since_best >= patience
         done = stopped_early or epoch + 1 == cfg.run.epochs
-        report.update(best_metric=best, best_epoch=best_epoch, done=done, stopped_early=stopped_early)
+        report.update(best_metric=best, best_epoch=best_epoch, final=done, stopped_early=stopped_early)
         if done:
             report.update(_final_outputs(trainer, data, fold_of, rank, cfg, config))
         history.append(report)

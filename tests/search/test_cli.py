@@ -25,7 +25,7 @@ def test_search_arguments_parse():
 def test_status_json(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "200")
     t = ResultsTable()
-    t.add_result("a", {"optim.lr": 0.01}, {"epoch": 1, "metric": 0.4, "done": True})
+    t.add_result("a", {"optim.lr": 0.01}, {"epoch": 1, "metric": 0.4, "final": True})
     t.set_state("a", "COMPLETED")
     t.add_trial("b", {"optim.lr": 9.0})
     t.set_state("b", "ERROR", error="TrainingFailed: loss became NaN")

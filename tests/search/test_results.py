@@ -10,7 +10,7 @@ from ferray.search._optuna import trial_state
 
 def _report(epoch, metric, done=False, **extra):
     return {"epoch": epoch, "metric": metric, "val_accuracy_mean": metric, "val_accuracy_std": 0.01,
-            "epoch_seconds": 2.0, "done": done, "ignored_key": 1, **extra}
+            "epoch_seconds": 2.0, "final": done, "ignored_key": 1, **extra}
 
 
 def _table():
@@ -72,8 +72,8 @@ def test_get_status_best_first_and_best_config(tmp_path):
 
 def test_get_status_loss_is_minimised(tmp_path):
     t = ResultsTable()
-    t.add_result("a", {}, {"epoch": 1, "metric": 1.2, "done": True}); t.set_state("a", "COMPLETED")
-    t.add_result("b", {}, {"epoch": 1, "metric": 0.9, "done": True}); t.set_state("b", "COMPLETED")
+    t.add_result("a", {}, {"epoch": 1, "metric": 1.2, "final": True}); t.set_state("a", "COMPLETED")
+    t.add_result("b", {}, {"epoch": 1, "metric": 0.9, "final": True}); t.set_state("b", "COMPLETED")
     t.write(tmp_path / "results.parquet")
     (tmp_path / "spec.yaml").write_text("name: demo\nrun: {metric: loss}\n")
     assert get_status(tmp_path)["best"]["trial_id"] == "b"
@@ -93,6 +93,7 @@ def test_get_status_of_a_non_run_dir(tmp_path):
     ({"metric": 0.5, "epoch": 2, "stopped_early": True}, False, False, ("COMPLETE", 0.5)),  # own patience
     ({"metric": 0.3, "epoch": 1}, False, True, ("PRUNED", None)),
     ({"metric": 0.3, "epoch": 2, "done": True}, False, False, ("PRUNED", None)),  # Tune's done: time limit
+    ({"metric": 0.4, "epoch": 2, "final": True}, False, False, ("COMPLETE", 0.4)),  # the worker's own end
     ({"metric": 0.3, "epoch": 1}, True, False, ("FAIL", None)),
     ({"metric": 0.3, "epoch": 3}, True, False, ("FAIL", None)),      # an error beats a last value
     (None, True, False, ("FAIL", None)),
