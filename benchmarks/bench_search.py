@@ -110,6 +110,14 @@ def best_at(curve: list[tuple[int, float]], epochs: int) -> float:
     return value
 
 
+def epochs_to_reach(curve: list[tuple[int, float]], target: float) -> int | None:
+    """The epochs a sweep spent before its best first reached ``target`` (None: never)."""
+    for spent, best in curve:
+        if best >= target:
+            return spent
+    return None
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="3 seeds, 3 epochs, small trial counts (~25 min)")
@@ -163,6 +171,18 @@ def main(argv=None) -> int:
         summary[strategy] = {"best_at_budget_mean": mean, "best_at_budget_std": std, "values": values,
                              "wall_s_mean": wall, "compute_s_mean": compute}
         print(f"  {strategy:12s} {mean:.4f} ± {std:.4f}   wall {wall:.0f}s vs trial compute {compute:.0f}s")
+    if "random_full" in runs:
+        print("\nepochs to reach the random-search best of the same seed (target: at most 1/3 of random's):")
+        for strategy in (s for s in runs if s != "random_full"):
+            ratios = []
+            for entry, ref in zip(runs[strategy], runs["random_full"]):
+                reached = epochs_to_reach(entry["curve"], ref["best"])
+                ratio = None if reached is None else reached / ref["epochs"]
+                ratios.append(ratio)
+                print(f"  {strategy:12s} seed {entry['seed']}: random best {ref['best']:.4f} after {ref['epochs']} "
+                      f"epochs; reached after {reached if reached is not None else 'never'}"
+                      + ("" if ratio is None else f" ({ratio:.2f}x)"))
+            summary[strategy]["epochs_ratio_to_random_best"] = ratios
     if args.out:
         Path(args.out).write_text(json.dumps({"budget_epochs": budget, "summary": summary, "runs": runs,
                                               "args": vars(args)}, indent=2, default=str))

@@ -141,7 +141,7 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-#: Command words -> handler (``search`` and ``status`` live in :mod:`ferray.search._cli`).
+#: Command words -> handler (``search``, ``resume`` and ``status`` live in :mod:`ferray.search._cli`).
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "data prepare": _cmd_data_prepare,
     "data check": _cmd_data_check,

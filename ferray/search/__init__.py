@@ -42,6 +42,7 @@ __all__ = [
     "apply_params",
     # sweep (imported lazily: they pull in Ray)
     "run_search",
+    "resume_search",
     "dry_run",
     "SearchResult",
     "SearchInterrupted",
@@ -54,7 +55,7 @@ __all__ = [
     "render_status",
 ]
 
-_LAZY = {"run_search", "dry_run", "SearchResult", "SearchInterrupted", "plan_search_resources"}
+_LAZY = {"run_search", "resume_search", "dry_run", "SearchResult", "SearchInterrupted", "plan_search_resources"}
 
 
 def __getattr__(name: str):

@@ -49,13 +49,14 @@ class ResultsCallback(Callback):
         path: the results file.
         searcher: the :class:`PruneAwareOptunaSearch` (trial numbers and Optuna states).
         scheduler: the :class:`PruningASHA` (which trials were pruned), or ``None``.
+        resume: continue the table already in ``path`` (a resumed sweep).
     """
 
     def __init__(self, path: str | Path, *, max_epochs: int, searcher=None, scheduler=None,
-                 min_interval_s: float = 0.0):
+                 min_interval_s: float = 0.0, resume: bool = False):
         self.path = Path(path)
         self.max_epochs = max_epochs
-        self.table = ResultsTable()
+        self.table = ResultsTable.load(self.path) if resume and self.path.exists() else ResultsTable()
         self._searcher = searcher
         self._scheduler = scheduler
         self._min_interval = min_interval_s
@@ -185,7 +186,7 @@ class LiveView(Callback):
     """
 
     def __init__(self, *, trials: int, max_epochs: int, concurrent: int, metric: str, mode: str,
-                 console=None, refresh_s: float = 1.0):
+                 console=None, refresh_s: float = 1.0, table: ResultsTable | None = None):
         from rich.console import Console
 
         self.console = console or Console(stderr=True)
@@ -198,6 +199,29 @@ class LiveView(Callback):
         self._states: dict[str, str] = {}
         self._epochs: dict[str, int] = {}
         self._best: tuple[float, str, dict] | None = None
+        for row in (table.rows() if table is not None else []):  # a resumed sweep's trials so far
+            tid = row["trial_id"]
+            self._states[tid] = row["state"]
+            if row.get("epoch") is not None:
+                self._epochs[tid] = int(row["epoch"])
+            value = row.get("metric")
+            if _finite(value) and (self._best is None or (value > self._best[0] if mode == "max"
+                                                          else value < self._best[0])):
+                params = {k[len("param."):]: v for k, v in row.items() if k.startswith("param.") and v is not None}
+                self._best = (float(value), tid, params)
+
+    def __getstate__(self) -> dict:
+        # Tune pickles its callbacks with the experiment state; a console holds locks.
+        state = dict(self.__dict__)
+        state["console"] = None
+        state["_live"] = None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        from rich.console import Console
+
+        self.__dict__.update(state)
+        self.console = Console(stderr=True)
 
     def setup(self, **info):
         self._start = time.monotonic()

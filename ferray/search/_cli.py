@@ -1,4 +1,4 @@
-"""``ferray search`` and ``ferray status``: argument parsing over :mod:`ferray.search`.
+"""``ferray search``, ``ferray resume`` and ``ferray status``: argument parsing over :mod:`ferray.search`.
 
 ``ferray/cli.py`` calls :func:`add_commands` with its sub-parsers; each command
 only parses arguments, calls a library function and returns an exit code (0 ok, 1 the
@@ -47,6 +47,24 @@ def _cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_resume(args: argparse.Namespace) -> int:
+    from ferray.search import SearchInterrupted, render_status, resume_search
+
+    try:
+        result = resume_search(args.run, extend=args.extend, address=args.address, num_cpus=args.num_cpus,
+                               live=not args.no_live, echo=lambda s: print(s, file=sys.stderr))
+    except SearchInterrupted as exc:
+        print(f"interrupted: {exc}", file=sys.stderr)
+        return 130
+    _console().print(render_status(result.status))
+    print(f"run directory: {result.run_dir} ({result.wall_seconds:.0f}s)")
+    best = result.best
+    if best is None or best["metric"] is None:
+        print("no trial produced a fold-mean metric; see `ferray status` for the errors", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _cmd_status(args: argparse.Namespace) -> int:
     from ferray.search import get_status, render_status
 
@@ -75,6 +93,18 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-live", action="store_true", help="plain log lines instead of the live view")
     p.set_defaults(func=_cmd_search)
 
+    p = subparsers.add_parser(
+        "resume", help="continue an interrupted sweep from its run directory (or add trials with --extend)",
+        description="Continue a sweep: finished trials are kept, unfinished ones continue from their last "
+                    "epoch checkpoint with the same fold plan, Optuna study, ASHA rungs and spec. Refuses a "
+                    "folder that is not a sweep, an edited spec.yaml, or changed data.")
+    p.add_argument("run", help="run directory of a sweep")
+    p.add_argument("--extend", type=int, default=0, metavar="N", help="add N trials (same space) to the budget")
+    p.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS or a local Ray)")
+    p.add_argument("--num-cpus", type=int, default=None, help="CPUs of a new local Ray (default: all)")
+    p.add_argument("--no-live", action="store_true", help="plain log lines instead of the live view")
+    p.set_defaults(func=_cmd_resume)
+
     p = subparsers.add_parser("status", help="show a sweep's trials, best first, and its best configuration")
     p.add_argument("run", help="run directory of a sweep")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -82,4 +112,4 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 #: Command words -> handler, for ferray.cli.COMMANDS.
-COMMANDS = {"search": _cmd_search, "status": _cmd_status}
+COMMANDS = {"search": _cmd_search, "resume": _cmd_resume, "status": _cmd_status}

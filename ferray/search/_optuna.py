@@ -12,13 +12,17 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from ray.tune import Callback
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 from ray.tune.search.optuna import OptunaSearch
 
 from ferray.search._spec import SearchSpec
 
-__all__ = ["PruningASHA", "PruneAwareOptunaSearch", "trial_state", "make_sampler", "study_storage",
-           "startup_trials"]
+__all__ = ["PruningASHA", "PruneAwareOptunaSearch", "SchedulerState", "trial_state", "make_sampler",
+           "study_storage", "startup_trials", "TUNE_TRIAL_ATTR"]
+
+#: Optuna user attribute naming the Tune trial an Optuna trial belongs to.
+TUNE_TRIAL_ATTR = "tune_trial_id"
 
 
 def startup_trials(spec: SearchSpec) -> int:
@@ -95,9 +99,14 @@ def trial_state(result: dict | None, *, error: bool, pruned: bool, metric: str,
 
 
 class PruningASHA(ASHAScheduler):
-    """ASHA that remembers which trials it stopped before their last epoch.
+    """ASHA that remembers which trials it stopped before their last epoch, and whose rungs survive a restart.
 
     ``pruned`` holds their Tune trial ids and ``pruned_at`` the epoch each was stopped at.
+    Ray rebuilds a restored experiment's scheduler from the pickle it wrote when the
+    experiment started, so the rung records would be lost; :meth:`state_dict` and
+    :meth:`load_state_dict` carry them (see :class:`SchedulerState`). The time attribute is
+    the fold workers' own ``epoch`` counter, which a resumed trial continues from its
+    checkpoint, not Tune's ``training_iteration``, which restarts.
     """
 
     def __init__(self, *args, **kwargs):
@@ -114,6 +123,50 @@ class PruningASHA(ASHAScheduler):
                 self.pruned_at[trial.trial_id] = int(at)
         return action
 
+    def state_dict(self) -> dict:
+        """The rung records, trial-to-bracket map and pruning record (plain, picklable data)."""
+        return {
+            "rungs": [[(milestone, dict(recorded)) for milestone, recorded in b._rungs] for b in self._brackets],
+            "trial_bracket": {tid: self._brackets.index(b) for tid, b in self._trial_info.items()},
+            "num_stopped": self._num_stopped,
+            "pruned": sorted(self.pruned),
+            "pruned_at": dict(self.pruned_at),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what :meth:`state_dict` gave (same brackets, grace period and reduction factor)."""
+        rungs = state["rungs"]
+        if [[m for m, _ in b] for b in rungs] != [[m for m, _ in b._rungs] for b in self._brackets]:
+            raise ValueError("the saved ASHA rungs do not match this scheduler's milestones")
+        for bracket, saved in zip(self._brackets, rungs):
+            bracket._rungs = [(milestone, dict(recorded)) for milestone, recorded in saved]
+        self._trial_info = {tid: self._brackets[i] for tid, i in state["trial_bracket"].items()}
+        self._num_stopped = state["num_stopped"]
+        self.pruned = set(state["pruned"])
+        self.pruned_at = dict(state["pruned_at"])
+
+    def on_trial_add(self, tune_controller, trial) -> None:
+        # A restored trial keeps the bracket its rung records are in.
+        if trial.trial_id not in self._trial_info:
+            super().on_trial_add(tune_controller, trial)
+
+
+class SchedulerState(Callback):
+    """Saves the scheduler's rung state with Tune's experiment checkpoint and restores it on resume.
+
+    Tune checkpoints callbacks' :meth:`get_state` together with the trials' states, so the
+    rungs restored are exactly as current as the trials restored.
+    """
+
+    def __init__(self, scheduler: PruningASHA) -> None:
+        self.scheduler = scheduler
+
+    def get_state(self) -> dict:
+        return {"asha": self.scheduler.state_dict()}
+
+    def set_state(self, state: dict) -> None:
+        self.scheduler.load_state_dict(state["asha"])
+
 
 class PruneAwareOptunaSearch(OptunaSearch):
     """``OptunaSearch`` that tells PRUNED for trials the scheduler stopped, FAIL for errors.
@@ -129,11 +182,34 @@ class PruneAwareOptunaSearch(OptunaSearch):
         self._scheduler = scheduler
         self._max_epochs = max_epochs
         self._reported: dict[str, set[int]] = {}
+        self._orphans: list[int] = []
         self.states: dict[str, str] = {}
 
+    @staticmethod
+    def _step(result: dict) -> int:
+        # The fold workers' epoch (continues across a resume), not Tune's iteration (restarts).
+        return int(result.get("epoch") or result.get("training_iteration") or 0)
+
+    def suggest(self, trial_id: str) -> dict | None:
+        import optuna
+
+        if trial_id not in self._ot_trials and self._orphans:
+            # A trial Optuna handed out just before an interruption that Tune never recorded:
+            # give its parameters to this Tune trial, so no Optuna trial is left dangling.
+            self._ot_trials[trial_id] = optuna.Trial(self._ot_study, self._orphans.pop(0))
+        config = super().suggest(trial_id)
+        self._ot_trials[trial_id].set_user_attr(TUNE_TRIAL_ATTR, trial_id)
+        return config
+
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        super().on_trial_result(trial_id, result)
-        self._reported.setdefault(trial_id, set()).add(int(result.get("training_iteration", 0)))
+        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+            return
+        value, step = result.get(self._metric), self._step(result)
+        if step in self._reported.get(trial_id, set()):
+            return  # an epoch recomputed after a resume: Optuna keeps the first value
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            self._ot_trials[trial_id].report(float(value), step)
+        self._reported.setdefault(trial_id, set()).add(step)
 
     def _pruned(self, trial_id: str) -> bool:
         scheduler = getattr(self, "_scheduler", None)
@@ -151,7 +227,7 @@ class PruneAwareOptunaSearch(OptunaSearch):
         ot_trial = self._ot_trials[trial_id]
         # Tune hands the result that made the scheduler stop a trial (and a trial's last
         # result) to on_trial_complete only: record it as an intermediate value too.
-        step = int((result or {}).get("training_iteration", 0))
+        step = self._step(result or {})
         value_now = (result or {}).get(self._metric)
         if (not error and step and step not in self._reported.get(trial_id, set())
                 and isinstance(value_now, (int, float)) and math.isfinite(value_now)):
@@ -180,3 +256,28 @@ class PruneAwareOptunaSearch(OptunaSearch):
         state["_pruned_ids"] = set(getattr(scheduler, "pruned", ()))
         with open(checkpoint_path, "wb") as f:
             pickle.dump(state, f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        """Tune's searcher restore, rebound to this run's live study, scheduler and storage.
+
+        The saved state's study object points at the storage path of the original run; the
+        live one (built from the run directory) is kept, the saved Optuna trials are bound to
+        it, and Optuna trials left RUNNING that no Tune trial knows (asked for just before an
+        interruption) are queued to be handed to the next new Tune trials.
+        """
+        import optuna
+
+        live = {k: self.__dict__.get(k) for k in ("_scheduler", "_ot_study", "_storage")}
+        super().restore(checkpoint_path)
+        self._scheduler = live["_scheduler"]
+        if isinstance(live["_storage"], optuna.storages.RDBStorage):
+            # The same database, possibly moved with its run directory: use this run's path.
+            self._storage, self._ot_study = live["_storage"], live["_ot_study"]
+            self._ot_trials = {tid: optuna.Trial(self._ot_study, t._trial_id) for tid, t in self._ot_trials.items()}
+        study = self._ot_study
+        if self._sampler is not None:
+            study.sampler = self._sampler
+        known = {t._trial_id for t in self._ot_trials.values()}
+        self._orphans = [t._trial_id for t in study.get_trials(deepcopy=False,
+                                                               states=(optuna.trial.TrialState.RUNNING,))
+                         if t._trial_id not in known]

@@ -22,6 +22,11 @@ __all__ = ["ResultsTable", "write_table_atomic", "read_results", "RESULT_KEYS", 
 #: Trial states in results.parquet and ``ferray status``.
 STATES = ("PENDING", "RUNNING", "COMPLETED", "PRUNED", "STOPPED", "ERROR")
 
+#: States a trial never leaves: its rows are final (a resumed sweep leaves them untouched).
+FINAL_STATES = ("COMPLETED", "PRUNED")
+
+_HEAD = ("trial_id", "trial_number", "state", "error")
+
 #: Keys of a trial report copied into results.parquet (plus ``val_*_fold<i>``, ``oof_*``, ``holdout_*``).
 RESULT_KEYS = (
     "epoch", "metric", "val_accuracy_mean", "val_accuracy_std", "val_macro_f1_mean", "val_macro_f1_std",
@@ -51,6 +56,27 @@ class ResultsTable:
         self._error: dict[str, str | None] = {}
         self._number: dict[str, int | None] = {}
 
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "ResultsTable":
+        """The table a ``results.parquet`` holds (to continue a resumed sweep)."""
+        table = cls()
+        for r in read_results(path):
+            tid = r["trial_id"]
+            if tid not in table._epochs:
+                params = {k[len("param."):]: v for k, v in r.items() if k.startswith("param.") and v is not None}
+                table.add_trial(tid, params, r.get("trial_number"))
+                table._state[tid] = r["state"]
+                if r.get("error") is not None:
+                    table._error[tid] = r["error"]
+            row = {k: v for k, v in r.items() if k not in _HEAD and not k.startswith("param.") and v is not None}
+            if r.get("epoch") is not None:
+                table._epochs[tid].append(row)
+        return table
+
+    def final(self, trial_id: str) -> bool:
+        """Whether the trial ended (completed or pruned): its rows no longer change."""
+        return self._state.get(trial_id) in FINAL_STATES
+
     def add_trial(self, trial_id: str, params: dict, number: int | None = None) -> None:
         self._epochs.setdefault(trial_id, [])
         self._params[trial_id] = dict(params)
@@ -59,7 +85,12 @@ class ResultsTable:
             self._number[trial_id] = number
 
     def add_result(self, trial_id: str, params: dict, result: dict, number: int | None = None) -> None:
-        """Record one epoch's report (a later report of the same epoch replaces it)."""
+        """Record one epoch's report (a later report of the same epoch replaces it).
+
+        A trial that already ended keeps its rows: a resumed sweep may replay its last report.
+        """
+        if self.final(trial_id):
+            return
         if trial_id not in self._params:
             self.add_trial(trial_id, params, number)
         row = {k: v for k, v in result.items() if _keep(k)}
@@ -75,6 +106,8 @@ class ResultsTable:
     def set_state(self, trial_id: str, state: str, error: str | None = None) -> None:
         if state not in STATES:
             raise ValueError(f"state {state!r} is not one of {', '.join(STATES)}")
+        if self.final(trial_id):
+            return
         self._state[trial_id] = state
         self._epochs.setdefault(trial_id, [])
         self._params.setdefault(trial_id, {})

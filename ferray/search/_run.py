@@ -19,12 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from ferray.errors import ConfigError, FerrayError
+from ferray.search._resume import MANIFEST
 from ferray.search._spec import SearchSpec, load_search_spec
 from ferray.training.config import TrainConfig
 from ferray.training.resources import RESOURCE_QUANTUM, ResourcePlan, plan_resources
 
-__all__ = ["run_search", "dry_run", "SearchResult", "SearchInterrupted", "plan_search_resources",
-           "trial_config", "default_run_dir", "DRIVER_CPUS", "resume_command"]
+__all__ = ["run_search", "resume_search", "dry_run", "SearchResult", "SearchInterrupted",
+           "plan_search_resources", "trial_config", "default_run_dir", "DRIVER_CPUS", "resume_command", "MANIFEST"]
+
 
 #: CPUs each trial's driver (the Tune function that starts its fold workers) holds. Not 0:
 #: a Tune placement group cannot have an empty bundle. Small, so the fold workers get the
@@ -46,7 +48,7 @@ class SearchResult:
 
     run_dir: Path
     status: dict
-    plan: ResourcePlan
+    plan: ResourcePlan | None
     wall_seconds: float
     interrupted: bool = False
     timings: dict = field(default_factory=dict)
@@ -239,7 +241,6 @@ def run_search(spec: SearchSpec | str | os.PathLike, *, run_dir: str | os.PathLi
         SearchInterrupted: stopped with Ctrl-C; the message says how to resume.
     """
     t0 = time.perf_counter()
-    timings: dict[str, float] = {}
     spec, spec_path = _as_spec(spec)
     ray_storage: str | None = None
     if run_dir is None:
@@ -249,7 +250,7 @@ def run_search(spec: SearchSpec | str | os.PathLike, *, run_dir: str | os.PathLi
         else:
             run_dir = default_run_dir(spec, storage, name)
     run = Path(run_dir).absolute()
-    if (run / "results.parquet").exists() or (run / "optuna.db").exists():
+    if (run / "results.parquet").exists() or (run / "optuna.db").exists() or (run / MANIFEST).exists():
         raise ConfigError(f"{run} already holds a sweep; resume it with `{resume_command(run)}` or pass "
                           "another --name")
     run.mkdir(parents=True, exist_ok=True)
@@ -260,108 +261,227 @@ def run_search(spec: SearchSpec | str | os.PathLike, *, run_dir: str | os.PathLi
 
         (run / "spec.yaml").write_text(yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
 
-    import ray
     from ray import tune
 
-    from ferray.search._callbacks import LiveView, ResultsCallback, TensorBoardCallback
-    from ferray.search._optuna import PruneAwareOptunaSearch, PruningASHA, make_sampler, study_storage
-    from ferray.search._space import define_by_run
-    from ferray.training._trial import ensure_ray, load_data, make_fold_plan
+    from ferray.search._resume import write_manifest
+    from ferray.training._trial import load_data, make_fold_plan
 
+    timings: dict[str, float] = {}
     base_cfg = spec.base_config()
     data = load_data(base_cfg)
     plan = make_fold_plan(base_cfg, data)
     plan.save(run / "folds.parquet")
+    experiment = f"{ray_storage.rstrip('/')}/{run.name}" if ray_storage else str(run)
+    write_manifest(run, spec, spec_path=spec_path, experiment=experiment, trials=spec.budget.trials)
     timings["load_data"] = time.perf_counter() - t0
+    sweep = _Sweep(spec, run, data, plan, ray_storage=ray_storage, address=address, num_cpus=num_cpus,
+                   live=live, echo=echo, timings=timings, trials=spec.budget.trials, resume=False)
+    tuner = tune.Tuner(sweep.trainable, tune_config=sweep.tune_config, run_config=sweep.run_config)
+    return sweep.fit(tuner, t0)
 
-    t = time.perf_counter()
-    cluster = ensure_ray(address, num_cpus=num_cpus)
-    timings["ray_start"] = time.perf_counter() - t
-    rplan = plan_search_resources(spec, plan.k, cluster.get("CPU", 0), cluster.get("GPU", 0))
-    echo(rplan.explain())
-    data_ref = ray.put(data)
 
-    metric, mode = "metric", spec.mode
-    scheduler = None
-    if spec.budget.early_stopping:
-        scheduler = PruningASHA(time_attr="epoch", max_t=spec.budget.max_epochs,
-                                grace_period=spec.budget.grace_period,
-                                reduction_factor=spec.budget.reduction_factor)
-    base = spec.base_dict()
-    searcher = PruneAwareOptunaSearch(
-        define_by_run(spec.space, base), metric=metric, mode=mode, sampler=make_sampler(spec),
-        study_name=spec.name, storage=study_storage(run), scheduler=scheduler,
-        max_epochs=spec.budget.max_epochs,
-    )
-    results_cb = ResultsCallback(run / "results.parquet", max_epochs=spec.budget.max_epochs,
-                                 searcher=searcher, scheduler=scheduler)
-    from ray.util.queue import Queue
+def _search_generator(searcher, max_concurrent: int, trials: int):
+    """Tune's ``SearchGenerator`` over a ``ConcurrencyLimiter``, with a budget that may grow.
 
-    from ferray.search._reaper import PlacementGroupReaper
+    Tune restores a generator's trial count from the experiment state; ``ferray resume
+    --extend`` raises it afterwards.
+    """
+    from ray.tune.search import ConcurrencyLimiter
+    from ray.tune.search.search_generator import SearchGenerator
 
-    pg_queue = Queue(actor_options={"num_cpus": 0})
-    callbacks: list = [PlacementGroupReaper(pg_queue), results_cb, TensorBoardCallback(run / "tensorboard")]
-    saved_env: dict[str, str | None] = {}
-    if spec.tracking.wandb.enabled:
-        wandb_cb, wandb_mode = _wandb_callback(spec, run)
-        callbacks.append(wandb_cb)
-        for key, value in (("WANDB_MODE", wandb_mode), ("WANDB_SILENT", "true")):
-            saved_env[key] = os.environ.get(key)
-            os.environ[key] = value
-        if wandb_mode == "offline":
-            echo(f"W&B: offline runs under {run / 'wandb'}; upload later with `wandb sync {run / 'wandb'}/offline-run-*`")
-    if live:
-        callbacks.append(LiveView(trials=spec.budget.trials, max_epochs=spec.budget.max_epochs,
-                                  concurrent=rplan.concurrent_trials, metric=spec.metric, mode=mode))
+    class SweepGenerator(SearchGenerator):
+        def __init__(self, searcher, trials: int):
+            super().__init__(searcher)
+            self._wanted = trials
 
-    trainable = tune.with_parameters(_trial_fn, base=base, data_box=[data_ref, pg_queue], plan=plan, resources=rplan,
-                                     storage_root=None if ray_storage is None else
-                                     f"{ray_storage.rstrip('/')}/{run.name}")
-    trainable = tune.with_resources(trainable, {"CPU": rplan.driver_cpus})
-    tuner = tune.Tuner(
-        trainable,
-        tune_config=tune.TuneConfig(
-            metric=metric, mode=mode, search_alg=searcher, scheduler=scheduler,
-            num_samples=spec.budget.trials, max_concurrent_trials=rplan.concurrent_trials,
-            time_budget_s=spec.budget.time_limit_s,
-            trial_name_creator=lambda trial: trial.trial_id,
-            trial_dirname_creator=lambda trial: trial.trial_id,
-        ),
-        run_config=tune.RunConfig(
+        def restore_from_dir(self, dirpath: str) -> None:
+            super().restore_from_dir(dirpath)
+            if self._wanted > self._total_samples:
+                self._total_samples = self._wanted
+                self._finished = False
+
+    return SweepGenerator(ConcurrencyLimiter(searcher, max_concurrent=max(1, max_concurrent)), trials)
+
+
+class _Sweep:
+    """What a new and a resumed sweep share: Ray, the resource plan, searcher, scheduler, callbacks."""
+
+    def __init__(self, spec: SearchSpec, run: Path, data, plan, *, ray_storage: str | None, address: str | None,
+                 num_cpus: int | None, live: bool, echo, timings: dict, trials: int, resume: bool):
+        import ray
+        from ray import tune
+        from ray.util.queue import Queue
+
+        from ferray.search._callbacks import LiveView, ResultsCallback, TensorBoardCallback
+        from ferray.search._optuna import (
+            PruneAwareOptunaSearch,
+            PruningASHA,
+            SchedulerState,
+            make_sampler,
+            study_storage,
+        )
+        from ferray.search._reaper import PlacementGroupReaper
+        from ferray.search._space import define_by_run
+        from ferray.training._trial import ensure_ray
+
+        self.spec, self.run, self.echo, self.timings, self.trials = spec, run, echo, timings, trials
+        t = time.perf_counter()
+        cluster = ensure_ray(address, num_cpus=num_cpus)
+        timings["ray_start"] = time.perf_counter() - t
+        self.rplan = rplan = plan_search_resources(spec, plan.k, cluster.get("CPU", 0), cluster.get("GPU", 0))
+        echo(rplan.explain())
+        data_ref = ray.put(data)
+
+        metric, mode = "metric", spec.mode
+        self.scheduler = scheduler = None
+        if spec.budget.early_stopping:
+            self.scheduler = scheduler = PruningASHA(
+                time_attr="epoch", max_t=spec.budget.max_epochs, grace_period=spec.budget.grace_period,
+                reduction_factor=spec.budget.reduction_factor)
+        base = spec.base_dict()
+        self.searcher = searcher = PruneAwareOptunaSearch(
+            define_by_run(spec.space, base), metric=metric, mode=mode, sampler=make_sampler(spec),
+            study_name=spec.name, storage=study_storage(run), scheduler=scheduler,
+            max_epochs=spec.budget.max_epochs,
+        )
+        self.results = ResultsCallback(run / "results.parquet", max_epochs=spec.budget.max_epochs,
+                                       searcher=searcher, scheduler=scheduler, resume=resume)
+        pg_queue = Queue(actor_options={"num_cpus": 0})
+        # Tune restores callbacks' state by position: the one stateful callback comes first.
+        callbacks: list = [SchedulerState(scheduler)] if scheduler is not None else []
+        callbacks += [PlacementGroupReaper(pg_queue), self.results, TensorBoardCallback(run / "tensorboard")]
+        self.saved_env: dict[str, str | None] = {}
+        if spec.tracking.wandb.enabled:
+            wandb_cb, wandb_mode = _wandb_callback(spec, run)
+            callbacks.append(wandb_cb)
+            for key, value in (("WANDB_MODE", wandb_mode), ("WANDB_SILENT", "true")):
+                self.saved_env[key] = os.environ.get(key)
+            if wandb_mode == "offline":
+                echo(f"W&B: offline runs under {run / 'wandb'}; upload later with "
+                     f"`wandb sync {run / 'wandb'}/offline-run-*`")
+            self.env = {"WANDB_MODE": wandb_mode, "WANDB_SILENT": "true"}
+        else:
+            self.env = {}
+        if live:
+            callbacks.append(LiveView(trials=trials, max_epochs=spec.budget.max_epochs,
+                                      concurrent=rplan.concurrent_trials, metric=spec.metric, mode=mode,
+                                      table=self.results.table if resume else None))
+
+        trainable = tune.with_parameters(_trial_fn, base=base, data_box=[data_ref, pg_queue], plan=plan,
+                                         resources=rplan, storage_root=None if ray_storage is None else
+                                         f"{ray_storage.rstrip('/')}/{run.name}")
+        self.trainable = tune.with_resources(trainable, {"CPU": rplan.driver_cpus})
+        self.tune_config = tune.TuneConfig(
+            metric=metric, mode=mode, search_alg=_search_generator(searcher, rplan.concurrent_trials, trials),
+            scheduler=scheduler, num_samples=trials, time_budget_s=spec.budget.time_limit_s,
+            trial_name_creator=_trial_name, trial_dirname_creator=_trial_name,
+        )
+        self.run_config = tune.RunConfig(
             name=run.name,
             storage_path=ray_storage or str(run.parent),
             # A failing trial (bad combination, NaN loss) is recorded and the sweep goes on.
             failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
             callbacks=callbacks,
             verbose=0 if live else 1,
-        ),
-    )
-    interrupted = False
+        )
+
+    def fit(self, tuner, t0: float) -> SearchResult:
+        """Fit the tuner, then read the run's status; raise :class:`SearchInterrupted` on Ctrl-C."""
+        from ferray.search._status import get_status
+
+        spec, run, timings = self.spec, self.run, self.timings
+        interrupted = False
+        os.environ.update(self.env)
+        t = time.perf_counter()
+        try:
+            tuner.fit()
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            for key, value in self.saved_env.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+        timings["sweep"] = time.perf_counter() - t
+        self.results.table.write(run / "results.parquet")
+        status = get_status(run)
+        finished = sum(n for s, n in status["counts"].items() if s in ("COMPLETED", "PRUNED", "ERROR"))
+        out_of_time = spec.budget.time_limit_s is not None and timings["sweep"] >= spec.budget.time_limit_s * 0.98
+        if not interrupted and finished < self.trials and not out_of_time:
+            interrupted = True  # Tune caught the first Ctrl-C itself and returned early
+        wall = time.perf_counter() - t0
+        timings["total"] = wall
+        if interrupted:
+            raise SearchInterrupted(
+                f"the sweep was interrupted after {finished} of {self.trials} trials; its state is in "
+                f"{run}. Resume with: {resume_command(run)}")
+        return SearchResult(run_dir=run, status=status, plan=self.rplan, wall_seconds=wall, timings=timings)
+
+
+def _trial_name(trial) -> str:
+    return trial.trial_id
+
+
+def resume_search(run_dir: str | os.PathLike, *, extend: int = 0, address: str | None = None,
+                  num_cpus: int | None = None, live: bool = True, echo=print) -> SearchResult:
+    """Continue an interrupted sweep from its run directory (or add ``extend`` trials to a finished one).
+
+    Finished trials are never run again; unfinished ones continue from their last epoch
+    checkpoint with the same fold plan, Optuna study, ASHA rungs and spec. Errored trials
+    stay errored (their reason is in ``ferray status``).
+
+    Raises:
+        ConfigError: not a ferray run, or its spec was edited since the sweep started.
+        DataError: the data's fingerprint changed.
+        SearchInterrupted: stopped again (Ctrl-C).
+    """
+    from ray import tune
+
+    from ferray.search._resume import check_resumable, update_manifest
+
+    t0 = time.perf_counter()
+    if extend < 0:
+        raise ConfigError(f"--extend {extend}: the number of trials to add must be >= 0")
+    run = Path(run_dir).absolute()
+    timings: dict[str, float] = {}
+    checked = check_resumable(run, echo=echo)
+    spec, data, plan, manifest = checked.spec, checked.data, checked.plan, checked.manifest
+    trials = int(manifest["trials"]) + extend
+    done = checked.finished_trials
+    if done >= trials:
+        echo(f"{run}: all {trials} trials of this sweep have ended; nothing to resume "
+             f"(add trials with `ferray resume {run} --extend N`)")
+        from ferray.search._status import get_status
+
+        return SearchResult(run_dir=run, status=get_status(run), plan=None, wall_seconds=time.perf_counter() - t0,
+                            timings=timings)
+    timings["load_data"] = time.perf_counter() - t0
+    echo(f"resuming {run}: {done} of {trials} trials ended" + (f" ({extend} added)" if extend else ""))
+    sweep = _Sweep(spec, run, data, plan, ray_storage=None if not _is_uri(manifest["experiment"]) else
+                   manifest["experiment"].rsplit("/", 1)[0], address=address, num_cpus=num_cpus, live=live,
+                   echo=echo, timings=timings, trials=trials, resume=True)
+    if extend:
+        update_manifest(run, trials=trials)
     t = time.perf_counter()
-    try:
-        tuner.fit()
-    except KeyboardInterrupt:
-        interrupted = True
-    finally:
-        for key, value in saved_env.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-    timings["sweep"] = time.perf_counter() - t
-    results_cb.table.write(run / "results.parquet")
+    tuner = tune.Tuner.restore(manifest["experiment"], trainable=sweep.trainable, resume_unfinished=True,
+                               resume_errored=False)
+    # Tuner.restore rebuilds the searcher, scheduler and callbacks from the pickle written
+    # when the sweep started (the scheduler's rungs empty, the callbacks' actor handles
+    # gone); use this process's, whose state Tune then restores from the experiment checkpoint.
+    internal = getattr(tuner, "_local_tuner", None)
+    if internal is None or not hasattr(internal, "_tune_config") or not hasattr(internal, "_run_config"):
+        raise FerrayError("this Ray version restores tuners differently than ferray expects; "
+                          f"ferray resume needs ray 2.5x with Tune's TunerInternal (found {_ray_version()})")
+    internal._tune_config = sweep.tune_config
+    internal._run_config.callbacks = sweep.run_config.callbacks
+    internal._run_config.failure_config = sweep.run_config.failure_config
+    internal._run_config.verbose = sweep.run_config.verbose
+    timings["restore"] = time.perf_counter() - t
+    return sweep.fit(tuner, t0)
 
-    from ferray.search._status import get_status
 
-    status = get_status(run)
-    finished = sum(n for s, n in status["counts"].items() if s in ("COMPLETED", "PRUNED", "ERROR"))
-    out_of_time = spec.budget.time_limit_s is not None and timings["sweep"] >= spec.budget.time_limit_s * 0.98
-    if not interrupted and finished < spec.budget.trials and not out_of_time:
-        interrupted = True  # Tune caught the first Ctrl-C itself and returned early
-    wall = time.perf_counter() - t0
-    timings["total"] = wall
-    if interrupted:
-        raise SearchInterrupted(
-            f"the sweep was interrupted after {finished} of {spec.budget.trials} trials; its state is in "
-            f"{run}. Resume with: {resume_command(run)}")
-    return SearchResult(run_dir=run, status=status, plan=rplan, wall_seconds=wall, timings=timings)
+def _ray_version() -> str:
+    import ray
+
+    return ray.__version__

@@ -11,6 +11,7 @@ and ``metrics.json`` to the output directory.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import time
@@ -124,6 +125,11 @@ def fold_worker(config: dict) -> None:
         trainer.load_state_dict(state["trainer"])
         history, best, best_epoch, since_best = (state["history"], state["best"], state["best_epoch"],
                                                  state["since_best"])
+        if history and history[-1].get("final"):
+            # The run had ended; the process that heard its last report did not live to record
+            # it (an interrupted sweep). Say it again, so the restarted trial ends the same way.
+            ray.train.report(history[-1])
+            return
 
     metric = cfg.run.metric
     for epoch in range(trainer.epoch, cfg.run.epochs):
@@ -161,8 +167,26 @@ def fold_worker(config: dict) -> None:
             _save_atomic(state, Path(tmp) / f"fold_{rank}.pt")
             ray.train.report(report, checkpoint=ray.train.Checkpoint.from_directory(tmp),
                              checkpoint_dir_name=f"epoch_{epoch + 1:04d}")
+        if rank == 0:
+            _log_epoch(config.get("output_dir"), epoch + 1, report["epoch_seconds"])
         if done:
             break
+
+
+#: Append-only record of every epoch a trial trained (recomputed epochs appear twice).
+EPOCH_LOG = "epochs.jsonl"
+
+
+def _log_epoch(output_dir: str | None, epoch: int, seconds: float) -> None:
+    if not output_dir:
+        return
+    line = json.dumps({"epoch": epoch, "seconds": round(float(seconds), 3), "time": time.time(), "pid": os.getpid()})
+    try:
+        Path(output_dir).mkdir(parents=True, exist_ok=True)
+        with open(Path(output_dir) / EPOCH_LOG, "a") as f:
+            f.write(line + "\n")
+    except OSError:  # a bookkeeping line is never worth a failed trial
+        pass
 
 
 def _save_atomic(obj, path: Path) -> None:

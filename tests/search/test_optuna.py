@@ -69,3 +69,82 @@ def test_searcher_state_survives_tune_checkpointing(tmp_path):
     fresh, _ = _searcher(None)
     fresh.restore(str(tmp_path / "s.pkl"))
     assert fresh._pruned("x")
+
+
+def _sqlite_searcher(path, scheduler=None):
+    storage = optuna.storages.RDBStorage(f"sqlite:///{path}")
+    return PruneAwareOptunaSearch(define_by_run(SPACE), metric="metric", mode="max",
+                                  sampler=optuna.samplers.TPESampler(seed=0, n_startup_trials=1), study_name="t",
+                                  storage=storage, scheduler=scheduler, max_epochs=3)
+
+
+def test_restored_searcher_hands_out_optuna_trials_tune_never_recorded(tmp_path):
+    # Tune checkpoints the searcher now and then; a trial asked for after the last checkpoint
+    # is in the study (RUNNING) but unknown to the restored experiment.
+    db = tmp_path / "optuna.db"
+    before = _sqlite_searcher(db)
+    first = before.suggest("a")
+    before.save(str(tmp_path / "s.pkl"))
+    orphan = before.suggest("b")  # then the driver dies
+    after = _sqlite_searcher(db)
+    after.restore(str(tmp_path / "s.pkl"))
+    assert after.suggest("c") == orphan  # the new Tune trial takes the orphan's parameters
+    after.on_trial_result("a", _result(1, 0.3))
+    after.on_trial_complete("a", _result(3, 0.5))
+    after.on_trial_complete("c", _result(3, 0.6))
+    study = optuna.load_study(study_name="t", storage=f"sqlite:///{db}")
+    assert len(study.trials) == 2
+    assert {t.user_attrs["tune_trial_id"]: t.state.name for t in study.trials} == {"a": "COMPLETE", "c": "COMPLETE"}
+    assert [t.params for t in study.trials] == [first, orphan]
+
+
+def test_recomputed_epochs_after_a_resume_keep_their_first_value(tmp_path):
+    searcher = _sqlite_searcher(tmp_path / "optuna.db")
+    searcher.suggest("a")
+    searcher.on_trial_result("a", _result(1, 0.3))
+    searcher.on_trial_result("a", {"epoch": 1, "training_iteration": 1, "metric": 0.31})  # epoch 1 again
+    searcher.on_trial_result("a", {"epoch": 2, "training_iteration": 1, "metric": 0.4})   # Tune's count restarted
+    searcher.on_trial_complete("a", {"epoch": 3, "training_iteration": 2, "metric": 0.5})
+    (trial,) = optuna.load_study(study_name="t", storage=f"sqlite:///{tmp_path / 'optuna.db'}").trials
+    assert trial.intermediate_values == {1: 0.3, 2: 0.4, 3: 0.5}
+
+
+def _replay(asha, events):
+    return [asha.on_trial_result(None, SimpleNamespace(trial_id=t), _result(e, m)) for t, e, m in events]
+
+
+def test_asha_rungs_survive_a_restart_and_decide_as_an_uninterrupted_run():
+    kwargs = dict(time_attr="epoch", metric="metric", mode="max", max_t=8, grace_period=1, reduction_factor=2)
+    trials = ["a", "b", "c", "d", "e"]
+    events = [("a", 1, 0.5), ("b", 1, 0.4), ("a", 2, 0.6), ("c", 1, 0.45), ("b", 2, 0.3), ("d", 1, 0.2),
+              ("e", 1, 0.1), ("a", 4, 0.7), ("c", 2, 0.5), ("c", 4, 0.65)]
+    whole = PruningASHA(**kwargs)
+    for t in trials:
+        whole.on_trial_add(None, SimpleNamespace(trial_id=t))
+    expected = _replay(whole, events)
+    assert "STOP" in expected
+
+    first = PruningASHA(**kwargs)
+    for t in trials:
+        first.on_trial_add(None, SimpleNamespace(trial_id=t))
+    got = _replay(first, events[:6])
+    state = first.state_dict()
+    resumed = PruningASHA(**kwargs)  # what Tune rebuilds from its pickle: empty rungs
+    resumed.load_state_dict(state)
+    for t in trials:
+        resumed.on_trial_add(None, SimpleNamespace(trial_id=t))  # Tune re-adds restored trials
+    got += _replay(resumed, events[6:])
+    assert got == expected
+    assert resumed.pruned == whole.pruned and resumed.pruned_at == whole.pruned_at
+
+    fresh = PruningASHA(**kwargs)  # without the saved rungs the same results decide differently
+    for t in trials:
+        fresh.on_trial_add(None, SimpleNamespace(trial_id=t))
+    assert _replay(fresh, events[6:]) != expected[6:]
+
+
+def test_asha_state_from_other_milestones_is_refused():
+    a = PruningASHA(time_attr="epoch", metric="metric", mode="max", max_t=8, grace_period=1, reduction_factor=2)
+    b = PruningASHA(time_attr="epoch", metric="metric", mode="max", max_t=8, grace_period=2, reduction_factor=2)
+    with pytest.raises(ValueError, match="milestones"):
+        b.load_state_dict(a.state_dict())

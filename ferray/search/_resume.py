@@ -1,0 +1,163 @@
+"""What makes a folder a resumable ferray sweep, and the checks before one is resumed.
+
+A sweep's run directory holds ``ferray_run.json`` (the manifest): the resolved spec the
+sweep started with, where its spec came from, the data fingerprint, the trial budget and
+the Tune experiment path. :func:`check_resumable` refuses a folder that is not a sweep, a
+spec edited since the start (listing each changed key) and data whose content changed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ferray.errors import ConfigError, DataError
+from ferray.search._spec import SearchSpec, load_search_spec
+
+__all__ = ["write_manifest", "read_manifest", "update_manifest", "check_resumable", "spec_differences",
+           "Resumable", "MANIFEST"]
+
+MANIFEST = "ferray_run.json"
+_FORMAT = 1
+#: Files every sweep's run directory holds.
+_REQUIRED = (MANIFEST, "spec.yaml", "folds.parquet", "optuna.db")
+
+
+def _resolved(spec: SearchSpec) -> dict:
+    return json.loads(json.dumps(spec.model_dump(mode="json")))
+
+
+def write_manifest(run: Path, spec: SearchSpec, *, spec_path: Path | None, experiment: str, trials: int) -> Path:
+    """Write ``run/ferray_run.json`` atomically."""
+    from ferray import __version__
+    from ferray.training.outputs import write_json_atomic
+
+    doc = {
+        "format": _FORMAT,
+        "ferray": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "spec": _resolved(spec),
+        "spec_source": None if spec_path is None else str(Path(spec_path).absolute()),
+        "trials": int(trials),
+        "experiment": experiment,
+    }
+    path = Path(run) / MANIFEST
+    write_json_atomic(doc, path)
+    return path
+
+
+def read_manifest(run: Path) -> dict:
+    path = Path(run) / MANIFEST
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{path}: unreadable run manifest ({exc})") from None
+    missing = [k for k in ("format", "spec", "trials", "experiment") if k not in doc]
+    if missing:
+        raise ConfigError(f"{path}: not a ferray run manifest (missing {', '.join(missing)})")
+    return doc
+
+
+def update_manifest(run: Path, **changes: Any) -> None:
+    from ferray.training.outputs import write_json_atomic
+
+    doc = read_manifest(run)
+    doc.update(changes)
+    write_json_atomic(doc, Path(run) / MANIFEST)
+
+
+def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(obj, dict) and obj:
+        out: dict[str, Any] = {}
+        for k, v in obj.items():
+            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix: obj}
+
+
+def spec_differences(before: dict, after: dict) -> list[str]:
+    """``key.path: old -> new`` for each leaf that differs between two resolved specs.
+
+    >>> spec_differences({"budget": {"trials": 6, "max_epochs": 6}}, {"budget": {"trials": 6, "max_epochs": 8}})
+    ['budget.max_epochs: 6 -> 8']
+    """
+    a, b = _flatten(before), _flatten(after)
+    lines = []
+    for key in sorted(set(a) | set(b)):
+        if key not in b:
+            lines.append(f"{key}: {a[key]!r} -> (removed)")
+        elif key not in a:
+            lines.append(f"{key}: (absent) -> {b[key]!r}")
+        elif a[key] != b[key]:
+            lines.append(f"{key}: {a[key]!r} -> {b[key]!r}")
+    return lines
+
+
+@dataclass
+class Resumable:
+    """A checked run directory: its spec, data, fold plan, manifest and how many trials ended."""
+
+    spec: SearchSpec
+    data: Any
+    plan: Any
+    manifest: dict
+    finished_trials: int
+
+
+def check_resumable(run: str | os.PathLike, echo=print) -> Resumable:
+    """Check that ``run`` is a ferray sweep that can continue as it started.
+
+    Raises:
+        ConfigError: no such folder, not a ferray sweep, or its spec.yaml was edited.
+        DataError: the data source now holds different data than the sweep started with.
+    """
+    from ferray.data import FoldPlan
+    from ferray.search._status import get_status
+    from ferray.training._trial import load_data
+
+    run = Path(run)
+    if not run.is_dir():
+        raise ConfigError(f"{run}: no such run directory (give the folder `ferray search` printed)")
+    missing = [name for name in _REQUIRED if not (run / name).exists()]
+    if missing:
+        raise ConfigError(
+            f"{run} is not a ferray run directory: it lacks {', '.join(missing)} (a sweep's folder holds "
+            f"{', '.join(_REQUIRED)}, results.parquet and the Tune experiment state)")
+    manifest = read_manifest(run)
+    if manifest["format"] != _FORMAT:
+        raise ConfigError(f"{run / MANIFEST}: format {manifest['format']} is not one this ferray reads "
+                          f"({_FORMAT})")
+    spec = load_search_spec(run / "spec.yaml", check_backbones=False)
+    changed = spec_differences(manifest["spec"], _resolved(spec))
+    if changed:
+        raise ConfigError(
+            f"{run / 'spec.yaml'} was edited since the sweep started, so resuming would mix two searches:\n  "
+            + "\n  ".join(changed)
+            + "\nRestore those values to resume, or start a new sweep with `ferray search` on the edited spec.")
+    source = manifest.get("spec_source")
+    if source and Path(source).is_file():
+        try:
+            now = _resolved(load_search_spec(source, check_backbones=False))
+        except ConfigError:
+            now = None
+        if now is not None and spec_differences(manifest["spec"], now):
+            echo(f"note: {source} changed since this sweep started ("
+                 + "; ".join(spec_differences(manifest["spec"], now)[:5])
+                 + f"); the sweep continues with the spec it started with ({run / 'spec.yaml'})")
+    plan = FoldPlan.load(run / "folds.parquet")
+    data = load_data(spec.base_config())
+    fingerprint = data.fingerprint()
+    if fingerprint != plan.data_fingerprint:
+        raise DataError(
+            f"the data of {spec.data.source!r} changed since the sweep started: fingerprint "
+            f"{plan.data_fingerprint} ({len(plan.fold)} rows) then, {fingerprint} ({len(data)} rows) now. "
+            "Resuming would train new trials on other data than the finished ones; restore the data or "
+            "start a new sweep.")
+    plan.check_matches(data)
+    status = get_status(run) if (run / "results.parquet").exists() else {"counts": {}}
+    finished = sum(n for s, n in status["counts"].items() if s in ("COMPLETED", "PRUNED", "ERROR"))
+    return Resumable(spec=spec, data=data, plan=plan, manifest=manifest, finished_trials=finished)

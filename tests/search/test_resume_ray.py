@@ -1,0 +1,247 @@
+"""Interrupt real sweeps (SIGINT, SIGKILL of the whole process tree, a killed fold worker), then resume.
+
+Every process here is real: `ferray search` / `ferray resume` / `ferray train` run as
+subprocesses that start their own local Ray with 2 CPUs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.ray, pytest.mark.filterwarnings("ignore")]
+
+SPEC = """\
+name: resume
+data: {source: "synthetic:basic7?count=280&size=48&seed=0"}
+folds: {k: 2, seed: 0, holdout: 0.1}
+model: {backbone: test_resnet, pretrained: false}
+augment: {strength: 0.2, tta: []}
+run: {batch_size: 64, amp: "off", channels_last: false}
+space:
+  optim.lr: {type: float, low: 1.0e-4, high: 3.0e-2, log: true}
+  loss.name: {type: categorical, choices: [ce, focal]}
+budget: {trials: 5, max_epochs: 4, grace_period: 1, reduction_factor: 2, max_concurrent: 2}
+search: {sampler: tpe, seed: 0, n_startup_trials: 2}
+"""
+
+FINAL = ("COMPLETED", "PRUNED", "ERROR")
+
+
+def _ferray(*args: str, log: Path) -> subprocess.Popen:
+    env = {**os.environ, "RAY_DEDUP_LOGS": "0", "PYTHONUNBUFFERED": "1"}
+    env.pop("RAY_ADDRESS", None)
+    with open(log, "ab") as out:
+        return subprocess.Popen([sys.executable, "-m", "ferray.cli", *args], stdout=out, stderr=subprocess.STDOUT,
+                                env=env, start_new_session=True)
+
+
+def _descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def _kill_tree(proc: subprocess.Popen) -> None:
+    """SIGKILL the driver and every process under it (raylet, GCS, trial drivers, fold workers)."""
+    pids = [proc.pid, *_descendants(proc.pid)]
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    proc.wait(timeout=30)
+    deadline = time.time() + 30
+    while time.time() < deadline and any(Path(f"/proc/{p}").exists() and _alive(p) for p in pids):
+        time.sleep(0.2)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _wait_for(proc: subprocess.Popen, condition, timeout: float, what: str, log: Path) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if condition():
+            return
+        if proc.poll() is not None:
+            pytest.fail(f"the sweep exited ({proc.returncode}) before {what}:\n{log.read_text()[-4000:]}")
+        time.sleep(0.1)
+    _kill_tree(proc)
+    pytest.fail(f"timed out waiting for {what}:\n{log.read_text()[-4000:]}")
+
+
+def _ledger(run: Path) -> list[tuple[str, int]]:
+    """(trial, epoch) for every epoch any fold-worker group trained, recomputations included."""
+    out = []
+    for path in run.glob("*/epochs.jsonl"):
+        for line in path.read_text().splitlines():
+            if line.strip():
+                out.append((path.parent.name, json.loads(line)["epoch"]))
+    return out
+
+
+def _checkpoints(run: Path) -> int:
+    return sum(1 for _ in run.glob("*/checkpoints/checkpoint_*")) + sum(1 for _ in run.glob("*/checkpoints/epoch_*"))
+
+
+def _rows(run: Path) -> list[dict]:
+    from ferray.search import read_results
+
+    path = run / "results.parquet"
+    return read_results(path) if path.exists() else []
+
+
+def _ended(run: Path) -> dict[str, list[dict]]:
+    by: dict[str, list[dict]] = {}
+    for r in _rows(run):
+        if r["state"] in FINAL:
+            by.setdefault(r["trial_id"], []).append(r)
+    return by
+
+
+def _running(run: Path) -> int:
+    return len({r["trial_id"] for r in _rows(run) if r["state"] == "RUNNING"})
+
+
+def test_interrupted_sweep_resumes_to_the_same_contract(tmp_path):
+    import optuna
+
+    spec = tmp_path / "resume.yaml"
+    spec.write_text(SPEC)
+    run = tmp_path / "runs" / "resume"
+    log = tmp_path / "log.txt"
+    frozen: dict[str, list[dict]] = {}
+    in_flight = 0
+
+    def snapshot():
+        for tid, rows in _ended(run).items():
+            frozen.setdefault(tid, rows)
+
+    # 1. Ctrl-C during the first trial: a clean stop that names the resume command.
+    proc = _ferray("search", str(spec), "--storage", str(tmp_path / "runs"), "--name", "resume", "--no-live",
+                   "--num-cpus", "2", log=log)
+    _wait_for(proc, lambda: len(_ledger(run)) >= 1, 240, "the first epoch", log)
+    os.kill(proc.pid, signal.SIGINT)
+    assert proc.wait(timeout=120) == 130, log.read_text()[-3000:]
+    assert f"ferray resume {run}" in log.read_text()
+    snapshot()
+
+    # 2. SIGKILL the whole tree right after a new epoch checkpoint appears (mid checkpoint write).
+    proc = _ferray("resume", str(run), "--no-live", "--num-cpus", "2", log=log)
+    seen = _checkpoints(run)
+    _wait_for(proc, lambda: _checkpoints(run) > seen, 240, "a new checkpoint", log)
+    in_flight += max(1, _running(run))
+    _kill_tree(proc)
+    snapshot()
+
+    # 3. SIGKILL between trials: as soon as one more trial has ended.
+    proc = _ferray("resume", str(run), "--no-live", "--num-cpus", "2", log=log)
+    ended = len(_ended(run))
+    _wait_for(proc, lambda: len(_ended(run)) > ended, 300, "another trial to end", log)
+    in_flight += max(1, _running(run))
+    _kill_tree(proc)
+    snapshot()
+
+    # 4. SIGKILL during a trial: an epoch into the resumed sweep.
+    proc = _ferray("resume", str(run), "--no-live", "--num-cpus", "2", log=log)
+    trained = len(_ledger(run))
+    _wait_for(proc, lambda: len(_ledger(run)) > trained, 240, "an epoch after resuming", log)
+    in_flight += max(1, _running(run))
+    _kill_tree(proc)
+    snapshot()
+
+    # 5. Resume to the end.
+    proc = _ferray("resume", str(run), "--no-live", "--num-cpus", "2", log=log)
+    assert proc.wait(timeout=600) == 0, log.read_text()[-5000:]
+
+    rows = _rows(run)
+    trials = {r["trial_id"] for r in rows}
+    assert len(trials) == 5, sorted(trials)
+    assert {r["state"] for r in rows} <= set(FINAL)
+    epochs = Counter((r["trial_id"], r["epoch"]) for r in rows)
+    assert max(epochs.values()) == 1, "an epoch row is duplicated"
+    # Trials that had ended before an interruption are untouched, row for row.
+    final = _ended(run)
+    for tid, before in frozen.items():
+        assert final[tid] == before, tid
+    # Optuna: one trial per Tune trial, in the matching state.
+    study = optuna.load_study(study_name="resume", storage=f"sqlite:///{run / 'optuna.db'}")
+    by_tune = {t.user_attrs.get("tune_trial_id"): t for t in study.trials}
+    assert len(study.trials) == 5 and set(by_tune) == trials
+    expect = {"COMPLETED": "COMPLETE", "PRUNED": "PRUNED", "ERROR": "FAIL"}
+    for r in rows:
+        assert by_tune[r["trial_id"]].state.name == expect[r["state"]], r["trial_id"]
+    # Work lost: only epochs in flight at a kill are trained twice; none is skipped.
+    ledger = _ledger(run)
+    recomputed = len(ledger) - len(set(ledger))
+    assert recomputed <= in_flight, (recomputed, in_flight)
+    assert set(epochs) <= set(ledger)
+    state = json.loads((run / "ferray_run.json").read_text())
+    assert state["trials"] == 5
+
+
+def test_extend_adds_trials_to_a_finished_sweep(tmp_path):
+    spec = tmp_path / "small.yaml"
+    spec.write_text(SPEC.replace("trials: 5", "trials: 2").replace("max_epochs: 4", "max_epochs: 2"))
+    run = tmp_path / "runs" / "small"
+    log = tmp_path / "log.txt"
+    proc = _ferray("search", str(spec), "--storage", str(tmp_path / "runs"), "--name", "small", "--no-live",
+                   "--num-cpus", "2", log=log)
+    assert proc.wait(timeout=600) == 0, log.read_text()[-4000:]
+    before = _ended(run)
+    proc = _ferray("resume", str(run), "--extend", "1", "--no-live", "--num-cpus", "2", log=log)
+    assert proc.wait(timeout=600) == 0, log.read_text()[-4000:]
+    after = _ended(run)
+    assert len(after) == 3 and all(after[t] == rows for t, rows in before.items())
+    assert json.loads((run / "ferray_run.json").read_text())["trials"] == 3
+
+
+def test_a_killed_fold_worker_resumes_from_its_checkpoint(tmp_path):
+    cfg = tmp_path / "train.yaml"
+    cfg.write_text(
+        'data: {source: "synthetic:basic7?count=280&size=48&seed=0"}\n'
+        "folds: {k: 2, holdout: none}\nmodel: {backbone: test_resnet}\naugment: {tta: []}\n"
+        "run: {epochs: 4, batch_size: 32}\nresources: {max_failures: 1}\n")
+    out = tmp_path / "out"
+    log = tmp_path / "log.txt"
+    proc = _ferray("train", str(cfg), "--output", str(out), "--num-cpus", "2", log=log)
+    ledger = out / "epochs.jsonl"
+
+    def lines():
+        return [json.loads(x) for x in ledger.read_text().splitlines()] if ledger.exists() else []
+
+    _wait_for(proc, lambda: len(lines()) >= 1, 240, "the first epoch", log)
+    victim = lines()[0]["pid"]
+    os.kill(victim, signal.SIGKILL)
+    assert proc.wait(timeout=400) == 0, log.read_text()[-4000:]
+    done = lines()
+    assert [d["epoch"] for d in done][-1] == 4
+    assert {d["pid"] for d in done} != {victim}, "no new worker took over"
+    assert sorted({d["epoch"] for d in done}) == [1, 2, 3, 4]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics and (out / "oof.parquet").is_file()
