@@ -3,10 +3,12 @@
 A Ray Train (V2) run reserves its fold workers' CPUs in a placement group created by its
 controller actor. When Tune stops a trial early (ASHA) it ends the trial's actor; the
 controller dies with it, but a placement group lives as long as its creator's *job* (the
-sweep's driver), and Train's own ``PlacementGroupCleaner`` finds dead controllers through
-Ray's state API, which needs the dashboard. Without it, every pruned trial kept its
-workers' CPUs reserved, and the next trials waited for them forever (seen on 2 CPUs: the
-third and fourth trials of a sweep never started their workers).
+sweep's driver). Train's own ``PlacementGroupCleaner`` finds dead controllers through
+Ray's state API, and takes "not found" for dead: under load it freed the placement group
+of a live trial, so ferray's trainers run without it (see
+:func:`ferray.training._trial._trainer_class`). Without any cleaner, every pruned trial
+kept its workers' CPUs reserved, and the next trials waited for them forever (seen on 2
+CPUs: the third and fourth trials of a sweep never started their workers).
 
 So each trial's controller sends its placement group to the driver
 (:class:`PlacementGroupReporter`, a Train callback) and :class:`PlacementGroupReaper`
@@ -46,6 +48,11 @@ class PlacementGroupReaper(Callback):
     def __init__(self, queue) -> None:
         self._queue = queue
         self._groups: dict[str, list] = {}
+
+    def __getstate__(self) -> dict:
+        # Tune pickles its callbacks with the experiment; the queue and groups belong to this
+        # Ray session only (a resumed sweep builds a new reaper).
+        return {"_queue": None, "_groups": {}}
 
     def _drain(self) -> None:
         try:

@@ -170,7 +170,12 @@ def write_table_atomic(rows: list[dict], path: str | os.PathLike) -> Path:
 
 
 def read_results(path: str | os.PathLike) -> list[dict]:
-    """Rows of a ``results.parquet`` as dicts."""
+    """Rows of a ``results.parquet`` as dicts.
+
+    The file is read in one go: a sweep replaces it while it runs, and a reader that opened
+    it twice (footer, then pages) could mix two versions.
+    """
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    return pq.read_table(path).to_pylist()
+    return pq.read_table(pa.BufferReader(Path(path).read_bytes())).to_pylist()

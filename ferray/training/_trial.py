@@ -72,8 +72,10 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, num_gpus
     import ray
 
     if not ray.is_initialized():
-        # The dashboard stays on: Ray Train's placement-group cleaner queries the state API.
-        kwargs: dict[str, Any] = {"configure_logging": True, "logging_level": "WARNING", "log_to_driver": True}
+        # No dashboard: nothing here uses the state API (see _trainer_class), and it costs
+        # seconds of start-up and a few hundred MB.
+        kwargs: dict[str, Any] = {"configure_logging": True, "logging_level": "WARNING", "log_to_driver": True,
+                                  "include_dashboard": False}
         address = address or os.environ.get("RAY_ADDRESS")
         if address:
             ray.init(address=address, **kwargs)
@@ -99,7 +101,7 @@ def build_trainer(cfg: TrainConfig, data_ref: Any, plan: FoldPlan, resources: Re
     res = {"CPU": resources.cpus_per_worker}
     if resources.gpus_per_worker:
         res["GPU"] = resources.gpus_per_worker
-    return TorchTrainer(
+    return _trainer_class(TorchTrainer)(
         fold_worker,
         train_loop_config={
             "train": cfg.model_dump(mode="json"),
@@ -122,6 +124,28 @@ def build_trainer(cfg: TrainConfig, data_ref: Any, plan: FoldPlan, resources: Re
             logging_config=LoggingConfig(log_level="WARNING"),
         ),
     )
+
+
+def _trainer_class(base):
+    """``TorchTrainer`` without Ray Train's placement-group cleaner actor.
+
+    The cleaner asks Ray's state API whether the run's controller is alive and frees the
+    workers' placement group when the answer is "not found"; under load, or with two Ray
+    instances on one machine, that answer came for live controllers and a running trial lost
+    its workers ("placement group was removed"). ferray frees placement groups itself: a
+    standalone run's go with its job, and a sweep removes a trial's when Tune ends it
+    (:mod:`ferray.search._reaper`). Without the cleaner no state API (dashboard) is needed.
+    """
+    create = getattr(base, "_create_default_callbacks", None)
+    if create is None:  # another Ray version: keep its defaults
+        return base
+
+    class Trainer(base):
+        def _create_default_callbacks(self):
+            return [c for c in create(self) if type(c).__name__ != "PlacementGroupCleanerCallback"]
+
+    Trainer.__name__ = Trainer.__qualname__ = base.__name__
+    return Trainer
 
 
 def _progress_callback(queue):
