@@ -96,8 +96,9 @@ class ResultsTable:
         row = {k: v for k, v in result.items() if _keep(k)}
         row["timestamp"] = result.get("timestamp", time.time())
         epochs = self._epochs[trial_id]
-        if epochs and epochs[-1].get("epoch") == row.get("epoch"):
-            epochs[-1] = row
+        same = [i for i, r in enumerate(epochs) if r.get("epoch") == row.get("epoch")]
+        if same:  # the epoch again: a final re-report, or recomputed after a resume
+            epochs[same[-1]] = row
         else:
             epochs.append(row)
         if self._state.get(trial_id) in (None, "PENDING"):

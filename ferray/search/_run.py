@@ -182,8 +182,13 @@ def dry_run(spec: SearchSpec | str | os.PathLike, *, address: str | None = None,
 
 
 def _trial_fn(config: dict, *, base: dict, data_box: list, plan: Any, resources: ResourcePlan,
-              storage_root: str | None = None) -> None:
-    """One Tune trial: validate its config, then fit its k-fold TorchTrainer."""
+              experiment: str) -> None:
+    """One Tune trial: validate its config, then fit its k-fold TorchTrainer.
+
+    Checkpoints (and, on a local run, the prediction files and epoch log) go straight to the
+    trial's folder in the run directory, not to Tune's per-session working directory: a
+    resumed trial's Train run finds its last checkpoint there and continues from it.
+    """
     import ray.tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
@@ -192,10 +197,10 @@ def _trial_fn(config: dict, *, base: dict, data_box: list, plan: Any, resources:
 
     cfg = trial_config(base, config)
     context = ray.tune.get_context()
-    trial_dir = context.get_trial_dir()
-    storage = trial_dir if storage_root is None else f"{storage_root.rstrip('/')}/{Path(trial_dir).name}"
+    storage = f"{experiment.rstrip('/')}/{_trial_name(context)}"
+    output_dir = context.get_trial_dir() if _is_uri(experiment) else storage  # Tune uploads the former
     callbacks = [TuneReportCallback(), PlacementGroupReporter(data_box[1], context.get_trial_id())]
-    trainer = build_trainer(cfg, data_box[0], plan, resources, output_dir=trial_dir, name="checkpoints",
+    trainer = build_trainer(cfg, data_box[0], plan, resources, output_dir=output_dir, name="checkpoints",
                             storage_path=storage, callbacks=callbacks)
     try:
         trainer.fit()
@@ -368,8 +373,8 @@ class _Sweep:
                                       table=self.results.table if resume else None))
 
         trainable = tune.with_parameters(_trial_fn, base=base, data_box=[data_ref, pg_queue], plan=plan,
-                                         resources=rplan, storage_root=None if ray_storage is None else
-                                         f"{ray_storage.rstrip('/')}/{run.name}")
+                                         resources=rplan, experiment=f"{ray_storage.rstrip('/')}/{run.name}"
+                                         if ray_storage else str(run))
         self.trainable = tune.with_resources(trainable, {"CPU": rplan.driver_cpus})
         self.tune_config = tune.TuneConfig(
             metric=metric, mode=mode, search_alg=_search_generator(searcher, rplan.concurrent_trials, trials),
@@ -420,7 +425,9 @@ class _Sweep:
 
 
 def _trial_name(trial) -> str:
-    return trial.trial_id
+    """A trial's name and folder: its Tune id (works for a Trial and a trial's TuneContext)."""
+    get = getattr(trial, "get_trial_id", None)
+    return get() if get is not None else trial.trial_id
 
 
 def resume_search(run_dir: str | os.PathLike, *, extend: int = 0, address: str | None = None,

@@ -125,11 +125,13 @@ def fold_worker(config: dict) -> None:
         trainer.load_state_dict(state["trainer"])
         history, best, best_epoch, since_best = (state["history"], state["best"], state["best_epoch"],
                                                  state["since_best"])
+        # Say again what the checkpointed epochs reported: a checkpoint is registered before
+        # the reports reach a sweep's driver, so a driver killed in between never recorded
+        # them. Receivers keep one row (and one Optuna value) per epoch.
+        for past in history:
+            ray.train.report(past)
         if history and history[-1].get("final"):
-            # The run had ended; the process that heard its last report did not live to record
-            # it (an interrupted sweep). Say it again, so the restarted trial ends the same way.
-            ray.train.report(history[-1])
-            return
+            return  # the run had ended: the restarted trial ends the same way
 
     metric = cfg.run.metric
     for epoch in range(trainer.epoch, cfg.run.epochs):

@@ -101,3 +101,20 @@ def test_get_status_of_a_non_run_dir(tmp_path):
 ])
 def test_trial_state_for_optuna(result, error, pruned, expected):
     assert trial_state(result, error=error, pruned=pruned, metric="metric", max_epochs=3) == expected
+
+
+def test_recomputed_epochs_replace_their_rows_and_ended_trials_stay_as_they_were(tmp_path):
+    t = ResultsTable()
+    for epoch, metric in ((1, 0.2), (2, 0.3), (1, 0.21), (2, 0.31), (3, 0.4)):  # resumed from scratch
+        t.add_result("a", {"optim.lr": 0.01}, _report(epoch, metric))
+    assert [(r["epoch"], r["metric"]) for r in t.rows()] == [(1, 0.21), (2, 0.31), (3, 0.4)]
+    t.set_state("a", "COMPLETED")
+    t.add_result("a", {}, _report(3, 0.99))  # a replayed final report
+    t.set_state("a", "RUNNING")
+    assert t.rows()[-1]["metric"] == 0.4 and t.state("a") == "COMPLETED"
+
+
+def test_a_table_loads_back_row_for_row(tmp_path):
+    path = _table().write(tmp_path / "results.parquet")
+    again = ResultsTable.load(path).write(tmp_path / "again.parquet")
+    assert read_results(again) == read_results(path)
