@@ -24,8 +24,21 @@ def _console():
     return Console(width=max(120, shutil.get_terminal_size((160, 40)).columns))
 
 
+def _report(result) -> int:
+    """Print a finished sweep's table and run directory; 1 when no trial produced a metric."""
+    from ferray.search import render_status
+
+    _console().print(render_status(result.status))
+    print(f"run directory: {result.run_dir} ({result.wall_seconds:.0f}s)")
+    best = result.best
+    if best is None or best["metric"] is None:
+        print("no trial produced a fold-mean metric; see `ferray status` for the errors", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _cmd_search(args: argparse.Namespace) -> int:
-    from ferray.search import SearchInterrupted, dry_run, packaged_spec, render_status, run_search
+    from ferray.search import SearchInterrupted, dry_run, packaged_spec, run_search
 
     path = args.spec or packaged_spec("quickstart")
     if args.dry_run:
@@ -38,17 +51,11 @@ def _cmd_search(args: argparse.Namespace) -> int:
     except SearchInterrupted as exc:
         print(f"interrupted: {exc}", file=sys.stderr)
         return 130
-    _console().print(render_status(result.status))
-    print(f"run directory: {result.run_dir} ({result.wall_seconds:.0f}s)")
-    best = result.best
-    if best is None or best["metric"] is None:
-        print("no trial produced a fold-mean metric; see `ferray status` for the errors", file=sys.stderr)
-        return 1
-    return 0
+    return _report(result)
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:
-    from ferray.search import SearchInterrupted, render_status, resume_search
+    from ferray.search import SearchInterrupted, resume_search
 
     try:
         result = resume_search(args.run, extend=args.extend, address=args.address, num_cpus=args.num_cpus,
@@ -56,13 +63,7 @@ def _cmd_resume(args: argparse.Namespace) -> int:
     except SearchInterrupted as exc:
         print(f"interrupted: {exc}", file=sys.stderr)
         return 130
-    _console().print(render_status(result.status))
-    print(f"run directory: {result.run_dir} ({result.wall_seconds:.0f}s)")
-    best = result.best
-    if best is None or best["metric"] is None:
-        print("no trial produced a fold-mean metric; see `ferray status` for the errors", file=sys.stderr)
-        return 1
-    return 0
+    return _report(result)
 
 
 def _cmd_status(args: argparse.Namespace) -> int:

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from ferray.testing import kill_tree
+
 pytestmark = [pytest.mark.ray, pytest.mark.filterwarnings("ignore")]
 
 SPEC = """\
@@ -44,45 +46,6 @@ def _ferray(*args: str, log: Path) -> subprocess.Popen:
                                 env=env, start_new_session=True)
 
 
-def _descendants(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    out, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            out.append(child)
-            todo.append(child)
-    return out
-
-
-def _kill_tree(proc: subprocess.Popen) -> None:
-    """SIGKILL the driver and every process under it (raylet, GCS, trial drivers, fold workers)."""
-    pids = [proc.pid, *_descendants(proc.pid)]
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    proc.wait(timeout=30)
-    deadline = time.time() + 30
-    while time.time() < deadline and any(Path(f"/proc/{p}").exists() and _alive(p) for p in pids):
-        time.sleep(0.2)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 def _wait_for(proc: subprocess.Popen, condition, timeout: float, what: str, log: Path) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -91,7 +54,7 @@ def _wait_for(proc: subprocess.Popen, condition, timeout: float, what: str, log:
         if proc.poll() is not None:
             pytest.fail(f"the sweep exited ({proc.returncode}) before {what}:\n{log.read_text()[-4000:]}")
         time.sleep(0.1)
-    _kill_tree(proc)
+    kill_tree(proc)
     pytest.fail(f"timed out waiting for {what}:\n{log.read_text()[-4000:]}")
 
 
@@ -153,7 +116,7 @@ def test_interrupted_sweep_resumes_to_the_same_contract(tmp_path):
     seen = _checkpoints(run)
     _wait_for(proc, lambda: _checkpoints(run) > seen, 240, "a new checkpoint", log)
     in_flight += 2
-    _kill_tree(proc)
+    kill_tree(proc)
     snapshot()
 
     # 3. SIGKILL between trials: as soon as one more trial has ended.
@@ -161,7 +124,7 @@ def test_interrupted_sweep_resumes_to_the_same_contract(tmp_path):
     ended = len(_ended(run))
     _wait_for(proc, lambda: len(_ended(run)) > ended, 300, "another trial to end", log)
     in_flight += 2
-    _kill_tree(proc)
+    kill_tree(proc)
     snapshot()
 
     # 4. SIGKILL during a trial: an epoch into the resumed sweep.
@@ -169,7 +132,7 @@ def test_interrupted_sweep_resumes_to_the_same_contract(tmp_path):
     trained = len(_ledger(run))
     _wait_for(proc, lambda: len(_ledger(run)) > trained, 240, "an epoch after resuming", log)
     in_flight += 2
-    _kill_tree(proc)
+    kill_tree(proc)
     snapshot()
 
     # 5. Resume to the end.
