@@ -81,11 +81,13 @@ def main(argv=None) -> int:
     p.add_argument("--trials", type=int, default=4)
     p.add_argument("--epochs", type=int, default=6)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--work", default=None, help="keep the run and its log here (default: a temporary folder)")
     args = p.parse_args(argv)
     rng = random.Random(args.seed)
 
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
+        root = Path(args.work or tmp)
+        root.mkdir(parents=True, exist_ok=True)
         spec = root / "spec.yaml"
         spec.write_text(SPEC.format(trials=args.trials, epochs=args.epochs, seed=args.seed))
         run, log = root / "runs" / "bench", root / "log.txt"
@@ -106,6 +108,8 @@ def main(argv=None) -> int:
             if first is not None:
                 resumes.append(first)
         code = proc.wait()
+        if code != 0:
+            print(f"the last `ferray resume` exited {code}; its output:\n{log.read_text()[-3000:]}")
         ledger = _ledger(run)
         total, distinct = len(ledger), len({(t, e) for t, e, _ in ledger})
         recomputed = []  # per interruption: epochs trained after the resume that were trained before it
