@@ -58,7 +58,8 @@ def _cmd_resume(args: argparse.Namespace) -> int:
     from ferray.search import SearchInterrupted, resume_search
 
     try:
-        result = resume_search(args.run, extend=args.extend, address=args.address, num_cpus=args.num_cpus,
+        result = resume_search(args.run, extend=args.extend, retry_errored=args.retry_errored,
+                               address=args.address, num_cpus=args.num_cpus,
                                live=not args.no_live, echo=lambda s: print(s, file=sys.stderr))
     except SearchInterrupted as exc:
         print(f"interrupted: {exc}", file=sys.stderr)
@@ -101,6 +102,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                     "folder that is not a sweep, an edited spec.yaml, or changed data.")
     p.add_argument("run", help="run directory of a sweep")
     p.add_argument("--extend", type=int, default=0, metavar="N", help="add N trials (same space) to the budget")
+    p.add_argument("--retry-errored", action="store_true",
+                   help="also continue errored trials from their last checkpoint (default: they stay errored)")
     p.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS or a local Ray)")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs of a new local Ray (default: all)")
     p.add_argument("--no-live", action="store_true", help="plain log lines instead of the live view")

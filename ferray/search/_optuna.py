@@ -184,6 +184,7 @@ class PruneAwareOptunaSearch(OptunaSearch):
         self._reported: dict[str, set[int]] = {}
         self._orphans: list[int] = []
         self.states: dict[str, str] = {}
+        self.retry_errored = False
 
     @staticmethod
     def _step(result: dict) -> int:
@@ -201,7 +202,29 @@ class PruneAwareOptunaSearch(OptunaSearch):
         self._ot_trials[trial_id].set_user_attr(TUNE_TRIAL_ATTR, trial_id)
         return config
 
+    def _reopen(self, trial_id: str) -> None:
+        """A FAILed trial that a resumed sweep retries gets a new Optuna trial with its parameters.
+
+        Optuna cannot reopen a finished trial; the new one carries the same ``tune_trial_id``
+        and ``retry_of`` (the failed trial's number), so the study keeps both records.
+        """
+        if not self.retry_errored or trial_id not in self._completed_trials or self.states.get(trial_id) != "FAIL":
+            return
+        old = self._ot_trials.get(trial_id)
+        if old is None or self._ot_study._storage.get_trial(old._trial_id).state.name != "FAIL":
+            return
+        self._ot_study.enqueue_trial(old.params, skip_if_exists=False)
+        new = self._ot_study.ask()
+        self._suggest_from_define_by_run_func(self._space, new)
+        new.set_user_attr(TUNE_TRIAL_ATTR, trial_id)
+        new.set_user_attr("retry_of", old.number)
+        self._ot_trials[trial_id] = new
+        self._completed_trials.discard(trial_id)
+        self._reported[trial_id] = set()
+        self.states.pop(trial_id, None)
+
     def on_trial_result(self, trial_id: str, result: dict) -> None:
+        self._reopen(trial_id)
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return
         value, step = result.get(self._metric), self._step(result)
@@ -218,6 +241,7 @@ class PruneAwareOptunaSearch(OptunaSearch):
         return trial_id in getattr(self, "_pruned_ids", ())
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        self._reopen(trial_id)
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return
         import optuna
@@ -267,9 +291,9 @@ class PruneAwareOptunaSearch(OptunaSearch):
         """
         import optuna
 
-        live = {k: self.__dict__.get(k) for k in ("_scheduler", "_ot_study", "_storage")}
+        live = {k: self.__dict__.get(k) for k in ("_scheduler", "_ot_study", "_storage", "retry_errored")}
         super().restore(checkpoint_path)
-        self._scheduler = live["_scheduler"]
+        self._scheduler, self.retry_errored = live["_scheduler"], live["retry_errored"]
         if isinstance(live["_storage"], optuna.storages.RDBStorage):
             # The same database, possibly moved with its run directory: use this run's path.
             self._storage, self._ot_study = live["_storage"], live["_ot_study"]

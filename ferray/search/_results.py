@@ -114,6 +114,8 @@ class ResultsTable:
         self._params.setdefault(trial_id, {})
         if error is not None:
             self._error[trial_id] = error
+        elif state != "ERROR":
+            self._error.pop(trial_id, None)  # an errored trial retried by a resumed sweep
 
     def state(self, trial_id: str) -> str | None:
         return self._state.get(trial_id)

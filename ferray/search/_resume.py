@@ -106,6 +106,7 @@ class Resumable:
     plan: Any
     manifest: dict
     finished_trials: int
+    errored_trials: int = 0
 
 
 def check_resumable(run: str | os.PathLike, echo=print) -> Resumable:
@@ -160,4 +161,5 @@ def check_resumable(run: str | os.PathLike, echo=print) -> Resumable:
     plan.check_matches(data)
     status = get_status(run) if (run / "results.parquet").exists() else {"counts": {}}
     finished = sum(n for s, n in status["counts"].items() if s in ("COMPLETED", "PRUNED", "ERROR"))
-    return Resumable(spec=spec, data=data, plan=plan, manifest=manifest, finished_trials=finished)
+    return Resumable(spec=spec, data=data, plan=plan, manifest=manifest, finished_trials=finished,
+                     errored_trials=status["counts"].get("ERROR", 0))

@@ -430,13 +430,16 @@ def _trial_name(trial) -> str:
     return get() if get is not None else trial.trial_id
 
 
-def resume_search(run_dir: str | os.PathLike, *, extend: int = 0, address: str | None = None,
-                  num_cpus: int | None = None, live: bool = True, echo=print) -> SearchResult:
+def resume_search(run_dir: str | os.PathLike, *, extend: int = 0, retry_errored: bool = False,
+                  address: str | None = None, num_cpus: int | None = None, live: bool = True,
+                  echo=print) -> SearchResult:
     """Continue an interrupted sweep from its run directory (or add ``extend`` trials to a finished one).
 
     Finished trials are never run again; unfinished ones continue from their last epoch
     checkpoint with the same fold plan, Optuna study, ASHA rungs and spec. Errored trials
-    stay errored (their reason is in ``ferray status``).
+    stay errored (their reason is in ``ferray status``) unless ``retry_errored``: then they
+    too continue from their last checkpoint (a new Optuna trial records the retry, as
+    Optuna cannot reopen a failed one).
 
     Raises:
         ConfigError: not a ferray run, or its spec was edited since the sweep started.
@@ -455,10 +458,12 @@ def resume_search(run_dir: str | os.PathLike, *, extend: int = 0, address: str |
     checked = check_resumable(run, echo=echo)
     spec, data, plan, manifest = checked.spec, checked.data, checked.plan, checked.manifest
     trials = int(manifest["trials"]) + extend
-    done = checked.finished_trials
+    done = checked.finished_trials - (checked.errored_trials if retry_errored else 0)
     if done >= trials:
         echo(f"{run}: all {trials} trials of this sweep have ended; nothing to resume "
-             f"(add trials with `ferray resume {run} --extend N`)")
+             f"(add trials with `ferray resume {run} --extend N`"
+             + (f", retry the {checked.errored_trials} errored with --retry-errored)" if checked.errored_trials
+                and not retry_errored else ")"))
         from ferray.search._status import get_status
 
         return SearchResult(run_dir=run, status=get_status(run), plan=None, wall_seconds=time.perf_counter() - t0,
@@ -468,11 +473,12 @@ def resume_search(run_dir: str | os.PathLike, *, extend: int = 0, address: str |
     sweep = _Sweep(spec, run, data, plan, ray_storage=None if not _is_uri(manifest["experiment"]) else
                    manifest["experiment"].rsplit("/", 1)[0], address=address, num_cpus=num_cpus, live=live,
                    echo=echo, timings=timings, trials=trials, resume=True)
+    sweep.searcher.retry_errored = retry_errored
     if extend:
         update_manifest(run, trials=trials)
     t = time.perf_counter()
     tuner = tune.Tuner.restore(manifest["experiment"], trainable=sweep.trainable, resume_unfinished=True,
-                               resume_errored=False)
+                               resume_errored=retry_errored)
     # Tuner.restore rebuilds the searcher, scheduler and callbacks from the pickle written
     # when the sweep started (the scheduler's rungs empty, the callbacks' actor handles
     # gone); use this process's, whose state Tune then restores from the experiment checkpoint.

@@ -148,3 +148,32 @@ def test_asha_state_from_other_milestones_is_refused():
     b = PruningASHA(time_attr="epoch", metric="metric", mode="max", max_t=8, grace_period=2, reduction_factor=2)
     with pytest.raises(ValueError, match="milestones"):
         b.load_state_dict(a.state_dict())
+
+
+def test_a_retried_errored_trial_gets_a_new_optuna_trial_with_its_parameters(tmp_path):
+    db = tmp_path / "optuna.db"
+    first = _sqlite_searcher(db)
+    params = first.suggest("a")
+    first.on_trial_result("a", _result(1, 0.3))
+    first.on_trial_complete("a", error=True)  # e.g. its node died
+    first.save(str(tmp_path / "s.pkl"))
+    resumed = _sqlite_searcher(db)
+    resumed.retry_errored = True
+    resumed.restore(str(tmp_path / "s.pkl"))
+    assert resumed.retry_errored
+    for epoch, value in ((1, 0.3), (2, 0.4), (3, 0.5)):  # the checkpointed epoch again, then on
+        resumed.on_trial_result("a", _result(epoch, value))
+    resumed.on_trial_complete("a", _result(3, 0.5, final=True))
+    failed, retry = optuna.load_study(study_name="t", storage=f"sqlite:///{db}").trials
+    assert failed.state.name == "FAIL" and retry.state.name == "COMPLETE" and retry.value == 0.5
+    assert retry.params == failed.params == params
+    assert retry.user_attrs == {"tune_trial_id": "a", "retry_of": failed.number}
+    assert retry.intermediate_values == {1: 0.3, 2: 0.4, 3: 0.5}
+
+
+def test_errored_trials_are_not_reopened_unless_retried(tmp_path):
+    searcher = _sqlite_searcher(tmp_path / "optuna.db")
+    searcher.suggest("a")
+    searcher.on_trial_complete("a", error=True)
+    searcher.on_trial_result("a", _result(1, 0.3))
+    assert len(optuna.load_study(study_name="t", storage=f"sqlite:///{tmp_path / 'optuna.db'}").trials) == 1

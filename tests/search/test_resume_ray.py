@@ -169,20 +169,37 @@ def test_interrupted_sweep_resumes_to_the_same_contract(tmp_path):
     assert state["trials"] == 5
 
 
-def test_extend_adds_trials_to_a_finished_sweep(tmp_path):
+def test_extend_and_retry_errored_on_a_finished_sweep(tmp_path):
+    import optuna
+
     spec = tmp_path / "small.yaml"
-    spec.write_text(SPEC.replace("trials: 5", "trials: 2").replace("max_epochs: 4", "max_epochs: 2"))
+    spec.write_text(SPEC.replace("trials: 5", "trials: 2").replace("max_epochs: 4", "max_epochs: 3"))
     run = tmp_path / "runs" / "small"
     log = tmp_path / "log.txt"
     proc = _ferray("search", str(spec), "--storage", str(tmp_path / "runs"), "--name", "small", "--no-live",
                    "--num-cpus", "2", log=log)
+    # A fold worker dies (resources.max_failures is 0): its trial errors, the sweep goes on.
+    _wait_for(proc, lambda: bool(_ledger(run)), 240, "the first epoch", log)
+    victim_trial = _ledger(run)[0][0]
+    pid = json.loads((run / victim_trial / "epochs.jsonl").read_text().splitlines()[0])["pid"]
+    os.kill(pid, signal.SIGKILL)
     assert proc.wait(timeout=600) == 0, log.read_text()[-4000:]
-    before = _ended(run)
-    proc = _ferray("resume", str(run), "--extend", "1", "--no-live", "--num-cpus", "2", log=log)
+    rows = _rows(run)
+    assert {r["state"] for r in rows if r["trial_id"] == victim_trial} == {"ERROR"}
+    before = {t: r for t, r in _ended(run).items() if t != victim_trial}
+
+    proc = _ferray("resume", str(run), "--extend", "1", "--retry-errored", "--no-live", "--num-cpus", "2",
+                   log=log)
     assert proc.wait(timeout=600) == 0, log.read_text()[-4000:]
     after = _ended(run)
-    assert len(after) == 3 and all(after[t] == rows for t, rows in before.items())
+    assert len(after) == 3 and all(after[t] == r for t, r in before.items())
+    assert {r["state"] for r in after[victim_trial]} <= {"COMPLETED", "PRUNED"}
+    assert all(r["error"] is None for r in after[victim_trial])
     assert json.loads((run / "ferray_run.json").read_text())["trials"] == 3
+    study = optuna.load_study(study_name="resume", storage=f"sqlite:///{run / 'optuna.db'}")
+    victims = [t for t in study.trials if t.user_attrs.get("tune_trial_id") == victim_trial]
+    assert [t.state.name for t in victims][0] == "FAIL" and victims[-1].user_attrs.get("retry_of") == victims[0].number
+    assert len(study.trials) == 4  # 3 Tune trials + the failed attempt's record
 
 
 def test_a_killed_fold_worker_resumes_from_its_checkpoint(tmp_path):
