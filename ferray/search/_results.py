@@ -176,9 +176,12 @@ def read_results(path: str | os.PathLike) -> list[dict]:
     """Rows of a ``results.parquet`` as dicts.
 
     The file is read in one go: a sweep replaces it while it runs, and a reader that opened
-    it twice (footer, then pages) could mix two versions.
+    it twice (footer, then pages) could mix two versions. The table is small, so it is
+    decoded on this thread: pyarrow's pool reading from an in-memory buffer can leave a
+    thread that aborts the interpreter at exit ("terminate called without an active
+    exception", exit 134), which broke ``ferray status --json | jq``.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    return pq.read_table(pa.BufferReader(Path(path).read_bytes())).to_pylist()
+    return pq.read_table(pa.BufferReader(Path(path).read_bytes()), use_threads=False).to_pylist()

@@ -40,6 +40,25 @@ def test_status_json(tmp_path, capsys, monkeypatch):
     assert "loss became NaN" in text and "best: trial a" in text
 
 
+def test_status_json_piped_from_the_console_script_exits_cleanly(tmp_path):
+    """The installed ``ferray`` in its own process, output piped as ``| jq`` would read it."""
+    import shutil
+    import subprocess
+
+    t = ResultsTable()
+    for i in range(6):
+        t.add_result(f"t{i}", {"optim.lr": 0.01 * (i + 1)}, {"epoch": 1, "metric": 0.1 * i, "final": True})
+        t.set_state(f"t{i}", "COMPLETED")
+    t.write(tmp_path / "results.parquet")
+    exe = shutil.which("ferray")
+    if exe is None:
+        pytest.skip("the ferray console script is not installed (pip install -e .)")
+    for _ in range(3):  # the exit-time abort this guards against was timing-dependent
+        proc = subprocess.run([exe, "status", str(tmp_path), "--json"], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout)["best"]["trial_id"] == "t5"
+
+
 def test_search_of_a_bad_spec_raises_config_error(tmp_path):
     from ferray.errors import ConfigError
 
