@@ -203,12 +203,31 @@ def _final_outputs(trainer: FoldTrainer, data: FERData, fold_of: np.ndarray, ran
     start = time.perf_counter()
     holdout_index = np.flatnonzero(fold_of < 0)
     tta = list(cfg.augment.tta)
+    _save_fold_weights(trainer, data, rank, cfg, config)
     val_probs, val_au = trainer.predict(trainer.val_index, tta)
     hold_probs, hold_au = (trainer.predict(holdout_index, tta) if len(holdout_index)
                            else (np.zeros((0, data.num_classes), np.float32), None))
     gathered = _gather((rank, val_probs, val_au, hold_probs, hold_au))
     # Rank 0 writes the files; every rank then reports (and checkpoints) the same figures.
     return _gather(_write_outputs(gathered, trainer, data, fold_of, tta, config, start) if rank == 0 else None)[0]
+
+
+def _save_fold_weights(trainer: FoldTrainer, data: FERData, rank: int, cfg: TrainConfig, config: dict) -> None:
+    """This fold's evaluated weights, for the ensemble, distillation and export stages."""
+    from ferray.layout import TrialLayout
+    from ferray.training.weights import save_weights
+
+    output_dir = config.get("output_dir")
+    if not output_dir:
+        return
+    meta = {"train": cfg.model_dump(mode="json"), "num_classes": int(data.num_classes),
+            "in_chans": int(trainer.channels), "img_size": int(trainer.size),
+            "class_names": list(data.class_names), "fold": int(rank), "k": int(np.max(config["folds"])) + 1,
+            "ema": trainer.ema is not None, "normalise": {"mean": 0.5, "std": 0.5},
+            "data_fingerprint": config.get("fingerprint", "")}
+    path = str(TrialLayout(Path(str(output_dir))).weights(rank)) if "://" not in str(output_dir) else \
+        f"{str(output_dir).rstrip('/')}/{TrialLayout.WEIGHTS}/fold_{rank}.safetensors"
+    save_weights(trainer.eval_model, path, meta)
 
 
 def _write_outputs(gathered: list, trainer: FoldTrainer, data: FERData, fold_of: np.ndarray, tta: list[str],

@@ -1,0 +1,223 @@
+"""Where everything of a run directory and of a trial folder lives.
+
+Every stage (search, status, resume, ensemble, distill, export, report) finds files
+through :class:`RunLayout` and :class:`TrialLayout` instead of repeating file names::
+
+    runs/quickstart-20261130-120000/      RunLayout(run_dir)
+      ferray_run.json                     manifest: resolved spec, data fingerprint, budget
+      spec.yaml                           the spec the sweep started with
+      folds.parquet                       the fold plan every trial shares
+      optuna.db                           the Optuna study (SQLite)
+      results.parquet                     one row per trial per epoch
+      ferray.log                          Ray's and the workers' logs
+      tensorboard/  wandb/                tracking
+      ensemble/                           ensembles of the top trials
+      distill/                            the distilled student
+      <trial_id>/                         TrialLayout(run_dir / trial_id)
+        config.yaml                       the trial's resolved training config
+        checkpoints/epoch_NNNN/fold_i.pt  resumable training state per epoch
+        weights/fold_i.safetensors        the weights that made oof/holdout predictions
+        oof.parquet  holdout.parquet      predictions (see ferray.training.outputs)
+        metrics.json  epochs.jsonl
+
+This module imports nothing heavy: it is the one list of names.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["RunLayout", "TrialLayout", "check_run_name", "directory_size"]
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def check_run_name(name: str, what: str = "--name") -> str:
+    """``name`` if it is a plain folder name; else ``ConfigError`` saying what is accepted.
+
+    >>> check_run_name("exp1")
+    'exp1'
+    """
+    from ferray.errors import ConfigError
+
+    if not isinstance(name, str) or not _NAME.match(name) or name in (".", "..") or ".." in name:
+        raise ConfigError(f"{what} {name!r}: a run name is one folder name of letters, digits, '_', '-' and '.' "
+                          "(starting with a letter or digit, no '/', '\\' or '..')")
+    return name
+
+
+@dataclass(frozen=True)
+class TrialLayout:
+    """The files of one trial's folder (also of a standalone ``ferray train`` output folder)."""
+
+    root: Path
+
+    CONFIG = "config.yaml"
+    OOF = "oof.parquet"
+    HOLDOUT = "holdout.parquet"
+    METRICS = "metrics.json"
+    EPOCHS = "epochs.jsonl"
+    CHECKPOINTS = "checkpoints"
+    WEIGHTS = "weights"
+    FOLDS = "folds.parquet"  # standalone `ferray train` only; a sweep's trials share the run's
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    @property
+    def trial_id(self) -> str:
+        return self.root.name
+
+    @property
+    def config(self) -> Path:
+        return self.root / self.CONFIG
+
+    @property
+    def oof(self) -> Path:
+        return self.root / self.OOF
+
+    @property
+    def holdout(self) -> Path:
+        return self.root / self.HOLDOUT
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / self.METRICS
+
+    @property
+    def epochs(self) -> Path:
+        return self.root / self.EPOCHS
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / self.CHECKPOINTS
+
+    @property
+    def weights_dir(self) -> Path:
+        return self.root / self.WEIGHTS
+
+    def weights(self, fold: int) -> Path:
+        """The safetensors file of fold ``fold``'s final (evaluated) model weights."""
+        return self.weights_dir / f"fold_{fold}.safetensors"
+
+    def checkpoint_epochs(self) -> list[Path]:
+        """The trial's epoch checkpoint folders, oldest first."""
+        if not self.checkpoints.is_dir():
+            return []
+        return sorted(p for p in self.checkpoints.iterdir() if p.is_dir() and p.name.startswith("epoch_"))
+
+    def fold_checkpoint(self, epoch_dir: Path, fold: int) -> Path:
+        return Path(epoch_dir) / f"fold_{fold}.pt"
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """The files of a sweep's run directory."""
+
+    root: Path
+
+    MANIFEST = "ferray_run.json"
+    SPEC = "spec.yaml"
+    FOLDS = "folds.parquet"
+    STUDY = "optuna.db"
+    RESULTS = "results.parquet"
+    LOG = "ferray.log"
+    TENSORBOARD = "tensorboard"
+    WANDB = "wandb"
+    ENSEMBLE = "ensemble"
+    DISTILL = "distill"
+    BUNDLE = "bundle"
+    REPORT = "report"
+
+    #: Files every sweep's run directory holds once it has started.
+    REQUIRED = (MANIFEST, SPEC, FOLDS, STUDY)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    @property
+    def name(self) -> str:
+        return self.root.name
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / self.MANIFEST
+
+    @property
+    def spec(self) -> Path:
+        return self.root / self.SPEC
+
+    @property
+    def folds(self) -> Path:
+        return self.root / self.FOLDS
+
+    @property
+    def study(self) -> Path:
+        return self.root / self.STUDY
+
+    @property
+    def results(self) -> Path:
+        return self.root / self.RESULTS
+
+    @property
+    def log(self) -> Path:
+        return self.root / self.LOG
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.root / self.TENSORBOARD
+
+    @property
+    def wandb(self) -> Path:
+        return self.root / self.WANDB
+
+    @property
+    def ensemble(self) -> Path:
+        return self.root / self.ENSEMBLE
+
+    @property
+    def distill(self) -> Path:
+        return self.root / self.DISTILL
+
+    @property
+    def bundle(self) -> Path:
+        return self.root / self.BUNDLE
+
+    @property
+    def report(self) -> Path:
+        return self.root / self.REPORT
+
+    def trial(self, trial_id: str) -> TrialLayout:
+        return TrialLayout(self.root / trial_id)
+
+    def trials(self) -> list[TrialLayout]:
+        """Every trial folder (a folder holding a config, predictions or checkpoints)."""
+        if not self.root.is_dir():
+            return []
+        out = []
+        for p in sorted(self.root.iterdir()):
+            if p.is_dir() and any((p / f).exists() for f in (TrialLayout.CONFIG, TrialLayout.OOF,
+                                                             TrialLayout.CHECKPOINTS)):
+                out.append(TrialLayout(p))
+        return out
+
+    def is_run(self) -> bool:
+        return self.manifest.exists()
+
+    def missing(self) -> list[str]:
+        return [f for f in self.REQUIRED if not (self.root / f).exists()]
+
+
+def directory_size(path: str | os.PathLike) -> int:
+    """Bytes of every file below ``path`` (0 when it does not exist)."""
+    total = 0
+    for base, _, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.lstat(os.path.join(base, f)).st_size
+            except OSError:
+                pass
+    return total
