@@ -11,8 +11,11 @@ through :class:`RunLayout` and :class:`TrialLayout` instead of repeating file na
       results.parquet                     one row per trial per epoch
       ferray.log                          Ray's and the workers' logs
       tensorboard/  wandb/                tracking
-      ensemble/                           ensembles of the top trials
+      ensemble/                           EnsembleLayout(run.ensemble): ensembles of the top trials
+        ensembles.parquet  ensemble.json  the table of members and methods; weights, chosen method
+        oof.parquet  holdout.parquet      the chosen ensemble's predictions (soft targets)
       distill/                            the distilled student
+      bundle/                             BundleLayout(run.bundle): the exported ONNX bundle
       <trial_id>/                         TrialLayout(run_dir / trial_id)
         config.yaml                       the trial's resolved training config
         checkpoints/epoch_NNNN/fold_i.pt  resumable training state per epoch
@@ -30,7 +33,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["RunLayout", "TrialLayout", "check_run_name", "directory_size"]
+__all__ = ["RunLayout", "TrialLayout", "EnsembleLayout", "BundleLayout", "check_run_name", "directory_size"]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -114,6 +117,81 @@ class TrialLayout:
 
 
 @dataclass(frozen=True)
+class EnsembleLayout:
+    """The files ``ferray ensemble`` writes to a run's ``ensemble/`` folder (see :mod:`ferray.ensemble`)."""
+
+    root: Path
+
+    TABLE = "ensembles.parquet"  # one row per member and per ensemble method, OOF and holdout metrics
+    SUMMARY = "ensemble.json"  # members, each method's weights or coefficients, the chosen method
+    OOF = TrialLayout.OOF  # the chosen ensemble's out-of-fold predictions (Predictions format)
+    HOLDOUT = TrialLayout.HOLDOUT  # its holdout predictions, one row per holdout row, fold -1
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    @property
+    def table(self) -> Path:
+        return self.root / self.TABLE
+
+    @property
+    def summary(self) -> Path:
+        return self.root / self.SUMMARY
+
+    @property
+    def oof(self) -> Path:
+        return self.root / self.OOF
+
+    @property
+    def holdout(self) -> Path:
+        return self.root / self.HOLDOUT
+
+
+@dataclass(frozen=True)
+class BundleLayout:
+    """The files of an exported bundle (``ferray export`` writes it, ``ferray predict`` reads it)::
+
+        bundle/                              BundleLayout(run.bundle)
+          manifest.json                      format, classes, input, members, sha256 of each file
+          ensemble.onnx                      uint8 NHWC images -> class probabilities
+          student.onnx                       the distilled student (when the run has one)
+          weights/<member>/fold_i.safetensors  copies of the members' weights
+    """
+
+    root: Path
+
+    #: Bundle format this ferray writes and the newest it reads (``manifest.json`` "format").
+    FORMAT = 1
+    MANIFEST = "manifest.json"
+    ENSEMBLE = "ensemble.onnx"
+    STUDENT = "student.onnx"
+    WEIGHTS = "weights"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / self.MANIFEST
+
+    @property
+    def ensemble(self) -> Path:
+        return self.root / self.ENSEMBLE
+
+    @property
+    def student(self) -> Path:
+        return self.root / self.STUDENT
+
+    @property
+    def weights_dir(self) -> Path:
+        return self.root / self.WEIGHTS
+
+    def weights(self, member: str, fold: int) -> Path:
+        """The copy of ``member``'s fold ``fold`` weights."""
+        return self.weights_dir / member / f"fold_{fold}.safetensors"
+
+
+@dataclass(frozen=True)
 class RunLayout:
     """The files of a sweep's run directory."""
 
@@ -177,6 +255,11 @@ class RunLayout:
     @property
     def ensemble(self) -> Path:
         return self.root / self.ENSEMBLE
+
+    @property
+    def ensemble_files(self) -> EnsembleLayout:
+        """The files of the ``ensemble/`` folder."""
+        return EnsembleLayout(self.ensemble)
 
     @property
     def distill(self) -> Path:

@@ -60,6 +60,10 @@ _LAZY = {"run_search", "resume_search", "dry_run", "SearchResult", "SearchInterr
 
 def __getattr__(name: str):
     # The sweep module imports Ray; keep `import ferray.search` light for spec tooling.
+    if name == "resume_search":
+        from ferray.search import _resume
+
+        return _resume.resume_search
     if name in _LAZY:
         from ferray.search import _run
 

@@ -1,13 +1,17 @@
-"""Tune callbacks that run on the sweep's driver: results table, TensorBoard, live view.
+"""Tune callbacks that run on the sweep's driver: results table, TensorBoard, live view, stall guard.
 
-They only observe: a failure inside one (a full disk, a terminal that went away) is
-logged and never stops the sweep.
+They only observe (the stall guard excepted): a failure inside one (a full disk, a terminal
+that went away) is logged and never stops the sweep. They run on Tune's event loop, so
+file writes go to one background thread (:class:`BackgroundWriter`): a callback costs
+microseconds, not the seconds a TensorBoard import or a Parquet write on a slow disk take.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import queue
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -17,7 +21,7 @@ from ray.tune import Callback
 from ferray.search._optuna import finished
 from ferray.search._results import ResultsTable
 
-__all__ = ["ResultsCallback", "TensorBoardCallback", "LiveView", "error_reason"]
+__all__ = ["ResultsCallback", "TensorBoardCallback", "LiveView", "StallGuard", "BackgroundWriter", "error_reason"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +46,63 @@ def error_reason(trial) -> str:
     return (lines[-1] if lines else "unknown error")[:500]
 
 
+class BackgroundWriter:
+    """One daemon thread that runs file writes handed over by callbacks, in order.
+
+    ``submit(key, fn)`` with a key replaces a not-yet-run job of the same key (a newer
+    results table supersedes an older one). :meth:`flush` waits, with a bound, until every
+    job submitted so far has run.
+    """
+
+    def __init__(self, name: str = "ferray-writer") -> None:
+        self._jobs: queue.Queue = queue.Queue()
+        self._latest: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._seq = 0
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, key: str | None, fn) -> None:
+        with self._lock:
+            self._seq += 1
+            if key is not None:
+                self._latest[key] = self._seq
+            self._jobs.put((self._seq, key, fn))
+
+    def _run(self) -> None:
+        while True:
+            seq, key, fn = self._jobs.get()
+            try:
+                with self._lock:
+                    stale = key is not None and self._latest.get(key, seq) != seq
+                if fn is not None and not stale:
+                    fn()
+            except Exception as exc:  # noqa: BLE001 - a bookkeeping write never stops the sweep
+                logger.warning("background write %s failed: %s", key or "", exc)
+            finally:
+                self._jobs.task_done()
+
+    def flush(self, timeout: float = 60.0) -> bool:
+        """Wait until every submitted job ran; False (and a warning) past ``timeout`` seconds."""
+        done = threading.Event()
+        self.submit(None, done.set)
+        if not done.wait(timeout):
+            logger.warning("results/TensorBoard writes still pending after %.0f s", timeout)
+            return False
+        return True
+
+
+_WRITER: BackgroundWriter | None = None
+
+
+def background_writer() -> BackgroundWriter:
+    """The driver's one background writer (created on first use)."""
+    global _WRITER
+    if _WRITER is None:
+        _WRITER = BackgroundWriter()
+    return _WRITER
+
+
 class ResultsCallback(Callback):
     """Keeps ``results.parquet`` current: rewritten after every report and state change.
 
@@ -53,7 +114,7 @@ class ResultsCallback(Callback):
     """
 
     def __init__(self, path: str | Path, *, max_epochs: int, searcher=None, scheduler=None,
-                 min_interval_s: float = 0.0, resume: bool = False):
+                 min_interval_s: float = 0.0, resume: bool = False, guard: StallGuard | None = None):
         self.path = Path(path)
         self.max_epochs = max_epochs
         self.table = ResultsTable.load(self.path) if resume and self.path.exists() else ResultsTable()
@@ -61,6 +122,7 @@ class ResultsCallback(Callback):
         self._scheduler = scheduler
         self._min_interval = min_interval_s
         self._last_write = 0.0
+        self._guard = guard
 
     def _number(self, trial) -> int | None:
         try:
@@ -68,15 +130,24 @@ class ResultsCallback(Callback):
         except Exception:  # noqa: BLE001
             return None
 
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_guard"] = None
+        return state
+
     def _write(self, force: bool = False) -> None:
+        """Hand a snapshot of the table to the background writer (newest snapshot wins)."""
+        from ferray.search._results import write_table_atomic
+
         now = time.monotonic()
         if not force and now - self._last_write < self._min_interval:
             return
-        try:
-            self.table.write(self.path)
-            self._last_write = now
-        except Exception as exc:  # noqa: BLE001 - never stop the sweep for a results write
-            logger.warning("could not write %s: %s", self.path, exc)
+        rows, path = self.table.rows(), self.path
+        background_writer().submit(f"results:{path}", lambda: write_table_atomic(rows, path))
+        self._last_write = now
+
+    def flush(self, timeout: float = 60.0) -> bool:
+        return background_writer().flush(timeout)
 
     def on_trial_start(self, iteration, trials, trial, **info):
         self.table.add_trial(trial.trial_id, dict(trial.config), self._number(trial))
@@ -107,7 +178,8 @@ class ResultsCallback(Callback):
     def on_trial_error(self, iteration, trials, trial, **info):
         self.table.add_trial(trial.trial_id, dict(trial.config), self._number(trial)) \
             if self.table.state(trial.trial_id) is None else None
-        self.table.set_state(trial.trial_id, "ERROR", error=error_reason(trial))
+        reason = self._guard.reason(trial.trial_id) if self._guard is not None else None
+        self.table.set_state(trial.trial_id, "ERROR", error=reason or error_reason(trial))
         self._write(force=True)
 
     def on_experiment_end(self, trials, **info):
@@ -116,10 +188,14 @@ class ResultsCallback(Callback):
             if self.table.state(trial.trial_id) in ("PENDING", "RUNNING"):
                 self.table.set_state(trial.trial_id, "STOPPED")
         self._write(force=True)
+        self.flush()
 
 
 class TensorBoardCallback(Callback):
-    """One TensorBoard run per trial under ``<run_dir>/tensorboard/<trial_id>``: config and per-epoch metrics."""
+    """One TensorBoard run per trial under ``<run_dir>/tensorboard/<trial_id>``: config and per-epoch metrics.
+
+    Writers live on the background writer's thread; the event loop only hands over numbers.
+    """
 
     def __init__(self, logdir: str | Path, metric: str = "metric"):
         self.logdir = Path(logdir)
@@ -127,42 +203,52 @@ class TensorBoardCallback(Callback):
         self._writers: dict[str, Any] = {}
         self._last: dict[str, dict] = {}
 
-    def _writer(self, trial):
-        writer = self._writers.get(trial.trial_id)
+    def __getstate__(self) -> dict:
+        return {"logdir": self.logdir, "metric": self.metric, "_writers": {}, "_last": {}}
+
+    def _writer(self, trial_id: str, config: dict):  # background thread only
+        writer = self._writers.get(trial_id)
         if writer is None:
             from torch.utils.tensorboard import SummaryWriter
 
-            writer = SummaryWriter(log_dir=str(self.logdir / trial.trial_id))
-            text = "\n".join(f"    {k}: {v}" for k, v in sorted(trial.config.items()))
+            writer = SummaryWriter(log_dir=str(self.logdir / trial_id))
+            text = "\n".join(f"    {k}: {v}" for k, v in sorted(config.items()))
             writer.add_text("config", text or "(base config)", 0)
-            self._writers[trial.trial_id] = writer
+            self._writers[trial_id] = writer
         return writer
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        try:
-            writer = self._writer(trial)
-            step = int(result.get("epoch", result.get("training_iteration", 0)))
-            for key, value in result.items():
-                if (key in _SCALARS or key.startswith("val_accuracy_fold")) and _finite(value):
-                    writer.add_scalar(key if key == "metric" else f"val/{key}" if key.startswith("val_")
-                                      else f"train/{key}", float(value), step)
+        trial_id, config = trial.trial_id, dict(trial.config)
+        step = int(result.get("epoch", result.get("training_iteration", 0)))
+        scalars = {key: float(value) for key, value in result.items()
+                   if (key in _SCALARS or key.startswith("val_accuracy_fold")) and _finite(value)}
+        self._last[trial_id] = dict(result)
+
+        def write() -> None:
+            writer = self._writer(trial_id, config)
+            for key, value in scalars.items():
+                writer.add_scalar(key if key == "metric" else f"val/{key}" if key.startswith("val_")
+                                  else f"train/{key}", value, step)
             writer.flush()
-            self._last[trial.trial_id] = dict(result)
-        except Exception as exc:  # noqa: BLE001
-            logger.warning("TensorBoard logging failed for %s: %s", trial.trial_id, exc)
+
+        background_writer().submit(None, write)
 
     def _close(self, trial) -> None:
-        writer = self._writers.pop(trial.trial_id, None)
-        if writer is None:
+        trial_id, config = trial.trial_id, dict(trial.config)
+        last = self._last.pop(trial_id, None)
+        if last is None:
             return
-        try:
-            last = self._last.pop(trial.trial_id, {})
-            hparams = {k: v for k, v in trial.config.items() if isinstance(v, (int, float, str, bool))}
+
+        def close() -> None:
+            writer = self._writers.pop(trial_id, None)
+            if writer is None:
+                return
+            hparams = {k: v for k, v in config.items() if isinstance(v, (int, float, str, bool))}
             if hparams and _finite(last.get("metric")):
                 writer.add_hparams(hparams, {"hparam/metric": float(last["metric"])}, run_name=".")
             writer.close()
-        except Exception as exc:  # noqa: BLE001
-            logger.warning("TensorBoard close failed for %s: %s", trial.trial_id, exc)
+
+        background_writer().submit(None, close)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._close(trial)
@@ -173,6 +259,86 @@ class TensorBoardCallback(Callback):
     def on_experiment_end(self, trials, **info):
         for trial in trials:
             self._close(trial)
+        background_writer().flush()
+
+
+class StallGuard(Callback):
+    """Stops a trial whose actor went silent for longer than the stall limit plus a margin.
+
+    A trial's own function fails it when its fold workers go quiet
+    (:mod:`ferray.search._trial`); this guard covers the trial actor itself hanging, which
+    nothing inside it can report. The trial is ended (its actor killed, so Tune records an
+    error and frees its resources), and its reason, ``stalled: ...``, goes to the results
+    table.
+    """
+
+    def __init__(self, limits, check_every_s: float = 5.0, margin_s: float = 120.0) -> None:
+        self.limits = limits
+        self.check_every_s = check_every_s
+        self.margin_s = margin_s
+        self._last: dict[str, float] = {}
+        self._longest: dict[str, float] = {}
+        self._reasons: dict[str, str] = {}
+        self._checked = 0.0
+
+    def __getstate__(self) -> dict:
+        return {"limits": self.limits, "check_every_s": self.check_every_s, "margin_s": self.margin_s,
+                "_last": {}, "_longest": {}, "_reasons": {}, "_checked": 0.0}
+
+    def reason(self, trial_id: str) -> str | None:
+        return self._reasons.get(trial_id)
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self._last[trial.trial_id] = time.monotonic()
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self._last[trial.trial_id] = time.monotonic()
+        seconds = result.get("epoch_seconds")
+        if _finite(seconds):
+            self._longest[trial.trial_id] = max(self._longest.get(trial.trial_id, 0.0), float(seconds))
+
+    def _forget(self, trial) -> None:
+        self._last.pop(trial.trial_id, None)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._forget(trial)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._forget(trial)
+
+    def on_step_begin(self, iteration, trials, **info):
+        now = time.monotonic()
+        if now - self._checked < self.check_every_s:
+            return
+        self._checked = now
+        for trial in trials:
+            tid = trial.trial_id
+            if trial.status != "RUNNING" or tid in self._reasons:
+                continue
+            started = self._last.setdefault(tid, now)
+            limit = self.limits.driver_limit(self._longest.get(tid), self.margin_s)
+            if now - started > limit:
+                self._stop(trial, now - started, limit)
+
+    def _stop(self, trial, silent: float, limit: float) -> None:
+        import ray
+
+        from ferray._ray_compat import trial_actor
+        from ferray.search._stall import STALLED
+
+        reason = (f"{STALLED}: the trial sent nothing for {silent:.0f} s (driver limit {limit:.0f} s); its actor "
+                  "was stopped")
+        self._reasons[trial.trial_id] = reason
+        actor = trial_actor(trial)
+        if actor is None:
+            logger.error("trial %s is stalled (%s) and this Ray version gives ferray no way to stop it",
+                         trial.trial_id, reason)
+            return
+        logger.error("trial %s: %s", trial.trial_id, reason)
+        try:
+            ray.kill(actor, no_restart=True)
+        except Exception as exc:  # noqa: BLE001
+            logger.error("could not stop stalled trial %s: %s", trial.trial_id, exc)
 
 
 def _finite(v: Any) -> bool:

@@ -10,17 +10,18 @@ of a live trial, so ferray's trainers run without it (see
 kept its workers' CPUs reserved, and the next trials waited for them forever (seen on 2
 CPUs: the third and fourth trials of a sweep never started their workers).
 
-So each trial's controller sends its placement group to the driver
+So each trial's controller posts its placement group to the sweep's report hub
 (:class:`PlacementGroupReporter`, a Train callback) and :class:`PlacementGroupReaper`
-(a Tune callback) removes it when the trial ends, whatever way it ended.
+(a Tune callback on the driver) removes it when the trial ends, whatever way it ended.
 """
 
 from __future__ import annotations
 
 import logging
 
-from ray.train.v2._internal.execution.callback import WorkerGroupCallback
 from ray.tune import Callback
+
+from ferray._ray_compat import WorkerGroupCallback, placement_group_of
 
 __all__ = ["PlacementGroupReporter", "PlacementGroupReaper"]
 
@@ -28,16 +29,19 @@ logger = logging.getLogger(__name__)
 
 
 class PlacementGroupReporter(WorkerGroupCallback):
-    """Runs in a trial's Train controller: sends ``(trial_id, placement_group)`` to the driver."""
+    """Runs in a trial's Train controller: posts ``(trial_id, placement_group)`` to the hub."""
 
-    def __init__(self, queue, trial_id: str) -> None:
-        self._queue = queue
+    def __init__(self, hub, trial_id: str) -> None:
+        self._hub = hub
         self._trial_id = trial_id
 
     def after_worker_group_start(self, worker_group) -> None:
+        from ferray.search._trial import PLACEMENT_GROUPS, hub_call
+
         try:
-            pg = worker_group._worker_group_state.placement_group_handle.placement_group
-            self._queue.put((self._trial_id, pg), timeout=10)
+            pg = placement_group_of(worker_group)
+            if pg is not None:
+                hub_call(self._hub.put, PLACEMENT_GROUPS, (self._trial_id, pg), timeout=30)
         except Exception as exc:  # noqa: BLE001 - best effort; never fail the trial for it
             logger.warning("could not report the placement group of trial %s: %s", self._trial_id, exc)
 
@@ -45,19 +49,24 @@ class PlacementGroupReporter(WorkerGroupCallback):
 class PlacementGroupReaper(Callback):
     """On the driver: removes the fold workers' placement groups of trials that ended."""
 
-    def __init__(self, queue) -> None:
-        self._queue = queue
+    def __init__(self, hub) -> None:
+        self._hub = hub
         self._groups: dict[str, list] = {}
 
     def __getstate__(self) -> dict:
-        # Tune pickles its callbacks with the experiment; the queue and groups belong to this
+        # Tune pickles its callbacks with the experiment; the hub and groups belong to this
         # Ray session only (a resumed sweep builds a new reaper).
-        return {"_queue": None, "_groups": {}}
+        return {"_hub": None, "_groups": {}}
 
     def _drain(self) -> None:
+        from ferray.search._trial import PLACEMENT_GROUPS, hub_call
+
+        if self._hub is None:
+            return
         try:
-            items = self._queue.get_nowait_batch(self._queue.qsize())
-        except Exception:  # noqa: BLE001 - empty or gone
+            items = hub_call(self._hub.take, PLACEMENT_GROUPS, 0.0, timeout=10)
+        except Exception as exc:  # noqa: BLE001 - the hub is gone with the sweep
+            logger.debug("could not read placement groups: %s", exc)
             items = []
         for trial_id, pg in items:
             self._groups.setdefault(trial_id, []).append(pg)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -161,14 +160,9 @@ def write_table_atomic(rows: list[dict], path: str | os.PathLike) -> Path:
         columns.setdefault(required, None)
     table = pa.table({c: _column([r.get(c) for r in rows]) for c in columns}) if rows else pa.table(
         {c: pa.array([], type=pa.string()) for c in columns})
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from ferray._io import atomic_write
+
+    atomic_write(path, lambda stream: pq.write_table(table, stream))
     return path
 
 

@@ -13,13 +13,16 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ferray.errors import ConfigError, DataError
 from ferray.search._spec import SearchSpec, load_search_spec
 
+if TYPE_CHECKING:
+    from ferray.search._run import SearchResult
+
 __all__ = ["write_manifest", "read_manifest", "update_manifest", "check_resumable", "spec_differences",
-           "Resumable", "MANIFEST"]
+           "Resumable", "MANIFEST", "resume_search", "resume_command"]
 
 MANIFEST = "ferray_run.json"
 _FORMAT = 1
@@ -163,3 +166,70 @@ def check_resumable(run: str | os.PathLike, echo=print) -> Resumable:
     finished = sum(n for s, n in status["counts"].items() if s in ("COMPLETED", "PRUNED", "ERROR"))
     return Resumable(spec=spec, data=data, plan=plan, manifest=manifest, finished_trials=finished,
                      errored_trials=status["counts"].get("ERROR", 0))
+
+
+def resume_command(run_dir: str | os.PathLike) -> str:
+    return f"ferray resume {run_dir}"
+
+
+def resume_search(run_dir: str | os.PathLike, *, extend: int = 0, retry_errored: bool = False,
+                  address: str | None = None, num_cpus: int | None = None, live: bool = True,
+                  echo=print) -> SearchResult:
+    """Continue an interrupted sweep from its run directory (or add ``extend`` trials to a finished one).
+
+    Finished trials are never run again; unfinished ones continue from their last epoch
+    checkpoint with the same fold plan, Optuna study, ASHA rungs and spec. Errored trials
+    stay errored (their reason is in ``ferray status``) unless ``retry_errored``: then they
+    too continue from their last checkpoint (a new Optuna trial records the retry, as
+    Optuna cannot reopen a failed one).
+
+    Raises:
+        ConfigError: not a ferray run, or its spec was edited since the sweep started.
+        DataError: the data's fingerprint changed.
+        SearchInterrupted: stopped again (Ctrl-C).
+    """
+    from ray import tune
+
+    from ferray._ray_compat import restored_tuner_internals
+    from ferray.search._run import SearchResult, _Sweep
+    from ferray.search._plan import is_uri
+
+    t0 = time.perf_counter()
+    if extend < 0:
+        raise ConfigError(f"--extend {extend}: the number of trials to add must be >= 0")
+    run = Path(run_dir).absolute()
+    timings: dict[str, float] = {}
+    checked = check_resumable(run, echo=echo)
+    spec, data, plan, manifest = checked.spec, checked.data, checked.plan, checked.manifest
+    trials = int(manifest["trials"]) + extend
+    done = checked.finished_trials - (checked.errored_trials if retry_errored else 0)
+    if done >= trials:
+        echo(f"{run}: all {trials} trials of this sweep have ended; nothing to resume "
+             f"(add trials with `ferray resume {run} --extend N`"
+             + (f", retry the {checked.errored_trials} errored with --retry-errored)" if checked.errored_trials
+                and not retry_errored else ")"))
+        from ferray.search._status import get_status
+
+        return SearchResult(run_dir=run, status=get_status(run), plan=None, wall_seconds=time.perf_counter() - t0,
+                            timings=timings)
+    timings["load_data"] = time.perf_counter() - t0
+    echo(f"resuming {run}: {done} of {trials} trials ended" + (f" ({extend} added)" if extend else ""))
+    sweep = _Sweep(spec, run, data, plan, ray_storage=None if not is_uri(manifest["experiment"]) else
+                   manifest["experiment"].rsplit("/", 1)[0], address=address, num_cpus=num_cpus, live=live,
+                   echo=echo, timings=timings, trials=trials, resume=True)
+    sweep.searcher.retry_errored = retry_errored
+    if extend:
+        update_manifest(run, trials=trials)
+    t = time.perf_counter()
+    tuner = tune.Tuner.restore(manifest["experiment"], trainable=sweep.trainable, resume_unfinished=True,
+                               resume_errored=retry_errored)
+    # Tuner.restore rebuilds the searcher, scheduler and callbacks from the pickle written
+    # when the sweep started (the scheduler's rungs empty, the callbacks' actor handles
+    # gone); use this process's, whose state Tune then restores from the experiment checkpoint.
+    internal = restored_tuner_internals(tuner)
+    internal._tune_config = sweep.tune_config
+    internal._run_config.callbacks = sweep.run_config.callbacks
+    internal._run_config.failure_config = sweep.run_config.failure_config
+    internal._run_config.verbose = sweep.run_config.verbose
+    timings["restore"] = time.perf_counter() - t
+    return sweep.fit(tuner, t0)

@@ -140,6 +140,18 @@ class BudgetConfig(StrictModel):
     max_concurrent: int | None = Field(
         None, ge=1, description="Trials at once; None: as many as the resource plan fits."
     )
+    startup_timeout_s: float = Field(
+        900, gt=0, description="A trial with no report this long after it started is failed as 'stalled'."
+    )
+    stall_timeout_s: float | None = Field(
+        None, gt=0, description="A trial with no report this long after its last is failed as 'stalled'; "
+        "None: max(300 s, 5 x its longest epoch so far)."
+    )
+
+    def stall_limits(self):
+        from ferray.search._stall import StallLimits
+
+        return StallLimits(startup_s=self.startup_timeout_s, every_s=self.stall_timeout_s)
 
     @model_validator(mode="after")
     def _grace(self) -> BudgetConfig:
@@ -188,7 +200,10 @@ class EnsembleConfig(StrictModel):
     """Read by ``ferray ensemble``: which trials and how to combine them."""
 
     top_k: int = Field(5, ge=1, description="Best trials (by fold mean) whose OOF predictions are combined.")
-    methods: list[Literal["greedy", "stacking"]] = Field(default_factory=lambda: ["greedy"], min_length=1)
+    # The names of ferray.ensemble.ENSEMBLE_METHODS (spelt out here: search never imports upward).
+    methods: list[Literal["greedy", "stacking", "mean", "vote"]] = Field(
+        default_factory=lambda: ["greedy"], min_length=1,
+        description="Ensemble methods to fit; the best by OOF log-loss is chosen.")
     greedy: GreedyConfig = Field(default_factory=GreedyConfig)
     seed: int = 0
 
@@ -201,6 +216,10 @@ class DistillConfig(StrictModel):
     epochs: int = Field(10, ge=1)
     temperature: float = Field(4.0, gt=0)
     alpha: float = Field(0.7, ge=0, le=1, description="Weight of the soft-label loss (1 - alpha: hard labels).")
+    batch_size: int | None = Field(None, ge=1, le=65_536, description="Student batch size; None: run.batch_size.")
+    transfer: str | None = Field(
+        None, description="Extra unlabelled images (a data source, e.g. 'synthetic:basic7?count=500') labelled "
+                          "by the ensemble's models; None: only the cross-validation rows.")
 
 
 class SearchSpec(TrainConfig):

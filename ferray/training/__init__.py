@@ -49,6 +49,14 @@ _EXPORTS = {
     "TrainingFailed": "ferray.training._trial",
     "TrainResult": "ferray.training._trial",
     "train": "ferray.training._trial",
+    "build_trainer": "ferray.training._trial",
+    "ensure_ray": "ferray.training._trial",
+    "failure_reason": "ferray.training._trial",
+    "load_data": "ferray.training._trial",
+    "make_fold_plan": "ferray.training._trial",
+    "save_weights": "ferray.training.weights",
+    "load_fold_models": "ferray.training.weights",
+    "read_weights_meta": "ferray.training.weights",
     "TrainConfig": "ferray.training.config",
     "load_train_config": "ferray.training.config",
 }
@@ -78,5 +86,7 @@ if _TYPE_CHECKING:  # pragma: no cover - for static analysers only
     from ferray.training.models import BACKBONE_FAMILIES, HEADS, NUM_AUS, FERModel, LoadReport, build_model, check_backbone, load_pretrained, param_groups
     from ferray.training.schedules import SCHEDULES, build_optimizer, build_scheduler, register_schedule
     from ferray.training.tta import TTA_VIEWS, predict_proba
-    from ferray.training._trial import TrainingFailed, TrainResult, train
+    from ferray.training._trial import (TrainingFailed, TrainResult, build_trainer, ensure_ray, failure_reason,
+                                        load_data, make_fold_plan, train)
+    from ferray.training.weights import load_fold_models, read_weights_meta, save_weights
     from ferray.training.config import TrainConfig, load_train_config

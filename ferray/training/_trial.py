@@ -21,7 +21,7 @@ from ferray.training.config import TrainConfig, load_train_config
 from ferray.training.resources import ResourcePlan, plan_resources
 
 __all__ = ["train", "TrainResult", "build_trainer", "load_data", "make_fold_plan", "ensure_ray",
-           "TrainingFailed"]
+           "TrainingFailed", "failure_reason"]
 
 
 class TrainingFailed(FerrayError):
@@ -136,16 +136,9 @@ def _trainer_class(base):
     standalone run's go with its job, and a sweep removes a trial's when Tune ends it
     (:mod:`ferray.search._reaper`). Without the cleaner no state API (dashboard) is needed.
     """
-    create = getattr(base, "_create_default_callbacks", None)
-    if create is None:  # another Ray version: keep its defaults
-        return base
+    from ferray._ray_compat import trainer_without_pg_cleaner
 
-    class Trainer(base):
-        def _create_default_callbacks(self):
-            return [c for c in create(self) if type(c).__name__ != "PlacementGroupCleanerCallback"]
-
-    Trainer.__name__ = Trainer.__qualname__ = base.__name__
-    return Trainer
+    return trainer_without_pg_cleaner(base)
 
 
 def _progress_callback(queue):
@@ -253,7 +246,7 @@ def train(config: TrainConfig | str | os.PathLike | dict, *, source: str | None 
     try:
         result = trainer.fit()
     except Exception as exc:  # Ray wraps worker errors; show the reason, not Ray's traceback.
-        raise TrainingFailed(f"training stopped: {_reason(exc)}") from exc
+        raise TrainingFailed(f"training stopped: {failure_reason(exc)}") from exc
     finally:
         stop.set()
         if reader is not None:
@@ -280,7 +273,7 @@ def _history_of(result) -> list[dict]:
     return list(state["history"])
 
 
-def _reason(exc: BaseException) -> str:
+def failure_reason(exc: BaseException) -> str:
     """The innermost worker error message of a Ray Train failure."""
     seen = set()
     current: BaseException | None = exc

@@ -78,11 +78,9 @@ def _improved(value: float, best: float | None, metric: str) -> bool:
 def _quiet_ray_train() -> None:
     """Ray Train logs every report at INFO on loggers named by file path, which its own
     log-level setting does not reach; one line per fold per epoch buries ferray's output."""
-    import logging
+    from ferray._ray_compat import quiet_train_context_logger
 
-    from ray.train.v2._internal.execution import context
-
-    logging.getLogger(context.__file__).setLevel(logging.WARNING)
+    quiet_train_context_logger()
 
 
 def fold_worker(config: dict) -> None:

@@ -1,0 +1,251 @@
+"""Everything ferray takes from Ray that is not Ray's public API, in one place.
+
+Each entry says what ferray uses, why no public API does it, and what happens when a
+Ray release moves it: a named fallback, or a clear error before any trial starts.
+:func:`check` verifies every entry against the installed Ray (``ferray doctor`` prints the
+result, ``ferray search`` prints a one-line summary and refuses to start when a required
+entry is missing); ``tests/test_ray_compat.py`` runs it, so CI fails when an upgrade breaks
+one. ferray is tested with the Ray versions in :data:`TESTED_RAY` (pinned in
+``pyproject.toml``).
+
+Public APIs ferray uses instead of internals where Ray has them: ``ray.tune.report`` from the
+trial function (not ``TuneReportCallback``'s inter-actor queue), ``ray.train.UserCallback``,
+Tune ``Callback.get_state``/``set_state`` for the ASHA rungs, ``Searcher.save``/``restore``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable
+
+__all__ = ["TESTED_RAY", "Workaround", "WORKAROUNDS", "check", "require", "summary", "WorkerGroupCallback",
+           "placement_group_of", "trainer_without_pg_cleaner", "quiet_train_context_logger", "restored_tuner_internals",
+           "trial_actor", "RayCompatError"]
+
+logger = logging.getLogger(__name__)
+
+#: Ray versions this ferray is tested with (``pyproject.toml`` pins the same range).
+TESTED_RAY = (">=2.60", "<2.61")
+
+
+class RayCompatError(RuntimeError):
+    """The installed Ray lacks an internal that a ferray feature needs."""
+
+
+@dataclass(frozen=True)
+class Workaround:
+    """One private Ray access: what, why, and the fallback when it is missing."""
+
+    name: str
+    what: str
+    why: str
+    fallback: str | None  # None: required (ferray refuses to start without it)
+    probe: Callable[[], bool]
+
+    @property
+    def required(self) -> bool:
+        return self.fallback is None
+
+
+def _has_attr(module: str, path: str) -> Callable[[], bool]:
+    def probe() -> bool:
+        obj: Any = importlib.import_module(module)
+        for part in path.split("."):
+            obj = getattr(obj, part)
+        return True
+
+    return probe
+
+
+def _asha_probe() -> bool:
+    from ray.tune.schedulers import ASHAScheduler
+
+    s = ASHAScheduler(time_attr="epoch", max_t=4, grace_period=1, reduction_factor=2, metric="m", mode="max")
+    return all(hasattr(s, a) for a in ("_brackets", "_trial_info", "_num_stopped", "_time_attr", "_max_t")) \
+        and all(hasattr(b, "_rungs") for b in s._brackets)
+
+
+def _optuna_probe() -> bool:
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        s = OptunaSearch(lambda trial: None, metric="m", mode="max")
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+    return all(hasattr(s, a) for a in ("_ot_trials", "_ot_study", "_completed_trials", "_space", "_metric",
+                                       "_storage", "_sampler", "_suggest_from_define_by_run_func"))
+
+
+def _generator_probe() -> bool:
+    from ray.tune.search import BasicVariantGenerator  # noqa: F401 - the module must import
+    from ray.tune.search.search_generator import SearchGenerator
+
+    g = SearchGenerator.__new__(SearchGenerator)
+    SearchGenerator.__init__(g, _dummy_searcher())
+    return hasattr(g, "_total_samples") and hasattr(g, "_finished")
+
+
+def _dummy_searcher():
+    from ray.tune.search import Searcher
+
+    class _S(Searcher):
+        def suggest(self, trial_id):
+            return None
+
+        def on_trial_complete(self, trial_id, result=None, error=False):
+            pass
+
+    return _S(metric="m", mode="max")
+
+
+def _pg_probe() -> bool:
+    from ray.train.v2._internal.execution.worker_group.state import WorkerGroupState
+
+    return "placement_group_handle" in getattr(WorkerGroupState, "__annotations__", {})
+
+
+def _trial_actor_probe() -> bool:
+    from ray.tune.experiment.trial import _TemporaryTrialState
+
+    return hasattr(_TemporaryTrialState(), "ray_actor")
+
+
+WORKAROUNDS: tuple[Workaround, ...] = (
+    Workaround(
+        "train-callback-worker-group", "ray.train.v2._internal.execution.callback.WorkerGroupCallback",
+        "the only hook that sees a trial's worker group, whose placement group ferray frees when Tune ends "
+        "the trial (Train's own cleaner needs the state API and freed live trials' groups under load)",
+        None, _has_attr("ray.train.v2._internal.execution.callback", "WorkerGroupCallback")),
+    Workaround(
+        "worker-group-placement-group", "WorkerGroupState.placement_group_handle.placement_group",
+        "the placement group of a trial's fold workers", "pruned trials keep their CPUs until the sweep ends "
+        "(a warning names each)", _pg_probe),
+    Workaround(
+        "trainer-default-callbacks", "DataParallelTrainer._create_default_callbacks",
+        "drop Train's PlacementGroupCleanerCallback (see ferray.training._trial)",
+        "Train's own placement-group cleaner stays (needs the dashboard's state API)",
+        _has_attr("ray.train.v2.api.data_parallel_trainer", "DataParallelTrainer._create_default_callbacks")),
+    Workaround(
+        "train-context-logger", "ray.train.v2._internal.execution.context",
+        "Ray Train logs every report at INFO on a logger named by file path", "Ray Train's per-report lines "
+        "show in the log", _has_attr("ray.train.v2._internal.execution", "context")),
+    Workaround(
+        "asha-rungs", "ASHAScheduler._brackets[i]._rungs, _trial_info, _num_stopped, _time_attr, _max_t",
+        "save and restore ASHA's rung records with the experiment (ray-project/ray#30838)", None, _asha_probe),
+    Workaround(
+        "optuna-search-state", "OptunaSearch._ot_trials, _ot_study, _completed_trials, _space, ...",
+        "tell PRUNED/FAIL, rebind the study on resume, retry errored trials under a new Optuna trial",
+        None, _optuna_probe),
+    Workaround(
+        "search-generator-budget", "SearchGenerator._total_samples, _finished",
+        "`ferray resume --extend N` raises a restored sweep's trial budget", None, _generator_probe),
+    Workaround(
+        "restored-tuner-internals", "Tuner._local_tuner._tune_config, _run_config",
+        "a restored sweep uses this process's searcher, scheduler and callbacks instead of the pickled ones",
+        None, _has_attr("ray.tune.impl.tuner_internal", "TunerInternal")),
+    Workaround(
+        "trial-actor", "Trial.temporary_state.ray_actor",
+        "the driver-side stall guard stops a trial whose own actor stopped answering",
+        "a stuck trial actor is reported as stalled in the log but keeps its resources", _trial_actor_probe),
+)
+
+
+def check() -> list[tuple[Workaround, bool, str]]:
+    """Probe every entry: ``(workaround, available, detail)``."""
+    out = []
+    for w in WORKAROUNDS:
+        try:
+            ok, detail = bool(w.probe()), ""
+        except Exception as exc:  # noqa: BLE001 - any failure means "moved"
+            ok, detail = False, f"{type(exc).__name__}: {exc}"
+        out.append((w, ok, detail))
+    return out
+
+
+def require() -> list[tuple[Workaround, bool, str]]:
+    """:func:`check`, raising :class:`RayCompatError` when a required entry is missing."""
+    import ray
+
+    results = check()
+    missing = [(w, d) for w, ok, d in results if not ok and w.required]
+    if missing:
+        lines = "\n".join(f"  {w.name}: {w.what} ({d}) -- needed to {w.why}" for w, d in missing)
+        raise RayCompatError(f"ray {ray.__version__} lacks internals ferray needs (tested with ray "
+                             f"{','.join(TESTED_RAY)}):\n{lines}\nInstall a tested Ray: pip install "
+                             f"'ray[tune,train,default]{','.join(TESTED_RAY)}'")
+    for w, ok, d in results:
+        if not ok:
+            logger.warning("ray %s: %s is missing (%s); fallback: %s", ray.__version__, w.what, d, w.fallback)
+    return results
+
+
+def summary(results: list[tuple[Workaround, bool, str]] | None = None) -> str:
+    """One line: the Ray version and how many workarounds are active."""
+    import ray
+
+    results = check() if results is None else results
+    active = sum(ok for _, ok, _ in results)
+    fallbacks = [w.name for w, ok, _ in results if not ok]
+    tail = f"; fallbacks: {', '.join(fallbacks)}" if fallbacks else ""
+    return f"ray {ray.__version__} ({active}/{len(results)} Ray internals in use, see `ferray doctor`{tail})"
+
+
+# -- accessors ---------------------------------------------------------------------------------
+
+try:
+    from ray.train.v2._internal.execution.callback import WorkerGroupCallback
+except ImportError:  # pragma: no cover - another Ray: require() names it before any trial
+    class WorkerGroupCallback:  # type: ignore[no-redef]
+        pass
+
+
+def placement_group_of(worker_group) -> Any | None:
+    """The placement group of a Train worker group, or ``None`` when Ray moved it."""
+    try:
+        return worker_group._worker_group_state.placement_group_handle.placement_group
+    except AttributeError:
+        return None
+
+
+def trainer_without_pg_cleaner(base):
+    """``base`` (a TorchTrainer class) without Train's ``PlacementGroupCleanerCallback``."""
+    create = getattr(base, "_create_default_callbacks", None)
+    if create is None:  # another Ray: keep its defaults (the documented fallback)
+        return base
+
+    class Trainer(base):
+        def _create_default_callbacks(self):
+            return [c for c in create(self) if type(c).__name__ != "PlacementGroupCleanerCallback"]
+
+    Trainer.__name__ = Trainer.__qualname__ = base.__name__
+    return Trainer
+
+
+def quiet_train_context_logger() -> None:
+    try:
+        from ray.train.v2._internal.execution import context
+    except ImportError:
+        return
+    logging.getLogger(context.__file__).setLevel(logging.WARNING)
+
+
+def restored_tuner_internals(tuner):
+    """The ``TunerInternal`` of a restored ``Tuner`` (to swap in this process's configs)."""
+    import ray
+
+    internal = getattr(tuner, "_local_tuner", None)
+    if internal is None or not hasattr(internal, "_tune_config") or not hasattr(internal, "_run_config"):
+        raise RayCompatError("this Ray version restores tuners differently than ferray expects; ferray resume "
+                             f"needs ray {','.join(TESTED_RAY)} (found {ray.__version__})")
+    return internal
+
+
+def trial_actor(trial) -> Any | None:
+    """The actor running a Tune trial, or ``None``."""
+    state = getattr(trial, "temporary_state", None)
+    return getattr(state, "ray_actor", None)

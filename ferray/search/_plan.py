@@ -1,0 +1,137 @@
+"""Planning a sweep before Ray starts: resources, trial configs, run folders, the dry run."""
+
+from __future__ import annotations
+
+import math
+import os
+from datetime import datetime
+from pathlib import Path
+
+from ferray.errors import ConfigError
+from ferray.layout import check_run_name
+from ferray.search._spec import SearchSpec, load_search_spec
+from ferray.training.config import TrainConfig
+from ferray.training.resources import RESOURCE_QUANTUM, ResourcePlan, plan_resources
+
+__all__ = ["DRIVER_CPUS", "trial_config", "plan_search_resources", "default_run_dir", "dry_run", "is_uri",
+           "as_spec", "cluster_size"]
+
+
+#: CPUs each trial's driver (the Tune function that starts its fold workers) holds. Not 0:
+#: a Tune placement group cannot have an empty bundle. Small, so the fold workers get the
+#: rest; the resource plan counts it so k workers plus the driver always fit together.
+DRIVER_CPUS = 0.01
+
+
+def trial_config(base: dict, params: dict) -> TrainConfig:
+    """The validated training config of one trial: ``base`` with the dotted ``params`` set.
+
+    Raises:
+        ConfigError: the combination is not a valid training config (names each key).
+    """
+    from ferray._config import validate_model
+    from ferray.search._space import apply_params
+
+    return validate_model(TrainConfig, apply_params(base, params))
+
+
+def plan_search_resources(spec: SearchSpec, k: int, cluster_cpus: float, cluster_gpus: float = 0.0
+                          ) -> ResourcePlan:
+    """The resource plan of a sweep: a driver of :data:`DRIVER_CPUS` plus ``k`` fold workers per trial.
+
+    Without ``resources.cpus_per_worker`` and without GPUs, ``budget.max_concurrent`` trials
+    share the CPUs (overlapping one trial's start-up with another's compute); otherwise the
+    plan gives one trial the machine (see :func:`ferray.training.resources.plan_resources`).
+
+    Raises:
+        ConfigError: a trial could never be placed on this cluster.
+    """
+    cpus_per_worker = spec.resources.cpus_per_worker
+    wanted = spec.budget.max_concurrent
+    if cpus_per_worker is None and not spec.resources.gpus_per_worker and wanted and wanted > 1:
+        share = (cluster_cpus - wanted * DRIVER_CPUS) / (wanted * k)
+        share = math.floor(share / RESOURCE_QUANTUM + 1e-6) * RESOURCE_QUANTUM
+        share = math.floor(share) if share >= 1 else math.floor(share * 1000) / 1000
+        if share > 0:
+            cpus_per_worker = share
+    try:
+        return plan_resources(k, cluster_cpus, cluster_gpus, cpus_per_worker=cpus_per_worker,
+                              gpus_per_worker=spec.resources.gpus_per_worker, driver_cpus=DRIVER_CPUS,
+                              max_concurrent=wanted)
+    except ConfigError as exc:
+        raise ConfigError(f"this sweep can never be placed: {exc}") from None
+
+
+def default_run_dir(spec: SearchSpec, storage: str | os.PathLike = "runs", name: str | None = None) -> Path:
+    """``<storage>/<name>``, the name defaulting to ``<spec name>-<date-time>``."""
+    if name is not None:
+        check_run_name(name)
+    return Path(storage) / (name or f"{spec.name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
+
+
+def is_uri(path: str | os.PathLike) -> bool:
+    return "://" in str(path)
+
+
+def _local_cluster(num_cpus: int | None) -> tuple[float, float]:
+    import torch
+
+    return float(num_cpus or os.cpu_count() or 1), float(torch.cuda.device_count())
+
+
+def cluster_size(address: str | None, num_cpus: int | None) -> tuple[float, float, str]:
+    """CPUs and GPUs of the Ray cluster when one is connected/addressed, else of this machine."""
+    import ray
+
+    if ray.is_initialized() or address or os.environ.get("RAY_ADDRESS"):
+        from ferray.training import ensure_ray
+
+        res = ensure_ray(address, num_cpus=num_cpus)
+        return float(res.get("CPU", 0)), float(res.get("GPU", 0)), "the Ray cluster"
+    cpus, gpus = _local_cluster(num_cpus)
+    return cpus, gpus, "this machine"
+
+
+def as_spec(spec: SearchSpec | str | os.PathLike) -> tuple[SearchSpec, Path | None]:
+    if isinstance(spec, SearchSpec):
+        return spec, None
+    return load_search_spec(spec), Path(spec)
+
+
+def dry_run(spec: SearchSpec | str | os.PathLike, *, address: str | None = None,
+            num_cpus: int | None = None) -> str:
+    """What a sweep would do, as text: the resolved spec, the fold plan and the resource plan.
+
+    Loads the data (so data problems show now) but trains nothing.
+
+    Raises:
+        ConfigError: invalid spec, or a trial that could never be placed.
+        DataError: unusable data.
+    """
+    import yaml
+
+    from ferray.training import load_data, make_fold_plan
+
+    spec, _ = as_spec(spec)
+    resolved = spec.model_dump(mode="json", exclude={"space"})
+    lines = [f"# search spec '{spec.name}' (resolved, defaults filled in)",
+             yaml.safe_dump(resolved, sort_keys=False).rstrip(), "",
+             f"space ({len(spec.space)} parameters):"]
+    lines += [f"  {k}: {p.describe()}" for k, p in spec.space.items()]
+    sampler = "random" if spec.search.sampler == "random" else (
+        f"TPE (seed {spec.search.seed}, multivariate {spec.search.multivariate})")
+    stopper = (f"ASHA on epochs: grace {spec.budget.grace_period}, reduction factor "
+               f"{spec.budget.reduction_factor:g}, max {spec.budget.max_epochs}") if spec.budget.early_stopping \
+        else "none (every trial runs max_epochs)"
+    lines += ["", f"search: {spec.budget.trials} trials, {sampler}, optimising fold-mean {spec.metric} "
+                  f"({spec.mode}); early stopping: {stopper}"]
+    data = load_data(spec.base_config())
+    plan = make_fold_plan(spec.base_config(), data)
+    lines += ["", f"data: {data.origin if hasattr(data, 'origin') else spec.data.source}: {len(data)} images",
+              "fold plan:", plan.summary(data)]
+    cpus, gpus, where = cluster_size(address, num_cpus)
+    rplan = plan_search_resources(spec, plan.k, cpus, gpus)
+    lines += ["", f"resource plan (from {where}):", rplan.explain()]
+    return "\n".join(lines)
+
+

@@ -1,0 +1,173 @@
+"""One Tune trial: validate its config, fit its k-fold TorchTrainer, forward the fold reports.
+
+Why ferray does not use ``ray.tune.integration.ray_train.TuneReportCallback``: that callback
+hands each report to the Tune actor's *main* thread through a one-slot queue, and the main
+thread re-reports it into the session's one-slot result queue. When the trial function
+returns, Tune's wrapper puts its end-of-trial marker into that same slot; if the last
+epoch's report is still in flight, the main thread blocks forever on a full queue that only
+it consumes (Ray 2.60, seen as a sweep stuck at RUNNING with nothing running).
+
+Here the trial function itself is the only reporter: ``trainer.fit()`` runs on a helper
+thread, the Train controller posts each rank-0 report to the sweep's :class:`ReportHub`
+actor, and the trial function's own thread takes them from the hub and calls
+``ray.tune.report`` (public API). It returns only after ``fit`` has returned *and* every
+report has been handed to Tune, so the end-of-trial marker always comes last.
+
+The same loop is the stall watchdog: no report for :attr:`StallLimits.startup_s` before
+the first epoch, or for :meth:`StallLimits.limit` afterwards, fails the trial with reason
+``stalled`` (its actors and placement group are then freed by Tune and the reaper, and
+``ferray resume --retry-errored`` continues it from its checkpoint).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from typing import Any
+
+import ray
+
+from ferray.errors import FerrayError
+from ferray.layout import TrialLayout
+from ferray.search._stall import STALLED, StallLimits, TrialStalled
+
+__all__ = ["TrialStalled", "StallLimits", "ReportHub", "ForwardReports", "trial_fn", "trial_name",
+           "PLACEMENT_GROUPS", "STALLED"]
+
+logger = logging.getLogger(__name__)
+
+#: Hub key under which trials' controllers post their placement groups (for the reaper).
+PLACEMENT_GROUPS = "__placement_groups__"
+#: Bound on one call to the hub actor; past it the hub is taken for dead.
+HUB_CALL_TIMEOUT_S = 120.0
+
+
+@ray.remote(num_cpus=0)
+class ReportHub:
+    """One per sweep (an async actor): mailboxes keyed by trial id.
+
+    The Train controllers post reports (``put``); each trial function takes its own
+    (``take``, waiting at most ``timeout`` seconds). Items are taken in the order posted.
+    """
+
+    def __init__(self) -> None:
+        self._items: dict[str, list] = {}
+        self._events: dict[str, asyncio.Event] = {}
+
+    async def put(self, key: str, item: Any) -> None:
+        self._items.setdefault(key, []).append(item)
+        event = self._events.get(key)
+        if event is not None:
+            event.set()
+
+    async def take(self, key: str, timeout: float = 0.0) -> list:
+        if not self._items.get(key) and timeout > 0:
+            event = self._events.setdefault(key, asyncio.Event())
+            event.clear()
+            try:
+                await asyncio.wait_for(event.wait(), timeout)
+            except asyncio.TimeoutError:
+                pass
+        return self._items.pop(key, [])
+
+
+def hub_call(method, *args, timeout: float = HUB_CALL_TIMEOUT_S):
+    """Call a hub method and wait at most ``timeout`` seconds for its answer."""
+    ref = method.remote(*args)
+    try:
+        return ray.get(ref, timeout=timeout)
+    except ray.exceptions.GetTimeoutError:
+        name = getattr(method, "_method_name", "a call")
+        raise FerrayError(f"the sweep's report hub did not answer {name}() within {timeout:.0f} s") from None
+
+
+def _forward_class():
+    from ray.train import UserCallback
+
+    class ForwardReports(UserCallback):
+        """Runs in a trial's Train controller: posts rank 0's report of each epoch to the hub."""
+
+        def __init__(self, hub, trial_id: str) -> None:
+            self._hub = hub
+            self._trial_id = trial_id
+
+        def after_report(self, run_context, metrics, checkpoint):
+            report = dict(metrics[0])
+            if checkpoint is not None:
+                report["checkpoint_path"] = checkpoint.path
+            hub_call(self._hub.put, self._trial_id, report)
+
+    return ForwardReports
+
+
+ForwardReports = _forward_class()
+
+
+def trial_name(trial) -> str:
+    """A trial's name and folder: its Tune id (works for a Trial and a trial's TuneContext)."""
+    get = getattr(trial, "get_trial_id", None)
+    return get() if get is not None else trial.trial_id
+
+
+def trial_fn(config: dict, *, base: dict, shared: dict, plan: Any, resources: Any, experiment: str,
+             stall: StallLimits) -> None:
+    """One Tune trial (see the module docstring).
+
+    Checkpoints (and, on a local run, the prediction files and epoch log) go straight to the
+    trial's folder in the run directory, not to Tune's per-session working directory: a
+    resumed trial's Train run finds its last checkpoint there and continues from it.
+    """
+    import ray.tune
+
+    from ferray._io import atomic_write_text
+    from ferray.search._reaper import PlacementGroupReporter
+    from ferray.search._run import trial_config
+    from ferray.training import TrainingFailed, build_trainer, failure_reason
+
+    cfg = trial_config(base, config)
+    context = ray.tune.get_context()
+    trial_id = trial_name(context)
+    storage = f"{experiment.rstrip('/')}/{trial_id}"
+    remote = "://" in experiment
+    output_dir = context.get_trial_dir() if remote else storage  # Tune uploads the former
+    if not remote:
+        import yaml
+
+        atomic_write_text(TrialLayout(storage).config, yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    hub = shared["hub"]
+    callbacks = [ForwardReports(hub, trial_id), PlacementGroupReporter(hub, trial_id)]
+    trainer = build_trainer(cfg, shared["data"], plan, resources, output_dir=output_dir, name="checkpoints",
+                            storage_path=storage, callbacks=callbacks)
+    outcome: dict[str, BaseException] = {}
+
+    def fit() -> None:
+        try:
+            trainer.fit()
+        except BaseException as exc:  # noqa: BLE001 - handed to the trial's thread below
+            outcome["error"] = exc
+
+    fitting = threading.Thread(target=fit, name=f"ferray-fit-{trial_id}", daemon=True)
+    fitting.start()
+    longest: float | None = None
+    last = time.monotonic()
+    while True:
+        alive = fitting.is_alive()
+        items = hub_call(hub.take, trial_id, 1.0 if alive else 0.0)
+        for report in items:
+            seconds = report.get("epoch_seconds")
+            if isinstance(seconds, (int, float)):
+                longest = max(longest or 0.0, float(seconds))
+            ray.tune.report(report)
+        if items:
+            last = time.monotonic()
+        elif not alive:
+            break  # fit returned and every report it posted has been handed to Tune
+        silent, limit = time.monotonic() - last, stall.limit(longest)
+        if silent > limit:
+            what = "the first report" if longest is None else "a report"
+            raise TrialStalled(f"{STALLED}: no report from the fold workers for {silent:.0f} s while waiting for "
+                               f"{what} (limit {limit:.0f} s; budget.stall_timeout_s / budget.startup_timeout_s)")
+    if "error" in outcome:
+        raise TrainingFailed(failure_reason(outcome["error"])) from None

@@ -1,0 +1,152 @@
+"""Stall limits and the background writer (no Ray), and a real sweep whose fold workers freeze."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from ferray.search._callbacks import BackgroundWriter
+from ferray.search._stall import StallLimits
+
+
+def test_startup_limit_applies_until_the_first_report():
+    limits = StallLimits(startup_s=900, every_s=None, factor=5, min_s=300)
+    assert limits.limit(None) == 900
+    assert limits.limit(10.0) == 300          # 5 x 10 s is under the floor
+    assert limits.limit(200.0) == 1000        # 5 x the longest epoch
+    assert StallLimits(every_s=30).limit(200.0) == 30
+    assert StallLimits(startup_s=60).driver_limit(None, margin_s=120) == 180
+
+
+def test_spec_budget_sets_the_stall_limits(write_spec):
+    from ferray.search import load_search_spec
+
+    spec = load_search_spec(write_spec("optim.lr: {type: float, low: 0.001, high: 0.01}",
+                                       extra="", base=(
+        "name: t\ndata: {source: 'synthetic:basic7?count=70'}\nfolds: {k: 2}\n"
+        "model: {backbone: test_resnet}\nbudget: {trials: 2, max_epochs: 2, startup_timeout_s: 60, "
+        "stall_timeout_s: 15}\n")))
+    limits = spec.budget.stall_limits()
+    assert limits.limit(None) == 60 and limits.limit(1.0) == 15
+
+
+def test_a_non_positive_stall_timeout_is_refused_with_its_key(write_spec):
+    from ferray.errors import ConfigError
+    from ferray.search import load_search_spec
+
+    path = write_spec("optim.lr: {type: float, low: 0.001, high: 0.01}", base=(
+        "name: t\ndata: {source: 'synthetic:basic7?count=70'}\nfolds: {k: 2}\nmodel: {backbone: test_resnet}\n"
+        "budget: {trials: 2, max_epochs: 2, stall_timeout_s: 0}\n"))
+    with pytest.raises(ConfigError, match=r"budget\.stall_timeout_s"):
+        load_search_spec(path)
+
+
+def test_background_writer_runs_jobs_in_order_and_keeps_only_the_newest_of_a_key():
+    writer = BackgroundWriter("test-writer")
+    gate, seen = threading.Event(), []
+    writer.submit(None, gate.wait)              # hold the thread so the next jobs queue up
+    for i in range(5):
+        writer.submit("table", lambda i=i: seen.append(("table", i)))
+    writer.submit(None, lambda: seen.append(("other", 0)))
+    gate.set()
+    assert writer.flush(timeout=10)
+    assert seen == [("table", 4), ("other", 0)]
+
+
+def test_background_writer_survives_a_failing_job(caplog):
+    writer = BackgroundWriter("test-writer-2")
+    writer.submit("x", lambda: 1 / 0)
+    done = []
+    writer.submit("y", lambda: done.append(1))
+    assert writer.flush(timeout=10) and done == [1]
+    assert "failed" in caplog.text
+
+
+def test_flush_is_bounded():
+    writer = BackgroundWriter("test-writer-3")
+    release = threading.Event()
+    writer.submit(None, lambda: release.wait(5))
+    start = time.monotonic()
+    assert writer.flush(timeout=0.2) is False
+    assert time.monotonic() - start < 2
+    release.set()
+
+
+# -- a real sweep: one trial's fold workers freeze (SIGSTOP) after their first epoch ----------
+
+STALL_SPEC = """\
+name: stall
+data: {source: "synthetic:basic7?count=280&size=48&seed=0"}
+folds: {k: 2, seed: 0, holdout: 0.1}
+model: {backbone: test_resnet, pretrained: false}
+augment: {strength: 0.0, tta: []}
+run: {batch_size: 64, amp: "off", channels_last: false}
+space:
+  optim.lr: {type: float, low: 1.0e-3, high: 1.0e-2, log: true}
+budget: {trials: 2, max_epochs: 5, early_stopping: false, max_concurrent: 1, stall_timeout_s: 20}
+search: {sampler: random, seed: 0}
+"""
+
+
+def _train_workers() -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmd = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"RayTrainWorker" in cmd:
+                pids.append(int(entry.name))
+    return pids
+
+
+@pytest.mark.ray
+@pytest.mark.timeout(420)
+def test_a_trial_whose_workers_freeze_ends_stalled_and_the_sweep_completes(tmp_path):
+    import ray
+
+    from ferray.search import get_status, read_results, run_search
+
+    spec = tmp_path / "stall.yaml"
+    spec.write_text(STALL_SPEC)
+    run = tmp_path / "run"
+    frozen: list[int] = []
+    stop = threading.Event()
+
+    def freeze_first_trial() -> None:
+        # As soon as a trial has trained one epoch, freeze its fold workers: they stop reporting.
+        while not stop.is_set():
+            if any(p.stat().st_size for p in run.glob("*/epochs.jsonl")):
+                frozen.extend(_train_workers())
+                for pid in frozen:
+                    os.kill(pid, signal.SIGSTOP)
+                return
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=freeze_first_trial, daemon=True)
+    watcher.start()
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    try:
+        result = run_search(spec, run_dir=run, live=False, echo=lambda s: None)
+    finally:
+        stop.set()
+        for pid in frozen:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+        ray.shutdown()
+    assert frozen, "no fold worker was found to freeze"
+    status = get_status(result.run_dir)
+    states = {t["trial_id"]: t for t in status["trials"]}
+    stalled = [t for t in states.values() if t["state"] == "ERROR"]
+    assert len(stalled) == 1 and "stalled" in (stalled[0]["error"] or ""), states
+    assert [t["state"] for t in states.values() if t is not stalled[0]] == ["COMPLETED"]
+    rows = [r for r in read_results(result.results_path) if r["trial_id"] == stalled[0]["trial_id"]]
+    assert rows and max(r["epoch"] or 0 for r in rows) < 5
