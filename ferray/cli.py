@@ -135,9 +135,13 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs of a new local Ray (default: all)")
     p.set_defaults(func=_cmd_train)
 
+    from ferray.distill._cli import add_parser as add_distill_parser
+    from ferray.ensemble._cli import add_parser as add_ensemble_parser
     from ferray.search._cli import add_commands as add_search_commands
 
     add_search_commands(commands)
+    add_ensemble_parser(commands)
+    add_distill_parser(commands)
     return parser
 
 

@@ -37,12 +37,21 @@ def error_reason(trial) -> str:
     except Exception:  # noqa: BLE001 - the error file may be unreadable; fall back below
         pass
     if not text:
+        # Before Tune syncs the driver's artifacts the error file exists only locally.
+        try:
+            local = getattr(trial, "error_file", None)
+            text = Path(local).read_text() if local and Path(local).is_file() else ""
+        except OSError:
+            text = ""
+    if not text:
         text = str(getattr(trial, "error_msg", "") or "")
     lines = [ln.strip() for ln in str(text).strip().splitlines() if ln.strip()]
-    # Prefer the innermost "SomeError: message" line.
+    # Prefer the innermost "SomeError: message" line (ferray's own errors end in Failed, Stalled, Error).
     for line in reversed(lines):
-        if ("Error:" in line or "Exception:" in line or "Failed:" in line) and not line.startswith("File "):
-            return line[:500]
+        head = line.split(": ", 1)[0]
+        if (": " in line and not line.startswith("File ")
+                and head.rsplit(".", 1)[-1].endswith(("Error", "Exception", "Failed", "Stalled"))):
+            return f"{head.rsplit('.', 1)[-1]}: {line.split(': ', 1)[1]}"[:500]
     return (lines[-1] if lines else "unknown error")[:500]
 
 
@@ -352,10 +361,13 @@ class LiveView(Callback):
     """
 
     def __init__(self, *, trials: int, max_epochs: int, concurrent: int, metric: str, mode: str,
-                 console=None, refresh_s: float = 1.0, table: ResultsTable | None = None):
+                 console=None, refresh_s: float = 1.0, table: ResultsTable | None = None,
+                 panel: bool = True, echo=None):
         from rich.console import Console
 
         self.console = console or Console(stderr=True)
+        self.panel = panel  # False: plain lines even on a terminal
+        self.echo = echo
         self.trials, self.max_epochs, self.concurrent = trials, max_epochs, max(1, concurrent)
         self.metric, self.mode = metric, mode
         self.refresh_s = refresh_s
@@ -381,6 +393,7 @@ class LiveView(Callback):
         state = dict(self.__dict__)
         state["console"] = None
         state["_live"] = None
+        state["echo"] = None
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -391,7 +404,7 @@ class LiveView(Callback):
 
     def setup(self, **info):
         self._start = time.monotonic()
-        if self.console.is_terminal:
+        if self.panel and self.console.is_terminal:
             from rich.live import Live
 
             self._live = Live(self._render(), console=self.console, refresh_per_second=2, transient=False)
@@ -438,7 +451,10 @@ class LiveView(Callback):
 
     def _line(self, text: str) -> None:
         if self._live is None:
-            self.console.print(text, highlight=False)
+            if self.echo is not None:
+                self.echo(text)
+            else:
+                self.console.print(text, highlight=False)
 
     def on_trial_start(self, iteration, trials, trial, **info):
         self._states[trial.trial_id] = "RUNNING"

@@ -45,9 +45,9 @@ def _cmd_search(args: argparse.Namespace) -> int:
         print(dry_run(path, address=args.address, num_cpus=args.num_cpus))
         return 0
     try:
-        result = run_search(path, storage=args.storage, name=args.name,
+        result = run_search(path, storage=args.storage, name=args.name, data=args.data,
                             address=args.address, num_cpus=args.num_cpus, live=not args.no_live,
-                            echo=lambda s: print(s, file=sys.stderr))
+                            verbose=args.verbose, echo=lambda s: print(s, file=sys.stderr))
     except SearchInterrupted as exc:
         print(f"interrupted: {exc}", file=sys.stderr)
         return 130
@@ -60,7 +60,8 @@ def _cmd_resume(args: argparse.Namespace) -> int:
     try:
         result = resume_search(args.run, extend=args.extend, retry_errored=args.retry_errored,
                                address=args.address, num_cpus=args.num_cpus,
-                               live=not args.no_live, echo=lambda s: print(s, file=sys.stderr))
+                               live=not args.no_live, verbose=args.verbose,
+                               echo=lambda s: print(s, file=sys.stderr))
     except SearchInterrupted as exc:
         print(f"interrupted: {exc}", file=sys.stderr)
         return 130
@@ -92,7 +93,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--name", default=None, help="run directory name (default <spec name>-<date-time>)")
     p.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS or a local Ray)")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs of a new local Ray (default: all)")
+    p.add_argument("--data", default=None, metavar="SOURCE", help="replace the spec's data.source")
     p.add_argument("--no-live", action="store_true", help="plain log lines instead of the live view")
+    p.add_argument("--verbose", action="store_true", help="also show Ray's log lines and workers' output")
     p.set_defaults(func=_cmd_search)
 
     p = subparsers.add_parser(
@@ -107,6 +110,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS or a local Ray)")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs of a new local Ray (default: all)")
     p.add_argument("--no-live", action="store_true", help="plain log lines instead of the live view")
+    p.add_argument("--verbose", action="store_true", help="also show Ray's log lines and workers' output")
     p.set_defaults(func=_cmd_resume)
 
     p = subparsers.add_parser("status", help="show a sweep's trials, best first, and its best configuration")

@@ -174,7 +174,7 @@ def resume_command(run_dir: str | os.PathLike) -> str:
 
 def resume_search(run_dir: str | os.PathLike, *, extend: int = 0, retry_errored: bool = False,
                   address: str | None = None, num_cpus: int | None = None, live: bool = True,
-                  echo=print) -> SearchResult:
+                  verbose: bool = False, echo=print) -> SearchResult:
     """Continue an interrupted sweep from its run directory (or add ``extend`` trials to a finished one).
 
     Finished trials are never run again; unfinished ones continue from their last epoch
@@ -190,7 +190,9 @@ def resume_search(run_dir: str | os.PathLike, *, extend: int = 0, retry_errored:
     """
     from ray import tune
 
+    from ferray._logs import ray_logs_to
     from ferray._ray_compat import restored_tuner_internals
+    from ferray.layout import RunLayout
     from ferray.search._run import SearchResult, _Sweep
     from ferray.search._plan import is_uri
 
@@ -214,22 +216,25 @@ def resume_search(run_dir: str | os.PathLike, *, extend: int = 0, retry_errored:
                             timings=timings)
     timings["load_data"] = time.perf_counter() - t0
     echo(f"resuming {run}: {done} of {trials} trials ended" + (f" ({extend} added)" if extend else ""))
-    sweep = _Sweep(spec, run, data, plan, ray_storage=None if not is_uri(manifest["experiment"]) else
-                   manifest["experiment"].rsplit("/", 1)[0], address=address, num_cpus=num_cpus, live=live,
-                   echo=echo, timings=timings, trials=trials, resume=True)
-    sweep.searcher.retry_errored = retry_errored
-    if extend:
-        update_manifest(run, trials=trials)
-    t = time.perf_counter()
-    tuner = tune.Tuner.restore(manifest["experiment"], trainable=sweep.trainable, resume_unfinished=True,
-                               resume_errored=retry_errored)
-    # Tuner.restore rebuilds the searcher, scheduler and callbacks from the pickle written
-    # when the sweep started (the scheduler's rungs empty, the callbacks' actor handles
-    # gone); use this process's, whose state Tune then restores from the experiment checkpoint.
-    internal = restored_tuner_internals(tuner)
-    internal._tune_config = sweep.tune_config
-    internal._run_config.callbacks = sweep.run_config.callbacks
-    internal._run_config.failure_config = sweep.run_config.failure_config
-    internal._run_config.verbose = sweep.run_config.verbose
-    timings["restore"] = time.perf_counter() - t
-    return sweep.fit(tuner, t0)
+    layout = RunLayout(run)
+    echo(f"logs: {layout.log} (Ray's own lines{'; also shown here' if verbose else '; --verbose shows them here'})")
+    with ray_logs_to(layout.log, verbose=verbose):
+        sweep = _Sweep(spec, run, data, plan, ray_storage=None if not is_uri(manifest["experiment"]) else
+                       manifest["experiment"].rsplit("/", 1)[0], address=address, num_cpus=num_cpus, live=live,
+                       echo=echo, timings=timings, trials=trials, resume=True, verbose=verbose)
+        sweep.searcher.retry_errored = retry_errored
+        if extend:
+            update_manifest(run, trials=trials)
+        t = time.perf_counter()
+        tuner = tune.Tuner.restore(manifest["experiment"], trainable=sweep.trainable, resume_unfinished=True,
+                                   resume_errored=retry_errored)
+        # Tuner.restore rebuilds the searcher, scheduler and callbacks from the pickle written
+        # when the sweep started (the scheduler's rungs empty, the callbacks' actor handles
+        # gone); use this process's, whose state Tune then restores from the experiment checkpoint.
+        internal = restored_tuner_internals(tuner)
+        internal._tune_config = sweep.tune_config
+        internal._run_config.callbacks = sweep.run_config.callbacks
+        internal._run_config.failure_config = sweep.run_config.failure_config
+        internal._run_config.verbose = sweep.run_config.verbose
+        timings["restore"] = time.perf_counter() - t
+        return sweep.fit(tuner, t0)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ferray._logs import ray_logs_to
 from ferray.errors import ConfigError, FerrayError
 from ferray.layout import RunLayout
 from ferray.search._plan import (
@@ -31,7 +32,7 @@ from ferray.search._spec import SearchSpec, load_search_spec
 from ferray.training.config import TrainConfig
 from ferray.training.resources import ResourcePlan
 
-__all__ = ["run_search", "dry_run", "SearchResult", "SearchInterrupted", "plan_search_resources", "trial_config",
+__all__ = ["run_search", "header", "dry_run", "SearchResult", "SearchInterrupted", "plan_search_resources", "trial_config",
            "default_run_dir", "DRIVER_CPUS", "resume_command"]
 
 
@@ -88,7 +89,7 @@ def _wandb_callback(spec: SearchSpec, run_dir: Path):
 def run_search(spec: SearchSpec | str | os.PathLike, *, run_dir: str | os.PathLike | None = None,
                storage: str | os.PathLike = "runs", name: str | None = None, address: str | None = None,
                num_cpus: int | None = None, data: str | None = None, live: bool = True,
-               echo=print) -> SearchResult:
+               verbose: bool = False, echo=print) -> SearchResult:
     """Run a hyperparameter sweep and return its results.
 
     Args:
@@ -102,7 +103,9 @@ def run_search(spec: SearchSpec | str | os.PathLike, *, run_dir: str | os.PathLi
         num_cpus: CPUs of a new local Ray (default: all).
         data: a data source that replaces the spec's ``data.source`` (the run's ``spec.yaml``
             records the replacement).
-        live: show a live view of the trials on the terminal.
+        live: show a live panel of the trials on a terminal (else one line per event).
+        verbose: show Ray's own log lines and workers' output too (they always go to the
+            run's ``ferray.log`` / Ray's session folder).
 
     Raises:
         ConfigError, DataError: bad spec or data, a bad run name, or a run folder that is
@@ -151,10 +154,34 @@ def run_search(spec: SearchSpec | str | os.PathLike, *, run_dir: str | os.PathLi
     experiment = f"{ray_storage.rstrip('/')}/{run.name}" if ray_storage else str(run)
     write_manifest(run, spec, spec_path=spec_path, experiment=experiment, trials=spec.budget.trials)
     timings["load_data"] = time.perf_counter() - t0
-    sweep = _Sweep(spec, run, data, plan, ray_storage=ray_storage, address=address, num_cpus=num_cpus,
-                   live=live, echo=echo, timings=timings, trials=spec.budget.trials, resume=False)
-    tuner = tune.Tuner(sweep.trainable, tune_config=sweep.tune_config, run_config=sweep.run_config)
-    return sweep.fit(tuner, t0)
+    for line in header(spec, spec_path, data, plan, layout, verbose=verbose):
+        echo(line)
+    with ray_logs_to(layout.log, verbose=verbose):
+        sweep = _Sweep(spec, run, data, plan, ray_storage=ray_storage, address=address, num_cpus=num_cpus,
+                       live=live, echo=echo, timings=timings, trials=spec.budget.trials, resume=False,
+                       verbose=verbose)
+        tuner = tune.Tuner(sweep.trainable, tune_config=sweep.tune_config, run_config=sweep.run_config)
+        return sweep.fit(tuner, t0)
+
+
+def header(spec: SearchSpec, spec_path: Path | None, data, plan, layout: RunLayout, *,
+           verbose: bool = False) -> list[str]:
+    """ferray's own lines before a sweep starts: what runs, on what, and where to look."""
+    h, w, c = data.image_shape
+    sizes = ", ".join(str(int((plan.fold == f).sum())) for f in range(plan.k))
+    holdout = int((plan.fold < 0).sum())
+    stopper = (f"ASHA (grace {spec.budget.grace_period}, reduction {spec.budget.reduction_factor:g})"
+               if spec.budget.early_stopping else "no early stopping")
+    source = str(spec_path) if spec_path is not None else "(given in Python)"
+    return [
+        f"ferray sweep '{spec.name}': {spec.budget.trials} trials x <= {spec.budget.max_epochs} epochs, "
+        f"{spec.search.sampler.upper()} on fold-mean {spec.metric}, {stopper}; spec {source}",
+        f"data: {spec.data.source}: {len(data)} images {h}x{w}x{c}, {data.num_classes} classes",
+        f"folds: k={plan.k} ({sizes} rows), holdout {holdout} rows, seed {spec.folds.seed}",
+        f"run directory: {layout.root}",
+        f"logs: {layout.log} (Ray's own lines{'; also shown here' if verbose else '; --verbose shows them here'})",
+        f"follow: tensorboard --logdir {layout.tensorboard}  |  optuna-dashboard sqlite:///{layout.study}",
+    ]
 
 
 def _search_generator(searcher, max_concurrent: int, trials: int):
@@ -184,7 +211,8 @@ class _Sweep:
     """What a new and a resumed sweep share: Ray, the resource plan, searcher, scheduler, callbacks."""
 
     def __init__(self, spec: SearchSpec, run: Path, data, plan, *, ray_storage: str | None, address: str | None,
-                 num_cpus: int | None, live: bool, echo, timings: dict, trials: int, resume: bool):
+                 num_cpus: int | None, live: bool, echo, timings: dict, trials: int, resume: bool,
+                 verbose: bool = False):
         import ray
         from ray import tune
 
@@ -206,7 +234,7 @@ class _Sweep:
         layout = RunLayout(run)
         compat = require()
         t = time.perf_counter()
-        cluster = ensure_ray(address, num_cpus=num_cpus)
+        cluster = ensure_ray(address, num_cpus=num_cpus, log_to_driver=verbose)
         timings["ray_start"] = time.perf_counter() - t
         echo(summary(compat))
         self.rplan = rplan = plan_search_resources(spec, plan.k, cluster.get("CPU", 0), cluster.get("GPU", 0))
@@ -246,10 +274,10 @@ class _Sweep:
             self.env = {"WANDB_MODE": wandb_mode, "WANDB_SILENT": "true"}
         else:
             self.env = {}
-        if live:
-            callbacks.append(LiveView(trials=trials, max_epochs=spec.budget.max_epochs,
-                                      concurrent=rplan.concurrent_trials, metric=spec.metric, mode=mode,
-                                      table=self.results.table if resume else None))
+        callbacks.append(LiveView(trials=trials, max_epochs=spec.budget.max_epochs,
+                                  concurrent=rplan.concurrent_trials, metric=spec.metric, mode=mode,
+                                  table=self.results.table if resume else None, panel=live,
+                                  echo=None if live else echo))
 
         trainable = tune.with_parameters(trial_fn, base=base, shared={"data": data_ref, "hub": hub}, plan=plan,
                                          resources=rplan, stall=stall,
@@ -267,7 +295,7 @@ class _Sweep:
             # A failing trial (bad combination, NaN loss) is recorded and the sweep goes on.
             failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
             callbacks=callbacks,
-            verbose=0 if live else 1,
+            verbose=0,  # ferray's own view; Tune's table names ferray's internal classes
         )
 
     def fit(self, tuner, t0: float) -> SearchResult:

@@ -23,18 +23,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
-import time
 from typing import Any
 
 import ray
 
 from ferray.errors import FerrayError
 from ferray.layout import TrialLayout
-from ferray.search._stall import STALLED, StallLimits, TrialStalled
+from ferray.search._stall import StallLimits, TrialStalled
+from ferray.training.watch import TrainingStalled, fit_watched
 
-__all__ = ["TrialStalled", "StallLimits", "ReportHub", "ForwardReports", "trial_fn", "trial_name",
-           "PLACEMENT_GROUPS", "STALLED"]
+__all__ = ["ReportHub", "ForwardReports", "trial_fn", "trial_name", "hub_call", "PLACEMENT_GROUPS"]
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +121,7 @@ def trial_fn(config: dict, *, base: dict, shared: dict, plan: Any, resources: An
 
     from ferray._io import atomic_write_text
     from ferray.search._reaper import PlacementGroupReporter
-    from ferray.search._run import trial_config
+    from ferray.search._plan import trial_config
     from ferray.training import TrainingFailed, build_trainer, failure_reason
 
     cfg = trial_config(base, config)
@@ -140,34 +138,13 @@ def trial_fn(config: dict, *, base: dict, shared: dict, plan: Any, resources: An
     callbacks = [ForwardReports(hub, trial_id), PlacementGroupReporter(hub, trial_id)]
     trainer = build_trainer(cfg, shared["data"], plan, resources, output_dir=output_dir, name="checkpoints",
                             storage_path=storage, callbacks=callbacks)
-    outcome: dict[str, BaseException] = {}
 
-    def fit() -> None:
-        try:
-            trainer.fit()
-        except BaseException as exc:  # noqa: BLE001 - handed to the trial's thread below
-            outcome["error"] = exc
+    def take(timeout: float) -> list:
+        return hub_call(hub.take, trial_id, timeout)
 
-    fitting = threading.Thread(target=fit, name=f"ferray-fit-{trial_id}", daemon=True)
-    fitting.start()
-    longest: float | None = None
-    last = time.monotonic()
-    while True:
-        alive = fitting.is_alive()
-        items = hub_call(hub.take, trial_id, 1.0 if alive else 0.0)
-        for report in items:
-            seconds = report.get("epoch_seconds")
-            if isinstance(seconds, (int, float)):
-                longest = max(longest or 0.0, float(seconds))
-            ray.tune.report(report)
-        if items:
-            last = time.monotonic()
-        elif not alive:
-            break  # fit returned and every report it posted has been handed to Tune
-        silent, limit = time.monotonic() - last, stall.limit(longest)
-        if silent > limit:
-            what = "the first report" if longest is None else "a report"
-            raise TrialStalled(f"{STALLED}: no report from the fold workers for {silent:.0f} s while waiting for "
-                               f"{what} (limit {limit:.0f} s; budget.stall_timeout_s / budget.startup_timeout_s)")
-    if "error" in outcome:
-        raise TrainingFailed(failure_reason(outcome["error"])) from None
+    try:
+        fit_watched(trainer, take, ray.tune.report, stall)
+    except TrainingStalled as exc:
+        raise TrialStalled(f"{exc} (budget.stall_timeout_s / budget.startup_timeout_s)") from None
+    except Exception as exc:  # Ray wraps the worker's error in several layers; keep its message
+        raise TrainingFailed(failure_reason(exc)) from None

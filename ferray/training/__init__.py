@@ -55,6 +55,9 @@ _EXPORTS = {
     "load_data": "ferray.training._trial",
     "make_fold_plan": "ferray.training._trial",
     "save_weights": "ferray.training.weights",
+    "StallLimits": "ferray.training.watch",
+    "TrainingStalled": "ferray.training.watch",
+    "fit_watched": "ferray.training.watch",
     "load_fold_models": "ferray.training.weights",
     "read_weights_meta": "ferray.training.weights",
     "TrainConfig": "ferray.training.config",
@@ -89,4 +92,5 @@ if _TYPE_CHECKING:  # pragma: no cover - for static analysers only
     from ferray.training._trial import (TrainingFailed, TrainResult, build_trainer, ensure_ray, failure_reason,
                                         load_data, make_fold_plan, train)
     from ferray.training.weights import load_fold_models, read_weights_meta, save_weights
+    from ferray.training.watch import StallLimits, TrainingStalled, fit_watched
     from ferray.training.config import TrainConfig, load_train_config

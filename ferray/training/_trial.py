@@ -8,7 +8,6 @@ configuration on a local or existing Ray cluster and prints fold-mean metrics pe
 from __future__ import annotations
 
 import os
-import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,6 +18,7 @@ from ferray.data import FERData, FoldPlan, plan_folds
 from ferray.errors import ConfigError, FerrayError
 from ferray.training.config import TrainConfig, load_train_config
 from ferray.training.resources import ResourcePlan, plan_resources
+from ferray.training.watch import StallLimits, TrainingStalled, fit_watched
 
 __all__ = ["train", "TrainResult", "build_trainer", "load_data", "make_fold_plan", "ensure_ray",
            "TrainingFailed", "failure_reason"]
@@ -67,14 +67,19 @@ def make_fold_plan(cfg: TrainConfig, data: FERData) -> FoldPlan:
                       group_by_subject=cfg.folds.group_by_subject)
 
 
-def ensure_ray(address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None) -> dict:
-    """Connect to Ray at ``address`` or start a local instance; return the cluster's resources."""
+def ensure_ray(address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None,
+               log_to_driver: bool = True) -> dict:
+    """Connect to Ray at ``address`` or start a local instance; return the cluster's resources.
+
+    ``log_to_driver=False`` leaves workers' output in Ray's session folder instead of
+    echoing it here.
+    """
     import ray
 
     if not ray.is_initialized():
         # No dashboard: nothing here uses the state API (see _trainer_class), and it costs
         # seconds of start-up and a few hundred MB.
-        kwargs: dict[str, Any] = {"configure_logging": True, "logging_level": "WARNING", "log_to_driver": True,
+        kwargs: dict[str, Any] = {"configure_logging": True, "logging_level": "WARNING", "log_to_driver": log_to_driver,
                                   "include_dashboard": False}
         address = address or os.environ.get("RAY_ADDRESS")
         if address:
@@ -141,6 +146,21 @@ def _trainer_class(base):
     return trainer_without_pg_cleaner(base)
 
 
+def queue_take(queue, timeout: float) -> list:
+    """Everything in a Ray ``Queue`` now, waiting at most ``timeout`` seconds for a first item."""
+    from ray.util.queue import Empty
+
+    items = []
+    try:
+        items.append(queue.get(block=timeout > 0, timeout=timeout if timeout > 0 else None))
+    except Empty:
+        return items
+    size = queue.qsize()
+    if size:
+        items.extend(queue.get_nowait_batch(size))
+    return items
+
+
 def _progress_callback(queue):
     from ray.train.v2.api.callback import UserCallback
 
@@ -148,7 +168,7 @@ def _progress_callback(queue):
         """Runs in the Train controller: forwards rank 0's report to the driver's queue."""
 
         def after_report(self, run_context, metrics, checkpoint):
-            queue.put(dict(metrics[0]))
+            queue.put(dict(metrics[0]), timeout=60)
 
     return _Forward()
 
@@ -170,7 +190,8 @@ def _format_report(r: dict) -> str:
 def train(config: TrainConfig | str | os.PathLike | dict, *, source: str | None = None,
           data: FERData | None = None,
           output_dir: str | os.PathLike | None = None, address: str | None = None,
-          num_cpus: int | None = None, progress: bool = True, echo=print) -> TrainResult:
+          num_cpus: int | None = None, progress: bool = True, echo=print,
+          limits: StallLimits | None = None) -> TrainResult:
     """Train one configuration on every fold, the folds in parallel on Ray Train.
 
     Args:
@@ -181,13 +202,16 @@ def train(config: TrainConfig | str | os.PathLike | dict, *, source: str | None 
         address: a Ray cluster to connect to; default: ``RAY_ADDRESS`` or a new local Ray.
         num_cpus: CPUs of a new local Ray (default: all).
         progress: print a line per epoch with fold-mean ± fold-std metrics.
+        limits: how long the run may go without an epoch report (default :class:`StallLimits`:
+            15 min to the first, then max(5 min, 5x the longest epoch)).
 
     Raises:
         ConfigError: invalid configuration or a trial that could never be placed.
         DataError: unusable data.
-        TrainingFailed: the trial stopped (e.g. the loss became NaN).
+        TrainingFailed: the trial stopped (e.g. the loss became NaN) or stalled.
     """
     timings: dict[str, float] = {}
+    limits = limits or StallLimits()
     t0 = time.perf_counter()
     if isinstance(config, (str, os.PathLike)):
         cfg = load_train_config(config)
@@ -224,33 +248,25 @@ def train(config: TrainConfig | str | os.PathLike | dict, *, source: str | None 
     data_ref = ray.put(data)
     timings["data_put"] = time.perf_counter() - t
 
-    callbacks, stop, reader = [], threading.Event(), None
-    if progress:
-        from ray.util.queue import Empty, Queue
+    from ray.util.queue import Queue
 
-        queue = Queue(actor_options={"num_cpus": 0})
-        callbacks.append(_progress_callback(queue))
-
-        def read() -> None:
-            while not stop.is_set() or not queue.empty():
-                try:
-                    report = queue.get(timeout=0.2)
-                except Empty:
-                    continue
-                echo(_format_report(report))
-
-        reader = threading.Thread(target=read, daemon=True)
-        reader.start()
-    trainer = build_trainer(cfg, data_ref, plan, resources, output_dir=str(out), callbacks=callbacks)
+    queue = Queue(actor_options={"num_cpus": 0})
+    trainer = build_trainer(cfg, data_ref, plan, resources, output_dir=str(out),
+                            callbacks=[_progress_callback(queue)])
     t = time.perf_counter()
     try:
-        result = trainer.fit()
+        result = fit_watched(trainer, lambda timeout: queue_take(queue, timeout),
+                             (lambda report: echo(_format_report(report))) if progress else (lambda report: None),
+                             limits)
+    except TrainingStalled as exc:
+        raise TrainingFailed(f"training stopped: {exc}") from None
     except Exception as exc:  # Ray wraps worker errors; show the reason, not Ray's traceback.
         raise TrainingFailed(f"training stopped: {failure_reason(exc)}") from exc
     finally:
-        stop.set()
-        if reader is not None:
-            reader.join(timeout=5)
+        try:
+            queue.shutdown(force=True)
+        except Exception:  # noqa: BLE001 - gone with Ray
+            pass
     timings["fit"] = time.perf_counter() - t
     history = _history_of(result)
     first = history[0] if history else {}
@@ -263,13 +279,13 @@ def train(config: TrainConfig | str | os.PathLike | dict, *, source: str | None 
 
 def _history_of(result) -> list[dict]:
     """Every epoch's report, read back from the last checkpoint's saved history."""
-    import torch
+    from ferray.training.checkpoint import load_fold_state
 
     checkpoint = result.checkpoint
     if checkpoint is None:
         return [dict(result.metrics)] if result.metrics else []
     with checkpoint.as_directory() as d:
-        state = torch.load(Path(d) / "fold_0.pt", map_location="cpu", weights_only=False)
+        state = load_fold_state(Path(d) / "fold_0.pt")
     return list(state["history"])
 
 

@@ -22,6 +22,7 @@ import torch
 
 from ferray.data import FERData
 from ferray.training._fold import FoldTrainer, NonFiniteLossError, fold_stats
+from ferray.training.checkpoint import load_fold_state, save_fold_state
 from ferray.training.config import TrainConfig
 from ferray.training.metrics import per_class_metrics
 from ferray.training.outputs import Predictions, write_json_atomic, write_predictions
@@ -119,7 +120,7 @@ def fold_worker(config: dict) -> None:
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
-            state = torch.load(Path(d) / f"fold_{rank}.pt", map_location=device, weights_only=False)
+            state = load_fold_state(Path(d) / f"fold_{rank}.pt", device)
         trainer.load_state_dict(state["trainer"])
         history, best, best_epoch, since_best = (state["history"], state["best"], state["best_epoch"],
                                                  state["since_best"])
@@ -164,7 +165,7 @@ def fold_worker(config: dict) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             state = {"trainer": trainer.state_dict(), "history": history, "best": best,
                      "best_epoch": best_epoch, "since_best": since_best}
-            _save_atomic(state, Path(tmp) / f"fold_{rank}.pt")
+            save_fold_state(state, Path(tmp) / f"fold_{rank}.pt")
             ray.train.report(report, checkpoint=ray.train.Checkpoint.from_directory(tmp),
                              checkpoint_dir_name=f"epoch_{epoch + 1:04d}")
         if rank == 0:
@@ -187,12 +188,6 @@ def _log_epoch(output_dir: str | None, epoch: int, seconds: float) -> None:
             f.write(line + "\n")
     except OSError:  # a bookkeeping line is never worth a failed trial
         pass
-
-
-def _save_atomic(obj, path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 def _final_outputs(trainer: FoldTrainer, data: FERData, fold_of: np.ndarray, rank: int,

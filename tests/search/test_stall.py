@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -107,8 +108,8 @@ def _train_workers() -> list[int]:
 
 
 @pytest.mark.ray
-@pytest.mark.timeout(420)
-def test_a_trial_whose_workers_freeze_ends_stalled_and_the_sweep_completes(tmp_path):
+@pytest.mark.timeout(600)
+def test_a_trial_whose_workers_freeze_ends_stalled_and_resume_retries_it_from_its_checkpoint(tmp_path):
     import ray
 
     from ferray.search import get_status, read_results, run_search
@@ -119,10 +120,16 @@ def test_a_trial_whose_workers_freeze_ends_stalled_and_the_sweep_completes(tmp_p
     frozen: list[int] = []
     stop = threading.Event()
 
+    def first_epoch_reported() -> bool:
+        try:
+            return any(r.get("epoch") for r in read_results(run / "results.parquet"))
+        except (OSError, ValueError):
+            return False
+
     def freeze_first_trial() -> None:
-        # As soon as a trial has trained one epoch, freeze its fold workers: they stop reporting.
+        # Once the driver has a trial's first epoch, freeze its fold workers: they stop reporting.
         while not stop.is_set():
-            if any(p.stat().st_size for p in run.glob("*/epochs.jsonl")):
+            if (run / "results.parquet").exists() and first_epoch_reported():
                 frozen.extend(_train_workers())
                 for pid in frozen:
                     os.kill(pid, signal.SIGSTOP)
@@ -148,5 +155,19 @@ def test_a_trial_whose_workers_freeze_ends_stalled_and_the_sweep_completes(tmp_p
     stalled = [t for t in states.values() if t["state"] == "ERROR"]
     assert len(stalled) == 1 and "stalled" in (stalled[0]["error"] or ""), states
     assert [t["state"] for t in states.values() if t is not stalled[0]] == ["COMPLETED"]
-    rows = [r for r in read_results(result.results_path) if r["trial_id"] == stalled[0]["trial_id"]]
+    victim = stalled[0]["trial_id"]
+    rows = [r for r in read_results(result.results_path) if r["trial_id"] == victim]
     assert rows and max(r["epoch"] or 0 for r in rows) < 5
+
+    # `ferray resume --retry-errored` continues the stalled trial from its last checkpoint.
+    from ferray.search import resume_search
+
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    try:
+        resumed = resume_search(run, retry_errored=True, live=False, echo=lambda s: None)
+    finally:
+        ray.shutdown()
+    after = {t["trial_id"]: t for t in resumed.status["trials"]}
+    assert after[victim]["state"] == "COMPLETED" and after[victim]["error"] is None, after[victim]
+    epochs = [json.loads(line)["epoch"] for line in (run / victim / "epochs.jsonl").read_text().splitlines()]
+    assert epochs.count(1) == 1 and sorted(set(epochs)) == [1, 2, 3, 4, 5], epochs

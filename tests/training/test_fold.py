@@ -84,3 +84,47 @@ def test_missing_pretrained_file_and_au_head_without_aus_are_config_errors(data)
     object.__setattr__(no_aus, "aus", None)
     with pytest.raises(ConfigError, match="needs action-unit labels"):
         FoldTrainer(config(model={"head": "multitask"}), no_aus, np.arange(100), np.arange(100, 140))
+
+
+def test_a_fold_state_round_trips_through_the_safe_loader(data, tmp_path):
+    from ferray.training.checkpoint import load_fold_state, save_fold_state
+
+    plan = plan_folds(data, 2, seed=0)
+    trainer = FoldTrainer(config(optim={"ema_decay": 0.9}), data, plan.train_index(0), plan.val_index(0), fold=0)
+    trainer.train_epoch(0)
+    history = [{"epoch": 1, "metric": 0.25, "final": False, "stopped_early": False}]
+    save_fold_state({"trainer": trainer.state_dict(), "history": history, "best": 0.25, "best_epoch": 1,
+                     "since_best": 0}, tmp_path / "fold_0.pt")
+    state = load_fold_state(tmp_path / "fold_0.pt")
+    assert state["history"] == history
+    restored = FoldTrainer(config(optim={"ema_decay": 0.9}), data, plan.train_index(0), plan.val_index(0), fold=0)
+    restored.load_state_dict(state["trainer"])
+    assert restored.epoch == 1
+
+
+class _Payload:
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("touch PWNED_BY_CHECKPOINT",))
+
+
+def test_a_checkpoint_holding_a_pickled_payload_is_refused_and_not_executed(tmp_path, monkeypatch):
+    from ferray.errors import DataError
+    from ferray.training.checkpoint import load_fold_state
+
+    monkeypatch.chdir(tmp_path)
+    torch.save({"trainer": _Payload()}, tmp_path / "fold_0.pt")  # what a tampered run folder could hold
+    with pytest.raises(DataError, match=r"fold_0\.pt: not a ferray checkpoint that can be loaded safely"):
+        load_fold_state(tmp_path / "fold_0.pt")
+    assert not (tmp_path / "PWNED_BY_CHECKPOINT").exists()
+
+
+def test_a_truncated_checkpoint_names_the_file(tmp_path):
+    from ferray.errors import DataError
+    from ferray.training.checkpoint import load_fold_state, save_fold_state
+
+    save_fold_state({"history": [], "trainer": {"epoch": 1}}, tmp_path / "fold_1.pt")
+    (tmp_path / "fold_1.pt").write_bytes((tmp_path / "fold_1.pt").read_bytes()[:40])
+    with pytest.raises(DataError, match=r"fold_1\.pt"):
+        load_fold_state(tmp_path / "fold_1.pt")
