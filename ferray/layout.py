@@ -14,7 +14,9 @@ through :class:`RunLayout` and :class:`TrialLayout` instead of repeating file na
       ensemble/                           EnsembleLayout(run.ensemble): ensembles of the top trials
         ensembles.parquet  ensemble.json  the table of members and methods; weights, chosen method
         oof.parquet  holdout.parquet      the chosen ensemble's predictions (soft targets)
-      distill/                            the distilled student
+      distill/                            DistillLayout(run.distill): the distilled student
+        weights/fold_0.safetensors        the student (trial weights format), config.yaml, holdout.parquet
+        distill.json                      student vs ensemble vs best trial: scores, parameters, latency
       bundle/                             BundleLayout(run.bundle): the exported ONNX bundle
       <trial_id>/                         TrialLayout(run_dir / trial_id)
         config.yaml                       the trial's resolved training config
@@ -33,7 +35,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["RunLayout", "TrialLayout", "EnsembleLayout", "BundleLayout", "check_run_name", "directory_size"]
+__all__ = ["RunLayout", "TrialLayout", "EnsembleLayout", "DistillLayout", "BundleLayout", "check_run_name", "directory_size"]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -192,6 +194,22 @@ class BundleLayout:
 
 
 @dataclass(frozen=True)
+class DistillLayout(TrialLayout):
+    """The files ``ferray distill`` writes to a run's ``distill/`` folder (see :mod:`ferray.distill`).
+
+    A trial-shaped folder with one model: ``weights/fold_0.safetensors``, ``config.yaml``
+    and ``holdout.parquet`` as a trial's, plus ``distill.json`` (student vs ensemble vs best
+    trial: holdout scores, parameters, latency).
+    """
+
+    SUMMARY = "distill.json"
+
+    @property
+    def summary(self) -> Path:
+        return self.root / self.SUMMARY
+
+
+@dataclass(frozen=True)
 class RunLayout:
     """The files of a sweep's run directory."""
 
@@ -264,6 +282,11 @@ class RunLayout:
     @property
     def distill(self) -> Path:
         return self.root / self.DISTILL
+
+    @property
+    def distill_files(self) -> DistillLayout:
+        """The files of the ``distill/`` folder."""
+        return DistillLayout(self.distill)
 
     @property
     def bundle(self) -> Path:

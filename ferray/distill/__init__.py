@@ -1,0 +1,61 @@
+"""Distillation: one small student trained on a sweep's ensemble, compared with it.
+
+The student learns the chosen ensemble's out-of-fold probabilities (softened at a
+temperature) together with the hard labels, on every cross-validation row of the run's
+data, in one Ray Train worker; it is scored on the holdout next to the ensemble and the
+best single trial (accuracy, macro-F1, parameters, latency).
+
+>>> from ferray.distill import distill_run
+>>> result = distill_run("runs/quickstart-20261130-120000")   # doctest: +SKIP
+>>> result.summary["student"]["latency_ms_per_image"]         # doctest: +SKIP
+"""
+
+# Exports load on first use: the loss and teacher checks need torch, distill_run needs Ray.
+import importlib as _importlib
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+
+_EXPORTS = {
+    "distill_run": "ferray.distill._run",
+    "DistillResult": "ferray.distill._run",
+    "student_config": "ferray.distill._run",
+    "DISTILL_SUMMARY": "ferray.distill._run",
+    "soften": "ferray.distill._loss",
+    "distillation_loss": "ferray.distill._loss",
+    "DistillationLoss": "ferray.distill._loss",
+    "TeacherTargets": "ferray.distill._teacher",
+    "teacher_targets": "ferray.distill._teacher",
+    "pack_targets": "ferray.distill._teacher",
+    "read_ensemble_predictions": "ferray.distill._teacher",
+    "EnsembleMembers": "ferray.distill._teacher",
+    "read_ensemble_members": "ferray.distill._teacher",
+    "label_images": "ferray.distill._teacher",
+    "StudentTrainer": "ferray.distill._worker",
+    "count_parameters": "ferray.distill._bench",
+    "measure_latency": "ferray.distill._bench",
+    "group_latency": "ferray.distill._bench",
+    "holdout_scores": "ferray.distill._bench",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ferray.distill' has no attribute {name!r}")
+    value = getattr(_importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
+
+if _TYPE_CHECKING:  # pragma: no cover - for static analysers only
+    from ferray.distill._bench import count_parameters, group_latency, holdout_scores, measure_latency
+    from ferray.distill._loss import DistillationLoss, distillation_loss, soften
+    from ferray.distill._run import DISTILL_SUMMARY, DistillResult, distill_run, student_config
+    from ferray.distill._teacher import (EnsembleMembers, TeacherTargets, label_images, pack_targets,
+                                         read_ensemble_members, read_ensemble_predictions, teacher_targets)
+    from ferray.distill._worker import StudentTrainer

@@ -1,0 +1,178 @@
+"""The student's Ray Train worker: one worker trains on every cross-validation row.
+
+:class:`StudentTrainer` is a :class:`~ferray.training._fold.FoldTrainer` (same model
+building, data loader, albumentations pipeline, mixup/CutMix, optimiser, schedule, AMP, EMA
+and TTA prediction) whose targets are packed ``[teacher_T | hard]`` rows and whose emotion
+loss is :class:`~ferray.distill._loss.DistillationLoss`. Mixing applies the same pair and
+weight to both halves of the packed targets.
+
+The worker reports the training loss every epoch and, after the last, one checkpoint
+holding the student's weights (``fold_0.safetensors``), its holdout probabilities and the
+history; the driver turns it into the ``distill/`` folder.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ferray.data import FERData
+from ferray.training._fold import EpochStats, FoldTrainer, NonFiniteLossError, _seed
+from ferray.training.config import TrainConfig
+from ferray.training.losses import FERLoss
+from ferray.training.mixing import MixupCutmix
+
+__all__ = ["StudentTrainer", "student_worker", "CHECKPOINT_WEIGHTS", "CHECKPOINT_HOLDOUT", "CHECKPOINT_HISTORY"]
+
+CHECKPOINT_WEIGHTS = "fold_0.safetensors"
+CHECKPOINT_HOLDOUT = "holdout_probs.npy"
+CHECKPOINT_HISTORY = "history.json"
+
+
+class StudentTrainer(FoldTrainer):
+    """Trains a student on ``train_index`` rows against packed targets ``(N, 2C)``.
+
+    Args:
+        cfg: the student's training config.
+        data: every row the student may read (cross-validation rows, holdout rows it only
+            predicts, and any transfer images appended).
+        train_index: rows it trains on.
+        targets: ``float32 (len(data), 2C)``: ``[teacher at temperature T | hard one-hot]``;
+            rows without a hard label (transfer images) have a zero hard half.
+        alpha, temperature: the distillation loss's weights (see :mod:`ferray.distill._loss`).
+    """
+
+    def __init__(self, cfg: TrainConfig, data: FERData, train_index: np.ndarray, targets: np.ndarray, *,
+                 alpha: float, temperature: float, device: torch.device | str | None = None) -> None:
+        from ferray.distill._loss import DistillationLoss
+
+        super().__init__(cfg, data, train_index, np.zeros(0, np.int64), fold=0, device=device)
+        c = data.num_classes
+        targets = np.ascontiguousarray(targets, dtype=np.float32)
+        if targets.shape != (len(data), 2 * c):
+            raise ValueError(f"targets must be (len(data), 2 * num_classes) = {(len(data), 2 * c)}, "
+                             f"got {targets.shape}")
+        self.targets = targets  # read by FoldTrainer.train_loader
+        self.loss_fn = FERLoss(DistillationLoss(alpha, temperature), self.loss_fn.au,
+                               au_weight=self.loss_fn.au_weight).to(self.device)
+
+    def train_epoch(self, epoch: int | None = None) -> EpochStats:
+        """One epoch of distillation; the loop of :meth:`FoldTrainer.train_epoch` with packed targets."""
+        epoch = self.epoch if epoch is None else epoch
+        cfg = self.cfg
+        c = self.data.num_classes
+        self.model.train()
+        mixer = None
+        if cfg.augment.mixup_alpha > 0 or cfg.augment.cutmix_alpha > 0:
+            mixer = MixupCutmix(c, mixup_alpha=cfg.augment.mixup_alpha, cutmix_alpha=cfg.augment.cutmix_alpha,
+                                prob=cfg.augment.mix_prob, warmup_epochs=cfg.augment.mix_warmup_epochs,
+                                generator=torch.Generator().manual_seed(_seed(cfg.run.seed, self.fold, epoch, 7)))
+        start = time.perf_counter()
+        total, seen, steps = 0.0, 0, 0
+        for batch in self.train_loader(epoch):
+            x = batch[0].to(self.device)
+            y = batch[1].to(self.device)
+            aus = batch[2].to(self.device) if len(batch) > 2 else None
+            if cfg.run.channels_last and self.device.type == "cuda":
+                x = x.contiguous(memory_format=torch.channels_last)
+            teacher, hard = y[:, :c], y[:, c:]
+            if mixer is not None:
+                x, teacher, aus = mixer(x, teacher, aus, epoch=epoch)
+                if mixer.last_perm is not None:  # the same partner and weight for the hard half
+                    lam, perm = mixer.last_lam, mixer.last_perm.to(hard.device)
+                    hard = hard * lam + hard[perm] * (1.0 - lam)
+            with self._autocast():
+                out = self.model(x)
+                loss, _ = self.loss_fn(out, torch.cat([teacher, hard], dim=1), aus)
+            if not torch.isfinite(loss):
+                raise NonFiniteLossError(
+                    f"student: training loss became {loss.item()} at epoch {epoch + 1}, step {steps + 1} "
+                    f"(lr {self.optimizer.param_groups[0]['lr']:.3g}); lower the learning rate or enable "
+                    "optim.grad_clip")
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            if cfg.optim.grad_clip:
+                self.scaler.unscale_(self.optimizer)
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.scheduler.step()
+            if self.ema is not None:
+                self.ema.update(self.model)
+            total += loss.item() * len(x)
+            seen += len(x)
+            steps += 1
+        self.epoch = epoch + 1
+        return EpochStats(train_loss=total / max(seen, 1), images=seen, seconds=time.perf_counter() - start,
+                          lr=float(self.optimizer.param_groups[0]["lr"]))
+
+    def metrics_of(self, index: np.ndarray, probs: np.ndarray, au_probs: np.ndarray | None) -> dict:
+        """Accuracy and macro-F1 against the hard labels (the packed targets are no distribution)."""
+        from ferray.training.metrics import accuracy, macro_f1
+
+        labels = self.data.labels[index]
+        loss = float(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-7, 1.0)).mean()) if len(labels) \
+            else float("nan")
+        return {"loss": loss, "accuracy": accuracy(labels, probs),
+                "macro_f1": macro_f1(labels, probs, num_classes=self.data.num_classes)}
+
+
+def student_worker(config: dict) -> None:
+    """Entry point of the student's single Ray Train worker (``train_loop_per_worker``)."""
+    import ray
+    import ray.train
+
+    from ferray._ray_compat import quiet_train_context_logger
+    from ferray.training.weights import save_weights
+
+    quiet_train_context_logger()
+    cfg = TrainConfig.model_validate(config["train"])
+    data, targets = config["data"], config["targets"]
+    if isinstance(data, ray.ObjectRef):
+        data = ray.get(data)
+    if isinstance(targets, ray.ObjectRef):
+        targets = np.array(ray.get(targets))  # a writable copy: torch refuses to share read-only memory
+    torch.set_num_threads(int(config.get("threads") or 1))
+    torch.manual_seed(cfg.run.seed * 1009)
+    device = torch.device("cpu")
+    if cfg.resources.gpus_per_worker > 0 and torch.cuda.is_available():
+        import ray.train.torch
+
+        device = ray.train.torch.get_device()
+    train_index = np.asarray(config["train_index"], dtype=np.int64)
+    holdout_index = np.asarray(config["holdout_index"], dtype=np.int64)
+    trainer = StudentTrainer(cfg, data, train_index, targets, alpha=config["alpha"],
+                             temperature=config["temperature"], device=device)
+    history: list[dict] = []
+    for epoch in range(cfg.run.epochs):
+        try:
+            stats = trainer.train_epoch(epoch)
+        except NonFiniteLossError as exc:
+            raise RuntimeError(str(exc)) from None
+        report = {"epoch": epoch + 1, "train_loss": stats.train_loss, "lr": stats.lr,
+                  "epoch_seconds": stats.seconds, "images_per_second": stats.images / max(stats.seconds, 1e-9),
+                  "final": epoch + 1 == cfg.run.epochs}
+        history.append(report)
+        if not report["final"]:
+            ray.train.report(report)
+            continue
+        t = time.perf_counter()
+        tta = list(cfg.augment.tta)
+        if len(holdout_index):
+            probs, _ = trainer.predict(holdout_index, tta)
+            report.update({f"holdout_{k}": float(v) for k, v in
+                           trainer.metrics_of(holdout_index, probs, None).items()})
+        else:
+            probs = np.zeros((0, data.num_classes), np.float32)
+        report["predict_seconds"] = time.perf_counter() - t
+        with tempfile.TemporaryDirectory() as tmp:
+            save_weights(trainer.eval_model, Path(tmp) / CHECKPOINT_WEIGHTS, config["weights_meta"])
+            np.save(Path(tmp) / CHECKPOINT_HOLDOUT, probs)
+            (Path(tmp) / CHECKPOINT_HISTORY).write_text(json.dumps(history, default=float))
+            ray.train.report(report, checkpoint=ray.train.Checkpoint.from_directory(tmp),
+                             checkpoint_dir_name="student")

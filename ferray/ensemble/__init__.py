@@ -1,0 +1,102 @@
+"""Ensembles of a sweep's top trials, fitted on their out-of-fold predictions.
+
+Estimators (scikit-learn's contract: settings in ``__init__``, ``fit(P, y)`` returns
+``self``, learned state ends in ``_``) over member probabilities ``P`` of shape
+``(n_members, n_rows, n_classes)``:
+
+* :class:`GreedyEnsemble`: Caruana's ensemble selection with replacement;
+* :class:`StackingEnsemble`: a logistic-regression meta-learner on log-probabilities;
+* :class:`MeanEnsemble` and :class:`VoteEnsemble`: the plain average and the majority vote.
+
+They are registered by name (:data:`ENSEMBLE_METHODS`, :func:`make_ensemble`), the names a
+spec's ``ensemble.methods`` and ``ferray ensemble --method`` take. :func:`build_ensembles`
+does the run-level work and writes ``RUN/ensemble/``.
+
+>>> import numpy as np
+>>> from ferray.ensemble import make_ensemble
+>>> P = np.array([[[0.7, 0.3], [0.4, 0.6]], [[0.6, 0.4], [0.1, 0.9]]])  # 2 members, 2 rows, 2 classes
+>>> make_ensemble("mean").fit(P, [0, 1]).predict(P)
+array([0, 1])
+>>> report = build_ensembles("runs/quickstart-20261130-120000")  # doctest: +SKIP
+"""
+
+# Exports load on first use: `ferray --help` imports this package's CLI module, and must not
+# pay for scikit-learn. Any export loads the built-in methods first, so the registry is full.
+import importlib as _importlib
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+
+_EXPORTS = {
+    "EnsembleMethod": "ferray.ensemble._base",
+    "check_member_proba": "ferray.ensemble._base",
+    "GreedyEnsemble": "ferray.ensemble._greedy",
+    "StackingEnsemble": "ferray.ensemble._stacking",
+    "stacking_features": "ferray.ensemble._stacking",
+    "MeanEnsemble": "ferray.ensemble._mean",
+    "VoteEnsemble": "ferray.ensemble._vote",
+    "ENSEMBLE_METHODS": "ferray.ensemble._registry",
+    "register_ensemble": "ferray.ensemble._registry",
+    "make_ensemble": "ferray.ensemble._registry",
+    "cross_val_proba": "ferray.ensemble._cv",
+    "inner_splits": "ferray.ensemble._cv",
+    "INNER_FOLDS": "ferray.ensemble._cv",
+    "build_ensembles": "ferray.ensemble._build",
+    "EnsembleReport": "ferray.ensemble._build",
+    "fit_methods": "ferray.ensemble._build",
+    "CHOSEN_BY": "ferray.ensemble._build",
+    "Members": "ferray.ensemble._members",
+    "load_members": "ferray.ensemble._members",
+    "select_members": "ferray.ensemble._members",
+}
+
+__all__ = [
+    # estimators
+    "EnsembleMethod",
+    "GreedyEnsemble",
+    "StackingEnsemble",
+    "MeanEnsemble",
+    "VoteEnsemble",
+    "stacking_features",
+    "check_member_proba",
+    # registry
+    "ENSEMBLE_METHODS",
+    "register_ensemble",
+    "make_ensemble",
+    # honest out-of-fold scores
+    "cross_val_proba",
+    "inner_splits",
+    "INNER_FOLDS",
+    # a run's ensembles
+    "build_ensembles",
+    "EnsembleReport",
+    "fit_methods",
+    "CHOSEN_BY",
+    "Members",
+    "load_members",
+    "select_members",
+]
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ferray.ensemble' has no attribute {name!r}")
+    _importlib.import_module("ferray.ensemble._builtin")
+    value = getattr(_importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
+
+if _TYPE_CHECKING:  # pragma: no cover - for static analysers only
+    from ferray.ensemble._base import EnsembleMethod, check_member_proba
+    from ferray.ensemble._build import CHOSEN_BY, EnsembleReport, build_ensembles, fit_methods
+    from ferray.ensemble._cv import INNER_FOLDS, cross_val_proba, inner_splits
+    from ferray.ensemble._greedy import GreedyEnsemble
+    from ferray.ensemble._mean import MeanEnsemble
+    from ferray.ensemble._members import Members, load_members, select_members
+    from ferray.ensemble._registry import ENSEMBLE_METHODS, make_ensemble, register_ensemble
+    from ferray.ensemble._stacking import StackingEnsemble, stacking_features
+    from ferray.ensemble._vote import VoteEnsemble

@@ -1,0 +1,405 @@
+"""``ferray ensemble RUN``: ensembles of a sweep's top trials, fitted on their out-of-fold predictions.
+
+:func:`build_ensembles` picks the run's best finished trials, fits every requested method on
+their OOF probabilities (never on holdout labels), scores each method honestly on the OOF
+rows, applies it to the holdout rows, chooses one and writes ``RUN/ensemble/``:
+
+* ``ensembles.parquet``: one row per member and per method with OOF and holdout accuracy,
+  macro-F1 and log-loss, and the gain over the best single trial;
+* ``ensemble.json``: the members (trial ids, params, fold-mean metric), each method's
+  settings and weights or stacking coefficients, the best method by each OOF metric and the
+  chosen one;
+* ``oof.parquet`` and ``holdout.parquet``: the chosen ensemble's predictions in the format of
+  :mod:`ferray.training.outputs` (holdout: one row per holdout row, ``fold`` -1), the soft
+  targets of ``ferray distill``. The OOF file holds the predictions the table scores: made
+  without the row's own label (stacking's inner cross-validation; greedy cross-fitted on the
+  same kind of inner folds; mean and vote as they are), so they are as honest as the members'
+  own OOF predictions. The holdout file applies the method fitted on all OOF rows.
+
+The folder is written under a temporary name and renamed: a reader sees the previous
+ensemble or the new one, never a mix.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ferray.ensemble import _builtin  # noqa: F401  (the built-in methods, registered)
+from ferray.ensemble._base import EnsembleMethod
+from ferray.ensemble._cv import INNER_FOLDS, cross_val_proba
+from ferray.ensemble._members import Members, load_members, run_status, select_members
+from ferray.ensemble._registry import ENSEMBLE_METHODS, make_ensemble
+from ferray.errors import ConfigError, DataError, FerrayError
+from ferray.layout import EnsembleLayout, RunLayout
+
+__all__ = ["build_ensembles", "EnsembleReport", "fit_methods", "CHOSEN_BY"]
+
+#: The OOF metric that chooses the ensemble whose predictions are written (lower is better;
+#: ties go to the higher OOF accuracy, then to the method listed first). Log-loss is a proper
+#: scoring rule: the chosen probabilities are the distillation stage's soft targets, so how
+#: well they are calibrated counts, not only their argmax.
+CHOSEN_BY = "oof_log_loss"
+
+_METRICS = ("accuracy", "macro_f1", "log_loss")
+_CHOSEN_BY_TEXT = {"oof_log_loss": "OOF log-loss"}
+
+
+@dataclass
+class MethodFit:
+    """One fitted method: the estimator, its honest OOF and its holdout probabilities."""
+
+    name: str
+    estimator: EnsembleMethod
+    oof: np.ndarray
+    holdout: np.ndarray
+    oof_source: str  # inner_cv (stacking), cross_fitted (other learned methods), direct (no labels used)
+
+
+@dataclass
+class EnsembleReport:
+    """What :func:`build_ensembles` fitted and wrote.
+
+    Attributes:
+        run_dir: the run directory.
+        path: its ``ensemble/`` folder (see :class:`ferray.layout.EnsembleLayout`).
+        metric: the run's fold-mean metric, which ranked the members.
+        members: the members' trial ids, best first.
+        methods: the methods fitted, in the order asked.
+        table: the rows of ``ensembles.parquet`` (members first, then methods).
+        best: the best method by each OOF metric: ``{"log_loss": ..., "accuracy": ..., "macro_f1": ...}``.
+        chosen: the method whose predictions were written (the best by :data:`CHOSEN_BY`).
+        chosen_by: :data:`CHOSEN_BY`.
+        summary: the content of ``ensemble.json``.
+    """
+
+    run_dir: Path
+    path: Path
+    metric: str
+    members: list[str]
+    methods: list[str]
+    table: list[dict]
+    best: dict[str, str]
+    chosen: str
+    chosen_by: str = CHOSEN_BY
+    summary: dict = field(default_factory=dict, repr=False)
+
+    def row(self, name: str) -> dict:
+        """The table row of a member (trial id) or method."""
+        for r in self.table:
+            if r["name"] == name:
+                return r
+        raise KeyError(f"no member or method {name!r} in the report; rows: {', '.join(r['name'] for r in self.table)}")
+
+    def to_dict(self) -> dict:
+        """JSON-ready (``ferray ensemble --json``)."""
+        return _clean({"run_dir": str(self.run_dir), "path": str(self.path), "metric": self.metric,
+                       "members": self.members, "methods": self.methods, "best": self.best,
+                       "chosen": self.chosen, "chosen_by": self.chosen_by, "table": self.table})
+
+    def render(self):
+        """A rich renderable: the table, the chosen method and where the files are."""
+        from rich.console import Group
+        from rich.table import Table
+        from rich.text import Text
+
+        base = self.members[0]
+        table = Table(title=f"{Path(self.run_dir).name}: ensembles of the top {len(self.members)} trials "
+                            f"(OOF scores cross-validated; gain vs the best single trial {base})")
+        for col in ("", "member / method", "fold mean", "OOF acc", "OOF F1", "OOF log-loss",
+                    "holdout acc", "holdout F1", "holdout log-loss", "gain acc OOF / holdout"):
+            table.add_column(col, justify="left" if col in ("", "member / method") else "right")
+        for r in self.table:
+            mark = "*" if r["chosen"] else ""
+            name = r["name"] if r["kind"] == "member" else f"[bold]{r['name']}[/bold] ({r['members']} members)"
+            gain = f"{_fmt(r['gain_oof_accuracy'], signed=True)} / {_fmt(r['gain_holdout_accuracy'], signed=True)}"
+            table.add_row(mark, name, _fmt(r["fold_mean"]), _fmt(r["oof_accuracy"]), _fmt(r["oof_macro_f1"]),
+                          _fmt(r["oof_log_loss"]), _fmt(r["holdout_accuracy"]), _fmt(r["holdout_macro_f1"]),
+                          _fmt(r["holdout_log_loss"]), gain if r["kind"] == "ensemble" else "")
+        best = ", ".join(f"{m.replace('_', '-')}: {n}" for m, n in self.best.items())
+        return Group(table, Text(f"best by OOF {best}"),
+                     Text(f"chosen: {self.chosen} (lowest {_CHOSEN_BY_TEXT.get(self.chosen_by, self.chosen_by)}); "
+                          f"its predictions and the table are in {self.path}"))
+
+
+def _fmt(v: Any, signed: bool = False) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "-"
+    return f"{v:+.4f}" if signed else f"{v:.4f}"
+
+
+def _clean(obj: Any) -> Any:
+    """JSON-safe: numpy to Python, NaN/inf to None."""
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _clean(obj.tolist())
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def _scores(y: np.ndarray, proba: np.ndarray, n_classes: int) -> dict[str, float]:
+    from ferray.training.metrics import accuracy, log_loss, macro_f1
+
+    if len(y) == 0:
+        return {m: float("nan") for m in _METRICS}
+    return {"accuracy": accuracy(y, proba), "macro_f1": macro_f1(y, proba, num_classes=n_classes),
+            "log_loss": log_loss(y, proba)}
+
+
+def _resolve_methods(methods: str | Sequence[str] | None, default: Sequence[str]) -> list[str]:
+    if methods is None:
+        names = list(default)
+    elif isinstance(methods, str):
+        names = [m.strip() for m in methods.split(",") if m.strip()]
+    else:
+        names = [str(m) for m in methods]
+    if "all" in names:
+        names = [n for n in names if n != "all"] + list(ENSEMBLE_METHODS)
+    if not names:
+        raise ConfigError(f"no ensemble method given; valid methods: {', '.join(ENSEMBLE_METHODS)} or all")
+    out: list[str] = []
+    for n in names:
+        if n not in ENSEMBLE_METHODS:
+            make_ensemble(n)  # raises with the valid names and the nearest match
+        if n not in out:
+            out.append(n)
+    return out
+
+
+def _settings(name: str, cfg, seed: int) -> dict:
+    """Settings of method ``name`` from the spec's ``ensemble`` section."""
+    accepted = ENSEMBLE_METHODS[name]._get_param_names()
+    settings: dict[str, Any] = {}
+    if "seed" in accepted:
+        settings["seed"] = seed
+    if name == "greedy" and cfg is not None:
+        settings["iterations"] = cfg.greedy.iterations
+    return settings
+
+
+def fit_methods(members: Members, methods: Sequence[str], *, settings: dict[str, dict] | None = None,
+                seed: int = 0, echo: Callable[[str], Any] | None = None) -> list[MethodFit]:
+    """Fit each method on the members' OOF probabilities; score it honestly; apply it to the holdout.
+
+    A method's OOF probabilities, which the table scores and the chooser compares, never use
+    a row's own label: stacking's come from its inner cross-validation (``oof_proba_``);
+    another method that learns from labels (greedy) is cross-fitted on the same kind of
+    stratified inner folds (:func:`~ferray.ensemble.cross_val_proba`, ``INNER_FOLDS`` folds,
+    ``seed``); mean and vote learn nothing and are applied as they are. The holdout
+    probabilities come from the method fitted on all OOF rows; holdout labels are never read.
+    """
+    settings = settings or {}
+    fits = []
+    for name in methods:
+        est = make_ensemble(name, **settings.get(name, {}))
+        try:
+            est.fit(members.oof, members.labels)
+            if hasattr(est, "oof_proba_"):
+                oof, source = est.oof_proba_, "inner_cv"
+            elif est.learns_from_labels:
+                oof, source = cross_val_proba(est, members.oof, members.labels, inner_folds=INNER_FOLDS,
+                                              seed=seed), "cross_fitted"
+            else:
+                oof, source = est.predict_proba(members.oof), "direct"
+            hold = est.predict_proba(members.holdout) if members.holdout.shape[1] else \
+                np.zeros((0, members.oof.shape[2]))
+        except FerrayError:
+            raise
+        except ValueError as exc:  # the run's predictions do not suit the method (e.g. too few rows)
+            raise DataError(f"ensemble method {name!r} cannot be fitted on the members' OOF predictions: "
+                            f"{exc}") from None
+        fits.append(MethodFit(name, est, oof, hold, source))
+        if echo is not None:
+            s = _scores(members.labels, oof, members.oof.shape[2])
+            echo(f"{name}: OOF accuracy {s['accuracy']:.4f}, log-loss {s['log_loss']:.4f} ({source})")
+    return fits
+
+
+def _table(members: Members, fits: list[MethodFit], chosen: str) -> list[dict]:
+    n_classes = members.oof.shape[2]
+    rows = []
+    for rank, (trial, oof, hold) in enumerate(zip(members.trials, members.oof, members.holdout), start=1):
+        rows.append({"kind": "member", "name": trial["trial_id"], "rank": rank, "members": 1,
+                     "fold_mean": trial.get("metric"), "state": trial.get("state"),
+                     **_prefixed(members, oof, hold, n_classes)})
+    for f in fits:
+        weights = getattr(f.estimator, "weights_", None)
+        used = int(np.count_nonzero(weights)) if weights is not None else len(members)
+        rows.append({"kind": "ensemble", "name": f.name, "rank": None, "members": used, "fold_mean": None,
+                     "state": None, **_prefixed(members, f.oof, f.holdout, n_classes)})
+    base = rows[0]
+    for r in rows:
+        for part in ("oof", "holdout"):
+            # Positive is better for both: accuracy up, log-loss down.
+            r[f"gain_{part}_accuracy"] = r[f"{part}_accuracy"] - base[f"{part}_accuracy"]
+            r[f"gain_{part}_log_loss"] = base[f"{part}_log_loss"] - r[f"{part}_log_loss"]
+        r["chosen"] = r["kind"] == "ensemble" and r["name"] == chosen
+    return rows
+
+
+def _prefixed(members: Members, oof: np.ndarray, hold: np.ndarray, n_classes: int) -> dict:
+    out = {f"oof_{k}": v for k, v in _scores(members.labels, oof, n_classes).items()}
+    out.update({f"holdout_{k}": v for k, v in _scores(members.holdout_labels, hold, n_classes).items()})
+    return out
+
+
+def _choose(fits: list[MethodFit], members: Members) -> tuple[str, dict[str, str]]:
+    n_classes = members.oof.shape[2]
+    scored = [(f.name, _scores(members.labels, f.oof, n_classes)) for f in fits]
+    best = {
+        "log_loss": min(scored, key=lambda s: s[1]["log_loss"])[0],
+        "accuracy": max(scored, key=lambda s: s[1]["accuracy"])[0],
+        "macro_f1": max(scored, key=lambda s: s[1]["macro_f1"])[0],
+    }
+    # min() keeps the first of equal keys: ties go to the method listed first.
+    chosen = min(scored, key=lambda s: (s[1]["log_loss"], -s[1]["accuracy"]))[0]
+    return chosen, best
+
+
+def _write_predictions(folder: Path, members: Members, fit: MethodFit) -> None:
+    from ferray.training.outputs import Predictions, write_predictions
+
+    meta = {"class_names": members.class_names, "k": members.meta.get("k"),
+            "data_fingerprint": members.meta.get("data_fingerprint", ""), "tta": members.meta.get("tta", []),
+            "ensemble": fit.name, "members": [t["trial_id"] for t in members.trials]}
+    oof_au = None if members.oof_au is None else members.oof_au.mean(axis=0)
+    hold_au = None if members.holdout_au is None else members.holdout_au.mean(axis=0)
+    layout = EnsembleLayout(folder)
+    write_predictions(Predictions(members.rows, members.ids, members.folds, members.labels, fit.oof, oof_au,
+                                  {**meta, "kind": "oof"}), layout.oof)
+    write_predictions(Predictions(members.holdout_rows, members.holdout_ids,
+                                  np.full(len(members.holdout_rows), -1), members.holdout_labels, fit.holdout,
+                                  hold_au, {**meta, "kind": "holdout"}), layout.holdout)
+
+
+def _write_table(rows: list[dict], path: Path, metric: str) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    columns = list(rows[0])
+    table = pa.table({c: pa.array([_clean(r[c]) for r in rows]) for c in columns})
+    table = table.replace_schema_metadata({b"ferray_ensembles": json.dumps({"fold_mean_metric": metric}).encode()})
+    pq.write_table(table, path)
+
+
+def _replace_folder(tmp: Path, target: Path) -> None:
+    """Move ``tmp`` to ``target``, replacing an earlier ``target`` (each step a rename)."""
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
+        os.replace(target, old)
+    try:
+        os.replace(tmp, target)
+    except BaseException:
+        if old is not None:
+            os.replace(old, target)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def build_ensembles(run_dir: str | os.PathLike, *, top: int | None = None,
+                    methods: str | Sequence[str] | None = None, include_pruned: bool = False,
+                    seed: int | None = None, echo: Callable[[str], Any] | None = print) -> EnsembleReport:
+    """Ensemble a sweep's top trials and write ``RUN/ensemble/`` (see the module docstring).
+
+    Args:
+        run_dir: a sweep's run directory.
+        top: members, the best finished trials by fold-mean metric (as ``ferray status``
+            ranks them); default ``ensemble.top_k`` of the run's spec.
+        methods: names of :data:`~ferray.ensemble.ENSEMBLE_METHODS`, a comma-separated
+            string, or ``"all"``; default ``ensemble.methods`` of the spec.
+        include_pruned: also consider PRUNED trials (those that left prediction files).
+        seed: greedy tie-breaks, stacking's inner folds and the cross-fitted scores; default
+            ``ensemble.seed`` of the spec.
+        echo: progress lines (``None``: silent).
+
+    Returns:
+        An :class:`EnsembleReport`; the chosen method is the one with the lowest OOF
+        log-loss (:data:`CHOSEN_BY`), scored without the rows' own labels.
+
+    Raises:
+        ConfigError: not a run directory, an unknown method, or more members asked for than
+            finished trials with predictions.
+        DataError: no trial finished with predictions (every trial errored, ...), or the
+            members do not share one dataset, fold plan or set of rows.
+
+    >>> report = build_ensembles("runs/quickstart-20261130-120000", top=3)  # doctest: +SKIP
+    >>> report.chosen, report.row(report.chosen)["holdout_accuracy"]        # doctest: +SKIP
+    """
+    from ferray.search import load_search_spec
+
+    say = echo or (lambda _s: None)
+    run, status = run_status(run_dir)
+    cfg = load_search_spec(run.spec, check_backbones=False).ensemble
+    top_source = None
+    if top is None:
+        top, top_source = cfg.top_k, f"ensemble.top_k = {cfg.top_k} ({run.spec})"
+    elif isinstance(top, bool) or not isinstance(top, int) or top < 1:
+        raise ConfigError(f"top = {top!r}, but must be an integer >= 1 (members of the ensemble)")
+    if seed is None:
+        seed = cfg.seed
+    elif isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"seed = {seed!r}, but must be an integer >= 0")
+    names = _resolve_methods(methods, cfg.methods)
+
+    trials = select_members(run, status, top, include_pruned=include_pruned, top_source=top_source, echo=say)
+    members = load_members(run, trials)
+    say(f"members ({status['metric']}, fold mean): "
+        + ", ".join(f"{t['trial_id']} {t['metric']:.4f}" for t in trials)
+        + f"; {members.oof.shape[1]} OOF rows, {members.holdout.shape[1]} holdout rows")
+    fits = fit_methods(members, names, settings={n: _settings(n, cfg, seed) for n in names}, seed=seed, echo=say)
+    chosen, best = _choose(fits, members)
+    table = _table(members, fits, chosen)
+    by_name = {r["name"]: r for r in table}
+    summary = _clean({
+        "run": run.name, "metric": status["metric"], "mode": status["mode"], "class_names": members.class_names,
+        "data_fingerprint": members.meta.get("data_fingerprint", ""), "k": members.meta.get("k"),
+        "top": top, "include_pruned": include_pruned, "seed": seed, "inner_folds": INNER_FOLDS,
+        "members": [{"trial_id": t["trial_id"], "rank": i + 1, "state": t["state"], "fold_mean": t["metric"],
+                     "fold_mean_std": t.get("metric_std"), "best_epoch": t.get("best_epoch"),
+                     "params": t.get("params", {}),
+                     **{k: by_name[t["trial_id"]][k] for k in _score_keys()}}
+                    for i, t in enumerate(trials)],
+        "methods": {f.name: {**f.estimator.to_dict(), "oof_source": f.oof_source,
+                             **{k: by_name[f.name][k] for k in _score_keys()}} for f in fits},
+        "best": best, "chosen": chosen, "chosen_by": CHOSEN_BY, "baseline": trials[0]["trial_id"],
+        "files": {"table": EnsembleLayout.TABLE, "oof": EnsembleLayout.OOF, "holdout": EnsembleLayout.HOLDOUT},
+    })
+
+    tmp = run.root / f".{RunLayout.ENSEMBLE}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        layout = EnsembleLayout(tmp)
+        _write_table(table, layout.table, status["metric"])
+        _write_predictions(tmp, members, next(f for f in fits if f.name == chosen))
+        from ferray._io import atomic_write_json
+
+        atomic_write_json(layout.summary, summary)
+        _replace_folder(tmp, run.ensemble)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    say(f"chosen: {chosen}; wrote {run.ensemble}")
+    return EnsembleReport(run_dir=run.root, path=run.ensemble, metric=status["metric"],
+                          members=[t["trial_id"] for t in trials], methods=names, table=table, best=best,
+                          chosen=chosen, summary=summary)
+
+
+def _score_keys() -> list[str]:
+    return [f"{part}_{m}" for part in ("oof", "holdout") for m in _METRICS]

@@ -1,0 +1,65 @@
+"""``ferray ensemble RUN``: argument parsing over :func:`ferray.ensemble.build_ensembles`.
+
+``ferray/cli.py`` calls :func:`add_parser` with its sub-parsers and merges :data:`COMMANDS`
+into its own table. Exit codes: 0 the ensemble was written, 2 bad input (a
+:class:`~ferray.errors.FerrayError`: not a run, too many members asked for, no finished
+trial with predictions, members from different fold plans), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+__all__ = ["add_parser", "COMMANDS"]
+
+_METHOD_CHOICES = ("greedy", "stacking", "mean", "vote", "all")
+
+
+def _cmd_ensemble(args: argparse.Namespace) -> int:
+    from ferray.ensemble import build_ensembles
+
+    methods = None
+    if args.method:
+        methods = [m for value in args.method for m in value.split(",") if m]
+    # Progress goes to stderr so that `--json` output stays parseable.
+    report = build_ensembles(args.run, top=args.top, methods=methods, include_pruned=args.include_pruned,
+                             seed=args.seed, echo=lambda s: print(s, file=sys.stderr))
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2, default=str))
+    else:
+        import shutil
+
+        from rich.console import Console
+
+        Console(width=max(120, shutil.get_terminal_size((160, 40)).columns)).print(report.render())
+    return 0
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``ensemble`` to the ``ferray`` command's sub-parsers."""
+    p = subparsers.add_parser(
+        "ensemble", help="ensemble a sweep's top trials from their out-of-fold predictions",
+        description="Fit ensembles (greedy selection, stacking, mean, vote) of a sweep's best finished trials "
+                    "on their out-of-fold predictions, score them on the OOF rows (cross-validated, so no row's "
+                    "label scores its own prediction) and the holdout, and write RUN/ensemble/: ensembles.parquet, "
+                    "ensemble.json, and the chosen ensemble's (lowest OOF log-loss) oof.parquet and "
+                    "holdout.parquet. Defaults come from the run's spec.yaml (ensemble: top_k, methods, seed).")
+    p.add_argument("run", help="run directory of a sweep")
+    p.add_argument("--top", type=int, default=None, metavar="N",
+                   help="members: the N best finished trials by fold mean (default: ensemble.top_k of the spec)")
+    p.add_argument("--method", action="append", default=None, metavar="|".join(_METHOD_CHOICES),
+                   help="ensemble method; repeat or comma-separate for several, 'all' for every one "
+                        "(default: ensemble.methods of the spec)")
+    p.add_argument("--include-pruned", action="store_true",
+                   help="also consider trials ASHA pruned (those that left prediction files)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="greedy tie-breaks and inner folds (default: ensemble.seed of the spec)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_cmd_ensemble)
+    return p
+
+
+#: Command words -> handler, for ferray.cli.COMMANDS.
+COMMANDS = {"ensemble": _cmd_ensemble}

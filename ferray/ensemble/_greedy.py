@@ -1,0 +1,105 @@
+"""Caruana et al.'s ensemble selection (2004), with replacement, as AutoGluon's ``EnsembleSelection``.
+
+Each round adds the member that most improves the metric of the running average; a member
+may be added again (that is how weights other than 1/n arise). The best prefix of the
+rounds is kept, so more rounds never make the ensemble worse on the rows it was fitted on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ferray.ensemble._base import EPS, EnsembleMethod, check_setting
+from ferray.ensemble._registry import register_ensemble
+
+__all__ = ["GreedyEnsemble"]
+
+METRICS = ("log_loss", "accuracy")
+
+# Scores this close to the round's best count as a tie: averages of the same members in a
+# different order differ in the last bits.
+_TIE_RTOL = 1e-12
+
+
+@register_ensemble("greedy")
+class GreedyEnsemble(EnsembleMethod):
+    """Greedy ensemble selection with replacement; the weights are how often each member was picked.
+
+    Round ``s`` (1-based) scores, for every member ``m``, the running average with ``m``
+    added: ``(sum of the s-1 picked members' probabilities + P[m]) / s``, and picks the
+    best. Ties go to a member already picked (fewer distinct members, same score), then to a
+    draw from ``numpy.random.default_rng(seed)``. After ``iterations`` rounds the prefix
+    with the best score is kept (the shortest one on a tie).
+
+    Args:
+        iterations: rounds of selection (ensemble size before the prefix is cut), >= 1.
+        seed: seeds the tie-breaking draws; same seed and data, same weights.
+        metric: ``"log_loss"`` (lower is better) or ``"accuracy"`` (higher is better).
+
+    Attributes:
+        weights_: ``(n_members,)`` pick counts of the kept prefix divided by its length (sum 1).
+        indices_: the member picked in each round of the kept prefix.
+        trajectory_: the metric after each of the ``iterations`` rounds (in the metric's own
+            units: log-loss or accuracy), of which the first ``len(indices_)`` are kept.
+        score_: the metric of the kept prefix on the rows it was fitted on (optimistic).
+
+    ``predict_proba(P)`` is ``sum_m weights_[m] * P[m]``.
+
+    >>> import numpy as np
+    >>> P = np.array([[[0.9, 0.1], [0.6, 0.4]],    # member 0: sure of row 0, wrong on row 1
+    ...               [[0.4, 0.6], [0.1, 0.9]]])   # member 1: the other way round
+    >>> GreedyEnsemble(iterations=4).fit(P, [0, 1]).weights_
+    array([0.5, 0.5])
+    """
+
+    def __init__(self, iterations: int = 25, seed: int = 0, metric: str = "log_loss"):
+        self.iterations = iterations
+        self.seed = seed
+        self.metric = metric
+
+    def fit(self, P: Any, y: Any) -> GreedyEnsemble:
+        """Select members on ``P`` (OOF probabilities ``(n_members, n_rows, n_classes)``) and ``y``."""
+        iterations = check_setting("iterations", self.iterations, low=1, integer=True)
+        metric = check_setting("metric", self.metric, choices=METRICS)
+        check_setting("seed", self.seed, low=0, integer=True)
+        P, y = self._check_fit_input(P, y)
+        rng = np.random.default_rng(self.seed)
+        n_members, n_rows, _ = P.shape
+        rows = np.arange(n_rows)
+        # log-loss needs each row's true-class probability only; accuracy needs the argmax.
+        P_use = P[:, rows, y] if metric == "log_loss" else P
+        running = np.zeros(P_use.shape[1:])
+        counts = np.zeros(n_members, dtype=np.int64)
+        picks: list[int] = []
+        losses: list[float] = []
+        for size in range(1, int(iterations) + 1):
+            candidates = (running[None] + P_use) / size
+            if metric == "log_loss":
+                loss = -np.log(np.clip(candidates, EPS, 1.0)).mean(axis=1)
+            else:
+                loss = 1.0 - (candidates.argmax(axis=2) == y[None]).mean(axis=1)
+            best = loss.min()
+            tied = np.flatnonzero(loss <= best + _TIE_RTOL * max(1.0, abs(best)))
+            if len(tied) > 1 and counts[tied].any():
+                tied = tied[counts[tied] > 0]
+            pick = int(tied[0]) if len(tied) == 1 else int(rng.choice(tied))
+            running = running + P_use[pick]
+            counts[pick] += 1
+            picks.append(pick)
+            losses.append(float(loss[pick]))
+        keep = int(np.argmin(losses)) + 1  # first minimum: the shortest best prefix
+        self.indices_ = np.asarray(picks[:keep], dtype=np.int64)
+        self.weights_ = np.bincount(self.indices_, minlength=n_members) / keep
+        self.trajectory_ = np.asarray(losses if metric == "log_loss" else [1.0 - v for v in losses])
+        self.score_ = float(self.trajectory_[keep - 1])
+        return self
+
+    def _combine(self, P: np.ndarray) -> np.ndarray:
+        return np.tensordot(self.weights_, P, axes=1)
+
+    def _learned(self) -> dict:
+        return {"weights": self.weights_.tolist(), "indices": self.indices_.tolist(),
+                "trajectory": self.trajectory_.tolist(), "fit_score": self.score_,
+                "formula": "sum_m weights[m] * p_m"}

@@ -1,0 +1,218 @@
+"""The members of a run's ensemble: the top finished trials and their aligned predictions.
+
+:func:`select_members` ranks a run's trials as ``ferray status`` does (best epoch's fold
+mean); :func:`load_members` reads their ``oof.parquet`` and ``holdout.parquet``, checks they
+share one dataset and fold plan, and lines their rows up into arrays an ensemble method takes.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ferray.errors import ConfigError, DataError
+from ferray.layout import RunLayout, TrialLayout
+from ferray.training.outputs import Predictions, read_predictions
+
+__all__ = ["Members", "select_members", "load_members", "run_status"]
+
+
+@dataclass
+class Members:
+    """Aligned predictions of an ensemble's members (member order: best trial first).
+
+    Attributes:
+        trials: the members' summaries from :func:`ferray.search.get_status` (``trial_id``,
+            ``state``, ``metric``, ``params``, ...).
+        class_names: the classes, in column order.
+        meta: the first member's OOF file metadata (``k``, ``data_fingerprint``, ``tta``).
+        rows, ids, folds, labels: the OOF rows (sorted by ``rows``), their ids, outer folds
+            and labels.
+        oof: ``(n_members, n_rows, n_classes)`` OOF probabilities.
+        holdout_rows, holdout_ids, holdout_labels: the holdout rows, sorted (may be empty).
+        holdout: ``(n_members, n_holdout, n_classes)``: each member's mean over its fold models.
+        oof_au, holdout_au: the same for AU probabilities when every member has them, else ``None``.
+    """
+
+    trials: list[dict]
+    class_names: list[str]
+    meta: dict
+    rows: np.ndarray
+    ids: np.ndarray
+    folds: np.ndarray
+    labels: np.ndarray
+    oof: np.ndarray
+    holdout_rows: np.ndarray
+    holdout_ids: np.ndarray
+    holdout_labels: np.ndarray
+    holdout: np.ndarray
+    oof_au: np.ndarray | None = None
+    holdout_au: np.ndarray | None = None
+
+    @property
+    def trial_ids(self) -> list[str]:
+        return [t["trial_id"] for t in self.trials]
+
+    def __len__(self) -> int:
+        return len(self.trials)
+
+
+def run_status(run_dir: str | os.PathLike) -> tuple[RunLayout, dict]:
+    """The run's layout and :func:`ferray.search.get_status`; ``ConfigError`` for a folder that is no run."""
+    from ferray.search import get_status
+
+    run = RunLayout(Path(run_dir))
+    if not run.root.is_dir():
+        raise ConfigError(f"{run.root}: no such run directory")
+    if not run.spec.is_file():
+        raise ConfigError(f"{run.root}: not a ferray run directory (no {RunLayout.SPEC}); pass the folder "
+                          "`ferray search` printed as its run directory")
+    if not run.results.is_file():
+        raise DataError(f"{run.root}: no {RunLayout.RESULTS} yet: no trial has reported; "
+                        "ensemble a run once trials have finished")
+    return run, get_status(run.root)
+
+
+def select_members(run: RunLayout, status: dict, top: int, *, include_pruned: bool = False,
+                   top_source: str | None = None, echo=None) -> list[dict]:
+    """The ``top`` best finished trials that left ``oof.parquet`` and ``holdout.parquet``.
+
+    Finished means COMPLETED (and PRUNED with ``include_pruned``) with a fold-mean metric.
+
+    Raises:
+        DataError: no trial qualifies (every trial errored, or none left prediction files).
+        ConfigError: fewer trials qualify than ``top``.
+    """
+    states = ("COMPLETED", "PRUNED") if include_pruned else ("COMPLETED",)
+    trials = status["trials"]
+    counts = ", ".join(f"{n} {s.lower()}" for s, n in status["counts"].items()) or "no trials"
+    finished = [t for t in trials if t["state"] in states and t["metric"] is not None]
+    usable, skipped = [], []
+    for t in finished:
+        layout = run.trial(t["trial_id"])
+        lacking = [f for f, p in ((layout.OOF, layout.oof), (layout.HOLDOUT, layout.holdout)) if not p.is_file()]
+        if lacking:
+            skipped.append(f"{t['trial_id']} (no {' or '.join(lacking)})")
+        else:
+            usable.append(t)
+    if skipped and echo is not None:
+        echo(f"skipping {len(skipped)} finished trial(s) without predictions: {', '.join(skipped)}")
+    if not usable:
+        if not finished:
+            if trials and all(t["state"] == "ERROR" for t in trials):
+                why = f"every trial errored ({counts}); see `ferray status {run.root}` for the errors"
+            elif not include_pruned and status["counts"].get("PRUNED"):
+                why = (f"no trial completed ({counts}); pruned trials count with --include-pruned "
+                       "(include_pruned=True) if they left predictions")
+            else:
+                why = f"no trial has finished yet ({counts})"
+        else:
+            why = (f"no finished trial has {TrialLayout.OOF} and {TrialLayout.HOLDOUT}: {', '.join(skipped)}; "
+                   "trials write them after their last epoch")
+        raise DataError(f"{run.root}: nothing to ensemble: {why}")
+    if top > len(usable):
+        where = top_source or f"top = {top}"
+        # Pruned trials stop before their final predictions; only those that left them would help.
+        pruned = [] if include_pruned else [
+            t for t in trials if t["state"] == "PRUNED" and t["metric"] is not None
+            and run.trial(t["trial_id"]).oof.is_file() and run.trial(t["trial_id"]).holdout.is_file()]
+        raise ConfigError(
+            f"{where} asks for {top} members, but the run has {len(usable)} finished trial(s) with predictions "
+            f"({', '.join(t['trial_id'] for t in usable)}); ask for at most {len(usable)}"
+            + (f" (or add --include-pruned: {len(pruned)} pruned trial(s) with predictions)" if pruned else ""))
+    return usable[:top]
+
+
+def _sorted_unique(pred: Predictions, where: str) -> np.ndarray:
+    order = np.argsort(pred.rows, kind="stable")
+    rows = pred.rows[order]
+    if len(rows) > 1 and np.any(rows[1:] == rows[:-1]):
+        dup = int(rows[1:][rows[1:] == rows[:-1]][0])
+        raise DataError(f"{where}: row {dup} appears more than once; an OOF file has one prediction per row")
+    return order
+
+
+def _holdout_mean(pred: Predictions) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """Unique sorted holdout rows, their ids, labels, fold-model mean probabilities (and AU mean)."""
+    rows, first, inverse = np.unique(pred.rows, return_index=True, return_inverse=True)
+    counts = np.bincount(inverse, minlength=len(rows))[:, None]
+    probs = np.zeros((len(rows), pred.probs.shape[1]))
+    np.add.at(probs, inverse, pred.probs.astype(np.float64))
+    probs /= np.maximum(counts, 1)
+    au = None
+    if pred.au_probs is not None:
+        au = np.zeros((len(rows), pred.au_probs.shape[1]))
+        np.add.at(au, inverse, pred.au_probs.astype(np.float64))
+        au /= np.maximum(counts, 1)
+    return rows, pred.ids[first], pred.labels[first], probs, au
+
+
+def load_members(run: RunLayout, trials: list[dict]) -> Members:
+    """Read and align the members' predictions.
+
+    Raises:
+        DataError: a file cannot be read, or the members do not share one dataset, class
+            list, fold plan or set of rows (the message names the trials).
+    """
+    if not trials:
+        raise ValueError("load_members needs at least one trial")
+    ids = [t["trial_id"] for t in trials]
+    oofs = [read_predictions(run.trial(i).oof) for i in ids]
+    holds = [read_predictions(run.trial(i).holdout) for i in ids]
+
+    by_print: dict[str, list[str]] = {}
+    for tid, p in zip(ids, oofs):
+        by_print.setdefault(str(p.meta.get("data_fingerprint", "")), []).append(tid)
+    if len(by_print) > 1:
+        groups = "; ".join(f"data fingerprint {fp[:12] or '(none)'} for {', '.join(ts)}" for fp, ts in by_print.items())
+        raise DataError(f"the members do not share one dataset and fold plan: {groups}. An ensemble combines "
+                        "trials of one sweep; ensemble each group on its own")
+    for tid, p in zip(ids[1:], oofs[1:]):
+        if p.class_names != oofs[0].class_names:
+            raise DataError(f"trial {tid} predicts classes {p.class_names}, but trial {ids[0]} predicts "
+                            f"{oofs[0].class_names}; members must share one class list")
+
+    ref = run.trial(ids[0]).oof
+    order = _sorted_unique(oofs[0], str(ref))
+    rows, folds = oofs[0].rows[order], oofs[0].folds[order]
+    oof = np.empty((len(ids), len(rows), len(oofs[0].class_names)))
+    au_all = all(p.au_probs is not None for p in oofs)
+    oof_au = np.empty((len(ids), len(rows), oofs[0].au_probs.shape[1])) if au_all else None
+    for m, (tid, p) in enumerate(zip(ids, oofs)):
+        o = _sorted_unique(p, str(run.trial(tid).oof))
+        if len(p) != len(rows) or not np.array_equal(p.rows[o], rows):
+            raise DataError(f"trial {tid} has OOF predictions for {len(p)} rows, trial {ids[0]} for {len(rows)}"
+                            f"{'' if len(p) != len(rows) else ' (different rows)'}; members must cover the same rows")
+        diff = int(np.sum(p.folds[o] != folds))
+        if diff:
+            raise DataError(f"the members do not share one fold plan: trial {tid} puts {diff} OOF row(s) in a "
+                            f"different fold than trial {ids[0]}; ensemble trials of one sweep")
+        if not np.array_equal(p.labels[o], oofs[0].labels[order]):
+            raise DataError(f"trial {tid}'s OOF labels differ from trial {ids[0]}'s for the same rows")
+        oof[m] = p.probs[o]
+        if oof_au is not None:
+            oof_au[m] = p.au_probs[o]
+
+    h_rows, h_ids, h_labels, _, _ = _holdout_mean(holds[0])
+    holdout = np.empty((len(ids), len(h_rows), len(oofs[0].class_names)))
+    h_au_all = au_all and len(h_rows) > 0 and all(h.au_probs is not None for h in holds)
+    holdout_au = np.empty((len(ids), len(h_rows), holds[0].au_probs.shape[1])) if h_au_all else None
+    for m, (tid, h) in enumerate(zip(ids, holds)):
+        if h.class_names != oofs[0].class_names:
+            raise DataError(f"{run.trial(tid).holdout}: classes {h.class_names} differ from the OOF file's "
+                            f"{oofs[0].class_names}")
+        r, _, _, probs, au = _holdout_mean(h)
+        if not np.array_equal(r, h_rows):
+            raise DataError(f"trial {tid} has holdout predictions for {len(r)} rows, trial {ids[0]} for "
+                            f"{len(h_rows)}{'' if len(r) != len(h_rows) else ' (different rows)'}; "
+                            "members must share one holdout")
+        holdout[m] = probs
+        if holdout_au is not None:
+            holdout_au[m] = au
+    return Members(trials=list(trials), class_names=oofs[0].class_names, meta=dict(oofs[0].meta),
+                   rows=rows, ids=oofs[0].ids[order], folds=folds, labels=oofs[0].labels[order], oof=oof,
+                   holdout_rows=h_rows, holdout_ids=h_ids, holdout_labels=h_labels, holdout=holdout,
+                   oof_au=oof_au, holdout_au=holdout_au)

@@ -1,0 +1,70 @@
+"""distill_run refuses bad input before Ray starts and leaves nothing half-written."""
+
+import numpy as np
+import pytest
+
+from ferray.distill import distill_run
+from ferray.errors import ConfigError, DataError
+from ferray.training.outputs import read_predictions, write_predictions
+
+
+@pytest.fixture(autouse=True)
+def _no_ray():
+    yield
+    import ray
+
+    assert not ray.is_initialized(), "a refused distillation must not start Ray"
+
+
+def _leftovers(run):
+    return sorted(p.name for p in run.root.iterdir() if "distill" in p.name)
+
+
+def test_missing_ensemble(tiny_run):
+    import shutil
+
+    shutil.rmtree(tiny_run.layout.ensemble)
+    with pytest.raises(ConfigError, match=r"run `ferray ensemble .*run` first"):
+        distill_run(tiny_run.root, echo=lambda s: None)
+    assert _leftovers(tiny_run) == []
+
+
+def test_not_a_run(tmp_path):
+    (tmp_path / "x").mkdir()
+    with pytest.raises(ConfigError, match="not a ferray run directory"):
+        distill_run(tmp_path / "x")
+    with pytest.raises(ConfigError, match="no such run directory"):
+        distill_run(tmp_path / "nope")
+
+
+def test_unknown_student_backbone(tiny_run):
+    with pytest.raises(ConfigError, match=r"--student: unknown backbone 'mobilenetv3_smal_050'; did you mean"):
+        distill_run(tiny_run.root, student="mobilenetv3_smal_050")
+    assert _leftovers(tiny_run) == []
+
+
+@pytest.mark.parametrize("kwargs, match", [({"epochs": 0}, "distill.epochs"),
+                                           ({"alpha": 2.0}, "distill.alpha"),
+                                           ({"temperature": -1.0}, "distill.temperature")])
+def test_bad_settings(tiny_run, kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        distill_run(tiny_run.root, **kwargs)
+
+
+def test_fingerprint_mismatch(tiny_run):
+    path = tiny_run.layout.ensemble / "oof.parquet"
+    oof = read_predictions(path)
+    oof.meta["data_fingerprint"] = "feedfacefeedface"
+    write_predictions(oof, path)
+    with pytest.raises(DataError, match="'feedfacefeedface'"):
+        distill_run(tiny_run.root)
+    assert _leftovers(tiny_run) == []
+
+
+def test_holdout_file_with_cv_rows(tiny_run):
+    path = tiny_run.layout.ensemble / "holdout.parquet"
+    hold = read_predictions(path)
+    hold.rows = np.asarray(tiny_run.plan.cv_index[: len(hold)])
+    write_predictions(hold, path)
+    with pytest.raises(DataError, match="not holdout rows"):
+        distill_run(tiny_run.root)

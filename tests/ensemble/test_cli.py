@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+from ferray.ensemble._cli import COMMANDS, add_parser
+from ferray.errors import ConfigError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ferray")
+    add_parser(parser.add_subparsers(dest="command"))
+    return parser
+
+
+def _run(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    return args.func(args)
+
+
+def test_arguments_parse():
+    args = _parser().parse_args(["ensemble", "runs/x", "--top", "3", "--method", "greedy", "--method",
+                                 "stacking,vote", "--include-pruned", "--json", "--seed", "2"])
+    assert (args.run, args.top, args.method, args.include_pruned, args.json, args.seed) == (
+        "runs/x", 3, ["greedy", "stacking,vote"], True, True, 2)
+    assert args.func is COMMANDS["ensemble"]
+    defaults = _parser().parse_args(["ensemble", "runs/x"])
+    assert defaults.top is None and defaults.method is None and not defaults.include_pruned
+
+
+def test_json_output_and_progress_on_stderr(make_run, capsys):
+    run = make_run()
+    assert _run(["ensemble", str(run.root), "--top", "2", "--method", "mean,vote", "--json"]) == 0
+    out, err = capsys.readouterr()
+    data = json.loads(out)
+    assert data["methods"] == ["mean", "vote"] and data["members"] == ["t_a", "t_b"]
+    assert data["chosen"] in ("mean", "vote") and "chosen:" in err
+    assert (run.root / "ensemble" / "ensemble.json").is_file()
+
+
+def test_table_output(make_run, capsys):
+    assert _run(["ensemble", str(make_run().root), "--method", "all"]) == 0
+    out = capsys.readouterr().out
+    for word in ("greedy", "stacking", "mean", "vote", "chosen:"):
+        assert word in out
+
+
+def test_bad_input_raises_the_error_the_cli_turns_into_exit_2(make_run):
+    run = make_run()
+    with pytest.raises(ConfigError, match=r"unknown ensemble method 'best'"):
+        _run(["ensemble", str(run.root), "--method", "best"])
+    with pytest.raises(ConfigError, match=r"asks for 40 members"):
+        _run(["ensemble", str(run.root), "--top", "40"])
