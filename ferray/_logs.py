@@ -42,9 +42,25 @@ def ray_logs_to(path: str | os.PathLike, *, verbose: bool = False):
     # ferray's own warnings (a callback that could not write a file) go there too.
     ferray_logger = logging.getLogger("ferray")
     ferray_logger.addHandler(handler)
+    optuna_logger = logging.getLogger("optuna")
+    optuna_level = optuna_logger.level
+    if not verbose:
+        optuna_logger.setLevel(logging.WARNING)  # "A new study created ..." is ferray's to say
+    # Tune's newer console output ignores verbose=0 (a box naming internal classes, a
+    # TensorBoard hint into Ray's temporary folder); its classic reporter honours it.
+    saved_env = os.environ.get("RAY_AIR_NEW_OUTPUT")
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "1" if verbose else "0"
+    from ferray._ray_compat import raylet_messages_to_logging
+
     try:
-        yield path
+        with raylet_messages_to_logging():
+            yield path
     finally:
+        if saved_env is None:
+            os.environ.pop("RAY_AIR_NEW_OUTPUT", None)
+        else:
+            os.environ["RAY_AIR_NEW_OUTPUT"] = saved_env
+        optuna_logger.setLevel(optuna_level)
         ferray_logger.removeHandler(handler)
         for logger, handlers in saved:
             logger.handlers[:] = handlers

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import importlib
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable
 
 __all__ = ["TESTED_RAY", "Workaround", "WORKAROUNDS", "check", "require", "summary", "WorkerGroupCallback",
            "placement_group_of", "trainer_without_pg_cleaner", "quiet_train_context_logger", "restored_tuner_internals",
-           "trial_actor", "RayCompatError"]
+           "trial_actor", "RayCompatError", "raylet_messages_to_logging"]
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +79,7 @@ def _optuna_probe() -> bool:
     finally:
         optuna.logging.set_verbosity(verbosity)
     return all(hasattr(s, a) for a in ("_ot_trials", "_ot_study", "_completed_trials", "_space", "_metric",
-                                       "_storage", "_sampler", "_suggest_from_define_by_run_func"))
+                                       "_storage", "_sampler", "_suggest_from_define_by_run_func", "_setup_study"))
 
 
 def _generator_probe() -> bool:
@@ -148,6 +149,11 @@ WORKAROUNDS: tuple[Workaround, ...] = (
         "restored-tuner-internals", "Tuner._local_tuner._tune_config, _run_config",
         "a restored sweep uses this process's searcher, scheduler and callbacks instead of the pickled ones",
         None, _has_attr("ray.tune.impl.tuner_internal", "TunerInternal")),
+    Workaround(
+        "raylet-messages", "ray._private.worker.print_to_stdstream",
+        "the driver prints raylet and autoscaler messages straight to stdout, past Python logging; ferray "
+        "sends them to the run's log file", "raylet messages (e.g. worker start-up warnings) show on the terminal",
+        _has_attr("ray._private.worker", "print_to_stdstream")),
     Workaround(
         "trial-actor", "Trial.temporary_state.ray_actor",
         "the driver-side stall guard stops a trial whose own actor stopped answering",
@@ -243,6 +249,31 @@ def restored_tuner_internals(tuner):
         raise RayCompatError("this Ray version restores tuners differently than ferray expects; ferray resume "
                              f"needs ray {','.join(TESTED_RAY)} (found {ray.__version__})")
     return internal
+
+
+@contextmanager
+def raylet_messages_to_logging(logger_name: str = "ray.raylet"):
+    """While the block runs, raylet/autoscaler messages the driver would print go to a logger."""
+    try:
+        import ray._private.worker as worker
+        original = worker.print_to_stdstream
+    except (ImportError, AttributeError):
+        yield False
+        return
+    log = logging.getLogger(logger_name)
+
+    def to_logging(data, ignore_prefix: bool = False):
+        if data.get("pid") in ("raylet", "autoscaler"):
+            for line in data.get("lines", []):
+                log.warning("(%s) %s", data.get("pid"), str(line).rstrip())
+            return
+        return original(data, ignore_prefix=ignore_prefix)
+
+    worker.print_to_stdstream = to_logging
+    try:
+        yield True
+    finally:
+        worker.print_to_stdstream = original
 
 
 def trial_actor(trial) -> Any | None:

@@ -89,6 +89,37 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from ferray.doctor import diagnose, render
+
+    report = diagnose(clean_ray_sessions=args.clean_ray_sessions)
+    print(json.dumps(report, indent=2, default=str) if args.json else render(report))
+    return 0 if report["ok"] else 1
+
+
+def _finish(result, args: argparse.Namespace) -> int:
+    """After ``ferray search``/``resume``: the ensemble, distillation and export the spec enables."""
+    from ferray.pipeline import finish_run
+
+    def err(line: str) -> None:
+        print(line, file=sys.stderr)
+
+    done = finish_run(result.run_dir, address=args.address, num_cpus=args.num_cpus, echo=err)
+    if done.ensemble is not None:
+        from rich.console import Console
+
+        Console(width=120).print(done.ensemble.render())
+    for stage, why in done.skipped.items():
+        err(f"{stage}: skipped ({why})")
+    if done.distill is not None:
+        s = done.distill.summary
+        print(f"student: {s['student'].get('accuracy', float('nan')):.4f} holdout accuracy "
+              f"(ensemble {s['ensemble'].get('accuracy', float('nan')):.4f}); {done.distill.output_dir}")
+    if done.bundle is not None:
+        print(f"bundle: {done.bundle}  (ferray predict {done.bundle} IMAGES)")
+    return 0
+
+
 def _build_parser() -> argparse.ArgumentParser:
     from ferray import __version__
 
@@ -127,6 +158,13 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="save the plan as .parquet")
     p.set_defaults(func=_cmd_data_folds)
 
+    p = commands.add_parser("doctor", help="check the installation: versions, Ray internals in use, devices, "
+                                           "Ray's temporary folders")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--clean-ray-sessions", action="store_true",
+                   help="delete Ray session folders older than a day (keeps the 3 newest)")
+    p.set_defaults(func=_cmd_doctor)
+
     p = commands.add_parser("train", help="train one configuration on all folds in parallel (Ray Train)")
     p.add_argument("config", help="training configuration YAML")
     p.add_argument("--data", default=None, help="override data.source")
@@ -137,11 +175,15 @@ def _build_parser() -> argparse.ArgumentParser:
 
     from ferray.distill._cli import add_parser as add_distill_parser
     from ferray.ensemble._cli import add_parser as add_ensemble_parser
+    from ferray.export._cli import add_parser as add_export_parser
+    from ferray.predict._cli import add_parser as add_predict_parser
     from ferray.search._cli import add_commands as add_search_commands
 
-    add_search_commands(commands)
+    add_search_commands(commands, after_sweep=_finish)
     add_ensemble_parser(commands)
     add_distill_parser(commands)
+    add_export_parser(commands)
+    add_predict_parser(commands)
     return parser
 
 
@@ -152,11 +194,30 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "data grid": _cmd_data_grid,
     "data folds": _cmd_data_folds,
     "train": _cmd_train,
+    "doctor": _cmd_doctor,
 }
+# The stages' commands (their modules import only argparse; each handler imports its stage lazily).
+from ferray.distill._cli import COMMANDS as _DISTILL  # noqa: E402
+from ferray.ensemble._cli import COMMANDS as _ENSEMBLE  # noqa: E402
+from ferray.export._cli import COMMANDS as _EXPORT  # noqa: E402
+from ferray.predict._cli import COMMANDS as _PREDICT  # noqa: E402
+
+COMMANDS.update({**_ENSEMBLE, **_DISTILL, **_EXPORT, **_PREDICT})
+
+
+def _predict_only_parser() -> argparse.ArgumentParser:
+    """``ferray predict`` alone: its parser imports nothing but the predict package, so it runs
+    where only ``ferray[predict]``'s packages are installed (no torch, Ray or pydantic)."""
+    from ferray.predict._cli import add_parser as add_predict_parser
+
+    parser = argparse.ArgumentParser(prog="ferray")
+    add_predict_parser(parser.add_subparsers(dest="command", metavar="COMMAND"))
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = _predict_only_parser() if argv[:1] == ["predict"] else _build_parser()
     args = parser.parse_args(argv)
     func = getattr(args, "func", None)
     if func is None:

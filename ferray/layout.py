@@ -303,8 +303,11 @@ class RunLayout:
         """Every trial folder (a folder holding a config, predictions or checkpoints)."""
         if not self.root.is_dir():
             return []
+        stages = {self.ENSEMBLE, self.DISTILL, self.BUNDLE, self.REPORT, self.TENSORBOARD, self.WANDB}
         out = []
         for p in sorted(self.root.iterdir()):
+            if p.name.startswith(".") or p.name in stages:
+                continue
             if p.is_dir() and any((p / f).exists() for f in (TrialLayout.CONFIG, TrialLayout.OOF,
                                                              TrialLayout.CHECKPOINTS)):
                 out.append(TrialLayout(p))

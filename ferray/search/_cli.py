@@ -24,7 +24,12 @@ def _console():
     return Console(width=max(120, shutil.get_terminal_size((160, 40)).columns))
 
 
-def _report(result) -> int:
+#: Called with (result, args) after a sweep ends well: the stages above search
+#: (ensemble, distill, export) are wired in by ``ferray/cli.py``; search never imports them.
+_AFTER_SWEEP = None
+
+
+def _report(result, args) -> int:
     """Print a finished sweep's table and run directory; 1 when no trial produced a metric."""
     from ferray.search import render_status
 
@@ -34,6 +39,8 @@ def _report(result) -> int:
     if best is None or best["metric"] is None:
         print("no trial produced a fold-mean metric; see `ferray status` for the errors", file=sys.stderr)
         return 1
+    if _AFTER_SWEEP is not None and not getattr(args, "no_finish", False):
+        return _AFTER_SWEEP(result, args)
     return 0
 
 
@@ -51,7 +58,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
     except SearchInterrupted as exc:
         print(f"interrupted: {exc}", file=sys.stderr)
         return 130
-    return _report(result)
+    return _report(result, args)
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:
@@ -65,7 +72,7 @@ def _cmd_resume(args: argparse.Namespace) -> int:
     except SearchInterrupted as exc:
         print(f"interrupted: {exc}", file=sys.stderr)
         return 130
-    return _report(result)
+    return _report(result, args)
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
@@ -79,8 +86,13 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_commands(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``search`` and ``status`` to the ``ferray`` command's sub-parsers."""
+def add_commands(subparsers: argparse._SubParsersAction, after_sweep=None) -> None:
+    """Add ``search``, ``resume`` and ``status`` to the ``ferray`` command's sub-parsers.
+
+    ``after_sweep(result, args) -> exit code`` runs when a sweep or resume ends with a result.
+    """
+    global _AFTER_SWEEP
+    _AFTER_SWEEP = after_sweep
     p = subparsers.add_parser(
         "search", help="run a hyperparameter sweep from a search spec (Optuna TPE + ASHA on Ray Tune)",
         description="Run a hyperparameter sweep. Without SPEC, runs the packaged quickstart spec "
@@ -96,6 +108,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data", default=None, metavar="SOURCE", help="replace the spec's data.source")
     p.add_argument("--no-live", action="store_true", help="plain log lines instead of the live view")
     p.add_argument("--verbose", action="store_true", help="also show Ray's log lines and workers' output")
+    p.add_argument("--no-finish", action="store_true",
+                   help="stop after the trials: no ensemble, distillation or export (`ferray ensemble` later)")
     p.set_defaults(func=_cmd_search)
 
     p = subparsers.add_parser(
@@ -111,6 +125,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs of a new local Ray (default: all)")
     p.add_argument("--no-live", action="store_true", help="plain log lines instead of the live view")
     p.add_argument("--verbose", action="store_true", help="also show Ray's log lines and workers' output")
+    p.add_argument("--no-finish", action="store_true",
+                   help="stop after the trials: no ensemble, distillation or export (`ferray ensemble` later)")
     p.set_defaults(func=_cmd_resume)
 
     p = subparsers.add_parser("status", help="show a sweep's trials, best first, and its best configuration")

@@ -16,6 +16,7 @@ from ray.tune import Callback
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 from ray.tune.search.optuna import OptunaSearch
 
+from ferray.layout import RunLayout
 from ferray.search._spec import SearchSpec
 
 __all__ = ["PruningASHA", "PruneAwareOptunaSearch", "SchedulerState", "trial_state", "make_sampler",
@@ -58,7 +59,7 @@ def study_storage(run_dir: str | Path):
     """An Optuna ``RDBStorage`` on ``<run_dir>/optuna.db`` (open it with optuna-dashboard)."""
     import optuna
 
-    path = Path(run_dir).absolute() / "optuna.db"
+    path = RunLayout(Path(run_dir).absolute()).study
     path.parent.mkdir(parents=True, exist_ok=True)
     return optuna.storages.RDBStorage(f"sqlite:///{path}")
 
@@ -185,6 +186,17 @@ class PruneAwareOptunaSearch(OptunaSearch):
         self._orphans: list[int] = []
         self.states: dict[str, str] = {}
         self.retry_errored = False
+
+    def _setup_study(self, mode):
+        # Optuna announces every study at INFO on its own handler; ferray's header says it.
+        import optuna
+
+        verbosity = optuna.logging.get_verbosity()
+        optuna.logging.set_verbosity(max(verbosity, optuna.logging.WARNING))
+        try:
+            return super()._setup_study(mode)
+        finally:
+            optuna.logging.set_verbosity(verbosity)
 
     @staticmethod
     def _step(result: dict) -> int:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ferray.errors import ConfigError, DataError
+from ferray.layout import RunLayout
 from ferray.search._spec import SearchSpec, load_search_spec
 
 if TYPE_CHECKING:
@@ -27,7 +28,7 @@ __all__ = ["write_manifest", "read_manifest", "update_manifest", "check_resumabl
 MANIFEST = "ferray_run.json"
 _FORMAT = 1
 #: Files every sweep's run directory holds.
-_REQUIRED = (MANIFEST, "spec.yaml", "folds.parquet", "optuna.db")
+_REQUIRED = RunLayout.REQUIRED
 
 
 def _resolved(spec: SearchSpec) -> dict:
@@ -135,7 +136,7 @@ def check_resumable(run: str | os.PathLike, echo=print) -> Resumable:
     if manifest["format"] != _FORMAT:
         raise ConfigError(f"{run / MANIFEST}: format {manifest['format']} is not one this ferray reads "
                           f"({_FORMAT})")
-    spec = load_search_spec(run / "spec.yaml", check_backbones=False)
+    spec = load_search_spec(RunLayout(run).spec, check_backbones=False)
     changed = spec_differences(manifest["spec"], _resolved(spec))
     if changed:
         raise ConfigError(
@@ -152,7 +153,7 @@ def check_resumable(run: str | os.PathLike, echo=print) -> Resumable:
             echo(f"note: {source} changed since this sweep started ("
                  + "; ".join(spec_differences(manifest["spec"], now)[:5])
                  + f"); the sweep continues with the spec it started with ({run / 'spec.yaml'})")
-    plan = FoldPlan.load(run / "folds.parquet")
+    plan = FoldPlan.load(RunLayout(run).folds)
     data = load_data(spec.base_config())
     fingerprint = data.fingerprint()
     if fingerprint != plan.data_fingerprint:
@@ -162,7 +163,7 @@ def check_resumable(run: str | os.PathLike, echo=print) -> Resumable:
             "Resuming would train new trials on other data than the finished ones; restore the data or "
             "start a new sweep.")
     plan.check_matches(data)
-    status = get_status(run) if (run / "results.parquet").exists() else {"counts": {}}
+    status = get_status(run) if RunLayout(run).results.exists() else {"counts": {}}
     finished = sum(n for s, n in status["counts"].items() if s in ("COMPLETED", "PRUNED", "ERROR"))
     return Resumable(spec=spec, data=data, plan=plan, manifest=manifest, finished_trials=finished,
                      errored_trials=status["counts"].get("ERROR", 0))
@@ -193,8 +194,8 @@ def resume_search(run_dir: str | os.PathLike, *, extend: int = 0, retry_errored:
     from ferray._logs import ray_logs_to
     from ferray._ray_compat import restored_tuner_internals
     from ferray.layout import RunLayout
-    from ferray.search._run import SearchResult, _Sweep
     from ferray.search._plan import is_uri
+    from ferray.search._run import SearchResult, _Sweep
 
     t0 = time.perf_counter()
     if extend < 0:

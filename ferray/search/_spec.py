@@ -197,8 +197,10 @@ class GreedyConfig(StrictModel):
 
 
 class EnsembleConfig(StrictModel):
-    """Read by ``ferray ensemble``: which trials and how to combine them."""
+    """Read by ``ferray ensemble`` and after every sweep: which trials and how to combine them."""
 
+    enabled: bool = Field(True, description="Ensemble the top trials when the sweep ends (ferray search/resume).")
+    export: bool = Field(True, description="Export the chosen ensemble (and student) as a bundle after it.")
     top_k: int = Field(5, ge=1, description="Best trials (by fold mean) whose OOF predictions are combined.")
     # The names of ferray.ensemble.ENSEMBLE_METHODS (spelt out here: search never imports upward).
     methods: list[Literal["greedy", "stacking", "mean", "vote"]] = Field(

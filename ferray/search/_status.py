@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ferray.errors import ConfigError
+from ferray.layout import RunLayout
 from ferray.search._results import STATES, read_results
 
 __all__ = ["get_status", "render_status", "summarise_trials"]
@@ -67,11 +68,11 @@ def get_status(run_dir: str | os.PathLike) -> dict:
         ConfigError: ``run_dir`` is not a sweep's run directory.
     """
     run = Path(run_dir)
-    results = run / "results.parquet"
+    results = RunLayout(run).results
     if not run.is_dir():
         raise ConfigError(f"{run}: no such run directory")
     metric, mode, name, trials_budget = "accuracy", "max", run.name, None
-    spec_file = run / "spec.yaml"
+    spec_file = RunLayout(run).spec
     if spec_file.is_file():
         import yaml
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from ferray.data import FERData, FoldPlan, plan_folds
 from ferray.errors import ConfigError, FerrayError
+from ferray.layout import TrialLayout
 from ferray.training.config import TrainConfig, load_train_config
 from ferray.training.resources import ResourcePlan, plan_resources
 from ferray.training.watch import StallLimits, TrainingStalled, fit_watched
@@ -44,11 +45,11 @@ class TrainResult:
 
     @property
     def oof_path(self) -> Path:
-        return self.output_dir / "oof.parquet"
+        return TrialLayout(self.output_dir).oof
 
     @property
     def holdout_path(self) -> Path:
-        return self.output_dir / "holdout.parquet"
+        return TrialLayout(self.output_dir).holdout
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -98,8 +99,8 @@ def build_trainer(cfg: TrainConfig, data_ref: Any, plan: FoldPlan, resources: Re
     prediction files go to ``output_dir`` and checkpoints to ``storage_path/name``.
     """
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.v2.api.config import LoggingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
+    from ray.train.v2.api.config import LoggingConfig
 
     from ferray.training._worker import fold_worker
 
@@ -233,7 +234,7 @@ def train(config: TrainConfig | str | os.PathLike | dict, *, source: str | None 
 
     out = Path(output_dir or Path("runs") / datetime.now().strftime("train-%Y%m%d-%H%M%S")).absolute()
     out.mkdir(parents=True, exist_ok=True)
-    plan.save(out / "folds.parquet")
+    plan.save(TrialLayout(out).root / TrialLayout.FOLDS)
     (out / "config.yaml").write_text(_dump_yaml(cfg))
 
     t = time.perf_counter()

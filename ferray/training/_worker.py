@@ -175,17 +175,18 @@ def fold_worker(config: dict) -> None:
 
 
 #: Append-only record of every epoch a trial trained (recomputed epochs appear twice).
-EPOCH_LOG = "epochs.jsonl"
+EPOCH_LOG = "epochs.jsonl"  # = ferray.layout.TrialLayout.EPOCHS
 
 
 def _log_epoch(output_dir: str | None, epoch: int, seconds: float) -> None:
-    if not output_dir:
+    if not output_dir or "://" in str(output_dir):
         return
+    from ferray._io import append_line
+    from ferray.layout import TrialLayout
+
     line = json.dumps({"epoch": epoch, "seconds": round(float(seconds), 3), "time": time.time(), "pid": os.getpid()})
     try:
-        Path(output_dir).mkdir(parents=True, exist_ok=True)
-        with open(Path(output_dir) / EPOCH_LOG, "a") as f:
-            f.write(line + "\n")
+        append_line(TrialLayout(Path(output_dir)).epochs, line)
     except OSError:  # a bookkeeping line is never worth a failed trial
         pass
 

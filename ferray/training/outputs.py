@@ -30,13 +30,12 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from ferray._io import atomic_write, atomic_write_json, resolve_fs
 from ferray.errors import DataError
 
 __all__ = ["Predictions", "write_predictions", "read_predictions", "resolve_fs", "write_json_atomic"]
@@ -102,41 +101,15 @@ class Predictions:
         )
 
 
-def resolve_fs(uri: str | os.PathLike) -> tuple[pafs.FileSystem, str]:
-    """A pyarrow filesystem and path for a local path or a URI such as ``s3://bucket/run``."""
-    uri = str(uri)
-    if "://" in uri:
-        return pafs.FileSystem.from_uri(uri)
-    return pafs.LocalFileSystem(), os.path.abspath(uri)
-
-
-def _atomic_write(uri: str, write) -> None:
-    fs, path = resolve_fs(uri)
-    parent = path.rsplit("/", 1)[0]
-    fs.create_dir(parent, recursive=True)
-    tmp = f"{parent}/.{path.rsplit('/', 1)[1]}.{uuid.uuid4().hex[:8]}.tmp"
-    try:
-        with fs.open_output_stream(tmp) as stream:
-            write(stream)
-        fs.move(tmp, path)
-    except BaseException:
-        try:
-            fs.delete_file(tmp)
-        except (OSError, FileNotFoundError):
-            pass
-        raise
-
-
 def write_predictions(pred: Predictions, uri: str | os.PathLike) -> None:
     """Write predictions to ``uri`` (local path or filesystem URI) atomically."""
     table = pred.to_table()
-    _atomic_write(str(uri), lambda stream: pq.write_table(table, stream))
+    atomic_write(uri, lambda stream: pq.write_table(table, stream))
 
 
 def write_json_atomic(obj, uri: str | os.PathLike) -> None:
     """Write ``obj`` as indented JSON to ``uri`` atomically."""
-    data = json.dumps(obj, indent=2, sort_keys=False, default=float).encode()
-    _atomic_write(str(uri), lambda stream: stream.write(data))
+    atomic_write_json(uri, obj)
 
 
 def read_predictions(uri: str | os.PathLike) -> Predictions:

@@ -1,0 +1,57 @@
+"""Export an ensemble (and a distilled student) as a self-contained, torch-free bundle.
+
+A bundle is a folder that :mod:`ferray.predict` reads with onnxruntime, numpy and Pillow
+only (``pip install ferray[predict]``)::
+
+    bundle/
+      manifest.json                        format, classes, input, members, method, versions, sha256
+      ensemble.onnx                        images uint8 (N, H, W, C) -> probs (N, C), member_probs (N, M, C)
+      student.onnx                         images -> probs, when a student was given
+      weights/<member>/fold_<i>.safetensors  copies of the members' weights
+
+>>> from ferray.export import export_run
+>>> export_run("runs/exp1")  # doctest: +SKIP
+PosixPath('runs/exp1/bundle')
+"""
+
+# Exports load on first use: `ferray --help` imports this package's CLI module and must not
+# pay for torch.
+import importlib as _importlib
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+
+_EXPORTS = {
+    "export_bundle": "ferray.export._bundle",
+    "sha256_file": "ferray.export._bundle",
+    "COMBINERS": "ferray.export._graph",
+    "EnsembleGraph": "ferray.export._graph",
+    "ModelGraph": "ferray.export._graph",
+    "build_combiner": "ferray.export._graph",
+    "Member": "ferray.export._members",
+    "TOLERANCE": "ferray.export._onnx",
+    "ExportError": "ferray.export._onnx",
+    "export_run": "ferray.export._run",
+    "read_ensemble_summary": "ferray.export._run",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ferray.export' has no attribute {name!r}")
+    value = getattr(_importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
+
+if _TYPE_CHECKING:  # pragma: no cover
+    from ferray.export._bundle import export_bundle, sha256_file
+    from ferray.export._graph import COMBINERS, EnsembleGraph, ModelGraph, build_combiner
+    from ferray.export._members import Member
+    from ferray.export._onnx import TOLERANCE, ExportError
+    from ferray.export._run import export_run, read_ensemble_summary

@@ -1,0 +1,41 @@
+"""``ferray export``: argument parsing over :func:`ferray.export.export_run`.
+
+``ferray/cli.py`` calls :func:`add_parser` with its sub-parsers. Exit codes: 0 the bundle
+was written, 1 a graph failed to export or disagreed with PyTorch, 2 bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+__all__ = ["COMMANDS", "add_parser"]
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from ferray.export import ExportError, export_run
+
+    try:
+        path = export_run(args.run, args.out, echo=lambda line: print(line, file=sys.stderr))
+    except ExportError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"bundle: {path}")
+    return 0
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``export`` to the ``ferray`` command's sub-parsers."""
+    p = subparsers.add_parser(
+        "export", help="export a run's ensemble (and distilled student) as an ONNX bundle for `ferray predict`",
+        description="Export the ensemble chosen by `ferray ensemble` (and the student of `ferray distill`, "
+                    "if any) as one self-contained ONNX graph per model, with copies of the weights and a "
+                    "manifest. Every graph is checked against PyTorch on random images (max difference 1e-4).")
+    p.add_argument("run", help="run directory of a sweep (with ensemble/ensemble.json)")
+    p.add_argument("--out", default=None, help="bundle folder to write (default RUN/bundle; an old bundle "
+                                               "there is replaced)")
+    p.set_defaults(func=_cmd_export)
+
+
+#: Command words -> handler, for ferray.cli.COMMANDS.
+COMMANDS = {"export": _cmd_export}

@@ -1,0 +1,45 @@
+"""Predict with an exported bundle: onnxruntime, numpy and Pillow only (no torch, no Ray).
+
+``pip install ferray[predict]`` is enough to run a bundle written by :mod:`ferray.export`::
+
+    >>> from ferray.predict import Bundle, predict, write_predictions
+    >>> bundle = Bundle.load("runs/exp1/bundle")            # doctest: +SKIP
+    >>> preds = predict(bundle, "photos/", faces=True)       # doctest: +SKIP
+    >>> write_predictions(preds, "predictions.csv")         # doctest: +SKIP
+
+This package imports nothing from torch, Ray, timm or ``ferray.training``/``ferray.search``;
+OpenCV is imported only for ``faces=True``.
+"""
+
+from ferray.predict._bundle import Bundle
+from ferray.predict._faces import FaceDetector, HaarFaceDetector
+from ferray.predict._images import IMAGE_EXTENSIONS
+from ferray.predict._predict import (
+    Prediction,
+    Predictions,
+    Skipped,
+    iter_predictions,
+    predict,
+)
+from ferray.predict._writers import (
+    format_table,
+    write_csv,
+    write_json,
+    write_predictions,
+)
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "Bundle",
+    "FaceDetector",
+    "HaarFaceDetector",
+    "Prediction",
+    "Predictions",
+    "Skipped",
+    "format_table",
+    "iter_predictions",
+    "predict",
+    "write_csv",
+    "write_json",
+    "write_predictions",
+]

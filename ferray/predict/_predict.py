@@ -1,0 +1,230 @@
+"""Predict emotions with a bundle: images in, one record per image (or per face) out."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ferray.errors import DataError
+from ferray.predict._bundle import Bundle
+from ferray.predict._faces import FaceDetector, HaarFaceDetector
+from ferray.predict._images import resize
+from ferray.predict._inputs import collect_inputs
+
+__all__ = ["Prediction", "Predictions", "Skipped", "iter_predictions", "predict"]
+
+
+@dataclass
+class Prediction:
+    """The prediction for one image, or one face of a photo.
+
+    Attributes:
+        source: the image path (as given), ``file.csv:LINE`` or ``array[i]``.
+        label: the most probable class.
+        score: its probability.
+        probs: every class's probability, in the bundle's class order.
+        face: the face's index in the photo (``predict(faces=True)``), else None.
+        box: the face's ``(x, y, w, h)`` in the photo's pixels, else None.
+    """
+
+    source: str
+    label: str
+    score: float
+    probs: dict[str, float]
+    face: int | None = None
+    box: tuple[int, int, int, int] | None = None
+
+    def to_dict(self) -> dict:
+        return {"source": self.source, "face": self.face, "box": list(self.box) if self.box else None,
+                "label": self.label, "score": self.score, "probs": dict(self.probs)}
+
+
+@dataclass
+class Skipped:
+    """An input that gave no prediction: unreadable, or (with faces) no face found."""
+
+    source: str
+    reason: str
+
+    def to_dict(self) -> dict:
+        return {"source": self.source, "reason": self.reason}
+
+
+class Predictions(list):
+    """A ``list`` of :class:`Prediction` with what was skipped and how the predictions were made.
+
+    Attributes:
+        skipped: the :class:`Skipped` inputs, in input order.
+        classes: the bundle's classes.
+        model: ``"ensemble"`` or ``"student"``.
+        tta: whether horizontal-flip test-time augmentation was used.
+        bundle: the bundle folder.
+    """
+
+    def __init__(self, items: Iterable[Prediction] = (), *, skipped: Sequence[Skipped] = (),
+                 classes: Sequence[str] = (), model: str = "ensemble", tta: bool = False,
+                 bundle: str = "") -> None:
+        super().__init__(items)
+        self.skipped = list(skipped)
+        self.classes = list(classes)
+        self.model, self.tta, self.bundle = model, tta, bundle
+
+    def probs(self) -> np.ndarray:
+        """``(n, n_classes)`` float32 probabilities, one row per prediction."""
+        return np.array([[p.probs[c] for c in self.classes] for p in self], dtype=np.float32).reshape(
+            len(self), len(self.classes))
+
+
+class _Progress:
+    """tqdm when it is installed (not a predict dependency), else a plain line on stderr."""
+
+    def __init__(self, total: int | None, enabled: bool) -> None:
+        self.enabled, self.total, self.n, self._bar, self._last = enabled, total, 0, None, -1
+        if not enabled:
+            return
+        try:
+            from tqdm import tqdm
+        except ImportError:
+            return
+        self._bar = tqdm(total=total, unit="img", file=sys.stderr, desc="predict", dynamic_ncols=True)
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        if not self.enabled:
+            return
+        if self._bar is not None:
+            self._bar.update(n)
+            return
+        pct = int(100 * self.n / self.total) if self.total else self.n
+        if pct // 10 != self._last // 10 or self.n == self.total:
+            self._last = pct
+            print(f"predict: {self.n}/{self.total if self.total else '?'} images", file=sys.stderr)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+def _resolve_detector(faces: bool | FaceDetector) -> FaceDetector | None:
+    if faces is False or faces is None:
+        return None
+    if faces is True:
+        return HaarFaceDetector()
+    if callable(faces):
+        return faces
+    raise DataError(f"faces is {faces!r}; expected True, False or a detector gray -> [(x, y, w, h)]")
+
+
+def iter_predictions(
+    bundle: Bundle | str | os.PathLike,
+    inputs,
+    *,
+    student: bool = False,
+    tta: bool = False,
+    faces: bool | FaceDetector = False,
+    batch_size: int = 64,
+    progress: bool = True,
+) -> Iterator[Prediction | Skipped]:
+    """Stream :class:`Prediction` and :class:`Skipped` records (see :func:`predict`)."""
+    if not isinstance(bundle, Bundle):
+        bundle = Bundle.load(bundle)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise DataError(f"batch_size is {batch_size!r}, but must be an integer >= 1")
+    size, channels = bundle.input_size(student)
+    classes = bundle.classes
+    detector = _resolve_detector(faces)
+    bundle.session(student)  # fail on a broken graph before reading any image
+    total, items = collect_inputs(inputs)
+    bar = _Progress(total, progress)
+    pending: list[np.ndarray] = []
+    meta: list[tuple[str, int | None, tuple | None]] = []
+
+    def flush() -> Iterator[Prediction]:
+        batch = np.stack(pending)
+        probs = bundle.run(batch, student=student)
+        if tta:
+            probs = (probs + bundle.run(np.ascontiguousarray(batch[:, :, ::-1]), student=student)) / 2
+        for (source, face, box), row in zip(meta, probs):
+            top = int(np.argmax(row))
+            yield Prediction(source, classes[top], float(row[top]),
+                             {c: float(v) for c, v in zip(classes, row)}, face, box)
+        pending.clear()
+        meta.clear()
+
+    try:
+        for item in items:
+            try:
+                # Faces are searched at full resolution; a face crop needs no more than the model's size.
+                image = item.load(channels, None if detector is not None else size)
+                if detector is None:
+                    pending.append(resize(image, size))
+                    meta.append((item.source, None, None))
+                else:
+                    boxes = detector(np.asarray(image.convert("L") if image.mode != "L" else image))
+                    if not boxes:
+                        yield Skipped(item.source, "no face found")
+                    for i, (x, y, w, h) in enumerate(boxes):
+                        pending.append(resize(image.crop((x, y, x + w, y + h)), size))
+                        meta.append((item.source, i, (int(x), int(y), int(w), int(h))))
+            except DataError as exc:
+                yield Skipped(item.source, str(exc))
+            bar.update()
+            if len(pending) >= batch_size:
+                yield from flush()
+        if pending:
+            yield from flush()
+    finally:
+        bar.close()
+
+
+def predict(
+    bundle: Bundle | str | os.PathLike,
+    inputs,
+    *,
+    student: bool = False,
+    tta: bool = False,
+    faces: bool | FaceDetector = False,
+    batch_size: int = 64,
+    progress: bool = True,
+) -> Predictions:
+    """Class probabilities for images, with a bundle's ensemble (or student).
+
+    Args:
+        bundle: a :class:`Bundle` or its folder.
+        inputs: an image file; a folder (searched recursively for .jpg/.jpeg/.png/.bmp/.tif/.tiff,
+            decoded a batch at a time); a CSV with a ``path`` column (relative to the CSV's
+            folder) or a FER2013-style ``pixels`` column; a list of image paths; or a
+            ``uint8`` array ``(N, H, W[, C])``. Images are converted to the bundle's channels
+            and resized to its input size.
+        student: use ``student.onnx`` instead of the ensemble.
+        tta: average the probabilities of each image and its mirror image.
+        faces: ``True`` finds faces on whole photos with OpenCV's Haar cascade (one
+            prediction per face, with its box); a callable is used as the detector; ``False``
+            takes every image as a face crop.
+        batch_size: images per onnxruntime call.
+        progress: show a progress bar on stderr.
+
+    Returns:
+        :class:`Predictions`: one :class:`Prediction` per image (per face), and
+        ``.skipped`` listing unreadable images (and photos without a face).
+
+    Raises:
+        DataError: a bad bundle or input path, no student in the bundle, no face detector.
+
+    >>> preds = predict("runs/exp1/bundle", "photos/", tta=True)  # doctest: +SKIP
+    >>> preds[0].label, preds[0].score  # doctest: +SKIP
+    ('happy', 0.93)
+    """
+    if not isinstance(bundle, Bundle):
+        bundle = Bundle.load(bundle)
+    out = Predictions(classes=bundle.classes, model="student" if student else "ensemble", tta=tta,
+                      bundle=str(bundle.path))
+    for record in iter_predictions(bundle, inputs, student=student, tta=tta, faces=faces, batch_size=batch_size,
+                                   progress=progress):
+        (out.skipped if isinstance(record, Skipped) else out).append(record)
+    return out
+

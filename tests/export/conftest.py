@@ -1,0 +1,10 @@
+from __future__ import annotations
+
+import pytest
+from _export_helpers import shared_bundle
+
+
+@pytest.fixture(scope="session")
+def greedy_bundle(tmp_path_factory) -> dict:
+    """The shared greedy bundle (see ``_export_helpers.shared_bundle``); read-only."""
+    return shared_bundle(tmp_path_factory)
