@@ -1,21 +1,37 @@
 """FER datasets: sources, the canonical table, prepared Parquet files, checks and fold plans."""
 
-from ferray.data._folds import HOLDOUT, FoldPlan, plan_folds
-from ferray.data._table import AU_IDS, SPLITS, FERData, read_parquet, write_parquet
-from ferray.data._synthetic import (
-    EMOTION_AUS,
-    TAXONOMIES,
-    generate,
-    parse_synthetic_spec,
-    render_grid,
-    synthetic_spec,
-)
-from ferray.data._images import decode_image
-from ferray.data._fer2013 import FER2013_CLASSES, FERPLUS_CLASSES
-from ferray.data._rafce import RAFCE_CLASSES, RAFDB_CLASSES, parse_au_tokens
-from ferray.data._sources import SOURCE_KINDS, load_source
-from ferray.data._prepare import prepare
-from ferray.data._check import CheckReport, check
+# Exports load on first use: a fold worker unpickling a FERData needs ferray.data._table
+# only, not scikit-learn (fold plans) or the source readers.
+import importlib as _importlib
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+
+_EXPORTS = {
+    "HOLDOUT": "ferray.data._folds",
+    "FoldPlan": "ferray.data._folds",
+    "plan_folds": "ferray.data._folds",
+    "AU_IDS": "ferray.data._table",
+    "SPLITS": "ferray.data._table",
+    "FERData": "ferray.data._table",
+    "read_parquet": "ferray.data._table",
+    "write_parquet": "ferray.data._table",
+    "EMOTION_AUS": "ferray.data._synthetic",
+    "TAXONOMIES": "ferray.data._synthetic",
+    "generate": "ferray.data._synthetic",
+    "parse_synthetic_spec": "ferray.data._synthetic",
+    "render_grid": "ferray.data._synthetic",
+    "synthetic_spec": "ferray.data._synthetic",
+    "decode_image": "ferray.data._images",
+    "FER2013_CLASSES": "ferray.data._fer2013",
+    "FERPLUS_CLASSES": "ferray.data._fer2013",
+    "RAFCE_CLASSES": "ferray.data._rafce",
+    "RAFDB_CLASSES": "ferray.data._rafce",
+    "parse_au_tokens": "ferray.data._rafce",
+    "SOURCE_KINDS": "ferray.data._sources",
+    "load_source": "ferray.data._sources",
+    "prepare": "ferray.data._prepare",
+    "CheckReport": "ferray.data._check",
+    "check": "ferray.data._check",
+}
 
 __all__ = [
     "HOLDOUT",
@@ -44,3 +60,35 @@ __all__ = [
     "RAFCE_CLASSES",
     "RAFDB_CLASSES",
 ]
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ferray.data' has no attribute {name!r}")
+    value = getattr(_importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
+
+if _TYPE_CHECKING:  # pragma: no cover - for static analysers only
+    from ferray.data._folds import HOLDOUT, FoldPlan, plan_folds
+    from ferray.data._table import AU_IDS, SPLITS, FERData, read_parquet, write_parquet
+    from ferray.data._synthetic import (
+        EMOTION_AUS,
+        TAXONOMIES,
+        generate,
+        parse_synthetic_spec,
+        render_grid,
+        synthetic_spec,
+    )
+    from ferray.data._images import decode_image
+    from ferray.data._fer2013 import FER2013_CLASSES, FERPLUS_CLASSES
+    from ferray.data._rafce import RAFCE_CLASSES, RAFDB_CLASSES, parse_au_tokens
+    from ferray.data._sources import SOURCE_KINDS, load_source
+    from ferray.data._prepare import prepare
+    from ferray.data._check import CheckReport, check
