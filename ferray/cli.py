@@ -73,11 +73,30 @@ def _cmd_data_folds(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Keys only a search spec has: `ferray train SPEC` trains the spec's fixed base config.
+_SPEC_ONLY_KEYS = ("space", "budget", "search", "tracking", "ensemble", "distill", "name")
+
+
+def _train_config(path: str):
+    """A training config file as is, or a search spec's base config."""
+    import yaml
+
+    try:
+        doc = yaml.safe_load(open(path)) or {}
+    except (OSError, yaml.YAMLError):
+        return path  # the loader reports it with the file and line
+    if isinstance(doc, dict) and any(k in doc for k in _SPEC_ONLY_KEYS):
+        from ferray.search import load_search_spec
+
+        return load_search_spec(path).base_config()
+    return path
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from ferray.training import TrainingFailed, train
 
     try:
-        result = train(args.config, source=args.data, output_dir=args.output, address=args.address,
+        result = train(_train_config(args.config), source=args.data, output_dir=args.output, address=args.address,
                        num_cpus=args.num_cpus)
     except TrainingFailed as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -166,7 +185,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_doctor)
 
     p = commands.add_parser("train", help="train one configuration on all folds in parallel (Ray Train)")
-    p.add_argument("config", help="training configuration YAML")
+    p.add_argument("config", help="training configuration YAML, or a search spec (its base config is trained)")
     p.add_argument("--data", default=None, help="override data.source")
     p.add_argument("--output", default=None, help="output directory (default runs/train-<time>)")
     p.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS or local)")

@@ -18,6 +18,8 @@ through :class:`RunLayout` and :class:`TrialLayout` instead of repeating file na
         weights/fold_0.safetensors        the student (trial weights format), config.yaml, holdout.parquet
         distill.json                      student vs ensemble vs best trial: scores, parameters, latency
       bundle/                             BundleLayout(run.bundle): the exported ONNX bundle
+      report/                             ReportLayout(run.report): ``ferray report`` / ``ferray explain``
+        index.html  report.json           the page and the same numbers; figures/*.png beside them
       <trial_id>/                         TrialLayout(run_dir / trial_id)
         config.yaml                       the trial's resolved training config
         checkpoints/epoch_NNNN/fold_i.pt  resumable training state per epoch
@@ -35,7 +37,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["RunLayout", "TrialLayout", "EnsembleLayout", "DistillLayout", "BundleLayout", "check_run_name", "directory_size"]
+__all__ = ["RunLayout", "TrialLayout", "EnsembleLayout", "DistillLayout", "BundleLayout", "ReportLayout",
+           "check_run_name", "directory_size"]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -210,6 +213,48 @@ class DistillLayout(TrialLayout):
 
 
 @dataclass(frozen=True)
+class ReportLayout:
+    """The files ``ferray report`` writes (``RUN/report/`` by default; see :mod:`ferray.report`)::
+
+        report/
+          index.html        the page (opens offline: figures are files beside it, or inlined)
+          report.json       the same numbers, machine-readable
+          figures/*.png     one file per figure
+          explain/          ``ferray explain``'s default output: overlays, grid.png, explain.json
+    """
+
+    root: Path
+
+    INDEX = "index.html"
+    JSON = "report.json"
+    FIGURES = "figures"
+    EXPLAIN = "explain"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    @property
+    def index(self) -> Path:
+        return self.root / self.INDEX
+
+    @property
+    def json(self) -> Path:
+        return self.root / self.JSON
+
+    @property
+    def figures(self) -> Path:
+        return self.root / self.FIGURES
+
+    def figure(self, name: str) -> Path:
+        """The PNG file of figure ``name``."""
+        return self.figures / f"{name}.png"
+
+    @property
+    def explain(self) -> Path:
+        return self.root / self.EXPLAIN
+
+
+@dataclass(frozen=True)
 class RunLayout:
     """The files of a sweep's run directory."""
 
@@ -295,6 +340,11 @@ class RunLayout:
     @property
     def report(self) -> Path:
         return self.root / self.REPORT
+
+    @property
+    def report_files(self) -> ReportLayout:
+        """The files of the ``report/`` folder."""
+        return ReportLayout(self.report)
 
     def trial(self, trial_id: str) -> TrialLayout:
         return TrialLayout(self.root / trial_id)

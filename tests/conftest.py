@@ -23,3 +23,57 @@ def shared_data() -> Path:
     if root is None:
         pytest.skip("real FER data not found: set FERRAY_SHARED_DATA or place it at ../shared/datasets")
     return root
+
+
+# -- one real sweep, shared by the end-to-end tests ------------------------------------------------
+
+E2E_SPEC = """\
+name: e2e
+data: {source: "synthetic:basic7?count=280&size=48&seed=0&difficulty=0.2"}
+folds: {k: 2, seed: 0, holdout: 0.15}
+model: {backbone: test_resnet, pretrained: false}
+augment: {strength: 0.2, tta: [hflip]}
+run: {batch_size: 64, amp: "off", channels_last: false}
+space:
+  optim.lr: {type: float, low: 1.0e-3, high: 3.0e-2, log: true}
+  loss.name: {type: categorical, choices: [ce, focal]}
+  loss.focal_gamma: {type: float, low: 0.5, high: 3.0, when: {loss.name: focal}}
+budget: {trials: 8, max_epochs: 3, grace_period: 1, reduction_factor: 2, max_concurrent: 2}
+search: {sampler: tpe, seed: 0, n_startup_trials: 3}
+tracking:
+  wandb: {enabled: true, project: ferray-test, mode: offline}
+ensemble: {enabled: true, top_k: 3, methods: [greedy, stacking, mean, vote], export: true}
+distill: {enabled: true, student: test_resnet, epochs: 2}
+"""
+
+
+class E2ERun:
+    """The shared sweep: ``ferray search`` run once as a user would, output captured."""
+
+    def __init__(self, root: Path, returncode: int, stdout: str, stderr: str, seconds: float):
+        self.root, self.returncode, self.stdout, self.stderr, self.seconds = root, returncode, stdout, stderr, seconds
+        self.run_dir = root / "runs" / "e2e"
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+@pytest.fixture(scope="session")
+def e2e_run(tmp_path_factory) -> E2ERun:
+    """``ferray search`` on a tiny spec of 8 trials with sub-second epochs (every trial's end is a
+    chance for the end-of-trial report race), with ensemble, distillation and export enabled."""
+    import subprocess
+    import sys
+    import time
+
+    root = tmp_path_factory.mktemp("e2e")
+    spec = root / "e2e.yaml"
+    spec.write_text(E2E_SPEC)
+    env = {**os.environ, "WANDB_DISABLE_GIT": "true", "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
+    env.pop("RAY_ADDRESS", None)
+    start = time.monotonic()
+    out = subprocess.run([sys.executable, "-m", "ferray.cli", "search", str(spec), "--storage", str(root / "runs"),
+                          "--name", "e2e", "--no-live", "--num-cpus", "2"], capture_output=True, text=True, env=env,
+                         timeout=1100, cwd=root)
+    return E2ERun(root, out.returncode, out.stdout, out.stderr, time.monotonic() - start)

@@ -8,7 +8,8 @@ A spec file has the :class:`~ferray.training.config.TrainConfig` sections (``dat
 * ``budget``: trials, epochs and early stopping (ASHA);
 * ``search``: sampler, seed, metric override;
 * ``tracking``: TensorBoard (always) and Weights & Biases;
-* ``ensemble`` and ``distill``: settings the later stages read.
+* ``ensemble`` and ``distill``: settings the later stages read;
+* ``retention``: what the run directory keeps of each trial once it ended.
 
 Everything is checked by :func:`load_search_spec` before Ray starts; every error names the
 file, line and key path.
@@ -40,6 +41,7 @@ __all__ = [
     "TrackingConfig",
     "EnsembleConfig",
     "DistillConfig",
+    "RetentionConfig",
     "SearchSpec",
     "load_search_spec",
     "packaged_spec",
@@ -224,6 +226,43 @@ class DistillConfig(StrictModel):
                           "by the ensemble's models; None: only the cross-validation rows.")
 
 
+class RetentionConfig(StrictModel):
+    """What the run directory keeps of each trial (see :mod:`ferray.search._retention`).
+
+    A running trial always keeps only its last complete epoch checkpoint (Ray Train holds the
+    previous one until the new one is whole). When a trial ends, on the sweep's driver:
+
+    * completed: its epoch checkpoints go; its ``weights/`` stay while it is among the best
+      ``max(ensemble.top_k, keep_top) + margin`` completed trials by fold mean (or a member of
+      ``ensemble/ensemble.json``), else they go too. Metrics and predictions always stay;
+    * pruned: checkpoints and weights go, unless ``keep_pruned_weights``;
+    * errored: the last checkpoint stays (``ferray resume --retry-errored`` continues from it)
+      unless ``keep_errored_checkpoint: false``; then a retry starts from epoch 1.
+
+    ``ferray prune RUN`` applies the same rules to a run on request.
+    """
+
+    enabled: bool = Field(True, description="Apply the policy as trials end and after the ensemble; false: "
+                                            "ended trials keep everything (`ferray prune` still applies it).")
+    keep_top: int | None = Field(None, ge=1, description="Completed trials that keep their weights: the best "
+                                                         "N by fold mean; None: ensemble.top_k.")
+    margin: int = Field(2, ge=0, description="Trials beyond max(ensemble.top_k, keep_top) that keep their "
+                                             "weights too (a later `ferray ensemble --top` a little larger).")
+    half_precision_weights: bool = Field(False, description="Store kept weights as float16 (half the bytes; "
+                                                            "predictions change in the 4th decimal).")
+    keep_pruned_weights: bool = Field(False, description="Pruned trials keep their weights (when they wrote "
+                                                         "any) and last epoch checkpoint.")
+    keep_errored_checkpoint: bool = Field(True, description="Errored trials keep their last epoch checkpoint "
+                                                            "for `ferray resume --retry-errored`.")
+
+    def candidates(self, top_k: int, keep_top: int | None = None) -> int:
+        """How many of the best completed trials keep their weights: ``keep_top`` when given
+        (``ferray prune --keep-top N``), else ``max(top_k, self.keep_top) + margin``."""
+        if keep_top is not None:
+            return keep_top
+        return max(top_k, self.keep_top or 0) + self.margin
+
+
 class SearchSpec(TrainConfig):
     """A search spec: the base training config of every trial plus the search settings."""
 
@@ -235,6 +274,7 @@ class SearchSpec(TrainConfig):
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     ensemble: EnsembleConfig = Field(default_factory=EnsembleConfig)
     distill: DistillConfig = Field(default_factory=DistillConfig)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
 
     @field_validator("space")
     @classmethod

@@ -1,4 +1,8 @@
-"""Evaluation metrics on numpy arrays (no torch), shared by training, search and ensembles.
+"""Evaluation metrics on numpy arrays (no torch, no scikit-learn), shared by training, search and ensembles.
+
+Fold workers compute these every epoch, so they are plain numpy: importing scikit-learn
+would add seconds to every worker's start-up. The results equal scikit-learn's
+``f1_score(average="macro", zero_division=0)`` and ``precision_recall_fscore_support``.
 
 ``y_pred`` arguments accept either class indices ``(N,)`` or probabilities ``(N, C)``
 (reduced with argmax).
@@ -13,7 +17,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from sklearn.metrics import f1_score, precision_recall_fscore_support
 
 __all__ = ["accuracy", "macro_f1", "per_class_metrics", "au_f1", "log_loss", "to_labels"]
 
@@ -38,20 +41,38 @@ def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int | None = N
     With ``num_classes`` all classes count (absent and never-predicted ones score 0);
     without it, the classes in ``y_true`` or the predictions (scikit-learn's default).
     """
-    labels = None if num_classes is None else list(range(num_classes))
-    return float(f1_score(np.asarray(y_true), to_labels(y_pred), labels=labels, average="macro", zero_division=0))
+    y_true = np.asarray(y_true).astype(np.int64, copy=False)
+    y_pred = to_labels(y_pred)
+    labels = np.arange(num_classes) if num_classes is not None else np.union1d(y_true, y_pred)
+    if not len(labels):
+        return 0.0
+    _, _, f1, _ = _prf(y_true, y_pred, labels)
+    return float(f1.mean())
 
 
 def per_class_metrics(y_true: np.ndarray, proba: np.ndarray, class_names: Sequence[str]) -> dict[str, dict]:
     """``{class_name: {"precision", "recall", "f1", "support"}}`` for every class, in order."""
-    labels = list(range(len(class_names)))
-    p, r, f, s = precision_recall_fscore_support(
-        np.asarray(y_true), to_labels(proba), labels=labels, zero_division=0
-    )
+    p, r, f, s = _prf(np.asarray(y_true).astype(np.int64, copy=False), to_labels(proba),
+                      np.arange(len(class_names)))
     return {
         name: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
         for i, name in enumerate(class_names)
     }
+
+
+def _prf(y_true: np.ndarray, y_pred: np.ndarray, labels: np.ndarray
+         ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Precision, recall, F1 and support of each of ``labels`` (0 where undefined)."""
+    labels = np.asarray(labels, dtype=np.int64)
+    tp = np.array([np.sum((y_true == c) & (y_pred == c)) for c in labels], dtype=np.float64)
+    predicted = np.array([np.sum(y_pred == c) for c in labels], dtype=np.float64)
+    support = np.array([np.sum(y_true == c) for c in labels], dtype=np.int64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(predicted > 0, tp / predicted, 0.0)
+        recall = np.where(support > 0, tp / support, 0.0)
+        denom = precision + recall
+        f1 = np.where(denom > 0, 2 * precision * recall / denom, 0.0)
+    return precision, recall, f1, support
 
 
 def au_f1(

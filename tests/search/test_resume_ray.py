@@ -19,7 +19,7 @@ import pytest
 
 from ferray.testing import kill_tree
 
-pytestmark = [pytest.mark.ray, pytest.mark.filterwarnings("ignore")]
+pytestmark = [pytest.mark.ray, pytest.mark.filterwarnings("ignore"), pytest.mark.timeout(900)]
 
 SPEC = """\
 name: resume
@@ -42,7 +42,10 @@ def _ferray(*args: str, log: Path) -> subprocess.Popen:
     env = {**os.environ, "RAY_DEDUP_LOGS": "0", "PYTHONUNBUFFERED": "1"}
     env.pop("RAY_ADDRESS", None)
     with open(log, "ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "ferray.cli", *args], stdout=out, stderr=subprocess.STDOUT,
+        # The interruption contract is about the trials; the stages after them have their own tests.
+        extra = ["--no-finish"] if args[0] in ("search", "resume") else []
+        return subprocess.Popen([sys.executable, "-m", "ferray.cli", *args, *extra], stdout=out,
+                                stderr=subprocess.STDOUT,
                                 env=env, start_new_session=True)
 
 
