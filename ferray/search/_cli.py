@@ -49,7 +49,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
 
     path = args.spec or packaged_spec("quickstart")
     if args.dry_run:
-        print(dry_run(path, address=args.address, num_cpus=args.num_cpus))
+        print(dry_run(path, address=args.address, num_cpus=args.num_cpus, data=args.data))
         return 0
     try:
         result = run_search(path, storage=args.storage, name=args.name, data=args.data,
@@ -78,7 +78,7 @@ def _cmd_resume(args: argparse.Namespace) -> int:
 def _cmd_status(args: argparse.Namespace) -> int:
     from ferray.search import get_status, render_status
 
-    status = get_status(args.run)
+    status = get_status(args.run, disk=True)
     if args.json:
         print(json.dumps(status, indent=2, default=str))
     else:

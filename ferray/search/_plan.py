@@ -99,7 +99,7 @@ def as_spec(spec: SearchSpec | str | os.PathLike) -> tuple[SearchSpec, Path | No
 
 
 def dry_run(spec: SearchSpec | str | os.PathLike, *, address: str | None = None,
-            num_cpus: int | None = None) -> str:
+            num_cpus: int | None = None, data: str | None = None) -> str:
     """What a sweep would do, as text: the resolved spec, the fold plan and the resource plan.
 
     Loads the data (so data problems show now) but trains nothing.
@@ -113,6 +113,8 @@ def dry_run(spec: SearchSpec | str | os.PathLike, *, address: str | None = None,
     from ferray.training import load_data, make_fold_plan
 
     spec, _ = as_spec(spec)
+    if data is not None:
+        spec = spec.model_copy(update={"data": spec.data.model_copy(update={"source": str(data)})})
     resolved = spec.model_dump(mode="json", exclude={"space"})
     lines = [f"# search spec '{spec.name}' (resolved, defaults filled in)",
              yaml.safe_dump(resolved, sort_keys=False).rstrip(), "",

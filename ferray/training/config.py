@@ -52,6 +52,9 @@ class FoldConfig(StrictModel):
     seed: int = 0
     holdout: str | float = "auto"
     group_by_subject: bool = True
+    group_duplicates: bool = Field(
+        True, description="Keep exact and near-duplicate images (perceptual hash) in one fold, out of a fractional holdout's folds."
+    )
 
 
 class ModelConfig(StrictModel):
@@ -75,7 +78,8 @@ class ModelConfig(StrictModel):
 class LossConfig(StrictModel):
     """Emotion loss (the AU loss is BCE with positive weighting when the head predicts AUs)."""
 
-    name: Literal["ce", "label_smoothing", "focal", "soft_ce"] = "ce"
+    name: str = Field("ce", description="A registered loss: ce, label_smoothing, focal, soft_ce, or one "
+                      "added with ferray.training.register_loss.")
     label_smoothing: float = Field(0.1, ge=0.0, lt=1.0, description="Used by 'label_smoothing'.")
     focal_gamma: float = Field(2.0, ge=0.0, le=10.0, description="Used by 'focal'.")
     focal_alpha: Literal["none", "balanced"] = Field(
@@ -84,6 +88,13 @@ class LossConfig(StrictModel):
     au_pos_weight: bool = Field(True, description="Weight AU positives by negatives/positives.")
     soft_labels: bool = Field(True, description="Train on the data's soft labels (FER+ votes) when present.")
     balanced_sampling: bool = Field(False, description="Sample training batches class-balanced.")
+
+    @field_validator("name")
+    @classmethod
+    def _registered(cls, v: str) -> str:
+        from ferray.training.registry import LOSS_REGISTRY
+
+        return LOSS_REGISTRY.check(v)
 
 
 class AugmentConfig(StrictModel):
@@ -98,12 +109,20 @@ class AugmentConfig(StrictModel):
 
 
 class ScheduleConfig(StrictModel):
-    name: Literal["cosine", "onecycle", "poly", "step", "constant"] = "cosine"
+    name: str = Field("cosine", description="A registered schedule: cosine, onecycle, poly, step, constant, "
+                      "or one added with ferray.training.register_schedule.")
     warmup_epochs: float = Field(0.0, ge=0.0)
     min_lr_ratio: float = Field(0.01, ge=0.0, le=1.0)
     power: float = Field(1.0, gt=0.0, description="Used by 'poly'.")
     step_epochs: int = Field(10, ge=1, description="Used by 'step'.")
     step_gamma: float = Field(0.1, gt=0.0, le=1.0, description="Used by 'step'.")
+
+    @field_validator("name")
+    @classmethod
+    def _registered(cls, v: str) -> str:
+        from ferray.training.registry import SCHEDULE_REGISTRY
+
+        return SCHEDULE_REGISTRY.check(v)
 
 
 class OptimConfig(StrictModel):

@@ -20,8 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ferray.errors import ConfigError, closest
+from ferray.errors import ConfigError
 from ferray.training.config import LossConfig
+from ferray.training.registry import LOSS_REGISTRY
 
 __all__ = [
     "LOSSES",
@@ -38,20 +39,14 @@ __all__ = [
 
 #: An emotion-loss factory: ``(cfg, num_classes, class_counts) -> module(logits, soft_target)``.
 LossFactory = Callable[[LossConfig, int, np.ndarray], nn.Module]
-#: Registered emotion losses by name.
-LOSSES: dict[str, LossFactory] = {}
+#: Registered emotion losses by name (the registry configs are validated against).
+LOSSES = LOSS_REGISTRY
 
 
 def register_loss(name: str) -> Callable[[LossFactory], LossFactory]:
-    """Register an emotion-loss factory under ``name`` (a decorator)."""
-
-    def decorate(factory: LossFactory) -> LossFactory:
-        if name in LOSSES:
-            raise ValueError(f"loss {name!r} is already registered")
-        LOSSES[name] = factory
-        return factory
-
-    return decorate
+    """Register an emotion-loss factory under ``name`` (a decorator); ``loss.name: <name>`` is
+    then valid in any config or search spec validated afterwards."""
+    return LOSS_REGISTRY.register(name)
 
 
 def soft_cross_entropy(logits: Tensor, target: Tensor, weight: Tensor | None = None) -> Tensor:
@@ -231,11 +226,10 @@ def build_loss(
             (no AU data, or no positive weighting wanted).
         au_weight: weight of the AU loss (``ModelConfig.au_weight``).
     """
-    factory = LOSSES.get(cfg.name)
-    if factory is None:
-        raise ConfigError(
-            f"unknown loss {cfg.name!r}{closest(cfg.name, LOSSES)}; valid losses: {', '.join(sorted(LOSSES))}"
-        )
+    try:
+        factory = LOSS_REGISTRY.factory(cfg.name)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     emotion = factory(cfg, num_classes, np.asarray(class_counts))
     pos_weight = None
     if cfg.au_pos_weight and au_pos_rate is not None:

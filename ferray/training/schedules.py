@@ -32,28 +32,23 @@ from torch.optim.lr_scheduler import LambdaLR
 from ferray.errors import ConfigError, closest
 from ferray.training.config import OptimConfig, ScheduleConfig
 from ferray.training.models import param_groups
+from ferray.training.registry import SCHEDULE_REGISTRY
 
 __all__ = ["SCHEDULES", "register_schedule", "build_scheduler", "build_optimizer", "lr_factor"]
 
 #: ``(cfg, total_steps, warmup_steps, steps_per_epoch) -> (step -> factor)``.
 ScheduleFactory = Callable[[ScheduleConfig, int, int, int], Callable[[int], float]]
-#: Registered schedules by name.
-SCHEDULES: dict[str, ScheduleFactory] = {}
+#: Registered schedules by name (the registry configs are validated against).
+SCHEDULES = SCHEDULE_REGISTRY
 
 _ONECYCLE_DIV = 25.0
 _ONECYCLE_PCT = 0.3
 
 
 def register_schedule(name: str) -> Callable[[ScheduleFactory], ScheduleFactory]:
-    """Register a schedule factory under ``name`` (a decorator)."""
-
-    def decorate(factory: ScheduleFactory) -> ScheduleFactory:
-        if name in SCHEDULES:
-            raise ValueError(f"schedule {name!r} is already registered")
-        SCHEDULES[name] = factory
-        return factory
-
-    return decorate
+    """Register a schedule factory under ``name`` (a decorator); ``optim.schedule.name: <name>``
+    is then valid in any config validated afterwards."""
+    return SCHEDULE_REGISTRY.register(name)
 
 
 def _with_warmup(warmup: int, after: Callable[[int], float]) -> Callable[[int], float]:
@@ -109,12 +104,10 @@ def _onecycle(cfg: ScheduleConfig, total: int, warmup: int, steps_per_epoch: int
 
 def lr_factor(cfg: ScheduleConfig, steps_per_epoch: int, epochs: int) -> Callable[[int], float]:
     """The schedule's ``step -> factor`` function (what :func:`build_scheduler` wraps)."""
-    factory = SCHEDULES.get(cfg.name)
-    if factory is None:
-        raise ConfigError(
-            f"unknown schedule {cfg.name!r}{closest(cfg.name, SCHEDULES)}; "
-            f"valid schedules: {', '.join(sorted(SCHEDULES))}"
-        )
+    try:
+        factory = SCHEDULE_REGISTRY.factory(cfg.name)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     if steps_per_epoch < 1 or epochs < 1:
         raise ConfigError(f"steps_per_epoch={steps_per_epoch} and epochs={epochs} must both be >= 1")
     total = steps_per_epoch * epochs
