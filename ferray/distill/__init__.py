@@ -11,8 +11,9 @@ best single trial (accuracy, macro-F1, parameters, latency).
 """
 
 # Exports load on first use: the loss and teacher checks need torch, distill_run needs Ray.
-import importlib as _importlib
 from typing import TYPE_CHECKING as _TYPE_CHECKING
+
+from ferray._lazy import lazy_exports
 
 _EXPORTS = {
     "distill_run": "ferray.distill._run",
@@ -39,17 +40,7 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'ferray.distill' has no attribute {name!r}")
-    value = getattr(_importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 
 if _TYPE_CHECKING:  # pragma: no cover - for static analysers only

@@ -25,6 +25,8 @@ array([0, 1])
 import importlib as _importlib
 from typing import TYPE_CHECKING as _TYPE_CHECKING
 
+from ferray._lazy import lazy_exports
+
 _EXPORTS = {
     "EnsembleMethod": "ferray.ensemble._base",
     "check_member_proba": "ferray.ensemble._base",
@@ -76,18 +78,12 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'ferray.ensemble' has no attribute {name!r}")
+def _load_builtin_methods() -> None:
+    # Any export first loads the built-in methods, so the registry is full.
     _importlib.import_module("ferray.ensemble._builtin")
-    value = getattr(_importlib.import_module(module), name)
-    globals()[name] = value
-    return value
 
 
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, before=_load_builtin_methods)
 
 
 if _TYPE_CHECKING:  # pragma: no cover - for static analysers only

@@ -16,8 +16,9 @@ PosixPath('runs/exp1/bundle')
 
 # Exports load on first use: `ferray --help` imports this package's CLI module and must not
 # pay for torch.
-import importlib as _importlib
 from typing import TYPE_CHECKING as _TYPE_CHECKING
+
+from ferray._lazy import lazy_exports
 
 _EXPORTS = {
     "export_bundle": "ferray.export._bundle",
@@ -36,17 +37,7 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'ferray.export' has no attribute {name!r}")
-    value = getattr(_importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 
 if _TYPE_CHECKING:  # pragma: no cover

@@ -5,8 +5,9 @@
 
 # Exports load on first use: ``import ferray.training.config`` (spec validation, the CLI)
 # must not pay for torch, timm and albumentations.
-import importlib as _importlib
 from typing import TYPE_CHECKING as _TYPE_CHECKING
+
+from ferray._lazy import lazy_exports
 
 _EXPORTS = {
     "ImageTransform": "ferray.training.augment",
@@ -67,17 +68,7 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'ferray.training' has no attribute {name!r}")
-    value = getattr(_importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 
 if _TYPE_CHECKING:  # pragma: no cover - for static analysers only
