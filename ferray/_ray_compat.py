@@ -23,7 +23,8 @@ from typing import Any, Callable
 
 __all__ = ["TESTED_RAY", "Workaround", "WORKAROUNDS", "check", "require", "summary", "WorkerGroupCallback",
            "placement_group_of", "trainer_without_pg_cleaner", "quiet_train_context_logger", "restored_tuner_internals",
-           "trial_actor", "RayCompatError", "raylet_messages_to_logging"]
+           "trial_actor", "RayCompatError", "raylet_messages_to_logging", "TRAIN_SNAPSHOT", "read_train_snapshot",
+           "snapshot_checkpoints", "trim_train_snapshot", "launcher_config_checks", "local_ray_environment"]
 
 logger = logging.getLogger(__name__)
 
@@ -110,10 +111,29 @@ def _pg_probe() -> bool:
     return "placement_group_handle" in getattr(WorkerGroupState, "__annotations__", {})
 
 
+#: Ray Train V2's feature flag for its per-run PreemptionWatcher actor (ray-project/ray#63807).
+_PREEMPTION_FLAG = "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"
+
+
+def _preemption_flag_probe() -> bool:
+    from ray.train.v2._internal import constants
+
+    name = constants.ENABLE_PREEMPTION_WATCHER_ENV_VAR
+    return name == _PREEMPTION_FLAG and name in constants.ENV_VARS_TO_PROPAGATE
+
+
 def _trial_actor_probe() -> bool:
     from ray.tune.experiment.trial import _TemporaryTrialState
 
     return hasattr(_TemporaryTrialState(), "ray_actor")
+
+
+def _snapshot_probe() -> bool:
+    from ray.train.v2._internal.constants import CHECKPOINT_MANAGER_SNAPSHOT_FILENAME
+    from ray.train.v2._internal.execution.checkpoint.checkpoint_manager import _CheckpointManagerState
+
+    fields = getattr(_CheckpointManagerState, "__fields__", None) or _CheckpointManagerState.model_fields
+    return CHECKPOINT_MANAGER_SNAPSHOT_FILENAME == TRAIN_SNAPSHOT and set(_SNAPSHOT_KEYS) <= set(fields)
 
 
 WORKAROUNDS: tuple[Workaround, ...] = (
@@ -128,8 +148,11 @@ WORKAROUNDS: tuple[Workaround, ...] = (
         "(a warning names each)", _pg_probe),
     Workaround(
         "trainer-default-callbacks", "DataParallelTrainer._create_default_callbacks",
-        "drop Train's PlacementGroupCleanerCallback (see ferray.training._trial)",
-        "Train's own placement-group cleaner stays (needs the dashboard's state API)",
+        "drop Train's PlacementGroupCleanerCallback (see ferray.training._trial), and its DatasetsCallback "
+        "when the trainer has no Ray Datasets: that callback starts a DatasetManager actor (one more Python "
+        "process importing ray.data) for every run, datasets or not",
+        "Train's own placement-group cleaner stays (needs the dashboard's state API), and every trial also "
+        "starts a DatasetManager actor",
         _has_attr("ray.train.v2.api.data_parallel_trainer", "DataParallelTrainer._create_default_callbacks")),
     Workaround(
         "train-context-logger", "ray.train.v2._internal.execution.context",
@@ -155,9 +178,27 @@ WORKAROUNDS: tuple[Workaround, ...] = (
         "sends them to the run's log file", "raylet messages (e.g. worker start-up warnings) show on the terminal",
         _has_attr("ray._private.worker", "print_to_stdstream")),
     Workaround(
+        "train-preemption-watcher-flag", f"{_PREEMPTION_FLAG}=0 (a feature flag, not a documented setting)",
+        "a local Ray that ferray starts has no node to drain, so no trial needs Train's preemption watcher: "
+        "one Python process less per trial start", "each trial also starts Train's preemption watcher actor",
+        _preemption_flag_probe),
+    Workaround(
         "trial-actor", "Trial.temporary_state.ray_actor",
         "the driver-side stall guard stops a trial whose own actor stopped answering",
         "a stuck trial actor is reported as stalled in the log but keeps its resources", _trial_actor_probe),
+    Workaround(
+        "train-checkpoint-snapshot", "checkpoint_manager_snapshot.json (CheckpointManager._save_state's format)",
+        "the retention policy trims an errored trial's older epoch checkpoints from Train's list before "
+        "deleting them, so `ferray resume --retry-errored` still finds every checkpoint the list names",
+        "errored trials keep every checkpoint Train's list names (only unlisted, partial ones are removed)",
+        _snapshot_probe),
+    Workaround(
+        "autoscaler-config-checks", "ray.autoscaler._private.util.prepare_config, validate_config",
+        "check cluster launcher YAMLs as `ray up` does (defaults merged, ray-schema.json, head_node_type, "
+        "min/max workers) before anyone starts paid machines (ferray.cluster.check_launcher_config)",
+        "launcher YAMLs are checked against ray-schema.json and ferray's own node-type rules",
+        lambda: _has_attr("ray.autoscaler._private.util", "prepare_config")()
+        and _has_attr("ray.autoscaler._private.util", "validate_config")()),
 )
 
 
@@ -219,14 +260,19 @@ def placement_group_of(worker_group) -> Any | None:
 
 
 def trainer_without_pg_cleaner(base):
-    """``base`` (a TorchTrainer class) without Train's ``PlacementGroupCleanerCallback``."""
+    """``base`` (a TorchTrainer class) without Train's ``PlacementGroupCleanerCallback``, and
+    without its ``DatasetsCallback`` when the trainer is given no Ray Datasets (ferray's fold
+    workers read their data from the object store; the callback's DatasetManager actor would be
+    one more process to start per trial)."""
     create = getattr(base, "_create_default_callbacks", None)
     if create is None:  # another Ray: keep its defaults (the documented fallback)
         return base
 
     class Trainer(base):
         def _create_default_callbacks(self):
-            return [c for c in create(self) if type(c).__name__ != "PlacementGroupCleanerCallback"]
+            drop = {"PlacementGroupCleanerCallback"} | (set() if getattr(self, "datasets", None) else
+                                                        {"DatasetsCallback"})
+            return [c for c in create(self) if type(c).__name__ not in drop]
 
     Trainer.__name__ = Trainer.__qualname__ = base.__name__
     return Trainer
@@ -280,3 +326,88 @@ def trial_actor(trial) -> Any | None:
     """The actor running a Tune trial, or ``None``."""
     state = getattr(trial, "temporary_state", None)
     return getattr(state, "ray_actor", None)
+
+
+# -- Ray Train's checkpoint list (a Train run's ``checkpoint_manager_snapshot.json``) ----------------
+
+#: The file in a Train run's folder (a trial's ``checkpoints/``) listing its registered checkpoints.
+#: Train writes it after every checkpoint is whole (all workers' files copied) and before it deletes
+#: older ones; a restarted run continues from ``latest_checkpoint_result`` and fails when a listed
+#: checkpoint folder is missing.
+TRAIN_SNAPSHOT = "checkpoint_manager_snapshot.json"
+_SNAPSHOT_KEYS = ("checkpoint_results", "checkpoint_report_indices", "latest_checkpoint_result",
+                  "pending_training_results")
+
+
+def read_train_snapshot(path) -> dict | None:
+    """The parsed checkpoint list at ``path``; ``None`` when missing, unreadable or of another format."""
+    import json
+    from pathlib import Path
+
+    try:
+        doc = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(doc, dict) or any(k not in doc for k in _SNAPSHOT_KEYS):
+        return None
+    if not isinstance(doc["checkpoint_results"], list) or \
+            len(doc["checkpoint_results"]) != len(doc["checkpoint_report_indices"]):
+        return None
+    return doc
+
+
+def snapshot_checkpoints(doc: dict) -> tuple[list[str], str | None]:
+    """``(listed checkpoint folder names, the latest's name or None)`` of a parsed checkpoint list."""
+    names = [r.get("checkpoint_dir_name") for r in doc["checkpoint_results"] if isinstance(r, dict)]
+    names += [r.get("checkpoint_dir_name") for r in doc.get("pending_training_results") or [] if isinstance(r, dict)]
+    latest = doc.get("latest_checkpoint_result")
+    latest_name = latest.get("checkpoint_dir_name") if isinstance(latest, dict) else None
+    if latest_name:
+        names.append(latest_name)
+    return list(dict.fromkeys(n for n in names if isinstance(n, str))), latest_name
+
+
+def trim_train_snapshot(doc: dict, keep: set[str]) -> dict | None:
+    """A copy of the checkpoint list naming only the folders in ``keep``; ``None`` when it cannot
+    (the latest checkpoint or a checkpoint awaiting validation would be dropped)."""
+    _, latest = snapshot_checkpoints(doc)
+    if latest is not None and latest not in keep:
+        return None
+    if any(isinstance(r, dict) and r.get("checkpoint_dir_name") not in keep
+           for r in doc.get("pending_training_results") or []):
+        return None
+    out = dict(doc)
+    pairs = [(r, i) for r, i in zip(doc["checkpoint_results"], doc["checkpoint_report_indices"])
+             if isinstance(r, dict) and r.get("checkpoint_dir_name") in keep]
+    out["checkpoint_results"] = [r for r, _ in pairs]
+    out["checkpoint_report_indices"] = [i for _, i in pairs]
+    for key in ("validated_checkpoint_dir_names", "timed_out_validation_checkpoint_dir_names",
+                "failed_validation_checkpoint_dir_names"):
+        if isinstance(doc.get(key), list):
+            out[key] = [n for n in doc[key] if n in keep]
+    return out
+
+
+def launcher_config_checks():
+    """Ray's own ``(prepare_config, validate_config)`` for cluster launcher YAMLs, or ``None`` when Ray moved them."""
+    try:
+        from ray.autoscaler._private.util import prepare_config, validate_config
+    except ImportError:
+        return None
+    return prepare_config, validate_config
+
+
+def local_ray_environment() -> dict[str, str]:
+    """Environment variables for a one-machine Ray that ferray starts itself.
+
+    Ray's worker processes inherit them from the raylet, and Ray Train passes them on to its
+    controller. ``RAY_TRAIN_ENABLE_PREEMPTION_WATCHER=0``: Ray Train starts a watcher actor
+    per run that polls for node drains (spot preemption); one machine has nothing to drain,
+    and the actor is one more Python process (Ray's imports) in every trial's start-up. On a
+    cluster Ray's default stays. Empty when the installed Ray lacks the flag (the fallback).
+    """
+    try:
+        available = _preemption_flag_probe()
+    except Exception:  # noqa: BLE001 - another Ray: keep its default
+        available = False
+    return {_PREEMPTION_FLAG: "0"} if available else {}

@@ -192,17 +192,25 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs of a new local Ray (default: all)")
     p.set_defaults(func=_cmd_train)
 
+    from ferray.cluster._cli import add_parser as add_cluster_parser
     from ferray.distill._cli import add_parser as add_distill_parser
     from ferray.ensemble._cli import add_parser as add_ensemble_parser
+    from ferray.explain._cli import add_parser as add_explain_parser
     from ferray.export._cli import add_parser as add_export_parser
     from ferray.predict._cli import add_parser as add_predict_parser
+    from ferray.report._cli import add_parser as add_report_parser
     from ferray.search._cli import add_commands as add_search_commands
+    from ferray.search._prune_cli import add_parser as add_prune_parser
 
     add_search_commands(commands, after_sweep=_finish)
+    add_prune_parser(commands)
     add_ensemble_parser(commands)
     add_distill_parser(commands)
     add_export_parser(commands)
     add_predict_parser(commands)
+    add_cluster_parser(commands)
+    add_report_parser(commands)
+    add_explain_parser(commands)
     return parser
 
 
@@ -216,12 +224,15 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "doctor": _cmd_doctor,
 }
 # The stages' commands (their modules import only argparse; each handler imports its stage lazily).
+from ferray.cluster._cli import COMMANDS as _CLUSTER  # noqa: E402
 from ferray.distill._cli import COMMANDS as _DISTILL  # noqa: E402
 from ferray.ensemble._cli import COMMANDS as _ENSEMBLE  # noqa: E402
+from ferray.explain._cli import COMMANDS as _EXPLAIN  # noqa: E402
 from ferray.export._cli import COMMANDS as _EXPORT  # noqa: E402
 from ferray.predict._cli import COMMANDS as _PREDICT  # noqa: E402
+from ferray.report._cli import COMMANDS as _REPORT  # noqa: E402
 
-COMMANDS.update({**_ENSEMBLE, **_DISTILL, **_EXPORT, **_PREDICT})
+COMMANDS.update({**_ENSEMBLE, **_DISTILL, **_EXPORT, **_PREDICT, **_CLUSTER, **_REPORT, **_EXPLAIN})
 
 
 def _predict_only_parser() -> argparse.ArgumentParser:

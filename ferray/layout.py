@@ -9,6 +9,7 @@ through :class:`RunLayout` and :class:`TrialLayout` instead of repeating file na
       folds.parquet                       the fold plan every trial shares
       optuna.db                           the Optuna study (SQLite)
       results.parquet                     one row per trial per epoch
+      retention.jsonl                     one line per trial the retention policy cleaned: files, bytes
       ferray.log                          Ray's and the workers' logs
       tensorboard/  wandb/                tracking
       ensemble/                           EnsembleLayout(run.ensemble): ensembles of the top trials
@@ -26,6 +27,7 @@ through :class:`RunLayout` and :class:`TrialLayout` instead of repeating file na
         weights/fold_i.safetensors        the weights that made oof/holdout predictions
         oof.parquet  holdout.parquet      predictions (see ferray.training.outputs)
         metrics.json  epochs.jsonl
+        retention.json                    what the retention policy removed (and the reports to replay)
 
 This module imports nothing heavy: it is the one list of names.
 """
@@ -70,6 +72,7 @@ class TrialLayout:
     EPOCHS = "epochs.jsonl"
     CHECKPOINTS = "checkpoints"
     WEIGHTS = "weights"
+    RETENTION = "retention.json"  # written by ferray.search's retention policy when it cleaned the trial
     FOLDS = "folds.parquet"  # standalone `ferray train` only; a sweep's trials share the run's
 
     def __post_init__(self) -> None:
@@ -106,6 +109,10 @@ class TrialLayout:
     @property
     def weights_dir(self) -> Path:
         return self.root / self.WEIGHTS
+
+    @property
+    def retention(self) -> Path:
+        return self.root / self.RETENTION
 
     def weights(self, fold: int) -> Path:
         """The safetensors file of fold ``fold``'s final (evaluated) model weights."""
@@ -265,6 +272,7 @@ class RunLayout:
     FOLDS = "folds.parquet"
     STUDY = "optuna.db"
     RESULTS = "results.parquet"
+    RETENTION = "retention.jsonl"
     LOG = "ferray.log"
     TENSORBOARD = "tensorboard"
     WANDB = "wandb"
@@ -302,6 +310,11 @@ class RunLayout:
     @property
     def results(self) -> Path:
         return self.root / self.RESULTS
+
+    @property
+    def retention(self) -> Path:
+        """Append-only log of what the retention policy removed (``ferray status`` sums it)."""
+        return self.root / self.RETENTION
 
     @property
     def log(self) -> Path:

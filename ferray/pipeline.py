@@ -35,6 +35,7 @@ class FinishResult:
     ensemble: Any = None
     distill: Any = None
     bundle: Path | None = None
+    retention: Any = None
     skipped: dict[str, str] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -85,6 +86,10 @@ def finish_run(run_dir: str | os.PathLike, *, address: str | None = None, num_cp
     t = time.perf_counter()
     out.ensemble = build_ensembles(layout.root, top=top, echo=echo)
     out.seconds["ensemble"] = time.perf_counter() - t
+    # Trials that are neither members nor near the top no longer need their weights.
+    from ferray.search import apply_retention
+
+    out.retention = apply_retention(layout.root)
 
     if spec.distill.enabled:
         from ferray.distill import distill_run

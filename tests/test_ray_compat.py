@@ -67,3 +67,20 @@ def test_doctor_reports_versions_and_internals_as_json():
     report = json.loads(out.stdout)
     assert report["ok"] and report["ray"]["version"]
     assert {i["name"] for i in report["ray"]["internals"]} == {w.name for w in compat.WORKAROUNDS}
+
+
+@pytest.mark.parametrize("datasets, kept", [(None, False), ({"train": lambda: None}, True)])
+def test_a_trainer_without_datasets_starts_no_dataset_manager(datasets, kept):
+    from ray.train import ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    trainer = compat.trainer_without_pg_cleaner(TorchTrainer)(lambda config: None, datasets=datasets,
+                                                              scaling_config=ScalingConfig(num_workers=2))
+    names = [type(c).__name__ for c in trainer._create_default_callbacks()]
+    assert "PlacementGroupCleanerCallback" not in names and ("DatasetsCallback" in names) is kept
+
+
+def test_a_local_ray_turns_off_the_preemption_watcher_only_where_ray_has_the_flag(monkeypatch):
+    assert compat.local_ray_environment() == {"RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0"}
+    monkeypatch.setattr(compat, "_preemption_flag_probe", lambda: (_ for _ in ()).throw(ImportError("moved")))
+    assert compat.local_ray_environment() == {}

@@ -31,6 +31,17 @@ _EXPORTS = {
     "prepare": "ferray.data._prepare",
     "CheckReport": "ferray.data._check",
     "check": "ferray.data._check",
+    "NEAR_DUPLICATE_DISTANCE": "ferray.data._duplicates",
+    "clean_holdout_mask": "ferray.data._duplicates",
+    "duplicate_pairs": "ferray.data._duplicates",
+    "SUBJECT_SCHEMES": "ferray.data._subjects",
+    "detect_subjects": "ferray.data._subjects",
+    "BASIC_CONCEPTS": "ferray.data._classes",
+    "ClassMap": "ferray.data._classes",
+    "canonical_class": "ferray.data._classes",
+    "map_class_names": "ferray.data._classes",
+    "match_classes": "ferray.data._classes",
+    "remap_labels": "ferray.data._classes",
 }
 
 __all__ = [
@@ -59,6 +70,17 @@ __all__ = [
     "FERPLUS_CLASSES",
     "RAFCE_CLASSES",
     "RAFDB_CLASSES",
+    "NEAR_DUPLICATE_DISTANCE",
+    "clean_holdout_mask",
+    "duplicate_pairs",
+    "SUBJECT_SCHEMES",
+    "detect_subjects",
+    "BASIC_CONCEPTS",
+    "ClassMap",
+    "canonical_class",
+    "map_class_names",
+    "match_classes",
+    "remap_labels",
 ]
 
 
@@ -92,3 +114,13 @@ if _TYPE_CHECKING:  # pragma: no cover - for static analysers only
     from ferray.data._sources import SOURCE_KINDS, load_source
     from ferray.data._prepare import prepare
     from ferray.data._check import CheckReport, check
+    from ferray.data._duplicates import NEAR_DUPLICATE_DISTANCE, clean_holdout_mask, duplicate_pairs
+    from ferray.data._subjects import SUBJECT_SCHEMES, detect_subjects
+    from ferray.data._classes import (
+        BASIC_CONCEPTS,
+        ClassMap,
+        canonical_class,
+        map_class_names,
+        match_classes,
+        remap_labels,
+    )

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ferray.data._images import decode_many, probe_images
+from ferray.data._subjects import resolve_subjects
 from ferray.data._table import FERData
 from ferray.errors import DataError
 
@@ -30,6 +31,10 @@ class LoadInfo:
     unreadable: list[str] = field(default_factory=list)
     #: the lines of ``FERData.warnings`` that list ``unreadable`` (``check`` reports them as errors)
     unreadable_lines: set[str] = field(default_factory=set)
+    #: where subject ids came from (see :func:`ferray.data._subjects.resolve_subjects`)
+    subjects: dict = field(default_factory=dict)
+    #: how class names were mapped: ``taxonomy``, ``renamed`` ``{original: class}``, ``unknown``
+    classes: dict = field(default_factory=dict)
 
 
 def check_size_channels(size: object, channels: object) -> None:
@@ -73,12 +78,20 @@ def from_files(
     aus: np.ndarray | None = None,
     subjects: Sequence[str] | None = None,
     warnings: Sequence[str] = (),
+    original_class_names: Sequence[str] | None = None,
+    subject: object = None,
 ) -> tuple[FERData, LoadInfo]:
     """Decode ``paths`` and build the dataset; unreadable files are dropped and reported.
 
-    With ``strict=True`` any unreadable file raises :class:`DataError` instead.
+    With ``strict=True`` any unreadable file raises :class:`DataError` instead. Without
+    ``subjects``, the ``subject`` option (``auto``, ``none`` or a regular expression; see
+    :mod:`ferray.data._subjects`) finds them in the file names, before any image is decoded.
     """
     check_size_channels(size, channels)
+    subject_report: dict = {}
+    if subjects is None:
+        subjects, subject_report = resolve_subjects(subject, np.asarray([str(p) for p in paths], object),
+                                                    np.asarray(ids, object))
     if size is None or channels is None:
         side, gray = probe_images(paths)
         if size is None:
@@ -86,7 +99,7 @@ def from_files(
         if channels is None:
             channels = 1 if gray else 3
     res = decode_many(paths, size, channels, workers=workers)
-    info = LoadInfo(res.sizes, res.modes, [msg for _, msg in res.failures])
+    info = LoadInfo(res.sizes, res.modes, [msg for _, msg in res.failures], subjects=subject_report)
     if res.failures and strict:
         listed = "; ".join(summarise(info.unreadable, "unreadable files", 5))
         raise DataError(f"{origin}: {len(res.failures)} unreadable image(s) (strict): {listed}")
@@ -118,5 +131,6 @@ def from_files(
         subjects=col(subjects),
         origin=origin,
         warnings=tuple(warn),
+        original_class_names=tuple(original_class_names) if original_class_names is not None else None,
     )
     return data, info

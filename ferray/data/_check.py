@@ -3,7 +3,10 @@
 Errors (the CLI exits 1): the source cannot be loaded, unreadable image files, classes
 without rows, fewer than two classes, no rows. Warnings (exit 0): duplicate images within
 or across splits (exact by pixel bytes, near by 64-bit pHash), subjects shared between
-splits, classes missing from a split, and whatever the loader reported.
+splits, classes missing from a split, and whatever the loader reported. The report also
+says where subject ids came from (a file naming scheme, ``subject=REGEX``, a label
+column, or none, with naming schemes that fit only part of the files) and how class
+names were mapped onto canonical ones.
 """
 
 from __future__ import annotations
@@ -15,15 +18,14 @@ from typing import Any
 
 import numpy as np
 
-from ferray.data._hashing import exact_hashes, group_pairs, near_duplicate_pairs, phash64
+from ferray.data._duplicates import NEAR_DUPLICATE_DISTANCE, phashes
+from ferray.data._hashing import exact_hashes, group_pairs, near_duplicate_pairs
 from ferray.data._sources import _load
 from ferray.data._table import SPLITS, FERData
 from ferray.errors import DataError
 
 __all__ = ["CheckReport", "check", "NEAR_DUPLICATE_DISTANCE"]
 
-#: Default Hamming distance (of 64 pHash bits) up to which two images count as near duplicates.
-NEAR_DUPLICATE_DISTANCE = 3
 _EXAMPLES = 5
 
 
@@ -34,7 +36,10 @@ class CheckReport:
     Sections map names to plain figures so that ``to_dict()`` is JSON-ready:
     ``rows`` per split, ``class_counts`` per split, ``imbalance`` (max/min class count per
     split, ``None`` when a class is empty), ``image_sizes``/``image_modes`` seen in the
-    source files, ``exact_duplicates``/``near_duplicates`` and ``subject_overlap``.
+    source files, ``exact_duplicates``/``near_duplicates`` and ``subject_overlap``;
+    ``subjects`` (``from``: where subject ids came from or ``None``, ``count``, ``partial``:
+    naming schemes matching only some files) and ``classes`` (``taxonomy``, ``renamed``
+    ``{original: canonical}``, ``unknown`` names kept as they are).
     """
 
     source: str
@@ -51,6 +56,8 @@ class CheckReport:
     exact_duplicates: dict[str, Any] = field(default_factory=dict)
     near_duplicates: dict[str, Any] = field(default_factory=dict)
     subject_overlap: dict[str, int] | None = None
+    subjects: dict[str, Any] = field(default_factory=dict)
+    classes: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -107,8 +114,21 @@ class CheckReport:
                     f"{d['cross_split_groups']} group(s) span splits"
                     + (f" (pHash distance <= {d['threshold']})" if "threshold" in d else "")
                 )
+        if self.subjects:
+            where = self.subjects.get("from")
+            if where:
+                count = self.subjects.get("count")
+                lines.append(f"subjects: {where}" + (f", {count} subjects" if count is not None else ""))
+            else:
+                lines.append("subjects: none (no naming scheme fits every file; give subject=REGEX)")
+            for name, matched in self.subjects.get("partial", {}).items():
+                lines.append(f"  naming scheme {name} fits {matched} of {self.rows.get('all', '?')} files only")
         if self.subject_overlap is not None:
             lines.append(f"subjects shared between splits: {self.subject_overlap or 'none'}")
+        if self.classes.get("renamed"):
+            lines.append("class names mapped: " + ", ".join(f"{o!r} -> {c!r}" for o, c in self.classes["renamed"].items()))
+        if self.classes.get("unknown"):
+            lines.append(f"class names kept as they are (no canonical emotion): {self.classes['unknown']}")
         return "\n".join(lines)
 
     def _text(self) -> str:
@@ -223,6 +243,10 @@ def check(
     report.warnings.extend(w for w in data.warnings if w not in info.unreadable_lines)
     report.image_sizes = dict(info.sizes)
     report.image_modes = dict(info.modes)
+    report.subjects = dict(info.subjects)
+    if not report.subjects and data.subjects is not None:  # a prepared file or synthetic data
+        report.subjects = {"from": "the data's subject column", "count": len(set(map(str, data.subjects)))}
+    report.classes = dict(info.classes)
     report.class_names = list(data.class_names)
     if not len(data):
         report.errors.append("the dataset has no rows")
@@ -250,7 +274,7 @@ def check(
     same = np.asarray([np.array_equal(data.images[i], data.images[j]) for i, j in zip(ea, eb)], bool).reshape(-1)
     ea, eb = ea[same], eb[same]
     report.exact_duplicates = _dup_section(data, ea, eb)
-    ph = phash64(data.images)
+    ph = phashes(data)
     na, nb, _ = near_duplicate_pairs(ph, near_distance)
     if len(na):
         not_exact = exact[na] != exact[nb]

@@ -3,7 +3,8 @@
 FER2013 (``fer2013.csv``): columns ``emotion,pixels,Usage``; ``pixels`` holds 2,304
 space-separated values of a 48x48 grayscale face; ``Usage`` ``Training`` -> ``train``,
 ``PublicTest`` -> ``val``, ``PrivateTest`` -> ``test`` (a CSV without ``Usage`` is all
-``train``). Row ``i`` (0-based, after the header) gets the id ``fer2013:i``.
+``train``). Row ``i`` (0-based, after the header) gets the id ``fer2013:i``. An optional
+``subject`` column gives subject ids (fold plans keep a subject's rows together).
 
 FER+ (``fer2013new.csv``): columns ``Usage,Image name`` then ten vote counts
 ``neutral,happiness,surprise,sadness,anger,disgust,fear,contempt,unknown,NF``, row ``i``
@@ -71,11 +72,12 @@ def _columns(path: Path, header: list[str], required: tuple[str, ...], optional:
     return {c: lower[c.lower()] for c in required + optional if c.lower() in lower}
 
 
-def _parse_fer2013(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
-    """``(pixels uint8 (N,48,48,1), labels, usages or None, line numbers)``."""
+def _parse_fer2013(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray, np.ndarray | None]:
+    """``(pixels uint8 (N,48,48,1), labels, usages or None, line numbers, subjects or None)``."""
     header = read_csv_header(path)
-    cols = _columns(path, header, ("emotion", "pixels"), ("Usage",))
-    ci, pi, ui = cols["emotion"], cols["pixels"], cols.get("Usage")
+    cols = _columns(path, header, ("emotion", "pixels"), ("Usage", "subject"))
+    ci, pi, ui, si = cols["emotion"], cols["pixels"], cols.get("Usage"), cols.get("subject")
+    subjects: list[str] = []
     width = len(header)
     file_size = max(path.stat().st_size, 1)
     cap = 1024
@@ -106,6 +108,11 @@ def _parse_fer2013(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | Non
                 if usage not in USAGE_SPLITS:
                     raise DataError(f"{path}:{line}: Usage is {usage!r}, but must be one of {list(USAGE_SPLITS)}")
                 usages.append(usage)
+            if si is not None:
+                subject = row[si].strip()
+                if not subject:
+                    raise DataError(f"{path}:{line}: the subject column is empty; give every row a subject id")
+                subjects.append(subject)
             try:
                 values = np.fromstring(row[pi], dtype=np.int64, sep=" ")
             except (ValueError, DeprecationWarning):
@@ -133,7 +140,8 @@ def _parse_fer2013(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | Non
     if n == 0:
         raise DataError(f"{path}: no data rows after the header")
     images = (buf[:n] if n == len(buf) else buf[:n].copy()).reshape(n, _SIDE, _SIDE, 1)
-    return images, np.asarray(labels, np.int64), (np.asarray(usages, object) if ui is not None else None), np.asarray(lines)
+    return (images, np.asarray(labels, np.int64), (np.asarray(usages, object) if ui is not None else None),
+            np.asarray(lines), (np.asarray(subjects, object) if si is not None else None))
 
 
 def _finish(images: np.ndarray, size: int | None, channels: int | None) -> tuple[np.ndarray, LoadInfo]:
@@ -153,8 +161,10 @@ def load_fer2013_csv(
         DataError: a malformed row; the message names the file and line.
     """
     path = Path(path)
-    images, labels, usages, lines = _parse_fer2013(path)
+    images, labels, usages, lines, subjects = _parse_fer2013(path)
     images, info = _finish(images, size, channels)
+    if subjects is not None:
+        info.subjects = {"from": f"column 'subject' of {path.name}", "count": len(set(subjects.tolist()))}
     n = len(labels)
     splits = (
         np.full(n, "train", object) if usages is None
@@ -167,6 +177,7 @@ def load_fer2013_csv(
         ids=np.asarray([f"fer2013:{i}" for i in range(n)], object),
         splits=splits,
         sources=np.asarray([f"{path}:{ln}" for ln in lines], object),
+        subjects=subjects,
         origin=str(path),
     )
     return data, info
@@ -252,7 +263,7 @@ def load_ferplus(
         if not p.is_file():
             raise DataError(f"{p}: no such file")
     usages, names, votes, vlines = _parse_votes(votes_path)
-    pixels, _, pusages, plines = _parse_fer2013(images)
+    pixels, _, pusages, plines, psubjects = _parse_fer2013(images)
     if len(usages) != len(pixels):
         raise DataError(
             f"{votes_path} has {len(usages)} data rows but {images} has {len(pixels)}; "
@@ -279,6 +290,8 @@ def load_ferplus(
     kept_pixels = pixels[idx]
     del pixels
     out_images, info = _finish(kept_pixels, size, channels)
+    if psubjects is not None:
+        info.subjects = {"from": f"column 'subject' of {images.name}", "count": len(set(psubjects[idx].tolist()))}
     data = FERData(
         images=out_images,
         labels=np.argmax(soft[idx], axis=1).astype(np.int64),
@@ -287,6 +300,7 @@ def load_ferplus(
         splits=np.asarray([USAGE_SPLITS[usages[i]] for i in idx], object),
         sources=np.asarray([f"{images}:{plines[i]}" for i in idx], object),
         soft_labels=soft[idx],
+        subjects=psubjects[idx] if psubjects is not None else None,
         origin=f"ferplus:{votes_path}?images={images}",
         warnings=tuple(warnings),
     )

@@ -3,6 +3,10 @@
 Split folder names map to the canonical splits: ``train``/``training`` -> ``train``;
 ``val``/``valid``/``validation``/``PublicTest`` -> ``val``; ``test``/``testing``/
 ``PrivateTest`` -> ``test``. Without split folders every row is ``train``.
+
+Class folder names are mapped onto canonical classes (``1 - Happy`` -> ``happy``,
+``anger`` -> ``angry``; see :func:`ferray.data._classes.map_class_names`); the ``classes``
+option chooses another mapping (``verbatim``, a taxonomy, a mapping file or dict).
 """
 
 from __future__ import annotations
@@ -10,10 +14,12 @@ from __future__ import annotations
 import os
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ferray.data._build import LoadInfo, from_files, summarise
+from ferray.data._classes import map_class_names
 from ferray.data._images import IMAGE_EXTENSIONS
 from ferray.data._table import FERData
 from ferray.errors import DataError
@@ -73,9 +79,12 @@ def load_folder(
     channels: int | None = None,
     strict: bool = False,
     workers: int | None = None,
+    classes: Any = None,
+    subject: Any = None,
 ) -> tuple[FERData, LoadInfo]:
-    """Load a class-folder dataset; see the module docstring for the layout."""
+    """Load a class-folder dataset; see the module docstring for the layout and ``classes``."""
     root = Path(root)
+    class_option = classes
     if not root.is_dir():
         raise DataError(f"{root}: not a directory")
     top = _subdirs(root)
@@ -126,13 +135,8 @@ def load_folder(
             )
     if len(all_names) < 2:
         raise DataError(f"{root}: found a single class {sorted(all_names)}; a FER dataset needs at least 2")
-    if {n.lower() for n in all_names} == set(FER2013_CLASSES) and len(all_names) == len(FER2013_CLASSES):
-        class_names = FER2013_CLASSES
-        index = {n: FER2013_CLASSES.index(n.lower()) for n in all_names}
-    else:
-        class_names = tuple(sorted(all_names))
-        index = {n: i for i, n in enumerate(class_names)}
-
+    cmap = map_class_names(sorted(all_names), class_option, where=str(root))
+    index = cmap.index
     paths: list[str] = []
     labels: list[int] = []
     splits: list[str] = []
@@ -149,10 +153,15 @@ def load_folder(
             f"ignored {len(ignored)} file(s) outside class folders or with unsupported extensions ({dict(exts)}), e.g. "
             + "; ".join(summarise(ignored, "files", 3))
         )
-    return from_files(
+    if cmap.unknown and len(cmap.unknown) < len(cmap.class_names):
+        warnings.append(
+            f"class folder(s) {list(cmap.unknown)} match no canonical emotion and keep their names "
+            f"(classes: {list(cmap.class_names)}); give classes=<mapping file> to map them"
+        )
+    data, info = from_files(
         paths,
         labels=np.asarray(labels, np.int64),
-        class_names=class_names,
+        class_names=cmap.class_names,
         ids=ids,
         splits=splits,
         origin=str(root),
@@ -161,4 +170,8 @@ def load_folder(
         strict=strict,
         workers=workers,
         warnings=warnings,
+        original_class_names=cmap.original if cmap.renamed else None,
+        subject=subject,
     )
+    info.classes = {"taxonomy": cmap.taxonomy, "renamed": cmap.renamed, "unknown": list(cmap.unknown)}
+    return data, info

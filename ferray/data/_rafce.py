@@ -153,6 +153,7 @@ def load_rafce(
     strict: bool = False,
     images: str | os.PathLike | None = None,
     workers: int | None = None,
+    subject: object = None,
 ) -> tuple[FERData, LoadInfo]:
     """Load a RAF-CE folder (labels, partition, optional AUs, images).
 
@@ -241,6 +242,7 @@ def load_rafce(
         workers=workers,
         aus=aus,
         warnings=warnings,
+        subject=subject,
     )
 
 
@@ -252,6 +254,7 @@ def load_rafdb(
     strict: bool = False,
     images: str | os.PathLike | None = None,
     workers: int | None = None,
+    subject: object = None,
 ) -> tuple[FERData, LoadInfo]:
     """Load a RAF-DB basic folder (``list_patition_label.txt`` plus images)."""
     root = Path(root)
@@ -282,4 +285,5 @@ def load_rafdb(
         channels=channels,
         strict=strict,
         workers=workers,
+        subject=subject,
     )

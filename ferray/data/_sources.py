@@ -9,11 +9,18 @@ A source is a path, optionally with a scheme and a query string of options::
     data/RAF-CE/                               RAFCE_partition.txt + RAFCE_emolabel.txt (+ AUs)
     data/RAF-DB/                               list_patition_label.txt (RAF-DB basic)
     data/fer2013/                              class folders, optionally under train/val/test
+    data/ck+/?subject=^(S[0-9]+)_&classes=basic8  options: subjects and class names (see below)
     prepared.parquet                           a file written by ``ferray data prepare``
     synthetic:basic7?count=500&seed=0          generated faces
 
 A scheme (``parquet:``, ``fer2013:``, ``ferplus:``, ``rafce:``, ``rafdb:``, ``folder:``,
 ``synthetic:``) forces the format instead of detecting it.
+
+Image-file sources (class folders, RAF-CE, RAF-DB) take ``subject=auto|none|REGEX``
+(subject ids from file names; see :mod:`ferray.data._subjects`); class folders take
+``classes=auto|verbatim|basic7|basic8|compound14|<mapping file>`` (class names mapped
+onto canonical ones; see :func:`ferray.data._classes.map_class_names`). A FER2013 CSV
+with a ``subject`` column reads its subjects from it.
 """
 
 from __future__ import annotations
@@ -38,9 +45,9 @@ _OPTIONS: dict[str, dict[str, type]] = {
     "parquet": {},
     "fer2013": {},
     "ferplus": {"images": str, "mode": str},
-    "rafce": {"images": str, "workers": int},
-    "rafdb": {"images": str, "workers": int},
-    "folder": {"workers": int},
+    "rafce": {"images": str, "workers": int, "subject": str},
+    "rafdb": {"images": str, "workers": int, "subject": str},
+    "folder": {"workers": int, "subject": str, "classes": str},
     "synthetic": {},  # checked by ferray.data._synthetic
 }
 #: Source kinds, also usable as ``kind:`` prefixes.
@@ -95,7 +102,8 @@ def _split_source(source: str | os.PathLike) -> tuple[str | None, str, dict[str,
         return kind, text, {}
     text, _, query = text.partition("?")
     options: dict[str, str] = {}
-    for key, value in parse_qsl(query, keep_blank_values=True):
+    # '+' stays a plus (regular expressions, 'ck+' paths) instead of form-encoding's space
+    for key, value in parse_qsl(query.replace("+", "%2B"), keep_blank_values=True):
         if key in options:
             raise DataError(f"option '{key}' is given twice in '{os.fspath(source)}'")
         options[key] = value

@@ -21,7 +21,8 @@ column         Arrow type                             meaning
 =============  =====================================  ==========================================
 
 The schema metadata key ``ferray`` holds JSON: ``format_version``, ``height``, ``width``,
-``channels``, ``class_names``, ``au_ids`` and ``source``. The pixel column is stored
+``channels``, ``class_names``, ``au_ids`` and ``source`` (and ``original_class_names`` when
+the source's class names were mapped onto canonical ones). The pixel column is stored
 uncompressed and without dictionary encoding as Parquet FIXED_LEN_BYTE_ARRAY (one byte
 per pixel on disk; a list<uint8> column would widen every pixel to INT32 plus repetition
 levels), so reading it back is one memory-mapped read and a zero-copy view into numpy.
@@ -68,6 +69,8 @@ class FERData:
         aus: optional ``uint8`` ``(N, 18)`` multi-hot AU vectors in :data:`AU_IDS` order.
         subjects: optional subject/group ids (``str`` object array).
         origin: a short description of the source (path or ``synthetic:...`` spec).
+        original_class_names: the source's own name of each class (e.g. the folder
+            ``1 - Happy`` of class ``happy``) when they differ from ``class_names``.
     """
 
     images: np.ndarray
@@ -81,6 +84,7 @@ class FERData:
     subjects: np.ndarray | None = None
     origin: str = ""
     warnings: tuple[str, ...] = field(default=(), compare=False)
+    original_class_names: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         n = len(self.images)
@@ -92,6 +96,11 @@ class FERData:
             arr = getattr(self, name)
             if arr is not None and len(arr) != n:
                 raise DataError(f"{name} has {len(arr)} rows but images has {n}")
+        if self.original_class_names is not None and len(self.original_class_names) != len(self.class_names):
+            raise DataError(
+                f"original_class_names has {len(self.original_class_names)} names but there are "
+                f"{len(self.class_names)} classes"
+            )
         if n and (self.labels.min() < 0 or self.labels.max() >= len(self.class_names)):
             raise DataError(
                 f"labels must lie in 0..{len(self.class_names) - 1} for classes {list(self.class_names)}"
@@ -144,7 +153,7 @@ class FERData:
 
     def _meta(self) -> dict:
         h, w, c = self.image_shape if len(self) else (0, 0, 0)
-        return {
+        meta = {
             "format_version": FORMAT_VERSION,
             "height": int(h),
             "width": int(w),
@@ -153,6 +162,9 @@ class FERData:
             "au_ids": list(AU_IDS),
             "source": self.origin,
         }
+        if self.original_class_names is not None:  # only then, so other fingerprints stay as they were
+            meta["original_class_names"] = list(self.original_class_names)
+        return meta
 
     def to_table(self) -> pa.Table:
         """The rows as a :class:`pyarrow.Table` in the Parquet contract's schema."""
@@ -224,6 +236,7 @@ class FERData:
             aus=fixed("aus", np.uint8, len(meta.get("au_ids", AU_IDS))),
             subjects=strings("subject"),
             origin=origin if origin is not None else meta.get("source", ""),
+            original_class_names=tuple(meta["original_class_names"]) if meta.get("original_class_names") else None,
         )
 
 

@@ -187,6 +187,15 @@ def _export_graph(module, path: Path, member: Member, outputs: list[str], *, par
             "outputs": outputs, **info, "max_abs_diff": diff, "tolerance": tolerance}
 
 
+def _link_or_copy(src: str | os.PathLike, dst: Path) -> None:
+    """A hard link where the file system allows (the bytes are stored once; trials' weights
+    files are replaced, never edited in place, so the bundle's copy cannot change), else a copy."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
+
+
 def _copy_weights(member: Member, layout: BundleLayout, folder: str) -> dict:
     doc = member.describe()
     doc["name"] = folder
@@ -195,7 +204,7 @@ def _copy_weights(member: Member, layout: BundleLayout, folder: str) -> dict:
         dst = layout.weights(folder, i)
         dst.parent.mkdir(parents=True, exist_ok=True)
         if i < len(member.weight_files):
-            shutil.copyfile(member.weight_files[i], dst)
+            _link_or_copy(member.weight_files[i], dst)
         else:
             from ferray.training.weights import save_weights
 

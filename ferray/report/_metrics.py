@@ -47,7 +47,7 @@ def classification_summary(y_true: np.ndarray, proba: np.ndarray, class_names: S
     p, r, f, s = precision_recall_fscore_support(y, pred, labels=labels, zero_division=0)
     present = s > 0
     return {
-        "rows": int(len(y)),
+        "rows": len(y),
         "accuracy": float(np.mean(pred == y)),
         "balanced_accuracy": float(np.mean(r[present])),
         "macro_f1": float(np.mean(f)),

@@ -7,12 +7,14 @@
 """
 
 from ferray.search._results import ResultsTable, read_results, write_table_atomic
+from ferray.search._retention import RetentionReport, apply_retention, disk_usage
 from ferray.search._space import apply_params, define_by_run, is_active
 from ferray.search._spec import (
     PACKAGED_SPECS,
     BudgetConfig,
     DistillConfig,
     EnsembleConfig,
+    RetentionConfig,
     ParamSpec,
     SearchConfig,
     SearchSpec,
@@ -33,6 +35,7 @@ __all__ = [
     "WandbConfig",
     "EnsembleConfig",
     "DistillConfig",
+    "RetentionConfig",
     "load_search_spec",
     "packaged_spec",
     "PACKAGED_SPECS",
@@ -53,6 +56,10 @@ __all__ = [
     "write_table_atomic",
     "get_status",
     "render_status",
+    # retention
+    "apply_retention",
+    "RetentionReport",
+    "disk_usage",
 ]
 
 _LAZY = {"run_search", "resume_search", "dry_run", "SearchResult", "SearchInterrupted", "plan_search_resources"}

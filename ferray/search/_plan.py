@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from ferray.errors import ConfigError
 from ferray.layout import check_run_name
 from ferray.search._spec import SearchSpec, load_search_spec
 from ferray.training.config import TrainConfig
-from ferray.training.resources import RESOURCE_QUANTUM, ResourcePlan, plan_resources
+from ferray.training.resources import RESOURCE_QUANTUM, ResourcePlan, estimate_startup, plan_resources
 
 __all__ = ["DRIVER_CPUS", "trial_config", "plan_search_resources", "default_run_dir", "dry_run", "is_uri",
            "as_spec", "cluster_size"]
@@ -42,12 +43,21 @@ def plan_search_resources(spec: SearchSpec, k: int, cluster_cpus: float, cluster
     Without ``resources.cpus_per_worker`` and without GPUs, ``budget.max_concurrent`` trials
     share the CPUs (overlapping one trial's start-up with another's compute); otherwise the
     plan gives one trial the machine (see :func:`ferray.training.resources.plan_resources`).
+    Trials beyond those whose fold workers get a whole CPU each only overlap start-ups with
+    training, so the plan runs them only where that pays (:class:`StartupEstimate`): on a
+    CPU-bound machine, starting a trial must not take more from the running ones than it saves.
 
     Raises:
         ConfigError: a trial could never be placed on this cluster.
     """
     cpus_per_worker = spec.resources.cpus_per_worker
     wanted = spec.budget.max_concurrent
+    startup = estimate_startup(k, cluster_cpus) if cluster_cpus > 0 else None
+    asked = None
+    if cpus_per_worker is None and not spec.resources.gpus_per_worker and wanted and wanted > 1:
+        whole = max(1, math.floor(cluster_cpus / k + 1e-9))  # trials whose workers get a whole CPU each
+        if wanted > whole and startup is not None and not startup.pays:
+            asked, wanted = wanted, whole
     if cpus_per_worker is None and not spec.resources.gpus_per_worker and wanted and wanted > 1:
         share = (cluster_cpus - wanted * DRIVER_CPUS) / (wanted * k)
         share = math.floor(share / RESOURCE_QUANTUM + 1e-6) * RESOURCE_QUANTUM
@@ -55,11 +65,12 @@ def plan_search_resources(spec: SearchSpec, k: int, cluster_cpus: float, cluster
         if share > 0:
             cpus_per_worker = share
     try:
-        return plan_resources(k, cluster_cpus, cluster_gpus, cpus_per_worker=cpus_per_worker,
+        plan = plan_resources(k, cluster_cpus, cluster_gpus, cpus_per_worker=cpus_per_worker,
                               gpus_per_worker=spec.resources.gpus_per_worker, driver_cpus=DRIVER_CPUS,
                               max_concurrent=wanted)
     except ConfigError as exc:
         raise ConfigError(f"this sweep can never be placed: {exc}") from None
+    return replace(plan, startup=startup, asked_concurrent=asked)
 
 
 def default_run_dir(spec: SearchSpec, storage: str | os.PathLike = "runs", name: str | None = None) -> Path:

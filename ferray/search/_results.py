@@ -5,7 +5,8 @@ it in a Tune ``Callback`` on the driver. Columns: ``trial_id``, ``trial_number``
 ``state`` (RUNNING, COMPLETED, PRUNED, ERROR, STOPPED), ``error``, ``param.<dotted path>``
 for each sampled parameter, ``epoch``, the fold-mean/std metrics, ``epoch_seconds``,
 ``time_total_s`` and ``timestamp``; the last epoch of a finished trial carries ``oof_*``
-and ``holdout_*`` metrics.
+and ``holdout_*`` metrics, and the first epoch the trial's start-up (``startup_s`` and its
+phases, ``heavy_modules``; see :data:`ferray.training._worker.STARTUP_KEYS`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ RESULT_KEYS = (
     "epoch", "metric", "val_accuracy_mean", "val_accuracy_std", "val_macro_f1_mean", "val_macro_f1_std",
     "val_loss_mean", "val_loss_std", "val_au_f1_mean", "val_au_f1_std", "train_loss_mean", "lr",
     "epoch_seconds", "time_total_s", "final", "stopped_early",
+    # A trial's start-up, in its first epoch's row (ferray.training._worker.STARTUP_KEYS).
+    "startup_s", "trial_setup_s", "worker_start_s", "worker_spawn_s", "worker_process_s", "import_s",
+    "data_get_s", "model_build_s", "first_batch_s", "startup_cpu_s", "heavy_modules",
 )
 
 

@@ -29,6 +29,8 @@ MANIFEST = "ferray_run.json"
 _FORMAT = 1
 #: Files every sweep's run directory holds.
 _REQUIRED = RunLayout.REQUIRED
+#: Spec keys a resumed sweep may change (they do not change what is searched).
+_FREE = ("retention.",)
 
 
 def _resolved(spec: SearchSpec) -> dict:
@@ -122,7 +124,7 @@ def check_resumable(run: str | os.PathLike, echo=print) -> Resumable:
     """
     from ferray.data import FoldPlan
     from ferray.search._status import get_status
-    from ferray.training._trial import load_data
+    from ferray.training import load_data
 
     run = Path(run)
     if not run.is_dir():
@@ -137,7 +139,9 @@ def check_resumable(run: str | os.PathLike, echo=print) -> Resumable:
         raise ConfigError(f"{run / MANIFEST}: format {manifest['format']} is not one this ferray reads "
                           f"({_FORMAT})")
     spec = load_search_spec(RunLayout(run).spec, check_backbones=False)
-    changed = spec_differences(manifest["spec"], _resolved(spec))
+    # What the run directory keeps never changes what is searched: retention may differ (and
+    # runs from before the section existed lack it).
+    changed = [c for c in spec_differences(manifest["spec"], _resolved(spec)) if not c.startswith(_FREE)]
     if changed:
         raise ConfigError(
             f"{run / 'spec.yaml'} was edited since the sweep started, so resuming would mix two searches:\n  "
@@ -149,9 +153,11 @@ def check_resumable(run: str | os.PathLike, echo=print) -> Resumable:
             now = _resolved(load_search_spec(source, check_backbones=False))
         except ConfigError:
             now = None
-        if now is not None and spec_differences(manifest["spec"], now):
+        later = [c for c in spec_differences(manifest["spec"], now) if not c.startswith(_FREE)] \
+            if now is not None else []
+        if later:
             echo(f"note: {source} changed since this sweep started ("
-                 + "; ".join(spec_differences(manifest["spec"], now)[:5])
+                 + "; ".join(later[:5])
                  + f"); the sweep continues with the spec it started with ({run / 'spec.yaml'})")
     plan = FoldPlan.load(RunLayout(run).folds)
     data = load_data(spec.base_config())
@@ -217,6 +223,13 @@ def resume_search(run_dir: str | os.PathLike, *, extend: int = 0, retry_errored:
                             timings=timings)
     timings["load_data"] = time.perf_counter() - t0
     echo(f"resuming {run}: {done} of {trials} trials ended" + (f" ({extend} added)" if extend else ""))
+    if retry_errored and checked.errored_trials:
+        from ferray.search._retention import retry_notes
+        from ferray.search._status import get_status
+
+        errored = [t["trial_id"] for t in get_status(run)["trials"] if t["state"] == "ERROR"]
+        for note in retry_notes(run, errored):
+            echo(f"retry {note}")
     layout = RunLayout(run)
     echo(f"logs: {layout.log} (Ray's own lines{'; also shown here' if verbose else '; --verbose shows them here'})")
     with ray_logs_to(layout.log, verbose=verbose):

@@ -217,7 +217,13 @@ class _Sweep:
         from ray import tune
 
         from ferray._ray_compat import require, summary
-        from ferray.search._callbacks import LiveView, ResultsCallback, StallGuard, TensorBoardCallback
+        from ferray.search._callbacks import (
+            LiveView,
+            ResultsCallback,
+            RetentionCallback,
+            StallGuard,
+            TensorBoardCallback,
+        )
         from ferray.search._optuna import (
             PruneAwareOptunaSearch,
             PruningASHA,
@@ -262,6 +268,11 @@ class _Sweep:
         # Tune restores callbacks' state by position: the one stateful callback comes first.
         callbacks: list = [SchedulerState(scheduler)] if scheduler is not None else []
         callbacks += [guard, PlacementGroupReaper(hub), self.results, TensorBoardCallback(layout.tensorboard)]
+        if spec.retention.enabled and not ray_storage:
+            # After the results callback: it decides each ended trial's state. (With a storage
+            # URI the trials' checkpoints live there; `ferray prune` cleans local runs only.)
+            callbacks.append(RetentionCallback(run, spec.retention, top_k=spec.ensemble.top_k, results=self.results,
+                                               metric=spec.metric, mode=mode))
         self.saved_env: dict[str, str | None] = {}
         if spec.tracking.wandb.enabled:
             wandb_cb, wandb_mode = _wandb_callback(spec, run)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -51,18 +52,22 @@ def summarise_trials(rows: list[dict], metric: str = "accuracy", mode: str = "ma
             "oof_accuracy": next((r.get("oof_accuracy") for r in reversed(trial_rows)
                                   if _finite(r.get("oof_accuracy"))), None),
             "seconds": sum(r.get("epoch_seconds") or 0.0 for r in trial_rows if _finite(r.get("epoch_seconds"))),
+            # trial start -> first training step, from the trial's first epoch report
+            "startup_s": next((r["startup_s"] for r in trial_rows if _finite(r.get("startup_s"))), None),
             "params": {k[len("param."):]: v for k, v in first.items() if k.startswith("param.") and v is not None},
         })
     out.sort(key=lambda t: (t["metric"] is None, sign * t["metric"] if t["metric"] is not None else 0.0))
     return out
 
 
-def get_status(run_dir: str | os.PathLike) -> dict:
+def get_status(run_dir: str | os.PathLike, *, disk: bool = False) -> dict:
     """The state of a sweep as a JSON-ready dict.
 
     Keys: ``run_dir``, ``name``, ``metric``, ``mode``, ``budget_trials``, ``counts``
     (trials per state), ``trials`` (best first, see :func:`summarise_trials`), ``best``
-    (the best COMPLETED trial, else the best of any state, or ``None``).
+    (the best COMPLETED trial, else the best of any state, or ``None``); with ``disk``
+    also ``disk``: the run directory's size and what the retention policy removed
+    (:func:`ferray.search._retention.disk_usage`).
 
     Raises:
         ConfigError: ``run_dir`` is not a sweep's run directory.
@@ -94,9 +99,14 @@ def get_status(run_dir: str | os.PathLike) -> dict:
     completed = [t for t in trials if t["state"] == "COMPLETED" and t["metric"] is not None]
     scored = [t for t in trials if t["metric"] is not None]
     best = (completed or scored or [None])[0]
-    return {"run_dir": str(run.absolute()), "name": name, "metric": metric, "mode": mode,
-            "budget_trials": trials_budget, "counts": {k: v for k, v in counts.items() if v},
-            "trials": trials, "best": best}
+    out = {"run_dir": str(run.absolute()), "name": name, "metric": metric, "mode": mode,
+           "budget_trials": trials_budget, "counts": {k: v for k, v in counts.items() if v},
+           "trials": trials, "best": best}
+    if disk:
+        from ferray.search._retention import disk_usage
+
+        out["disk"] = disk_usage(run)
+    return out
 
 
 def _fmt(v: Any, digits: int = 4) -> str:
@@ -124,6 +134,17 @@ def render_status(status: dict):
     counts = ", ".join(f"{n} {s.lower()}" for s, n in status["counts"].items()) or "no trials yet"
     parts: list = [table, Text(f"trials: {counts}" + (f" (budget {status['budget_trials']})"
                                                        if status.get("budget_trials") else ""))]
+    if status.get("disk"):
+        d = status["disk"]
+        line = f"run directory: {d['bytes'] / 1e6:.1f} MB"
+        if d["removed_files"]:
+            line += (f"; the retention policy removed {d['removed_bytes'] / 1e6:.1f} MB in {d['removed_files']} "
+                     f"file(s) from {d['cleaned_trials']} trial(s)")
+        parts.append(Text(line))
+    startups = sorted(t["startup_s"] for t in status["trials"] if _finite(t.get("startup_s")))
+    if startups:
+        parts.append(Text(f"start-up (trial start to first training step): median {statistics.median(startups):.1f} s, "
+                          f"{startups[0]:.1f}-{startups[-1]:.1f} s over {len(startups)} trial(s)"))
     best = status["best"]
     if best:
         parts.append(Text(f"best: trial {best['trial_id']} ({best['state'].lower()}), {status['metric']} "

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 import ray
@@ -113,10 +114,12 @@ def trial_fn(config: dict, *, base: dict, shared: dict, plan: Any, resources: An
              stall: StallLimits) -> None:
     """One Tune trial (see the module docstring).
 
-    Checkpoints (and, on a local run, the prediction files and epoch log) go straight to the
-    trial's folder in the run directory, not to Tune's per-session working directory: a
-    resumed trial's Train run finds its last checkpoint there and continues from it.
+    Checkpoints, prediction files, metrics and weights (and, on a local run, the epoch log) go
+    straight to the trial's folder in the run directory or on the storage URI, not to Tune's
+    per-session working directory: a resumed trial's Train run finds its last checkpoint there
+    and continues from it.
     """
+    started_at = time.time()  # the origin of the start-up the fold workers report
     import ray.tune
 
     from ferray._io import atomic_write_text
@@ -129,15 +132,33 @@ def trial_fn(config: dict, *, base: dict, shared: dict, plan: Any, resources: An
     trial_id = trial_name(context)
     storage = f"{experiment.rstrip('/')}/{trial_id}"
     remote = "://" in experiment
-    output_dir = context.get_trial_dir() if remote else storage  # Tune uploads the former
+    # With a storage URI too, the fold workers write the prediction files, metrics and weights
+    # straight into the trial's folder (through pyarrow's filesystems): Tune's trial dir
+    # (get_trial_dir) is local to the trial's node, uploaded only with SyncConfig(sync_artifacts=True),
+    # and the fold workers that write the files run on other nodes.
+    output_dir = storage
     if not remote:
+        from ferray.search._retention import ended_history
+
+        replay = ended_history(TrialLayout(storage))
+        if replay is not None:
+            # The retention policy cleaned this trial as ended (no checkpoints left); Tune restarts
+            # it when the driver died before recording its end. Say its reports again and end.
+            for report in replay:
+                ray.tune.report(report)
+            return
         import yaml
 
         atomic_write_text(TrialLayout(storage).config, yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    else:
+        import yaml
+
+        atomic_write_text(f"{storage}/{TrialLayout.CONFIG}", yaml.safe_dump(cfg.model_dump(mode="json"),
+                                                                           sort_keys=False))
     hub = shared["hub"]
     callbacks = [ForwardReports(hub, trial_id), PlacementGroupReporter(hub, trial_id)]
     trainer = build_trainer(cfg, shared["data"], plan, resources, output_dir=output_dir, name="checkpoints",
-                            storage_path=storage, callbacks=callbacks)
+                            storage_path=storage, callbacks=callbacks, started_at=started_at)
 
     def take(timeout: float) -> list:
         return hub_call(hub.take, trial_id, timeout)

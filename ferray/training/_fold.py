@@ -100,6 +100,10 @@ class FoldTrainer:
         self.size = cfg.data.size or data.image_shape[0]
         self.channels = data.image_shape[2]
         self.epoch = 0
+        #: When this trainer's first training step ended (``time.time()``) and the process's CPU
+        #: seconds then (``time.process_time()``): the end of a fold worker's start-up.
+        self.first_step_at: float | None = None
+        self.first_step_cpu_s: float | None = None
 
         self.predicts_aus = cfg.model.head != "emotion"
         if self.predicts_aus and data.aus is None:
@@ -222,6 +226,8 @@ class FoldTrainer:
             total += loss.item() * len(x)
             seen += len(x)
             steps += 1
+            if self.first_step_at is None:
+                self.first_step_at, self.first_step_cpu_s = time.time(), time.process_time()
         self.epoch = epoch + 1
         return EpochStats(train_loss=total / max(seen, 1), images=seen,
                           seconds=time.perf_counter() - start,
@@ -276,9 +282,10 @@ class FoldTrainer:
         self.scaler.load_state_dict(state["scaler"])
         if self.ema is not None and state.get("ema") is not None:
             self.ema.load_state_dict(state["ema"])
-        torch.set_rng_state(state["torch_rng"])
+        # RNG states are CPU byte tensors, whatever device the checkpoint was mapped to.
+        torch.set_rng_state(state["torch_rng"].cpu())
         if state.get("cuda_rng") is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
+            torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
         self.epoch = int(state["epoch"])
 
 

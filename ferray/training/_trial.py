@@ -12,14 +12,16 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ferray.data import FERData, FoldPlan, plan_folds
 from ferray.errors import ConfigError, FerrayError
 from ferray.layout import TrialLayout
 from ferray.training.config import TrainConfig, load_train_config
 from ferray.training.resources import ResourcePlan, plan_resources
 from ferray.training.watch import StallLimits, TrainingStalled, fit_watched
+
+if TYPE_CHECKING:  # the fold plan needs scikit-learn, which a trial driver never loads
+    from ferray.data import FERData, FoldPlan
 
 __all__ = ["train", "TrainResult", "build_trainer", "load_data", "make_fold_plan", "ensure_ray",
            "TrainingFailed", "failure_reason"]
@@ -64,8 +66,10 @@ def load_data(cfg: TrainConfig, source: str | None = None) -> FERData:
 
 
 def make_fold_plan(cfg: TrainConfig, data: FERData) -> FoldPlan:
+    from ferray.data import plan_folds
+
     return plan_folds(data, cfg.folds.k, seed=cfg.folds.seed, holdout=cfg.folds.holdout,
-                      group_by_subject=cfg.folds.group_by_subject)
+                      group_by_subject=cfg.folds.group_by_subject, group_duplicates=cfg.folds.group_duplicates)
 
 
 def ensure_ray(address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None,
@@ -86,17 +90,23 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, num_gpus
         if address:
             ray.init(address=address, **kwargs)
         else:
+            from ferray._ray_compat import local_ray_environment
+
+            for key, value in local_ray_environment().items():  # inherited by Ray's workers
+                os.environ.setdefault(key, value)
             ray.init(num_cpus=num_cpus, num_gpus=num_gpus, **kwargs)
     return ray.cluster_resources()
 
 
 def build_trainer(cfg: TrainConfig, data_ref: Any, plan: FoldPlan, resources: ResourcePlan, *,
                   output_dir: str, name: str = "checkpoints", storage_path: str | None = None,
-                  callbacks: list | None = None):
+                  callbacks: list | None = None, started_at: float | None = None):
     """The TorchTrainer of one trial: ``plan.k`` workers, worker ``i`` trains fold ``i``.
 
     ``data_ref`` is an object reference (or the :class:`FERData` itself) every worker reads;
     prediction files go to ``output_dir`` and checkpoints to ``storage_path/name``.
+    ``started_at`` (``time.time()``) is when the trial began, the origin of the fold workers'
+    start-up report (default: when this trainer is built).
     """
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
@@ -117,6 +127,11 @@ def build_trainer(cfg: TrainConfig, data_ref: Any, plan: FoldPlan, resources: Re
             "threads": resources.threads_per_worker,
             "output_dir": output_dir,
             "submitted_at": time.time(),
+            "trial_started_at": started_at,
+            # Where Train keeps this run's checkpoints; on local or shared storage the workers
+            # write their epoch state straight there (see fold_worker's checkpoint block).
+            "checkpoint_dir": None if "://" in str(storage_path or output_dir)
+            else os.path.join(os.path.abspath(str(storage_path or output_dir)), name),
         },
         torch_config=TorchConfig(backend="nccl" if resources.gpus_per_worker else "gloo"),
         scaling_config=ScalingConfig(num_workers=plan.k, use_gpu=bool(resources.gpus_per_worker),
@@ -125,7 +140,10 @@ def build_trainer(cfg: TrainConfig, data_ref: Any, plan: FoldPlan, resources: Re
             name=name,
             storage_path=storage_path or output_dir,
             failure_config=FailureConfig(max_failures=cfg.resources.max_failures),
-            checkpoint_config=CheckpointConfig(num_to_keep=2),
+            # One epoch checkpoint per trial: Train writes its list of checkpoints (the run's
+            # snapshot) naming the new one before deleting the old, so the previous epoch stays
+            # until the new one is whole (ferray.search._retention: what ended trials keep).
+            checkpoint_config=CheckpointConfig(num_to_keep=1),
             callbacks=callbacks,
             logging_config=LoggingConfig(log_level="WARNING"),
         ),

@@ -13,23 +13,42 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from ferray.data import FERData
-from ferray.training._fold import FoldTrainer, NonFiniteLossError, fold_stats
-from ferray.training.checkpoint import load_fold_state, save_fold_state
 from ferray.training.config import TrainConfig
-from ferray.training.metrics import per_class_metrics
-from ferray.training.outputs import Predictions, write_json_atomic, write_predictions
 
-__all__ = ["fold_worker", "summarise", "METRICS"]
+if TYPE_CHECKING:
+    from ferray.data import FERData
+    from ferray.training._fold import FoldTrainer
+
+# Light on purpose: the trial driver imports this module only to name ``fold_worker``, so
+# torch, timm and albumentations load inside :func:`fold_worker`, in the worker process.
+
+__all__ = ["fold_worker", "summarise", "METRICS", "STARTUP_KEYS", "HEAVY_MODULES"]
 
 METRICS = ("loss", "accuracy", "macro_f1", "au_f1")
+
+#: Start-up phases a fold worker reports in its first epoch (seconds; the fold that started last):
+#: ``trial_setup_s`` trial driver entry -> trainer submitted (``ferray search`` only);
+#: ``worker_start_s`` submitted -> ``fold_worker`` entered, of which ``worker_spawn_s``
+#: until the worker process existed (Train controller, placement group, process spawn) and
+#: ``worker_process_s`` the process's own start (Ray, torch, the process-group rendezvous);
+#: ``import_s`` timm, albumentations and ferray's training code; ``data_get_s`` the dataset
+#: from the object store; ``model_build_s`` model, optimiser and loss; ``first_batch_s``
+#: the first training step; ``startup_s`` the whole, trial start (or submission) -> first
+#: step done. Also ``startup_cpu_s``: CPU seconds the k fold worker processes spent until
+#: their first step (summed), and ``heavy_modules``: modules of :data:`HEAVY_MODULES` a fold
+#: worker had imported by the end of its first epoch (the union; ``[]`` is the goal).
+STARTUP_KEYS = ("trial_setup_s", "worker_start_s", "worker_spawn_s", "worker_process_s", "import_s",
+                "data_get_s", "model_build_s", "first_batch_s", "startup_s")
+#: Modules a fold worker never needs; each costs seconds of every trial's start-up.
+HEAVY_MODULES = ("sklearn", "optuna", "wandb", "tensorboard", "torch.utils.tensorboard")
 
 
 class TrialError(RuntimeError):
@@ -49,6 +68,8 @@ def _gather(obj):
 
 def summarise(per_fold: list[dict], epoch: int, metric: str) -> dict:
     """Fold-mean and fold-std of each metric, plus per-fold values, as a flat report."""
+    from ferray.training._fold import fold_stats
+
     report: dict = {"epoch": epoch}
     for name in METRICS:
         values = [f["val"][name] for f in per_fold if name in f["val"]]
@@ -64,10 +85,47 @@ def summarise(per_fold: list[dict], epoch: int, metric: str) -> dict:
     report["lr"] = float(per_fold[0]["lr"])
     report["epoch_seconds"] = float(max(f["seconds"] for f in per_fold))
     report["images_per_second"] = float(sum(f["images"] / max(f["seconds"], 1e-9) for f in per_fold))
-    for key in ("worker_start_s", "data_get_s"):
-        if key in per_fold[0]:
-            report[key] = float(max(f[key] for f in per_fold))
+    started = [f for f in per_fold if f.get("startup_s") is not None]
+    if started:  # the phases of the fold that started last, so they add up to its startup_s
+        slowest = max(started, key=lambda f: f["startup_s"])
+        report.update({key: float(slowest[key]) for key in STARTUP_KEYS if slowest.get(key) is not None})
+    if any("startup_cpu_s" in f for f in per_fold):
+        report["startup_cpu_s"] = float(sum(f.get("startup_cpu_s", 0.0) for f in per_fold))
+    if any("heavy_modules" in f for f in per_fold):
+        report["heavy_modules"] = sorted({m for f in per_fold for m in f.get("heavy_modules", [])})
     return report
+
+
+def _process_started_at() -> float | None:
+    """When this process was created (``time.time()`` clock), or None when unknown."""
+    try:
+        import psutil  # a Ray dependency
+
+        return float(psutil.Process().create_time())
+    except Exception:  # noqa: BLE001 - a timing detail is never worth a failed trial
+        return None
+
+
+def _startup_report(marks: dict, config: dict, first_step_at: float, first_step_cpu_s: float) -> dict:
+    """The start-up keys (see :data:`STARTUP_KEYS`) of this worker, from its time marks."""
+    submitted = config.get("submitted_at", marks["entered"])
+    trial_start = config.get("trial_started_at") or submitted
+    spawned = max(marks.get("process_created") or submitted, submitted)
+    out = {
+        "worker_start_s": marks["entered"] - submitted,
+        "worker_spawn_s": min(spawned, marks["entered"]) - submitted,
+        "worker_process_s": marks["entered"] - min(spawned, marks["entered"]),
+        "import_s": marks["imported"] - marks["entered"],
+        "data_get_s": marks["data"] - marks["imported"],
+        "model_build_s": marks["built"] - marks["data"],
+        "first_batch_s": first_step_at - marks["built"],
+        "startup_s": first_step_at - trial_start,
+        "startup_cpu_s": first_step_cpu_s,
+        "heavy_modules": sorted(m for m in HEAVY_MODULES if m in sys.modules),
+    }
+    if config.get("trial_started_at"):
+        out["trial_setup_s"] = submitted - trial_start
+    return {k: (max(0.0, float(v)) if isinstance(v, float) else v) for k, v in out.items()}
 
 
 def _improved(value: float, best: float | None, metric: str) -> bool:
@@ -86,21 +144,24 @@ def _quiet_ray_train() -> None:
 
 def fold_worker(config: dict) -> None:
     """Entry point of each Ray Train worker (``train_loop_per_worker``)."""
+    marks = {"entered": time.time(), "process_created": _process_started_at()}
     import ray
     import ray.train
+    import torch
+
+    from ferray.training._fold import FoldTrainer, NonFiniteLossError
+    from ferray.training.checkpoint import load_fold_state, save_fold_state
 
     _quiet_ray_train()
 
-    started = time.time()
+    marks["imported"] = time.time()
     ctx = ray.train.get_context()
     rank = ctx.get_world_rank()
     cfg = TrainConfig.model_validate(config["train"])
     data = config["data"]
-    t = time.perf_counter()
     if isinstance(data, ray.ObjectRef):
         data = ray.get(data)
-    data_get = time.perf_counter() - t
-    startup = {"worker_start_s": started - config.get("submitted_at", started), "data_get_s": data_get}
+    marks["data"] = time.time()
     data: FERData
     fold_of = np.asarray(config["folds"])
     threads = int(config.get("threads") or 1)
@@ -114,6 +175,8 @@ def fold_worker(config: dict) -> None:
     train_index = np.flatnonzero((fold_of != rank) & (fold_of >= 0))
     val_index = np.flatnonzero(fold_of == rank)
     trainer = FoldTrainer(cfg, data, train_index, val_index, fold=rank, device=device)
+    marks["built"] = time.time()
+    startup: dict | None = None  # this process's start-up, reported with its first epoch
 
     history: list[dict] = []
     best, best_epoch, since_best = None, 0, 0
@@ -138,8 +201,14 @@ def fold_worker(config: dict) -> None:
         try:
             stats = trainer.train_epoch(epoch)
             val = trainer.evaluate()
+            if startup is None:
+                startup = _startup_report(marks, config, trainer.first_step_at or time.time(),
+                                          trainer.first_step_cpu_s or time.process_time())
+                started = startup
+            else:
+                started = {}
             mine = {"fold": rank, "val": val, "train_loss": stats.train_loss, "lr": stats.lr,
-                    "seconds": stats.seconds, "images": stats.images, **startup}
+                    "seconds": stats.seconds, "images": stats.images, **started}
         except NonFiniteLossError as exc:
             error, mine = str(exc), None
         except torch.cuda.OutOfMemoryError:
@@ -162,12 +231,30 @@ def fold_worker(config: dict) -> None:
         if done:
             report.update(_final_outputs(trainer, data, fold_of, rank, cfg, config))
         history.append(report)
-        with tempfile.TemporaryDirectory() as tmp:
-            state = {"trainer": trainer.state_dict(), "history": history, "best": best,
-                     "best_epoch": best_epoch, "since_best": since_best}
-            save_fold_state(state, Path(tmp) / f"fold_{rank}.pt")
+        # Train registers an epoch's checkpoint only once every fold reported its file whole,
+        # and drops the previous one only then (CheckpointConfig(num_to_keep=1)): a kill
+        # mid-write leaves the last complete epoch to resume from. The state is serialised on
+        # this thread (the next epoch changes it), without fsync (Ray's copies never sync
+        # either). On local or shared storage it goes straight into the run's checkpoint
+        # folder (one write, no copy); elsewhere (s3://...) to a scratch folder that Train
+        # uploads on its own thread while the next epoch trains, then deletes.
+        state = {"trainer": trainer.state_dict(), "history": history, "best": best,
+                 "best_epoch": best_epoch, "since_best": since_best}
+        name = f"epoch_{epoch + 1:04d}"
+        direct = config.get("checkpoint_dir")
+        if direct and os.path.isdir(direct):  # not on a node that lacks the shared folder
+            folder = os.path.join(direct, name)
+            save_fold_state(state, Path(folder) / f"fold_{rank}.pt", durable=False)
+            ray.train.report(report, checkpoint=ray.train.Checkpoint.from_directory(folder),
+                             checkpoint_dir_name=name,
+                             checkpoint_upload_mode=ray.train.CheckpointUploadMode.NO_UPLOAD)
+        else:
+            tmp = tempfile.mkdtemp(prefix=f"ferray-ckpt-{rank}-")
+            save_fold_state(state, Path(tmp) / f"fold_{rank}.pt", durable=False)
             ray.train.report(report, checkpoint=ray.train.Checkpoint.from_directory(tmp),
-                             checkpoint_dir_name=f"epoch_{epoch + 1:04d}")
+                             checkpoint_dir_name=name,
+                             checkpoint_upload_mode=ray.train.CheckpointUploadMode.ASYNC,
+                             delete_local_checkpoint_after_upload=True)
         if rank == 0:
             _log_epoch(config.get("output_dir"), epoch + 1, report["epoch_seconds"])
         if done:
@@ -179,14 +266,25 @@ EPOCH_LOG = "epochs.jsonl"  # = ferray.layout.TrialLayout.EPOCHS
 
 
 def _log_epoch(output_dir: str | None, epoch: int, seconds: float) -> None:
-    if not output_dir or "://" in str(output_dir):
+    if not output_dir:
         return
-    from ferray._io import append_line
+    from ferray._io import append_line, atomic_write, resolve_fs
     from ferray.layout import TrialLayout
 
     line = json.dumps({"epoch": epoch, "seconds": round(float(seconds), 3), "time": time.time(), "pid": os.getpid()})
     try:
-        append_line(TrialLayout(Path(output_dir)).epochs, line)
+        if "://" not in str(output_dir):
+            append_line(TrialLayout(Path(output_dir)).epochs, line)
+            return
+        # Object stores cannot append: rewrite the whole (small) log atomically.
+        uri = f"{str(output_dir).rstrip('/')}/{TrialLayout.EPOCHS}"
+        fs, path = resolve_fs(uri)
+        try:
+            with fs.open_input_stream(path) as f:
+                old = f.read()
+        except (FileNotFoundError, OSError):
+            old = b""
+        atomic_write(uri, old + (line + "\n").encode())
     except OSError:  # a bookkeeping line is never worth a failed trial
         pass
 
@@ -226,6 +324,9 @@ def _save_fold_weights(trainer: FoldTrainer, data: FERData, rank: int, cfg: Trai
 
 def _write_outputs(gathered: list, trainer: FoldTrainer, data: FERData, fold_of: np.ndarray, tta: list[str],
                    config: dict, start: float) -> dict:
+    from ferray.training.metrics import per_class_metrics
+    from ferray.training.outputs import Predictions, write_json_atomic, write_predictions
+
     out: dict = {}
     holdout_index = np.flatnonzero(fold_of < 0)
     k = len(gathered)
@@ -261,6 +362,20 @@ def _write_outputs(gathered: list, trainer: FoldTrainer, data: FERData, fold_of:
         summary["holdout"] = hold_metrics
         summary["holdout_per_class"] = per_class_metrics(data.labels[holdout_index], mean_probs,
                                                          list(data.class_names))
+        # Holdout rows with an exact or near copy among the training rows score memory, not
+        # generalisation: report the rows without one too, and bootstrap intervals.
+        from ferray.data import clean_holdout_mask
+        from ferray.training.metrics import bootstrap_metrics
+
+        clean = clean_holdout_mask(data, fold_of)[holdout_index]
+        if not clean.all():
+            clean_metrics = trainer.metrics_of(holdout_index[clean], mean_probs[clean],
+                                               mean_au[clean] if mean_au is not None else None)
+            out.update({f"holdout_clean_{name}": float(v) for name, v in clean_metrics.items()})
+            summary["holdout_clean"] = {**clean_metrics, "rows": int(clean.sum()),
+                                        "rows_with_duplicate": int((~clean).sum())}
+        summary["holdout_ci"] = {m: ci._asdict() for m, ci in bootstrap_metrics(
+            data.labels[holdout_index], mean_probs, num_classes=data.num_classes, seed=0).items()}
     write_json_atomic(summary, f"{output_dir}/metrics.json")
     out["predict_seconds"] = time.perf_counter() - start
     return out

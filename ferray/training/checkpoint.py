@@ -16,11 +16,28 @@ import torch
 
 from ferray.errors import DataError
 
-__all__ = ["save_fold_state", "load_fold_state"]
+__all__ = ["save_fold_state", "load_fold_state", "load_fold_history"]
 
 
-def save_fold_state(state: dict, path: str | os.PathLike) -> None:
-    """Write ``state`` to ``path`` atomically (temporary name, fsync, rename)."""
+def save_fold_state(state: dict, path: str | os.PathLike, *, durable: bool = True) -> None:
+    """Write ``state`` to ``path`` atomically (temporary name, fsync, rename).
+
+    ``durable=False`` skips the fsyncs (still a temporary name and a rename, so a torn file never
+    carries the final name): for an epoch checkpoint, which Ray Train registers only once every
+    worker's file is whole, and whose bytes Ray's own copy to storage never syncs either; the
+    fsync bought nothing but time on the training's critical path.
+    """
+    if not durable:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            torch.save(state, str(tmp))
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return
     from ferray._io import atomic_write
 
     atomic_write(path, lambda stream: torch.save(state, stream))
@@ -41,3 +58,21 @@ def load_fold_state(path: str | os.PathLike, device: str | torch.device = "cpu")
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(f"{path}: not a ferray checkpoint that can be loaded safely (tensors and plain values "
                         f"only): {first}") from None
+
+
+def load_fold_history(path: str | os.PathLike) -> list[dict]:
+    """The per-epoch reports a fold state holds, without reading its tensors (memory-mapped).
+
+    Raises:
+        DataError: as :func:`load_fold_state`.
+    """
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except FileNotFoundError:
+        raise DataError(f"{path}: checkpoint file not found") from None
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{path}: not a ferray checkpoint that can be loaded safely: {first}") from None
+    history = state.get("history") if isinstance(state, dict) else None
+    return [dict(h) for h in history] if isinstance(history, list) else []

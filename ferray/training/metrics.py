@@ -14,11 +14,13 @@ would add seconds to every worker's start-up. The results equal scikit-learn's
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["accuracy", "macro_f1", "per_class_metrics", "au_f1", "log_loss", "to_labels"]
+__all__ = ["accuracy", "macro_f1", "per_class_metrics", "au_f1", "log_loss", "to_labels",
+           "Interval", "bootstrap_metrics", "bootstrap_ci", "paired_bootstrap", "cross_dataset_scores"]
 
 
 def to_labels(y_pred: np.ndarray) -> np.ndarray:
@@ -112,3 +114,203 @@ def log_loss(y_true: np.ndarray, proba: np.ndarray, eps: float = 1e-7) -> float:
     if y_true.ndim == 1:
         return float(-np.mean(np.log(proba[np.arange(len(y_true)), y_true.astype(np.int64)])))
     return float(-np.mean(np.sum(y_true * np.log(proba), axis=1)))
+
+
+# --------------------------------------------------------------------------- bootstrap intervals
+
+
+class Interval(NamedTuple):
+    """A metric on the full sample and its bootstrap percentile interval."""
+
+    value: float
+    low: float
+    high: float
+
+
+_BOOT_METRICS = ("accuracy", "macro_f1")
+# Bootstrap weights are drawn in blocks of at most this many cells (resamples x rows).
+_BLOCK_CELLS = 4_000_000
+
+
+def _check_boot(n_boot: int, level: float) -> None:
+    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 1:
+        raise ValueError(f"n_boot is {n_boot!r}, but must be an integer >= 1 (1000 or more for a 95% interval)")
+    if not 0 < level < 1:
+        raise ValueError(f"level is {level!r}, but must lie in (0, 1), e.g. 0.95")
+
+
+def _weights(n: int, n_boot: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
+    """Blocks of ``(b, n)`` resampling counts (each row one bootstrap sample of the ``n`` rows)."""
+    per_block = max(1, _BLOCK_CELLS // max(n, 1))
+    for start in range(0, n_boot, per_block):
+        b = min(per_block, n_boot - start)
+        idx = rng.integers(0, n, (b, n)) + (np.arange(b) * n)[:, None]
+        yield np.bincount(idx.reshape(-1), minlength=b * n).reshape(b, n).astype(np.float64)
+
+
+def _scores(w: np.ndarray, y_true: np.ndarray, pred: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
+    """Accuracy and macro-F1 (over ``labels``) of each weighted sample (rows of ``w``)."""
+    n = w.shape[1]
+    truth = y_true[:, None] == labels[None, :]
+    said = pred[:, None] == labels[None, :]
+    tp = w @ (truth & said).astype(np.float64)
+    denom = w @ truth.astype(np.float64) + w @ said.astype(np.float64)
+    f1 = np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
+    return {"accuracy": w @ (pred == y_true).astype(np.float64) / n, "macro_f1": f1.mean(axis=1)}
+
+
+def _labels(y_true: np.ndarray, pred: np.ndarray, num_classes: int | None, labels: Sequence[int] | None) -> np.ndarray:
+    if labels is not None:
+        return np.asarray(labels, np.int64)
+    if num_classes is not None:
+        return np.arange(num_classes)
+    return np.union1d(y_true, pred).astype(np.int64)
+
+
+def _interval(value: float, samples: np.ndarray, level: float) -> Interval:
+    low, high = np.quantile(samples, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return Interval(float(value), float(low), float(high))
+
+
+def bootstrap_metrics(
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    *,
+    num_classes: int | None = None,
+    labels: Sequence[int] | None = None,
+    n_boot: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> dict[str, Interval]:
+    """Accuracy and macro-F1 with seeded bootstrap percentile intervals.
+
+    The rows are resampled with replacement ``n_boot`` times; each metric's interval is
+    the ``(1 - level) / 2`` and ``(1 + level) / 2`` quantiles of its resampled values.
+    Macro-F1 averages over ``labels``, else ``range(num_classes)`` (as :func:`macro_f1`
+    with ``num_classes``), else the classes in ``y_true`` or the predictions.
+
+    Returns:
+        ``{"accuracy": Interval, "macro_f1": Interval}`` (``Interval(value, low, high)``;
+        ``._asdict()`` for JSON); NaNs when there are no rows.
+
+    >>> ci = bootstrap_metrics(np.array([0, 1] * 50), np.array([0, 1] * 45 + [1, 0] * 5), seed=0)
+    >>> round(ci["accuracy"].value, 2), ci["accuracy"].low < 0.9 < ci["accuracy"].high
+    (0.9, True)
+    """
+    _check_boot(n_boot, level)
+    y_true = np.asarray(y_true, np.int64)
+    pred = to_labels(y_pred)
+    if len(y_true) == 0:
+        nan = float("nan")
+        return {m: Interval(nan, nan, nan) for m in _BOOT_METRICS}
+    use = _labels(y_true, pred, num_classes, labels)
+    full = _scores(np.ones((1, len(y_true))), y_true, pred, use)
+    rng = np.random.default_rng(seed)
+    parts = [_scores(w, y_true, pred, use) for w in _weights(len(y_true), int(n_boot), rng)]
+    return {m: _interval(full[m][0], np.concatenate([p[m] for p in parts]), level) for m in _BOOT_METRICS}
+
+
+def bootstrap_ci(y_true: np.ndarray, y_pred: np.ndarray, metric: str = "accuracy", **kwargs) -> Interval:
+    """One metric (``"accuracy"`` or ``"macro_f1"``) of :func:`bootstrap_metrics`."""
+    if metric not in _BOOT_METRICS:
+        raise ValueError(f"metric is {metric!r}, but must be one of {list(_BOOT_METRICS)}")
+    return bootstrap_metrics(y_true, y_pred, **kwargs)[metric]
+
+
+def paired_bootstrap(
+    y_true: np.ndarray,
+    pred_a: np.ndarray,
+    pred_b: np.ndarray,
+    *,
+    metric: str = "accuracy",
+    num_classes: int | None = None,
+    labels: Sequence[int] | None = None,
+    n_boot: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> Interval:
+    """``metric(a) - metric(b)`` on the same rows, with a paired bootstrap interval.
+
+    Both models are scored on the same resamples, so the interval reflects the rows on
+    which they differ: at ``level``, a gain is real when the interval excludes 0 (e.g. an
+    ensemble against the best single model on the holdout).
+    """
+    _check_boot(n_boot, level)
+    if metric not in _BOOT_METRICS:
+        raise ValueError(f"metric is {metric!r}, but must be one of {list(_BOOT_METRICS)}")
+    y_true = np.asarray(y_true, np.int64)
+    a, b = to_labels(pred_a), to_labels(pred_b)
+    if not len(y_true) == len(a) == len(b):
+        raise ValueError(f"y_true, pred_a and pred_b have {len(y_true)}, {len(a)} and {len(b)} rows; they must match")
+    if len(y_true) == 0:
+        nan = float("nan")
+        return Interval(nan, nan, nan)
+    use = _labels(y_true, np.concatenate([a, b]), num_classes, labels)
+    ones = np.ones((1, len(y_true)))
+    value = _scores(ones, y_true, a, use)[metric][0] - _scores(ones, y_true, b, use)[metric][0]
+    rng = np.random.default_rng(seed)
+    diffs = [_scores(w, y_true, a, use)[metric] - _scores(w, y_true, b, use)[metric]
+             for w in _weights(len(y_true), int(n_boot), rng)]
+    return _interval(value, np.concatenate(diffs), level)
+
+
+def cross_dataset_scores(
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    model_classes: Sequence[str],
+    data_classes: Sequence[str],
+    *,
+    restrict: bool = False,
+    n_boot: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> dict:
+    """Score a model on another dataset, classes matched by canonical name.
+
+    Args:
+        y_true: the data's labels (indices into ``data_classes``).
+        y_pred: the model's probabilities ``(N, len(model_classes))`` or class indices.
+        model_classes, data_classes: each side's class names (matched by
+            :func:`ferray.data.match_classes`: ``anger`` = ``angry``, ``happiness`` = ``happy``).
+        restrict: predict only among the model classes the data has (needs
+            probabilities); by default predicting a class the data lacks is an error.
+
+    Returns:
+        ``{"matched": {data class: model class}, "excluded": {data class: rows},
+        "rows": rows scored, "rows_excluded", "accuracy": Interval, "macro_f1": Interval}``.
+        Rows of classes the model lacks are left out, never silently: ``excluded`` lists
+        them with their counts. Macro-F1 averages over the matched classes.
+
+    Raises:
+        DataError: the two share no class (the message lists both).
+
+    >>> s = cross_dataset_scores(np.array([0, 1, 2]), np.array([1, 0, 0]), ["happy", "angry"],
+    ...                          ["anger", "happiness", "contempt"], n_boot=10)
+    >>> s["matched"], s["excluded"], s["accuracy"].value
+    ({'anger': 'angry', 'happiness': 'happy'}, {'contempt': 1}, 1.0)
+    """
+    from ferray.data import match_classes
+
+    mapping, unknown = match_classes(model_classes, data_classes)
+    model_index = {n: i for i, n in enumerate(model_classes)}
+    table = np.asarray([model_index[mapping[n]] if n in mapping else -1 for n in data_classes], np.int64)
+    y_true = np.asarray(y_true, np.int64)
+    target = table[y_true]
+    keep = target >= 0
+    matched = np.asarray(sorted(model_index[m] for m in mapping.values()), np.int64)
+    y_pred = np.asarray(y_pred)
+    if restrict:
+        if y_pred.ndim != 2:
+            raise ValueError("restrict=True needs probabilities (N, n_model_classes), not class indices")
+        pred = matched[np.argmax(y_pred[:, matched], axis=1)]
+    else:
+        pred = to_labels(y_pred)
+    counts = np.bincount(y_true[~keep], minlength=len(data_classes))
+    scores = bootstrap_metrics(target[keep], pred[keep], labels=matched, n_boot=n_boot, level=level, seed=seed)
+    return {
+        "matched": mapping,
+        "excluded": {n: int(counts[i]) for i, n in enumerate(data_classes) if n in unknown},
+        "rows": int(keep.sum()),
+        "rows_excluded": int((~keep).sum()),
+        **scores,
+    }

@@ -16,13 +16,37 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import timm
 import torch
 from torch import Tensor, nn
+
+
+def _import_timm():
+    """``import timm``, without the optional ``import wandb`` timm runs on the way.
+
+    ``timm.utils.summary`` imports wandb when it is installed, only for a logging helper
+    ferray never calls; in a fold worker that cost 0.3 s and wandb's threads on every start.
+    A ``None`` entry in ``sys.modules`` makes that one import fail as if wandb were absent,
+    and is removed again, so a later ``import wandb`` (W&B tracking) works as usual.
+    """
+    if "timm" in sys.modules or "wandb" in sys.modules:
+        import timm
+
+        return timm
+    sys.modules["wandb"] = None  # type: ignore[assignment]
+    try:
+        import timm
+    finally:
+        if "wandb" in sys.modules and sys.modules["wandb"] is None:
+            del sys.modules["wandb"]
+    return timm
+
+
+timm = _import_timm()
 
 from ferray.errors import ConfigError, closest
 from ferray.training.config import ModelConfig

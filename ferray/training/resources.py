@@ -5,6 +5,11 @@ driver first and the fold workers afterwards; if the drivers of running trials h
 CPUs their own workers need, every trial waits forever and Ray says nothing. The plan
 below makes that impossible: it admits only as many trials at once as can place their
 whole demand, and refuses a configuration that can never be placed.
+
+Starting a trial costs CPU too (each of its Python processes imports Ray and torch, the fold
+workers also timm and albumentations): :class:`StartupEstimate` says how much, and a sweep's
+planner runs a trial beyond those the CPUs hold only when starting it while others train
+saves more than it takes from them (:func:`ferray.search.plan_search_resources`).
 """
 
 from __future__ import annotations
@@ -14,10 +19,66 @@ from dataclasses import asdict, dataclass
 
 from ferray.errors import ConfigError
 
-__all__ = ["ResourcePlan", "plan_resources", "RESOURCE_QUANTUM"]
+__all__ = ["ResourcePlan", "plan_resources", "RESOURCE_QUANTUM", "StartupEstimate", "estimate_startup",
+           "STARTUP_WORKER_CPU_S", "STARTUP_TRIAL_CPU_S", "STARTUP_WAIT_S"]
 
 #: Ray tracks fractional resources in units of 1e-4.
 RESOURCE_QUANTUM = 1e-4
+
+# A trial's start-up, from benchmarks/bench_startup.py (2 cores, Ray 2.60, torch 2.14, timm 1.0):
+#: CPU seconds one fold worker spends before its first training step (Ray, torch, the
+#: process-group rendezvous, timm, albumentations, ferray, the model and the first batch);
+STARTUP_WORKER_CPU_S = 6.0
+#: CPU seconds of a trial's other processes: the Tune trial function and Ray Train's controller
+#: (both import torch: Train's TorchConfig lives in ``ray.train.torch``);
+STARTUP_TRIAL_CPU_S = 7.0
+#: seconds a start waits rather than computes (placement group, actor creation, rendezvous).
+STARTUP_WAIT_S = 6.0
+
+
+@dataclass(frozen=True)
+class StartupEstimate:
+    """What starting one trial costs, and whether starting it while other trials train pays.
+
+    A trial that starts while others train takes ``cpu_s / cluster_cpus`` seconds from them
+    (:attr:`cost_s`: its imports share the CPUs) and hides the rest of its own start-up,
+    ``alone_s - cost_s`` (:attr:`saving_s`). It pays when the saving is at least the cost.
+
+    >>> estimate_startup(k=2, cluster_cpus=16).pays
+    True
+    >>> estimate_startup(k=2, cluster_cpus=1).pays
+    False
+    """
+
+    cpu_s: float  # CPU seconds all of one trial's processes spend starting
+    alone_s: float  # wall seconds from trial start to first step on an otherwise idle cluster
+    cluster_cpus: float
+
+    @property
+    def cost_s(self) -> float:
+        return self.cpu_s / self.cluster_cpus
+
+    @property
+    def saving_s(self) -> float:
+        return max(0.0, self.alone_s - self.cost_s)
+
+    @property
+    def pays(self) -> bool:
+        return self.cost_s <= self.saving_s + 1e-9
+
+
+def estimate_startup(k: int, cluster_cpus: float) -> StartupEstimate:
+    """The start-up of a trial with ``k`` fold workers on ``cluster_cpus`` CPUs (estimates above).
+
+    Alone, the trial function and the controller start one after the other and the fold
+    workers side by side, ``cluster_cpus`` at a time.
+    """
+    cpus = max(1.0, float(cluster_cpus))
+    return StartupEstimate(
+        cpu_s=STARTUP_TRIAL_CPU_S + k * STARTUP_WORKER_CPU_S,
+        alone_s=STARTUP_WAIT_S + STARTUP_TRIAL_CPU_S + STARTUP_WORKER_CPU_S * math.ceil(k / cpus - 1e-9),
+        cluster_cpus=cpus,
+    )
 
 
 def _floor_q(x: float) -> float:
@@ -36,6 +97,10 @@ class ResourcePlan:
     driver_cpus: float
     concurrent_trials: int
     threads_per_worker: int
+    #: A sweep's start-up estimate (None for ``ferray train``), and the trials at once the
+    #: spec asked for when the planner ran fewer because overlapping start-ups did not pay.
+    startup: StartupEstimate | None = None
+    asked_concurrent: int | None = None
 
     @property
     def trial_cpus(self) -> float:
@@ -61,6 +126,15 @@ class ResourcePlan:
             f"trials at once: {self.concurrent_trials} (each trial's whole demand fits, so no "
             "trial's workers wait on CPUs another trial's driver holds)",
         ]
+        if self.startup is not None:
+            s = self.startup
+            lines.append(f"start-up per trial (estimate): {s.cpu_s:g} CPU-s, {s.alone_s:g} s alone; one starting "
+                         f"while others train takes ~{s.cost_s:.1f} s from them and saves ~{s.saving_s:.1f} s ("
+                         + ("worth it" if s.pays else "not worth it") + ")")
+            if self.asked_concurrent is not None:
+                lines.append(f"  -> {self.concurrent_trials} at once, not the {self.asked_concurrent} asked: on "
+                             f"{self.cluster_cpus:g} CPUs an extra trial's start-up costs the running trials more "
+                             "than it saves (set resources.cpus_per_worker to share the CPUs anyway)")
         return "\n".join(lines)
 
 

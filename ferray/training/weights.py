@@ -79,7 +79,8 @@ def load_fold_models(trial: str | os.PathLike | TrialLayout, *, device: str = "c
         if layout.weights_dir.is_dir() else []
     if not files:
         raise DataError(f"{layout.root}: no model weights ({layout.weights_dir}/fold_*.safetensors); "
-                        "only trials that finished keep them")
+                        "only trials that finished keep them, and the retention policy keeps them for the best "
+                        "completed trials only (the spec's retention.keep_top; see its retention.json)")
     models = []
     for path in files:
         meta = read_weights_meta(path)

@@ -71,8 +71,10 @@ def _ledger(run: Path) -> list[tuple[str, int]]:
     return out
 
 
-def _checkpoints(run: Path) -> int:
-    return sum(1 for _ in run.glob("*/checkpoints/checkpoint_*")) + sum(1 for _ in run.glob("*/checkpoints/epoch_*"))
+def _checkpoints(run: Path) -> set[str]:
+    """Every epoch checkpoint folder now in the run (one per running trial: Train keeps one, and the
+    retention policy removes ended trials'), so a new one shows as a new name, not a higher count."""
+    return {str(p.relative_to(run)) for p in run.glob("*/checkpoints/epoch_*")}
 
 
 def _rows(run: Path) -> list[dict]:
@@ -117,7 +119,7 @@ def test_interrupted_sweep_resumes_to_the_same_contract(tmp_path):
     # 2. SIGKILL the whole tree right after a new epoch checkpoint appears (mid checkpoint write).
     proc = _ferray("resume", str(run), "--no-live", "--num-cpus", "2", log=log)
     seen = _checkpoints(run)
-    _wait_for(proc, lambda: _checkpoints(run) > seen, 240, "a new checkpoint", log)
+    _wait_for(proc, lambda: bool(_checkpoints(run) - seen), 240, "a new checkpoint", log)
     in_flight += 2
     kill_tree(proc)
     snapshot()

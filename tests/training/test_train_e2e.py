@@ -39,9 +39,9 @@ def test_ferray_train_runs_three_folds_in_parallel_and_leaves_the_contract(tmp_p
     assert len(epoch_lines) == 2, proc.stdout
     assert all("accuracy" in ln and "±" in ln for ln in epoch_lines)
 
-    # Checkpoints: every epoch holds each fold's full training state.
+    # Checkpoints: the last epoch's (num_to_keep=1) holds each fold's full training state.
     epochs = sorted(p.name for p in (out / "checkpoints").glob("epoch_*"))
-    assert epochs == ["epoch_0001", "epoch_0002"]
+    assert epochs == ["epoch_0002"]
     state = torch.load(out / "checkpoints" / "epoch_0002" / "fold_2.pt", weights_only=False)
     assert state["trainer"]["epoch"] == 2
     assert {"model", "optimizer", "scheduler", "scaler", "ema", "torch_rng"} <= set(state["trainer"])

@@ -1,0 +1,68 @@
+"""What a FER model looks at: class activation maps and integrated gradients.
+
+* :class:`CAMExplainer`: pytorch-grad-cam's GradCAM, GradCAM++, ScoreCAM, EigenCAM,
+  LayerCAM and HiResCAM on a :class:`~ferray.training.FERModel`, with the target layer of its
+  backbone family (:data:`FAMILIES`: ResNet, ConvNeXt, EfficientNet, MobileNetV3, ViT, Swin);
+* :func:`integrated_gradients`: attributions on the input pixels, for any model;
+* :func:`explain`: overlay PNGs, a grid and ``explain.json`` for images, with a bundle's or a
+  run's models; an ensemble's map is the ensemble-weighted mean of its members' maps.
+
+>>> from ferray.explain import explain
+>>> result = explain("runs/exp1/bundle", "faces/", method="gradcam")  # doctest: +SKIP
+>>> result.images[0].map.shape                                       # doctest: +SKIP
+(48, 48)
+"""
+
+# Exports load on first use: `ferray --help` imports this package's CLI module and must not
+# pay for torch, timm or pytorch-grad-cam.
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+
+from ferray._lazy import lazy_exports
+
+_EXPORTS = {
+    "CAMExplainer": "ferray.explain._cam",
+    "CAM_METHODS": "ferray.explain._cam",
+    "METHODS": "ferray.explain._cam",
+    "LogitsOnly": "ferray.explain._cam",
+    "integrated_gradients": "ferray.explain._cam",
+    "ig_map": "ferray.explain._cam",
+    "FAMILIES": "ferray.explain._families",
+    "Family": "ferray.explain._families",
+    "register_family": "ferray.explain._families",
+    "family_of": "ferray.explain._families",
+    "choose_target_layer": "ferray.explain._families",
+    "explain": "ferray.explain._explain",
+    "Explanation": "ferray.explain._explain",
+    "ExplainedImage": "ferray.explain._explain",
+    "member_maps": "ferray.explain._explain",
+    "load_explain_source": "ferray.explain._models",
+}
+
+__all__ = [
+    "CAMExplainer",
+    "CAM_METHODS",
+    "METHODS",
+    "LogitsOnly",
+    "integrated_gradients",
+    "ig_map",
+    "FAMILIES",
+    "Family",
+    "register_family",
+    "family_of",
+    "choose_target_layer",
+    "explain",
+    "Explanation",
+    "ExplainedImage",
+    "member_maps",
+    "load_explain_source",
+]
+
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+
+
+if _TYPE_CHECKING:  # pragma: no cover - for static analysers only
+    from ferray.explain._cam import CAM_METHODS, METHODS, CAMExplainer, LogitsOnly, ig_map, integrated_gradients
+    from ferray.explain._explain import ExplainedImage, Explanation, explain, member_maps
+    from ferray.explain._families import FAMILIES, Family, choose_target_layer, family_of, register_family
+    from ferray.explain._models import load_explain_source

@@ -1,0 +1,61 @@
+"""``ferray report RUN|BUNDLE``: argument parsing over :func:`ferray.report.build_report`.
+
+``ferray/cli.py`` calls :func:`add_parser` with its sub-parsers and merges :data:`COMMANDS`
+into its own table. Exit codes: 0 the report was written, 2 bad input (a
+:class:`~ferray.errors.FerrayError`: not a run or bundle, unreadable files, ``--data`` on a
+run without a bundle), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+__all__ = ["add_parser", "COMMANDS"]
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from ferray.report import build_report
+
+    # Progress goes to stderr so that `--json` output stays parseable.
+    page = build_report(args.target, data=args.data, out=args.out, inline=args.inline,
+                        top_confused=args.top_confused, echo=lambda s: print(s, file=sys.stderr))
+    if args.json:
+        print((page.parent / "report.json").read_text())
+    else:
+        print(page)
+    if args.open:
+        import webbrowser
+
+        webbrowser.open(page.as_uri())
+    return 0
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``report`` to the ``ferray`` command's sub-parsers."""
+    p = subparsers.add_parser(
+        "report", help="an HTML report of a run or a bundle: per-class scores, confusion, calibration, search",
+        description="Write an offline HTML page (figures as PNG files beside it) and report.json with the same "
+                    "numbers. For a run: the best single trial, the chosen ensemble and the distilled student "
+                    "(per-class precision/recall/F1/support, macro and weighted F1, balanced accuracy, fold spread, "
+                    "confusion matrices and most confused pairs, reliability diagram, ECE and a temperature fitted "
+                    "on out-of-fold rows, per-AU F1), every ensemble method, and the search (best-so-far, learning "
+                    "curves with ASHA's stops, Optuna parameter importances, parallel coordinates). For a bundle: "
+                    "its manifest; with --data, the bundle evaluated on another dataset, classes matched by name.")
+    p.add_argument("target", metavar="RUN|BUNDLE", help="a sweep's run directory or an exported bundle folder")
+    p.add_argument("--data", default=None, metavar="SOURCE",
+                   help="evaluate the bundle (a run's: RUN/bundle) on this dataset (a path or 'synthetic:...'); "
+                        "classes are matched by name and unknown ones listed")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="report folder (default: RUN/report, or BUNDLE-report beside a bundle)")
+    p.add_argument("--inline", action="store_true", help="embed the figures in index.html (one file to share)")
+    p.add_argument("--top-confused", type=int, default=5, metavar="N",
+                   help="most confused class pairs listed per model (default 5)")
+    p.add_argument("--json", action="store_true", help="print report.json instead of the page's path")
+    p.add_argument("--open", action="store_true", help="open the page in a web browser")
+    p.set_defaults(func=_cmd_report)
+    return p
+
+
+#: Command words -> handler, for ferray.cli.COMMANDS.
+COMMANDS = {"report": _cmd_report}

@@ -1,0 +1,50 @@
+"""``ferray prune RUN``: argument parsing over :func:`ferray.search.apply_retention`.
+
+``ferray/cli.py`` calls :func:`add_parser` with its sub-parsers and merges :data:`COMMANDS`
+into its own table. Exit codes: 0 done (or nothing to remove), 2 bad input (a
+:class:`~ferray.errors.FerrayError`: not a run directory, ``--keep-top`` < 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+__all__ = ["add_parser", "COMMANDS"]
+
+
+def _cmd_prune(args: argparse.Namespace) -> int:
+    from ferray.search import apply_retention
+
+    report = apply_retention(args.run, keep_top=args.keep_top, dry_run=args.dry_run, force=True)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        if report.dry_run and report.trials:
+            print("dry run: nothing is changed; without --dry-run these would go:")
+        print("\n".join(report.lines()))
+    return 0
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``prune`` to the ``ferray`` command's sub-parsers."""
+    p = subparsers.add_parser(
+        "prune", help="apply the retention policy to a run: drop ended trials' checkpoints and unneeded weights",
+        description="Apply the run's retention policy (the spec's retention: section) to its ended trials: "
+                    "completed trials lose their epoch checkpoints and, outside the best "
+                    "max(ensemble.top_k, retention.keep_top) + retention.margin by fold mean, their weights; "
+                    "pruned trials lose checkpoints and weights (unless retention.keep_pruned_weights); errored "
+                    "trials keep only their last checkpoint (for `ferray resume --retry-errored`). Metrics and "
+                    "prediction files always stay; running and stopped trials are never touched.")
+    p.add_argument("run", help="run directory of a sweep")
+    p.add_argument("--keep-top", type=int, default=None, metavar="N",
+                   help="the N best completed trials keep their weights (default: max(ensemble.top_k, "
+                        "retention.keep_top) + retention.margin); the run's ensemble members always keep theirs")
+    p.add_argument("--dry-run", action="store_true", help="change nothing; print what would be removed")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_cmd_prune)
+    return p
+
+
+#: Command words -> handler, for ferray.cli.COMMANDS.
+COMMANDS = {"prune": _cmd_prune}
