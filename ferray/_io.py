@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import uuid
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["atomic_write", "atomic_write_text", "atomic_write_json", "append_line", "resolve_fs"]
+__all__ = ["atomic_write", "atomic_write_text", "atomic_write_json", "append_line", "resolve_fs", "replace_folder"]
 
 
 def resolve_fs(uri: str | os.PathLike):
@@ -106,3 +107,25 @@ def append_line(path: str | os.PathLike, line: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def replace_folder(staging: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Move a fully written ``staging`` folder to ``target`` (same file system).
+
+    An earlier ``target`` is renamed aside first and deleted only once the new one is in
+    place, so a reader sees the old folder or the new one, never a mix; should the final
+    rename fail, the old folder is put back.
+    """
+    staging, target = os.fspath(staging), os.fspath(target)
+    old = None
+    if os.path.exists(target):
+        old = os.path.join(os.path.dirname(target), f".{os.path.basename(target)}.old-{uuid.uuid4().hex[:8]}")
+        os.replace(target, old)
+    try:
+        os.replace(staging, target)
+    except BaseException:
+        if old is not None:
+            os.replace(old, target)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

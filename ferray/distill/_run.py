@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from ferray._io import replace_folder
 from ferray.errors import ConfigError, DataError, FerrayError
 from ferray.layout import DistillLayout, RunLayout
 
@@ -246,21 +247,6 @@ def _compare(layout: RunLayout, staging: Path, ens_holdout, members, members_err
     return out
 
 
-def _replace_dir(staging: Path, target: Path) -> None:
-    """Move ``staging`` to ``target``; a previous ``target`` is removed only after the move."""
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
-        os.replace(target, old)
-    try:
-        os.replace(staging, target)
-    except BaseException:
-        if old is not None:
-            os.replace(old, target)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
 
 def distill_run(run_dir: str | os.PathLike, *, student: str | None = None, epochs: int | None = None,
                 temperature: float | None = None, alpha: float | None = None, address: str | None = None,
@@ -290,8 +276,12 @@ def distill_run(run_dir: str | os.PathLike, *, student: str | None = None, epoch
     import yaml
 
     from ferray.data import FoldPlan
-    from ferray.distill._teacher import pack_targets, read_ensemble_members, read_ensemble_predictions, \
-        teacher_targets
+    from ferray.distill._teacher import (
+        pack_targets,
+        read_ensemble_members,
+        read_ensemble_predictions,
+        teacher_targets,
+    )
     from ferray.search import load_search_spec
     from ferray.training import ensure_ray, load_data
     from ferray.training.outputs import Predictions, write_predictions
@@ -398,7 +388,7 @@ def distill_run(run_dir: str | os.PathLike, *, student: str | None = None, epoch
         summary = _clean(summary)
         timings["compare"] = time.perf_counter() - t
         out.summary.write_text(json.dumps(summary, indent=2))
-        _replace_dir(staging, layout.distill)
+        replace_folder(staging, layout.distill)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -426,7 +416,13 @@ def _fit(cfg, train_data, targets, train_index, holdout_index, settings, resourc
 
     from ferray._ray_compat import trainer_without_pg_cleaner
     from ferray.distill._worker import CHECKPOINT_HISTORY, student_worker
-    from ferray.training import StallLimits, TrainingFailed, TrainingStalled, failure_reason, fit_watched
+    from ferray.training import (
+        StallLimits,
+        TrainingFailed,
+        TrainingStalled,
+        failure_reason,
+        fit_watched,
+    )
     from ferray.training._trial import queue_take
 
     res = {"CPU": resources.cpus_per_worker}

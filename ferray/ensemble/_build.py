@@ -297,21 +297,6 @@ def _write_table(rows: list[dict], path: Path, metric: str) -> None:
     pq.write_table(table, path)
 
 
-def _replace_folder(tmp: Path, target: Path) -> None:
-    """Move ``tmp`` to ``target``, replacing an earlier ``target`` (each step a rename)."""
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
-        os.replace(target, old)
-    try:
-        os.replace(tmp, target)
-    except BaseException:
-        if old is not None:
-            os.replace(old, target)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
 
 def build_ensembles(run_dir: str | os.PathLike, *, top: int | None = None,
                     methods: str | Sequence[str] | None = None, include_pruned: bool = False,
@@ -388,10 +373,10 @@ def build_ensembles(run_dir: str | os.PathLike, *, top: int | None = None,
         layout = EnsembleLayout(tmp)
         _write_table(table, layout.table, status["metric"])
         _write_predictions(tmp, members, next(f for f in fits if f.name == chosen))
-        from ferray._io import atomic_write_json
+        from ferray._io import atomic_write_json, replace_folder
 
         atomic_write_json(layout.summary, summary)
-        _replace_folder(tmp, run.ensemble)
+        replace_folder(tmp, run.ensemble)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

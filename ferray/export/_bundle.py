@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from ferray._io import replace_folder
 from ferray.errors import DataError
 from ferray.export._graph import (
     EnsembleGraph,
@@ -149,7 +150,7 @@ def export_bundle(
         manifest["files"] = {p.relative_to(tmp).as_posix(): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
                              for p in sorted(tmp.rglob("*")) if p.is_file()}
         layout.manifest.write_text(json.dumps(manifest, indent=2, default=_json_default) + "\n")
-        _replace(tmp, out)
+        replace_folder(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -259,19 +260,3 @@ def _check_target(out: Path) -> None:
     if out.is_dir() and any(out.iterdir()) and not BundleLayout(out).manifest.is_file():
         raise DataError(f"{out}: a non-empty folder that is not a ferray bundle (no {BundleLayout.MANIFEST}); "
                         "refusing to replace it")
-
-
-def _replace(tmp: Path, out: Path) -> None:
-    """Rename ``tmp`` to ``out``; an old bundle at ``out`` is moved aside first, then deleted."""
-    old = None
-    if out.exists():
-        old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
-        os.replace(out, old)
-    try:
-        os.replace(tmp, out)
-    except BaseException:
-        if old is not None:
-            os.replace(old, out)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
