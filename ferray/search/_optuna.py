@@ -220,10 +220,16 @@ class PruneAwareOptunaSearch(OptunaSearch):
         Optuna cannot reopen a finished trial; the new one carries the same ``tune_trial_id``
         and ``retry_of`` (the failed trial's number), so the study keeps both records.
         """
-        if not self.retry_errored or trial_id not in self._completed_trials or self.states.get(trial_id) != "FAIL":
+        if not self.retry_errored:
             return
+        checked = self.__dict__.setdefault("_checked_live", set())
         old = self._ot_trials.get(trial_id)
-        if old is None or self._ot_study._storage.get_trial(old._trial_id).state.name != "FAIL":
+        if old is None or trial_id in checked:
+            return
+        # The study's storage is the authority: the searcher state Tune restored may predate
+        # the failure it recorded (an experiment checkpoint taken just before the trial failed).
+        checked.add(trial_id)
+        if self._ot_study._storage.get_trial(old._trial_id).state.name != "FAIL":
             return
         self._ot_study.enqueue_trial(old.params, skip_if_exists=False)
         new = self._ot_study.ask()
@@ -288,6 +294,7 @@ class PruneAwareOptunaSearch(OptunaSearch):
         import pickle
 
         state = self.__dict__.copy()
+        state.pop("_checked_live", None)  # which trials this process checked: not part of the search
         scheduler = state.pop("_scheduler", None)
         state["_pruned_ids"] = set(getattr(scheduler, "pruned", ()))
         with open(checkpoint_path, "wb") as f:
