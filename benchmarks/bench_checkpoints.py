@@ -1,4 +1,4 @@
-"""Checkpoint writing and run-directory size, before and after the retention policy (issue 16).
+"""Checkpoint writing and run-directory size, before and after the retention policy.
 
 Two parts, both without Ray (a sweep's figures come from the same operations Ray Train runs):
 
@@ -16,7 +16,7 @@ Two parts, both without Ray (a sweep's figures come from the same operations Ray
 
 2. **Quickstart-sized run directory**: the trial folders the packaged quickstart leaves
    (k=2; 3 completed resnet10t trials and 3 pruned mobilenetv3_small_050 trials, the mix
-   behind the issue's 761 MB) written with real state, weights and prediction sizes, measured
+   behind the 761 MB the quickstart used to leave) written with real state, weights and prediction sizes, measured
    as the sweep left them before (two checkpoints per trial, no policy) and after the policy
    (``apply_retention``), with fp32 and float16 weights. ``--sweep`` also runs the real
    quickstart (``ferray search --no-finish``; minutes on a quiet machine, many more on a

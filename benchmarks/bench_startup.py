@@ -4,7 +4,7 @@
     python benchmarks/bench_startup.py --quick         # 1 import repeat; quickstart cut to 2 trials x 2 epochs
     python benchmarks/bench_startup.py imports         # one of: imports sweep plain (sweep = the quickstart)
 
-Prints figures; asserts nothing. The targets of issue 14, each a ratio measured in the same run:
+Prints figures; asserts nothing. The targets, each a ratio measured in the same run:
 
 * imports: a fold worker's imports (what ``fold_worker`` loads besides Ray) against torch + timm +
   albumentations alone, each in fresh processes, interleaved (target <= 1.1x);
