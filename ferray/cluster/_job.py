@@ -122,20 +122,9 @@ def _search(args: argparse.Namespace) -> int:
                            f"--resume {remote} --address ...`, or pass another --name")
     from ferray.search import SearchInterrupted, run_search
 
-    pusher = Pusher(local, remote, args.push_every) if remote else nullcontext()
-    with pusher:
-        try:
-            result = run_search(args.spec, storage=storage, name=args.name, data=args.data, num_cpus=args.num_cpus,
-                                live=False, echo=_out)
-        except SearchInterrupted as exc:
-            _out(f"interrupted: {exc}")
-            _out(f"resume: ferray submit --resume {remote or local.absolute()} --address ...")
-            return 130
-        code = _report(result)
-        if code == 0 and not args.no_finish:
-            code = _finish(result.run_dir, remote, args.num_cpus)
-    _out(f"run directory: {remote or result.run_dir}")
-    return code
+    return _run_pushing(lambda: run_search(args.spec, storage=storage, name=args.name, data=args.data,
+                                           num_cpus=args.num_cpus, live=False, echo=_out),
+                        args, local, remote, SearchInterrupted)
 
 
 def _resume(args: argparse.Namespace) -> int:
@@ -149,12 +138,19 @@ def _resume(args: argparse.Namespace) -> int:
         remote, local = None, Path(os.path.expanduser(args.run))
     from ferray.search import SearchInterrupted, resume_search
 
+    return _run_pushing(lambda: resume_search(local, extend=args.extend, retry_errored=args.retry_errored,
+                                              num_cpus=args.num_cpus, live=False, echo=_out),
+                        args, local, remote, SearchInterrupted)
+
+
+def _run_pushing(sweep, args: argparse.Namespace, local: Path, remote: str | None, interrupted) -> int:
+    """Run ``sweep()`` (a search or a resume) while the run folder is pushed to ``remote``,
+    then the post-sweep stages; the exit code of the job."""
     pusher = Pusher(local, remote, args.push_every) if remote else nullcontext()
     with pusher:
         try:
-            result = resume_search(local, extend=args.extend, retry_errored=args.retry_errored,
-                                   num_cpus=args.num_cpus, live=False, echo=_out)
-        except SearchInterrupted as exc:
+            result = sweep()
+        except interrupted as exc:
             _out(f"interrupted: {exc}")
             _out(f"resume: ferray submit --resume {remote or local.absolute()} --address ...")
             return 130
