@@ -24,7 +24,8 @@ from typing import Any, Callable
 __all__ = ["TESTED_RAY", "Workaround", "WORKAROUNDS", "check", "require", "summary", "WorkerGroupCallback",
            "placement_group_of", "trainer_without_pg_cleaner", "quiet_train_context_logger", "restored_tuner_internals",
            "trial_actor", "RayCompatError", "raylet_messages_to_logging", "TRAIN_SNAPSHOT", "read_train_snapshot",
-           "snapshot_checkpoints", "trim_train_snapshot", "launcher_config_checks", "local_ray_environment"]
+           "snapshot_checkpoints", "trim_train_snapshot", "launcher_config_checks", "local_ray_environment",
+           "autoscaler_node_groups"]
 
 logger = logging.getLogger(__name__)
 
@@ -199,6 +200,13 @@ WORKAROUNDS: tuple[Workaround, ...] = (
         "launcher YAMLs are checked against ray-schema.json and ferray's own node-type rules",
         lambda: _has_attr("ray.autoscaler._private.util", "prepare_config")()
         and _has_attr("ray.autoscaler._private.util", "validate_config")()),
+    Workaround(
+        "autoscaler-node-groups", "ray._private.state.state.get_cluster_config() (the autoscaler's node groups "
+        "in the GCS)", "a sweep on an autoscaling cluster plans against each node group at its max_count, not "
+        "only the nodes up now (a GPU cluster that scales from zero has none at the start)",
+        "the plan counts only the nodes that are up; a cluster scaling from zero GPU nodes is refused "
+        "(plan it with `ferray search --dry-run --cluster-config`, or start its GPU nodes first)",
+        _has_attr("ray._private.state", "state.get_cluster_config")),
 )
 
 
@@ -411,3 +419,21 @@ def local_ray_environment() -> dict[str, str]:
     except Exception:  # noqa: BLE001 - another Ray: keep its default
         available = False
     return {_PREEMPTION_FLAG: "0"} if available else {}
+
+
+def autoscaler_node_groups() -> list[dict] | None:
+    """The autoscaler's node groups (``name``, ``resources``, ``max_count``) of the connected cluster.
+
+    ``None`` without an autoscaler (or when Ray moved the internal). Ray's autoscaler v2 (KubeRay,
+    and the cluster launcher where it is enabled) keeps them in the GCS.
+    """
+    try:
+        from ray._private.state import state
+
+        config = state.get_cluster_config()
+    except Exception:  # noqa: BLE001 - not connected, no such internal, or no autoscaler
+        return None
+    if config is None or not config.node_group_configs:
+        return None
+    return [{"name": g.name, "resources": dict(g.resources), "max_count": int(g.max_count)}
+            for g in config.node_group_configs]

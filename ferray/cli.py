@@ -198,7 +198,7 @@ def _build_parser() -> argparse.ArgumentParser:
     from ferray.explain._cli import add_parser as add_explain_parser
     from ferray.export._cli import add_parser as add_export_parser
     from ferray.predict._cli import add_parser as add_predict_parser
-    from ferray.report._cli import add_parser as add_report_parser
+    from ferray.report._cli import add_evaluate_parser, add_parser as add_report_parser
     from ferray.search._cli import add_commands as add_search_commands
     from ferray.search._prune_cli import add_parser as add_prune_parser
 
@@ -210,6 +210,7 @@ def _build_parser() -> argparse.ArgumentParser:
     add_predict_parser(commands)
     add_cluster_parser(commands)
     add_report_parser(commands)
+    add_evaluate_parser(commands)
     add_explain_parser(commands)
     return parser
 

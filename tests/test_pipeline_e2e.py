@@ -113,7 +113,12 @@ def test_predict_runs_where_torch_and_ray_cannot_be_imported(run, tmp_path):
     manifest = json.loads((run.bundle / "manifest.json").read_text())
     classes = manifest["classes"]
     session = ort.InferenceSession(str(run.bundle / "ensemble.onnx"), providers=["CPUExecutionProvider"])
-    (expected,) = session.run(["probs"], {"images": images})
+    (raw,) = session.run(["probs"], {"images": images})
+    # predict applies the bundle's fitted temperature: softmax(log p / T)
+    temperature = manifest["calibration"]["ensemble"]["temperature"]
+    logits = np.log(np.clip(raw.astype(np.float64), 1e-12, None)) / temperature
+    expected = np.exp(logits - logits.max(axis=1, keepdims=True))
+    expected /= expected.sum(axis=1, keepdims=True)
     by_name = {r["source"].rsplit("/", 1)[-1]: r for r in rows}
     assert by_name["broken.png"]["label"] == "" and by_name["broken.png"]["error"]
     for i in range(len(images)):

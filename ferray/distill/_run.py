@@ -446,7 +446,8 @@ def _fit(cfg, train_data, targets, train_index, holdout_index, settings, resourc
             "temperature": settings.temperature, "threads": resources.threads_per_worker,
             "weights_meta": weights_meta,
         },
-        torch_config=TorchConfig(backend="nccl" if resources.gpus_per_worker else "gloo"),
+        # one worker, no collective: gloo also works on a node that declares GPUs CUDA cannot see
+        torch_config=TorchConfig(backend="gloo"),
         scaling_config=ScalingConfig(num_workers=1, use_gpu=bool(resources.gpus_per_worker),
                                      resources_per_worker=res),
         run_config=RunConfig(name="ray", storage_path=str(staging),

@@ -140,7 +140,7 @@ def student_worker(config: dict) -> None:
     torch.set_num_threads(int(config.get("threads") or 1))
     torch.manual_seed(cfg.run.seed * 1009)
     device = torch.device("cpu")
-    if cfg.resources.gpus_per_worker > 0 and torch.cuda.is_available():
+    if ray.get_gpu_ids() and torch.cuda.is_available():  # given a GPU that CUDA sees
         import ray.train.torch
 
         device = ray.train.torch.get_device()

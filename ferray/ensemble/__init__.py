@@ -45,6 +45,7 @@ _EXPORTS = {
     "EnsembleReport": "ferray.ensemble._build",
     "fit_methods": "ferray.ensemble._build",
     "CHOSEN_BY": "ferray.ensemble._build",
+    "compare_to_best_single": "ferray.ensemble._build",
     "Members": "ferray.ensemble._members",
     "load_members": "ferray.ensemble._members",
     "select_members": "ferray.ensemble._members",
@@ -72,6 +73,7 @@ __all__ = [
     "EnsembleReport",
     "fit_methods",
     "CHOSEN_BY",
+    "compare_to_best_single",
     "Members",
     "load_members",
     "select_members",
@@ -88,7 +90,7 @@ __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, before=_load_builtin_met
 
 if _TYPE_CHECKING:  # pragma: no cover - for static analysers only
     from ferray.ensemble._base import EnsembleMethod, check_member_proba
-    from ferray.ensemble._build import CHOSEN_BY, EnsembleReport, build_ensembles, fit_methods
+    from ferray.ensemble._build import CHOSEN_BY, EnsembleReport, build_ensembles, compare_to_best_single, fit_methods
     from ferray.ensemble._cv import INNER_FOLDS, cross_val_proba, inner_splits
     from ferray.ensemble._greedy import GreedyEnsemble
     from ferray.ensemble._mean import MeanEnsemble

@@ -5,10 +5,12 @@ their OOF probabilities (never on holdout labels), scores each method honestly o
 rows, applies it to the holdout rows, chooses one and writes ``RUN/ensemble/``:
 
 * ``ensembles.parquet``: one row per member and per method with OOF and holdout accuracy,
-  macro-F1 and log-loss, and the gain over the best single trial;
+  macro-F1 (each with its bootstrap 95% interval, ``*_low``/``*_high``) and log-loss, and
+  the gain over the best single trial;
 * ``ensemble.json``: the members (trial ids, params, fold-mean metric), each method's
-  settings and weights or stacking coefficients, the best method by each OOF metric and the
-  chosen one;
+  settings and weights or stacking coefficients, the best method by each OOF metric, the
+  chosen one and ``comparison``: the chosen ensemble against the best single trial, the
+  difference of OOF and holdout accuracy and macro-F1 with a paired bootstrap 95% interval;
 * ``oof.parquet`` and ``holdout.parquet``: the chosen ensemble's predictions in the format of
   :mod:`ferray.training.outputs` (holdout: one row per holdout row, ``fold`` -1), the soft
   targets of ``ferray distill``. The OOF file holds the predictions the table scores: made
@@ -42,7 +44,7 @@ from ferray.ensemble._registry import ENSEMBLE_METHODS, make_ensemble
 from ferray.errors import ConfigError, DataError, FerrayError
 from ferray.layout import EnsembleLayout, RunLayout
 
-__all__ = ["build_ensembles", "EnsembleReport", "fit_methods", "CHOSEN_BY"]
+__all__ = ["build_ensembles", "EnsembleReport", "fit_methods", "compare_to_best_single", "CHOSEN_BY"]
 
 #: The OOF metric that chooses the ensemble whose predictions are written (lower is better;
 #: ties go to the higher OOF accuracy, then to the method listed first). Log-loss is a proper
@@ -52,6 +54,10 @@ CHOSEN_BY = "oof_log_loss"
 
 _METRICS = ("accuracy", "macro_f1", "log_loss")
 _CHOSEN_BY_TEXT = {"oof_log_loss": "OOF log-loss"}
+#: Metrics with bootstrap intervals (``<split>_<metric>_low`` / ``_high`` in the table).
+_CI_METRICS = ("accuracy", "macro_f1")
+#: Bootstrap resamples and interval level of the table's intervals and of the comparison.
+N_BOOT, LEVEL = 1000, 0.95
 
 
 @dataclass
@@ -80,6 +86,9 @@ class EnsembleReport:
         chosen: the method whose predictions were written (the best by :data:`CHOSEN_BY`).
         chosen_by: :data:`CHOSEN_BY`.
         summary: the content of ``ensemble.json``.
+        comparison: the chosen ensemble against the best single trial (``ensemble.json``'s
+            ``comparison``): per split (``oof``, ``holdout``; ``None`` without holdout rows)
+            and metric the difference with its paired bootstrap interval and a verdict.
     """
 
     run_dir: Path
@@ -92,6 +101,7 @@ class EnsembleReport:
     chosen: str
     chosen_by: str = CHOSEN_BY
     summary: dict = field(default_factory=dict, repr=False)
+    comparison: dict = field(default_factory=dict)
 
     def row(self, name: str) -> dict:
         """The table row of a member (trial id) or method."""
@@ -104,7 +114,8 @@ class EnsembleReport:
         """JSON-ready (``ferray ensemble --json``)."""
         return _clean({"run_dir": str(self.run_dir), "path": str(self.path), "metric": self.metric,
                        "members": self.members, "methods": self.methods, "best": self.best,
-                       "chosen": self.chosen, "chosen_by": self.chosen_by, "table": self.table})
+                       "chosen": self.chosen, "chosen_by": self.chosen_by, "comparison": self.comparison,
+                       "table": self.table})
 
     def render(self):
         """A rich renderable: the table, the chosen method and where the files are."""
@@ -114,7 +125,8 @@ class EnsembleReport:
 
         base = self.members[0]
         table = Table(title=f"{Path(self.run_dir).name}: ensembles of the top {len(self.members)} trials "
-                            f"(OOF scores cross-validated; gain vs the best single trial {base})")
+                            f"(OOF scores cross-validated; [95% bootstrap interval]; gain vs the best single trial "
+                            f"{base})")
         for col in ("", "member / method", "fold mean", "OOF acc", "OOF F1", "OOF log-loss",
                     "holdout acc", "holdout F1", "holdout log-loss", "gain acc OOF / holdout"):
             table.add_column(col, justify="left" if col in ("", "member / method") else "right")
@@ -122,19 +134,55 @@ class EnsembleReport:
             mark = "*" if r["chosen"] else ""
             name = r["name"] if r["kind"] == "member" else f"[bold]{r['name']}[/bold] ({r['members']} members)"
             gain = f"{_fmt(r['gain_oof_accuracy'], signed=True)} / {_fmt(r['gain_holdout_accuracy'], signed=True)}"
-            table.add_row(mark, name, _fmt(r["fold_mean"]), _fmt(r["oof_accuracy"]), _fmt(r["oof_macro_f1"]),
-                          _fmt(r["oof_log_loss"]), _fmt(r["holdout_accuracy"]), _fmt(r["holdout_macro_f1"]),
+            table.add_row(mark, name, _fmt(r["fold_mean"]), _fmt_ci(r, "oof_accuracy"), _fmt_ci(r, "oof_macro_f1"),
+                          _fmt(r["oof_log_loss"]), _fmt_ci(r, "holdout_accuracy"), _fmt_ci(r, "holdout_macro_f1"),
                           _fmt(r["holdout_log_loss"]), gain if r["kind"] == "ensemble" else "")
         best = ", ".join(f"{m.replace('_', '-')}: {n}" for m, n in self.best.items())
-        return Group(table, Text(f"best by OOF {best}"),
-                     Text(f"chosen: {self.chosen} (lowest {_CHOSEN_BY_TEXT.get(self.chosen_by, self.chosen_by)}); "
-                          f"its predictions and the table are in {self.path}"))
+        lines = [Text(f"best by OOF {best}"),
+                 Text(f"chosen: {self.chosen} (lowest {_CHOSEN_BY_TEXT.get(self.chosen_by, self.chosen_by)}); "
+                      f"its predictions and the table are in {self.path}")]
+        lines += [Text(line) for line in comparison_lines(self.comparison)]
+        return Group(table, *lines)
 
 
 def _fmt(v: Any, signed: bool = False) -> str:
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "-"
     return f"{v:+.4f}" if signed else f"{v:.4f}"
+
+
+def _fmt_ci(row: dict, key: str) -> str:
+    """The value, and its interval on a second line (``-`` without rows)."""
+    low, high = row.get(f"{key}_low"), row.get(f"{key}_high")
+    if _fmt(low) == "-" or _fmt(high) == "-":
+        return _fmt(row[key])
+    return f"{_fmt(row[key])}\n[{low:.3f}, {high:.3f}]"
+
+
+def verdict(interval: dict) -> str:
+    """What a paired interval of a difference says: a clear gain or loss only when it excludes 0."""
+    if interval["low"] == interval["high"] == interval["value"] == 0:
+        return "no difference (the same rows right and wrong)"
+    if interval["low"] > 0:
+        return "a clear gain"
+    if interval["high"] < 0:
+        return "a clear loss"
+    return "not a clear gain" if interval["value"] >= 0 else "not a clear loss"
+
+
+def comparison_lines(comparison: dict) -> list[str]:
+    """``chosen stacking vs best single trial t03: +1.1 points [-0.4, +2.6] holdout accuracy (...): ...``."""
+    if not comparison:
+        return []
+    lines = []
+    for split, label in (("oof", "OOF"), ("holdout", "holdout")):
+        ci = (comparison.get(split) or {}).get("accuracy")
+        if ci is None:
+            continue
+        lines.append(f"chosen {comparison['ensemble']} vs best single trial {comparison['baseline']}: "
+                     f"{100 * ci['value']:+.1f} points [{100 * ci['low']:+.1f}, {100 * ci['high']:+.1f}] "
+                     f"{label} accuracy (paired bootstrap, {comparison['n_boot']} resamples): {ci['verdict']}")
+    return lines
 
 
 def _clean(obj: Any) -> Any:
@@ -230,18 +278,18 @@ def fit_methods(members: Members, methods: Sequence[str], *, settings: dict[str,
     return fits
 
 
-def _table(members: Members, fits: list[MethodFit], chosen: str) -> list[dict]:
+def _table(members: Members, fits: list[MethodFit], chosen: str, seed: int = 0) -> list[dict]:
     n_classes = members.oof.shape[2]
     rows = []
     for rank, (trial, oof, hold) in enumerate(zip(members.trials, members.oof, members.holdout), start=1):
         rows.append({"kind": "member", "name": trial["trial_id"], "rank": rank, "members": 1,
                      "fold_mean": trial.get("metric"), "state": trial.get("state"),
-                     **_prefixed(members, oof, hold, n_classes)})
+                     **_prefixed(members, oof, hold, n_classes, seed)})
     for f in fits:
         weights = getattr(f.estimator, "weights_", None)
         used = int(np.count_nonzero(weights)) if weights is not None else len(members)
         rows.append({"kind": "ensemble", "name": f.name, "rank": None, "members": used, "fold_mean": None,
-                     "state": None, **_prefixed(members, f.oof, f.holdout, n_classes)})
+                     "state": None, **_prefixed(members, f.oof, f.holdout, n_classes, seed)})
     base = rows[0]
     for r in rows:
         for part in ("oof", "holdout"):
@@ -252,9 +300,42 @@ def _table(members: Members, fits: list[MethodFit], chosen: str) -> list[dict]:
     return rows
 
 
-def _prefixed(members: Members, oof: np.ndarray, hold: np.ndarray, n_classes: int) -> dict:
-    out = {f"oof_{k}": v for k, v in _scores(members.labels, oof, n_classes).items()}
-    out.update({f"holdout_{k}": v for k, v in _scores(members.holdout_labels, hold, n_classes).items()})
+def _prefixed(members: Members, oof: np.ndarray, hold: np.ndarray, n_classes: int, seed: int = 0) -> dict:
+    from ferray.training.metrics import bootstrap_metrics
+
+    out: dict = {}
+    for part, y, proba in (("oof", members.labels, oof), ("holdout", members.holdout_labels, hold)):
+        out.update({f"{part}_{k}": v for k, v in _scores(y, proba, n_classes).items()})
+        ci = bootstrap_metrics(y, proba, num_classes=n_classes, n_boot=N_BOOT, level=LEVEL, seed=seed)
+        for m in _CI_METRICS:
+            out[f"{part}_{m}_low"], out[f"{part}_{m}_high"] = ci[m].low, ci[m].high
+    return out
+
+
+def compare_to_best_single(members: Members, fit: MethodFit, *, seed: int = 0) -> dict:
+    """The chosen ensemble against the best single trial (the first member) on the same rows.
+
+    Per split (``oof``, and ``holdout`` when it has rows; else ``None``) and metric
+    (``accuracy``, ``macro_f1``): ``{"value", "low", "high", "verdict"}``, the difference
+    ensemble minus trial (positive: the ensemble is better) with its paired bootstrap
+    interval (:func:`ferray.training.metrics.paired_bootstrap`, seeded). A gain is clear
+    only when the interval excludes 0.
+    """
+    from ferray.training.metrics import paired_bootstrap
+
+    n_classes = members.oof.shape[2]
+    out: dict = {"ensemble": fit.name, "baseline": members.trials[0]["trial_id"], "method": "paired bootstrap",
+                 "n_boot": N_BOOT, "level": LEVEL, "seed": seed}
+    for part, y, ens, single in (("oof", members.labels, fit.oof, members.oof[0]),
+                                 ("holdout", members.holdout_labels, fit.holdout, members.holdout[0])):
+        if len(y) == 0:
+            out[part] = None
+            continue
+        out[part] = {}
+        for m in _CI_METRICS:
+            ci = paired_bootstrap(y, ens, single, metric=m, num_classes=n_classes, n_boot=N_BOOT, level=LEVEL,
+                                  seed=seed)._asdict()
+            out[part][m] = {**ci, "verdict": verdict(ci)}
     return out
 
 
@@ -350,7 +431,8 @@ def build_ensembles(run_dir: str | os.PathLike, *, top: int | None = None,
         + f"; {members.oof.shape[1]} OOF rows, {members.holdout.shape[1]} holdout rows")
     fits = fit_methods(members, names, settings={n: _settings(n, cfg, seed) for n in names}, seed=seed, echo=say)
     chosen, best = _choose(fits, members)
-    table = _table(members, fits, chosen)
+    table = _table(members, fits, chosen, seed)
+    comparison = compare_to_best_single(members, next(f for f in fits if f.name == chosen), seed=seed)
     by_name = {r["name"]: r for r in table}
     summary = _clean({
         "run": run.name, "metric": status["metric"], "mode": status["mode"], "class_names": members.class_names,
@@ -364,6 +446,7 @@ def build_ensembles(run_dir: str | os.PathLike, *, top: int | None = None,
         "methods": {f.name: {**f.estimator.to_dict(), "oof_source": f.oof_source,
                              **{k: by_name[f.name][k] for k in _score_keys()}} for f in fits},
         "best": best, "chosen": chosen, "chosen_by": CHOSEN_BY, "baseline": trials[0]["trial_id"],
+        "comparison": comparison,
         "files": {"table": EnsembleLayout.TABLE, "oof": EnsembleLayout.OOF, "holdout": EnsembleLayout.HOLDOUT},
     })
 
@@ -383,8 +466,14 @@ def build_ensembles(run_dir: str | os.PathLike, *, top: int | None = None,
     say(f"chosen: {chosen}; wrote {run.ensemble}")
     return EnsembleReport(run_dir=run.root, path=run.ensemble, metric=status["metric"],
                           members=[t["trial_id"] for t in trials], methods=names, table=table, best=best,
-                          chosen=chosen, summary=summary)
+                          chosen=chosen, summary=summary, comparison=summary["comparison"])
 
 
 def _score_keys() -> list[str]:
-    return [f"{part}_{m}" for part in ("oof", "holdout") for m in _METRICS]
+    keys = []
+    for part in ("oof", "holdout"):
+        for m in _METRICS:
+            keys.append(f"{part}_{m}")
+            if m in _CI_METRICS:
+                keys += [f"{part}_{m}_low", f"{part}_{m}_high"]
+    return keys

@@ -73,7 +73,7 @@ def run_status(run_dir: str | os.PathLike) -> tuple[RunLayout, dict]:
     if not run.results.is_file():
         raise DataError(f"{run.root}: no {RunLayout.RESULTS} yet: no trial has reported; "
                         "ensemble a run once trials have finished")
-    return run, get_status(run.root)
+    return run, get_status(run.root, intervals=False)
 
 
 def select_members(run: RunLayout, status: dict, top: int, *, include_pruned: bool = False,

@@ -3,7 +3,7 @@
 * :class:`CAMExplainer`: pytorch-grad-cam's GradCAM, GradCAM++, ScoreCAM, EigenCAM,
   LayerCAM and HiResCAM on a :class:`~ferray.training.FERModel`, with the target layer of its
   backbone family (:data:`FAMILIES`: ResNet, ConvNeXt, EfficientNet, MobileNetV3, ViT, Swin);
-* :func:`integrated_gradients`: attributions on the input pixels, for any model;
+* :func:`integrated_gradients`: captum's integrated gradients on the input pixels, for any model;
 * :func:`explain`: overlay PNGs, a grid and ``explain.json`` for images, with a bundle's or a
   run's models; an ensemble's map is the ensemble-weighted mean of its members' maps.
 

@@ -1,4 +1,4 @@
-"""Class activation maps of a FER model through pytorch-grad-cam, and integrated gradients.
+"""Class activation maps of a FER model through pytorch-grad-cam, and integrated gradients through captum.
 
 :class:`CAMExplainer` wraps a :class:`~ferray.training.FERModel` (whose ``forward`` returns a
 dict) so that pytorch-grad-cam sees logits, picks the target layer of the model's family
@@ -21,13 +21,13 @@ import io
 from collections.abc import Sequence
 
 import numpy as np
-import torch
 from torch import Tensor, nn
 
 from ferray.errors import ConfigError, closest
 from ferray.explain._families import TargetLayer, choose_target_layer
 
-__all__ = ["CAM_METHODS", "METHODS", "CAMExplainer", "LogitsOnly", "integrated_gradients", "ig_map", "check_method"]
+__all__ = ["CAM_METHODS", "METHODS", "CAMExplainer", "LogitsOnly", "integrated_gradients", "ig_map", "check_method",
+           "check_ig_steps", "IG_BATCH_ROWS"]
 
 #: ``--method`` names served by pytorch-grad-cam -> its class name.
 CAM_METHODS: dict[str, str] = {
@@ -132,30 +132,53 @@ class CAMExplainer:
         return np.clip(maps, 0.0, 1.0)
 
 
+#: Interpolated images per forward pass of :func:`integrated_gradients` (at least one step per image).
+IG_BATCH_ROWS = 256
+
+
+def check_ig_steps(steps: int, name: str = "ig_steps", error: type[Exception] = ConfigError) -> int:
+    """``steps`` if it is an integer >= 2 (captum's Riemann sums need two points), else ``error``."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 2:
+        raise error(f"{name} is {steps!r}, but must be an integer >= 2 (integration steps of ig)")
+    return steps
+
+
 def integrated_gradients(model: nn.Module, x: Tensor, targets: Sequence[int], *, steps: int = 32,
-                         baseline: Tensor | float = -1.0) -> Tensor:
+                         baseline: Tensor | float = -1.0, internal_batch_size: int | None = None) -> Tensor:
     """Integrated gradients of the target logits w.r.t. the input: ``(N, C, H, W)`` attributions.
 
-    ``(x - x0) * mean_k grad f(x0 + (k - 1/2)/steps (x - x0))`` (the midpoint Riemann sum,
-    Sundararajan et al., 2017), with ``f`` the target class's logit and ``x0`` the baseline:
-    ``-1.0`` is a black image in training's normalisation. Completeness: the attributions of
-    an image sum to about ``f(x) - f(x0)``.
+    Captum's :class:`captum.attr.IntegratedGradients` with the midpoint Riemann sum
+    (``method="riemann_middle"``, Sundararajan et al., 2017):
+    ``(x - x0) * mean_k grad f(x0 + (k - 1/2)/steps (x - x0))``, with ``f`` the target
+    class's logit and ``x0`` the baseline: ``-1.0`` is a black image in training's
+    normalisation; a tensor broadcastable to ``x`` is taken as is. Completeness: the
+    attributions of an image sum to about ``f(x) - f(x0)``.
+
+    Args:
+        model: a FERModel (its ``"logits"`` are explained) or any module returning logits.
+        x: ``(N, C, H, W)`` images, normalised as in training.
+        targets: one class index per image.
+        steps: integration steps (>= 2).
+        baseline: the reference image (a value for every pixel, or a tensor).
+        internal_batch_size: interpolated images per forward pass (default: up to
+            :data:`IG_BATCH_ROWS`, and at least ``N``); the result does not depend on it.
     """
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps is {steps!r}, but must be an integer >= 1")
-    wrapped = LogitsOnly(model).eval()
+    from captum.attr import IntegratedGradients
+
+    check_ig_steps(steps, "steps", ValueError)
+    if x.ndim != 4:
+        raise ValueError(f"x must be (N, C, H, W), got {tuple(x.shape)}")
+    targets = [int(t) for t in targets]
+    if len(targets) != len(x):
+        raise ValueError(f"{len(targets)} target(s) for {len(x)} image(s): give one class index per image")
+    if internal_batch_size is None:
+        internal_batch_size = max(len(x), min(len(x) * steps, IG_BATCH_ROWS))
     x = x.detach()
-    x0 = torch.full_like(x, float(baseline)) if not isinstance(baseline, Tensor) else baseline.to(x).expand_as(x)
-    idx = torch.as_tensor(list(targets), dtype=torch.long, device=x.device)
-    total = torch.zeros_like(x)
-    for k in range(steps):
-        alpha = (k + 0.5) / steps
-        xi = (x0 + alpha * (x - x0)).requires_grad_(True)
-        logits = wrapped(xi)
-        chosen = logits.gather(1, idx[:, None]).sum()
-        (grad,) = torch.autograd.grad(chosen, xi)
-        total += grad
-    return (x - x0) * total / steps
+    x0 = float(baseline) if not isinstance(baseline, Tensor) else baseline.detach().to(x).expand_as(x)
+    ig = IntegratedGradients(LogitsOnly(model).eval())
+    attr = ig.attribute(x, baselines=x0, target=targets, n_steps=steps, method="riemann_middle",
+                        internal_batch_size=internal_batch_size)
+    return attr.detach()
 
 
 def ig_map(attributions: Tensor) -> np.ndarray:

@@ -57,7 +57,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="image files, a folder (recursive), or a CSV with a 'path' or 'pixels' column")
     p.add_argument("--method", default="gradcam", metavar="|".join(_METHODS),
                    help="gradcam (default), gradcam++, scorecam, eigencam, layercam, hirescam (pytorch-grad-cam) "
-                        "or ig (integrated gradients)")
+                        "or ig (integrated gradients, captum)")
     p.add_argument("--target", default=None, metavar="CLASS",
                    help="the class to explain, by name or index (default: each image's predicted class)")
     p.add_argument("--member", default=None, metavar="N",
@@ -68,7 +68,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="find faces on whole photos (OpenCV Haar cascade) and explain each face")
     p.add_argument("--layer", default=None, metavar="PATH",
                    help="CAM target layer below the backbone, e.g. 'stages[-2]' (default: the family's)")
-    p.add_argument("--ig-steps", type=int, default=32, metavar="N", help="integration steps of ig (default 32)")
+    p.add_argument("--ig-steps", type=int, default=32, metavar="N", help="integration steps of ig, >= 2 (default 32)")
     p.add_argument("--json", action="store_true", help="print explain.json instead of the files")
     p.set_defaults(func=_cmd_explain)
     return p

@@ -19,7 +19,14 @@ import numpy as np
 import torch
 
 from ferray.errors import ConfigError, DataError, closest
-from ferray.explain._cam import CLASS_AGNOSTIC, CAMExplainer, check_method, ig_map, integrated_gradients
+from ferray.explain._cam import (
+    CLASS_AGNOSTIC,
+    CAMExplainer,
+    check_ig_steps,
+    check_method,
+    ig_map,
+    integrated_gradients,
+)
 from ferray.explain._models import ExplainMember, ExplainSource, describe, load_explain_source
 
 __all__ = ["explain", "Explanation", "ExplainedImage", "member_maps", "EXPLAIN_JSON", "GRID_FILE", "MAX_GRID_ROWS"]
@@ -188,13 +195,13 @@ def explain(
         images: an image file, a folder, a CSV with a ``path`` or ``pixels`` column, a list of
             paths, or a ``uint8`` array ``(N, H, W[, C])`` (as :func:`ferray.predict.predict`).
         method: ``gradcam``, ``gradcam++``, ``scorecam``, ``eigencam``, ``layercam``,
-            ``hirescam`` (pytorch-grad-cam) or ``ig`` (integrated gradients).
+            ``hirescam`` (pytorch-grad-cam) or ``ig`` (integrated gradients, captum).
         target: the class to explain (name or index); default each image's predicted class.
         member: one member (index or name), ``"student"``, or None for the whole ensemble.
         out: the output folder (default: ``RUN/report/explain``, or ``<bundle>-report/explain``).
         faces: ``True`` finds faces on whole photos (OpenCV Haar cascade) and explains each.
         layer: a CAM target layer path below the backbone instead of the family's choice.
-        ig_steps: integration steps of ``ig``.
+        ig_steps: integration steps of ``ig`` (>= 2).
         batch_size: images per forward pass.
         write: write the PNGs and ``explain.json`` (``False``: return the maps only).
         echo: progress lines (None: silent).
@@ -206,7 +213,7 @@ def explain(
 
     Raises:
         ConfigError: an unknown method, class or member (the message lists the valid ones),
-            or a backbone without a known CAM layer (the message names ``ig``).
+            a backbone without a known CAM layer (the message names ``ig``), or ``ig_steps`` < 2.
         DataError: a bundle without safetensors weights, or no readable image.
 
     >>> explain("runs/exp1/bundle", "faces/", method="gradcam++", target="happy")  # doctest: +SKIP
@@ -215,6 +222,8 @@ def explain(
     check_method(method)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch_size is {batch_size!r}, but must be an integer >= 1")
+    if method == "ig":
+        check_ig_steps(ig_steps)
     source: ExplainSource = load_explain_source(bundle_or_run, member)
     classes = source.classes
     fixed_target = _resolve_target(target, classes)

@@ -31,6 +31,8 @@ _EXPORTS = {
     "TOLERANCE": "ferray.export._onnx",
     "ExportError": "ferray.export._onnx",
     "export_run": "ferray.export._run",
+    "fit_calibration": "ferray.export._calibrate",
+    "no_calibration": "ferray.export._calibrate",
     "read_ensemble_summary": "ferray.export._run",
 }
 
@@ -42,6 +44,7 @@ __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 if _TYPE_CHECKING:  # pragma: no cover
     from ferray.export._bundle import export_bundle, sha256_file
+    from ferray.export._calibrate import fit_calibration, no_calibration
     from ferray.export._graph import COMBINERS, EnsembleGraph, ModelGraph, build_combiner
     from ferray.export._members import Member
     from ferray.export._onnx import TOLERANCE, ExportError

@@ -18,7 +18,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ferray._io import replace_folder
-from ferray.errors import DataError
+from ferray.errors import ConfigError, DataError
+from ferray.export._calibrate import check_calibration
 from ferray.export._graph import (
     EnsembleGraph,
     FoldMean,
@@ -75,6 +76,7 @@ def export_bundle(
     stacker=None,
     student: str | os.PathLike | Member | None = None,
     manifest_extra: dict | None = None,
+    calibration: dict | None = None,
     tolerance: float = TOLERANCE,
     echo: Callable[[str], None] | None = None,
 ) -> Path:
@@ -92,6 +94,11 @@ def export_bundle(
             ``probs = softmax(concat_m log(clip(p_m, eps, 1)) @ coef.T + intercept)``.
         student: a trial-like folder or :class:`Member` exported alone as ``student.onnx``.
         manifest_extra: JSON-able facts stored under the manifest's ``"extra"`` key.
+        calibration: the temperature of each graph, ``{"ensemble": entry, "student": entry}``,
+            each entry from :func:`ferray.export.fit_calibration` (fitted on rows the graph's
+            models never trained on) or :func:`ferray.export.no_calibration`; a graph without
+            an entry keeps ``T = 1`` and the manifest says why. Stored as the manifest's
+            ``"calibration"``; ``ferray predict`` applies ``softmax(log p / T)``.
         tolerance: largest accepted ``max |onnxruntime - PyTorch|``.
         echo: called with a line per step (progress); None is silent.
 
@@ -99,7 +106,8 @@ def export_bundle(
         ``out_dir`` as a Path.
 
     Raises:
-        ConfigError: unknown method, or weights/stacker that do not fit the members.
+        ConfigError: unknown method, weights/stacker that do not fit the members, or a
+            calibration entry for an unknown graph or with a temperature that is not > 0.
         DataError: a member without weights, members of different classes/input format,
             or ``out_dir`` is a non-empty folder that is not a bundle.
         ExportError: a graph failed to export or disagrees with PyTorch beyond ``tolerance``.
@@ -123,6 +131,9 @@ def export_bundle(
     classes = first.classes
     combiner = build_combiner(method, n_members=len(members), n_classes=len(classes), weights=weights,
                               stacker=stacker)
+    if calibration is not None and student_m is None and "student" in calibration:
+        raise ConfigError("calibration has a 'student' entry, but no student is exported")
+    calibration_doc = check_calibration(calibration, ["ensemble"] + (["student"] if student_m is not None else []))
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
@@ -147,6 +158,8 @@ def export_bundle(
                              manifest_extra)
         if pruned:
             manifest["ensemble"]["pruned"] = pruned
+        manifest["calibration"] = calibration_doc
+        say("calibration: " + "; ".join(_describe_calibration(g, calibration_doc[g]) for g in graphs))
         manifest["files"] = {p.relative_to(tmp).as_posix(): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
                              for p in sorted(tmp.rglob("*")) if p.is_file()}
         layout.manifest.write_text(json.dumps(manifest, indent=2, default=_json_default) + "\n")
@@ -156,6 +169,16 @@ def export_bundle(
         raise
     say(f"wrote {out}")
     return out
+
+
+def _describe_calibration(graph: str, entry: dict) -> str:
+    t = entry["temperature"]
+    if not entry.get("fitted_on"):
+        return f"{graph} T = {t:g} ({entry.get('reason')})"
+    line = f"{graph} T = {t:.4g} fitted on {entry.get('rows')} {entry['fitted_on']} rows"
+    if entry.get("ece_before") is not None:
+        line += f", ECE {entry['ece_before']:.3f} -> {entry['ece_after']:.3f}"
+    return line
 
 
 def _prune(members: list, method: str, weights) -> tuple[list, list | None, list[str]]:

@@ -106,6 +106,11 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None,
     weights or stacker, ``<run>/distill/weights/fold_0.safetensors`` (``ferray distill``) for
     the student, and the members' weights from their trial folders. Writes to ``out`` (default ``<run>/bundle``).
 
+    The manifest's ``calibration`` holds the temperature fitted on the chosen ensemble's
+    out-of-fold predictions (``<run>/ensemble/oof.parquet``), judged on its holdout rows; the
+    student keeps ``T = 1`` unless it has out-of-fold rows of its own (see
+    :mod:`ferray.export._calibrate`).
+
     >>> export_run("runs/exp1")  # doctest: +SKIP
     PosixPath('runs/exp1/bundle')
     """
@@ -123,6 +128,7 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None,
             raise DataError(f"{summary_path}: member {tid!r} has no trial folder {trial.root}")
         members.append(trial)
     student = _student(run)
+    calibration = _calibration(run, summary, members, student)
     extra = {"run": {"name": run.name, "path": str(run.root.absolute())}}
     if run.manifest.is_file():
         try:
@@ -135,4 +141,20 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None,
                                  "scores": summary["scores"], "members": summary["member_info"]}
     return export_bundle(members, out if out is not None else run.bundle, method=summary["method"],
                          weights=summary["weights"], stacker=summary["stacker"], student=student,
-                         manifest_extra=extra, echo=echo)
+                         manifest_extra=extra, calibration=calibration, echo=echo)
+
+
+def _calibration(run: RunLayout, summary: dict, trials: list, student) -> dict | None:
+    """The temperature of each graph: the ensemble's from its out-of-fold rows, the student's if it has any."""
+    from ferray.export._calibrate import ensemble_calibration, student_calibration
+    from ferray.training.weights import read_weights_meta
+
+    first = sorted(trials[0].weights_dir.glob("fold_*.safetensors"))
+    if not first:
+        return None  # export_bundle names the member without weights
+    classes = list(read_weights_meta(first[0]).get("class_names") or [])
+    out = {"ensemble": ensemble_calibration(run.ensemble_files, method=summary["method"],
+                                            members=summary["members"], classes=classes)}
+    if student is not None:
+        out["student"] = student_calibration(run.distill_files, classes=classes)
+    return out

@@ -4,6 +4,10 @@ Loading reads JSON and hands ONNX protobuf files to onnxruntime; it never unpick
 imports anything from the bundle. Every file the manifest lists carries its size and
 sha256; the graphs are checked on :meth:`Bundle.load` (the weights copies too with
 ``verify_weights=True``), so a truncated download or an edited file is refused by name.
+
+The manifest's optional ``calibration`` section holds each graph's temperature (``ferray
+export`` fits the ensemble's on its out-of-fold rows); a bundle without it (written before
+temperatures were stored) reads as ``T = 1``, and :meth:`Bundle.calibration` says so.
 """
 
 from __future__ import annotations
@@ -22,6 +26,9 @@ from ferray.layout import BundleLayout
 __all__ = ["Bundle"]
 
 _REQUIRED = ("format", "classes", "input", "graphs", "files")
+
+#: What :meth:`Bundle.calibration` says of a bundle without a ``calibration`` section.
+NO_CALIBRATION_STORED = "the bundle stores no temperature (exported before ferray stored one): T = 1"
 
 
 def _sha256(path: Path, chunk: int = 1 << 20) -> str:
@@ -132,6 +139,29 @@ class Bundle:
                                if student else ""))
         return graphs[key]
 
+    def calibration(self, student: bool = False) -> dict:
+        """The stored calibration of the ensemble (or student) graph.
+
+        ``{"temperature": T, "fitted_on": "out-of-fold", "rows": n, "ece_before", "ece_after", ...}``
+        as ``ferray export`` wrote it; ``fitted_on`` is None and ``reason`` says why when
+        ``T`` is 1 because nothing honest was there to fit it on. A bundle without a
+        ``calibration`` section gives ``{"temperature": 1.0, "fitted_on": None, "reason": ...}``.
+        """
+        key = "student" if student else "ensemble"
+        self.graph(student)
+        section = self.manifest.get("calibration")
+        if section is None:
+            return {"temperature": 1.0, "fitted_on": None, "reason": NO_CALIBRATION_STORED}
+        entry = section.get(key)
+        if entry is None:
+            return {"temperature": 1.0, "fitted_on": None,
+                    "reason": f"the bundle's calibration has no entry for the {key}: T = 1"}
+        return dict(entry)
+
+    def temperature(self, student: bool = False) -> float:
+        """The temperature ``T`` that :func:`ferray.predict.predict` applies by default (1.0 if none is stored)."""
+        return float(self.calibration(student)["temperature"])
+
     def input_size(self, student: bool = False) -> tuple[int, int]:
         """``(size, channels)`` the graph takes (images are ``uint8 (N, size, size, channels)``)."""
         spec = self.graph(student)["input"]
@@ -159,10 +189,25 @@ class Bundle:
                                            "this ferray feeds uint8 NHWC images")
             if spec.get("channels") not in (1, 3) or not isinstance(spec.get("size"), int) or spec["size"] < 1:
                 raise self._manifest_error(f"graphs.{key}.input needs channels 1 or 3 and a size >= 1")
+        self._check_calibration()
         for name in m["files"]:
             p = PurePosixPath(name)
             if p.is_absolute() or ".." in p.parts or "\\" in name:
                 raise self._manifest_error(f"file {name!r} lies outside the bundle")
+
+    def _check_calibration(self) -> None:
+        section = self.manifest.get("calibration")
+        if section is None:
+            return
+        if not isinstance(section, dict):
+            raise self._manifest_error(f"calibration is {section!r}, but must be an object with an entry per graph")
+        for key, entry in section.items():
+            if key not in ("ensemble", "student") or not isinstance(entry, dict):
+                continue  # informational fields (method, ...)
+            t = entry.get("temperature")
+            if isinstance(t, bool) or not isinstance(t, (int, float)) or not np.isfinite(t) or t <= 0:
+                raise self._manifest_error(f"calibration.{key}.temperature is {t!r}, but must be a finite "
+                                           "number > 0 (1 leaves the probabilities as they are)")
 
     def _graph_files(self) -> list[str]:
         out = []
@@ -211,7 +256,10 @@ class Bundle:
         return self._sessions[key]
 
     def run(self, images: np.ndarray, *, student: bool = False) -> np.ndarray:
-        """Class probabilities ``float32 (N, C)`` of ``uint8 (N, size, size, channels)`` images."""
+        """The graph's class probabilities ``float32 (N, C)`` of ``uint8 (N, size, size, channels)`` images.
+
+        Raw: the stored temperature is applied by :func:`ferray.predict.predict`, not here.
+        """
         size, channels = self.input_size(student)
         images = np.asarray(images)
         if images.dtype != np.uint8 or images.shape[1:] != (size, size, channels):
@@ -223,4 +271,5 @@ class Bundle:
     def __repr__(self) -> str:
         size, channels = self.input_size()
         return (f"Bundle({str(self.path)!r}, classes={len(self.classes)}, input={size}x{size}x{channels}, "
-                f"method={self.method!r}, members={len(self.members)}, student={self.has_student})")
+                f"method={self.method!r}, members={len(self.members)}, student={self.has_student}, "
+                f"temperature={self.temperature():.4g})")

@@ -24,7 +24,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         # before any image is read: a typo in --out must not cost a whole folder's predictions
         raise DataError(f"--out {args.out}: use a .csv or .json file (or no --out for a table on stdout)")
     preds = predict(args.bundle, args.input, student=args.student, tta=args.tta, faces=args.faces,
-                    batch_size=args.batch_size, progress=not args.no_progress)
+                    batch_size=args.batch_size, progress=not args.no_progress, calibrated=not args.no_calibration)
+    # stderr: stdout stays a table, and files carry it too (JSON "calibration", CSV "temperature")
+    print(f"probabilities: {preds.calibration}", file=sys.stderr)
     for s in preds.skipped:
         print(f"skipped: {s.reason}" if s.reason.startswith(s.source) else f"skipped: {s.source}: {s.reason}",
               file=sys.stderr)
@@ -54,6 +56,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="find faces on whole photos (OpenCV Haar cascade); one prediction per face, with its box")
     p.add_argument("--out", default=None, metavar="FILE",
                    help="write FILE.csv or FILE.json (default: a table on stdout)")
+    p.add_argument("--no-calibration", action="store_true",
+                   help="the graph's raw probabilities; by default the bundle's temperature T is applied, "
+                        "softmax(log p / T) (T = 1 for a bundle that stores none)")
     p.add_argument("--batch-size", type=int, default=64, metavar="N", help="images per batch (default 64)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.set_defaults(func=_cmd_predict)

@@ -19,11 +19,13 @@ OUTPUT_SUFFIXES = (".csv", ".json")
 
 
 def _columns(preds: Predictions) -> list[str]:
-    return ["source", "face", "x", "y", "w", "h", "label", "score"] + [f"prob_{c}" for c in preds.classes]
+    return (["source", "face", "x", "y", "w", "h", "label", "score"] + [f"prob_{c}" for c in preds.classes]
+            + ["temperature"])
 
 
 def write_csv(preds: Predictions, path: str | os.PathLike) -> Path:
-    """One row per prediction: source, face, box (x, y, w, h), label, score, ``prob_<class>``...
+    """One row per prediction: source, face, box (x, y, w, h), label, score, ``prob_<class>``...,
+    ``temperature`` (the ``T`` of ``softmax(log p / T)`` applied to the probabilities; 1 for raw).
 
     Skipped inputs are rows with an empty label and the reason in ``error`` (last column).
     """
@@ -33,7 +35,7 @@ def write_csv(preds: Predictions, path: str | os.PathLike) -> Path:
     for p in preds:
         box = list(p.box) if p.box else ["", "", "", ""]
         writer.writerow([p.source, "" if p.face is None else p.face, *box, p.label, f"{p.score:.6f}",
-                         *(f"{p.probs[c]:.6f}" for c in preds.classes), ""])
+                         *(f"{p.probs[c]:.6f}" for c in preds.classes), f"{preds.temperature:.6g}", ""])
     for s in preds.skipped:
         writer.writerow([s.source] + [""] * (len(_columns(preds)) - 1) + [s.reason])
     atomic_write_text(path, buf.getvalue())
@@ -41,8 +43,10 @@ def write_csv(preds: Predictions, path: str | os.PathLike) -> Path:
 
 
 def write_json(preds: Predictions, path: str | os.PathLike) -> Path:
-    """``{"bundle", "model", "tta", "classes", "predictions": [...], "skipped": [...]}``."""
-    doc = {"bundle": preds.bundle, "model": preds.model, "tta": preds.tta, "classes": preds.classes,
+    """``{"bundle", "model", "tta", "calibrated", "temperature", "calibration", "classes", "predictions": [...],
+    "skipped": [...]}``."""
+    doc = {"bundle": preds.bundle, "model": preds.model, "tta": preds.tta, "calibrated": preds.calibrated,
+           "temperature": preds.temperature, "calibration": preds.calibration, "classes": preds.classes,
            "predictions": [p.to_dict() for p in preds], "skipped": [s.to_dict() for s in preds.skipped]}
     atomic_write_text(path, json.dumps(doc, indent=2) + "\n")
     return Path(path)

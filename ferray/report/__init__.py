@@ -10,6 +10,10 @@ functions on numpy arrays, usable on their own:
 * :func:`reliability`, :func:`expected_calibration_error`, :func:`fit_temperature`,
   :func:`apply_temperature`: calibration and temperature scaling of probabilities.
 
+:func:`evaluate_bundle` scores an exported bundle on another dataset (``ferray evaluate``):
+accuracy and macro-F1 with bootstrap intervals, classes matched by name, the classes the
+model lacks listed with their rows and excluded.
+
 >>> import numpy as np
 >>> from ferray.report import expected_calibration_error, fit_temperature
 >>> y = np.array([0, 1, 1, 0]); p = np.array([[.9, .1], [.2, .8], [.7, .3], [.6, .4]])
@@ -40,6 +44,8 @@ _EXPORTS = {
     "calibration_summary": "ferray.report._calibration",
     "search_history": "ferray.report._search",
     "param_importances": "ferray.report._search",
+    "evaluate_bundle": "ferray.report._evaluate_bundle",
+    "Evaluation": "ferray.report._evaluate_bundle",
 }
 
 __all__ = [
@@ -61,6 +67,9 @@ __all__ = [
     # search history
     "search_history",
     "param_importances",
+    # a bundle on another dataset
+    "evaluate_bundle",
+    "Evaluation",
 ]
 
 
@@ -76,5 +85,6 @@ if _TYPE_CHECKING:  # pragma: no cover - for static analysers only
         fit_temperature,
         reliability,
     )
+    from ferray.report._evaluate_bundle import Evaluation, evaluate_bundle
     from ferray.report._metrics import classification_summary, confusion, fold_spread, most_confused, per_au_f1
     from ferray.report._search import param_importances, search_history

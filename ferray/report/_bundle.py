@@ -20,7 +20,7 @@ import numpy as np
 from ferray.errors import DataError
 from ferray.report._evaluate import Split, evaluate_model
 
-__all__ = ["collect_bundle", "cross_dataset"]
+__all__ = ["collect_bundle", "cross_dataset", "load_data", "predict_probs"]
 
 
 def _manifest_section(bundle) -> dict:
@@ -36,21 +36,59 @@ def _manifest_section(bundle) -> dict:
                                                      "score": student.get("score")},
             "data": m.get("data"), "created": m.get("created"), "versions": m.get("versions"),
             "ensemble_scores": (extra.get("ensemble_summary") or {}).get("scores"),
-            "calibration": m.get("calibration"), "run": extra.get("run")}
+            "calibration": _calibration_text(bundle), "temperature": _temperatures(bundle), "run": extra.get("run")}
+
+
+def _temperatures(bundle) -> dict:
+    """The temperature ``ferray predict`` applies to each graph (1.0 where none is stored)."""
+    graphs = ["ensemble"] + (["student"] if bundle.has_student else [])
+    return {g: bundle.temperature(g == "student") for g in graphs}
+
+
+def _calibration_text(bundle) -> str:
+    """One line per graph: its stored temperature, what it was fitted on, or why it is 1."""
+    from ferray.predict import calibration_note
+
+    graphs = ["ensemble"] + (["student"] if bundle.has_student else [])
+    return "; ".join(f"{g}: {calibration_note(bundle, student=g == 'student')}" for g in graphs) + \
+        " (ferray predict applies it unless --no-calibration)"
+
+
+def load_data(bundle, data: str | Path, *, student: bool = False, echo: Callable[[str], Any] | None = None):
+    """The dataset ``data`` (a :func:`ferray.data.load_source` source) at the bundle's input size and channels."""
+    from ferray.data import load_source
+
+    size, channels = bundle.input_size(student)
+    if echo is not None:
+        echo(f"loading {data} at {size}x{size}x{channels}")
+    ds = load_source(str(data), size=size, channels=channels)
+    if not len(ds):
+        raise DataError(f"{data}: no images")
+    return ds
+
+
+def predict_probs(bundle, ds, data: str | Path, *, student: bool = False,
+                  echo: Callable[[str], Any] | None = None) -> np.ndarray:
+    """The bundle's ensemble (or student) probabilities ``(N, classes)`` for every image of ``ds``."""
+    from ferray.predict import predict
+
+    key = "student" if student else "ensemble"
+    if echo is not None:
+        echo(f"predicting {len(ds)} images with the bundle's {key}")
+    preds = predict(bundle, ds.images, student=student, progress=False)
+    if len(preds) != len(ds):
+        raise DataError(f"{data}: the bundle predicted {len(preds)} of {len(ds)} images "
+                        f"({len(preds.skipped)} skipped)")
+    return preds.probs().astype(np.float64)
 
 
 def cross_dataset(bundle, data: str | Path, *, echo: Callable[[str], Any] | None = None,
                   top_confused: int = 5) -> dict:
     """Evaluate a bundle's ensemble (and student) on another dataset; see the module docstring."""
-    from ferray.data import load_source, match_classes
-    from ferray.predict import predict
+    from ferray.data import match_classes
 
     say = echo or (lambda _s: None)
-    size, channels = bundle.input_size()
-    say(f"report: loading {data} at {size}x{size}x{channels}")
-    ds = load_source(str(data), size=size, channels=channels)
-    if not len(ds):
-        raise DataError(f"{data}: no images")
+    ds = load_data(bundle, data, echo=lambda s: say(f"report: {s}"))
     mapping, unknown = match_classes(bundle.classes, list(ds.class_names))
     match = {"mapping": mapping, "unknown": unknown,
              "unseen": [c for c in bundle.classes if c not in mapping.values()]}
@@ -65,12 +103,7 @@ def cross_dataset(bundle, data: str | Path, *, echo: Callable[[str], Any] | None
                  "models": {}}
     graphs = [("ensemble", False)] + ([("student", True)] if bundle.has_student else [])
     for key, student in graphs:
-        say(f"report: predicting {len(ds)} images with the bundle's {key}")
-        preds = predict(bundle, ds.images, student=student, progress=False)
-        probs = preds.probs().astype(np.float64)
-        if len(preds) != len(ds):
-            raise DataError(f"{data}: the bundle predicted {len(preds)} of {len(ds)} images "
-                            f"({len(preds.skipped)} skipped)")
+        probs = predict_probs(bundle, ds, data, student=student, echo=lambda s: say(f"report: {s}"))
         rows = np.flatnonzero(known)
         section = evaluate_model(f"bundle {key}", "bundle", bundle.classes,
                                  holdout=Split("data", rows, labels_model[known], probs[known]),

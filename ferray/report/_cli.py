@@ -1,17 +1,20 @@
-"""``ferray report RUN|BUNDLE``: argument parsing over :func:`ferray.report.build_report`.
+"""``ferray report RUN|BUNDLE`` and ``ferray evaluate BUNDLE|RUN --data SOURCE``: argument parsing over
+:func:`ferray.report.build_report` and :func:`ferray.report.evaluate_bundle`.
 
-``ferray/cli.py`` calls :func:`add_parser` with its sub-parsers and merges :data:`COMMANDS`
-into its own table. Exit codes: 0 the report was written, 2 bad input (a
-:class:`~ferray.errors.FerrayError`: not a run or bundle, unreadable files, ``--data`` on a
-run without a bundle), 130 interrupted.
+``ferray/cli.py`` calls :func:`add_parser` and :func:`add_evaluate_parser` with its sub-parsers
+and merges :data:`COMMANDS` into its own table. Exit codes: 0 the report was written (the
+evaluation printed), 2 bad input (a :class:`~ferray.errors.FerrayError`: not a run or bundle,
+unreadable files, ``--data`` on a run without a bundle, data sharing no class with the model),
+130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
-__all__ = ["add_parser", "COMMANDS"]
+__all__ = ["add_parser", "add_evaluate_parser", "COMMANDS"]
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -57,5 +60,56 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     return p
 
 
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    import json
+
+    from ferray.report import evaluate_bundle
+
+    if args.out and os.path.isdir(args.out):
+        from ferray.errors import ConfigError
+
+        raise ConfigError(f"--out {args.out}: is a folder; give a file name, e.g. "
+                          f"{os.path.join(args.out, 'evaluation.json')}")
+    # Progress goes to stderr so that `--json` output stays parseable.
+    result = evaluate_bundle(args.target, args.data, student=args.student,
+                             echo=lambda s: print(s, file=sys.stderr))
+    doc = result.to_dict()
+    if args.out:
+        from ferray._io import atomic_write_json
+
+        atomic_write_json(args.out, doc)
+        print(f"evaluate: wrote {args.out}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(doc, indent=2))
+    else:
+        import shutil
+
+        from rich.console import Console
+
+        Console(width=max(100, shutil.get_terminal_size((120, 40)).columns)).print(result.render())
+    return 0
+
+
+def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``evaluate`` to the ``ferray`` command's sub-parsers."""
+    p = subparsers.add_parser(
+        "evaluate", help="score a bundle on another dataset: accuracy and macro-F1 with 95%% bootstrap intervals",
+        description="Score an exported bundle's ensemble (or its student) on a dataset, classes matched by "
+                    "canonical name (happiness = happy, anger = angry). Prints accuracy and macro-F1 with seeded "
+                    "95% bootstrap intervals (1000 resamples), balanced accuracy and per-class precision, recall, "
+                    "F1 and support. Data classes the model lacks (contempt for a FER2013 model) are listed with "
+                    "their row counts and excluded from every score; data sharing no class with the model is an "
+                    "error.")
+    p.add_argument("target", metavar="BUNDLE|RUN",
+                   help="an exported bundle folder, or a run directory (its RUN/bundle; `ferray export RUN` first)")
+    p.add_argument("--data", required=True, metavar="SOURCE",
+                   help="the dataset: a path or 'synthetic:...' (as `ferray data check` takes it)")
+    p.add_argument("--student", action="store_true", help="score the bundle's distilled student, not its ensemble")
+    p.add_argument("--json", action="store_true", help="print the numbers as JSON instead of a table")
+    p.add_argument("--out", default=None, metavar="FILE", help="also write the JSON to FILE (atomically)")
+    p.set_defaults(func=_cmd_evaluate)
+    return p
+
+
 #: Command words -> handler, for ferray.cli.COMMANDS.
-COMMANDS = {"report": _cmd_report}
+COMMANDS = {"report": _cmd_report, "evaluate": _cmd_evaluate}

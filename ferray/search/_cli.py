@@ -48,8 +48,14 @@ def _cmd_search(args: argparse.Namespace) -> int:
     from ferray.search import SearchInterrupted, dry_run, packaged_spec, run_search
 
     path = args.spec or packaged_spec("quickstart")
+    if args.cluster_config is not None and not args.dry_run:
+        from ferray.errors import ConfigError
+
+        raise ConfigError("--cluster-config plans against a launcher config's node types: it goes with --dry-run "
+                          "(a sweep runs on the cluster it is given with --address)")
     if args.dry_run:
-        print(dry_run(path, address=args.address, num_cpus=args.num_cpus, data=args.data))
+        print(dry_run(path, address=args.address, num_cpus=args.num_cpus, data=args.data,
+                      cluster_config=args.cluster_config))
         return 0
     try:
         result = run_search(path, storage=args.storage, name=args.name, data=args.data,
@@ -99,7 +105,11 @@ def add_commands(subparsers: argparse._SubParsersAction, after_sweep=None) -> No
                     "(synthetic data, a few minutes on 2 CPUs).")
     p.add_argument("spec", nargs="?", default=None, help="search spec YAML (default: the packaged quickstart)")
     p.add_argument("--dry-run", action="store_true",
-                   help="print the resolved spec, fold plan and resource plan, then exit")
+                   help="print the resolved spec, fold plan and resource plan (per node type of the cluster at "
+                        "--address, or of this machine), then exit")
+    p.add_argument("--cluster-config", default=None, metavar="YAML",
+                   help="with --dry-run: plan against a Ray cluster launcher config's node types, each at its "
+                        "max_workers (e.g. clusters/aws-gpu.yaml)")
     p.add_argument("--storage", default="runs",
                    help="parent folder of the run directory, or a URI (s3://...) for Ray's storage (default runs)")
     p.add_argument("--name", default=None, help="run directory name (default <spec name>-<date-time>)")

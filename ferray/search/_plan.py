@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -12,10 +13,17 @@ from ferray.errors import ConfigError
 from ferray.layout import check_run_name
 from ferray.search._spec import SearchSpec, load_search_spec
 from ferray.training.config import TrainConfig
-from ferray.training.resources import RESOURCE_QUANTUM, ResourcePlan, estimate_startup, plan_resources
+from ferray.training.resources import (
+    NodeSpec,
+    ResourcePlan,
+    estimate_startup,
+    nodes_from_launcher,
+    plan_resources,
+    ray_nodes,
+)
 
 __all__ = ["DRIVER_CPUS", "trial_config", "plan_search_resources", "default_run_dir", "dry_run", "is_uri",
-           "as_spec", "cluster_size"]
+           "as_spec", "cluster_size", "cluster_nodes", "launcher_nodes"]
 
 
 #: CPUs each trial's driver (the Tune function that starts its fold workers) holds. Not 0:
@@ -36,38 +44,39 @@ def trial_config(base: dict, params: dict) -> TrainConfig:
     return validate_model(TrainConfig, apply_params(base, params))
 
 
-def plan_search_resources(spec: SearchSpec, k: int, cluster_cpus: float, cluster_gpus: float = 0.0
-                          ) -> ResourcePlan:
+def plan_search_resources(spec: SearchSpec, k: int, cluster_cpus: float = 0.0, cluster_gpus: float = 0.0, *,
+                          nodes: Sequence[NodeSpec] | None = None) -> ResourcePlan:
     """The resource plan of a sweep: a driver of :data:`DRIVER_CPUS` plus ``k`` fold workers per trial.
 
-    Without ``resources.cpus_per_worker`` and without GPUs, ``budget.max_concurrent`` trials
-    share the CPUs (overlapping one trial's start-up with another's compute); otherwise the
-    plan gives one trial the machine (see :func:`ferray.training.resources.plan_resources`).
-    Trials beyond those whose fold workers get a whole CPU each only overlap start-ups with
+    Planned against ``nodes`` (the cluster's node types, :func:`cluster_nodes`) or, without
+    them, one node of ``cluster_cpus`` and ``cluster_gpus``. Without
+    ``resources.cpus_per_worker`` and without GPUs, ``budget.max_concurrent`` trials share the
+    CPUs (overlapping one trial's start-up with another's compute); otherwise the plan gives
+    one trial the machine (see :func:`ferray.training.resources.plan_resources`). Trials
+    beyond those whose fold workers get a whole CPU each only overlap start-ups with
     training, so the plan runs them only where that pays (:class:`StartupEstimate`): on a
     CPU-bound machine, starting a trial must not take more from the running ones than it saves.
 
     Raises:
-        ConfigError: a trial could never be placed on this cluster.
+        ConfigError: a trial could never be placed on this cluster (the message says what to change).
     """
-    cpus_per_worker = spec.resources.cpus_per_worker
+    res = spec.resources
+    if nodes is not None:
+        cluster_cpus = sum(n.cpus * n.count for n in nodes)
     wanted = spec.budget.max_concurrent
     startup = estimate_startup(k, cluster_cpus) if cluster_cpus > 0 else None
     asked = None
-    if cpus_per_worker is None and not spec.resources.gpus_per_worker and wanted and wanted > 1:
+    share_among = 1
+    if res.cpus_per_worker is None and not res.gpus_per_worker and wanted and wanted > 1:
         whole = max(1, math.floor(cluster_cpus / k + 1e-9))  # trials whose workers get a whole CPU each
         if wanted > whole and startup is not None and not startup.pays:
             asked, wanted = wanted, whole
-    if cpus_per_worker is None and not spec.resources.gpus_per_worker and wanted and wanted > 1:
-        share = (cluster_cpus - wanted * DRIVER_CPUS) / (wanted * k)
-        share = math.floor(share / RESOURCE_QUANTUM + 1e-6) * RESOURCE_QUANTUM
-        share = math.floor(share) if share >= 1 else math.floor(share * 1000) / 1000
-        if share > 0:
-            cpus_per_worker = share
+        share_among = wanted
     try:
-        plan = plan_resources(k, cluster_cpus, cluster_gpus, cpus_per_worker=cpus_per_worker,
-                              gpus_per_worker=spec.resources.gpus_per_worker, driver_cpus=DRIVER_CPUS,
-                              max_concurrent=wanted)
+        plan = plan_resources(k, cluster_cpus, cluster_gpus, nodes=nodes, cpus_per_worker=res.cpus_per_worker,
+                              gpus_per_worker=res.gpus_per_worker, folds_per_gpu=res.folds_per_gpu,
+                              driver_cpus=DRIVER_CPUS, max_concurrent=wanted, share_among=share_among,
+                              placement=res.placement)
     except ConfigError as exc:
         raise ConfigError(f"this sweep can never be placed: {exc}") from None
     return replace(plan, startup=startup, asked_concurrent=asked)
@@ -90,17 +99,55 @@ def _local_cluster(num_cpus: int | None) -> tuple[float, float]:
     return float(num_cpus or os.cpu_count() or 1), float(torch.cuda.device_count())
 
 
-def cluster_size(address: str | None, num_cpus: int | None) -> tuple[float, float, str]:
-    """CPUs and GPUs of the Ray cluster when one is connected/addressed, else of this machine."""
+def _connected(address: str | None) -> bool:
     import ray
 
-    if ray.is_initialized() or address or os.environ.get("RAY_ADDRESS"):
+    return bool(ray.is_initialized() or address or os.environ.get("RAY_ADDRESS"))
+
+
+def cluster_size(address: str | None, num_cpus: int | None) -> tuple[float, float, str]:
+    """CPUs and GPUs of the Ray cluster when one is connected/addressed, else of this machine."""
+    if _connected(address):
         from ferray.training import ensure_ray
 
         res = ensure_ray(address, num_cpus=num_cpus)
         return float(res.get("CPU", 0)), float(res.get("GPU", 0)), "the Ray cluster"
     cpus, gpus = _local_cluster(num_cpus)
     return cpus, gpus, "this machine"
+
+
+def cluster_nodes(address: str | None = None, num_cpus: int | None = None) -> tuple[list[NodeSpec], str]:
+    """The node types a sweep would run on, and where they were read from.
+
+    The connected or addressed Ray cluster's alive nodes (``ray.nodes()``), else this machine
+    as one node (``num_cpus`` CPUs, default all; the GPUs torch sees).
+    """
+    if _connected(address):
+        from ferray.training import ensure_ray
+
+        ensure_ray(address, num_cpus=num_cpus)
+        nodes = ray_nodes()
+        import ray
+
+        where = f"the Ray cluster at {address or os.environ.get('RAY_ADDRESS') or ray.get_runtime_context().gcs_address}"
+        if not nodes:
+            raise ConfigError(f"{where} reports no alive nodes")
+        return nodes, where
+    cpus, gpus = _local_cluster(num_cpus)
+    return [NodeSpec("this machine", cpus, gpus)], "this machine"
+
+
+def launcher_nodes(path: str | os.PathLike) -> tuple[list[NodeSpec], str]:
+    """The node types of a Ray cluster launcher YAML, each at its ``max_workers``."""
+    import yaml
+
+    try:
+        config = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read the cluster config ({exc})") from None
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path}: a Ray cluster launcher config is a mapping with available_node_types")
+    return nodes_from_launcher(config, str(path)), f"{path}, every node type at its max_workers"
 
 
 def as_spec(spec: SearchSpec | str | os.PathLike) -> tuple[SearchSpec, Path | None]:
@@ -110,10 +157,13 @@ def as_spec(spec: SearchSpec | str | os.PathLike) -> tuple[SearchSpec, Path | No
 
 
 def dry_run(spec: SearchSpec | str | os.PathLike, *, address: str | None = None,
-            num_cpus: int | None = None, data: str | None = None) -> str:
+            num_cpus: int | None = None, data: str | None = None,
+            cluster_config: str | os.PathLike | None = None) -> str:
     """What a sweep would do, as text: the resolved spec, the fold plan and the resource plan.
 
-    Loads the data (so data problems show now) but trains nothing.
+    Loads the data (so data problems show now) but trains nothing. The resource plan is made
+    against the nodes of the Ray cluster at ``address`` (or the connected one), of a cluster
+    launcher YAML (``cluster_config``, each node type at its maximum), or of this machine.
 
     Raises:
         ConfigError: invalid spec, or a trial that could never be placed.
@@ -142,8 +192,8 @@ def dry_run(spec: SearchSpec | str | os.PathLike, *, address: str | None = None,
     plan = make_fold_plan(spec.base_config(), data)
     lines += ["", f"data: {data.origin if hasattr(data, 'origin') else spec.data.source}: {len(data)} images",
               "fold plan:", plan.summary(data)]
-    cpus, gpus, where = cluster_size(address, num_cpus)
-    rplan = plan_search_resources(spec, plan.k, cpus, gpus)
+    nodes, where = launcher_nodes(cluster_config) if cluster_config is not None else cluster_nodes(address, num_cpus)
+    rplan = plan_search_resources(spec, plan.k, nodes=nodes)
     lines += ["", f"resource plan (from {where}):", rplan.explain()]
     return "\n".join(lines)
 

@@ -235,15 +235,16 @@ class _Sweep:
         from ferray.search._space import define_by_run
         from ferray.search._trial import ReportHub, trial_fn, trial_name
         from ferray.training import ensure_ray
+        from ferray.training.resources import ray_nodes
 
         self.spec, self.run, self.echo, self.timings, self.trials = spec, run, echo, timings, trials
         layout = RunLayout(run)
         compat = require()
         t = time.perf_counter()
-        cluster = ensure_ray(address, num_cpus=num_cpus, log_to_driver=verbose)
+        ensure_ray(address, num_cpus=num_cpus, log_to_driver=verbose)
         timings["ray_start"] = time.perf_counter() - t
         echo(summary(compat))
-        self.rplan = rplan = plan_search_resources(spec, plan.k, cluster.get("CPU", 0), cluster.get("GPU", 0))
+        self.rplan = rplan = plan_search_resources(spec, plan.k, nodes=ray_nodes())
         echo(rplan.explain())
         data_ref = ray.put(data)
 
@@ -294,7 +295,7 @@ class _Sweep:
                                          resources=rplan, stall=stall,
                                          experiment=f"{ray_storage.rstrip('/')}/{run.name}"
                                          if ray_storage else str(run))
-        self.trainable = tune.with_resources(trainable, {"CPU": rplan.driver_cpus})
+        self.trainable = tune.with_resources(trainable, rplan.driver_resources)
         self.tune_config = tune.TuneConfig(
             metric=metric, mode=mode, search_alg=_search_generator(searcher, rplan.concurrent_trials, trials),
             scheduler=scheduler, num_samples=trials, time_budget_s=spec.budget.time_limit_s,

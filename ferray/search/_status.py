@@ -1,7 +1,13 @@
 """``ferray status RUN``: the trials of a sweep, best first, and the best configuration.
 
-Reads only files of the run directory (``results.parquet``, ``spec.yaml``), so it works
-while the sweep runs, after it ended, and on a machine without Ray.
+Reads only files of the run directory (``results.parquet``, ``spec.yaml``, each trial's
+``metrics.json``, and the best trial's prediction files), so it works while the sweep runs,
+after it ended, and on a machine without Ray.
+
+Scores come with 95% bootstrap intervals (:func:`ferray.training.metrics.bootstrap_metrics`,
+1,000 resamples, seed 0): a trial's ``metrics.json`` holds them for its holdout rows (and may
+for its OOF rows and the holdout rows without a training duplicate); the best trial's missing
+OOF and holdout intervals are computed from its ``oof.parquet`` and ``holdout.parquet``.
 """
 
 from __future__ import annotations
@@ -16,7 +22,10 @@ from ferray.errors import ConfigError
 from ferray.layout import RunLayout
 from ferray.search._results import STATES, read_results
 
-__all__ = ["get_status", "render_status", "summarise_trials"]
+__all__ = ["get_status", "render_status", "summarise_trials", "trial_intervals"]
+
+#: Splits with intervals: ``metrics.json`` key ``<split>_ci`` -> ``{"accuracy"|"macro_f1": {value, low, high}}``.
+INTERVAL_SPLITS = ("oof", "holdout", "holdout_clean")
 
 
 def _finite(v: Any) -> bool:
@@ -49,8 +58,8 @@ def summarise_trials(rows: list[dict], metric: str = "accuracy", mode: str = "ma
             "metric_std": best.get(std_key) if best else None,
             "best_epoch": int(best["epoch"]) if best else None,
             "last_metric": last.get("metric"),
-            "oof_accuracy": next((r.get("oof_accuracy") for r in reversed(trial_rows)
-                                  if _finite(r.get("oof_accuracy"))), None),
+            **{key: next((r.get(key) for r in reversed(trial_rows) if _finite(r.get(key))), None)
+               for key in ("oof_accuracy", "holdout_accuracy", "holdout_clean_accuracy")},
             "seconds": sum(r.get("epoch_seconds") or 0.0 for r in trial_rows if _finite(r.get("epoch_seconds"))),
             # trial start -> first training step, from the trial's first epoch report
             "startup_s": next((r["startup_s"] for r in trial_rows if _finite(r.get("startup_s"))), None),
@@ -60,7 +69,75 @@ def summarise_trials(rows: list[dict], metric: str = "accuracy", mode: str = "ma
     return out
 
 
-def get_status(run_dir: str | os.PathLike, *, disk: bool = False) -> dict:
+def _read_intervals(metrics_file: Path) -> dict:
+    """``{split: {"accuracy", "macro_f1": {value, low, high}, "source"}}`` that ``metrics.json`` holds."""
+    import json
+
+    try:
+        doc = json.loads(metrics_file.read_text())
+    except (OSError, ValueError):  # not written yet (a running trial), or not a ferray file
+        return {}
+    out: dict = {}
+    for split in INTERVAL_SPLITS:
+        ci = doc.get(f"{split}_ci") if isinstance(doc, dict) else None
+        if isinstance(ci, dict) and all(_interval_ok(ci.get(m)) for m in ("accuracy", "macro_f1")):
+            out[split] = {m: {k: float(ci[m][k]) for k in ("value", "low", "high")} for m in ("accuracy", "macro_f1")}
+            out[split]["source"] = metrics_file.name
+    return out
+
+
+def _interval_ok(v: Any) -> bool:
+    return isinstance(v, dict) and all(_finite(v.get(k)) for k in ("value", "low", "high"))
+
+
+def _computed_interval(predictions_file: Path, *, fold_mean: bool) -> dict | None:
+    """Accuracy and macro-F1 intervals of a prediction file (holdout: each row's mean over fold models)."""
+    import numpy as np
+
+    from ferray.errors import DataError
+    from ferray.training.metrics import bootstrap_metrics
+    from ferray.training.outputs import read_predictions
+
+    if not predictions_file.is_file():
+        return None
+    try:
+        pred = read_predictions(predictions_file)
+    except DataError:
+        return None
+    if not len(pred):
+        return None
+    labels, probs = pred.labels, pred.probs.astype(np.float64)
+    if fold_mean:
+        rows, first, inverse = np.unique(pred.rows, return_index=True, return_inverse=True)
+        summed = np.zeros((len(rows), probs.shape[1]))
+        np.add.at(summed, inverse, probs)
+        labels, probs = labels[first], summed / np.bincount(inverse)[:, None]
+    ci = bootstrap_metrics(labels, probs, num_classes=len(pred.class_names), seed=0)
+    return {**{m: ci[m]._asdict() for m in ("accuracy", "macro_f1")}, "source": predictions_file.name}
+
+
+def trial_intervals(trial_dir: str | os.PathLike, *, compute: bool = False) -> dict:
+    """A trial's bootstrap 95% intervals of accuracy and macro-F1, by split.
+
+    Returns ``{"oof"|"holdout"|"holdout_clean": {"accuracy": {"value", "low", "high"},
+    "macro_f1": {...}, "source": file}}`` with the splits the trial's ``metrics.json`` holds;
+    with ``compute``, a missing ``oof`` or ``holdout`` interval is computed from
+    ``oof.parquet`` / ``holdout.parquet`` (seconds for 100,000 rows) where they exist.
+    """
+    from ferray.layout import TrialLayout
+
+    trial = TrialLayout(Path(trial_dir))
+    out = _read_intervals(trial.metrics)
+    if compute:
+        for split, path, fold_mean in (("oof", trial.oof, False), ("holdout", trial.holdout, True)):
+            if split not in out:
+                ci = _computed_interval(path, fold_mean=fold_mean)
+                if ci is not None:
+                    out[split] = ci
+    return {split: out[split] for split in INTERVAL_SPLITS if split in out}
+
+
+def get_status(run_dir: str | os.PathLike, *, disk: bool = False, intervals: bool = True) -> dict:
     """The state of a sweep as a JSON-ready dict.
 
     Keys: ``run_dir``, ``name``, ``metric``, ``mode``, ``budget_trials``, ``counts``
@@ -68,6 +145,11 @@ def get_status(run_dir: str | os.PathLike, *, disk: bool = False) -> dict:
     (the best COMPLETED trial, else the best of any state, or ``None``); with ``disk``
     also ``disk``: the run directory's size and what the retention policy removed
     (:func:`ferray.search._retention.disk_usage`).
+
+    Each trial has ``intervals`` (:func:`trial_intervals`): the 95% bootstrap intervals its
+    ``metrics.json`` holds; the best trial's missing OOF and holdout intervals are computed
+    from its prediction files (``intervals=False``: none are read or computed, every
+    trial's ``intervals`` is empty).
 
     Raises:
         ConfigError: ``run_dir`` is not a sweep's run directory.
@@ -99,6 +181,10 @@ def get_status(run_dir: str | os.PathLike, *, disk: bool = False) -> dict:
     completed = [t for t in trials if t["state"] == "COMPLETED" and t["metric"] is not None]
     scored = [t for t in trials if t["metric"] is not None]
     best = (completed or scored or [None])[0]
+    layout = RunLayout(run)
+    for t in trials:
+        t["intervals"] = trial_intervals(layout.trial(t["trial_id"]).root, compute=t is best) \
+            if intervals and _safe_id(t["trial_id"]) else {}
     out = {"run_dir": str(run.absolute()), "name": name, "metric": metric, "mode": mode,
            "budget_trials": trials_budget, "counts": {k: v for k, v in counts.items() if v},
            "trials": trials, "best": best}
@@ -109,8 +195,22 @@ def get_status(run_dir: str | os.PathLike, *, disk: bool = False) -> dict:
     return out
 
 
+def _safe_id(trial_id: Any) -> bool:
+    """A trial id that names a folder inside the run (ids come from a file anyone could edit)."""
+    return isinstance(trial_id, str) and trial_id not in ("", ".", "..") and "/" not in trial_id \
+        and "\\" not in trial_id
+
+
 def _fmt(v: Any, digits: int = 4) -> str:
     return f"{v:.{digits}f}" if _finite(v) else "-"
+
+
+def _with_interval(t: dict, split: str, metric: str = "accuracy") -> str:
+    """``0.412 [0.398, 0.427]`` when the trial has the interval, else the plain value (or ``-``)."""
+    ci = (t.get("intervals") or {}).get(split, {}).get(metric)
+    if ci:
+        return f"{ci['value']:.3f} [{ci['low']:.3f}, {ci['high']:.3f}]"
+    return _fmt(t.get(f"{split}_{metric}"))
 
 
 def render_status(status: dict):
@@ -121,7 +221,8 @@ def render_status(status: dict):
 
     colours = {"COMPLETED": "green", "PRUNED": "yellow", "ERROR": "red", "RUNNING": "cyan", "STOPPED": "magenta"}
     table = Table(title=f"{status['name']}: {status['metric']} ({status['mode']}), fold mean ± std, best first")
-    for col in ("#", "trial", "state", "epochs", f"{status['metric']}", "oof acc", "params / error"):
+    for col in ("#", "trial", "state", "epochs", f"{status['metric']}", "OOF acc [95% CI]",
+                "holdout acc [95% CI]", "params / error"):
         table.add_column(col, overflow="fold")
     for t in status["trials"]:
         detail = ", ".join(f"{k}={_short(v)}" for k, v in t["params"].items())
@@ -130,7 +231,7 @@ def render_status(status: dict):
         metric = f"{_fmt(t['metric'])} ± {_fmt(t['metric_std'])}" if t["metric"] is not None else "-"
         table.add_row(str(t["trial_number"] if t["trial_number"] is not None else ""), t["trial_id"],
                       f"[{colours.get(t['state'], 'white')}]{t['state']}[/]", str(t["epochs"]), metric,
-                      _fmt(t["oof_accuracy"]), detail)
+                      _with_interval(t, "oof"), _with_interval(t, "holdout"), detail)
     counts = ", ".join(f"{n} {s.lower()}" for s, n in status["counts"].items()) or "no trials yet"
     parts: list = [table, Text(f"trials: {counts}" + (f" (budget {status['budget_trials']})"
                                                        if status.get("budget_trials") else ""))]
@@ -151,6 +252,12 @@ def render_status(status: dict):
                           f"{_fmt(best['metric'])} ± {_fmt(best['metric_std'])} at epoch {best['best_epoch']}"))
         for k, v in best["params"].items():
             parts.append(Text(f"  {k}: {v}"))
+        names = {"oof": "OOF", "holdout": "holdout", "holdout_clean": "holdout without training duplicates"}
+        for split, ci in (best.get("intervals") or {}).items():
+            parts.append(Text(f"  {names[split]}: accuracy {_with_interval(best, split)}, macro-F1 "
+                              f"{_with_interval(best, split, 'macro_f1')} (95% bootstrap interval, {ci['source']})"))
+        if "holdout_clean" not in (best.get("intervals") or {}) and _finite(best.get("holdout_clean_accuracy")):
+            parts.append(Text(f"  {names['holdout_clean']}: accuracy {_fmt(best['holdout_clean_accuracy'])}"))
     return Group(*parts)
 
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ferray.errors import ConfigError, FerrayError
 from ferray.layout import TrialLayout
 from ferray.training.config import TrainConfig, load_train_config
-from ferray.training.resources import ResourcePlan, plan_resources
+from ferray.training.resources import ResourcePlan, plan_resources, ray_nodes
 from ferray.training.watch import StallLimits, TrainingStalled, fit_watched
 
 if TYPE_CHECKING:  # the fold plan needs scikit-learn, which a trial driver never loads
@@ -88,7 +88,14 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, num_gpus
                                   "include_dashboard": False}
         address = address or os.environ.get("RAY_ADDRESS")
         if address:
-            ray.init(address=address, **kwargs)
+            _check_listening(address)
+            try:
+                ray.init(address=address, **kwargs)
+            except ConnectionError as exc:
+                raise FerrayError(
+                    f"cannot connect to the Ray cluster at {address} ({exc}); is it running there, and, as Ray 2.60 "
+                    "clusters require a token, is it in RAY_AUTH_TOKEN (or ~/.ray/auth_token, or the file named by "
+                    "RAY_AUTH_TOKEN_PATH)?") from None
         else:
             from ferray._ray_compat import local_ray_environment
 
@@ -96,6 +103,23 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, num_gpus
                 os.environ.setdefault(key, value)
             ray.init(num_cpus=num_cpus, num_gpus=num_gpus, **kwargs)
     return ray.cluster_resources()
+
+
+def _check_listening(address: str, timeout: float = 5.0) -> None:
+    """Fail within seconds when nothing listens at a ``HOST:PORT`` Ray address (Ray itself waits minutes)."""
+    import socket
+
+    host, sep, port = address.rpartition(":")
+    if not sep or "://" in address or not port.isdigit():
+        return  # "auto", ray://..., or another form Ray resolves itself
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        why = "connection refused" if isinstance(exc, ConnectionRefusedError) else (str(exc) or type(exc).__name__)
+        raise FerrayError(f"no Ray cluster answers at {address} ({why}); is the head running? --address takes the "
+                          "head's GCS address, HOST:6379 by default (the job server's http://HOST:8265 is for "
+                          "`ferray submit`)") from None
 
 
 def build_trainer(cfg: TrainConfig, data_ref: Any, plan: FoldPlan, resources: ResourcePlan, *,
@@ -133,9 +157,12 @@ def build_trainer(cfg: TrainConfig, data_ref: Any, plan: FoldPlan, resources: Re
             "checkpoint_dir": None if "://" in str(storage_path or output_dir)
             else os.path.join(os.path.abspath(str(storage_path or output_dir)), name),
         },
-        torch_config=TorchConfig(backend="nccl" if resources.gpus_per_worker else "gloo"),
+        # gloo on GPUs too: the folds train independent models, and their only collective is the
+        # per-epoch exchange of metrics and predictions (small pickled objects, on CPU); nccl would
+        # also fail on a worker given a GPU resource on a node without CUDA.
+        torch_config=TorchConfig(backend="gloo"),
         scaling_config=ScalingConfig(num_workers=plan.k, use_gpu=bool(resources.gpus_per_worker),
-                                     resources_per_worker=res),
+                                     resources_per_worker=res, placement_strategy=resources.ray_placement),
         run_config=RunConfig(
             name=name,
             storage_path=storage_path or output_dir,
@@ -258,11 +285,11 @@ def train(config: TrainConfig | str | os.PathLike | dict, *, source: str | None 
     t = time.perf_counter()
     import ray
 
-    cluster = ensure_ray(address, num_cpus=num_cpus)
+    ensure_ray(address, num_cpus=num_cpus)
     timings["ray_start"] = time.perf_counter() - t
-    resources = plan_resources(plan.k, cluster.get("CPU", 0), cluster.get("GPU", 0),
-                               cpus_per_worker=cfg.resources.cpus_per_worker,
-                               gpus_per_worker=cfg.resources.gpus_per_worker)
+    resources = plan_resources(plan.k, nodes=ray_nodes(), cpus_per_worker=cfg.resources.cpus_per_worker,
+                               gpus_per_worker=cfg.resources.gpus_per_worker,
+                               folds_per_gpu=cfg.resources.folds_per_gpu, placement=cfg.resources.placement)
     t = time.perf_counter()
     data_ref = ray.put(data)
     timings["data_put"] = time.perf_counter() - t

@@ -168,7 +168,9 @@ def fold_worker(config: dict) -> None:
     torch.set_num_threads(threads)
     torch.manual_seed(cfg.run.seed * 1009 + rank)  # dropout and other in-model randomness
     device = torch.device("cpu")
-    if cfg.resources.gpus_per_worker > 0 and torch.cuda.is_available():
+    # A GPU only when Ray gave this worker one and CUDA sees it: a node that declares GPUs it
+    # lacks (ray start --num-gpus) trains on CPU.
+    if ray.get_gpu_ids() and torch.cuda.is_available():
         import ray.train.torch
 
         device = ray.train.torch.get_device()
@@ -289,9 +291,18 @@ def _log_epoch(output_dir: str | None, epoch: int, seconds: float) -> None:
         pass
 
 
+def _intervals(labels: np.ndarray, probs: np.ndarray, num_classes: int) -> dict:
+    """Accuracy and macro-F1 with their bootstrap 95% intervals (seed 0), as JSON-ready dicts."""
+    from ferray.training.metrics import bootstrap_metrics
+
+    return {m: ci._asdict() for m, ci in bootstrap_metrics(labels, probs, num_classes=num_classes, seed=0).items()}
+
+
 def _final_outputs(trainer: FoldTrainer, data: FERData, fold_of: np.ndarray, rank: int,
                    cfg: TrainConfig, config: dict) -> dict:
     """Predict out-of-fold and holdout rows with TTA; rank 0 writes the prediction files."""
+    import ray
+
     start = time.perf_counter()
     holdout_index = np.flatnonzero(fold_of < 0)
     tta = list(cfg.augment.tta)
@@ -299,7 +310,7 @@ def _final_outputs(trainer: FoldTrainer, data: FERData, fold_of: np.ndarray, ran
     val_probs, val_au = trainer.predict(trainer.val_index, tta)
     hold_probs, hold_au = (trainer.predict(holdout_index, tta) if len(holdout_index)
                            else (np.zeros((0, data.num_classes), np.float32), None))
-    gathered = _gather((rank, val_probs, val_au, hold_probs, hold_au))
+    gathered = _gather((rank, val_probs, val_au, hold_probs, hold_au, ray.get_runtime_context().get_node_id()))
     # Rank 0 writes the files; every rank then reports (and checkpoints) the same figures.
     return _gather(_write_outputs(gathered, trainer, data, fold_of, tta, config, start) if rank == 0 else None)[0]
 
@@ -353,7 +364,11 @@ def _write_outputs(gathered: list, trainer: FoldTrainer, data: FERData, fold_of:
     oof_metrics = trainer.metrics_of(oof.rows, oof.probs, oof.au_probs)
     out.update({f"oof_{name}": float(v) for name, v in oof_metrics.items()})
     summary = {"class_names": list(data.class_names), "oof": oof_metrics,
-               "oof_per_class": per_class_metrics(oof.labels, oof.probs, list(data.class_names))}
+               "oof_per_class": per_class_metrics(oof.labels, oof.probs, list(data.class_names)),
+               # the Ray node each fold trained on (where a trial's workers were placed)
+               "fold_nodes": [{"fold": int(g[0]), "node_id": g[5]} for g in gathered],
+               # seeded bootstrap 95% intervals of accuracy and macro-F1 (`ferray status` shows them)
+               "oof_ci": _intervals(oof.labels, oof.probs, data.num_classes)}
     if len(holdout_index):
         mean_probs = np.mean([g[3] for g in gathered], axis=0)
         mean_au = np.mean([g[4] for g in gathered], axis=0) if has_au else None
@@ -365,7 +380,6 @@ def _write_outputs(gathered: list, trainer: FoldTrainer, data: FERData, fold_of:
         # Holdout rows with an exact or near copy among the training rows score memory, not
         # generalisation: report the rows without one too, and bootstrap intervals.
         from ferray.data import clean_holdout_mask
-        from ferray.training.metrics import bootstrap_metrics
 
         clean = clean_holdout_mask(data, fold_of)[holdout_index]
         if not clean.all():
@@ -374,8 +388,9 @@ def _write_outputs(gathered: list, trainer: FoldTrainer, data: FERData, fold_of:
             out.update({f"holdout_clean_{name}": float(v) for name, v in clean_metrics.items()})
             summary["holdout_clean"] = {**clean_metrics, "rows": int(clean.sum()),
                                         "rows_with_duplicate": int((~clean).sum())}
-        summary["holdout_ci"] = {m: ci._asdict() for m, ci in bootstrap_metrics(
-            data.labels[holdout_index], mean_probs, num_classes=data.num_classes, seed=0).items()}
+            summary["holdout_clean_ci"] = _intervals(data.labels[holdout_index[clean]], mean_probs[clean],
+                                                     data.num_classes)
+        summary["holdout_ci"] = _intervals(data.labels[holdout_index], mean_probs, data.num_classes)
     write_json_atomic(summary, f"{output_dir}/metrics.json")
     out["predict_seconds"] = time.perf_counter() - start
     return out

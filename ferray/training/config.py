@@ -157,8 +157,21 @@ class ResourceConfig(StrictModel):
     """What each fold worker asks Ray for."""
 
     cpus_per_worker: float | None = Field(None, gt=0.0, description="None: share the machine's CPUs.")
-    gpus_per_worker: float = Field(0.0, ge=0.0)
+    gpus_per_worker: float | Literal["auto"] = Field(
+        0.0, description="0: CPU; a fraction of one GPU (0.5: two folds share it); whole GPUs; auto: the folds "
+                         "of a trial on as few GPUs as hold them, at most folds_per_gpu on one (0 without GPUs).")
+    folds_per_gpu: int = Field(4, ge=1, le=64, description="With gpus_per_worker: auto, most folds on one GPU.")
+    placement: Literal["spread", "pack"] = Field(
+        "spread", description="How a trial's fold workers are placed on the nodes (Ray Train placement_strategy).")
     max_failures: int = Field(0, ge=-1, description="Worker-group restarts from the last checkpoint.")
+
+    @field_validator("gpus_per_worker")
+    @classmethod
+    def _gpu_share(cls, value: float | str) -> float | str:
+        if value != "auto" and (value < 0 or (value > 1 and abs(value - round(value)) > 1e-9)):
+            raise ValueError(f"{value:g} is not accepted: a fold worker takes a fraction of one GPU "
+                             "(0 < value <= 1, e.g. 0.5), whole GPUs (1, 2, ...), 0 (CPU) or auto")
+        return value
 
 
 class TrainConfig(StrictModel):

@@ -273,7 +273,7 @@ def cross_dataset_scores(
         model_classes, data_classes: each side's class names (matched by
             :func:`ferray.data.match_classes`: ``anger`` = ``angry``, ``happiness`` = ``happy``).
         restrict: predict only among the model classes the data has (needs
-            probabilities); by default predicting a class the data lacks is an error.
+            probabilities); by default a prediction of a class the data lacks counts as wrong.
 
     Returns:
         ``{"matched": {data class: model class}, "excluded": {data class: rows},

@@ -6,6 +6,11 @@ CPUs their own workers need, every trial waits forever and Ray says nothing. The
 below makes that impossible: it admits only as many trials at once as can place their
 whole demand, and refuses a configuration that can never be placed.
 
+The plan is made against the cluster's nodes (:class:`NodeSpec`), not its totals: a fold
+worker that asks for 1 CPU and 0.5 GPU fits only on a node that has both, a fraction of a
+GPU comes from one GPU (Ray splits each GPU separately), and every node keeps room for the
+drivers of all running trials, since Ray may put any of them on any node.
+
 Starting a trial costs CPU too (each of its Python processes imports Ray and torch, the fold
 workers also timm and albumentations): :class:`StartupEstimate` says how much, and a sweep's
 planner runs a trial beyond those the CPUs hold only when starting it while others train
@@ -15,12 +20,14 @@ saves more than it takes from them (:func:`ferray.search.plan_search_resources`)
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 from ferray.errors import ConfigError
 
 __all__ = ["ResourcePlan", "plan_resources", "RESOURCE_QUANTUM", "StartupEstimate", "estimate_startup",
-           "STARTUP_WORKER_CPU_S", "STARTUP_TRIAL_CPU_S", "STARTUP_WAIT_S"]
+           "STARTUP_WORKER_CPU_S", "STARTUP_TRIAL_CPU_S", "STARTUP_WAIT_S", "NodeSpec", "nodes_from_ray",
+           "ray_nodes", "with_node_groups", "nodes_from_launcher", "PLACEMENTS"]
 
 #: Ray tracks fractional resources in units of 1e-4.
 RESOURCE_QUANTUM = 1e-4
@@ -82,7 +89,137 @@ def estimate_startup(k: int, cluster_cpus: float) -> StartupEstimate:
 
 
 def _floor_q(x: float) -> float:
-    return math.floor(x / RESOURCE_QUANTUM + 1e-6) * RESOURCE_QUANTUM
+    return round(math.floor(x / RESOURCE_QUANTUM + 1e-6) * RESOURCE_QUANTUM, 4)
+
+
+def _units(x: float) -> int:
+    """``x`` in Ray's resource units (1e-4), rounded down."""
+    return math.floor(x / RESOURCE_QUANTUM + 1e-6)
+
+
+#: The resource Ray gives the head node only (``ray._common.constants.HEAD_NODE_RESOURCE_NAME``).
+HEAD_RESOURCE = "node:__internal_head__"
+
+#: ``resources.placement`` values and Ray Train's ``ScalingConfig(placement_strategy=...)`` for each.
+PLACEMENTS = {"spread": "SPREAD", "pack": "PACK"}
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One kind of Ray node: its CPUs and GPUs, and how many such nodes the cluster has (or scales to)."""
+
+    name: str
+    cpus: float
+    gpus: float = 0.0
+    count: int = 1
+    head: bool = False
+
+    def describe(self) -> str:
+        return f"{self.name}: {self.count} x ({self.cpus:g} CPU, {self.gpus:g} GPU)"
+
+
+def nodes_from_ray(table: Iterable[Mapping]) -> list[NodeSpec]:
+    """The alive nodes of ``ray.nodes()``, grouped into node types.
+
+    A node's type is its launcher/KubeRay group (label ``ray.io/node-group``) when it has one,
+    else ``head`` or ``worker``; nodes of one type with different resources are told apart
+    by their CPUs and GPUs.
+    """
+    groups: dict[tuple, int] = {}
+    for node in table:
+        if not node.get("Alive", False):
+            continue
+        res = node.get("Resources") or {}
+        labels = node.get("Labels") or {}
+        head = "node:__internal_head__" in res
+        name = labels.get("ray.io/node-group") or ("head" if head else "worker")
+        accel = sorted(k.split(":", 1)[1] for k in res if k.startswith("accelerator_type:"))
+        if accel and name == "worker":
+            name = f"worker ({', '.join(accel)})"
+        key = (head, name, float(res.get("CPU", 0.0)), float(res.get("GPU", 0.0)))
+        groups[key] = groups.get(key, 0) + 1
+    return [NodeSpec(name, cpus, gpus, count, head) for (head, name, cpus, gpus), count
+            in sorted(groups.items(), key=lambda kv: (not kv[0][0], kv[0][1], kv[0][2], kv[0][3]))]
+
+
+def ray_nodes() -> list[NodeSpec]:
+    """The node types of the Ray cluster this process is connected to (Ray's public ``ray.nodes()``).
+
+    On an autoscaling cluster, the worker node groups at their ``max_count`` instead of the
+    worker nodes up now (:func:`with_node_groups`).
+    """
+    import ray
+
+    from ferray._ray_compat import autoscaler_node_groups
+
+    return with_node_groups(nodes_from_ray(ray.nodes()), autoscaler_node_groups())
+
+
+def with_node_groups(live: Sequence[NodeSpec], groups: Sequence[Mapping] | None) -> list[NodeSpec]:
+    """The live head node(s) plus each autoscaler worker group at its ``max_count`` (``live`` without groups).
+
+    A group of ``max_count`` 0 (the head's, on the cluster launcher) or whose name is the
+    head's holds no worker that can be added.
+    """
+    scalable = [g for g in groups or () if int(g.get("max_count", 0)) > 0
+                and not any(n.head and n.name == g.get("name") for n in live)]
+    if not scalable:
+        return list(live)
+    nodes = [n for n in live if n.head]
+    for g in scalable:
+        res = g.get("resources") or {}
+        nodes.append(NodeSpec(str(g.get("name")), float(res.get("CPU", 0)), float(res.get("GPU", 0)),
+                              int(g["max_count"])))
+    return nodes
+
+
+def nodes_from_launcher(config: Mapping, source: str = "cluster config") -> list[NodeSpec]:
+    """The node types of a Ray cluster launcher config, each at its ``max_workers`` (the head: one).
+
+    The plan is then the one of a cluster scaled up to every type's maximum.
+
+    Raises:
+        ConfigError: a node type does not declare its ``resources`` (``CPU``, and ``GPU`` where it has some).
+    """
+    types = config.get("available_node_types")
+    if not isinstance(types, Mapping) or not types:
+        raise ConfigError(f"{source}: available_node_types is missing; the resource plan needs the node types")
+    head = config.get("head_node_type")
+    nodes = []
+    for name, node in types.items():
+        res = (node or {}).get("resources") or {}
+        if "CPU" not in res:
+            raise ConfigError(f"{source}: available_node_types.{name}.resources has no CPU; declare the node "
+                              "type's resources, e.g. resources: {CPU: 8, GPU: 1}, so the plan can count them")
+        count = 1 if name == head else int(node.get("max_workers", 0))
+        if count > 0:
+            nodes.append(NodeSpec(str(name), float(res["CPU"]), float(res.get("GPU", 0)), count, name == head))
+    return nodes
+
+
+def _gpu_slots(node: NodeSpec, gpus_per_worker: float) -> int:
+    """Fold workers of ``gpus_per_worker`` one such node holds by its GPUs (fractions from one GPU each)."""
+    if gpus_per_worker <= 0:
+        return 1 << 30
+    whole = math.floor(node.gpus + 1e-6)
+    if gpus_per_worker <= 1:
+        return whole * (_units(1.0) // _units(gpus_per_worker))
+    return math.floor(whole / gpus_per_worker + 1e-6)
+
+
+def _node_slots(node: NodeSpec, cpus_per_worker: float, gpus_per_worker: float, reserve: float) -> int:
+    """Fold workers one such node holds, after ``reserve`` CPUs for trial drivers."""
+    cpus = _units(node.cpus) - _units(reserve)
+    if cpus <= 0:
+        return 0
+    return min(cpus // max(1, _units(cpus_per_worker)), _gpu_slots(node, gpus_per_worker))
+
+
+def check_gpus_per_worker(value: float) -> None:
+    """Ray gives a worker a fraction of one GPU or whole GPUs; anything else is refused."""
+    if value < 0 or (value > 1 and abs(value - round(value)) > 1e-9):
+        raise ConfigError(f"resources.gpus_per_worker = {value:g} is not accepted: a fold worker takes a fraction "
+                          "of one GPU (0 < value <= 1, e.g. 0.5), whole GPUs (1, 2, ...), 0 (CPU) or auto")
 
 
 @dataclass(frozen=True)
@@ -101,6 +238,17 @@ class ResourcePlan:
     #: spec asked for when the planner ran fewer because overlapping start-ups did not pay.
     startup: StartupEstimate | None = None
     asked_concurrent: int | None = None
+    #: The node types planned against, and the fold workers each node of a type holds while
+    #: ``concurrent_trials`` trials run (0: the type holds no fold worker).
+    nodes: tuple[NodeSpec, ...] = ()
+    workers_per_node: tuple[int, ...] = ()
+    #: ``spread`` or ``pack``: how a trial's fold workers are placed (``resources.placement``).
+    placement: str = "spread"
+    #: How ``gpus_per_worker: auto`` was resolved (None when given as a number).
+    gpu_note: str | None = None
+    #: Trial drivers are kept on the head node (a cluster of several nodes whose head has CPUs),
+    #: so the other nodes give their CPUs to fold workers only.
+    drivers_on_head: bool = False
 
     @property
     def trial_cpus(self) -> float:
@@ -111,20 +259,52 @@ class ResourcePlan:
     def trial_gpus(self) -> float:
         return self.k * self.gpus_per_worker
 
+    @property
+    def driver_resources(self) -> dict[str, float]:
+        """What one trial driver asks Tune for (on a head-pinned plan, a sliver of the head's marker resource)."""
+        res = {"CPU": self.driver_cpus}
+        if self.drivers_on_head:
+            res[HEAD_RESOURCE] = RESOURCE_QUANTUM * 10
+        return res
+
+    @property
+    def ray_placement(self) -> str:
+        """The placement strategy of Ray Train's ``ScalingConfig``."""
+        return PLACEMENTS[self.placement]
+
     def to_dict(self) -> dict:
         return {**asdict(self), "trial_cpus": self.trial_cpus, "trial_gpus": self.trial_gpus}
 
     def explain(self) -> str:
-        """A few lines for ``--dry-run``: what each trial holds and why this many run at once."""
+        """A few lines for ``--dry-run``: the nodes, what each trial holds and why this many run at once."""
         gpu = f", {self.gpus_per_worker:g} GPU" if self.gpus_per_worker else ""
-        lines = [
-            f"cluster: {self.cluster_cpus:g} CPUs, {self.cluster_gpus:g} GPUs",
+        n_nodes = sum(n.count for n in self.nodes)
+        lines = [f"cluster: {self.cluster_cpus:g} CPUs, {self.cluster_gpus:g} GPUs"
+                 + (f" on {n_nodes} nodes" if n_nodes > 1 else "")]
+        if len(self.nodes) > 1 or (self.nodes and self.nodes[0].count > 1):
+            width = max(9, *(len(n.name) for n in self.nodes))
+            lines.append(f"  {'node type':<{width}}  nodes   CPUs   GPUs  fold workers per node")
+            for node, held in zip(self.nodes, self.workers_per_node):
+                why = ""
+                if not held:
+                    why = " (no GPU)" if self.gpus_per_worker and node.gpus <= 0 else " (too small)"
+                lines.append(f"  {node.name:<{width}}  {node.count:>5}  {node.cpus:>5g}  {node.gpus:>5g}  {held}{why}")
+        lines += [
             f"one trial: driver {self.driver_cpus:g} CPU + {self.k} fold workers x "
             f"({self.cpus_per_worker:g} CPU{gpu}) = {self.trial_cpus:g} CPUs"
             + (f", {self.trial_gpus:g} GPUs" if self.trial_gpus else ""),
-            f"torch threads per fold worker: {self.threads_per_worker}",
-            f"trials at once: {self.concurrent_trials} (each trial's whole demand fits, so no "
-            "trial's workers wait on CPUs another trial's driver holds)",
+        ]
+        if self.gpu_note:
+            lines.append(f"gpus_per_worker: {self.gpu_note}")
+        holding = [n.name for n, held in zip(self.nodes, self.workers_per_node) if held]
+        lines += [
+            f"fold workers: placement {self.placement}"
+            + (f", on {', '.join(holding)}" if holding and len(self.nodes) > 1 else "")
+            + f"; torch threads per fold worker: {self.threads_per_worker}",
+            f"trials at once: {self.concurrent_trials} (each trial's whole demand fits on the nodes, "
+            + ("the drivers on the head node" if self.drivers_on_head else
+               "every node keeping room for all running trials' drivers")
+            + ", so no trial's workers wait on what another trial's driver holds)",
         ]
         if self.startup is not None:
             s = self.startup
@@ -138,83 +318,218 @@ class ResourcePlan:
         return "\n".join(lines)
 
 
+class _Cluster:
+    """The nodes and one fold worker's GPU share: what fits where (see the module docstring)."""
+
+    def __init__(self, nodes: Sequence[NodeSpec], k: int, gpus_per_worker: float, driver_cpus: float):
+        self.nodes, self.k, self.g, self.d = list(nodes), k, gpus_per_worker, driver_cpus
+        # On several nodes, drivers stay on the head when it has CPUs (one head node); else Ray
+        # may put any driver on any node, and every node keeps room for all of them.
+        heads = [n for n in self.nodes if n.head and n.count == 1 and n.cpus > 0]
+        many = sum(n.count for n in self.nodes) > 1
+        self.head = heads[0] if many and len(heads) == 1 and driver_cpus > 0 else None
+
+    def reserve(self, node: NodeSpec, trials: int) -> float:
+        """CPUs a node keeps for the drivers of ``trials`` trials."""
+        return trials * self.d if self.head is None or node is self.head else 0.0
+
+    def slots(self, cpus_per_worker: float, trials: int) -> list[int]:
+        """Fold workers each node (one of each type) holds while ``trials`` trials run."""
+        return [_node_slots(n, cpus_per_worker, self.g, self.reserve(n, trials)) for n in self.nodes]
+
+    def drivers_fit(self, trials: int) -> bool:
+        return self.head is None or _units(self.head.cpus) >= _units(trials * self.d)
+
+    def capacity(self, cpus_per_worker: float, trials: int) -> int:
+        return sum(n.count * s for n, s in zip(self.nodes, self.slots(cpus_per_worker, trials)))
+
+    def fits(self, cpus_per_worker: float, trials: int) -> bool:
+        return self.drivers_fit(trials) and trials * self.k <= self.capacity(cpus_per_worker, trials)
+
+    def gpu_trials(self) -> int:
+        """Trials whose fold workers the GPUs hold at once."""
+        return sum(n.count * _gpu_slots(n, self.g) for n in self.nodes) // self.k
+
+    def best_cpus(self, trials: int) -> float | None:
+        """The most CPUs per fold worker with which ``trials`` trials fit (None: none does)."""
+        workers = trials * self.k
+        candidates = set()
+        for n in self.nodes:
+            avail = _units(n.cpus) - _units(self.reserve(n, trials))
+            if avail <= 0 or _gpu_slots(n, self.g) == 0:
+                continue
+            candidates.update(avail // m for m in range(1, workers + 1))
+        for units in sorted(candidates, reverse=True):
+            if units > 0 and self.fits(units * RESOURCE_QUANTUM, trials):
+                return units * RESOURCE_QUANTUM
+        return None
+
+
+def _resolve_gpus(gpus_per_worker: float | str, k: int, folds_per_gpu: int, total_gpus: float
+                  ) -> tuple[float, str | None]:
+    """``gpus_per_worker`` as a number; ``auto`` packs the k folds onto as few GPUs as hold them."""
+    if gpus_per_worker != "auto":
+        if isinstance(gpus_per_worker, str):
+            raise ConfigError(f"resources.gpus_per_worker = {gpus_per_worker!r} is not accepted; give a number "
+                              "(0.5: two folds share a GPU) or auto")
+        check_gpus_per_worker(float(gpus_per_worker))
+        return float(gpus_per_worker), None
+    if folds_per_gpu < 1:
+        raise ConfigError(f"resources.folds_per_gpu = {folds_per_gpu} is not accepted; it must be >= 1")
+    if total_gpus <= 0:
+        return 0.0, "auto: the cluster has no GPUs, fold workers train on CPU"
+    n_gpus = math.ceil(k / folds_per_gpu)
+    per_gpu = math.ceil(k / n_gpus)
+    gpus = _floor_q(1.0 / per_gpu)
+    return gpus, (f"auto = {gpus:g}: the {k} folds of a trial on {n_gpus} GPU{'s' if n_gpus > 1 else ''}, "
+                  f"{per_gpu} per GPU (resources.folds_per_gpu: {folds_per_gpu})")
+
+
+def _round_share(cpus: float) -> float:
+    """Whole CPUs where there are enough; else thousandths, rounded down so the sum still fits."""
+    return float(math.floor(cpus + 1e-9)) if cpus >= 1 else math.floor(cpus * 1000 + 1e-6) / 1000
+
+
+def _max_gpus_per_worker(nodes: Sequence[NodeSpec], k: int) -> float:
+    """The largest GPU share per fold worker with which one trial's k workers fit the GPUs (0: none)."""
+    options = [float(w) for w in range(8, 0, -1)] + [_floor_q(1.0 / m) for m in range(2, 65)]
+    for g in options:
+        if sum(n.count * _gpu_slots(n, g) for n in nodes) >= k:
+            return g
+    return 0.0
+
+
 def plan_resources(
     k: int,
-    cluster_cpus: float,
+    cluster_cpus: float = 0.0,
     cluster_gpus: float = 0.0,
     *,
+    nodes: Sequence[NodeSpec] | None = None,
     cpus_per_worker: float | None = None,
-    gpus_per_worker: float = 0.0,
+    gpus_per_worker: float | str = 0.0,
+    folds_per_gpu: int = 4,
     driver_cpus: float = 0.0,
     max_concurrent: int | None = None,
+    share_among: int = 1,
+    placement: str = "spread",
 ) -> ResourcePlan:
     """Plan one trial's resources and the number of concurrent trials.
 
     Args:
         k: fold workers per trial.
-        cluster_cpus, cluster_gpus: what the Ray cluster has.
-        cpus_per_worker: CPUs each fold worker asks for; ``None`` shares the cluster's CPUs
-            (after the drivers) among the k workers of one trial.
-        gpus_per_worker: GPUs each fold worker asks for (fractions share a GPU).
+        cluster_cpus, cluster_gpus: what the Ray cluster has, as one node (ignored with ``nodes``).
+        nodes: the cluster's node types (:func:`ray_nodes`, :func:`nodes_from_launcher`).
+        cpus_per_worker: CPUs each fold worker asks for; ``None`` shares the CPUs (after the
+            drivers) among the k workers of ``share_among`` trials, or of the trials the GPUs hold.
+        gpus_per_worker: GPUs each fold worker asks for: a fraction of one GPU (several folds
+            share it), whole GPUs, or ``"auto"``: the k folds on as few GPUs as hold them, at
+            most ``folds_per_gpu`` on one (0 on a cluster without GPUs).
         driver_cpus: CPUs the trial driver holds (a Tune trial; 0 for ``ferray train``).
         max_concurrent: an upper bound on concurrent trials from the user.
+        placement: ``spread`` or ``pack``, how Ray Train places a trial's fold workers.
 
     Raises:
-        ConfigError: the trial can never be placed on this cluster.
+        ConfigError: the trial can never be placed on this cluster (the message says what to change).
 
     >>> plan_resources(3, cluster_cpus=2, driver_cpus=0.01).cpus_per_worker
     0.663
+    >>> nodes = [NodeSpec("head", 8), NodeSpec("gpu", 8, 1, count=2)]
+    >>> plan = plan_resources(2, nodes=nodes, gpus_per_worker=0.5, driver_cpus=0.01)
+    >>> plan.concurrent_trials, plan.workers_per_node
+    (2, (0, 2))
     """
     if k < 1:
         raise ConfigError(f"k = {k} fold workers is not accepted; it must be >= 1")
-    if cluster_cpus <= 0:
+    if placement not in PLACEMENTS:
+        raise ConfigError(f"resources.placement = {placement!r} is not accepted; use one of {', '.join(PLACEMENTS)}")
+    if max_concurrent is not None and max_concurrent < 1:
+        raise ConfigError(f"max_concurrent = {max_concurrent} is not accepted; it must be >= 1")
+    one_node = nodes is None
+    nodes = tuple(nodes) if nodes is not None else (NodeSpec("this cluster", float(cluster_cpus),
+                                                             float(cluster_gpus)),)
+    total_cpus = sum(n.cpus * n.count for n in nodes)
+    total_gpus = sum(n.gpus * n.count for n in nodes)
+    if total_cpus <= 0:
         raise ConfigError("the Ray cluster reports no CPUs; start it with num_cpus >= 1")
+    gpus, gpu_note = _resolve_gpus(gpus_per_worker, k, folds_per_gpu, total_gpus)
+    cluster = _Cluster(nodes, k, gpus, driver_cpus)
+    if gpus > 0 and cluster.gpu_trials() < 1:
+        _refuse_gpus(nodes, k, gpus, total_gpus, gpus_per_worker, folds_per_gpu, one_node)
     if cpus_per_worker is None:
-        # With GPUs the GPU count bounds concurrency: share the CPUs among those trials.
-        # Without, give one trial the whole cluster (fold parallelism before trial parallelism).
-        trials = 1
-        if gpus_per_worker > 0 and cluster_gpus > 0:
-            trials = max(1, math.floor((cluster_gpus + 1e-9) / (k * gpus_per_worker)))
-        share = _floor_q((cluster_cpus - trials * driver_cpus) / (trials * k))
-        # Whole CPUs where there are enough; else thousandths, rounded down so the sum fits.
-        cpus_per_worker = math.floor(share) if share >= 1 else math.floor(share * 1000) / 1000
-        if gpus_per_worker > 0:
-            cpus_per_worker = min(cpus_per_worker, 4.0)
+        # With GPUs the GPUs bound concurrency: share the CPUs among those trials. Without,
+        # give ``share_among`` trials (one: fold parallelism before trial parallelism) the cluster.
+        target = max(1, cluster.gpu_trials() if gpus > 0 else share_among)
+        if max_concurrent is not None:
+            target = min(target, max_concurrent)
+        for trials in range(target, 0, -1):
+            best = cluster.best_cpus(trials)
+            share = _round_share(best) if best is not None else 0.0
+            if gpus > 0:
+                share = min(share, 4.0)
+            if share > 0:
+                cpus_per_worker = share
+                break
+        else:
+            raise ConfigError(
+                f"no CPUs are left for {k} fold workers: the cluster has {total_cpus:g} CPUs"
+                + (" on the nodes with GPUs" if gpus > 0 else "") + f" and the trial driver holds {driver_cpus:g}")
     if cpus_per_worker <= 0:
-        raise ConfigError(
-            f"no CPUs are left for {k} fold workers: the cluster has {cluster_cpus:g} CPUs and the "
-            f"trial driver holds {driver_cpus:g}"
-        )
-    trial_cpus = driver_cpus + k * cpus_per_worker
-    if trial_cpus > cluster_cpus + 1e-9:
-        raise ConfigError(
-            f"one trial needs {trial_cpus:g} CPUs (driver {driver_cpus:g} + {k} fold workers x "
-            f"{cpus_per_worker:g}) but the cluster has {cluster_cpus:g}: it could never start. "
-            f"Set resources.cpus_per_worker <= {_floor_q((cluster_cpus - driver_cpus) / k):g} "
-            "or use fewer folds"
-        )
-    trial_gpus = k * gpus_per_worker
-    if trial_gpus > cluster_gpus + 1e-9:
-        raise ConfigError(
-            f"one trial needs {trial_gpus:g} GPUs ({k} fold workers x {gpus_per_worker:g}) but the "
-            f"cluster has {cluster_gpus:g}; set resources.gpus_per_worker <= "
-            f"{(cluster_gpus / k) if cluster_gpus else 0:g}"
-            + (" (0 trains on CPU)" if not cluster_gpus else "")
-        )
-    concurrent = math.floor((cluster_cpus + 1e-9) / trial_cpus)
-    if trial_gpus > 0:
-        concurrent = min(concurrent, math.floor((cluster_gpus + 1e-9) / trial_gpus))
-    if max_concurrent is not None:
-        if max_concurrent < 1:
-            raise ConfigError(f"max_concurrent = {max_concurrent} is not accepted; it must be >= 1")
-        concurrent = min(concurrent, max_concurrent)
+        raise ConfigError(f"resources.cpus_per_worker = {cpus_per_worker:g} is not accepted; it must be > 0")
+    if not cluster.fits(cpus_per_worker, 1):
+        _refuse_cpus(cluster, cpus_per_worker, total_cpus, one_node)
+    concurrent = 1
+    limit = max_concurrent if max_concurrent is not None else 1 << 30
+    while concurrent < limit and cluster.fits(cpus_per_worker, concurrent + 1):
+        concurrent += 1
     return ResourcePlan(
         k=k,
-        cluster_cpus=float(cluster_cpus),
-        cluster_gpus=float(cluster_gpus),
+        cluster_cpus=float(total_cpus),
+        cluster_gpus=float(total_gpus),
         cpus_per_worker=float(cpus_per_worker),
-        gpus_per_worker=float(gpus_per_worker),
+        gpus_per_worker=float(gpus),
         driver_cpus=float(driver_cpus),
-        concurrent_trials=max(1, concurrent),
+        concurrent_trials=concurrent,
         threads_per_worker=max(1, math.floor(cpus_per_worker + 1e-9)),
+        nodes=nodes,
+        workers_per_node=tuple(cluster.slots(cpus_per_worker, concurrent)),
+        placement=placement,
+        gpu_note=gpu_note,
+        drivers_on_head=cluster.head is not None,
     )
+
+
+def _refuse_gpus(nodes, k, gpus, total_gpus, asked, folds_per_gpu, one_node) -> None:
+    if total_gpus <= 0:
+        where = "the cluster has no GPUs" if one_node else \
+            "no node of the cluster has a GPU (" + "; ".join(n.describe() for n in nodes) + ")"
+        raise ConfigError(f"one trial needs {k * gpus:g} GPUs ({k} fold workers x {gpus:g}) but {where}; set "
+                          "resources.gpus_per_worker: 0 (0 trains on CPU) or auto, or add GPU nodes")
+    best = _max_gpus_per_worker(nodes, k)
+    fix = (f"set resources.gpus_per_worker <= {best:g}" + (" (folds then share GPUs)" if best < 1 else "")
+           if best else "use fewer folds")
+    if asked == "auto":
+        fix = (f"raise resources.folds_per_gpu (now {folds_per_gpu}) to {math.ceil(k / math.floor(total_gpus))}"
+               if total_gpus >= 1 else "add GPU nodes")
+    held = sum(n.count * _gpu_slots(n, gpus) for n in nodes)
+    where = f"the cluster has {total_gpus:g}" if one_node else \
+        f"the cluster's GPUs hold {held} such workers at once (" + "; ".join(n.describe() for n in nodes if n.gpus) + ")"
+    raise ConfigError(f"one trial needs {k * gpus:g} GPUs ({k} fold workers x {gpus:g}) but {where}; {fix}, "
+                      "or add GPU nodes")
+
+
+def _refuse_cpus(cluster: _Cluster, cpus_per_worker: float, total_cpus: float, one_node: bool) -> None:
+    k, d, g = cluster.k, cluster.d, cluster.g
+    need = d + k * cpus_per_worker
+    best = cluster.best_cpus(1)
+    fix = (f"Set resources.cpus_per_worker <= {math.floor(best * 1000 + 1e-6) / 1000:g} or use fewer folds"
+           if best else "Use fewer folds or bigger nodes")
+    each = f"{cpus_per_worker:g}" + (f" (with {g:g} GPU)" if g else "")
+    if one_node:
+        where = f"the cluster has {total_cpus:g}"
+    else:
+        held = ", ".join(f"{n.name} {s}" for n, s in zip(cluster.nodes, cluster.slots(cpus_per_worker, 1)))
+        keeps = f"the head keeps {d:g} CPU for the driver" if cluster.head is not None else \
+            f"each node keeps {d:g} CPU for the driver"
+        where = f"the nodes hold {cluster.capacity(cpus_per_worker, 1)} such workers at once ({held} per node; {keeps})"
+    raise ConfigError(f"one trial needs {need:g} CPUs (driver {d:g} + {k} fold workers x {each}) but {where}: "
+                      f"it could never start. {fix}")

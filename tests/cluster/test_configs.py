@@ -175,3 +175,20 @@ def test_the_slurm_script_is_valid_bash_and_starts_ray_on_every_node():
         lint = subprocess.run(["shellcheck", "-S", "warning", str(script)], capture_output=True, text=True,
                               timeout=60, check=False)
         assert lint.returncode == 0, lint.stdout
+
+
+@pytest.mark.parametrize("path", LAUNCHER, ids=lambda p: p.name)
+def test_the_gpu_spec_keeps_every_gpu_of_the_scaled_up_cluster_busy(path):
+    from ferray.search import load_search_spec
+    from ferray.search._plan import launcher_nodes, plan_search_resources
+
+    spec = load_search_spec(CLUSTERS.parent / "search_spaces" / "affectnet.yaml")
+    nodes, _ = launcher_nodes(path)
+    plan = plan_search_resources(spec, spec.folds.k, nodes=nodes)
+    assert plan.drivers_on_head  # the CPU head holds the trials' drivers, the GPU nodes only fold workers
+    for node, workers in zip(plan.nodes, plan.workers_per_node):
+        if node.head:
+            assert workers == 0
+        else:  # one fold worker per GPU (the spec asks for whole GPUs), none left idle by the CPUs
+            assert workers == node.gpus / spec.resources.gpus_per_worker
+    assert plan.concurrent_trials * plan.trial_gpus == plan.cluster_gpus

@@ -125,6 +125,46 @@ def test_integrated_gradients_completeness(family):
     assert m.shape == (2, 48, 48) and m.min() >= 0 and np.allclose(m.reshape(2, -1).max(1), 1.0)
 
 
+@pytest.mark.parametrize("family", sorted(BACKBONE_FAMILIES))
+def test_integrated_gradients_give_a_map_of_the_input_size_for_every_family(family):
+    attr = integrated_gradients(tiny(family), _x(2), [2, 0], steps=4)
+    assert attr.shape == (2, 1, 48, 48) and torch.isfinite(attr).all()
+    m = ig_map(attr)
+    assert m.shape == (2, 48, 48) and m.dtype == np.float32
+    assert m.min() >= 0.0 and np.allclose(m.reshape(2, -1).max(1), 1.0)
+
+
+def _midpoint_ig(model, x, targets, steps, x0):
+    """The midpoint Riemann sum written out, one forward and backward pass per step."""
+    idx = torch.as_tensor(targets)[:, None]
+    total = torch.zeros_like(x)
+    for k in range(steps):
+        xi = (x0 + (k + 0.5) / steps * (x - x0)).requires_grad_(True)
+        (grad,) = torch.autograd.grad(model(xi)["logits"].gather(1, idx).sum(), xi)
+        total += grad
+    return (x - x0) * total / steps
+
+
+@pytest.mark.parametrize("baseline", [-1.0, 0.25, "tensor"])
+def test_integrated_gradients_keep_the_baseline_and_the_steps(baseline):
+    model = tiny("resnet")
+    x = _x(3)
+    x0 = torch.linspace(-1, 1, 48 * 48).reshape(1, 1, 48, 48) if baseline == "tensor" else baseline
+    # 4 steps: the midpoints 1/8, 3/8, ... are exact in float32, so both sums see the same images
+    expected = _midpoint_ig(model, x, [0, 1, 3], 4, x0 if baseline == "tensor" else torch.full_like(x, x0))
+    for rows in (None, 3, 7):  # how many interpolated images go through one pass does not matter
+        attr = integrated_gradients(model, x, [0, 1, 3], steps=4, baseline=x0, internal_batch_size=rows)
+        # float32 sums in another order: compared on the attributions' scale
+        torch.testing.assert_close(attr, expected, rtol=1e-4, atol=1e-5 * float(expected.abs().max()))
+
+
+def test_integrated_gradients_need_one_target_per_image():
+    with pytest.raises(ValueError, match="1 target.* for 2 image"):
+        integrated_gradients(tiny("resnet"), _x(2), [1], steps=2)
+    with pytest.raises(ValueError, match="steps is 1, but must be an integer >= 2"):
+        integrated_gradients(tiny("resnet"), _x(1), [1], steps=1)
+
+
 def test_cli_method_choices_match_the_library():
     from ferray.explain._cli import _METHODS
 

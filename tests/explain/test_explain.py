@@ -77,6 +77,15 @@ def test_integrated_gradients_on_one_member(explain_bundle, faces, tmp_path):
     assert all(i.map.shape == (48, 48) and i.map.max() == pytest.approx(1.0) for i in result.images)
 
 
+def test_integrated_gradients_ensemble_map_is_the_weighted_mean(explain_run, faces):
+    result = explain(explain_run, faces[:2], method="ig", ig_steps=4, target="happy", write=False)
+    for item in result.images:
+        assert set(item.maps) == {"t_a", "t_b"} and item.ensemble_map.shape == (48, 48)
+        np.testing.assert_allclose(item.ensemble_map, WEIGHTS[0] * item.maps["t_a"] + WEIGHTS[1] * item.maps["t_b"],
+                                   atol=1e-6)
+        assert not np.allclose(item.maps["t_a"], item.maps["t_b"])
+
+
 def test_image_files_of_another_size(explain_run, faces, tmp_path):
     paths = []
     for i, img in enumerate(faces[:2]):
@@ -133,6 +142,11 @@ def test_unknown_target_names_the_classes(explain_run, faces, target, match):
 def test_unknown_method_fails_before_loading_anything(tmp_path, faces):
     with pytest.raises(ConfigError, match=re.escape("unknown explain method 'gradcam+'; did you mean 'gradcam++'")):
         explain(tmp_path / "missing", faces, method="gradcam+")
+
+
+def test_ig_steps_below_two_fail_before_loading_anything(tmp_path, faces):
+    with pytest.raises(ConfigError, match=re.escape("ig_steps is 1, but must be an integer >= 2")):
+        explain(tmp_path / "missing", faces, method="ig", ig_steps=1)
 
 
 def test_bundle_without_weights_says_explain_needs_them(explain_bundle, faces, tmp_path):

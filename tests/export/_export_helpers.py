@@ -87,3 +87,47 @@ def shared_bundle(tmp_path_factory) -> dict:
 def torch_ensemble_probs(info: dict, images: np.ndarray) -> np.ndarray:
     """The shared bundle's ensemble in PyTorch: weighted mean of the members' fold means."""
     return sum(w * torch_member_probs(t, images) for w, t in zip(info["weights"], info["members"]))
+
+
+def softmax_t(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """``softmax(log p / T)`` written out here, independent of ferray's implementation."""
+    z = np.log(np.clip(np.asarray(probs, dtype=np.float64), 1e-12, 1.0)) / temperature
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def calibrated_run(tmp_path_factory) -> dict:
+    """A run whose chosen greedy ensemble has out-of-fold and holdout predictions, exported once.
+
+    The predictions files (:mod:`ferray.training.outputs` format) hold seeded, varied
+    probabilities with labels drawn from the softened ``softmax(log p / 3)``: over-confident
+    probabilities, so the fitted temperature is well above 1. One fold per member and no
+    student keep the export short (the shared bundle has a student).
+    """
+    if "calibrated" not in _CACHE:
+        from ferray.export import export_run
+        from ferray.layout import RunLayout
+        from ferray.training.outputs import Predictions, write_predictions
+
+        run = RunLayout(tmp_path_factory.mktemp("calibrated") / "exp")
+        ids = ["t00001", "t00002"]
+        make_trial(run.root / ids[0], "test_resnet", k=1, seed=11)
+        make_trial(run.root / ids[1], "test_resnet", k=1, seed=12)
+        run.ensemble.mkdir(parents=True)
+        run.ensemble_files.summary.write_text(json.dumps({"method": "greedy", "members": ids, "weights": [0.75, 0.25]}))
+        rng = np.random.default_rng(0)
+        written = {}
+        for kind, n, path in (("oof", 400, run.ensemble_files.oof), ("holdout", 100, run.ensemble_files.holdout)):
+            z = rng.normal(0, 2.0, (n, len(CLASSES)))
+            probs = softmax_t(np.exp(z), 1.0).astype(np.float32)
+            labels = (softmax_t(probs, 3.0).cumsum(axis=1) > rng.random((n, 1))).argmax(axis=1)
+            rows = np.arange(n) + (0 if kind == "oof" else 1000)
+            folds = rows % 2 if kind == "oof" else np.full(n, -1)
+            meta = {"class_names": CLASSES, "k": 2, "data_fingerprint": FINGERPRINT, "tta": [], "kind": kind,
+                    "ensemble": "greedy", "members": ids}
+            write_predictions(Predictions(rows, [f"r{r}" for r in rows], folds, labels, probs, None, meta), path)
+            written[kind] = (labels, probs)
+        bundle = export_run(run.root)
+        _CACHE["calibrated"] = {"run": run, "bundle": bundle, "oof": written["oof"], "holdout": written["holdout"],
+                                "members": ids}
+    return _CACHE["calibrated"]

@@ -23,3 +23,11 @@ def bundle_copy(tmp_path, greedy_bundle) -> Path:
     dst = tmp_path / "bundle"
     shutil.copytree(greedy_bundle["bundle"], dst)
     return dst
+
+
+@pytest.fixture(scope="session")
+def calibrated(tmp_path_factory) -> dict:
+    """A bundle exported from a run whose ensemble has out-of-fold rows: its temperature is fitted; read-only."""
+    from _export_helpers import calibrated_run
+
+    return calibrated_run(tmp_path_factory)

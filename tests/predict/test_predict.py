@@ -212,12 +212,14 @@ def test_writers(greedy_bundle, photo_folder, tmp_path):
     with open(tmp_path / "p.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert list(rows[0]) == ["source", "face", "x", "y", "w", "h", "label", "score"] + \
-        [f"prob_{c}" for c in CLASSES] + ["error"]
+        [f"prob_{c}" for c in CLASSES] + ["temperature", "error"]
+    assert rows[0]["temperature"] == "1" and rows[-1]["temperature"] == ""  # the shared bundle stores T = 1
     assert len(rows) == 6 and rows[-1]["label"] == "" and "unreadable image" in rows[-1]["error"]
     assert float(rows[0]["prob_happy"]) == pytest.approx(preds[0].probs["happy"], abs=1e-6)
     write_json(preds, tmp_path / "p.json")
     doc = json.loads((tmp_path / "p.json").read_text())
     assert doc["classes"] == CLASSES and doc["tta"] is True and doc["model"] == "ensemble"
+    assert doc["calibrated"] is True and doc["temperature"] == 1.0 and doc["calibration"].startswith("T = 1: no out-of")
     assert len(doc["predictions"]) == 5 and doc["skipped"][0]["source"].endswith("broken.jpg")
     assert doc["predictions"][0]["probs"] == preds[0].probs
     table = format_table(preds)
