@@ -434,7 +434,6 @@ def _render_batch(
     channels: int,
 ) -> np.ndarray:
     f32 = np.float32
-    n = len(intensity)
     col = lambda a: a.astype(f32)[:, None, None]  # noqa: E731
     p = {k: col(v) for k, v in {**ident, **pose}.items() if v.ndim == 1}
     colors = {k: v.astype(f32) for k, v in {**ident, **pose}.items() if v.ndim == 2}

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import pytest
 
-import ferray.cluster._cli as cluster_cli
+from ferray.cli import main as _cli
 from ferray.cluster import ClusterError, connect, jobs, logs, stop, submit
 
 pytestmark = pytest.mark.ray
@@ -20,13 +19,6 @@ def with_token(ray_head, monkeypatch, tmp_path):
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.ray/auth_token of this machine's other Ray
     monkeypatch.setenv("RAY_AUTH_TOKEN", ray_head.token)
     return ray_head
-
-
-def _cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="ferray")
-    cluster_cli.add_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(argv)
-    return args.func(args)
 
 
 @pytest.mark.timeout(180)

@@ -7,7 +7,6 @@ GPU that CUDA does not see, and train on CPU.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-import ferray.cluster._cli as cluster_cli
+from ferray.cli import main as _cli
 from ferray.layout import RunLayout, TrialLayout
 
 pytestmark = pytest.mark.ray
@@ -96,13 +95,6 @@ def test_the_dry_run_plans_against_the_clusters_nodes_and_refuses_what_cannot_be
     assert ("error: this sweep can never be placed: one trial needs 4 GPUs (2 fold workers x 2) but the cluster's "
             "GPUs hold 0 such workers at once (head: 1 x (1 CPU, 1 GPU); worker: 1 x (1 CPU, 1 GPU)); set "
             "resources.gpus_per_worker <= 1, or add GPU nodes") in done.stderr
-
-
-def _cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="ferray")
-    cluster_cli.add_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(argv)
-    return args.func(args)
 
 
 @pytest.mark.timeout(240)

@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 import pytest
-from _data_helpers import make_folder, write_image
+from _data_helpers import make_folder
 
 from ferray.data import check
 from ferray.data._hashing import near_duplicate_pairs, phash64
