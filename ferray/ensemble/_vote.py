@@ -9,11 +9,12 @@ import numpy as np
 from ferray.ensemble._base import EnsembleMethod
 from ferray.ensemble._registry import register_ensemble
 
-__all__ = ["VoteEnsemble"]
+__all__ = ["VoteEnsemble", "VOTE_NUDGE"]
 
-# Small enough never to overturn a vote (shares differ by >= 1/n_members), large enough to
-# decide a tied one in float64.
-_NUDGE = 1e-6
+#: Small enough never to overturn a vote (shares differ by >= 1/n_members, and members are
+#: fewer than 1000), large enough that a tied vote is still decided once the probabilities are
+#: stored as float32 (prediction files, the exported graph) unless the means differ by < 1e-4.
+VOTE_NUDGE = 1e-3
 
 
 @register_ensemble("vote")
@@ -23,9 +24,9 @@ class VoteEnsemble(EnsembleMethod):
     Ties are deterministic: a member's own argmax tie goes to the lower class index, and a
     tied vote goes to the class with the higher mean member probability (then the lower
     index). So that the argmax of :meth:`predict_proba` is that winner, the shares are
-    nudged by ``1e-6`` times the mean member probability and renormalised::
+    nudged by ``1e-3`` times the mean member probability and renormalised::
 
-        predict_proba(P) = (votes / n_members + 1e-6 * mean_m P[m]) / row sum
+        predict_proba(P) = (votes / n_members + 1e-3 * mean_m P[m]) / row sum
 
     ``fit`` learns nothing from the labels.
     """
@@ -45,7 +46,7 @@ class VoteEnsemble(EnsembleMethod):
         winners = P.argmax(axis=2)  # (n_members, n_rows)
         for m in range(n_members):
             votes[np.arange(n_rows), winners[m]] += 1.0
-        proba = votes / n_members + _NUDGE * P.mean(axis=0)
+        proba = votes / n_members + VOTE_NUDGE * P.mean(axis=0)
         return proba / proba.sum(axis=1, keepdims=True)
 
     def _learned(self) -> dict:

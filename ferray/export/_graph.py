@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from ferray.errors import ConfigError, closest
+from ferray.ensemble._vote import VOTE_NUDGE
 
 __all__ = [
     "COMBINERS",
@@ -105,13 +106,13 @@ class Vote(nn.Module):
     """Vote shares: each member votes for its top class (:class:`ferray.ensemble.VoteEnsemble`).
 
     A member's own tie goes to the lower class index; so that a tied vote goes to the
-    class with the higher mean member probability, the shares are nudged by ``1e-6`` times
+    class with the higher mean member probability, the shares are nudged by ``1e-3`` times
     the (weighted) mean probability and renormalised::
 
-        probs = (sum_m w_m onehot(argmax p_m) + 1e-6 * sum_m w_m p_m) / row sum
+        probs = (sum_m w_m onehot(argmax p_m) + 1e-3 * sum_m w_m p_m) / row sum
     """
 
-    NUDGE = 1e-6
+    NUDGE = VOTE_NUDGE
 
     def __init__(self, weights: Sequence[float] | None, n_members: int, n_classes: int) -> None:
         super().__init__()
