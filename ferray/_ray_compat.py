@@ -88,9 +88,12 @@ def _generator_probe() -> bool:
     from ray.tune.search import BasicVariantGenerator  # noqa: F401 - the module must import
     from ray.tune.search.search_generator import SearchGenerator
 
+    from ray.tune.search import ConcurrencyLimiter
+
     g = SearchGenerator.__new__(SearchGenerator)
     SearchGenerator.__init__(g, _dummy_searcher())
-    return hasattr(g, "_total_samples") and hasattr(g, "_finished")
+    limiter = ConcurrencyLimiter(_dummy_searcher(), max_concurrent=1)
+    return hasattr(g, "_total_samples") and hasattr(g, "_finished") and isinstance(limiter.live_trials, set)
 
 
 def _dummy_searcher():
@@ -167,8 +170,9 @@ WORKAROUNDS: tuple[Workaround, ...] = (
         "tell PRUNED/FAIL, rebind the study on resume, retry errored trials under a new Optuna trial",
         None, _optuna_probe),
     Workaround(
-        "search-generator-budget", "SearchGenerator._total_samples, _finished",
-        "`ferray resume --extend N` raises a restored sweep's trial budget", None, _generator_probe),
+        "search-generator-budget", "SearchGenerator._total_samples, _finished; ConcurrencyLimiter.live_trials",
+        "`ferray resume --extend N` raises a restored sweep's trial budget; a retried errored trial's end "
+        "reaches Optuna", None, _generator_probe),
     Workaround(
         "restored-tuner-internals", "Tuner._local_tuner._tune_config, _run_config",
         "a restored sweep uses this process's searcher, scheduler and callbacks instead of the pickled ones",

@@ -204,7 +204,16 @@ def _search_generator(searcher, max_concurrent: int, trials: int):
                 self._total_samples = self._wanted
                 self._finished = False
 
-    return SweepGenerator(ConcurrencyLimiter(searcher, max_concurrent=max(1, max_concurrent)), trials)
+    class SweepLimiter(ConcurrencyLimiter):
+        def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+            if trial_id in self.live_trials:
+                return super().on_trial_complete(trial_id, result=result, error=error)
+            # A trial this limiter did not admit: an errored trial a resumed sweep retries (it
+            # ended in an earlier process). Its end still belongs in the study; Tune hands the
+            # result that made the scheduler stop a trial to on_trial_complete alone.
+            self.searcher.on_trial_complete(trial_id, result=result, error=error)
+
+    return SweepGenerator(SweepLimiter(searcher, max_concurrent=max(1, max_concurrent)), trials)
 
 
 class _Sweep:
