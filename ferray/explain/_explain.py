@@ -28,6 +28,7 @@ from ferray.explain._cam import (
     integrated_gradients,
 )
 from ferray.explain._models import ExplainMember, ExplainSource, describe, load_explain_source
+from ferray.predict._calibration import apply_temperature
 
 __all__ = ["explain", "Explanation", "ExplainedImage", "member_maps", "EXPLAIN_JSON", "GRID_FILE", "MAX_GRID_ROWS"]
 
@@ -247,7 +248,9 @@ def explain(
         if len(source.members) == 1:
             probs = next(iter(mprobs.values()))
         elif source.bundle is not None and source.all_members:
-            probs = source.bundle.run(imgs)  # the exported ensemble graph: exact for every method
+            # the exported ensemble graph (exact for every method), with the bundle's temperature
+            # as `ferray predict` applies it
+            probs = apply_temperature(source.bundle.run(imgs), source.bundle.temperature())
         else:
             probs = sum(w * p for w, p in zip(weights, mprobs.values()))
         targets = [fixed_target if fixed_target is not None else int(np.argmax(p)) for p in probs]
@@ -270,6 +273,7 @@ def explain(
                "target_layers": layers, "skipped": skipped}
     if source.bundle is not None and source.all_members and len(source.members) > 1:
         summary["ensemble_probs"] = "the bundle's ensemble.onnx"
+        summary["temperature"] = source.bundle.temperature()
     elif len(source.members) > 1:
         summary["ensemble_probs"] = "the weighted mean of the members' probabilities"
     expl = Explanation(None, method, classes, results, skipped, summary)

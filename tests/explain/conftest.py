@@ -77,11 +77,18 @@ def explain_run(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def explain_bundle(explain_run, tmp_path_factory) -> Path:
-    from ferray.export import export_bundle
+    from ferray.export import export_bundle, fit_calibration
 
+    # An over-confident ensemble on 300 rows (60% right), so the stored temperature is > 1.
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, len(CLASSES), 300)
+    guess = np.where(rng.random(300) < 0.6, labels, rng.integers(0, len(CLASSES), 300))
+    probs = np.full((300, len(CLASSES)), 0.01)
+    probs[np.arange(300), guess] = 1.0
+    probs /= probs.sum(axis=1, keepdims=True)
     run = Path(explain_run)
     return export_bundle([run / "t_a", run / "t_b"], tmp_path_factory.mktemp("explain_bundle") / "bundle",
-                         method="greedy", weights=WEIGHTS)
+                         method="greedy", weights=WEIGHTS, calibration={"ensemble": fit_calibration(labels, probs)})
 
 
 @pytest.fixture(scope="session")

@@ -56,18 +56,25 @@ def test_member_maps_average_the_fold_models(explain_run, faces):
 
 
 def test_bundle_uses_its_weights_and_its_graph(explain_bundle, faces, tmp_path):
-    from ferray.predict import Bundle
+    from ferray.predict import Bundle, predict
 
     result = explain(explain_bundle, faces, method="gradcam++", target="happy", out=tmp_path)
-    probs = Bundle.load(explain_bundle).run(np.stack([i.image for i in result.images]))
-    np.testing.assert_allclose(np.stack([i.probs for i in result.images]), probs, atol=1e-5)
+    bundle = Bundle.load(explain_bundle)
+    assert bundle.temperature() > 1.2
+    raw = bundle.run(np.stack([i.image for i in result.images]))
+    shown = np.stack([i.probs for i in result.images])
+    # the probabilities `ferray predict` gives: the graph's, with the bundle's temperature
+    predicted = predict(bundle, np.stack([i.image for i in result.images]), progress=False)
+    calibrated = np.array([[r.probs[c] for c in CLASSES] for r in predicted])
+    np.testing.assert_allclose(shown, calibrated, atol=1e-5)
+    assert np.array_equal(shown.argmax(axis=1), raw.argmax(axis=1)) and shown.max() < raw.max()
     for item in result.images:
         assert item.target == CLASSES.index("happy")
         np.testing.assert_allclose(item.ensemble_map, WEIGHTS[0] * item.maps["t_a"] + WEIGHTS[1] * item.maps["t_b"],
                                    atol=1e-6)
     doc = json.loads((tmp_path / "explain.json").read_text())
     assert doc["kind"] == "bundle" and doc["target"] == "happy"
-    assert doc["ensemble_probs"] == "the bundle's ensemble.onnx"
+    assert doc["ensemble_probs"] == "the bundle's ensemble.onnx" and doc["temperature"] == bundle.temperature()
     assert all(img["target"] == "happy" for img in doc["images"])
 
 
