@@ -9,13 +9,15 @@ the new one, never a torn one.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import uuid
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["atomic_write", "atomic_write_text", "atomic_write_json", "append_line", "resolve_fs", "replace_folder"]
+__all__ = ["atomic_write", "atomic_write_text", "atomic_write_json", "json_safe", "append_line", "resolve_fs",
+           "replace_folder"]
 
 
 def resolve_fs(uri: str | os.PathLike):
@@ -92,6 +94,27 @@ def atomic_write_text(uri: str | os.PathLike, text: str) -> None:
 def atomic_write_json(uri: str | os.PathLike, obj: Any) -> None:
     """``obj`` as indented JSON (numpy scalars as floats)."""
     atomic_write(uri, json.dumps(obj, indent=2, sort_keys=False, default=float).encode())
+
+
+def json_safe(obj: Any) -> Any:
+    """``obj`` with numpy arrays and scalars as Python values and NaN/inf as ``None`` (JSON's null).
+
+    Dict keys become strings and tuples lists, so the result survives a JSON round trip unchanged.
+
+    >>> json_safe({"acc": float("nan"), 1: (0.5, float("inf"))})
+    {'acc': None, '1': [0.5, None]}
+    """
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if not isinstance(obj, (str, bytes)) and hasattr(obj, "tolist"):  # numpy array or scalar, without numpy
+        obj = obj.tolist()
+        if isinstance(obj, list):
+            return json_safe(obj)
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
 
 
 def append_line(path: str | os.PathLike, line: str) -> None:

@@ -85,10 +85,11 @@ def _optuna_probe() -> bool:
 
 
 def _generator_probe() -> bool:
-    from ray.tune.search import BasicVariantGenerator  # noqa: F401 - the module must import
+    from ray.tune.search import (
+        BasicVariantGenerator,  # noqa: F401 - the module must import
+        ConcurrencyLimiter,
+    )
     from ray.tune.search.search_generator import SearchGenerator
-
-    from ray.tune.search import ConcurrencyLimiter
 
     g = SearchGenerator.__new__(SearchGenerator)
     SearchGenerator.__init__(g, _dummy_searcher())
@@ -134,7 +135,9 @@ def _trial_actor_probe() -> bool:
 
 def _snapshot_probe() -> bool:
     from ray.train.v2._internal.constants import CHECKPOINT_MANAGER_SNAPSHOT_FILENAME
-    from ray.train.v2._internal.execution.checkpoint.checkpoint_manager import _CheckpointManagerState
+    from ray.train.v2._internal.execution.checkpoint.checkpoint_manager import (
+        _CheckpointManagerState,
+    )
 
     fields = getattr(_CheckpointManagerState, "__fields__", None) or _CheckpointManagerState.model_fields
     return CHECKPOINT_MANAGER_SNAPSHOT_FILENAME == TRAIN_SNAPSHOT and set(_SNAPSHOT_KEYS) <= set(fields)

@@ -8,13 +8,42 @@ Exit codes: 0 success, 1 the work ran but found errors (``data check``) or faile
 from __future__ import annotations
 
 import argparse
-import json
 import sys
+import textwrap
 from collections.abc import Callable, Sequence
 
 from ferray.errors import FerrayError
 
-__all__ = ["main", "COMMANDS"]
+__all__ = ["COMMANDS", "main"]
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Wraps help at spaces only, so that a flag (``--no-ship-ferray``) is never split at a hyphen."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        return textwrap.fill(" ".join(text.split()), width, initial_indent=indent, subsequent_indent=indent,
+                             break_on_hyphens=False)
+
+
+class _Parser(argparse.ArgumentParser):
+    """The ``ferray`` parser; its sub-parsers are of this class too, and so share its help layout."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
+def _print_help_of(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
+    """The handler of a command word given without its subcommand (``ferray data``): its help, exit 2."""
+
+    def show(args: argparse.Namespace) -> int:
+        parser.print_help()
+        return 2
+
+    return show
 
 
 def _source_options(p: argparse.ArgumentParser) -> None:
@@ -36,19 +65,14 @@ def _cmd_data_prepare(args: argparse.Namespace) -> int:
 
 
 def _cmd_data_check(args: argparse.Namespace) -> int:
+    from ferray._console import print_json, print_wide
     from ferray.data import check
 
     report = check(args.source, size=args.size, channels=args.channels, strict=args.strict)
     if args.json:
-        print(json.dumps(report.to_dict(), indent=2, default=str))
+        print_json(report.to_dict())
     else:
-        rendered = report.render()
-        if isinstance(rendered, str):
-            print(rendered)
-        else:
-            from rich.console import Console
-
-            Console().print(rendered)
+        print_wide(report.render())
     return 0 if report.ok else 1
 
 
@@ -82,7 +106,8 @@ def _train_config(path: str):
     import yaml
 
     try:
-        doc = yaml.safe_load(open(path)) or {}
+        with open(path) as f:
+            doc = yaml.safe_load(f) or {}
     except (OSError, yaml.YAMLError):
         return path  # the loader reports it with the file and line
     if isinstance(doc, dict) and any(k in doc for k in _SPEC_ONLY_KEYS):
@@ -109,27 +134,27 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_doctor(args: argparse.Namespace) -> int:
+    from ferray._console import print_json
     from ferray.doctor import diagnose, render
 
     report = diagnose(clean_ray_sessions=args.clean_ray_sessions)
-    print(json.dumps(report, indent=2, default=str) if args.json else render(report))
+    if args.json:
+        print_json(report)
+    else:
+        print(render(report))
     return 0 if report["ok"] else 1
 
 
 def _finish(result, args: argparse.Namespace) -> int:
     """After ``ferray search``/``resume``: the ensemble, distillation and export the spec enables."""
+    from ferray._console import print_wide, to_stderr
     from ferray.pipeline import finish_run
 
-    def err(line: str) -> None:
-        print(line, file=sys.stderr)
-
-    done = finish_run(result.run_dir, address=args.address, num_cpus=args.num_cpus, echo=err)
+    done = finish_run(result.run_dir, address=args.address, num_cpus=args.num_cpus, echo=to_stderr)
     if done.ensemble is not None:
-        from rich.console import Console
-
-        Console(width=120).print(done.ensemble.render())
+        print_wide(done.ensemble.render())
     for stage, why in done.skipped.items():
-        err(f"{stage}: skipped ({why})")
+        to_stderr(f"{stage}: skipped ({why})")
     if done.distill is not None:
         s = done.distill.summary
         print(f"student: {s['student'].get('accuracy', float('nan')):.4f} holdout accuracy "
@@ -142,16 +167,18 @@ def _finish(result, args: argparse.Namespace) -> int:
 def _build_parser() -> argparse.ArgumentParser:
     from ferray import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="ferray",
-        description="Distributed hyperparameter search for facial "
-        "expression recognition.",
+        description="Distributed hyperparameter search for facial expression recognition.",
+        epilog="`ferray COMMAND --help` describes a command. Exit codes: 0 success, 1 the work ran but failed or "
+               "found errors, 2 bad input, 130 interrupted.",
     )
     parser.add_argument("--version", action="version", version=f"ferray {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     data = commands.add_parser("data", help="prepare, check and inspect datasets")
     data_cmds = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
+    data.set_defaults(func=_print_help_of(data))
 
     p = data_cmds.add_parser("prepare", help="decode a dataset once into a prepared Parquet file")
     _source_options(p)
@@ -166,13 +193,13 @@ def _build_parser() -> argparse.ArgumentParser:
     p = data_cmds.add_parser("grid", help="write a PNG grid of samples per class")
     _source_options(p)
     p.add_argument("--out", required=True, help="output .png file")
-    p.add_argument("--per-class", type=int, default=8, help="samples per class (default 8)")
+    p.add_argument("--per-class", type=int, default=8, metavar="N", help="samples per class (default 8)")
     p.set_defaults(func=_cmd_data_grid)
 
     p = data_cmds.add_parser("folds", help="print (and save) a k-fold plan")
     _source_options(p)
-    p.add_argument("-k", type=int, default=5, help="number of folds (default 5)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-k", type=int, default=5, metavar="N", help="number of folds (default 5)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the fold assignment (default 0)")
     p.add_argument("--holdout", default="auto", help="auto | test | none | a fraction (default auto)")
     p.add_argument("--out", default=None, help="save the plan as .parquet")
     p.set_defaults(func=_cmd_data_folds)
@@ -186,10 +213,10 @@ def _build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("train", help="train one configuration on all folds in parallel (Ray Train)")
     p.add_argument("config", help="training configuration YAML, or a search spec (its base config is trained)")
-    p.add_argument("--data", default=None, help="override data.source")
-    p.add_argument("--output", default=None, help="output directory (default runs/train-<time>)")
-    p.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS or local)")
-    p.add_argument("--num-cpus", type=int, default=None, help="CPUs of a new local Ray (default: all)")
+    p.add_argument("--data", default=None, metavar="SOURCE", help="replace the config's data.source")
+    p.add_argument("--output", default=None, metavar="DIR", help="output directory (default runs/train-<time>)")
+    p.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS or a local Ray)")
+    p.add_argument("--num-cpus", type=int, default=None, metavar="N", help="CPUs of a new local Ray (default: all)")
     p.set_defaults(func=_cmd_train)
 
     from ferray.cluster._cli import add_parser as add_cluster_parser
@@ -198,7 +225,8 @@ def _build_parser() -> argparse.ArgumentParser:
     from ferray.explain._cli import add_parser as add_explain_parser
     from ferray.export._cli import add_parser as add_export_parser
     from ferray.predict._cli import add_parser as add_predict_parser
-    from ferray.report._cli import add_evaluate_parser, add_parser as add_report_parser
+    from ferray.report._cli import add_evaluate_parser
+    from ferray.report._cli import add_parser as add_report_parser
     from ferray.search._cli import add_commands as add_search_commands
     from ferray.search._prune_cli import add_parser as add_prune_parser
 
@@ -215,7 +243,9 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-#: Command words -> handler (``search``, ``resume`` and ``status`` live in :mod:`ferray.search._cli`).
+#: Command words -> handler. ``search``, ``resume``, ``status`` (:mod:`ferray.search._cli`) and ``prune``
+#: (:mod:`ferray.search._prune_cli`) are not listed: importing ``ferray.search`` loads pydantic, which a
+#: predict-only install lacks.
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "data prepare": _cmd_data_prepare,
     "data check": _cmd_data_check,
@@ -225,13 +255,13 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "doctor": _cmd_doctor,
 }
 # The stages' commands (their modules import only argparse; each handler imports its stage lazily).
-from ferray.cluster._cli import COMMANDS as _CLUSTER  # noqa: E402
-from ferray.distill._cli import COMMANDS as _DISTILL  # noqa: E402
-from ferray.ensemble._cli import COMMANDS as _ENSEMBLE  # noqa: E402
-from ferray.explain._cli import COMMANDS as _EXPLAIN  # noqa: E402
-from ferray.export._cli import COMMANDS as _EXPORT  # noqa: E402
-from ferray.predict._cli import COMMANDS as _PREDICT  # noqa: E402
-from ferray.report._cli import COMMANDS as _REPORT  # noqa: E402
+from ferray.cluster._cli import COMMANDS as _CLUSTER
+from ferray.distill._cli import COMMANDS as _DISTILL
+from ferray.ensemble._cli import COMMANDS as _ENSEMBLE
+from ferray.explain._cli import COMMANDS as _EXPLAIN
+from ferray.export._cli import COMMANDS as _EXPORT
+from ferray.predict._cli import COMMANDS as _PREDICT
+from ferray.report._cli import COMMANDS as _REPORT
 
 COMMANDS.update({**_ENSEMBLE, **_DISTILL, **_EXPORT, **_PREDICT, **_CLUSTER, **_REPORT, **_EXPLAIN})
 
@@ -241,7 +271,7 @@ def _predict_only_parser() -> argparse.ArgumentParser:
     where only ``ferray[predict]``'s packages are installed (no torch, Ray or pydantic)."""
     from ferray.predict._cli import add_parser as add_predict_parser
 
-    parser = argparse.ArgumentParser(prog="ferray")
+    parser = _Parser(prog="ferray")
     add_predict_parser(parser.add_subparsers(dest="command", metavar="COMMAND"))
     return parser
 

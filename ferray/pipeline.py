@@ -48,7 +48,7 @@ def ensemble_members_available(run_dir: str | os.PathLike, include_pruned: bool 
     if not layout.results.exists():
         return 0
     states = ("COMPLETED", "PRUNED") if include_pruned else ("COMPLETED",)
-    return sum(1 for t in get_status(layout.root)["trials"]
+    return sum(1 for t in get_status(layout.root, intervals=False)["trials"]
                if t["state"] in states and t["metric"] is not None
                and layout.trial(t["trial_id"]).oof.is_file() and layout.trial(t["trial_id"]).holdout.is_file())
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-__all__ = ["add_parser", "COMMANDS"]
+__all__ = ["COMMANDS", "add_parser"]
 
 
 def _err(line: str) -> None:
@@ -50,14 +50,14 @@ def _age(seconds: float | None) -> str:
 
 
 def _cmd_jobs(args: argparse.Namespace) -> int:
-    import json
     import time
 
+    from ferray._console import print_json
     from ferray.cluster import jobs
 
     found = jobs(args.address, all_jobs=args.all, timeout=args.timeout)
     if args.json:
-        print(json.dumps([j.__dict__ for j in found], indent=2))
+        print_json([j.__dict__ for j in found])
         return 0
     if not found:
         print("no ferray jobs on this cluster" + ("" if args.all else " (--all lists every job)"))

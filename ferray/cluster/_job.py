@@ -70,13 +70,10 @@ class Pusher:
 
 
 def _report(result) -> int:
-    import shutil as _shutil
-
-    from rich.console import Console
-
+    from ferray._console import print_wide
     from ferray.search import render_status
 
-    Console(width=max(120, _shutil.get_terminal_size((160, 40)).columns)).print(render_status(result.status))
+    print_wide(render_status(result.status))
     best = result.best
     if best is None or best["metric"] is None:
         _out("no trial produced a fold-mean metric; see `ferray status` for the errors")
@@ -94,28 +91,23 @@ def _finish(run_dir: Path, remote: str | None, num_cpus: int | None) -> int:
     for stage, why in done.skipped.items():
         _out(f"{stage}: skipped ({why})")
     if done.ensemble is not None:
-        from rich.console import Console
+        from ferray._console import print_wide
 
-        Console(width=120).print(done.ensemble.render())
+        print_wide(done.ensemble.render())
     if done.bundle is not None:
         _out(f"bundle: {done.bundle}")
     return 0
 
 
-def _local_and_remote(storage: str, name: str) -> tuple[Path, str | None]:
-    from ferray.cluster._storage import is_uri, run_uri
-
-    if is_uri(storage):
-        return Path("runs") / name, run_uri(storage, name)
-    return Path(os.path.expanduser(storage)) / name, None
-
-
 def _search(args: argparse.Namespace) -> int:
     from ferray.cluster._errors import ClusterError
-    from ferray.cluster._storage import is_empty
+    from ferray.cluster._storage import is_empty, is_uri, run_uri
 
-    storage = args.storage if "://" in args.storage else os.path.expanduser(args.storage)
-    local, remote = _local_and_remote(storage, args.name)
+    if is_uri(args.storage):
+        storage, local, remote = args.storage, Path("runs") / args.name, run_uri(args.storage, args.name)
+    else:
+        storage, remote = os.path.expanduser(args.storage), None
+        local = Path(storage) / args.name
     if remote is not None and not is_empty(remote):
         # Tune would write a second experiment over the first one's state and trial folders.
         raise ClusterError(f"{remote} already holds a sweep (or part of one): continue it with `ferray submit "
@@ -132,8 +124,7 @@ def _resume(args: argparse.Namespace) -> int:
 
     if is_uri(args.run):
         remote: str | None = args.run.rstrip("/")
-        local = Path("runs") / remote.rsplit("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
-        pull_run(remote, local, checkpoints=False, weights=False, echo=_out)
+        local = pull_run(remote, checkpoints=False, weights=False, echo=_out)  # to runs/NAME
     else:
         remote, local = None, Path(os.path.expanduser(args.run))
     from ferray.search import SearchInterrupted, resume_search

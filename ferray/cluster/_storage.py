@@ -64,10 +64,11 @@ def run_uri(storage: str, name: str) -> str:
 
 def _filesystem(uri: str):
     import pyarrow as pa
-    import pyarrow.fs as pafs
+
+    from ferray._io import resolve_fs
 
     try:
-        fs, path = pafs.FileSystem.from_uri(str(uri))
+        fs, path = resolve_fs(uri)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError, ValueError) as exc:
         raise ClusterError(f"{uri}: not a storage URI this machine can open ({exc})") from None
     return fs, path.rstrip("/")

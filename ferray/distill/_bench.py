@@ -18,7 +18,7 @@ from torch import nn
 from ferray.training.metrics import accuracy, macro_f1
 from ferray.training.outputs import Predictions
 
-__all__ = ["count_parameters", "measure_latency", "group_latency", "holdout_scores", "mean_by_row"]
+__all__ = ["count_parameters", "measure_latency", "group_latency", "holdout_scores"]
 
 
 def count_parameters(models: Sequence[nn.Module]) -> int:
@@ -58,19 +58,8 @@ def group_latency(models: Sequence[nn.Module], input_shape: tuple[int, int, int]
             for b in batch_sizes}
 
 
-def mean_by_row(pred: Predictions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(rows, labels, probs)`` with the probabilities of every model predicting a row averaged."""
-    rows, inverse = np.unique(pred.rows, return_inverse=True)
-    probs = np.zeros((len(rows), pred.probs.shape[1]), np.float64)
-    np.add.at(probs, inverse, pred.probs)
-    counts = np.bincount(inverse, minlength=len(rows))
-    labels = np.zeros(len(rows), np.int64)
-    labels[inverse] = pred.labels
-    return rows, labels, (probs / counts[:, None]).astype(np.float32)
-
-
 def holdout_scores(pred: Predictions, num_classes: int) -> dict:
     """Accuracy and macro-F1 of holdout predictions (fold models' probabilities averaged per row)."""
-    rows, labels, probs = mean_by_row(pred)
-    return {"holdout_rows": int(len(rows)), "accuracy": accuracy(labels, probs),
-            "macro_f1": macro_f1(labels, probs, num_classes=num_classes)}
+    mean = pred.row_means()
+    return {"holdout_rows": int(len(mean.rows)), "accuracy": accuracy(mean.labels, mean.probs),
+            "macro_f1": macro_f1(mean.labels, mean.probs, num_classes=num_classes)}

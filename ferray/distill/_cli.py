@@ -14,17 +14,18 @@ from __future__ import annotations
 import argparse
 import sys
 
-__all__ = ["add_parser", "COMMANDS"]
+__all__ = ["COMMANDS", "add_parser"]
 
 
 def _cmd_distill(args: argparse.Namespace) -> int:
+    from ferray._console import to_stderr
     from ferray.distill import distill_run
     from ferray.training import TrainingFailed
 
     try:
         result = distill_run(args.run, student=args.student, epochs=args.epochs, temperature=args.temperature,
                              alpha=args.alpha, address=args.address, num_cpus=args.num_cpus,
-                             echo=lambda s: print(s, file=sys.stderr))
+                             echo=to_stderr)
     except TrainingFailed as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

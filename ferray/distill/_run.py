@@ -22,7 +22,6 @@ end, so a failed or interrupted distillation leaves the previous ``distill/`` (o
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import time
@@ -34,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from ferray._io import replace_folder
+from ferray._io import json_safe, replace_folder
 from ferray.errors import ConfigError, DataError, FerrayError
 from ferray.layout import DistillLayout, RunLayout
 
@@ -166,19 +165,6 @@ def _progress_callback(queue):
     return _Forward()
 
 
-def _clean(obj: Any) -> Any:
-    """JSON-ready: NaN/inf become null, numpy scalars plain numbers."""
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, (np.floating, float)):
-        return float(obj) if math.isfinite(float(obj)) else None
-    if isinstance(obj, np.integer):
-        return int(obj)
-    return obj
-
-
 def _group(models: list, input_shape: tuple[int, int, int], scores: dict, **extra) -> dict:
     from ferray.distill._bench import count_parameters, group_latency
 
@@ -219,7 +205,7 @@ def _compare(layout: RunLayout, staging: Path, ens_holdout, members, members_err
                            "note": members_error}
     best = None
     try:
-        best = get_status(layout.root)["best"]
+        best = get_status(layout.root, intervals=False)["best"]
     except FerrayError as exc:
         echo(f"distill: no best single trial ({exc})")
     if best is not None and best.get("state") == "COMPLETED":
@@ -385,7 +371,7 @@ def distill_run(run_dir: str | os.PathLike, *, student: str | None = None, epoch
                          "gpus_per_worker": resources.gpus_per_worker, "fit_seconds": fit_seconds,
                          "history": history},
         }
-        summary = _clean(summary)
+        summary = json_safe(summary)
         timings["compare"] = time.perf_counter() - t
         out.summary.write_text(json.dumps(summary, indent=2))
         replace_folder(staging, layout.distill)

@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from ferray._io import json_safe
 from ferray.ensemble import _builtin  # noqa: F401  (the built-in methods, registered)
 from ferray.ensemble._base import EnsembleMethod
 from ferray.ensemble._cv import INNER_FOLDS, cross_val_proba
@@ -112,7 +113,7 @@ class EnsembleReport:
 
     def to_dict(self) -> dict:
         """JSON-ready (``ferray ensemble --json``)."""
-        return _clean({"run_dir": str(self.run_dir), "path": str(self.path), "metric": self.metric,
+        return json_safe({"run_dir": str(self.run_dir), "path": str(self.path), "metric": self.metric,
                        "members": self.members, "methods": self.methods, "best": self.best,
                        "chosen": self.chosen, "chosen_by": self.chosen_by, "comparison": self.comparison,
                        "table": self.table})
@@ -183,21 +184,6 @@ def comparison_lines(comparison: dict) -> list[str]:
                      f"{100 * ci['value']:+.1f} points [{100 * ci['low']:+.1f}, {100 * ci['high']:+.1f}] "
                      f"{label} accuracy (paired bootstrap, {comparison['n_boot']} resamples): {ci['verdict']}")
     return lines
-
-
-def _clean(obj: Any) -> Any:
-    """JSON-safe: numpy to Python, NaN/inf to None."""
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _clean(obj.tolist())
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
 
 
 def _scores(y: np.ndarray, proba: np.ndarray, n_classes: int) -> dict[str, float]:
@@ -278,7 +264,7 @@ def fit_methods(members: Members, methods: Sequence[str], *, settings: dict[str,
     return fits
 
 
-def _table(members: Members, fits: list[MethodFit], chosen: str, seed: int = 0) -> list[dict]:
+def _table(members: Members, fits: list[MethodFit], seed: int = 0) -> list[dict]:
     n_classes = members.oof.shape[2]
     rows = []
     for rank, (trial, oof, hold) in enumerate(zip(members.trials, members.oof, members.holdout), start=1):
@@ -296,7 +282,6 @@ def _table(members: Members, fits: list[MethodFit], chosen: str, seed: int = 0) 
             # Positive is better for both: accuracy up, log-loss down.
             r[f"gain_{part}_accuracy"] = r[f"{part}_accuracy"] - base[f"{part}_accuracy"]
             r[f"gain_{part}_log_loss"] = base[f"{part}_log_loss"] - r[f"{part}_log_loss"]
-        r["chosen"] = r["kind"] == "ensemble" and r["name"] == chosen
     return rows
 
 
@@ -318,10 +303,10 @@ def compare_to_best_single(members: Members, fit: MethodFit, *, seed: int = 0) -
     Per split (``oof``, and ``holdout`` when it has rows; else ``None``) and metric
     (``accuracy``, ``macro_f1``): ``{"value", "low", "high", "verdict"}``, the difference
     ensemble minus trial (positive: the ensemble is better) with its paired bootstrap
-    interval (:func:`ferray.training.metrics.paired_bootstrap`, seeded). A gain is clear
+    interval (:func:`ferray.training.metrics.paired_bootstrap_metrics`, seeded). A gain is clear
     only when the interval excludes 0.
     """
-    from ferray.training.metrics import paired_bootstrap
+    from ferray.training.metrics import paired_bootstrap_metrics
 
     n_classes = members.oof.shape[2]
     out: dict = {"ensemble": fit.name, "baseline": members.trials[0]["trial_id"], "method": "paired bootstrap",
@@ -331,24 +316,27 @@ def compare_to_best_single(members: Members, fit: MethodFit, *, seed: int = 0) -
         if len(y) == 0:
             out[part] = None
             continue
+        diffs = paired_bootstrap_metrics(y, ens, single, num_classes=n_classes, n_boot=N_BOOT, level=LEVEL,
+                                         seed=seed)
         out[part] = {}
         for m in _CI_METRICS:
-            ci = paired_bootstrap(y, ens, single, metric=m, num_classes=n_classes, n_boot=N_BOOT, level=LEVEL,
-                                  seed=seed)._asdict()
+            ci = diffs[m]._asdict()
             out[part][m] = {**ci, "verdict": verdict(ci)}
     return out
 
 
-def _choose(fits: list[MethodFit], members: Members) -> tuple[str, dict[str, str]]:
-    n_classes = members.oof.shape[2]
-    scored = [(f.name, _scores(members.labels, f.oof, n_classes)) for f in fits]
+def _choose(table: list[dict]) -> tuple[str, dict[str, str]]:
+    """The chosen method and the best by each OOF metric, from the table's method rows (marked ``chosen``)."""
+    scored = [r for r in table if r["kind"] == "ensemble"]
     best = {
-        "log_loss": min(scored, key=lambda s: s[1]["log_loss"])[0],
-        "accuracy": max(scored, key=lambda s: s[1]["accuracy"])[0],
-        "macro_f1": max(scored, key=lambda s: s[1]["macro_f1"])[0],
+        "log_loss": min(scored, key=lambda r: r["oof_log_loss"])["name"],
+        "accuracy": max(scored, key=lambda r: r["oof_accuracy"])["name"],
+        "macro_f1": max(scored, key=lambda r: r["oof_macro_f1"])["name"],
     }
     # min() keeps the first of equal keys: ties go to the method listed first.
-    chosen = min(scored, key=lambda s: (s[1]["log_loss"], -s[1]["accuracy"]))[0]
+    chosen = min(scored, key=lambda r: (r["oof_log_loss"], -r["oof_accuracy"]))["name"]
+    for r in table:
+        r["chosen"] = r["kind"] == "ensemble" and r["name"] == chosen
     return chosen, best
 
 
@@ -373,7 +361,7 @@ def _write_table(rows: list[dict], path: Path, metric: str) -> None:
     import pyarrow.parquet as pq
 
     columns = list(rows[0])
-    table = pa.table({c: pa.array([_clean(r[c]) for r in rows]) for c in columns})
+    table = pa.table({c: pa.array([json_safe(r[c]) for r in rows]) for c in columns})
     table = table.replace_schema_metadata({b"ferray_ensembles": json.dumps({"fold_mean_metric": metric}).encode()})
     pq.write_table(table, path)
 
@@ -430,11 +418,12 @@ def build_ensembles(run_dir: str | os.PathLike, *, top: int | None = None,
         + ", ".join(f"{t['trial_id']} {t['metric']:.4f}" for t in trials)
         + f"; {members.oof.shape[1]} OOF rows, {members.holdout.shape[1]} holdout rows")
     fits = fit_methods(members, names, settings={n: _settings(n, cfg, seed) for n in names}, seed=seed, echo=say)
-    chosen, best = _choose(fits, members)
-    table = _table(members, fits, chosen, seed)
-    comparison = compare_to_best_single(members, next(f for f in fits if f.name == chosen), seed=seed)
+    table = _table(members, fits, seed)
+    chosen, best = _choose(table)
+    chosen_fit = next(f for f in fits if f.name == chosen)
+    comparison = compare_to_best_single(members, chosen_fit, seed=seed)
     by_name = {r["name"]: r for r in table}
-    summary = _clean({
+    summary = json_safe({
         "run": run.name, "metric": status["metric"], "mode": status["mode"], "class_names": members.class_names,
         "data_fingerprint": members.meta.get("data_fingerprint", ""), "k": members.meta.get("k"),
         "top": top, "include_pruned": include_pruned, "seed": seed, "inner_folds": INNER_FOLDS,
@@ -455,7 +444,7 @@ def build_ensembles(run_dir: str | os.PathLike, *, top: int | None = None,
     try:
         layout = EnsembleLayout(tmp)
         _write_table(table, layout.table, status["metric"])
-        _write_predictions(tmp, members, next(f for f in fits if f.name == chosen))
+        _write_predictions(tmp, members, chosen_fit)
         from ferray._io import atomic_write_json, replace_folder
 
         atomic_write_json(layout.summary, summary)

@@ -9,15 +9,14 @@ trial with predictions, members from different fold plans), 130 interrupted.
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 
-__all__ = ["add_parser", "COMMANDS"]
+__all__ = ["COMMANDS", "add_parser"]
 
 _METHOD_CHOICES = ("greedy", "stacking", "mean", "vote", "all")
 
 
 def _cmd_ensemble(args: argparse.Namespace) -> int:
+    from ferray._console import print_json, print_wide, to_stderr
     from ferray.ensemble import build_ensembles
 
     methods = None
@@ -25,15 +24,11 @@ def _cmd_ensemble(args: argparse.Namespace) -> int:
         methods = [m for value in args.method for m in value.split(",") if m]
     # Progress goes to stderr so that `--json` output stays parseable.
     report = build_ensembles(args.run, top=args.top, methods=methods, include_pruned=args.include_pruned,
-                             seed=args.seed, echo=lambda s: print(s, file=sys.stderr))
+                             seed=args.seed, echo=to_stderr)
     if args.json:
-        print(json.dumps(report.to_dict(), indent=2, default=str))
+        print_json(report.to_dict())
     else:
-        import shutil
-
-        from rich.console import Console
-
-        Console(width=max(120, shutil.get_terminal_size((160, 40)).columns)).print(report.render())
+        print_wide(report.render())
     return 0
 
 

@@ -135,21 +135,6 @@ def _sorted_unique(pred: Predictions, where: str) -> np.ndarray:
     return order
 
 
-def _holdout_mean(pred: Predictions) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
-    """Unique sorted holdout rows, their ids, labels, fold-model mean probabilities (and AU mean)."""
-    rows, first, inverse = np.unique(pred.rows, return_index=True, return_inverse=True)
-    counts = np.bincount(inverse, minlength=len(rows))[:, None]
-    probs = np.zeros((len(rows), pred.probs.shape[1]))
-    np.add.at(probs, inverse, pred.probs.astype(np.float64))
-    probs /= np.maximum(counts, 1)
-    au = None
-    if pred.au_probs is not None:
-        au = np.zeros((len(rows), pred.au_probs.shape[1]))
-        np.add.at(au, inverse, pred.au_probs.astype(np.float64))
-        au /= np.maximum(counts, 1)
-    return rows, pred.ids[first], pred.labels[first], probs, au
-
-
 def load_members(run: RunLayout, trials: list[dict]) -> Members:
     """Read and align the members' predictions.
 
@@ -196,7 +181,7 @@ def load_members(run: RunLayout, trials: list[dict]) -> Members:
         if oof_au is not None:
             oof_au[m] = p.au_probs[o]
 
-    h_rows, h_ids, h_labels, _, _ = _holdout_mean(holds[0])
+    h_rows, h_ids, h_labels, _, _ = holds[0].row_means()
     holdout = np.empty((len(ids), len(h_rows), len(oofs[0].class_names)))
     h_au_all = au_all and len(h_rows) > 0 and all(h.au_probs is not None for h in holds)
     holdout_au = np.empty((len(ids), len(h_rows), holds[0].au_probs.shape[1])) if h_au_all else None
@@ -204,7 +189,7 @@ def load_members(run: RunLayout, trials: list[dict]) -> Members:
         if h.class_names != oofs[0].class_names:
             raise DataError(f"{run.trial(tid).holdout}: classes {h.class_names} differ from the OOF file's "
                             f"{oofs[0].class_names}")
-        r, _, _, probs, au = _holdout_mean(h)
+        r, _, _, probs, au = h.row_means()
         if not np.array_equal(r, h_rows):
             raise DataError(f"trial {tid} has holdout predictions for {len(r)} rows, trial {ids[0]} for "
                             f"{len(h_rows)}{'' if len(r) != len(h_rows) else ' (different rows)'}; "

@@ -11,15 +11,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-__all__ = ["add_parser", "COMMANDS"]
+__all__ = ["COMMANDS", "add_parser"]
 
 #: Kept in step with ferray.explain.METHODS (tests check it); here so `--help` needs no torch.
 _METHODS = ("gradcam", "gradcam++", "scorecam", "eigencam", "layercam", "hirescam", "ig")
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
-    import json
-
+    from ferray._console import print_json, to_stderr
     from ferray.errors import DataError
     from ferray.explain import explain
 
@@ -27,14 +26,14 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     try:
         result = explain(args.target_dir, inputs, method=args.method, target=args.target, member=args.member,
                          out=args.out, faces=args.faces, layer=args.layer, ig_steps=args.ig_steps,
-                         echo=lambda s: print(s, file=sys.stderr))
+                         echo=to_stderr)
     except DataError as exc:
         if str(exc).startswith("no image to explain"):
             print(f"error: {exc}", file=sys.stderr)
             return 1
         raise
     if args.json:
-        print(json.dumps(result.summary, indent=2, default=str))
+        print_json(result.summary)
     else:
         for item in result.images:
             rec = next(r for r in result.summary["images"] if r["file"] == item.file.name)

@@ -27,7 +27,12 @@ from ferray.explain._cam import (
     ig_map,
     integrated_gradients,
 )
-from ferray.explain._models import ExplainMember, ExplainSource, describe, load_explain_source
+from ferray.explain._models import (
+    ExplainMember,
+    ExplainSource,
+    describe,
+    load_explain_source,
+)
 from ferray.predict._calibration import apply_temperature
 
 __all__ = ["explain", "Explanation", "ExplainedImage", "member_maps", "EXPLAIN_JSON", "GRID_FILE", "MAX_GRID_ROWS"]
@@ -99,39 +104,19 @@ def _resolve_target(target: int | str | None, classes: Sequence[str]) -> int | N
 
 
 def _load_images(images, size: int, channels: int, faces) -> tuple[list[tuple], list[dict]]:
-    """``[(source, face, box, uint8 (size, size, C))]`` and the skipped inputs."""
-    from ferray.predict import HaarFaceDetector
-    from ferray.predict._images import resize
-    from ferray.predict._inputs import collect_inputs
+    """``[(source, face, box, uint8 (size, size, C))]`` and the skipped inputs (as ``predict`` reads them)."""
+    from ferray.predict._faces import resolve_detector
+    from ferray.predict._inputs import collect_inputs, load_crops
 
-    detector = None
-    if faces is True:
-        detector = HaarFaceDetector()
-    elif callable(faces):
-        detector = faces
+    detector = resolve_detector(faces)
     _, items = collect_inputs(images)
     out, skipped = [], []
     for item in items:
         try:
-            im = item.load(channels, None if detector is not None else size)
+            out += [(item.source, face, box, crop) for face, box, crop in load_crops(item, size, channels, detector)]
         except DataError as exc:
             skipped.append({"source": item.source, "reason": str(exc)})
-            continue
-        if detector is None:
-            out.append((item.source, None, None, resize(im, size)))
-            continue
-        boxes = detector(np.asarray(im.convert("L") if im.mode != "L" else im))
-        if not boxes:
-            skipped.append({"source": item.source, "reason": "no face found"})
-        for i, (x, y, w, h) in enumerate(boxes):
-            out.append((item.source, i, (int(x), int(y), int(w), int(h)), resize(im.crop((x, y, x + w, y + h)), size)))
     return out, skipped
-
-
-def _to_tensor(images: np.ndarray, size: int, channels: int) -> torch.Tensor:
-    from ferray.training.augment import apply_batch, build_eval_transform
-
-    return torch.from_numpy(apply_batch(build_eval_transform(size, channels), images))
 
 
 @torch.no_grad()
@@ -142,25 +127,22 @@ def _member_probs(member: ExplainMember, x: torch.Tensor) -> np.ndarray:
 def member_maps(member: ExplainMember, x: torch.Tensor, targets: Sequence[int], method: str, *,
                 layer: str | None = None, ig_steps: int = 32,
                 explainers: dict | None = None) -> tuple[np.ndarray, list[dict]]:
-    """A member's maps ``(N, H, W)`` in ``[0, 1]``: the mean of its fold models' maps, and their target layers.
+    """A member's maps ``(N, H, W)`` in ``[0, 1]``: the mean of its fold models' maps, and the target layer.
 
     For ``ig`` the fold models' attributions are averaged before the map is taken (integrated
     gradients are linear in the model).
     """
-    layers: list[dict] = []
     if method == "ig":
         attr = sum(integrated_gradients(m, x, targets, steps=ig_steps) for m in member.models) / len(member.models)
         return ig_map(attr), [{"path": "input", "grid": [int(x.shape[2]), int(x.shape[3])], "note": ""}]
-    maps = []
+    explainers = {} if explainers is None else explainers
     for m in member.models:
-        key = id(m)
-        cam = (explainers or {}).get(key) or CAMExplainer(m, method, layer=layer)
-        if explainers is not None:
-            explainers[key] = cam
-        maps.append(cam(x, targets))
-        t = cam.target_layer_
-        layers.append({"path": t.path, "grid": list(t.grid), "note": t.note})
-    return np.mean(maps, axis=0).astype(np.float32), layers[:1]
+        if id(m) not in explainers:
+            explainers[id(m)] = CAMExplainer(m, method, layer=layer)
+    cams = [explainers[id(m)] for m in member.models]
+    maps = np.mean([cam(x, targets) for cam in cams], axis=0).astype(np.float32)
+    t = cams[0].target_layer_
+    return maps, [{"path": t.path, "grid": list(t.grid), "note": t.note}]
 
 
 def _stem(source: str, face: int | None, index: int) -> str:
@@ -234,8 +216,15 @@ def explain(
     if not loaded:
         why = f" ({len(skipped)} skipped: {skipped[0]['reason']})" if skipped else ""
         raise DataError(f"no image to explain{why}")
+    from ferray.training.augment import apply_batch, build_eval_transform
+
     batch = np.stack([im for *_, im in loaded])
     weights = source.weights()
+    to_input = build_eval_transform(source.img_size, source.in_chans)
+    # the exported ensemble graph gives the whole ensemble's probabilities (exact for every method),
+    # with the bundle's temperature as `ferray predict` applies it
+    graph = source.bundle if source.bundle is not None and source.all_members and len(source.members) > 1 else None
+    temperature = graph.temperature() if graph is not None else None
     say(f"explain: {len(loaded)} image(s), {len(source.members)} member(s), method {method}")
 
     results: list[ExplainedImage] = []
@@ -243,14 +232,12 @@ def explain(
     layers: dict[str, list[dict]] = {}
     for start in range(0, len(batch), batch_size):
         imgs = batch[start:start + batch_size]
-        x = _to_tensor(imgs, source.img_size, source.in_chans)
+        x = torch.from_numpy(apply_batch(to_input, imgs))
         mprobs = {m.name: _member_probs(m, x) for m in source.members}
         if len(source.members) == 1:
             probs = next(iter(mprobs.values()))
-        elif source.bundle is not None and source.all_members:
-            # the exported ensemble graph (exact for every method), with the bundle's temperature
-            # as `ferray predict` applies it
-            probs = apply_temperature(source.bundle.run(imgs), source.bundle.temperature())
+        elif graph is not None:
+            probs = apply_temperature(graph.run(imgs), temperature)
         else:
             probs = sum(w * p for w, p in zip(weights, mprobs.values()))
         targets = [fixed_target if fixed_target is not None else int(np.argmax(p)) for p in probs]
@@ -271,9 +258,9 @@ def explain(
                "class_agnostic": method in CLASS_AGNOSTIC,
                "target": None if fixed_target is None else classes[fixed_target],
                "target_layers": layers, "skipped": skipped}
-    if source.bundle is not None and source.all_members and len(source.members) > 1:
+    if graph is not None:
         summary["ensemble_probs"] = "the bundle's ensemble.onnx"
-        summary["temperature"] = source.bundle.temperature()
+        summary["temperature"] = temperature
     elif len(source.members) > 1:
         summary["ensemble_probs"] = "the weighted mean of the members' probabilities"
     expl = Explanation(None, method, classes, results, skipped, summary)

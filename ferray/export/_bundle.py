@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ferray._io import replace_folder
-from ferray.errors import ConfigError, DataError
+from ferray.errors import DataError
 from ferray.export._calibrate import check_calibration
 from ferray.export._graph import (
     EnsembleGraph,
@@ -30,6 +30,7 @@ from ferray.export._graph import (
 from ferray.export._members import Member, as_member, check_compatible, unique_names
 from ferray.export._onnx import INPUT_NAME, TOLERANCE, check_onnx, export_onnx
 from ferray.layout import BundleLayout
+from ferray.predict._calibration import describe_calibration
 
 __all__ = ["export_bundle", "sha256_file"]
 
@@ -131,8 +132,6 @@ def export_bundle(
     classes = first.classes
     combiner = build_combiner(method, n_members=len(members), n_classes=len(classes), weights=weights,
                               stacker=stacker)
-    if calibration is not None and student_m is None and "student" in calibration:
-        raise ConfigError("calibration has a 'student' entry, but no student is exported")
     calibration_doc = check_calibration(calibration, ["ensemble"] + (["student"] if student_m is not None else []))
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -159,7 +158,7 @@ def export_bundle(
         if pruned:
             manifest["ensemble"]["pruned"] = pruned
         manifest["calibration"] = calibration_doc
-        say("calibration: " + "; ".join(_describe_calibration(g, calibration_doc[g]) for g in graphs))
+        say("calibration: " + "; ".join(f"{g} {describe_calibration(calibration_doc[g])}" for g in graphs))
         manifest["files"] = {p.relative_to(tmp).as_posix(): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
                              for p in sorted(tmp.rglob("*")) if p.is_file()}
         layout.manifest.write_text(json.dumps(manifest, indent=2, default=_json_default) + "\n")
@@ -169,16 +168,6 @@ def export_bundle(
         raise
     say(f"wrote {out}")
     return out
-
-
-def _describe_calibration(graph: str, entry: dict) -> str:
-    t = entry["temperature"]
-    if not entry.get("fitted_on"):
-        return f"{graph} T = {t:g} ({entry.get('reason')})"
-    line = f"{graph} T = {t:.4g} fitted on {entry.get('rows')} {entry['fitted_on']} rows"
-    if entry.get("ece_before") is not None:
-        line += f", ECE {entry['ece_before']:.3f} -> {entry['ece_after']:.3f}"
-    return line
 
 
 def _prune(members: list, method: str, weights) -> tuple[list, list | None, list[str]]:

@@ -19,7 +19,14 @@ import numpy as np
 
 from ferray.errors import ConfigError, DataError
 from ferray.layout import DistillLayout, EnsembleLayout
-from ferray.predict._calibration import N_BINS, apply_temperature, expected_calibration_error, fit_temperature
+from ferray.predict._calibration import (
+    N_BINS,
+    apply_temperature,
+    expected_calibration_error,
+    fit_temperature,
+    is_temperature,
+)
+from ferray.training.metrics import log_loss
 
 __all__ = ["fit_calibration", "no_calibration", "ensemble_calibration", "student_calibration", "check_calibration",
            "GRAPHS"]
@@ -31,17 +38,12 @@ _STUDENT_REASON = ("the student trained on every cross-validation row; its only 
                    "kept for judging it, so no temperature was fitted (T = 1)")
 
 
-def _log_loss(y: np.ndarray, proba: np.ndarray) -> float:
-    p = np.clip(proba[np.arange(len(y)), y], 1e-12, 1.0)
-    return float(-np.mean(np.log(p)))
-
-
 def _scores(y: np.ndarray, proba: np.ndarray, temperature: float, n_bins: int) -> dict:
     scaled = apply_temperature(proba, temperature)
     return {"rows": len(y),
             "ece_before": expected_calibration_error(y, proba, n_bins),
             "ece_after": expected_calibration_error(y, scaled, n_bins),
-            "log_loss_before": round(_log_loss(y, proba), 6), "log_loss_after": round(_log_loss(y, scaled), 6)}
+            "log_loss_before": round(log_loss(y, proba), 6), "log_loss_after": round(log_loss(y, scaled), 6)}
 
 
 def _check_rows(labels, probs, what: str, n_classes: int | None) -> tuple[np.ndarray, np.ndarray]:
@@ -110,12 +112,16 @@ def check_calibration(calibration: Mapping[str, dict] | None, graphs: Sequence[s
     """The manifest's ``calibration`` section: an entry per graph (T = 1 with a reason where none is given).
 
     Raises:
-        ConfigError: an entry for an unknown graph, or a temperature that is not a finite number > 0.
+        ConfigError: an entry for an unknown graph or for one not in ``graphs`` (not exported), or a
+            temperature that is not a finite number > 0.
     """
     given = dict(calibration or {})
     unknown = sorted(set(given) - set(GRAPHS))
     if unknown:
         raise ConfigError(f"calibration: unknown graph(s) {unknown}; valid keys: {', '.join(GRAPHS)}")
+    for g in given:
+        if g not in graphs:
+            raise ConfigError(f"calibration has a {g!r} entry, but no {g} is exported")
     out: dict = {"method": "temperature", "applies": "softmax(log p / T) to the graph's probs"}
     for g in graphs:
         entry = given.get(g)
@@ -125,7 +131,7 @@ def check_calibration(calibration: Mapping[str, dict] | None, graphs: Sequence[s
         if not isinstance(entry, Mapping):
             raise ConfigError(f"calibration.{g} is {entry!r}, but must be a dict (see fit_calibration)")
         t = entry.get("temperature")
-        if isinstance(t, bool) or not isinstance(t, (int, float)) or not np.isfinite(t) or t <= 0:
+        if not is_temperature(t):
             raise ConfigError(f"calibration.{g}.temperature is {t!r}, but must be a finite number > 0")
         out[g] = dict(entry)
     return out
@@ -136,17 +142,6 @@ def _read(path: Path):
     from ferray.training.outputs import read_predictions
 
     return read_predictions(path) if path.is_file() else None
-
-
-def _mean_by_row(pred) -> tuple[np.ndarray, np.ndarray]:
-    """Holdout files hold one row per holdout row per fold model: the models' mean per row."""
-    uniq, inverse = np.unique(pred.rows, return_inverse=True)
-    counts = np.bincount(inverse, minlength=len(uniq)).astype(np.float64)[:, None]
-    probs = np.zeros((len(uniq), pred.probs.shape[1]))
-    np.add.at(probs, inverse, pred.probs.astype(np.float64))
-    labels = np.zeros(len(uniq), dtype=np.int64)
-    labels[inverse] = pred.labels
-    return labels, probs / counts
 
 
 def ensemble_calibration(folder: str | os.PathLike | EnsembleLayout, *, method: str, members: Sequence[str],
@@ -176,7 +171,10 @@ def ensemble_calibration(folder: str | os.PathLike | EnsembleLayout, *, method: 
         return no_calibration(f"{layout.oof}: classes {meta.get('class_names')}, but the bundle's are "
                               f"{list(classes)} (T = 1)")
     hold = _read(layout.holdout)
-    holdout = _mean_by_row(hold) if hold is not None and len(hold) else None
+    holdout = None
+    if hold is not None and len(hold):
+        means = hold.row_means()  # a holdout file holds each row once per fold model: their mean per row
+        holdout = (means.labels, means.probs)
     return fit_calibration(oof.labels, oof.probs, fitted_on="out-of-fold", source=str(layout.oof), holdout=holdout,
                            n_classes=len(classes), tta=list(meta.get("tta") or []))
 

@@ -13,10 +13,11 @@ __all__ = ["COMMANDS", "add_parser"]
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
+    from ferray._console import to_stderr
     from ferray.export import ExportError, export_run
 
     try:
-        path = export_run(args.run, args.out, echo=lambda line: print(line, file=sys.stderr))
+        path = export_run(args.run, args.out, echo=to_stderr)
     except ExportError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

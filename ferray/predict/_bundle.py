@@ -22,6 +22,7 @@ import numpy as np
 
 from ferray.errors import DataError
 from ferray.layout import BundleLayout
+from ferray.predict._calibration import is_temperature
 
 __all__ = ["Bundle"]
 
@@ -205,7 +206,7 @@ class Bundle:
             if key not in ("ensemble", "student") or not isinstance(entry, dict):
                 continue  # informational fields (method, ...)
             t = entry.get("temperature")
-            if isinstance(t, bool) or not isinstance(t, (int, float)) or not np.isfinite(t) or t <= 0:
+            if not is_temperature(t):
                 raise self._manifest_error(f"calibration.{key}.temperature is {t!r}, but must be a finite "
                                            "number > 0 (1 leaves the probabilities as they are)")
 

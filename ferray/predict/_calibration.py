@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["reliability", "expected_calibration_error", "fit_temperature", "apply_temperature", "N_BINS"]
+__all__ = ["reliability", "expected_calibration_error", "fit_temperature", "apply_temperature", "is_temperature",
+           "describe_calibration", "N_BINS"]
 
 #: Equal-width confidence bins of the reliability diagram and ECE (Guo et al., 2017 use 15).
 N_BINS = 15
@@ -113,3 +114,26 @@ def fit_temperature(y_true: np.ndarray, proba: np.ndarray, *, bounds: tuple[floa
     res = minimize_scalar(lambda t: _nll(y, logp, float(np.exp(t))), bounds=(np.log(lo), np.log(hi)),
                           method="bounded", options={"xatol": 1e-6})
     return float(np.exp(res.x))
+
+
+def is_temperature(value: object) -> bool:
+    """Whether ``value`` can be a stored temperature: a finite number > 0 (not a bool)."""
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and bool(np.isfinite(value)) and value > 0
+
+
+def describe_calibration(entry: dict) -> str:
+    """One line for a bundle manifest's ``calibration`` entry of a graph.
+
+    >>> describe_calibration({"temperature": 1.0, "fitted_on": None, "reason": "no rows"})
+    'T = 1: no rows'
+    >>> describe_calibration({"temperature": 1.4213, "fitted_on": "out-of-fold", "rows": 300,
+    ...                       "ece_before": 0.081, "ece_after": 0.023})
+    'T = 1.421 fitted on 300 out-of-fold rows (ECE 0.081 -> 0.023)'
+    """
+    t = float(entry["temperature"])
+    if not entry.get("fitted_on"):
+        return f"T = {t:g}: {entry.get('reason') or 'no temperature was fitted'}"
+    line = f"T = {t:.4g} fitted on {entry.get('rows', '?')} {entry['fitted_on']} rows"
+    if entry.get("ece_before") is not None and entry.get("ece_after") is not None:
+        line += f" (ECE {entry['ece_before']:.3f} -> {entry['ece_after']:.3f})"
+    return line

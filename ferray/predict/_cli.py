@@ -48,8 +48,8 @@ DESCRIPTION = ("Predict class probabilities with a bundle from `ferray export`. 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The ``predict`` arguments (shared by ``ferray predict`` and ``python -m ferray.predict``)."""
-    p.add_argument("bundle", help="bundle folder (from `ferray export`)")
-    p.add_argument("input", help="image file, folder, or CSV")
+    p.add_argument("bundle", metavar="BUNDLE", help="bundle folder (from `ferray export`)")
+    p.add_argument("input", metavar="INPUT", help="image file, folder, or CSV")
     p.add_argument("--student", action="store_true", help="use the distilled student instead of the ensemble")
     p.add_argument("--tta", action="store_true", help="also predict each image's mirror image and average")
     p.add_argument("--faces", action="store_true",

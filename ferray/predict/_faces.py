@@ -18,7 +18,7 @@ import numpy as np
 
 from ferray.errors import DataError
 
-__all__ = ["FaceDetector", "HaarFaceDetector"]
+__all__ = ["FaceDetector", "HaarFaceDetector", "resolve_detector"]
 
 #: ``gray uint8 (H, W)`` -> boxes ``(x, y, w, h)`` in that image's pixels.
 FaceDetector = Callable[[np.ndarray], list[tuple[int, int, int, int]]]
@@ -81,3 +81,18 @@ class HaarFaceDetector:
 
     def __repr__(self) -> str:
         return f"HaarFaceDetector({os.path.basename(self.cascade)!r})"
+
+
+def resolve_detector(faces: bool | FaceDetector | None) -> FaceDetector | None:
+    """The detector ``faces`` asks for: None (every image is a face crop), the Haar cascade, or the callable.
+
+    Raises:
+        DataError: ``faces`` is none of these, or the Haar cascade cannot be loaded.
+    """
+    if faces is False or faces is None:
+        return None
+    if faces is True:
+        return HaarFaceDetector()
+    if callable(faces):
+        return faces
+    raise DataError(f"faces is {faces!r}; expected True, False or a detector gray -> [(x, y, w, h)]")

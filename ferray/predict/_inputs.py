@@ -17,9 +17,9 @@ import numpy as np
 from PIL import Image
 
 from ferray.errors import DataError
-from ferray.predict._images import IMAGE_EXTENSIONS, from_array, open_image
+from ferray.predict._images import IMAGE_EXTENSIONS, from_array, open_image, resize
 
-__all__ = ["Item", "collect_inputs"]
+__all__ = ["Item", "collect_inputs", "load_crops"]
 
 #: ``loader(channels, draft_size)`` -> a Pillow image of mode L/RGB.
 Loader = Callable[[int, "int | None"], Image.Image]
@@ -141,3 +141,24 @@ def collect_inputs(inputs: str | os.PathLike | Sequence[str | os.PathLike] | np.
         paths = [Path(p).expanduser() for p in inputs]
         return len(paths), (_file_item(p) for p in paths)
     raise DataError(f"inputs {type(inputs).__name__}: expected a path, a list of paths or a uint8 array")
+
+
+def load_crops(item: Item, size: int, channels: int, detector: Callable[[np.ndarray], list] | None = None
+               ) -> list[tuple[int | None, tuple[int, int, int, int] | None, np.ndarray]]:
+    """``[(face, box, uint8 (size, size, channels))]`` of an item: the whole image resized, or each
+    face ``detector`` finds on it (its index and ``(x, y, w, h)`` box in the image's pixels).
+
+    The image is decoded once. Faces are searched at full resolution; without a detector the
+    image is decoded no larger than the model needs.
+
+    Raises:
+        DataError: an unreadable image, or no face found (``"no face found"``).
+    """
+    image = item.load(channels, None if detector is not None else size)
+    if detector is None:
+        return [(None, None, resize(image, size))]
+    boxes = detector(np.asarray(image.convert("L") if image.mode != "L" else image))
+    if not boxes:
+        raise DataError("no face found")
+    return [(i, (int(x), int(y), int(w), int(h)), resize(image.crop((x, y, x + w, y + h)), size))
+            for i, (x, y, w, h) in enumerate(boxes)]

@@ -11,10 +11,9 @@ import numpy as np
 
 from ferray.errors import DataError
 from ferray.predict._bundle import Bundle
-from ferray.predict._calibration import apply_temperature
-from ferray.predict._faces import FaceDetector, HaarFaceDetector
-from ferray.predict._images import resize
-from ferray.predict._inputs import collect_inputs
+from ferray.predict._calibration import apply_temperature, describe_calibration
+from ferray.predict._faces import FaceDetector, resolve_detector
+from ferray.predict._inputs import collect_inputs, load_crops
 
 __all__ = ["Prediction", "Predictions", "Skipped", "calibration_note", "iter_predictions", "predict"]
 
@@ -124,23 +123,8 @@ def calibration_note(bundle: Bundle, *, student: bool = False, calibrated: bool 
     if not calibrated:
         return "raw: the graph's probabilities, without the stored temperature"
     cal = bundle.calibration(student)
-    t = float(cal["temperature"])
-    if not cal.get("fitted_on"):
-        return f"T = {t:g}: {cal.get('reason') or 'no temperature was fitted'}"
-    line = f"calibrated: softmax(log p / T), T = {t:.4g} fitted on {cal.get('rows', '?')} {cal['fitted_on']} rows"
-    if cal.get("ece_before") is not None and cal.get("ece_after") is not None:
-        line += f" (ECE {cal['ece_before']:.3f} -> {cal['ece_after']:.3f})"
-    return line
-
-
-def _resolve_detector(faces: bool | FaceDetector) -> FaceDetector | None:
-    if faces is False or faces is None:
-        return None
-    if faces is True:
-        return HaarFaceDetector()
-    if callable(faces):
-        return faces
-    raise DataError(f"faces is {faces!r}; expected True, False or a detector gray -> [(x, y, w, h)]")
+    note = describe_calibration(cal)
+    return f"calibrated: softmax(log p / T), {note}" if cal.get("fitted_on") else note
 
 
 def iter_predictions(
@@ -164,7 +148,7 @@ def iter_predictions(
     size, channels = bundle.input_size(student)
     temperature = bundle.temperature(student) if calibrated else 1.0
     classes = bundle.classes
-    detector = _resolve_detector(faces)
+    detector = resolve_detector(faces)
     bundle.session(student)  # fail on a broken graph before reading any image
     total, items = collect_inputs(inputs)
     bar = _Progress(total, progress)
@@ -188,18 +172,9 @@ def iter_predictions(
     try:
         for item in items:
             try:
-                # Faces are searched at full resolution; a face crop needs no more than the model's size.
-                image = item.load(channels, None if detector is not None else size)
-                if detector is None:
-                    pending.append(resize(image, size))
-                    meta.append((item.source, None, None))
-                else:
-                    boxes = detector(np.asarray(image.convert("L") if image.mode != "L" else image))
-                    if not boxes:
-                        yield Skipped(item.source, "no face found")
-                    for i, (x, y, w, h) in enumerate(boxes):
-                        pending.append(resize(image.crop((x, y, x + w, y + h)), size))
-                        meta.append((item.source, i, (int(x), int(y), int(w), int(h))))
+                for face, box, crop in load_crops(item, size, channels, detector):
+                    pending.append(crop)
+                    meta.append((item.source, face, box))
             except DataError as exc:
                 yield Skipped(item.source, str(exc))
             bar.update()
@@ -256,10 +231,11 @@ def predict(
     """
     if not isinstance(bundle, Bundle):
         bundle = Bundle.load(bundle)
+    scaled = calibrated is True  # anything else is refused by iter_predictions
     out = Predictions(classes=bundle.classes, model="student" if student else "ensemble", tta=tta,
-                      bundle=str(bundle.path), calibrated=calibrated is True,
-                      temperature=bundle.temperature(student) if calibrated is True else 1.0,
-                      calibration=calibration_note(bundle, student=student, calibrated=calibrated is True))
+                      bundle=str(bundle.path), calibrated=scaled,
+                      temperature=bundle.temperature(student) if scaled else 1.0,
+                      calibration=calibration_note(bundle, student=student, calibrated=scaled))
     for record in iter_predictions(bundle, inputs, student=student, tta=tta, faces=faces, batch_size=batch_size,
                                    progress=progress, calibrated=calibrated):
         (out.skipped if isinstance(record, Skipped) else out).append(record)

@@ -66,11 +66,11 @@ def build_report(run_or_bundle: str | os.PathLike, *, data: str | os.PathLike | 
     PosixPath('runs/quickstart-20261130-120000/report/index.html')
     """
     from ferray import __version__
-    from ferray._io import atomic_write_json, atomic_write_text
+    from ferray._io import atomic_write_json, atomic_write_text, json_safe
     from ferray.report._bundle import collect_bundle, cross_dataset
     from ferray.report._figures import draw_figures
     from ferray.report._html import render_html
-    from ferray.report._run import _clean, collect_run
+    from ferray.report._run import collect_run
 
     say = echo or (lambda _s: None)
     if isinstance(top_confused, bool) or not isinstance(top_confused, int) or top_confused < 1:
@@ -87,7 +87,7 @@ def build_report(run_or_bundle: str | os.PathLike, *, data: str | os.PathLike | 
                                 f"exist; run `ferray export {src}` first, or pass a bundle folder")
             from ferray.predict import Bundle
 
-            report["cross_dataset"] = _clean(cross_dataset(Bundle.load(run.bundle), data, echo=say,
+            report["cross_dataset"] = json_safe(cross_dataset(Bundle.load(run.bundle), data, echo=say,
                                                            top_confused=top_confused))
     report = {"format": REPORT_FORMAT, "ferray": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
               **report}
@@ -102,7 +102,7 @@ def build_report(run_or_bundle: str | os.PathLike, *, data: str | os.PathLike | 
     say(f"report: drawing figures into {layout.figures}")
     figures = draw_figures(report, layout.figures)
     report["figures"] = {name: f"{ReportLayout.FIGURES}/{file}" for name, file in figures.items()}
-    atomic_write_json(layout.json, _clean(report))
+    atomic_write_json(layout.json, json_safe(report))
     atomic_write_text(layout.index, render_html(report, figures, layout.figures, inline=inline,
                                                 figures_rel=ReportLayout.FIGURES))
     say(f"report: wrote {layout.index}")

@@ -119,8 +119,8 @@ def cross_dataset(bundle, data: str | Path, *, echo: Callable[[str], Any] | None
 def collect_bundle(path: str | Path, *, data: str | Path | None = None,
                    echo: Callable[[str], Any] | None = None, top_confused: int = 5) -> dict:
     """The report of a bundle folder as a JSON-ready dict (see :func:`ferray.report.build_report`)."""
+    from ferray._io import json_safe
     from ferray.predict import Bundle
-    from ferray.report._run import _clean
 
     bundle = Bundle.load(path)
     report: dict = {"kind": "bundle", "source": str(Path(path).absolute()), "name": Path(path).absolute().name,
@@ -129,4 +129,4 @@ def collect_bundle(path: str | Path, *, data: str | Path | None = None,
         report["cross_dataset"] = cross_dataset(bundle, data, echo=echo, top_confused=top_confused)
     else:
         report["notes"].append("a bundle holds no predictions: pass data (--data SOURCE) to evaluate it on a dataset")
-    return _clean(report)
+    return json_safe(report)

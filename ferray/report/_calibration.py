@@ -1,26 +1,16 @@
-"""How sure a model is, and whether it should be: reliability bins, ECE, temperature scaling.
+"""How sure a model is, and whether it should be: the report's calibration summary.
 
-ferray's prediction files hold probabilities, not logits, so a temperature ``T`` acts on
-log-probabilities: ``softmax(log p / T)``. For a softmax model that is exactly temperature
-scaling of its logits (log p differs from the logits by a per-row constant); for an
-ensemble's averaged probabilities it is the same one-parameter family. ``T > 1`` softens
-over-confident probabilities, ``T < 1`` sharpens under-confident ones; the argmax, so
-accuracy and F1, never changes.
-
-Fit ``T`` on out-of-fold rows and judge it on the holdout: rows that chose the temperature
-do not score it.
-
->>> import numpy as np
->>> apply_temperature(np.array([[0.8, 0.2]]), 1.0).round(3)
-array([[0.8, 0.2]])
+The numpy helpers (reliability bins, ECE, temperature scaling, ``softmax(log p / T)``) live
+in :mod:`ferray.predict._calibration`, the one implementation that ``ferray export`` fits a
+bundle's temperature with and ``ferray predict`` applies; this module re-exports them for
+``ferray.report``. Fit ``T`` on out-of-fold rows and judge it on the holdout: rows that
+chose the temperature do not score it.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-# One implementation for export (fits the bundle's temperature), predict (applies it) and
-# the report: the numpy helpers live with the torch-free predict package.
 from ferray.predict._calibration import (
     N_BINS,
     apply_temperature,

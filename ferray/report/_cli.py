@@ -12,17 +12,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 
-__all__ = ["add_parser", "add_evaluate_parser", "COMMANDS"]
+__all__ = ["COMMANDS", "add_evaluate_parser", "add_parser"]
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
+    from ferray._console import to_stderr
     from ferray.report import build_report
 
     # Progress goes to stderr so that `--json` output stays parseable.
     page = build_report(args.target, data=args.data, out=args.out, inline=args.inline,
-                        top_confused=args.top_confused, echo=lambda s: print(s, file=sys.stderr))
+                        top_confused=args.top_confused, echo=to_stderr)
     if args.json:
         print((page.parent / "report.json").read_text())
     else:
@@ -61,8 +61,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    import json
-
+    from ferray._console import print_json, print_wide, to_stderr
     from ferray.report import evaluate_bundle
 
     if args.out and os.path.isdir(args.out):
@@ -71,22 +70,17 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         raise ConfigError(f"--out {args.out}: is a folder; give a file name, e.g. "
                           f"{os.path.join(args.out, 'evaluation.json')}")
     # Progress goes to stderr so that `--json` output stays parseable.
-    result = evaluate_bundle(args.target, args.data, student=args.student,
-                             echo=lambda s: print(s, file=sys.stderr))
+    result = evaluate_bundle(args.target, args.data, student=args.student, echo=to_stderr)
     doc = result.to_dict()
     if args.out:
         from ferray._io import atomic_write_json
 
         atomic_write_json(args.out, doc)
-        print(f"evaluate: wrote {args.out}", file=sys.stderr)
+        to_stderr(f"evaluate: wrote {args.out}")
     if args.json:
-        print(json.dumps(doc, indent=2))
+        print_json(doc)
     else:
-        import shutil
-
-        from rich.console import Console
-
-        Console(width=max(100, shutil.get_terminal_size((120, 40)).columns)).print(result.render())
+        print_wide(result.render())
     return 0
 
 

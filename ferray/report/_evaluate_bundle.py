@@ -94,9 +94,9 @@ class Evaluation:
 
     def to_dict(self) -> dict:
         """JSON-ready (``ferray evaluate --json``)."""
-        from ferray.report._run import _clean
+        from ferray._io import json_safe
 
-        return _clean({
+        return json_safe({
             "bundle": str(self.bundle), "source": self.source, "model": self.model,
             "model_classes": self.model_classes, "data_classes": self.data_classes,
             "rows": self.rows, "scored_rows": self.scored_rows, "matched": self.matched,
@@ -177,7 +177,11 @@ def evaluate_bundle(path: str | os.PathLike, data: str | os.PathLike, *, student
     from ferray.data import match_classes
     from ferray.predict import Bundle
     from ferray.report._bundle import load_data, predict_probs
-    from ferray.training.metrics import bootstrap_metrics, cross_dataset_scores, per_class_metrics
+    from ferray.training.metrics import (
+        bootstrap_metrics,
+        cross_dataset_scores,
+        per_class_metrics,
+    )
 
     say = echo or (lambda _s: None)
     bootstrap_metrics(np.zeros(0), np.zeros(0), n_boot=n_boot, level=level)  # checks them before any work

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from ferray.report._metrics import row_normalised
+
 __all__ = ["draw_figures"]
 
 _DPI = 100
@@ -289,7 +291,7 @@ def draw_figures(report: dict, figures_dir: Path) -> dict[str, str]:
             todo.append((f"cross_confusion_{key}", lambda m=m: confusion_figure(m, names, m["label"])))
             by = m["by_data_class"]
             todo.append((f"cross_by_data_class_{key}", lambda m=m, by=by: confusion_figure(
-                {"confusion": {"counts": by["counts"], "normalised": _row_norm(by["counts"])}}, by["columns"],
+                {"confusion": {"counts": by["counts"], "normalised": row_normalised(by["counts"])}}, by["columns"],
                 f"{m['label']}, every dataset class", rows=by["rows"])))
             todo.append((f"cross_reliability_{key}", lambda m=m: reliability_figure(m, m["label"])))
         todo.append(("cross_per_class_f1", lambda: per_class_figure(cross["models"], names)))
@@ -311,9 +313,3 @@ def draw_figures(report: dict, figures_dir: Path) -> dict[str, str]:
         fig.savefig(path, dpi=_DPI)
         out[name] = path.name
     return out
-
-
-def _row_norm(counts: list[list[int]]) -> list[list[float]]:
-    a = np.asarray(counts, dtype=np.float64)
-    t = a.sum(axis=1, keepdims=True)
-    return np.divide(a, t, out=np.zeros_like(a), where=t > 0).tolist()

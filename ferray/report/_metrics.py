@@ -16,12 +16,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["classification_summary", "confusion", "most_confused", "fold_spread", "per_au_f1", "mean_by_row"]
+from ferray.training.metrics import log_loss, per_class_metrics, to_labels
 
-
-def _labels(proba: np.ndarray) -> np.ndarray:
-    proba = np.asarray(proba)
-    return proba.argmax(axis=1) if proba.ndim == 2 else proba.astype(np.int64)
+__all__ = ["classification_summary", "confusion", "most_confused", "fold_spread", "per_au_f1", "row_normalised"]
 
 
 def classification_summary(y_true: np.ndarray, proba: np.ndarray, class_names: Sequence[str]) -> dict:
@@ -30,43 +27,41 @@ def classification_summary(y_true: np.ndarray, proba: np.ndarray, class_names: S
     Balanced accuracy is the mean recall over the classes that have rows (scikit-learn's
     ``balanced_accuracy_score``); macro F1 averages every class of ``class_names``.
     """
-    from sklearn.metrics import precision_recall_fscore_support
-
-    from ferray.training.metrics import log_loss
-
     y = np.asarray(y_true, dtype=np.int64)
     proba = np.asarray(proba, dtype=np.float64)
-    n_classes = len(class_names)
-    labels = list(range(n_classes))
     if len(y) == 0:
         nan = float("nan")
         return {"rows": 0, "accuracy": nan, "balanced_accuracy": nan, "macro_f1": nan, "weighted_f1": nan,
                 "log_loss": nan, "per_class": {c: {"precision": nan, "recall": nan, "f1": nan, "support": 0}
                                                for c in class_names}}
-    pred = _labels(proba)
-    p, r, f, s = precision_recall_fscore_support(y, pred, labels=labels, zero_division=0)
-    present = s > 0
+    pred = to_labels(proba)
+    per_class = per_class_metrics(y, pred, class_names)
+    r, f, s = (np.array([c[k] for c in per_class.values()], dtype=np.float64) for k in ("recall", "f1", "support"))
     return {
         "rows": len(y),
         "accuracy": float(np.mean(pred == y)),
-        "balanced_accuracy": float(np.mean(r[present])),
+        "balanced_accuracy": float(np.mean(r[s > 0])),
         "macro_f1": float(np.mean(f)),
         "weighted_f1": float(np.sum(f * s) / np.sum(s)),
         "log_loss": log_loss(y, proba) if proba.ndim == 2 else float("nan"),
-        "per_class": {name: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
-                             "support": int(s[i])} for i, name in enumerate(class_names)},
+        "per_class": per_class,
     }
 
 
 def confusion(y_true: np.ndarray, proba: np.ndarray, n_classes: int) -> dict:
     """``{"counts": C x C, "normalised": rows summing to 1 (0 for a class without rows)}``; row = true class."""
     y = np.asarray(y_true, dtype=np.int64)
-    pred = _labels(proba)
+    pred = to_labels(proba)
     counts = np.zeros((n_classes, n_classes), dtype=np.int64)
     np.add.at(counts, (y, pred), 1)
-    totals = counts.sum(axis=1, keepdims=True)
-    normalised = np.divide(counts, totals, out=np.zeros(counts.shape, dtype=np.float64), where=totals > 0)
-    return {"counts": counts.tolist(), "normalised": normalised.tolist()}
+    return {"counts": counts.tolist(), "normalised": row_normalised(counts)}
+
+
+def row_normalised(counts: Sequence[Sequence[int]]) -> list[list[float]]:
+    """Each row of a count table divided by its sum (a row without counts stays 0)."""
+    a = np.asarray(counts, dtype=np.float64)
+    totals = a.sum(axis=1, keepdims=True)
+    return np.divide(a, totals, out=np.zeros_like(a), where=totals > 0).tolist()
 
 
 def most_confused(counts: Sequence[Sequence[int]], class_names: Sequence[str], top: int = 5) -> list[dict]:
@@ -114,20 +109,3 @@ def per_au_f1(au_true: np.ndarray, au_prob: np.ndarray, au_ids: Sequence[int | s
             "per_au": {f"AU{a}": {"f1": None if np.isnan(v) else float(v), "support": int(n)}
                        for a, v, n in zip(au_ids, per, support)}}
 
-
-def mean_by_row(rows: np.ndarray, labels: np.ndarray, probs: np.ndarray, au: np.ndarray | None = None
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
-    """Holdout files hold one row per holdout row per fold model: average the models per row.
-
-    Returns sorted unique ``rows``, their labels, mean probabilities and mean AU probabilities.
-    """
-    uniq, first, inverse = np.unique(rows, return_index=True, return_inverse=True)
-    counts = np.bincount(inverse, minlength=len(uniq))[:, None]
-    mean = np.zeros((len(uniq), probs.shape[1]))
-    np.add.at(mean, inverse, probs.astype(np.float64))
-    au_mean = None
-    if au is not None:
-        au_mean = np.zeros((len(uniq), au.shape[1]))
-        np.add.at(au_mean, inverse, au.astype(np.float64))
-        au_mean /= np.maximum(counts, 1)
-    return uniq, np.asarray(labels)[first], mean / np.maximum(counts, 1), au_mean

@@ -7,33 +7,18 @@ run's dataset when a multi-task model's AU F1 needs its AU labels.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ferray._io import json_safe
 from ferray.errors import ConfigError, DataError, FerrayError
 from ferray.layout import RunLayout
 from ferray.report._evaluate import Split, evaluate_model
-from ferray.report._metrics import mean_by_row
 
 __all__ = ["collect_run"]
-
-
-def _clean(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _clean(obj.tolist())
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
 
 
 def _splits(oof_path: Path | None, holdout_path: Path | None) -> tuple[Split | None, Split | None, dict]:
@@ -49,8 +34,8 @@ def _splits(oof_path: Path | None, holdout_path: Path | None) -> tuple[Split | N
     if holdout_path is not None and holdout_path.is_file():
         p = read_predictions(holdout_path)
         meta = meta or dict(p.meta)
-        rows, labels, probs, au = mean_by_row(p.rows, p.labels, p.probs, p.au_probs)
-        hold = Split("holdout", rows, labels, probs, au_probs=au)
+        mean = p.row_means()
+        hold = Split("holdout", mean.rows, mean.labels, mean.probs, au_probs=mean.au_probs)
     return oof, hold, meta
 
 
@@ -116,7 +101,9 @@ def _status(run: RunLayout, notes: list[str]) -> dict | None:
     from ferray.search import get_status
 
     try:
-        return get_status(run.root)
+        # The report scores the best trial from its prediction files itself; status's intervals
+        # would read them (and every trial's metrics.json) once more for numbers the page does not show.
+        return get_status(run.root, intervals=False)
     except FerrayError as exc:
         notes.append(f"no search status: {exc}")
         return None
@@ -228,7 +215,7 @@ def collect_run(run_dir: str | Path, *, echo: Callable[[str], Any] | None = None
         report["study"]["source"] = "results.parquet"
     else:
         report["study"]["source"] = "optuna.db"
-    return _clean(report)
+    return json_safe(report)
 
 
 def _spec_name(run: RunLayout) -> str | None:

@@ -9,19 +9,9 @@ sweep ran but no trial succeeded, 2 bad input via :class:`~ferray.errors.FerrayE
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
-__all__ = ["add_commands", "COMMANDS"]
-
-
-def _console():
-    import shutil
-
-    from rich.console import Console
-
-    # Piped output (CI logs, `| less`) gets a wide table instead of rich's 80-column default.
-    return Console(width=max(120, shutil.get_terminal_size((160, 40)).columns))
+__all__ = ["COMMANDS", "add_commands"]
 
 
 #: Called with (result, args) after a sweep ends well: the stages above search
@@ -31,9 +21,10 @@ _AFTER_SWEEP = None
 
 def _report(result, args) -> int:
     """Print a finished sweep's table and run directory; 1 when no trial produced a metric."""
+    from ferray._console import print_wide
     from ferray.search import render_status
 
-    _console().print(render_status(result.status))
+    print_wide(render_status(result.status))
     print(f"run directory: {result.run_dir} ({result.wall_seconds:.0f}s)")
     best = result.best
     if best is None or best["metric"] is None:
@@ -45,6 +36,7 @@ def _report(result, args) -> int:
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
+    from ferray._console import to_stderr
     from ferray.search import SearchInterrupted, dry_run, packaged_spec, run_search
 
     path = args.spec or packaged_spec("quickstart")
@@ -60,7 +52,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
     try:
         result = run_search(path, storage=args.storage, name=args.name, data=args.data,
                             address=args.address, num_cpus=args.num_cpus, live=not args.no_live,
-                            verbose=args.verbose, echo=lambda s: print(s, file=sys.stderr))
+                            verbose=args.verbose, echo=to_stderr)
     except SearchInterrupted as exc:
         print(f"interrupted: {exc}", file=sys.stderr)
         return 130
@@ -68,13 +60,13 @@ def _cmd_search(args: argparse.Namespace) -> int:
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:
+    from ferray._console import to_stderr
     from ferray.search import SearchInterrupted, resume_search
 
     try:
         result = resume_search(args.run, extend=args.extend, retry_errored=args.retry_errored,
                                address=args.address, num_cpus=args.num_cpus,
-                               live=not args.no_live, verbose=args.verbose,
-                               echo=lambda s: print(s, file=sys.stderr))
+                               live=not args.no_live, verbose=args.verbose, echo=to_stderr)
     except SearchInterrupted as exc:
         print(f"interrupted: {exc}", file=sys.stderr)
         return 130
@@ -82,13 +74,14 @@ def _cmd_resume(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
+    from ferray._console import print_json, print_wide
     from ferray.search import get_status, render_status
 
     status = get_status(args.run, disk=True)
     if args.json:
-        print(json.dumps(status, indent=2, default=str))
+        print_json(status)
     else:
-        _console().print(render_status(status))
+        print_wide(render_status(status))
     return 0
 
 
@@ -114,7 +107,7 @@ def add_commands(subparsers: argparse._SubParsersAction, after_sweep=None) -> No
                    help="parent folder of the run directory, or a URI (s3://...) for Ray's storage (default runs)")
     p.add_argument("--name", default=None, help="run directory name (default <spec name>-<date-time>)")
     p.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS or a local Ray)")
-    p.add_argument("--num-cpus", type=int, default=None, help="CPUs of a new local Ray (default: all)")
+    p.add_argument("--num-cpus", type=int, default=None, metavar="N", help="CPUs of a new local Ray (default: all)")
     p.add_argument("--data", default=None, metavar="SOURCE", help="replace the spec's data.source")
     p.add_argument("--no-live", action="store_true", help="plain log lines instead of the live view")
     p.add_argument("--verbose", action="store_true", help="also show Ray's log lines and workers' output")
@@ -132,7 +125,7 @@ def add_commands(subparsers: argparse._SubParsersAction, after_sweep=None) -> No
     p.add_argument("--retry-errored", action="store_true",
                    help="also continue errored trials from their last checkpoint (default: they stay errored)")
     p.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS or a local Ray)")
-    p.add_argument("--num-cpus", type=int, default=None, help="CPUs of a new local Ray (default: all)")
+    p.add_argument("--num-cpus", type=int, default=None, metavar="N", help="CPUs of a new local Ray (default: all)")
     p.add_argument("--no-live", action="store_true", help="plain log lines instead of the live view")
     p.add_argument("--verbose", action="store_true", help="also show Ray's log lines and workers' output")
     p.add_argument("--no-finish", action="store_true",

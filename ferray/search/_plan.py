@@ -17,13 +17,14 @@ from ferray.training.resources import (
     NodeSpec,
     ResourcePlan,
     estimate_startup,
+    node_totals,
     nodes_from_launcher,
     plan_resources,
     ray_nodes,
 )
 
 __all__ = ["DRIVER_CPUS", "trial_config", "plan_search_resources", "default_run_dir", "dry_run", "is_uri",
-           "as_spec", "cluster_size", "cluster_nodes", "launcher_nodes"]
+           "as_spec", "cluster_nodes", "launcher_nodes"]
 
 
 #: CPUs each trial's driver (the Tune function that starts its fold workers) holds. Not 0:
@@ -62,7 +63,7 @@ def plan_search_resources(spec: SearchSpec, k: int, cluster_cpus: float = 0.0, c
     """
     res = spec.resources
     if nodes is not None:
-        cluster_cpus = sum(n.cpus * n.count for n in nodes)
+        cluster_cpus = node_totals(nodes)[0]
     wanted = spec.budget.max_concurrent
     startup = estimate_startup(k, cluster_cpus) if cluster_cpus > 0 else None
     asked = None
@@ -93,61 +94,34 @@ def is_uri(path: str | os.PathLike) -> bool:
     return "://" in str(path)
 
 
-def _local_cluster(num_cpus: int | None) -> tuple[float, float]:
-    import torch
-
-    return float(num_cpus or os.cpu_count() or 1), float(torch.cuda.device_count())
-
-
-def _connected(address: str | None) -> bool:
-    import ray
-
-    return bool(ray.is_initialized() or address or os.environ.get("RAY_ADDRESS"))
-
-
-def cluster_size(address: str | None, num_cpus: int | None) -> tuple[float, float, str]:
-    """CPUs and GPUs of the Ray cluster when one is connected/addressed, else of this machine."""
-    if _connected(address):
-        from ferray.training import ensure_ray
-
-        res = ensure_ray(address, num_cpus=num_cpus)
-        return float(res.get("CPU", 0)), float(res.get("GPU", 0)), "the Ray cluster"
-    cpus, gpus = _local_cluster(num_cpus)
-    return cpus, gpus, "this machine"
-
-
 def cluster_nodes(address: str | None = None, num_cpus: int | None = None) -> tuple[list[NodeSpec], str]:
     """The node types a sweep would run on, and where they were read from.
 
     The connected or addressed Ray cluster's alive nodes (``ray.nodes()``), else this machine
     as one node (``num_cpus`` CPUs, default all; the GPUs torch sees).
     """
-    if _connected(address):
+    import ray
+
+    if ray.is_initialized() or address or os.environ.get("RAY_ADDRESS"):
         from ferray.training import ensure_ray
 
         ensure_ray(address, num_cpus=num_cpus)
         nodes = ray_nodes()
-        import ray
-
         where = f"the Ray cluster at {address or os.environ.get('RAY_ADDRESS') or ray.get_runtime_context().gcs_address}"
         if not nodes:
             raise ConfigError(f"{where} reports no alive nodes")
         return nodes, where
-    cpus, gpus = _local_cluster(num_cpus)
-    return [NodeSpec("this machine", cpus, gpus)], "this machine"
+    import torch
+
+    return [NodeSpec("this machine", float(num_cpus or os.cpu_count() or 1), float(torch.cuda.device_count()))], \
+        "this machine"
 
 
 def launcher_nodes(path: str | os.PathLike) -> tuple[list[NodeSpec], str]:
     """The node types of a Ray cluster launcher YAML, each at its ``max_workers``."""
-    import yaml
+    from ferray._config import load_yaml
 
-    try:
-        config = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: cannot read the cluster config ({exc})") from None
-    if not isinstance(config, dict):
-        raise ConfigError(f"{path}: a Ray cluster launcher config is a mapping with available_node_types")
-    return nodes_from_launcher(config, str(path)), f"{path}, every node type at its max_workers"
+    return nodes_from_launcher(load_yaml(path), str(path)), f"{path}, every node type at its max_workers"
 
 
 def as_spec(spec: SearchSpec | str | os.PathLike) -> tuple[SearchSpec, Path | None]:

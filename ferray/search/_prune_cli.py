@@ -8,17 +8,17 @@ into its own table. Exit codes: 0 done (or nothing to remove), 2 bad input (a
 from __future__ import annotations
 
 import argparse
-import json
 
-__all__ = ["add_parser", "COMMANDS"]
+__all__ = ["COMMANDS", "add_parser"]
 
 
 def _cmd_prune(args: argparse.Namespace) -> int:
+    from ferray._console import print_json
     from ferray.search import apply_retention
 
     report = apply_retention(args.run, keep_top=args.keep_top, dry_run=args.dry_run, force=True)
     if args.json:
-        print(json.dumps(report.to_dict(), indent=2))
+        print_json(report.to_dict())
     else:
         if report.dry_run and report.trials:
             print("dry run: nothing is changed; without --dry-run these would go:")

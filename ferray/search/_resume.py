@@ -103,6 +103,11 @@ def spec_differences(before: dict, after: dict) -> list[str]:
     return lines
 
 
+def _search_changes(before: dict, after: dict) -> list[str]:
+    """:func:`spec_differences` that change what is searched (not the keys in :data:`_FREE`)."""
+    return [c for c in spec_differences(before, after) if not c.startswith(_FREE)]
+
+
 @dataclass
 class Resumable:
     """A checked run directory: its spec, data, fold plan, manifest and how many trials ended."""
@@ -112,7 +117,11 @@ class Resumable:
     plan: Any
     manifest: dict
     finished_trials: int
-    errored_trials: int = 0
+    errored: tuple[str, ...] = ()  # the ids of the errored trials
+
+    @property
+    def errored_trials(self) -> int:
+        return len(self.errored)
 
 
 def check_resumable(run: str | os.PathLike, echo=print) -> Resumable:
@@ -141,7 +150,7 @@ def check_resumable(run: str | os.PathLike, echo=print) -> Resumable:
     spec = load_search_spec(RunLayout(run).spec, check_backbones=False)
     # What the run directory keeps never changes what is searched: retention may differ (and
     # runs from before the section existed lack it).
-    changed = [c for c in spec_differences(manifest["spec"], _resolved(spec)) if not c.startswith(_FREE)]
+    changed = _search_changes(manifest["spec"], _resolved(spec))
     if changed:
         raise ConfigError(
             f"{run / 'spec.yaml'} was edited since the sweep started, so resuming would mix two searches:\n  "
@@ -153,8 +162,7 @@ def check_resumable(run: str | os.PathLike, echo=print) -> Resumable:
             now = _resolved(load_search_spec(source, check_backbones=False))
         except ConfigError:
             now = None
-        later = [c for c in spec_differences(manifest["spec"], now) if not c.startswith(_FREE)] \
-            if now is not None else []
+        later = _search_changes(manifest["spec"], now) if now is not None else []
         if later:
             echo(f"note: {source} changed since this sweep started ("
                  + "; ".join(later[:5])
@@ -169,10 +177,10 @@ def check_resumable(run: str | os.PathLike, echo=print) -> Resumable:
             "Resuming would train new trials on other data than the finished ones; restore the data or "
             "start a new sweep.")
     plan.check_matches(data)
-    status = get_status(run) if RunLayout(run).results.exists() else {"counts": {}}
+    status = get_status(run, intervals=False) if RunLayout(run).results.exists() else {"counts": {}, "trials": []}
     finished = sum(n for s, n in status["counts"].items() if s in ("COMPLETED", "PRUNED", "ERROR"))
-    return Resumable(spec=spec, data=data, plan=plan, manifest=manifest, finished_trials=finished,
-                     errored_trials=status["counts"].get("ERROR", 0))
+    errored = tuple(t["trial_id"] for t in status["trials"] if t["state"] == "ERROR")
+    return Resumable(spec=spec, data=data, plan=plan, manifest=manifest, finished_trials=finished, errored=errored)
 
 
 def resume_command(run_dir: str | os.PathLike) -> str:
@@ -223,12 +231,10 @@ def resume_search(run_dir: str | os.PathLike, *, extend: int = 0, retry_errored:
                             timings=timings)
     timings["load_data"] = time.perf_counter() - t0
     echo(f"resuming {run}: {done} of {trials} trials ended" + (f" ({extend} added)" if extend else ""))
-    if retry_errored and checked.errored_trials:
+    if retry_errored and checked.errored:
         from ferray.search._retention import retry_notes
-        from ferray.search._status import get_status
 
-        errored = [t["trial_id"] for t in get_status(run)["trials"] if t["state"] == "ERROR"]
-        for note in retry_notes(run, errored):
+        for note in retry_notes(run, checked.errored):
             echo(f"retry {note}")
     layout = RunLayout(run)
     echo(f"logs: {layout.log} (Ray's own lines{'; also shown here' if verbose else '; --verbose shows them here'})")

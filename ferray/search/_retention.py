@@ -494,7 +494,7 @@ def apply_retention(run_dir: str | os.PathLike, *, keep_top: int | None = None, 
                                skipped="retention.enabled is false in the run's spec")
     if not run.results.is_file():
         return RetentionReport(run.root, dry_run, [], [], size, size, skipped=f"no {RunLayout.RESULTS} yet")
-    trials = get_status(run.root)["trials"]
+    trials = get_status(run.root, intervals=False)["trials"]
     cleanups, candidates = plan_retention(run.root, trials, spec.retention, top_k=spec.ensemble.top_k,
                                           keep_top=keep_top)
     if dry_run:

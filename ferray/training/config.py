@@ -18,6 +18,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from ferray._config import StrictModel, load_yaml, validate_model
+from ferray.training.resources import gpu_share_problem
 
 __all__ = [
     "DataConfig",
@@ -168,9 +169,9 @@ class ResourceConfig(StrictModel):
     @field_validator("gpus_per_worker")
     @classmethod
     def _gpu_share(cls, value: float | str) -> float | str:
-        if value != "auto" and (value < 0 or (value > 1 and abs(value - round(value)) > 1e-9)):
-            raise ValueError(f"{value:g} is not accepted: a fold worker takes a fraction of one GPU "
-                             "(0 < value <= 1, e.g. 0.5), whole GPUs (1, 2, ...), 0 (CPU) or auto")
+        problem = None if value == "auto" else gpu_share_problem(value)
+        if problem:
+            raise ValueError(problem)
         return value
 
 

@@ -20,7 +20,8 @@ from typing import NamedTuple
 import numpy as np
 
 __all__ = ["accuracy", "macro_f1", "per_class_metrics", "au_f1", "log_loss", "to_labels",
-           "Interval", "bootstrap_metrics", "bootstrap_ci", "paired_bootstrap", "cross_dataset_scores"]
+           "Interval", "bootstrap_metrics", "bootstrap_ci", "paired_bootstrap",
+           "paired_bootstrap_metrics", "cross_dataset_scores"]
 
 
 def to_labels(y_pred: np.ndarray) -> np.ndarray:
@@ -217,41 +218,52 @@ def bootstrap_ci(y_true: np.ndarray, y_pred: np.ndarray, metric: str = "accuracy
     return bootstrap_metrics(y_true, y_pred, **kwargs)[metric]
 
 
-def paired_bootstrap(
+def paired_bootstrap_metrics(
     y_true: np.ndarray,
     pred_a: np.ndarray,
     pred_b: np.ndarray,
     *,
-    metric: str = "accuracy",
     num_classes: int | None = None,
     labels: Sequence[int] | None = None,
     n_boot: int = 1000,
     level: float = 0.95,
     seed: int = 0,
-) -> Interval:
-    """``metric(a) - metric(b)`` on the same rows, with a paired bootstrap interval.
+) -> dict[str, Interval]:
+    """``metric(a) - metric(b)`` on the same rows for accuracy and macro-F1, with paired bootstrap intervals.
 
     Both models are scored on the same resamples, so the interval reflects the rows on
     which they differ: at ``level``, a gain is real when the interval excludes 0 (e.g. an
     ensemble against the best single model on the holdout).
+
+    Returns:
+        ``{"accuracy": Interval, "macro_f1": Interval}``; NaNs when there are no rows.
     """
     _check_boot(n_boot, level)
-    if metric not in _BOOT_METRICS:
-        raise ValueError(f"metric is {metric!r}, but must be one of {list(_BOOT_METRICS)}")
     y_true = np.asarray(y_true, np.int64)
     a, b = to_labels(pred_a), to_labels(pred_b)
     if not len(y_true) == len(a) == len(b):
         raise ValueError(f"y_true, pred_a and pred_b have {len(y_true)}, {len(a)} and {len(b)} rows; they must match")
     if len(y_true) == 0:
         nan = float("nan")
-        return Interval(nan, nan, nan)
+        return {m: Interval(nan, nan, nan) for m in _BOOT_METRICS}
     use = _labels(y_true, np.concatenate([a, b]), num_classes, labels)
-    ones = np.ones((1, len(y_true)))
-    value = _scores(ones, y_true, a, use)[metric][0] - _scores(ones, y_true, b, use)[metric][0]
+
+    def diff(w: np.ndarray) -> dict[str, np.ndarray]:
+        sa, sb = _scores(w, y_true, a, use), _scores(w, y_true, b, use)
+        return {m: sa[m] - sb[m] for m in _BOOT_METRICS}
+
+    full = diff(np.ones((1, len(y_true))))
     rng = np.random.default_rng(seed)
-    diffs = [_scores(w, y_true, a, use)[metric] - _scores(w, y_true, b, use)[metric]
-             for w in _weights(len(y_true), int(n_boot), rng)]
-    return _interval(value, np.concatenate(diffs), level)
+    parts = [diff(w) for w in _weights(len(y_true), int(n_boot), rng)]
+    return {m: _interval(full[m][0], np.concatenate([p[m] for p in parts]), level) for m in _BOOT_METRICS}
+
+
+def paired_bootstrap(y_true: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray, *, metric: str = "accuracy",
+                     **kwargs) -> Interval:
+    """One metric (``"accuracy"`` or ``"macro_f1"``) of :func:`paired_bootstrap_metrics`."""
+    if metric not in _BOOT_METRICS:
+        raise ValueError(f"metric is {metric!r}, but must be one of {list(_BOOT_METRICS)}")
+    return paired_bootstrap_metrics(y_true, pred_a, pred_b, **kwargs)[metric]
 
 
 def cross_dataset_scores(

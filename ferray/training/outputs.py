@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import os
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -38,9 +39,19 @@ import pyarrow.parquet as pq
 from ferray._io import atomic_write, atomic_write_json, resolve_fs
 from ferray.errors import DataError
 
-__all__ = ["Predictions", "write_predictions", "read_predictions", "resolve_fs", "write_json_atomic"]
+__all__ = ["Predictions", "RowMeans", "write_predictions", "read_predictions", "resolve_fs", "write_json_atomic"]
 
 _META_KEY = b"ferray_predictions"
+
+
+class RowMeans(NamedTuple):
+    """:meth:`Predictions.row_means`: sorted unique rows with their ids, labels and mean probabilities."""
+
+    rows: np.ndarray
+    ids: np.ndarray
+    labels: np.ndarray
+    probs: np.ndarray
+    au_probs: np.ndarray | None
 
 
 class Predictions:
@@ -58,6 +69,23 @@ class Predictions:
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    def row_means(self) -> RowMeans:
+        """One entry per dataset row, the fold models' probabilities averaged (float64).
+
+        A holdout file holds each holdout row once per fold model; an out-of-fold file's rows
+        are already unique, and come back as they are (sorted by row).
+        """
+        rows, first, inverse = np.unique(self.rows, return_index=True, return_inverse=True)
+        counts = np.bincount(inverse, minlength=len(rows)).astype(np.float64)[:, None]
+
+        def mean(values: np.ndarray) -> np.ndarray:
+            out = np.zeros((len(rows), values.shape[1]))
+            np.add.at(out, inverse, values.astype(np.float64))
+            return out / np.maximum(counts, 1)
+
+        return RowMeans(rows, self.ids[first], self.labels[first], mean(self.probs),
+                        None if self.au_probs is None else mean(self.au_probs))
 
     @property
     def class_names(self) -> list[str]:

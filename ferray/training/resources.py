@@ -27,7 +27,8 @@ from ferray.errors import ConfigError
 
 __all__ = ["ResourcePlan", "plan_resources", "RESOURCE_QUANTUM", "StartupEstimate", "estimate_startup",
            "STARTUP_WORKER_CPU_S", "STARTUP_TRIAL_CPU_S", "STARTUP_WAIT_S", "NodeSpec", "nodes_from_ray",
-           "ray_nodes", "with_node_groups", "nodes_from_launcher", "PLACEMENTS"]
+           "ray_nodes", "with_node_groups", "nodes_from_launcher", "node_totals", "gpu_share_problem",
+           "PLACEMENTS"]
 
 #: Ray tracks fractional resources in units of 1e-4.
 RESOURCE_QUANTUM = 1e-4
@@ -88,13 +89,14 @@ def estimate_startup(k: int, cluster_cpus: float) -> StartupEstimate:
     )
 
 
-def _floor_q(x: float) -> float:
-    return round(math.floor(x / RESOURCE_QUANTUM + 1e-6) * RESOURCE_QUANTUM, 4)
-
-
 def _units(x: float) -> int:
     """``x`` in Ray's resource units (1e-4), rounded down."""
     return math.floor(x / RESOURCE_QUANTUM + 1e-6)
+
+
+def _floor_q(x: float) -> float:
+    """``x`` rounded down to Ray's resource unit."""
+    return round(_units(x) * RESOURCE_QUANTUM, 4)
 
 
 #: The resource Ray gives the head node only (``ray._common.constants.HEAD_NODE_RESOURCE_NAME``).
@@ -118,6 +120,12 @@ class NodeSpec:
         return f"{self.name}: {self.count} x ({self.cpus:g} CPU, {self.gpus:g} GPU)"
 
 
+def node_totals(nodes: Iterable[NodeSpec]) -> tuple[float, float]:
+    """The CPUs and GPUs of all the nodes together."""
+    nodes = list(nodes)
+    return float(sum(n.cpus * n.count for n in nodes)), float(sum(n.gpus * n.count for n in nodes))
+
+
 def nodes_from_ray(table: Iterable[Mapping]) -> list[NodeSpec]:
     """The alive nodes of ``ray.nodes()``, grouped into node types.
 
@@ -131,7 +139,7 @@ def nodes_from_ray(table: Iterable[Mapping]) -> list[NodeSpec]:
             continue
         res = node.get("Resources") or {}
         labels = node.get("Labels") or {}
-        head = "node:__internal_head__" in res
+        head = HEAD_RESOURCE in res
         name = labels.get("ray.io/node-group") or ("head" if head else "worker")
         accel = sorted(k.split(":", 1)[1] for k in res if k.startswith("accelerator_type:"))
         if accel and name == "worker":
@@ -207,6 +215,11 @@ def _gpu_slots(node: NodeSpec, gpus_per_worker: float) -> int:
     return math.floor(whole / gpus_per_worker + 1e-6)
 
 
+def _gpu_capacity(nodes: Sequence[NodeSpec], gpus_per_worker: float) -> int:
+    """Fold workers of ``gpus_per_worker`` all the nodes hold by their GPUs."""
+    return sum(n.count * _gpu_slots(n, gpus_per_worker) for n in nodes)
+
+
 def _node_slots(node: NodeSpec, cpus_per_worker: float, gpus_per_worker: float, reserve: float) -> int:
     """Fold workers one such node holds, after ``reserve`` CPUs for trial drivers."""
     cpus = _units(node.cpus) - _units(reserve)
@@ -215,11 +228,12 @@ def _node_slots(node: NodeSpec, cpus_per_worker: float, gpus_per_worker: float, 
     return min(cpus // max(1, _units(cpus_per_worker)), _gpu_slots(node, gpus_per_worker))
 
 
-def check_gpus_per_worker(value: float) -> None:
-    """Ray gives a worker a fraction of one GPU or whole GPUs; anything else is refused."""
+def gpu_share_problem(value: float) -> str | None:
+    """Why ``value`` is no GPU share Ray can give a fold worker (a fraction of one GPU or whole GPUs), else None."""
     if value < 0 or (value > 1 and abs(value - round(value)) > 1e-9):
-        raise ConfigError(f"resources.gpus_per_worker = {value:g} is not accepted: a fold worker takes a fraction "
-                          "of one GPU (0 < value <= 1, e.g. 0.5), whole GPUs (1, 2, ...), 0 (CPU) or auto")
+        return (f"{value:g} is not accepted: a fold worker takes a fraction of one GPU (0 < value <= 1, e.g. 0.5), "
+                "whole GPUs (1, 2, ...), 0 (CPU) or auto")
+    return None
 
 
 @dataclass(frozen=True)
@@ -227,21 +241,18 @@ class ResourcePlan:
     """Resources of one trial and how many trials run concurrently."""
 
     k: int
-    cluster_cpus: float
-    cluster_gpus: float
+    #: The node types planned against, and the fold workers each node of a type holds while
+    #: ``concurrent_trials`` trials run (0: the type holds no fold worker).
+    nodes: tuple[NodeSpec, ...]
+    workers_per_node: tuple[int, ...]
     cpus_per_worker: float
     gpus_per_worker: float
     driver_cpus: float
     concurrent_trials: int
-    threads_per_worker: int
     #: A sweep's start-up estimate (None for ``ferray train``), and the trials at once the
     #: spec asked for when the planner ran fewer because overlapping start-ups did not pay.
     startup: StartupEstimate | None = None
     asked_concurrent: int | None = None
-    #: The node types planned against, and the fold workers each node of a type holds while
-    #: ``concurrent_trials`` trials run (0: the type holds no fold worker).
-    nodes: tuple[NodeSpec, ...] = ()
-    workers_per_node: tuple[int, ...] = ()
     #: ``spread`` or ``pack``: how a trial's fold workers are placed (``resources.placement``).
     placement: str = "spread"
     #: How ``gpus_per_worker: auto`` was resolved (None when given as a number).
@@ -249,6 +260,19 @@ class ResourcePlan:
     #: Trial drivers are kept on the head node (a cluster of several nodes whose head has CPUs),
     #: so the other nodes give their CPUs to fold workers only.
     drivers_on_head: bool = False
+
+    @property
+    def cluster_cpus(self) -> float:
+        return node_totals(self.nodes)[0]
+
+    @property
+    def cluster_gpus(self) -> float:
+        return node_totals(self.nodes)[1]
+
+    @property
+    def threads_per_worker(self) -> int:
+        """Torch threads per fold worker: its whole CPUs, at least one."""
+        return max(1, math.floor(self.cpus_per_worker + 1e-9))
 
     @property
     def trial_cpus(self) -> float:
@@ -273,7 +297,9 @@ class ResourcePlan:
         return PLACEMENTS[self.placement]
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "trial_cpus": self.trial_cpus, "trial_gpus": self.trial_gpus}
+        return {**asdict(self), "cluster_cpus": self.cluster_cpus, "cluster_gpus": self.cluster_gpus,
+                "threads_per_worker": self.threads_per_worker, "trial_cpus": self.trial_cpus,
+                "trial_gpus": self.trial_gpus}
 
     def explain(self) -> str:
         """A few lines for ``--dry-run``: the nodes, what each trial holds and why this many run at once."""
@@ -348,7 +374,7 @@ class _Cluster:
 
     def gpu_trials(self) -> int:
         """Trials whose fold workers the GPUs hold at once."""
-        return sum(n.count * _gpu_slots(n, self.g) for n in self.nodes) // self.k
+        return _gpu_capacity(self.nodes, self.g) // self.k
 
     def best_cpus(self, trials: int) -> float | None:
         """The most CPUs per fold worker with which ``trials`` trials fit (None: none does)."""
@@ -372,7 +398,9 @@ def _resolve_gpus(gpus_per_worker: float | str, k: int, folds_per_gpu: int, tota
         if isinstance(gpus_per_worker, str):
             raise ConfigError(f"resources.gpus_per_worker = {gpus_per_worker!r} is not accepted; give a number "
                               "(0.5: two folds share a GPU) or auto")
-        check_gpus_per_worker(float(gpus_per_worker))
+        problem = gpu_share_problem(float(gpus_per_worker))
+        if problem:
+            raise ConfigError(f"resources.gpus_per_worker = {problem}")
         return float(gpus_per_worker), None
     if folds_per_gpu < 1:
         raise ConfigError(f"resources.folds_per_gpu = {folds_per_gpu} is not accepted; it must be >= 1")
@@ -394,7 +422,7 @@ def _max_gpus_per_worker(nodes: Sequence[NodeSpec], k: int) -> float:
     """The largest GPU share per fold worker with which one trial's k workers fit the GPUs (0: none)."""
     options = [float(w) for w in range(8, 0, -1)] + [_floor_q(1.0 / m) for m in range(2, 65)]
     for g in options:
-        if sum(n.count * _gpu_slots(n, g) for n in nodes) >= k:
+        if _gpu_capacity(nodes, g) >= k:
             return g
     return 0.0
 
@@ -447,8 +475,7 @@ def plan_resources(
     one_node = nodes is None
     nodes = tuple(nodes) if nodes is not None else (NodeSpec("this cluster", float(cluster_cpus),
                                                              float(cluster_gpus)),)
-    total_cpus = sum(n.cpus * n.count for n in nodes)
-    total_gpus = sum(n.gpus * n.count for n in nodes)
+    total_cpus, total_gpus = node_totals(nodes)
     if total_cpus <= 0:
         raise ConfigError("the Ray cluster reports no CPUs; start it with num_cpus >= 1")
     gpus, gpu_note = _resolve_gpus(gpus_per_worker, k, folds_per_gpu, total_gpus)
@@ -483,15 +510,12 @@ def plan_resources(
         concurrent += 1
     return ResourcePlan(
         k=k,
-        cluster_cpus=float(total_cpus),
-        cluster_gpus=float(total_gpus),
+        nodes=nodes,
+        workers_per_node=tuple(cluster.slots(cpus_per_worker, concurrent)),
         cpus_per_worker=float(cpus_per_worker),
         gpus_per_worker=float(gpus),
         driver_cpus=float(driver_cpus),
         concurrent_trials=concurrent,
-        threads_per_worker=max(1, math.floor(cpus_per_worker + 1e-9)),
-        nodes=nodes,
-        workers_per_node=tuple(cluster.slots(cpus_per_worker, concurrent)),
         placement=placement,
         gpu_note=gpu_note,
         drivers_on_head=cluster.head is not None,
@@ -510,9 +534,8 @@ def _refuse_gpus(nodes, k, gpus, total_gpus, asked, folds_per_gpu, one_node) -> 
     if asked == "auto":
         fix = (f"raise resources.folds_per_gpu (now {folds_per_gpu}) to {math.ceil(k / math.floor(total_gpus))}"
                if total_gpus >= 1 else "add GPU nodes")
-    held = sum(n.count * _gpu_slots(n, gpus) for n in nodes)
     where = f"the cluster has {total_gpus:g}" if one_node else \
-        f"the cluster's GPUs hold {held} such workers at once (" + "; ".join(n.describe() for n in nodes if n.gpus) + ")"
+        f"the cluster's GPUs hold {_gpu_capacity(nodes, gpus)} such workers at once (" + "; ".join(n.describe() for n in nodes if n.gpus) + ")"
     raise ConfigError(f"one trial needs {k * gpus:g} GPUs ({k} fold workers x {gpus:g}) but {where}; {fix}, "
                       "or add GPU nodes")
 

@@ -146,3 +146,17 @@ def ray_two_nodes():
         yield _start_cluster(nodes, ["--num-cpus", "1", "--num-gpus", "1"], [["--num-cpus", "1", "--num-gpus", "1"]])
     finally:
         nodes.stop()
+
+
+@pytest.fixture
+def token_env(monkeypatch, tmp_path):
+    """``use(head)``: this process talks to ``head`` with its token from ``RAY_AUTH_TOKEN`` only; returns ``head``."""
+
+    def use(head: RayHead) -> RayHead:
+        for var in ("RAY_AUTH_TOKEN_PATH", "RAY_AUTH_MODE", "RAY_ADDRESS"):
+            monkeypatch.delenv(var, raising=False)
+        monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.ray/auth_token of this machine's other Ray
+        monkeypatch.setenv("RAY_AUTH_TOKEN", head.token)
+        return head
+
+    return use

@@ -13,12 +13,8 @@ pytestmark = pytest.mark.ray
 
 
 @pytest.fixture
-def with_token(ray_head, monkeypatch, tmp_path):
-    for var in ("RAY_AUTH_TOKEN_PATH", "RAY_AUTH_MODE", "RAY_ADDRESS"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.ray/auth_token of this machine's other Ray
-    monkeypatch.setenv("RAY_AUTH_TOKEN", ray_head.token)
-    return ray_head
+def with_token(ray_head, token_env):
+    return token_env(ray_head)
 
 
 @pytest.mark.timeout(180)

@@ -40,6 +40,16 @@ def _trial_on_storage(store, trial="t1"):
     return t
 
 
+def _pushed_run_with_a_trial(tmp_path):
+    """A run pushed to ``tmp_path/store/r1``, where its trial ``t1`` wrote its files; the store's path."""
+    run = tmp_path / "r1"
+    _driver_files(run)
+    store = tmp_path / "store" / "r1"
+    push_run(run, f"file://{store}")
+    _trial_on_storage(store)
+    return store
+
+
 def test_join_uri_keeps_the_query_string_last():
     assert join_uri("s3://b/ferray?region=eu-west-1", "run", "t1") == "s3://b/ferray/run/t1?region=eu-west-1"
     assert join_uri("file:///x/", "/run/") == "file:///x/run"
@@ -98,11 +108,7 @@ def test_push_again_copies_only_what_changed(tmp_path):
 
 
 def test_pull_leaves_checkpoints_on_storage_and_fetches_only_changes(tmp_path):
-    run = tmp_path / "r1"
-    _driver_files(run)
-    store = tmp_path / "store" / "r1"
-    push_run(run, f"file://{store}")
-    _trial_on_storage(store)
+    store = _pushed_run_with_a_trial(tmp_path)
     laptop = tmp_path / "laptop" / "r1"
     out = pull_run(f"file://{store}", laptop, echo=lambda line: None)
     assert out == laptop
@@ -116,11 +122,7 @@ def test_pull_leaves_checkpoints_on_storage_and_fetches_only_changes(tmp_path):
 
 
 def test_pull_options_for_checkpoints_and_weights(tmp_path):
-    run = tmp_path / "r1"
-    _driver_files(run)
-    store = tmp_path / "store" / "r1"
-    push_run(run, f"file://{store}")
-    _trial_on_storage(store)
+    store = _pushed_run_with_a_trial(tmp_path)
     light = pull_run(f"file://{store}", tmp_path / "light", weights=False)
     assert not (light / "t1" / "weights").exists() and (light / "t1" / "metrics.json").is_file()
     full = pull_run(f"file://{store}", tmp_path / "full", checkpoints=True)

@@ -39,12 +39,8 @@ RESOURCES = "cpus_per_worker: 0.4, gpus_per_worker: 0.5, placement: spread"
 
 
 @pytest.fixture
-def with_token(ray_two_nodes, monkeypatch, tmp_path):
-    for var in ("RAY_AUTH_TOKEN_PATH", "RAY_AUTH_MODE", "RAY_ADDRESS"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.ray/auth_token of this machine's other Ray
-    monkeypatch.setenv("RAY_AUTH_TOKEN", ray_two_nodes.token)
-    return ray_two_nodes
+def with_token(ray_two_nodes, token_env):
+    return token_env(ray_two_nodes)
 
 
 def _spec(tmp_path, resources: str = RESOURCES):

@@ -15,20 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from _fer_helpers import one_torch_thread  # noqa: F401 - autouse: one torch thread for these tests
 
 CLASSES = ["angry", "happy", "neutral", "sad"]
 WEIGHTS = [0.75, 0.25]
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _one_torch_thread():
-    """One intra-op thread: the CI machine's cores are shared, and oversubscribed threads are 20x slower."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def make_trial(folder: Path, seed: int, *, backbone: str = "test_resnet", k: int = 2) -> Path:

@@ -9,6 +9,7 @@ import shutil
 
 import numpy as np
 import pytest
+from _fer_helpers import parse_cli
 from PIL import Image
 
 from ferray.errors import ConfigError, DataError
@@ -43,14 +44,16 @@ def test_run_ensemble_map_is_the_weighted_mean_of_member_maps(explain_run, faces
 
 
 def test_member_maps_average_the_fold_models(explain_run, faces):
+    import torch
+
     from ferray.explain import CAMExplainer
-    from ferray.explain._explain import _to_tensor
+    from ferray.training.augment import apply_batch, build_eval_transform
     from ferray.training.weights import load_fold_models
 
     result = explain(explain_run, faces[:1], method="gradcam", member="t_b", target="sad", write=False)
     item = result.images[0]
     assert set(item.maps) == {"t_b"} and item.ensemble_map is None
-    x = _to_tensor(item.image[None], 48, 1)
+    x = torch.from_numpy(apply_batch(build_eval_transform(48, 1), item.image[None]))
     folds = [CAMExplainer(m, "gradcam")(x, [CLASSES.index("sad")])[0] for m in load_fold_models(explain_run / "t_b")]
     np.testing.assert_allclose(item.map, np.mean(folds, axis=0), atol=1e-6)
 
@@ -170,13 +173,9 @@ def test_not_a_bundle_or_run(tmp_path, faces):
 
 
 def _cli(argv: list[str]) -> argparse.Namespace:
-    from ferray.explain._cli import COMMANDS, add_parser
+    from ferray.explain import _cli as explain_cli
 
-    parser = argparse.ArgumentParser(prog="ferray")
-    add_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(argv)
-    assert COMMANDS[args.command] is args.func
-    return args
+    return parse_cli(explain_cli, argv)
 
 
 def test_cli(explain_run, faces, tmp_path, capsys):

@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import numpy as np
 import onnxruntime as ort
 import pytest
 from _export_helpers import CLASSES, make_trial, random_images, torch_member_probs
+from _fer_helpers import parse_cli
 
 from ferray.errors import DataError
+from ferray.export import _cli as export_cli
 from ferray.export import read_ensemble_summary
-from ferray.export._cli import COMMANDS, add_parser
 from ferray.layout import RunLayout
 
 
 def _cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="ferray")
-    add_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(argv)
+    args = parse_cli(export_cli, argv)
     return args.func(args)
 
 
@@ -84,7 +82,7 @@ def test_export_command_writes_the_runs_bundle(run_dir, capsys):
 
 
 def test_commands_table():
-    assert set(COMMANDS) == {"export"}
+    assert set(export_cli.COMMANDS) == {"export"}
 
 
 def test_export_without_ensemble(tmp_path):

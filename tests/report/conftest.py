@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from _fer_helpers import one_torch_thread  # noqa: F401 - autouse: one torch thread for these tests
 
 DATA = "synthetic:basic7?count=140&size=48&seed=0&difficulty=0.2"
 TRIALS = {  # trial id -> (state, lr, loss, quality of its probabilities, epochs)
@@ -162,17 +163,6 @@ def build_run(root: Path) -> dict:
                                                        "latency_ms_per_image": {"batch_1": 1.0}},
                                            "training": {"student": "test_resnet", "epochs": 2}}))
     return {"run": run.root, "data": data, "fold": fold, "classes": classes}
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _one_torch_thread():
-    """One intra-op thread: the CI machine's cores are shared, and oversubscribed threads are 20x slower."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

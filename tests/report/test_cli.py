@@ -8,18 +8,15 @@ import subprocess
 import sys
 
 import pytest
+from _fer_helpers import parse_cli
 
 from ferray.errors import ConfigError
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
-    from ferray.report._cli import COMMANDS, add_parser
+    from ferray.report import _cli
 
-    parser = argparse.ArgumentParser(prog="ferray")
-    add_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(argv)
-    assert COMMANDS[args.command] is args.func
-    return args
+    return parse_cli(_cli, argv)
 
 
 def test_report_command(run_copy, tmp_path, capsys):

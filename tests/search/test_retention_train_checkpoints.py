@@ -32,6 +32,16 @@ space:
 K = 2
 
 
+def _run_with_trial(tmp_path: Path, trial_id: str) -> tuple[RunLayout, TrialLayout]:
+    """A run folder with its spec and one (empty) trial folder."""
+    run = RunLayout(tmp_path / "run")
+    run.root.mkdir()
+    run.spec.write_text(SPEC)
+    trial = run.trial(trial_id)
+    trial.root.mkdir()
+    return run, trial
+
+
 def _manager(trial: TrialLayout, num_to_keep: int = 1):
     """Train's checkpoint manager of a trial's Train run, as a (re)started run builds it."""
     from ray.train import CheckpointConfig
@@ -98,11 +108,7 @@ def test_one_checkpoint_kept_and_the_previous_stays_until_the_new_one_is_listed(
 
 
 def test_a_kill_during_a_checkpoint_copy_resumes_from_the_last_complete_epoch(tmp_path):
-    run = RunLayout(tmp_path / "run")
-    run.root.mkdir()
-    run.spec.write_text(SPEC)
-    trial = run.trial("e1")
-    trial.root.mkdir()
+    run, trial = _run_with_trial(tmp_path, "e1")
     history = _train(trial, 2)
     # Epoch 3's copy is cut short: fold 0's file torn, fold 1's never written, nothing registered.
     torn = _write_epoch(trial, 3, history, folds=[0])
@@ -127,11 +133,7 @@ def test_a_kill_during_a_checkpoint_copy_resumes_from_the_last_complete_epoch(tm
 
 
 def test_an_older_runs_errored_trial_is_trimmed_to_a_list_train_loads(tmp_path):
-    run = RunLayout(tmp_path / "run")
-    run.root.mkdir()
-    run.spec.write_text(SPEC)
-    trial = run.trial("e1")
-    trial.root.mkdir()
+    run, trial = _run_with_trial(tmp_path, "e1")
     _train(trial, 3, num_to_keep=2)  # before this policy: two epochs kept
     table = ResultsTable()
     table.add_result("e1", {}, {"epoch": 3, "metric": 0.3})
@@ -146,11 +148,7 @@ def test_an_older_runs_errored_trial_is_trimmed_to_a_list_train_loads(tmp_path):
 def test_cleaned_completed_trial_leaves_no_list_for_train_to_trip_on(tmp_path):
     from ferray.search._retention import ended_history
 
-    run = RunLayout(tmp_path / "run")
-    run.root.mkdir()
-    run.spec.write_text(SPEC)
-    trial = run.trial("c1")
-    trial.root.mkdir()
+    run, trial = _run_with_trial(tmp_path, "c1")
     _train(trial, 2)
     table = ResultsTable()
     table.add_result("c1", {}, {"epoch": 2, "metric": 0.2, "final": True})
