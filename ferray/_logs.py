@@ -2,7 +2,8 @@
 
 A sweep's terminal shows ferray's lines: its header, trial progress, errors in its own
 words. Ray's driver-side log records (token-auth notices, Tune's and Train's warnings and
-hints) go to ``ferray.log`` in the run directory; workers' output stays in Ray's session
+hints) and Python warnings raised on the driver (Optuna's among them) go to ``ferray.log`` in the
+run directory; workers' output stays in Ray's session
 folder (``log_to_driver`` off), whose path the log file records. ``verbose`` keeps Ray's
 lines on the terminal as well.
 """
@@ -42,6 +43,13 @@ def ray_logs_to(path: str | os.PathLike, *, verbose: bool = False):
     # ferray's own warnings (a callback that could not write a file) go there too.
     ferray_logger = logging.getLogger("ferray")
     ferray_logger.addHandler(handler)
+    # Python warnings raised on the driver (Optuna's, Ray's) are log lines too, not terminal output.
+    warnings_logger = logging.getLogger("py.warnings")
+    warnings_state = (list(warnings_logger.handlers), warnings_logger.propagate)
+    logging.captureWarnings(True)
+    warnings_logger.addHandler(handler)
+    if not verbose:
+        warnings_logger.propagate = False
     optuna_logger = logging.getLogger("optuna")
     optuna_level = optuna_logger.level
     if not verbose:
@@ -61,6 +69,8 @@ def ray_logs_to(path: str | os.PathLike, *, verbose: bool = False):
         else:
             os.environ["RAY_AIR_NEW_OUTPUT"] = saved_env
         optuna_logger.setLevel(optuna_level)
+        logging.captureWarnings(False)
+        warnings_logger.handlers[:], warnings_logger.propagate = warnings_state
         ferray_logger.removeHandler(handler)
         for logger, handlers in saved:
             logger.handlers[:] = handlers

@@ -21,9 +21,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable
 
-__all__ = ["TESTED_RAY", "Workaround", "WORKAROUNDS", "check", "require", "summary", "WorkerGroupCallback",
+__all__ = ["TESTED_RAY", "Workaround", "WORKAROUNDS", "check", "available", "require", "summary", "WorkerGroupCallback",
            "placement_group_of", "trainer_without_pg_cleaner", "quiet_train_context_logger", "restored_tuner_internals",
-           "trial_actor", "RayCompatError", "raylet_messages_to_logging", "TRAIN_SNAPSHOT", "read_train_snapshot",
+           "trial_actor", "trial_ids_from", "RayCompatError", "raylet_messages_to_logging", "TRAIN_SNAPSHOT", "read_train_snapshot",
            "snapshot_checkpoints", "trim_train_snapshot", "launcher_config_checks", "local_ray_environment",
            "autoscaler_node_groups"]
 
@@ -127,6 +127,12 @@ def _preemption_flag_probe() -> bool:
     return name == _PREEMPTION_FLAG and name in constants.ENV_VARS_TO_PROPAGATE
 
 
+def _trial_class():
+    from ray.tune.experiment import Trial
+
+    return Trial
+
+
 def _trial_actor_probe() -> bool:
     from ray.tune.experiment.trial import _TemporaryTrialState
 
@@ -191,6 +197,12 @@ WORKAROUNDS: tuple[Workaround, ...] = (
         "one Python process less per trial start", "each trial also starts Train's preemption watcher actor",
         _preemption_flag_probe),
     Workaround(
+        "trial-id", "Trial.generate_id (the class method SearchGenerator names new trials with)",
+        "a trial killed during its start-up, before Tune recorded it, continues under its own id, folder "
+        "and Optuna trial when the sweep is resumed",
+        "such a trial's row is dropped and its configuration runs again under a new id",
+        lambda: isinstance(_trial_class().__dict__.get("generate_id"), classmethod)),
+    Workaround(
         "trial-actor", "Trial.temporary_state.ray_actor",
         "the driver-side stall guard stops a trial whose own actor stopped answering",
         "a stuck trial actor is reported as stalled in the log but keeps its resources", _trial_actor_probe),
@@ -227,6 +239,15 @@ def check() -> list[tuple[Workaround, bool, str]]:
             ok, detail = False, f"{type(exc).__name__}: {exc}"
         out.append((w, ok, detail))
     return out
+
+
+def available(name: str) -> bool:
+    """Whether the installed Ray has the internal of entry ``name``."""
+    (entry,) = [w for w in WORKAROUNDS if w.name == name]
+    try:
+        return bool(entry.probe())
+    except Exception:  # noqa: BLE001 - any failure means "moved"
+        return False
 
 
 def require() -> list[tuple[Workaround, bool, str]]:
@@ -335,6 +356,20 @@ def raylet_messages_to_logging(logger_name: str = "ray.raylet"):
         yield True
     finally:
         worker.print_to_stdstream = original
+
+
+@contextmanager
+def trial_ids_from(trial_id: str):
+    """While the block runs, the next Tune trial created gets ``trial_id`` (then fresh ids again)."""
+    from ray.tune.experiment import Trial
+
+    original = Trial.__dict__["generate_id"]
+    ids = iter([trial_id])
+    Trial.generate_id = classmethod(lambda cls: next(ids, None) or original.__func__(cls))
+    try:
+        yield
+    finally:
+        Trial.generate_id = original
 
 
 def trial_actor(trial) -> Any | None:

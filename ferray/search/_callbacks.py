@@ -156,6 +156,10 @@ class ResultsCallback(Callback):
         background_writer().submit(f"results:{path}", lambda: write_table_atomic(rows, path))
         self._last_write = now
 
+    def write_now(self) -> None:
+        """Hand the table to the writer now (after a change outside Tune's events)."""
+        self._write(force=True)
+
     def flush(self, timeout: float = 60.0) -> bool:
         return background_writer().flush(timeout)
 

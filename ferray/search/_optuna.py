@@ -19,7 +19,7 @@ from ray.tune.search.optuna import OptunaSearch
 from ferray.layout import RunLayout
 from ferray.search._spec import SearchSpec
 
-__all__ = ["PruningASHA", "PruneAwareOptunaSearch", "SchedulerState", "trial_state", "make_sampler",
+__all__ = ["PruningASHA", "PruneAwareOptunaSearch", "SchedulerState", "trial_state", "make_sampler", "seed_sampler",
            "study_storage", "startup_trials", "TUNE_TRIAL_ATTR"]
 
 #: Optuna user attribute naming the Tune trial an Optuna trial belongs to.
@@ -97,6 +97,29 @@ def trial_state(result: dict | None, *, error: bool, pruned: bool, metric: str,
     if value is None or not isinstance(value, (int, float)) or not math.isfinite(value):
         return "FAIL", None
     return "COMPLETE", float(value)
+
+
+def seed_sampler(sampler, seed: int, number: int) -> None:
+    """Seed ``sampler`` for trial ``number`` alone.
+
+    Trial n's parameters then depend on the seed and what the study holds, not on how many
+    draws the sampler made before: a sweep resumed from a searcher state saved a few trials
+    back samples what the uninterrupted sweep sampled, instead of drawing an earlier trial's
+    parameters again. (Optuna's samplers keep one ``numpy`` generator; they have no per-trial seed.)
+    """
+    import numpy as np
+
+    state = int(np.random.SeedSequence([int(seed), int(number)]).generate_state(1)[0])
+    for part in (sampler, getattr(sampler, "_random_sampler", None)):
+        rng = getattr(getattr(part, "_rng", None), "rng", None)
+        if isinstance(rng, np.random.RandomState):
+            rng.seed(state)
+
+
+def _running():
+    import optuna
+
+    return optuna.trial.TrialState.RUNNING
 
 
 class PruningASHA(ASHAScheduler):
@@ -178,12 +201,15 @@ class PruneAwareOptunaSearch(OptunaSearch):
         **kwargs: :class:`ray.tune.search.optuna.OptunaSearch` arguments.
     """
 
-    def __init__(self, *args, max_epochs: int, scheduler: PruningASHA | None = None, **kwargs):
+    def __init__(self, *args, max_epochs: int, scheduler: PruningASHA | None = None, seed: int | None = None,
+                 **kwargs):
         super().__init__(*args, **kwargs)
+        self._trial_seed = seed
         self._scheduler = scheduler
         self._max_epochs = max_epochs
         self._reported: dict[str, set[int]] = {}
         self._orphans: list[int] = []
+        self._reserved: dict[str, int] = {}
         self.states: dict[str, str] = {}
         self.retry_errored = False
 
@@ -206,13 +232,88 @@ class PruneAwareOptunaSearch(OptunaSearch):
     def suggest(self, trial_id: str) -> dict | None:
         import optuna
 
-        if trial_id not in self._ot_trials and self._orphans:
+        if trial_id not in self._ot_trials:
             # A trial Optuna handed out just before an interruption that Tune never recorded:
-            # give its parameters to this Tune trial, so no Optuna trial is left dangling.
-            self._ot_trials[trial_id] = optuna.Trial(self._ot_study, self._orphans.pop(0))
+            # give its parameters to this Tune trial, so no Optuna trial is left dangling. A
+            # reserved one goes to the Tune trial of its own id (see :meth:`reserve`).
+            orphan = self._reserved.pop(trial_id, None)
+            if orphan is None and self._orphans:
+                orphan = self._orphans.pop(0)
+            if orphan is not None:
+                self._ot_trials[trial_id] = optuna.Trial(self._ot_study, orphan)
+            elif getattr(self, "_trial_seed", None) is not None and self._ot_study is not None:
+                seed_sampler(self._ot_study.sampler, self._trial_seed, len(self._study_trials()))
         config = super().suggest(trial_id)
         self._ot_trials[trial_id].set_user_attr(TUNE_TRIAL_ATTR, trial_id)
         return config
+
+    # -- reconciling a restored sweep with its study ---------------------------------------------
+
+    def _study_trials(self, states=None) -> list:
+        return self._ot_study.get_trials(deepcopy=False, states=states)
+
+    def adopt(self, tune_trials: set[str]) -> None:
+        """Bind the Tune trials a restored sweep knows to their Optuna trials.
+
+        Tune writes its trial list before the searcher's state, so a kill between the two
+        restores a trial the searcher never saw: its Optuna trial (found by
+        :data:`TUNE_TRIAL_ATTR`) is bound to it, not handed to another trial as an orphan.
+        """
+        import optuna
+
+        by_tune = {t.user_attrs.get(TUNE_TRIAL_ATTR): t for t in self._study_trials()}
+        for tid in sorted(tune_trials - set(self._ot_trials)):
+            frozen = by_tune.get(tid)
+            if frozen is None:
+                continue
+            self._ot_trials[tid] = optuna.Trial(self._ot_study, frozen._trial_id)
+            if frozen._trial_id in self._orphans:
+                self._orphans.remove(frozen._trial_id)
+            self._sync_from_storage(tid)
+
+    def reserve(self, trial_id: str) -> bool:
+        """Keep the orphaned Optuna trial of Tune trial ``trial_id`` for a new Tune trial of that id.
+
+        A trial that was started but that Tune never recorded (killed during its start-up)
+        continues under its own id and Optuna trial (:meth:`reserved_ids`). False when the
+        study holds no such running trial.
+        """
+        for frozen in self._study_trials(states=(_running(),)):
+            if frozen.user_attrs.get(TUNE_TRIAL_ATTR) == trial_id and frozen._trial_id in self._orphans:
+                self._orphans.remove(frozen._trial_id)
+                self._reserved[trial_id] = frozen._trial_id
+                return True
+        return False
+
+    def reserved_ids(self) -> list[str]:
+        """Tune trial ids waiting to be continued (new trials take these ids first)."""
+        return list(self._reserved)
+
+    def close_orphans(self, reason: str) -> int:
+        """Tell FAIL for Optuna trials no Tune trial took (a finished sweep leaves none RUNNING)."""
+        import optuna
+
+        closed = 0
+        for storage_id in [*self._orphans, *self._reserved.values()]:
+            try:
+                self._ot_study._storage.set_trial_user_attr(storage_id, "closed", reason)
+                self._ot_study.tell(optuna.Trial(self._ot_study, storage_id), state=optuna.trial.TrialState.FAIL)
+                closed += 1
+            except Exception as exc:  # noqa: BLE001 - bookkeeping never stops the sweep
+                import logging
+
+                logging.getLogger(__name__).warning("could not close Optuna trial %s: %s", storage_id, exc)
+        self._orphans, self._reserved = [], {}
+        return closed
+
+    def _sync_from_storage(self, trial_id: str) -> None:
+        """Take a trial's reported epochs and end from the study, the authority after a kill."""
+        ot = self._ot_trials[trial_id]
+        frozen = self._ot_study._storage.get_trial(ot._trial_id)
+        self._reported[trial_id] = {int(step) for step in frozen.intermediate_values}
+        if frozen.state.is_finished():
+            self._completed_trials.add(trial_id)
+            self.states[trial_id] = frozen.state.name
 
     def _reopen(self, trial_id: str) -> None:
         """A FAILed trial that a resumed sweep retries gets a new Optuna trial with its parameters.
@@ -324,3 +425,7 @@ class PruneAwareOptunaSearch(OptunaSearch):
         self._orphans = [t._trial_id for t in study.get_trials(deepcopy=False,
                                                                states=(optuna.trial.TrialState.RUNNING,))
                          if t._trial_id not in known]
+        self._reserved = {}
+        # The saved state may predate reports and ends the study has since recorded.
+        for tid in list(self._ot_trials):
+            self._sync_from_storage(tid)

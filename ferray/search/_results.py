@@ -123,6 +123,14 @@ class ResultsTable:
     def state(self, trial_id: str) -> str | None:
         return self._state.get(trial_id)
 
+    def trial_ids(self) -> list[str]:
+        return list(self._epochs)
+
+    def drop(self, trial_id: str) -> None:
+        """Forget a trial (one that never ran an epoch and whose configuration runs again)."""
+        for table in (self._epochs, self._params, self._state, self._number, self._error):
+            table.pop(trial_id, None)
+
     def rows(self) -> list[dict]:
         """Flat rows: one per trial per epoch; a trial without reports gets one row."""
         out = []

@@ -193,10 +193,20 @@ def _search_generator(searcher, max_concurrent: int, trials: int):
     from ray.tune.search import ConcurrencyLimiter
     from ray.tune.search.search_generator import SearchGenerator
 
+    from ferray._ray_compat import trial_ids_from
+
     class SweepGenerator(SearchGenerator):
         def __init__(self, searcher, trials: int):
             super().__init__(searcher)
             self._wanted = trials
+
+        def create_trial_if_possible(self, experiment_spec: dict):
+            # A trial killed during its start-up continues under its own id (see _reconcile).
+            reserved = searcher.reserved_ids()
+            if not reserved:
+                return super().create_trial_if_possible(experiment_spec)
+            with trial_ids_from(reserved[0]):
+                return super().create_trial_if_possible(experiment_spec)
 
         def restore_from_dir(self, dirpath: str) -> None:
             super().restore_from_dir(dirpath)
@@ -267,7 +277,7 @@ class _Sweep:
         self.searcher = searcher = PruneAwareOptunaSearch(
             define_by_run(spec.space, base), metric=metric, mode=mode, sampler=make_sampler(spec),
             study_name=spec.name, storage=study_storage(run), scheduler=scheduler,
-            max_epochs=spec.budget.max_epochs,
+            max_epochs=spec.budget.max_epochs, seed=spec.search.seed,
         )
         stall = spec.budget.stall_limits()
         guard = StallGuard(stall)
@@ -278,6 +288,10 @@ class _Sweep:
         # Tune restores callbacks' state by position: the one stateful callback comes first.
         callbacks: list = [SchedulerState(scheduler)] if scheduler is not None else []
         callbacks += [guard, PlacementGroupReaper(hub), self.results, TensorBoardCallback(layout.tensorboard)]
+        if resume:
+            from ferray.search._reconcile import RestoredTrials
+
+            callbacks.append(RestoredTrials(searcher, self.results, echo=echo))
         if spec.retention.enabled and not ray_storage:
             # After the results callback: it decides each ended trial's state. (With a storage
             # URI the trials' checkpoints live there; `ferray prune` cleans local runs only.)

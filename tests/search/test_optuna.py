@@ -71,11 +71,11 @@ def test_searcher_state_survives_tune_checkpointing(tmp_path):
     assert fresh._pruned("x")
 
 
-def _sqlite_searcher(path, scheduler=None):
+def _sqlite_searcher(path, scheduler=None, seed=None):
     storage = optuna.storages.RDBStorage(f"sqlite:///{path}")
     return PruneAwareOptunaSearch(define_by_run(SPACE), metric="metric", mode="max",
                                   sampler=optuna.samplers.TPESampler(seed=0, n_startup_trials=1), study_name="t",
-                                  storage=storage, scheduler=scheduler, max_epochs=3)
+                                  storage=storage, scheduler=scheduler, max_epochs=3, seed=seed)
 
 
 def test_restored_searcher_hands_out_optuna_trials_tune_never_recorded(tmp_path):
@@ -96,6 +96,93 @@ def test_restored_searcher_hands_out_optuna_trials_tune_never_recorded(tmp_path)
     assert len(study.trials) == 2
     assert {t.user_attrs["tune_trial_id"]: t.state.name for t in study.trials} == {"a": "COMPLETE", "c": "COMPLETE"}
     assert [t.params for t in study.trials] == [first, orphan]
+
+
+def test_a_trial_killed_during_its_start_up_continues_under_its_own_id_and_optuna_trial(tmp_path):
+    # The ghost: Tune never recorded trial "b" (killed during its start-up, after Optuna's ask).
+    db = tmp_path / "optuna.db"
+    before = _sqlite_searcher(db)
+    before.suggest("a")
+    before.save(str(tmp_path / "s.pkl"))
+    ghost = before.suggest("b")
+    number = before.ot_number("b")
+    after = _sqlite_searcher(db)
+    after.restore(str(tmp_path / "s.pkl"))
+    assert after.reserve("b") and after.reserved_ids() == ["b"]
+    assert not after.reserve("never-started")
+    assert after.suggest("b") == ghost and after.ot_number("b") == number
+    assert after.reserved_ids() == []
+    after.on_trial_complete("a", _result(3, 0.5))
+    after.on_trial_complete("b", _result(3, 0.6))
+    study = optuna.load_study(study_name="t", storage=f"sqlite:///{db}")
+    assert {t.user_attrs["tune_trial_id"]: t.state.name for t in study.trials} == {"a": "COMPLETE", "b": "COMPLETE"}
+
+
+def test_a_tune_trial_the_restored_searcher_never_saw_keeps_its_own_optuna_trial(tmp_path):
+    # Tune writes its trial list before the searcher's state: a kill between the two.
+    db = tmp_path / "optuna.db"
+    before = _sqlite_searcher(db)
+    before.save(str(tmp_path / "s.pkl"))
+    config = before.suggest("a")
+    after = _sqlite_searcher(db)
+    after.restore(str(tmp_path / "s.pkl"))
+    after.adopt({"a"})
+    assert after.ot_number("a") == before.ot_number("a")
+    after.suggest("c")
+    assert after.ot_number("c") != after.ot_number("a")  # "a"'s trial is not handed to another Tune trial
+    after.on_trial_complete("a", _result(3, 0.5))
+    study = optuna.load_study(study_name="t", storage=f"sqlite:///{db}")
+    assert {t.user_attrs["tune_trial_id"]: t.state.name for t in study.trials} == {"a": "COMPLETE", "c": "RUNNING"}
+
+
+def test_a_restored_searcher_takes_reports_and_ends_from_the_study(tmp_path, recwarn):
+    # The saved state predates epoch reports and the trial's end that the study recorded.
+    db = tmp_path / "optuna.db"
+    before = _sqlite_searcher(db)
+    before.suggest("a")
+    before.suggest("b")
+    before.save(str(tmp_path / "s.pkl"))
+    before.on_trial_result("a", _result(1, 0.3))
+    before.on_trial_complete("a", _result(3, 0.5))
+    before.on_trial_result("b", _result(1, 0.2))
+    after = _sqlite_searcher(db)
+    after.restore(str(tmp_path / "s.pkl"))
+    after.on_trial_result("a", _result(3, 0.5))       # Tune replays the ended trial
+    after.on_trial_complete("a", _result(3, 0.5))
+    after.on_trial_result("b", _result(1, 0.25))      # b's epoch 1, recomputed
+    after.on_trial_result("b", _result(2, 0.3))
+    assert not [w for w in recwarn if "optuna" in str(w.filename) or "reported" in str(w.message)]
+    study = optuna.load_study(study_name="t", storage=f"sqlite:///{db}")
+    a, b = study.trials
+    assert a.state.name == "COMPLETE" and a.value == 0.5 and after.states["a"] == "COMPLETE"
+    assert b.intermediate_values == {1: 0.2, 2: 0.3}
+
+
+def test_optuna_trials_no_tune_trial_took_are_closed(tmp_path):
+    db = tmp_path / "optuna.db"
+    before = _sqlite_searcher(db)
+    before.save(str(tmp_path / "s.pkl"))
+    before.suggest("x")
+    before.suggest("y")
+    after = _sqlite_searcher(db)
+    after.restore(str(tmp_path / "s.pkl"))
+    assert after.reserve("y")
+    assert after.close_orphans("test") == 2
+    study = optuna.load_study(study_name="t", storage=f"sqlite:///{db}")
+    assert [t.state.name for t in study.trials] == ["FAIL", "FAIL"]
+    assert all(t.user_attrs["closed"] == "test" for t in study.trials)
+
+
+def test_a_seeded_searcher_samples_each_trial_as_an_uninterrupted_one_whatever_state_it_restored(tmp_path):
+    straight = _sqlite_searcher(tmp_path / "straight.db", seed=7)
+    expected = [straight.suggest(t) for t in ("a", "b", "c")]
+    before = _sqlite_searcher(tmp_path / "killed.db", seed=7)
+    before.save(str(tmp_path / "s.pkl"))          # the last state Tune saved
+    assert before.suggest("a") == expected[0]
+    after = _sqlite_searcher(tmp_path / "killed.db", seed=7)
+    after.restore(str(tmp_path / "s.pkl"))
+    after.adopt({"a"})
+    assert [after.suggest(t) for t in ("b", "c")] == expected[1:]
 
 
 def test_recomputed_epochs_after_a_resume_keep_their_first_value(tmp_path):
