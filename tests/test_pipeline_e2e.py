@@ -82,9 +82,26 @@ def test_the_bundle_graph_agrees_with_pytorch(run):
         z = feats @ np.asarray(st["coef"]).T + np.asarray(st["intercept"])
         combined = np.exp(z - z.max(axis=1, keepdims=True))
         combined /= combined.sum(axis=1, keepdims=True)
+    elif method == "vote":
+        # Each member votes for its top class with its weight; the shares are nudged by 1e-3 of
+        # the weighted mean probability (so a tied vote goes to the likelier class) and renormalised.
+        w = np.asarray(manifest["ensemble"].get("weights") or [1.0] * expected.shape[1], dtype=np.float64)
+        w = w / w.sum()
+        winners = expected.argmax(axis=2)  # (N, M)
+        combined = 1e-3 * np.einsum("nmc,m->nc", expected, w)
+        for m in range(expected.shape[1]):
+            combined[np.arange(len(images)), winners[:, m]] += w[m]
+        combined /= combined.sum(axis=1, keepdims=True)
+        # A member whose top two classes are within twice the member tolerance may vote either way.
+        top2 = np.sort(expected, axis=2)[:, :, -2:]
+        decided = (top2[:, :, 1] - top2[:, :, 0] > 2e-4).all(axis=1)
+        assert decided.sum() >= len(images) // 2
+        probs, combined = probs[decided], combined[decided]
     else:
-        combined = probs
+        pytest.fail(f"no reference combination for ensemble method {method!r}")
     assert np.abs(probs - combined).max() < 1e-4
+    clear = np.diff(np.sort(combined, axis=1)[:, -2:], axis=1)[:, 0] > 1e-4
+    assert (probs.argmax(axis=1) == combined.argmax(axis=1))[clear].all()
     assert np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
 
 

@@ -21,6 +21,9 @@ Image-file sources (class folders, RAF-CE, RAF-DB) take ``subject=auto|none|REGE
 ``classes=auto|verbatim|basic7|basic8|compound14|<mapping file>`` (class names mapped
 onto canonical ones; see :func:`ferray.data._classes.map_class_names`). A FER2013 CSV
 with a ``subject`` column reads its subjects from it.
+
+Every source takes ``shuffle_labels=SEED``: the labels permuted across rows, a control
+run that must stay at chance (:func:`shuffle_labels`).
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from ferray.data._rafce import RAFCE_FILES, RAFDB_LABEL_FILE, load_rafce, load_r
 from ferray.data._table import FERData, read_parquet
 from ferray.errors import DataError, closest
 
-__all__ = ["SOURCE_KINDS", "load_source", "source_options"]
+__all__ = ["SOURCE_KINDS", "load_source", "source_options", "shuffle_labels"]
 
 # Options each kind accepts besides size, channels and strict, with their types.
 _OPTIONS: dict[str, dict[str, type]] = {
@@ -219,6 +222,62 @@ def _load(
     **options: Any,
 ) -> tuple[FERData, LoadInfo, str]:
     """:func:`load_source` plus what the loader saw and the detected kind."""
+    source, shuffle = _take_shuffle_labels(source, options)
+    data, info, kind = _load_kind(source, size=size, channels=channels, strict=strict, **options)
+    if shuffle is not None:
+        data = shuffle_labels(data, shuffle)
+    return data, info, kind
+
+
+def _take_shuffle_labels(source: str | os.PathLike, options: dict[str, Any]) -> tuple[str, int | None]:
+    """Remove ``shuffle_labels=SEED`` from a source's query string (or the options); its seed."""
+    text = os.fspath(source)
+    seed = options.pop("shuffle_labels", None)
+    head, mark, query = text.partition("?")
+    if mark:
+        kept = []
+        for part in query.split("&"):
+            key, _, value = part.partition("=")
+            if key == "shuffle_labels":
+                seed = value
+            elif part:
+                kept.append(part)
+        text = head + ("?" + "&".join(kept) if kept else "")
+    if seed is None:
+        return text, None
+    try:
+        return text, int(seed)
+    except (TypeError, ValueError):
+        raise DataError(f"option shuffle_labels={seed!r} (in '{os.fspath(source)}') must be an integer seed") from None
+
+
+def shuffle_labels(data: FERData, seed: int) -> FERData:
+    """``data`` with its targets (labels, soft labels, action units) permuted across rows by ``seed``.
+
+    The label-randomisation control: a model trained on it can only reach chance on rows
+    labelled the same way, so a run that learns on the real labels and stays at chance on
+    these shows that its accuracy comes from pairing each image with its own label.
+    """
+    import dataclasses
+
+    import numpy as np
+
+    order = np.random.default_rng(seed).permutation(len(data))
+    return dataclasses.replace(
+        data, labels=data.labels[order],
+        soft_labels=None if data.soft_labels is None else data.soft_labels[order],
+        aus=None if data.aus is None else data.aus[order],
+        origin=f"{data.origin} (labels shuffled, seed {seed})")
+
+
+def _load_kind(
+    source: str | os.PathLike,
+    *,
+    size: int | None = None,
+    channels: int | None = None,
+    strict: bool = False,
+    **options: Any,
+) -> tuple[FERData, LoadInfo, str]:
     kind, text, query = _split_source(source)
     if kind == "synthetic":
         check_size_channels(size, channels)

@@ -26,8 +26,8 @@ from torch import Tensor, nn
 from ferray.errors import ConfigError, closest
 from ferray.explain._families import TargetLayer, choose_target_layer
 
-__all__ = ["CAM_METHODS", "METHODS", "CAMExplainer", "LogitsOnly", "integrated_gradients", "ig_map", "check_method",
-           "check_ig_steps", "IG_BATCH_ROWS"]
+__all__ = ["CAM_METHODS", "METHODS", "FILE_TAGS", "CAMExplainer", "LogitsOnly", "integrated_gradients", "ig_map",
+           "check_method", "check_ig_steps", "IG_BATCH_ROWS"]
 
 #: ``--method`` names served by pytorch-grad-cam -> its class name.
 CAM_METHODS: dict[str, str] = {
@@ -40,6 +40,17 @@ CAM_METHODS: dict[str, str] = {
 }
 #: Every method ``ferray explain`` accepts: the CAMs and integrated gradients.
 METHODS: tuple[str, ...] = (*CAM_METHODS, "ig")
+#: Each method's tag in overlay file names (``000_face_gradcampp.png``): lower-case letters and
+#: digits, a different one per method (stripping ``++`` alone would name gradcam++'s files gradcam's).
+FILE_TAGS: dict[str, str] = {
+    "gradcam": "gradcam",
+    "gradcam++": "gradcampp",
+    "scorecam": "scorecam",
+    "eigencam": "eigencam",
+    "layercam": "layercam",
+    "hirescam": "hirescam",
+    "ig": "ig",
+}
 #: Methods whose map does not depend on the target class.
 CLASS_AGNOSTIC = ("eigencam",)
 

@@ -21,6 +21,7 @@ import torch
 from ferray.errors import ConfigError, DataError, closest
 from ferray.explain._cam import (
     CLASS_AGNOSTIC,
+    FILE_TAGS,
     CAMExplainer,
     check_ig_steps,
     check_method,
@@ -192,7 +193,8 @@ def explain(
     Returns:
         An :class:`Explanation`; ``out/`` holds one overlay PNG per image (the face, the
         ensemble's map and each member's, with the predicted class and probability and the
-        target class), ``grid.png`` and ``explain.json`` (top classes and files).
+        target class), named ``000_<image>_<method>.png`` with the method's file tag
+        (``gradcam++`` -> ``gradcampp``), ``grid.png`` and ``explain.json`` (top classes and files).
 
     Raises:
         ConfigError: an unknown method, class or member (the message lists the valid ones),
@@ -299,7 +301,7 @@ def _write(expl: Explanation, source: ExplainSource, out, say) -> None:
         tgt = "class-agnostic" if agnostic else f"target {classes[item.target]}"
         head = (f"{item.source}" + (f" face {item.face}" if item.face is not None else "")
                 + f": {what} predicts {_title(classes, item.probs)}; {expl.method}, {tgt}")
-        name = f"{_stem(item.source, item.face, i)}_{re.sub('[^a-z0-9]', '', expl.method)}.png"
+        name = f"{_stem(item.source, item.face, i)}_{FILE_TAGS[expl.method]}.png"
         item.file = save_overlay(out_dir / name, item.image, panels, head)
         if len(rows) < MAX_GRID_ROWS:
             rows.append((item.image, panels, f"{Path(item.source).name[:24]}\n{tgt}"))

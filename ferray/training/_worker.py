@@ -12,6 +12,7 @@ and ``metrics.json`` to the output directory.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -49,6 +50,8 @@ STARTUP_KEYS = ("trial_setup_s", "worker_start_s", "worker_spawn_s", "worker_pro
                 "data_get_s", "model_build_s", "first_batch_s", "startup_s")
 #: Modules a fold worker never needs; each costs seconds of every trial's start-up.
 HEAVY_MODULES = ("sklearn", "optuna", "wandb", "tensorboard", "torch.utils.tensorboard")
+
+logger = logging.getLogger(__name__)
 
 
 class TrialError(RuntimeError):
@@ -179,6 +182,7 @@ def fold_worker(config: dict) -> None:
     trainer = FoldTrainer(cfg, data, train_index, val_index, fold=rank, device=device)
     marks["built"] = time.time()
     startup: dict | None = None  # this process's start-up, reported with its first epoch
+    epoch_log = _EpochLog(config.get("output_dir")) if rank == 0 else None
 
     history: list[dict] = []
     best, best_epoch, since_best = None, 0, 0
@@ -257,8 +261,8 @@ def fold_worker(config: dict) -> None:
                              checkpoint_dir_name=name,
                              checkpoint_upload_mode=ray.train.CheckpointUploadMode.ASYNC,
                              delete_local_checkpoint_after_upload=True)
-        if rank == 0:
-            _log_epoch(config.get("output_dir"), epoch + 1, report["epoch_seconds"])
+        if epoch_log is not None:
+            epoch_log.append(epoch + 1, report["epoch_seconds"])
         if done:
             break
 
@@ -267,28 +271,51 @@ def fold_worker(config: dict) -> None:
 EPOCH_LOG = "epochs.jsonl"  # = ferray.layout.TrialLayout.EPOCHS
 
 
-def _log_epoch(output_dir: str | None, epoch: int, seconds: float) -> None:
-    if not output_dir:
-        return
-    from ferray._io import append_line, atomic_write, resolve_fs
-    from ferray.layout import TrialLayout
+class _EpochLog:
+    """Appends one line per trained epoch to a trial's ``epochs.jsonl`` (``output_dir`` None: no log).
 
-    line = json.dumps({"epoch": epoch, "seconds": round(float(seconds), 3), "time": time.time(), "pid": os.getpid()})
-    try:
-        if "://" not in str(output_dir):
-            append_line(TrialLayout(Path(output_dir)).epochs, line)
-            return
-        # Object stores cannot append: rewrite the whole (small) log atomically.
-        uri = f"{str(output_dir).rstrip('/')}/{TrialLayout.EPOCHS}"
-        fs, path = resolve_fs(uri)
+    A failed append never fails the trial, but it is not silent either: the record of
+    every epoch trained (recomputations after a resume included) would then miss epochs, so
+    the first failure is logged as a warning naming the file and the error; later failures
+    of this worker only at debug level.
+    """
+
+    def __init__(self, output_dir: str | os.PathLike | None) -> None:
+        self.output_dir = output_dir
+        self.warned = False
+
+    def append(self, epoch: int, seconds: float) -> bool:
+        """Append ``epoch``'s line; False (and a log record) when the file could not be written."""
+        if not self.output_dir:
+            return True
+        from ferray._io import append_line, atomic_write, resolve_fs
+        from ferray.layout import TrialLayout
+
+        line = json.dumps({"epoch": epoch, "seconds": round(float(seconds), 3), "time": time.time(),
+                           "pid": os.getpid()})
+        remote = "://" in str(self.output_dir)
+        target = (f"{str(self.output_dir).rstrip('/')}/{TrialLayout.EPOCHS}" if remote
+                  else TrialLayout(Path(self.output_dir)).epochs)
         try:
-            with fs.open_input_stream(path) as f:
-                old = f.read()
-        except (FileNotFoundError, OSError):
-            old = b""
-        atomic_write(uri, old + (line + "\n").encode())
-    except OSError:  # a bookkeeping line is never worth a failed trial
-        pass
+            if not remote:
+                append_line(target, line)
+                return True
+            # Object stores cannot append: rewrite the whole (small) log atomically.
+            fs, path = resolve_fs(target)
+            try:
+                with fs.open_input_stream(path) as f:
+                    old = f.read()
+            except (FileNotFoundError, OSError):
+                old = b""
+            atomic_write(target, old + (line + "\n").encode())
+            return True
+        except OSError as exc:  # a bookkeeping line is never worth a failed trial
+            level = logging.DEBUG if self.warned else logging.WARNING
+            logger.log(level, "could not append epoch %d to %s: %s; this trial's record of trained epochs "
+                       "will miss it%s", epoch, target, exc,
+                       "" if self.warned else " (further failures of this worker are logged at debug level)")
+            self.warned = True
+            return False
 
 
 def _intervals(labels: np.ndarray, probs: np.ndarray, num_classes: int) -> dict:

@@ -66,3 +66,28 @@ def test_default_size_is_most_common_capped(tmp_path):
         write_image(tmp_path / "b" / f"{i + 1}.png", rng, size=300)
         write_image(tmp_path / "b" / f"{i + 4}.png", rng, size=300)
     assert load_source(tmp_path).image_shape == (224, 224, 3)
+
+
+def test_shuffle_labels_permutes_the_targets_of_any_source_and_keeps_the_images(tmp_path):
+    from ferray.data import load_source
+
+    plain = load_source("synthetic:basic7?count=70&seed=0")
+    shuffled = load_source("synthetic:basic7?count=70&seed=0&shuffle_labels=3")
+    assert (shuffled.images == plain.images).all()
+    assert sorted(shuffled.labels) == sorted(plain.labels) and (shuffled.labels != plain.labels).mean() > 0.5
+    assert (load_source("synthetic:basic7?count=70&seed=0&shuffle_labels=3").labels == shuffled.labels).all()
+    assert "labels shuffled, seed 3" in shuffled.origin
+    path = tmp_path / "plain.parquet"
+    from ferray.data._table import write_parquet
+
+    write_parquet(plain, path)
+    from_file = load_source(f"{path}?shuffle_labels=3")
+    assert (from_file.labels == shuffled.labels).all()
+
+
+def test_shuffle_labels_needs_an_integer_seed():
+    from ferray.data import load_source
+    from ferray.errors import DataError
+
+    with pytest.raises(DataError, match=r"shuffle_labels='x'.*integer seed"):
+        load_source("synthetic:basic7?count=70&shuffle_labels=x")

@@ -210,7 +210,7 @@ def test_render_grid_writes_a_labelled_png(tmp_path):
 
 def _train_and_score(difficulty: float) -> float:
     """Accuracy on unseen subjects of a small CNN trained briefly on 1,400 48-px faces."""
-    torch = pytest.importorskip("torch")
+    import torch
     nn = torch.nn
     torch.manual_seed(0)
 
@@ -248,7 +248,7 @@ def _train_and_score(difficulty: float) -> float:
 
 @pytest.fixture(scope="module")
 def accuracy() -> dict[float, float]:
-    torch = pytest.importorskip("torch")
+    import torch
     threads = torch.get_num_threads()
     # One thread: ~5 CPU-seconds per run, and no OpenMP spin-waiting on a busy 2-core box.
     torch.set_num_threads(1)

@@ -1,20 +1,24 @@
-"""``ferray distill`` argument parsing (not yet wired into ferray/cli.py: tested on its own parser)."""
+"""``ferray distill``: its sub-parser hands every argument to ``distill_run``, and ``ferray``'s CLI wires it in
+(bad input exits 2 with the error on stderr; ``--help`` names the prerequisite)."""
 
 import argparse
 
 import pytest
 
+from ferray.cli import main
 from ferray.distill._cli import COMMANDS, add_parser
 from ferray.errors import ConfigError
 
 
 def _parser():
+    """``distill``'s sub-parser alone, under a bare ``ferray`` parser."""
     parser = argparse.ArgumentParser(prog="ferray")
     add_parser(parser.add_subparsers(dest="command"))
     return parser
 
 
 def test_arguments_reach_the_library_call(monkeypatch):
+    """Each flag reaches ``distill_run`` under its keyword; a flag not given stays None (the spec's value)."""
     seen = {}
 
     def fake(run, **kwargs):
@@ -31,13 +35,17 @@ def test_arguments_reach_the_library_call(monkeypatch):
     assert seen["num_cpus"] == 2 and seen["alpha"] == 0.5 and seen["temperature"] is None
 
 
-def test_bad_run_is_a_ferray_error(tmp_path):
+def test_bad_run_is_a_ferray_error(tmp_path, capsys):
+    """Not a run: the handler raises ConfigError, which ``ferray distill`` (ferray.cli.main) turns into exit 2."""
     args = _parser().parse_args(["distill", str(tmp_path)])
     with pytest.raises(ConfigError, match="not a ferray run directory"):
         args.func(args)
+    assert main(["distill", str(tmp_path)]) == 2
+    assert "not a ferray run directory" in capsys.readouterr().err
 
 
 def test_help_names_the_prerequisite(capsys):
+    """``ferray distill --help`` says to run ``ferray ensemble RUN`` first."""
     with pytest.raises(SystemExit):
         _parser().parse_args(["distill", "--help"])
     assert "ferray ensemble RUN" in capsys.readouterr().out

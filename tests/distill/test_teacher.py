@@ -1,10 +1,12 @@
 """Soft targets from the ensemble's out-of-fold predictions, checked against the run (no Ray)."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
 
+from ferray import ensemble
 from ferray.distill import (pack_targets, read_ensemble_members, read_ensemble_predictions, soften,
                             teacher_targets)
 from ferray.errors import ConfigError, DataError
@@ -109,8 +111,6 @@ def test_ensemble_members_of_each_kind_of_method(tiny_run):
 
 
 def test_what_ferray_ensemble_writes_is_what_distillation_reads(tiny_run):
-    ensemble = pytest.importorskip("ferray.ensemble")
-    import shutil
 
     shutil.rmtree(tiny_run.layout.ensemble)
     report = ensemble.build_ensembles(tiny_run.root, top=2, methods="greedy,mean,stacking", echo=None)

@@ -13,7 +13,8 @@ from _fer_helpers import parse_cli
 from PIL import Image
 
 from ferray.errors import ConfigError, DataError
-from ferray.explain import explain
+from ferray.explain import METHODS, explain
+from ferray.explain._cam import FILE_TAGS
 
 from .conftest import CLASSES, WEIGHTS
 
@@ -75,7 +76,12 @@ def test_bundle_uses_its_weights_and_its_graph(explain_bundle, faces, tmp_path):
         assert item.target == CLASSES.index("happy")
         np.testing.assert_allclose(item.ensemble_map, WEIGHTS[0] * item.maps["t_a"] + WEIGHTS[1] * item.maps["t_b"],
                                    atol=1e-6)
+    # the file names carry the method: gradcam++ -> gradcampp, never gradcam's name
+    names = [f"{k:03d}_array_{k}_gradcampp.png" for k in range(len(faces))]
+    assert [i.file.name for i in result.images] == names
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == [*names, "grid.png"]
     doc = json.loads((tmp_path / "explain.json").read_text())
+    assert [img["file"] for img in doc["images"]] == names
     assert doc["kind"] == "bundle" and doc["target"] == "happy"
     assert doc["ensemble_probs"] == "the bundle's ensemble.onnx" and doc["temperature"] == bundle.temperature()
     assert all(img["target"] == "happy" for img in doc["images"])
@@ -149,6 +155,13 @@ def test_unknown_target_names_the_classes(explain_run, faces, target, match):
         explain(explain_run, faces, target=target, write=False)
 
 
+def test_every_method_has_its_own_file_safe_tag():
+    assert set(FILE_TAGS) == set(METHODS)
+    assert all(re.fullmatch("[a-z0-9]+", tag) for tag in FILE_TAGS.values())
+    assert len(set(FILE_TAGS.values())) == len(FILE_TAGS)
+    assert FILE_TAGS["gradcam++"] == "gradcampp" and FILE_TAGS["gradcam"] == "gradcam"
+
+
 def test_unknown_method_fails_before_loading_anything(tmp_path, faces):
     with pytest.raises(ConfigError, match=re.escape("unknown explain method 'gradcam+'; did you mean 'gradcam++'")):
         explain(tmp_path / "missing", faces, method="gradcam+")
@@ -186,6 +199,7 @@ def test_cli(explain_run, faces, tmp_path, capsys):
     assert args.func(args) == 0
     out = capsys.readouterr().out.strip().splitlines()
     assert out[0].endswith("target sad") and out[-1] == str(tmp_path / "out" / "grid.png")
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == ["000_face_layercam.png", "grid.png"]
     args = _cli(["explain", str(explain_run), str(tmp_path / "nothing.png")])
     with pytest.raises(DataError, match="no such file"):
         args.func(args)

@@ -10,6 +10,7 @@ import pytest
 from _export_helpers import CLASSES, make_trial, random_images, torch_member_probs
 from _fer_helpers import parse_cli
 
+from ferray import ensemble
 from ferray.errors import DataError
 from ferray.export import _cli as export_cli
 from ferray.export import read_ensemble_summary
@@ -23,7 +24,6 @@ def _cli(argv: list[str]) -> int:
 
 def _stacking_summary(member_ids: list[str]) -> dict:
     """ensemble.json as ferray.ensemble.build_ensembles writes it, with a really fitted stacker."""
-    ensemble = pytest.importorskip("ferray.ensemble")
     rng = np.random.default_rng(0)
     logits = rng.normal(size=(len(member_ids), 60, len(CLASSES))) * 2
     P = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)

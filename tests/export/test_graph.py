@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from ferray import ensemble
 from ferray.errors import ConfigError
 from ferray.export import COMBINERS, build_combiner
 from ferray.export._graph import Preprocess
@@ -57,7 +58,6 @@ def test_greedy_is_normalised_weighted_mean():
 
 
 def test_matches_ferray_ensemble_estimators():
-    ensemble = pytest.importorskip("ferray.ensemble")
     P = _member_probs(n_rows=80)
     y = np.random.default_rng(1).integers(0, 4, 80)
     y[:4] = np.arange(4)
@@ -73,7 +73,6 @@ def test_matches_ferray_ensemble_estimators():
 
 
 def test_vote_ties_match_ferray_ensemble():
-    ensemble = pytest.importorskip("ferray.ensemble")
     # Two members disagree (1 vote each for classes 0 and 2); a member's own tie goes to the lower class.
     P = np.array([[[0.5, 0.1, 0.4], [0.4, 0.4, 0.2]], [[0.1, 0.3, 0.6], [0.2, 0.4, 0.4]]])
     est = ensemble.VoteEnsemble().fit(P, [0, 1])

@@ -1,16 +1,15 @@
-"""Real FER2013 faces from ``../shared/datasets`` (or ``$FERRAY_SHARED_DATA``), when present."""
+"""Real FER2013 faces from the shared data (the ``shared_data`` fixture's root)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from PIL import Image
 
-_REPO = Path(__file__).resolve().parents[2]
 
-
-def fer_faces(n: int) -> list[Image.Image]:
-    root = Path(os.environ.get("FERRAY_SHARED_DATA") or _REPO.parent / "shared" / "datasets") / "fer2013" / "test"
-    files = sorted((root / "happy").glob("*.jpg"))[:n] if (root / "happy").is_dir() else []
+def fer_faces(root: Path, n: int, emotion: str = "happy") -> list[Image.Image]:
+    """The first ``n`` FER2013 test faces of ``emotion`` (48x48 grayscale), in file-name order."""
+    files = sorted((root / "fer2013" / "test" / emotion).glob("*.jpg"))[:n]
+    if len(files) < n:
+        raise FileNotFoundError(f"{root / 'fer2013' / 'test' / emotion}: {len(files)} faces, the test needs {n}")
     return [Image.open(f).convert("L") for f in files]

@@ -61,14 +61,39 @@ def _wait_for(proc: subprocess.Popen, condition, timeout: float, what: str, log:
     pytest.fail(f"timed out waiting for {what}:\n{log.read_text()[-4000:]}")
 
 
-def _ledger(run: Path) -> list[tuple[str, int]]:
-    """(trial, epoch) for every epoch any fold-worker group trained, recomputations included."""
+def _timed_ledger(run: Path) -> list[tuple[str, int, float]]:
+    """(trial, epoch, time) for every epoch any fold-worker group trained, recomputations included."""
     out = []
     for path in run.glob("*/epochs.jsonl"):
         for line in path.read_text().splitlines():
             if line.strip():
-                out.append((path.parent.name, json.loads(line)["epoch"]))
+                d = json.loads(line)
+                out.append((path.parent.name, d["epoch"], d["time"]))
     return out
+
+
+def _ledger(run: Path) -> list[tuple[str, int]]:
+    """(trial, epoch) for every epoch any fold-worker group trained, recomputations included."""
+    return [(t, e) for t, e, _ in _timed_ledger(run)]
+
+
+def _retrained(ledger: list[tuple[str, int, float]], stops: list[float]) -> list[str]:
+    """Epochs trained again after an interruption other than the one each trial had in flight.
+
+    The design's promise: an interruption costs a running trial at most the epoch it was
+    training or checkpointing, i.e. only its last epoch before the stop may be trained again.
+    """
+    bad = []
+    for i, stop in enumerate(stops):
+        until = stops[i + 1] if i + 1 < len(stops) else float("inf")
+        before: dict[str, set[int]] = {}
+        for trial, epoch, at in ledger:
+            if at < stop:
+                before.setdefault(trial, set()).add(epoch)
+        for trial, epoch, at in ledger:
+            if stop < at < until and epoch in before.get(trial, ()) and epoch != max(before[trial]):
+                bad.append(f"{trial} epoch {epoch} trained again after interruption {i + 1}")
+    return bad
 
 
 def _checkpoints(run: Path) -> set[str]:
@@ -101,6 +126,7 @@ def test_interrupted_sweep_resumes_to_the_same_contract(tmp_path):
     log = tmp_path / "log.txt"
     frozen: dict[str, list[dict]] = {}
     in_flight = 0
+    stops: list[float] = []
 
     def snapshot():
         for tid, rows in _ended(run).items():
@@ -112,6 +138,7 @@ def test_interrupted_sweep_resumes_to_the_same_contract(tmp_path):
     _wait_for(proc, lambda: len(_ledger(run)) >= 1, 240, "the first epoch", log)
     os.kill(proc.pid, signal.SIGINT)
     assert proc.wait(timeout=120) == 130, log.read_text()[-3000:]
+    stops.append(time.time())
     assert f"ferray resume {run}" in log.read_text()
     in_flight += 2  # each interruption may cost the two running trials their epoch in flight
     snapshot()
@@ -122,6 +149,7 @@ def test_interrupted_sweep_resumes_to_the_same_contract(tmp_path):
     _wait_for(proc, lambda: bool(_checkpoints(run) - seen), 240, "a new checkpoint", log)
     in_flight += 2
     kill_tree(proc)
+    stops.append(time.time())
     snapshot()
 
     # 3. SIGKILL between trials: as soon as one more trial has ended.
@@ -130,6 +158,7 @@ def test_interrupted_sweep_resumes_to_the_same_contract(tmp_path):
     _wait_for(proc, lambda: len(_ended(run)) > ended, 300, "another trial to end", log)
     in_flight += 2
     kill_tree(proc)
+    stops.append(time.time())
     snapshot()
 
     # 4. SIGKILL during a trial: an epoch into the resumed sweep.
@@ -138,6 +167,7 @@ def test_interrupted_sweep_resumes_to_the_same_contract(tmp_path):
     _wait_for(proc, lambda: len(_ledger(run)) > trained, 240, "an epoch after resuming", log)
     in_flight += 2
     kill_tree(proc)
+    stops.append(time.time())
     snapshot()
 
     # 5. Resume to the end.
@@ -166,6 +196,7 @@ def test_interrupted_sweep_resumes_to_the_same_contract(tmp_path):
     ledger = _ledger(run)
     recomputed = len(ledger) - len(set(ledger))
     assert recomputed <= in_flight, (recomputed, in_flight)
+    assert _retrained(_timed_ledger(run), stops) == []
     assert set(epochs) <= set(ledger)
     for tid in trials:
         got = sorted(e for t, e in epochs if t == tid)
@@ -224,13 +255,25 @@ def test_a_killed_fold_worker_resumes_from_its_checkpoint(tmp_path):
     def lines():
         return [json.loads(x) for x in ledger.read_text().splitlines()] if ledger.exists() else []
 
-    _wait_for(proc, lambda: len(lines()) >= 1, 240, "the first epoch", log)
+    def registered() -> str:
+        """The latest checkpoint Train has registered ('' before the first)."""
+        from ferray._ray_compat import TRAIN_SNAPSHOT, read_train_snapshot, snapshot_checkpoints
+
+        doc = read_train_snapshot(out / "checkpoints" / TRAIN_SNAPSHOT)
+        return (snapshot_checkpoints(doc)[1] or "") if doc else ""
+
+    # Kill a fold worker once Train has registered epoch 1's checkpoint: the restarted workers
+    # must continue from it, not train epoch 1 again.
+    _wait_for(proc, lambda: registered() >= "epoch_0001" and len(lines()) >= 1, 240,
+              "epoch 1's checkpoint", log)
     victim = lines()[0]["pid"]
     os.kill(victim, signal.SIGKILL)
     assert proc.wait(timeout=400) == 0, log.read_text()[-4000:]
     done = lines()
-    assert [d["epoch"] for d in done][-1] == 4
+    epochs = [d["epoch"] for d in done]
+    assert epochs[-1] == 4
     assert {d["pid"] for d in done} != {victim}, "no new worker took over"
-    assert sorted({d["epoch"] for d in done}) == [1, 2, 3, 4]
+    assert epochs.count(1) == 1, f"epoch 1 was trained again after its checkpoint: {epochs}"
+    assert sorted(set(epochs)) == [1, 2, 3, 4]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics and (out / "oof.parquet").is_file()

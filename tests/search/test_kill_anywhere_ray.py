@@ -1,0 +1,149 @@
+"""Kill a whole `ferray search` process tree wherever it can land, resume, and compare with an uninterrupted run.
+
+The kill points are the windows no other test covers: a trial's start-up before its first
+report (the first trial's, before Tune has saved any state, and a later one's), the moment
+between two trials, and the ensemble/export stage after the last trial. Each resumed run
+must end as the uninterrupted one does: as many trials as the budget, none left RUNNING in
+``results.parquet`` or the Optuna study, the same configurations with the same scores where
+a trial trained from start to end within one process (training is seeded), and a finished
+bundle.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ferray.search._outcome import outcome_differences, sweep_outcome
+from ferray.testing import kill_tree
+
+pytestmark = [pytest.mark.ray, pytest.mark.timeout(900)]
+
+SPEC = """\
+name: killed
+data: {source: "synthetic:basic7?count=280&size=48&seed=0&difficulty=0.2"}
+folds: {k: 2, seed: 0, holdout: 0.15}
+model: {backbone: test_resnet, pretrained: false}
+augment: {strength: 0.0, tta: []}
+run: {batch_size: 64, amp: "off", channels_last: false}
+space:
+  optim.lr: {type: float, low: 1.0e-3, high: 3.0e-2, log: true}
+budget: {trials: 3, max_epochs: 2, early_stopping: false, max_concurrent: 1}
+search: {sampler: random, seed: 0}
+ensemble: {enabled: true, top_k: 3, methods: [greedy, mean], export: true}
+distill: {enabled: false}
+"""
+
+FINAL = {"COMPLETED", "PRUNED", "ERROR"}
+
+
+def _ferray(*args: str, log: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("RAY_ADDRESS", None)
+    with open(log, "ab") as out:
+        out.write(f"\n$ ferray {' '.join(args)}\n".encode())
+        return subprocess.Popen([sys.executable, "-m", "ferray.cli", *args, "--no-live", "--num-cpus", "2"],
+                                stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+
+
+def _kill_when(proc: subprocess.Popen, condition, what: str, log: Path, timeout: float = 300) -> float:
+    """SIGKILL the process tree as soon as ``condition()`` holds; the time of the kill."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if condition():
+            kill_tree(proc)
+            return time.time()
+        if proc.poll() is not None:
+            pytest.fail(f"the run exited ({proc.returncode}) before {what}:\n{log.read_text()[-4000:]}")
+        time.sleep(0.05)
+    kill_tree(proc)
+    pytest.fail(f"timed out waiting for {what}:\n{log.read_text()[-4000:]}")
+
+
+def _rows(run: Path) -> list[dict]:
+    from ferray.search import read_results
+
+    try:
+        return read_results(run / "results.parquet")
+    except (OSError, ValueError):
+        return []
+
+
+def _trial_dirs(run: Path) -> list[Path]:
+    return sorted((p.parent for p in run.glob("*/config.yaml")), key=lambda p: p.stat().st_mtime)
+
+
+def _starting(run: Path, before: int) -> bool:
+    """A trial beyond the first ``before`` has begun (its trial function wrote its config) and has not
+    reported an epoch."""
+    dirs = _trial_dirs(run)
+    return len(dirs) > before and not (dirs[-1] / "epochs.jsonl").exists()
+
+
+def _ended(run: Path) -> set[str]:
+    return {r["trial_id"] for r in _rows(run) if r["state"] in FINAL}
+
+
+def _one_process(run: Path, kills: list[float]) -> set[str]:
+    """Trials whose epochs (in the ledger the fold workers append to) all lie between two kills."""
+    spans = list(zip(kills, kills[1:] + [float("inf")]))
+    out = set()
+    for path in run.glob("*/epochs.jsonl"):
+        times = [json.loads(x)["time"] for x in path.read_text().splitlines() if x.strip()]
+        if times and any(a < min(times) and max(times) < b for a, b in spans):
+            out.add(path.parent.name)
+    return out
+
+
+def test_a_sweep_killed_anywhere_resumes_to_what_an_uninterrupted_run_gives(tmp_path):
+    spec = tmp_path / "killed.yaml"
+    spec.write_text(SPEC)
+
+    # The reference: the same sweep, never interrupted.
+    log = tmp_path / "reference.txt"
+    proc = _ferray("search", str(spec), "--storage", str(tmp_path / "reference"), "--name", "killed", log=log)
+    assert proc.wait(timeout=500) == 0, log.read_text()[-5000:]
+    reference = sweep_outcome(tmp_path / "reference" / "killed")
+    assert len(reference.trials) == 3 and reference.bundle
+    assert outcome_differences(reference, reference) == []
+
+    run = tmp_path / "runs" / "killed"
+    log = tmp_path / "killed.txt"
+    kills: list[float] = [time.time()]
+
+    # 1. During the first trial's start-up: Tune may not have saved any state yet.
+    proc = _ferray("search", str(spec), "--storage", str(tmp_path / "runs"), "--name", "killed", log=log)
+    kills.append(_kill_when(proc, lambda: _starting(run, 0), "the first trial's start", log))
+
+    # 2. During a later trial's start-up, before its first report (the ghost of a RUNNING trial).
+    proc = _ferray("resume", str(run), log=log)
+    kills.append(_kill_when(proc, lambda: len(_ended(run)) >= 1 and _starting(run, 1),
+                            "a second trial's start after one ended", log))
+
+    # 3. Between two trials: as soon as one more trial has ended.
+    proc = _ferray("resume", str(run), log=log)
+    ended = len(_ended(run))
+    kills.append(_kill_when(proc, lambda: len(_ended(run)) > ended, "another trial to end", log))
+
+    # 4. In the ensemble/export stage, after the last trial.
+    proc = _ferray("resume", str(run), log=log)
+    kills.append(_kill_when(proc, lambda: (run / "ensemble").exists() or any(run.glob(".ensemble*")),
+                            "the ensemble stage", log, timeout=400))
+
+    # 5. Resume to the end.
+    proc = _ferray("resume", str(run), log=log)
+    assert proc.wait(timeout=500) == 0, log.read_text()[-5000:]
+    text = log.read_text()
+    assert "UserWarning" not in text, "a Python warning reached the terminal instead of ferray.log"
+
+    got = sweep_outcome(run)
+    assert (run / "bundle" / "ensemble.onnx").is_file()
+    same = _one_process(run, kills)
+    assert same, "no trial trained start to end inside one process: the scores cannot be compared"
+    assert outcome_differences(reference, got, compare_scores=same) == []
