@@ -9,6 +9,7 @@ _EXPORTS = {
     "HOLDOUT": "ferray.data._folds",
     "FoldPlan": "ferray.data._folds",
     "plan_folds": "ferray.data._folds",
+    "grouped_stratified_folds": "ferray.data._folds",
     "AU_IDS": "ferray.data._table",
     "SPLITS": "ferray.data._table",
     "FERData": "ferray.data._table",
@@ -48,6 +49,7 @@ __all__ = [
     "HOLDOUT",
     "FoldPlan",
     "plan_folds",
+    "grouped_stratified_folds",
     "AU_IDS",
     "SPLITS",
     "FERData",
@@ -98,7 +100,7 @@ def __dir__() -> list[str]:
 
 
 if _TYPE_CHECKING:  # pragma: no cover - for static analysers only
-    from ferray.data._folds import HOLDOUT, FoldPlan, plan_folds
+    from ferray.data._folds import HOLDOUT, FoldPlan, grouped_stratified_folds, plan_folds
     from ferray.data._table import AU_IDS, SPLITS, FERData, read_parquet, write_parquet
     from ferray.data._synthetic import (
         EMOTION_AUS,

@@ -8,7 +8,9 @@ model and never trained on.
 
 Grouping: rows of one subject, and exact or near-duplicate images (64-bit pHash within
 ``near_distance`` bits, chains included), are joined into groups (union-find) and a
-group never straddles two folds, or the folds and a fractional holdout. A dataset's own
+group never straddles two folds, or the folds and a fractional holdout. The plan keeps
+each row's group (``FoldPlan.groups``), so later stages that split the out-of-fold rows
+again (the ensemble stage's inner cross-validation) keep the same groups together. A dataset's own
 test split is kept as it is: its rows with a duplicate in training are counted
 (``FoldPlan.holdout_leaks``) and :func:`~ferray.data.clean_holdout_mask` selects the
 others, so holdout metrics can be reported on both.
@@ -35,7 +37,7 @@ from ferray.data._duplicates import (
 from ferray.data._table import FERData
 from ferray.errors import DataError
 
-__all__ = ["FoldPlan", "plan_folds", "HOLDOUT"]
+__all__ = ["FoldPlan", "plan_folds", "grouped_stratified_folds", "HOLDOUT"]
 
 #: Fold number given to holdout rows.
 HOLDOUT = -1
@@ -59,6 +61,10 @@ class FoldPlan:
         duplicate_clusters: number of those clusters.
         holdout_leaks: holdout rows with an exact or near duplicate among the fold rows,
             counted when duplicates are grouped (then only a dataset's own test split has them).
+        groups: ``int64`` per row, the group (a subject joined with the duplicate clusters of
+            its images) each cross-validation row was kept together with; holdout rows
+            have -1. ``None`` when nothing grouped the rows (no subjects, no duplicates
+            or grouping off), and for plans saved before groups were stored.
     """
 
     fold: np.ndarray
@@ -73,6 +79,7 @@ class FoldPlan:
     duplicate_rows: int = 0
     duplicate_clusters: int = 0
     holdout_leaks: int = 0
+    groups: np.ndarray | None = None
 
     def __eq__(self, other: object) -> bool:
         return (
@@ -80,6 +87,8 @@ class FoldPlan:
             and np.array_equal(self.fold, other.fold)
             and np.array_equal(self.ids, other.ids)
             and self._meta() == other._meta()
+            and (self.groups is None) == (other.groups is None)
+            and (self.groups is None or np.array_equal(self.groups, other.groups))
         )
 
     def train_index(self, i: int) -> np.ndarray:
@@ -143,10 +152,13 @@ class FoldPlan:
         }
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the plan as Parquet (``id``, ``fold``) atomically."""
+        """Write the plan as Parquet (``id``, ``fold`` and, when rows are grouped, ``group``) atomically."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        table = pa.table({"id": pa.array(self.ids.astype(str)), "fold": pa.array(self.fold)})
+        columns = {"id": pa.array(self.ids.astype(str)), "fold": pa.array(self.fold)}
+        if self.groups is not None:
+            columns["group"] = pa.array(np.asarray(self.groups, np.int64))
+        table = pa.table(columns)
         table = table.replace_schema_metadata({b"ferray_folds": json.dumps(self._meta()).encode()})
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.close(fd)
@@ -167,9 +179,11 @@ class FoldPlan:
             meta = json.loads(table.schema.metadata[b"ferray_folds"])
         except (OSError, KeyError, TypeError, pa.ArrowInvalid) as exc:
             raise DataError(f"{path}: not a ferray fold plan ({exc})") from None
+        groups = table.column("group").to_numpy().astype(np.int64) if "group" in table.column_names else None
         return cls(
             fold=table.column("fold").to_numpy().astype(np.int8),
             ids=np.asarray(table.column("id").to_pylist(), dtype=object),
+            groups=groups,
             **meta,
         )
 
@@ -275,6 +289,10 @@ def plan_folds(
         splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
         for i, (_, val) in enumerate(splitter.split(pool, labels)):
             fold[pool[val]] = i
+    row_groups = None
+    if groups is not None:
+        row_groups = np.full(n, -1, np.int64)
+        row_groups[pool] = groups
     leaks = 0
     if group_duplicates and (fold == HOLDOUT).any():
         leaks = int(((fold == HOLDOUT) & ~clean_holdout_mask(data, fold, near_distance)).sum())
@@ -291,6 +309,7 @@ def plan_folds(
         duplicate_rows=dup_rows,
         duplicate_clusters=dup_clusters,
         holdout_leaks=leaks,
+        groups=row_groups,
     )
 
 

@@ -11,12 +11,18 @@ rows, applies it to the holdout rows, chooses one and writes ``RUN/ensemble/``:
   settings and weights or stacking coefficients, the best method by each OOF metric, the
   chosen one and ``comparison``: the chosen ensemble against the best single trial, the
   difference of OOF and holdout accuracy and macro-F1 with a paired bootstrap 95% interval;
+  ``inner_groups``: whether the inner folds were grouped, over how many groups and rows;
 * ``oof.parquet`` and ``holdout.parquet``: the chosen ensemble's predictions in the format of
   :mod:`ferray.training.outputs` (holdout: one row per holdout row, ``fold`` -1), the soft
   targets of ``ferray distill``. The OOF file holds the predictions the table scores: made
   without the row's own label (stacking's inner cross-validation; greedy cross-fitted on the
   same kind of inner folds; mean and vote as they are), so they are as honest as the members'
   own OOF predictions. The holdout file applies the method fitted on all OOF rows.
+
+The inner folds keep the fold plan's groups whole (a subject's images and near-duplicate
+copies, :attr:`ferray.data.FoldPlan.groups`), as the outer folds do: a learned method is never
+scored on a copy of a face whose label it was fitted on, which would make the scores that
+choose the method optimistic. A plan without groups gives inner folds stratified by label.
 
 The folder is written under a temporary name and renamed: a reader sees the previous
 ensemble or the new one, never a mix.
@@ -35,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sklearn.utils.validation import has_fit_parameter
 
 from ferray._io import json_safe
 from ferray.ensemble import _builtin  # noqa: F401  (the built-in methods, registered)
@@ -234,20 +241,26 @@ def fit_methods(members: Members, methods: Sequence[str], *, settings: dict[str,
     a row's own label: stacking's come from its inner cross-validation (``oof_proba_``);
     another method that learns from labels (greedy) is cross-fitted on the same kind of
     stratified inner folds (:func:`~ferray.ensemble.cross_val_proba`, ``INNER_FOLDS`` folds,
-    ``seed``); mean and vote learn nothing and are applied as they are. The holdout
-    probabilities come from the method fitted on all OOF rows; holdout labels are never read.
+    ``seed``); mean and vote learn nothing and are applied as they are. With
+    ``members.groups`` (the fold plan's groups) both kinds of inner folds keep every group
+    whole: a method whose ``fit`` takes ``groups`` (stacking) gets them, and so does the
+    cross-fitting. The holdout probabilities come from the method fitted on all OOF rows;
+    holdout labels are never read.
     """
     settings = settings or {}
     fits = []
     for name in methods:
         est = make_ensemble(name, **settings.get(name, {}))
         try:
-            est.fit(members.oof, members.labels)
+            if members.groups is not None and has_fit_parameter(est, "groups"):
+                est.fit(members.oof, members.labels, groups=members.groups)
+            else:
+                est.fit(members.oof, members.labels)
             if hasattr(est, "oof_proba_"):
                 oof, source = est.oof_proba_, "inner_cv"
             elif est.learns_from_labels:
                 oof, source = cross_val_proba(est, members.oof, members.labels, inner_folds=INNER_FOLDS,
-                                              seed=seed), "cross_fitted"
+                                              seed=seed, groups=members.groups), "cross_fitted"
             else:
                 oof, source = est.predict_proba(members.oof), "direct"
             hold = est.predict_proba(members.holdout) if members.holdout.shape[1] else \
@@ -417,6 +430,10 @@ def build_ensembles(run_dir: str | os.PathLike, *, top: int | None = None,
     say(f"members ({status['metric']}, fold mean): "
         + ", ".join(f"{t['trial_id']} {t['metric']:.4f}" for t in trials)
         + f"; {members.oof.shape[1]} OOF rows, {members.holdout.shape[1]} holdout rows")
+    inner_groups = _inner_groups(members)
+    if not inner_groups["grouped"]:
+        members.groups = None
+    say(f"inner folds: {inner_groups['text']}")
     fits = fit_methods(members, names, settings={n: _settings(n, cfg, seed) for n in names}, seed=seed, echo=say)
     table = _table(members, fits, seed)
     chosen, best = _choose(table)
@@ -427,6 +444,7 @@ def build_ensembles(run_dir: str | os.PathLike, *, top: int | None = None,
         "run": run.name, "metric": status["metric"], "mode": status["mode"], "class_names": members.class_names,
         "data_fingerprint": members.meta.get("data_fingerprint", ""), "k": members.meta.get("k"),
         "top": top, "include_pruned": include_pruned, "seed": seed, "inner_folds": INNER_FOLDS,
+        "inner_groups": {k: v for k, v in inner_groups.items() if k != "text"},
         "members": [{"trial_id": t["trial_id"], "rank": i + 1, "state": t["state"], "fold_mean": t["metric"],
                      "fold_mean_std": t.get("metric_std"), "best_epoch": t.get("best_epoch"),
                      "params": t.get("params", {}),
@@ -456,6 +474,24 @@ def build_ensembles(run_dir: str | os.PathLike, *, top: int | None = None,
     return EnsembleReport(run_dir=run.root, path=run.ensemble, metric=status["metric"],
                           members=[t["trial_id"] for t in trials], methods=names, table=table, best=best,
                           chosen=chosen, summary=summary, comparison=summary["comparison"])
+
+
+def _inner_groups(members: Members) -> dict:
+    """How the inner folds split the OOF rows: grouped by the fold plan's groups, or by label only."""
+    n = members.oof.shape[1]
+    if members.groups is None:
+        return {"grouped": False, "groups": None, "rows": n,
+                "text": f"{INNER_FOLDS}, stratified by label ({n} rows; the run's fold plan holds no groups)"}
+    sizes = np.unique(members.groups, return_counts=True)[1]
+    if len(sizes) < 2 * INNER_FOLDS:
+        # A few large groups cannot fill stratified inner folds; label-only is the honest fallback.
+        return {"grouped": False, "groups": int(len(sizes)), "rows": n,
+                "text": f"{INNER_FOLDS}, stratified by label ({n} rows; the fold plan's {len(sizes)} groups are "
+                        f"too few to fill {INNER_FOLDS} grouped folds)"}
+    return {"grouped": True, "groups": int(len(sizes)), "rows": n,
+            "text": f"{INNER_FOLDS}, stratified by label and grouped as the fold plan groups the rows "
+                    f"(subjects, duplicate clusters): {len(sizes)} groups over {n} rows, "
+                    f"{int(sizes[sizes > 1].sum())} rows in groups of two or more"}
 
 
 def _score_keys() -> list[str]:

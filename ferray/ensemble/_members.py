@@ -2,7 +2,8 @@
 
 :func:`select_members` ranks a run's trials as ``ferray status`` does (best epoch's fold
 mean); :func:`load_members` reads their ``oof.parquet`` and ``holdout.parquet``, checks they
-share one dataset and fold plan, and lines their rows up into arrays an ensemble method takes.
+share one dataset and fold plan, and lines their rows up into arrays an ensemble method takes,
+with the rows' groups from the run's fold plan (``folds.parquet``) for grouped inner folds.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ferray.data import FoldPlan
 from ferray.errors import ConfigError, DataError
 from ferray.layout import RunLayout, TrialLayout
 from ferray.training.outputs import Predictions, read_predictions
@@ -35,6 +37,9 @@ class Members:
         holdout_rows, holdout_ids, holdout_labels: the holdout rows, sorted (may be empty).
         holdout: ``(n_members, n_holdout, n_classes)``: each member's mean over its fold models.
         oof_au, holdout_au: the same for AU probabilities when every member has them, else ``None``.
+        groups: the OOF rows' groups in the run's fold plan (:attr:`ferray.data.FoldPlan.groups`:
+            a subject joined with its duplicate clusters), which the inner cross-validation
+            keeps whole; ``None`` when the plan grouped nothing or stored no groups.
     """
 
     trials: list[dict]
@@ -51,6 +56,7 @@ class Members:
     holdout: np.ndarray
     oof_au: np.ndarray | None = None
     holdout_au: np.ndarray | None = None
+    groups: np.ndarray | None = None
 
     @property
     def trial_ids(self) -> list[str]:
@@ -136,11 +142,12 @@ def _sorted_unique(pred: Predictions, where: str) -> np.ndarray:
 
 
 def load_members(run: RunLayout, trials: list[dict]) -> Members:
-    """Read and align the members' predictions.
+    """Read and align the members' predictions, and their rows' groups from the run's fold plan.
 
     Raises:
         DataError: a file cannot be read, or the members do not share one dataset, class
-            list, fold plan or set of rows (the message names the trials).
+            list, fold plan or set of rows (the message names the trials), or the run's
+            fold plan does not hold their rows.
     """
     if not trials:
         raise ValueError("load_members needs at least one trial")
@@ -197,7 +204,29 @@ def load_members(run: RunLayout, trials: list[dict]) -> Members:
         holdout[m] = probs
         if holdout_au is not None:
             holdout_au[m] = au
+    oof_ids = oofs[0].ids[order]
     return Members(trials=list(trials), class_names=oofs[0].class_names, meta=dict(oofs[0].meta),
-                   rows=rows, ids=oofs[0].ids[order], folds=folds, labels=oofs[0].labels[order], oof=oof,
+                   rows=rows, ids=oof_ids, folds=folds, labels=oofs[0].labels[order], oof=oof,
                    holdout_rows=h_rows, holdout_ids=h_ids, holdout_labels=h_labels, holdout=holdout,
-                   oof_au=oof_au, holdout_au=holdout_au)
+                   oof_au=oof_au, holdout_au=holdout_au, groups=_plan_groups(run, rows, oof_ids, folds))
+
+
+def _plan_groups(run: RunLayout, rows: np.ndarray, ids: np.ndarray, folds: np.ndarray) -> np.ndarray | None:
+    """The groups of OOF ``rows`` in the run's fold plan, or ``None`` (no plan file, or no groups in it).
+
+    Raises:
+        DataError: the plan does not hold these rows with these ids and folds (the
+            predictions are from another plan than the run's).
+    """
+    if not run.folds.is_file():
+        return None
+    plan = FoldPlan.load(run.folds)
+    rows = np.asarray(rows, np.int64)
+    where = f"{run.folds} ({len(plan.fold)} rows)"
+    if len(rows) and rows.max() >= len(plan.fold):
+        raise DataError(f"the members' OOF predictions name row {int(rows.max())}, beyond the fold plan {where}")
+    if not np.array_equal(plan.ids[rows].astype(str), np.asarray(ids).astype(str)) or \
+            not np.array_equal(plan.fold[rows], folds):
+        raise DataError(f"the members' OOF rows do not match the fold plan {where}: other row ids or folds; "
+                        "the predictions belong to another sweep's plan")
+    return None if plan.groups is None else plan.groups[rows]

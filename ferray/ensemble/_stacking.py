@@ -6,7 +6,8 @@ The meta-learner is one linear layer and a softmax, so an exporter can ship it a
     predict_proba = softmax(coef_ @ x + intercept_)
 
 Its out-of-fold predictions come from an inner cross-validation over the rows (stratified,
-seeded), so no row's label reaches its own stacked prediction.
+seeded, and grouped when ``fit`` gets the rows' groups), so no row's label, nor a copy's of
+the same face, reaches its own stacked prediction.
 """
 
 from __future__ import annotations
@@ -55,8 +56,8 @@ class StackingEnsemble(EnsembleMethod):
         meta: the meta-learner; ``"logistic"`` (scikit-learn's multinomial
             ``LogisticRegression``, L2 penalty, lbfgs, tolerance 1e-6).
         C: inverse L2 regularisation strength of the meta-learner, > 0.
-        inner_folds: inner cross-validation folds (>= 2; stratified by label and shuffled
-            with ``seed``), or one fold index per row.
+        inner_folds: inner cross-validation folds (>= 2; stratified by label, shuffled
+            with ``seed`` and, given ``groups`` at :meth:`fit`, grouped), or one fold index per row.
         seed: shuffles the inner folds.
 
     Attributes:
@@ -81,8 +82,14 @@ class StackingEnsemble(EnsembleMethod):
         # A tighter tolerance than scikit-learn's 1e-4: the coefficients are shipped, not only the argmax.
         return LogisticRegression(C=float(self.C), tol=1e-6, max_iter=2000)
 
-    def fit(self, P: Any, y: Any) -> StackingEnsemble:
-        """Fit on OOF probabilities ``P`` ``(n_members, n_rows, n_classes)`` and labels ``y``."""
+    def fit(self, P: Any, y: Any, groups: Any = None) -> StackingEnsemble:
+        """Fit on OOF probabilities ``P`` ``(n_members, n_rows, n_classes)`` and labels ``y``.
+
+        ``groups`` (one label per row: subjects, duplicate clusters; the fold plan's
+        groups) keeps each group inside one inner fold, so ``oof_proba_`` and the inner-CV
+        scores never come from a meta-learner that saw a copy of the row. It changes only
+        the inner splits: the final meta-learner is fitted on all rows either way.
+        """
         from sklearn.base import clone
         from sklearn.exceptions import ConvergenceWarning
         from sklearn.model_selection import cross_val_predict
@@ -96,7 +103,7 @@ class StackingEnsemble(EnsembleMethod):
         if missing:
             raise ValueError(f"class(es) {missing} have no rows among the labels; stacking learns a weight per "
                              f"class and needs every one of the {n_classes} classes")
-        splits = inner_splits(y, self.inner_folds, self.seed)
+        splits = inner_splits(y, self.inner_folds, self.seed, groups)
         X = stacking_features(P)
         # Centred features: the same optimum (the intercept is not penalised) in a fraction of
         # lbfgs's iterations; the centre is folded back into intercept_ below. It uses no label.

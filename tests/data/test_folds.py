@@ -236,6 +236,37 @@ def test_plans_save_and_load_the_grouping_figures(tmp_path):
     assert not legacy.group_duplicates and legacy.duplicate_rows == 0 and np.array_equal(legacy.fold, plan.fold)
 
 
+@pytest.mark.parametrize("holdout", ["none", 0.25, "test"])
+@pytest.mark.parametrize("subjects", [None, 40])
+def test_plans_keep_each_rows_group_for_later_splits(tmp_path, holdout, subjects):
+    # The ensemble stage splits the OOF rows again (inner folds): it reads these groups.
+    import pyarrow.parquet as pq
+
+    data = dup_data(subjects=subjects, test_fraction=0.2 if holdout == "test" else 0.0)
+    clusters, _ = brute_clusters(data)
+    plan = plan_folds(data, 3, seed=1, holdout=holdout)
+    assert plan.groups.shape == (len(data),) and plan.groups.dtype == np.int64
+    assert (plan.groups[plan.holdout_index] == -1).all() and (plan.groups[plan.cv_index] >= 0).all()
+    cv = plan.cv_index
+    for g in np.unique(plan.groups[cv]):  # a group lies in one fold ...
+        assert len(set(plan.fold[cv][plan.groups[cv] == g].tolist())) == 1
+    for c in np.unique(clusters[cv]):  # ... and holds every duplicate cluster (and subject) it touches
+        assert len(set(plan.groups[cv][clusters[cv] == c].tolist())) == 1
+    if subjects:
+        for s in np.unique(data.subjects[cv]):
+            assert len(set(plan.groups[cv][data.subjects[cv] == s].tolist())) == 1
+    loaded = FoldPlan.load(plan.save(tmp_path / "folds.parquet"))
+    assert loaded == plan and np.array_equal(loaded.groups, plan.groups)
+    # nothing to group: no groups stored; a plan saved before groups were stored loads without them
+    plain = plan_folds(make_data(60), 3)
+    assert plain.groups is None
+    assert FoldPlan.load(plain.save(tmp_path / "plain.parquet")).groups is None
+    table = pq.read_table(tmp_path / "folds.parquet")
+    pq.write_table(table.drop(["group"]), tmp_path / "old.parquet")
+    old = FoldPlan.load(tmp_path / "old.parquet")
+    assert old.groups is None and np.array_equal(old.fold, plan.fold) and old != plan
+
+
 def test_too_few_duplicate_groups_for_k_is_an_error():
     rng = np.random.default_rng(0)
     two = [smooth(rng), smooth(rng)]
