@@ -102,29 +102,54 @@ _SPEC_ONLY_KEYS = ("space", "budget", "search", "tracking", "ensemble", "distill
 
 
 def _train_config(path: str):
-    """A training config file as is, or a search spec's base config."""
+    """``(config, stall limits)``: a training config file as is with ``None``, or a search spec's base
+    config with its ``budget.startup_timeout_s`` / ``budget.stall_timeout_s``."""
     import yaml
 
     try:
         with open(path) as f:
             doc = yaml.safe_load(f) or {}
     except (OSError, yaml.YAMLError):
-        return path  # the loader reports it with the file and line
+        return path, None  # the loader reports it with the file and line
     if isinstance(doc, dict) and any(k in doc for k in _SPEC_ONLY_KEYS):
         from ferray.search import load_search_spec
 
-        return load_search_spec(path).base_config()
-    return path
+        spec = load_search_spec(path)
+        return spec.base_config(), spec.budget.stall_limits()
+    return path, None
+
+
+def _seconds(text: str) -> float:
+    """An argparse type: a number of seconds > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds > 0")
+    return value
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from ferray.training import TrainingFailed, train
+    from dataclasses import replace
 
+    from ferray.training import StallLimits, TrainingFailed, train
+    from ferray.training.watch import STALLED
+
+    config, limits = _train_config(args.config)
+    limits = limits or StallLimits()
+    if args.startup_timeout is not None:
+        limits = replace(limits, startup_s=args.startup_timeout)
+    if args.stall_timeout is not None:
+        limits = replace(limits, every_s=args.stall_timeout)
     try:
-        result = train(_train_config(args.config), source=args.data, output_dir=args.output, address=args.address,
-                       num_cpus=args.num_cpus)
+        result = train(config, source=args.data, output_dir=args.output, address=args.address,
+                       num_cpus=args.num_cpus, limits=limits)
     except TrainingFailed as exc:
         print(f"error: {exc}", file=sys.stderr)
+        if str(exc).startswith(f"training stopped: {STALLED}:"):
+            print("hint: the bounds are --startup-timeout and --stall-timeout (by default a spec's "
+                  "budget.startup_timeout_s and budget.stall_timeout_s)", file=sys.stderr)
         return 1
     final = result.final
     print(f"done: {len(result.history)} epochs, fold-mean {final.get('metric', float('nan')):.4f}; "
@@ -217,6 +242,12 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default=None, metavar="DIR", help="output directory (default runs/train-<time>)")
     p.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS or a local Ray)")
     p.add_argument("--num-cpus", type=int, default=None, metavar="N", help="CPUs of a new local Ray (default: all)")
+    p.add_argument("--startup-timeout", type=_seconds, default=None, metavar="SECONDS",
+                   help="fail as stalled when the first epoch's report takes longer (default: a spec's "
+                        "budget.startup_timeout_s, else 900)")
+    p.add_argument("--stall-timeout", type=_seconds, default=None, metavar="SECONDS",
+                   help="fail as stalled when a later report takes longer (default: a spec's "
+                        "budget.stall_timeout_s, else max(300, 5x the longest epoch))")
     p.set_defaults(func=_cmd_train)
 
     from ferray.cluster._cli import add_parser as add_cluster_parser

@@ -77,3 +77,19 @@ def e2e_run(tmp_path_factory) -> E2ERun:
                           "--name", "e2e", "--no-live", "--num-cpus", "2"], capture_output=True, text=True, env=env,
                          timeout=1100, cwd=root)
     return E2ERun(root, out.returncode, out.stdout, out.stderr, time.monotonic() - start)
+
+
+@pytest.fixture
+def local_ray(monkeypatch):
+    """A local Ray with 2 CPUs, started in (and so below) this test's process, as ferray starts one."""
+    import ray
+
+    from ferray._ray_compat import local_ray_environment
+
+    for key, value in local_ray_environment().items():  # inherited by Ray's workers
+        monkeypatch.setenv(key, value)
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    try:
+        yield
+    finally:
+        ray.shutdown()

@@ -254,7 +254,8 @@ def distill_run(run_dir: str | os.PathLike, *, student: str | None = None, epoch
     Raises:
         ConfigError: not a run directory, no ensemble yet, an unknown student backbone, bad settings.
         DataError: the data, fold plan and ensemble predictions do not belong together.
-        TrainingFailed: the student's training stopped.
+        TrainingFailed: the student's training stopped, or sent no report within the spec's
+            ``budget.startup_timeout_s`` / ``budget.stall_timeout_s``.
 
     >>> result = distill_run("runs/quickstart-20261130-120000", epochs=5)  # doctest: +SKIP
     >>> result.summary["student"]["accuracy"], result.summary["ensemble"]["accuracy"]  # doctest: +SKIP
@@ -338,7 +339,8 @@ def distill_run(run_dir: str | os.PathLike, *, student: str | None = None, epoch
              f"1 worker x {resources.cpus_per_worker:g} CPU"
              + (f", {resources.gpus_per_worker:g} GPU" if resources.gpus_per_worker else ""))
         history, checkpoint_dir, fit_seconds = _fit(cfg, train_data, targets, train_index, holdout_index,
-                                                    settings, resources, weights_meta, staging, echo)
+                                                    settings, resources, weights_meta, staging, echo,
+                                                    spec.budget.stall_limits())
         timings["fit"] = fit_seconds
         from ferray.distill._worker import CHECKPOINT_HOLDOUT, CHECKPOINT_WEIGHTS
 
@@ -392,8 +394,11 @@ def _fmt(v: Any) -> str:
 
 
 def _fit(cfg, train_data, targets, train_index, holdout_index, settings, resources, weights_meta,
-         staging: Path, echo) -> tuple[list[dict], Path, float]:
-    """Run the student's Ray Train job; return its history, final checkpoint folder and seconds."""
+         staging: Path, echo, limits) -> tuple[list[dict], Path, float]:
+    """Run the student's Ray Train job; return its history, final checkpoint folder and seconds.
+
+    ``limits`` (the spec's ``budget.startup_timeout_s`` / ``budget.stall_timeout_s``, as for its
+    trials) bounds the wait for each report."""
     import ray
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
@@ -403,7 +408,6 @@ def _fit(cfg, train_data, targets, train_index, holdout_index, settings, resourc
     from ferray._ray_compat import trainer_without_pg_cleaner
     from ferray.distill._worker import CHECKPOINT_HISTORY, student_worker
     from ferray.training import (
-        StallLimits,
         TrainingFailed,
         TrainingStalled,
         failure_reason,
@@ -443,9 +447,10 @@ def _fit(cfg, train_data, targets, train_index, holdout_index, settings, resourc
     )
     t = time.perf_counter()
     try:
-        result = fit_watched(trainer, lambda timeout: queue_take(queue, timeout), show, StallLimits())
+        result = fit_watched(trainer, lambda timeout: queue_take(queue, timeout), show, limits)
     except TrainingStalled as exc:
-        raise TrainingFailed(f"distillation stopped: {exc}") from None
+        raise TrainingFailed(f"distillation stopped: {exc} (budget.startup_timeout_s / budget.stall_timeout_s)") \
+            from None
     except Exception as exc:  # Ray wraps the worker's error; show its reason
         raise TrainingFailed(f"distillation stopped: {failure_reason(exc)}") from exc
     finally:

@@ -143,11 +143,12 @@ class BudgetConfig(StrictModel):
         None, ge=1, description="Trials at once; None: as many as the resource plan fits."
     )
     startup_timeout_s: float = Field(
-        900, gt=0, description="A trial with no report this long after it started is failed as 'stalled'."
+        900, gt=0, description="A trial with no report this long after it started is failed as 'stalled' "
+        "(so are `ferray train SPEC` and `ferray distill`'s student)."
     )
     stall_timeout_s: float | None = Field(
-        None, gt=0, description="A trial with no report this long after its last is failed as 'stalled'; "
-        "None: max(300 s, 5 x its longest epoch so far)."
+        None, gt=0, description="A trial with no report this long after its last is failed as 'stalled' (so are "
+        "`ferray train SPEC` and `ferray distill`'s student); None: max(300 s, 5 x its longest epoch so far)."
     )
 
     def stall_limits(self):

@@ -1,18 +1,18 @@
-"""Stall limits and the background writer (no Ray), and a real sweep whose fold workers freeze."""
+"""Stall limits and the background writer (no Ray); real sweeps whose fold workers or trial actor freeze."""
 
 from __future__ import annotations
 
 import json
 import os
-import signal
+import re
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
-from ferray.search._callbacks import BackgroundWriter
+from ferray.search._callbacks import BackgroundWriter, StallGuard
 from ferray.search._stall import StallLimits
+from ferray.testing import Freezer, processes_below
 
 
 def test_startup_limit_applies_until_the_first_report():
@@ -78,7 +78,9 @@ def test_flush_is_bounded():
     release.set()
 
 
-# -- a real sweep: one trial's fold workers freeze (SIGSTOP) after their first epoch ----------
+# -- real sweeps whose processes freeze (SIGSTOP) --------------------------------------------------
+# Every process frozen here runs below this test's own process (the local Ray it started): other
+# processes on the machine, another person's sweep among them, are never touched.
 
 STALL_SPEC = """\
 name: stall
@@ -93,63 +95,51 @@ budget: {trials: 2, max_epochs: 5, early_stopping: false, max_concurrent: 1, sta
 search: {sampler: random, seed: 0}
 """
 
+#: Sweeps whose trials never report (``% (trials, startup_timeout_s)``).
+SILENT_SPEC = STALL_SPEC.replace("count=280", "count=140").replace(
+    "budget: {trials: 2, max_epochs: 5, early_stopping: false, max_concurrent: 1, stall_timeout_s: 20}",
+    "budget: {trials: %d, max_epochs: 1, early_stopping: false, max_concurrent: 1, startup_timeout_s: %d}")
 
-def _train_workers() -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmd = (entry / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if b"RayTrainWorker" in cmd:
-                pids.append(int(entry.name))
-    return pids
+
+def _ours(*names: str):
+    """Finds this test's own processes (below it) whose title names one of ``names``."""
+    me = os.getpid()
+    return lambda: processes_below(me, *names)
 
 
 @pytest.mark.ray
 @pytest.mark.timeout(600)
-def test_a_trial_whose_workers_freeze_ends_stalled_and_resume_retries_it_from_its_checkpoint(tmp_path):
+def test_a_trial_whose_workers_freeze_ends_stalled_and_resume_retries_it_from_its_checkpoint(tmp_path, monkeypatch):
     import ray
 
+    from ferray._ray_compat import local_ray_environment
     from ferray.search import get_status, read_results, run_search
+
+    for key, value in local_ray_environment().items():  # as ferray starts Ray (one process less a trial)
+        monkeypatch.setenv(key, value)
 
     spec = tmp_path / "stall.yaml"
     spec.write_text(STALL_SPEC)
     run = tmp_path / "run"
-    frozen: list[int] = []
-    stop = threading.Event()
+    fold_workers = _ours("RayTrainWorker")
 
-    def first_epoch_reported() -> bool:
+    def first_trial_workers() -> list[int]:
+        # Once the driver has a trial's first epoch, its fold workers (max_concurrent 1: the only
+        # ones) are frozen: they stop reporting.
         try:
-            return any(r.get("epoch") for r in read_results(run / "results.parquet"))
+            reported = any(r.get("epoch") for r in read_results(run / "results.parquet"))
         except (OSError, ValueError):
-            return False
+            return []
+        return fold_workers() if reported else []
 
-    def freeze_first_trial() -> None:
-        # Once the driver has a trial's first epoch, freeze its fold workers: they stop reporting.
-        while not stop.is_set():
-            if (run / "results.parquet").exists() and first_epoch_reported():
-                frozen.extend(_train_workers())
-                for pid in frozen:
-                    os.kill(pid, signal.SIGSTOP)
-                return
-            time.sleep(0.05)
-
-    watcher = threading.Thread(target=freeze_first_trial, daemon=True)
-    watcher.start()
     ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
     try:
-        result = run_search(spec, run_dir=run, live=False, echo=lambda s: None)
+        with Freezer() as freezer:
+            freezer.watch(first_trial_workers, once=True)
+            result = run_search(spec, run_dir=run, live=False, echo=lambda s: None)
     finally:
-        stop.set()
-        for pid in frozen:
-            try:
-                os.kill(pid, signal.SIGCONT)
-            except ProcessLookupError:
-                pass
         ray.shutdown()
-    assert frozen, "no fold worker was found to freeze"
+    assert freezer.frozen, "no fold worker was found to freeze"
     status = get_status(result.run_dir)
     states = {t["trial_id"]: t for t in status["trials"]}
     stalled = [t for t in states.values() if t["state"] == "ERROR"]
@@ -171,3 +161,56 @@ def test_a_trial_whose_workers_freeze_ends_stalled_and_resume_retries_it_from_it
     assert after[victim]["state"] == "COMPLETED" and after[victim]["error"] is None, after[victim]
     epochs = [json.loads(line)["epoch"] for line in (run / victim / "epochs.jsonl").read_text().splitlines()]
     assert epochs.count(1) == 1 and sorted(set(epochs)) == [1, 2, 3, 4, 5], epochs
+
+
+@pytest.mark.ray
+@pytest.mark.timeout(300)
+def test_trials_that_never_send_their_first_report_end_stalled_at_the_startup_limit(tmp_path, local_ray):
+    from ferray.search import get_status, run_search
+
+    spec = tmp_path / "startup.yaml"
+    spec.write_text(SILENT_SPEC % (2, 10))
+    # Each trial's Train run hangs from its start: its controller and fold workers freeze as soon
+    # as they exist (on a slow machine the limit may pass first; the outcome is the same). Only the
+    # trial's own watchdog, in its actor (left running), can end it; the second trial starts only
+    # once the first has ended and freed its resources (one at a time).
+    with Freezer() as freezer:
+        freezer.watch(_ours("TrainController", "RayTrainWorker"))
+        result = run_search(spec, run_dir=tmp_path / "run", live=False, echo=lambda s: None)
+    trials = get_status(result.run_dir)["trials"]
+    assert [t["state"] for t in trials] == ["ERROR", "ERROR"], trials
+    for trial in trials:
+        silent = re.fullmatch(r"TrialStalled: stalled: no report from the workers for (\d+) s while waiting for the "
+                              r"first report \(limit 10 s\) \(budget\.stall_timeout_s / budget\.startup_timeout_s\)",
+                              trial["error"] or "")
+        assert silent, trial["error"]
+        assert 10 <= int(silent[1]) <= 15
+
+
+class _PromptGuard(StallGuard):
+    """The driver's stall guard with a margin of seconds, not minutes (a test's patience)."""
+
+    def __init__(self, limits, check_every_s: float = 0.5, margin_s: float = 3.0) -> None:
+        super().__init__(limits, check_every_s=check_every_s, margin_s=margin_s)
+
+
+@pytest.mark.ray
+@pytest.mark.timeout(300)
+def test_the_driver_stops_a_trial_whose_own_actor_hangs(tmp_path, local_ray, monkeypatch):
+    from ferray.search import get_status, run_search
+
+    monkeypatch.setattr("ferray.search._callbacks.StallGuard", _PromptGuard)
+    spec = tmp_path / "guard.yaml"
+    spec.write_text(SILENT_SPEC % (1, 5))
+    # The trial's own actor (Tune's ImplicitFunc running trial_fn) freezes as soon as it runs the
+    # trial: its watchdog cannot fire, and only the driver-side guard can end the trial.
+    with Freezer() as freezer:
+        freezer.watch(_ours("ImplicitFunc.train"), once=True)
+        result = run_search(spec, run_dir=tmp_path / "run", live=False, echo=lambda s: None)
+    assert freezer.frozen, "the trial's actor was not found"
+    (trial,) = get_status(result.run_dir)["trials"]
+    assert trial["state"] == "ERROR", trial
+    silent = re.fullmatch(r"stalled: the trial sent nothing for (\d+) s \(driver limit 8 s\); its actor was stopped",
+                          trial["error"] or "")
+    assert silent, trial["error"]
+    assert 8 <= int(silent[1]) <= 12
