@@ -1,9 +1,6 @@
 """``ferray distill RUN``: argument parsing over :func:`ferray.distill.distill_run`.
 
-Wiring into ``ferray/cli.py`` is one call, next to the search commands::
-
-    from ferray.distill._cli import add_parser as add_distill_parser
-    add_distill_parser(commands)
+``ferray/cli.py`` adds the command with :func:`add_parser`, next to the search commands.
 
 Exit codes: 0 done, 1 the student's training stopped, 2 bad input (a
 :class:`~ferray.errors.FerrayError`: not a run, no ensemble, unknown backbone), 130 interrupted.
