@@ -230,6 +230,8 @@ def _settings(name: str, cfg, seed: int) -> dict:
         settings["seed"] = seed
     if name == "greedy" and cfg is not None:
         settings["iterations"] = cfg.greedy.iterations
+        settings["bags"] = cfg.greedy.bags
+        settings["bag_fraction"] = cfg.greedy.bag_fraction
     return settings
 
 

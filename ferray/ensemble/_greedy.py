@@ -37,6 +37,10 @@ class GreedyEnsemble(EnsembleMethod):
         iterations: rounds of selection (ensemble size before the prefix is cut), >= 1.
         seed: seeds the tie-breaking draws; same seed and data, same weights.
         metric: ``"log_loss"`` (lower is better) or ``"accuracy"`` (higher is better).
+        bags: with more than 1, bagged selection (Caruana et al. 2004): each bag selects from
+            a random ``bag_fraction`` of the members, and the weights are the mean of the
+            bags' weights, which guards against a selection fitted to the rows' noise.
+        bag_fraction: the share of the members each bag selects from, in (0, 1].
 
     Attributes:
         weights_: ``(n_members,)`` pick counts of the kept prefix divided by its length (sum 1).
@@ -44,6 +48,9 @@ class GreedyEnsemble(EnsembleMethod):
         trajectory_: the metric after each of the ``iterations`` rounds (in the metric's own
             units: log-loss or accuracy), of which the first ``len(indices_)`` are kept.
         score_: the metric of the kept prefix on the rows it was fitted on (optimistic).
+        bag_members_: ``(bags, members per bag)`` the members each bag selected from
+            (``None`` without bagging; then ``indices_`` holds every bag's picks and
+            ``trajectory_`` the bagged ensemble's metric alone).
 
     ``predict_proba(P)`` is ``sum_m weights_[m] * P[m]``.
 
@@ -54,46 +61,56 @@ class GreedyEnsemble(EnsembleMethod):
     array([0.5, 0.5])
     """
 
-    def __init__(self, iterations: int = 25, seed: int = 0, metric: str = "log_loss"):
+    def __init__(self, iterations: int = 25, seed: int = 0, metric: str = "log_loss", bags: int = 1,
+                 bag_fraction: float = 0.5):
         self.iterations = iterations
         self.seed = seed
         self.metric = metric
+        self.bags = bags
+        self.bag_fraction = bag_fraction
 
     def fit(self, P: Any, y: Any) -> GreedyEnsemble:
         """Select members on ``P`` (OOF probabilities ``(n_members, n_rows, n_classes)``) and ``y``."""
         iterations = check_setting("iterations", self.iterations, low=1, integer=True)
         metric = check_setting("metric", self.metric, choices=METRICS)
         check_setting("seed", self.seed, low=0, integer=True)
+        bags = check_setting("bags", self.bags, low=1, integer=True)
+        fraction = check_setting("bag_fraction", self.bag_fraction, low=0.0, strict_low=True)
+        if fraction > 1:
+            raise ValueError(f"The value of bag_fraction is {fraction}, but must be bag_fraction <= 1")
         P, y = self._check_fit_input(P, y)
         rng = np.random.default_rng(self.seed)
         n_members, n_rows, _ = P.shape
         rows = np.arange(n_rows)
         # log-loss needs each row's true-class probability only; accuracy needs the argmax.
         P_use = P[:, rows, y] if metric == "log_loss" else P
-        running = np.zeros(P_use.shape[1:])
-        counts = np.zeros(n_members, dtype=np.int64)
-        picks: list[int] = []
-        losses: list[float] = []
-        for size in range(1, int(iterations) + 1):
-            candidates = (running[None] + P_use) / size
-            if metric == "log_loss":
-                loss = -np.log(np.clip(candidates, EPS, 1.0)).mean(axis=1)
-            else:
-                loss = 1.0 - (candidates.argmax(axis=2) == y[None]).mean(axis=1)
-            best = loss.min()
-            tied = np.flatnonzero(loss <= best + _TIE_RTOL * max(1.0, abs(best)))
-            if len(tied) > 1 and counts[tied].any():
-                tied = tied[counts[tied] > 0]
-            pick = int(tied[0]) if len(tied) == 1 else int(rng.choice(tied))
-            running = running + P_use[pick]
-            counts[pick] += 1
-            picks.append(pick)
-            losses.append(float(loss[pick]))
-        keep = int(np.argmin(losses)) + 1  # first minimum: the shortest best prefix
-        self.indices_ = np.asarray(picks[:keep], dtype=np.int64)
-        self.weights_ = np.bincount(self.indices_, minlength=n_members) / keep
-        self.trajectory_ = np.asarray(losses if metric == "log_loss" else [1.0 - v for v in losses])
-        self.score_ = float(self.trajectory_[keep - 1])
+        if bags == 1:
+            picks, losses, keep = _select(P_use, y, int(iterations), metric, rng)
+            self.indices_ = np.asarray(picks[:keep], dtype=np.int64)
+            self.weights_ = np.bincount(self.indices_, minlength=n_members) / keep
+            self.trajectory_ = np.asarray(losses if metric == "log_loss" else [1.0 - v for v in losses])
+            self.score_ = float(self.trajectory_[keep - 1])
+            self.bag_members_ = None
+            return self
+        # Bagged selection (Caruana et al. 2004, section 4): each bag selects from a random
+        # share of the members; the ensemble is the mean of the bags' ensembles. A member that
+        # won one selection by the rows' noise seldom wins every bag it is in.
+        size = max(1, int(round(fraction * n_members)))
+        weights = np.zeros(n_members)
+        picked_all, members = [], []
+        for _ in range(int(bags)):
+            subset = np.sort(rng.choice(n_members, size=size, replace=False))
+            picks, _, keep = _select(P_use[subset], y, int(iterations), metric, rng)
+            chosen = subset[np.asarray(picks[:keep], dtype=np.int64)]
+            weights += np.bincount(chosen, minlength=n_members) / keep
+            picked_all.extend(chosen.tolist())
+            members.append(subset)
+        self.weights_ = weights / int(bags)
+        self.indices_ = np.asarray(picked_all, dtype=np.int64)
+        self.bag_members_ = np.stack(members)
+        score = _loss(np.tensordot(self.weights_, P_use, axes=1), y, metric)
+        self.trajectory_ = np.asarray([score if metric == "log_loss" else 1.0 - score])
+        self.score_ = float(self.trajectory_[0])
         return self
 
     def _combine(self, P: np.ndarray) -> np.ndarray:
@@ -102,4 +119,39 @@ class GreedyEnsemble(EnsembleMethod):
     def _learned(self) -> dict:
         return {"weights": self.weights_.tolist(), "indices": self.indices_.tolist(),
                 "trajectory": self.trajectory_.tolist(), "fit_score": self.score_,
+                "bag_members": None if getattr(self, "bag_members_", None) is None else self.bag_members_.tolist(),
                 "formula": "sum_m weights[m] * p_m"}
+
+
+def _loss(average: np.ndarray, y: np.ndarray, metric: str) -> float:
+    """The selection metric of one averaged prediction (as a loss: lower is better)."""
+    if metric == "log_loss":
+        return float(-np.log(np.clip(average, EPS, 1.0)).mean())
+    return float(1.0 - (average.argmax(axis=1) == y).mean())
+
+
+def _select(P_use: np.ndarray, y: np.ndarray, iterations: int, metric: str,
+            rng: np.random.Generator) -> tuple[list[int], list[float], int]:
+    """One greedy selection with replacement: ``(picks, loss after each round, kept prefix length)``."""
+    n_members = P_use.shape[0]
+    running = np.zeros(P_use.shape[1:])
+    counts = np.zeros(n_members, dtype=np.int64)
+    picks: list[int] = []
+    losses: list[float] = []
+    for size in range(1, iterations + 1):
+        candidates = (running[None] + P_use) / size
+        if metric == "log_loss":
+            loss = -np.log(np.clip(candidates, EPS, 1.0)).mean(axis=1)
+        else:
+            loss = 1.0 - (candidates.argmax(axis=2) == y[None]).mean(axis=1)
+        best = loss.min()
+        tied = np.flatnonzero(loss <= best + _TIE_RTOL * max(1.0, abs(best)))
+        if len(tied) > 1 and counts[tied].any():
+            tied = tied[counts[tied] > 0]
+        pick = int(tied[0]) if len(tied) == 1 else int(rng.choice(tied))
+        running = running + P_use[pick]
+        counts[pick] += 1
+        picks.append(pick)
+        losses.append(float(loss[pick]))
+    keep = int(np.argmin(losses)) + 1  # first minimum: the shortest best prefix
+    return picks, losses, keep

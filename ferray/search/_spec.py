@@ -197,6 +197,9 @@ class TrackingConfig(StrictModel):
 
 class GreedyConfig(StrictModel):
     iterations: int = Field(50, ge=1, description="Caruana greedy selection rounds (with replacement).")
+    bags: int = Field(1, ge=1, description="Bagged selection: bags of members, each selecting from a random "
+                                           "bag_fraction of them; the weights are the bags' mean (1: no bagging).")
+    bag_fraction: float = Field(0.5, gt=0, le=1, description="Share of the members each bag selects from.")
 
 
 class EnsembleConfig(StrictModel):

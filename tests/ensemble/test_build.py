@@ -101,7 +101,8 @@ def test_mean_method_is_the_average_of_members_and_holdout_the_mean_of_fold_mode
 def test_defaults_come_from_the_spec(make_run):
     report = _build(make_run())  # quickstart: ensemble.top_k 3, methods [greedy, stacking, mean]
     assert report.members == ["t_a", "t_b", "t_c"] and report.methods == ["greedy", "stacking", "mean"]
-    assert report.summary["methods"]["greedy"]["settings"] == {"iterations": 25, "metric": "log_loss", "seed": 0}
+    assert report.summary["methods"]["greedy"]["settings"] == {"iterations": 25, "metric": "log_loss", "seed": 0,
+                                                                  "bags": 1, "bag_fraction": 0.5}
     spec = packaged_spec("quickstart").read_text()
     spec = re.sub(r"\n  top_k: 3[^\n]*", "\n  top_k: 2", spec)
     spec = re.sub(r"\n  methods: \[[^]]*\][^\n]*", "\n  methods: [mean, vote]", spec)

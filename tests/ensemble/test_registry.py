@@ -41,7 +41,7 @@ def test_unknown_method_lists_the_valid_names(name, match):
 
 def test_unknown_setting_is_refused_not_dropped():
     with pytest.raises(ConfigError, match=r"'greedy' has no setting 'iteration'; did you mean 'iterations'\?; "
-                                          r"its settings: iterations, metric, seed"):
+                                          r"its settings: bag_fraction, bags, iterations, metric, seed"):
         make_ensemble("greedy", iteration=10)
     with pytest.raises(ConfigError, match=r"'mean' has no setting 'seed'.*its settings: none"):
         make_ensemble("mean", seed=0)
