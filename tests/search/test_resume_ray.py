@@ -113,7 +113,8 @@ def _ended(run: Path) -> dict[str, list[dict]]:
     by: dict[str, list[dict]] = {}
     for r in _rows(run):
         if r["state"] in FINAL:
-            by.setdefault(r["trial_id"], []).append(r)
+            # Columns another trial added later read as None in this trial's rows: not a change.
+            by.setdefault(r["trial_id"], []).append({k: v for k, v in r.items() if v is not None})
     return by
 
 
