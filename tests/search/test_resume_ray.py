@@ -231,7 +231,7 @@ def test_extend_and_retry_errored_on_a_finished_sweep(tmp_path):
     after = _ended(run)
     assert len(after) == 3 and all(after[t] == r for t, r in before.items())
     assert {r["state"] for r in after[victim_trial]} <= {"COMPLETED", "PRUNED"}
-    assert all(r["error"] is None for r in after[victim_trial])
+    assert all(r.get("error") is None for r in after[victim_trial])
     assert json.loads((run / "ferray_run.json").read_text())["trials"] == 3
     study = optuna.load_study(study_name="resume", storage=f"sqlite:///{run / 'optuna.db'}")
     victims = [t for t in study.trials if t.user_attrs.get("tune_trial_id") == victim_trial]
