@@ -34,7 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ferray.search._outcome import outcome_differences, sweep_outcome  # noqa: E402
+from ferray.search._outcome import outcome_differences, sweep_outcome, trained_in_one_process  # noqa: E402
 from ferray.testing import kill_tree  # noqa: E402
 
 SPEC = """\
@@ -82,14 +82,6 @@ def _first_epoch_after(run: Path, since: float, proc: subprocess.Popen, timeout:
     return None
 
 
-def _one_process(ledger: list[tuple[str, int, float]], stops: list[float]) -> set[str]:
-    spans = list(zip(stops, stops[1:] + [float("inf")]))
-    by: dict[str, list[float]] = {}
-    for trial, _, at in ledger:
-        by.setdefault(trial, []).append(at)
-    return {t for t, times in by.items() if any(a < min(times) and max(times) < b for a, b in spans)}
-
-
 def _interrupted(spec: Path, root: Path, reference, wall: float, kills: int, rng: random.Random) -> dict:
     run, log = root / "runs" / "bench", root / "log.txt"
     stops = [time.time()]
@@ -120,7 +112,7 @@ def _interrupted(spec: Path, root: Path, reference, wall: float, kills: int, rng
     if code != 0:
         differences = [f"the last ferray command exited {code}; see {log}"]
     else:
-        differences = outcome_differences(reference, sweep_outcome(run), compare_scores=_one_process(ledger, stops))
+        differences = outcome_differences(reference, sweep_outcome(run), compare_scores=trained_in_one_process(run, stops))
     return {"kills_at_s": kill_at, "kills": len(stops) - 1, "differences": differences, "recomputed": recomputed,
             "resume_startup_s": resumes}
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ferray.layout import RunLayout
 
-__all__ = ["SweepOutcome", "sweep_outcome", "outcome_differences"]
+__all__ = ["SweepOutcome", "sweep_outcome", "outcome_differences", "trained_in_one_process"]
 
 _FINAL = ("COMPLETED", "PRUNED", "ERROR")
 _OPTUNA_FINAL = ("COMPLETE", "PRUNED", "FAIL")
@@ -103,4 +103,16 @@ def outcome_differences(reference: SweepOutcome, other: SweepOutcome, *, compare
         elif (a["metric"] is None) != (b["metric"] is None) or (
                 a["metric"] is not None and abs(a["metric"] - b["metric"]) > tolerance):
             out.append(f"{tid} ({key}) scored {b['metric']}, {a['metric']} uninterrupted")
+    return out
+
+
+def trained_in_one_process(run_dir: str | os.PathLike, stops: list[float]) -> set[str]:
+    """Trials whose epochs (each trial's ``epochs.jsonl`` ledger) all lie between two of ``stops``
+    (start and kill times): the ones whose scores an interruption cannot have changed."""
+    spans = list(zip(stops, list(stops[1:]) + [float("inf")]))
+    out = set()
+    for path in Path(run_dir).glob("*/epochs.jsonl"):
+        times = [json.loads(x)["time"] for x in path.read_text().splitlines() if x.strip()]
+        if times and any(a < min(times) and max(times) < b for a, b in spans):
+            out.add(path.parent.name)
     return out

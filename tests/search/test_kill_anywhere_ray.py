@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from ferray.search._outcome import outcome_differences, sweep_outcome
+from ferray.search._outcome import outcome_differences, sweep_outcome, trained_in_one_process
 from ferray.testing import kill_tree
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(900)]
@@ -93,17 +93,6 @@ def _ended(run: Path) -> set[str]:
     return {r["trial_id"] for r in _rows(run) if r["state"] in FINAL}
 
 
-def _one_process(run: Path, kills: list[float]) -> set[str]:
-    """Trials whose epochs (in the ledger the fold workers append to) all lie between two kills."""
-    spans = list(zip(kills, kills[1:] + [float("inf")]))
-    out = set()
-    for path in run.glob("*/epochs.jsonl"):
-        times = [json.loads(x)["time"] for x in path.read_text().splitlines() if x.strip()]
-        if times and any(a < min(times) and max(times) < b for a, b in spans):
-            out.add(path.parent.name)
-    return out
-
-
 def test_a_sweep_killed_anywhere_resumes_to_what_an_uninterrupted_run_gives(tmp_path):
     spec = tmp_path / "killed.yaml"
     spec.write_text(SPEC)
@@ -150,6 +139,6 @@ def test_a_sweep_killed_anywhere_resumes_to_what_an_uninterrupted_run_gives(tmp_
 
     got = sweep_outcome(run)
     assert (run / "bundle" / "ensemble.onnx").is_file()
-    same = _one_process(run, kills)
+    same = trained_in_one_process(run, kills)
     assert same, "no trial trained start to end inside one process: the scores cannot be compared"
     assert outcome_differences(reference, got, compare_scores=same) == []
