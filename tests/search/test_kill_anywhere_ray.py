@@ -11,7 +11,6 @@ bundle. The uninterrupted run is also a short sweep's learning floor.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
