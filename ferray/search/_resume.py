@@ -30,7 +30,9 @@ _FORMAT = 1
 #: Files every sweep's run directory holds.
 _REQUIRED = RunLayout.REQUIRED
 #: Spec keys a resumed sweep may change (they do not change what is searched).
-_FREE = ("retention.",)
+#: Sections that act after the trials (or only on what the run folder keeps): editing them
+#: between a stop and ``ferray resume`` changes no trial.
+_FREE = ("retention.", "ensemble.", "distill.", "tracking.")
 
 
 def _resolved(spec: SearchSpec) -> dict:
@@ -104,8 +106,14 @@ def spec_differences(before: dict, after: dict) -> list[str]:
 
 
 def _search_changes(before: dict, after: dict) -> list[str]:
-    """:func:`spec_differences` that change what is searched (not the keys in :data:`_FREE`)."""
-    return [c for c in spec_differences(before, after) if not c.startswith(_FREE)]
+    """:func:`spec_differences` that change what is searched.
+
+    Not counted: the keys in :data:`_FREE`, and settings one side does not know (a ferray
+    that added or removed a setting since the sweep started; an edit always shows as a
+    changed value, as both sides are resolved specs with every default filled in).
+    """
+    return [c for c in spec_differences(before, after)
+            if not c.startswith(_FREE) and ": (absent) -> " not in c and not c.endswith(" -> (removed)")]
 
 
 @dataclass

@@ -65,6 +65,25 @@ def test_an_edited_spec_is_refused_with_each_change(run, capsys):
     assert "budget.max_epochs: 3 -> 5" in capsys.readouterr().err
 
 
+def test_settings_that_change_no_trial_and_settings_a_newer_ferray_added_do_not_block_a_resume(run):
+    import json
+
+    # The stages after the trials (ensemble, distillation) and what the folder keeps may change.
+    (run / "spec.yaml").write_text(SPEC + "ensemble: {top_k: 2}\ndistill: {temperature: 2.0}\n"
+                                          "retention: {margin: 0}\n")
+    check_resumable(run)
+    # A sweep started by a ferray that had one setting fewer and one more than this one.
+    doc = json.loads((run / MANIFEST).read_text())
+    del doc["spec"]["budget"]["max_concurrent"]
+    doc["spec"]["budget"]["gone_since"] = 1
+    (run / MANIFEST).write_text(json.dumps(doc))
+    check_resumable(run)
+    # A search setting still may not.
+    (run / "spec.yaml").write_text(SPEC.replace("trials: 2", "trials: 3"))
+    with pytest.raises(ConfigError, match=r"budget\.trials: 2 -> 3"):
+        check_resumable(run)
+
+
 def test_an_edited_source_spec_is_noted_not_used(run):
     (run.parent / "r.yaml").write_text(SPEC.replace("trials: 2", "trials: 9"))
     notes: list[str] = []

@@ -153,16 +153,8 @@ def test_interrupted_sweep_resumes_to_the_same_contract(tmp_path):
     stops.append(time.time())
     snapshot()
 
-    # 3. SIGKILL between trials: as soon as one more trial has ended.
-    proc = _ferray("resume", str(run), "--no-live", "--num-cpus", "2", log=log)
-    ended = len(_ended(run))
-    _wait_for(proc, lambda: len(_ended(run)) > ended, 300, "another trial to end", log)
-    in_flight += 2
-    kill_tree(proc)
-    stops.append(time.time())
-    snapshot()
-
-    # 4. SIGKILL during a trial: an epoch into the resumed sweep.
+    # 3. SIGKILL during a trial: an epoch into the resumed sweep. (A kill between trials, and at
+    # the other moments of a sweep's life, is test_kill_anywhere_ray's.)
     proc = _ferray("resume", str(run), "--no-live", "--num-cpus", "2", log=log)
     trained = len(_ledger(run))
     _wait_for(proc, lambda: len(_ledger(run)) > trained, 240, "an epoch after resuming", log)
@@ -171,7 +163,7 @@ def test_interrupted_sweep_resumes_to_the_same_contract(tmp_path):
     stops.append(time.time())
     snapshot()
 
-    # 5. Resume to the end.
+    # 4. Resume to the end.
     proc = _ferray("resume", str(run), "--no-live", "--num-cpus", "2", log=log)
     assert proc.wait(timeout=600) == 0, log.read_text()[-5000:]
 
