@@ -26,8 +26,12 @@ def test_the_ensemble_combines_the_best_completed_trials(run):
 
     summary = json.loads(run.ensemble_files.summary.read_text())
     completed = [t["trial_id"] for t in get_status(run.root)["trials"] if t["state"] == "COMPLETED"]
+    top = summary["top_members"]
+    assert top == completed[:len(top)] and 1 <= len(top) <= 3
+    # The members are the chosen method's; greedy's may come from beyond the top (its pool).
     members = [m["trial_id"] if isinstance(m, dict) else m for m in summary["members"]]
-    assert members == completed[:len(members)] and 1 <= len(members) <= 3
+    assert members == summary["methods"][summary["chosen"]]["members"]
+    assert set(members) <= set(summary["pool"]) <= set(completed) and summary["pool"][:len(top)] == top
     greedy = summary["methods"]["greedy"]
     assert abs(sum(greedy["weights"]) - 1.0) < 1e-9 and min(greedy["weights"]) >= 0
     assert summary["chosen"] in summary["methods"]

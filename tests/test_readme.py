@@ -1,116 +1,73 @@
-"""The README's command blocks: every `ferray` command parses as written, and the cheap ones run.
+"""The README: a front door that opens with the two commands, whose commands parse and run.
 
 Commands that train (search, resume, ensemble, distill, export, predict on a run) are run by
-the end-to-end tests on a tiny spec; here they must at least be valid for the parser.
+the end-to-end tests on a tiny spec; here they must at least be valid for the parser. The
+documentation pages' code blocks are checked the same way in ``tests/test_docs.py``.
 """
 
 from __future__ import annotations
 
-import os
 import re
-import shlex
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from tests._markdown import (REPO, bash_lines, check_parses, code_blocks, ferray_commands, python_problems,
+                             run_cheap, synopsis_in)
+
 README = (REPO / "README.md").read_text()
 
 
-def _bash_lines() -> list[str]:
-    lines = []
-    for block in re.findall(r"```bash\n(.*?)```", README, re.S):
-        block = block.replace("\\\n", " ")  # continuation lines
-        for line in block.splitlines():
-            line = re.split(r"\s+#\s", line, maxsplit=1)[0].strip()
-            if line and not line.startswith("#"):
-                lines.append(line)
-    return lines
-
-
-def _ferray_commands() -> list[str]:
-    out = []
-    for line in _bash_lines():
-        for part in re.split(r"&&|\|(?![^\"]*\"\s*$)", line):
-            part = part.strip()
-            if part.startswith("ferray"):
-                out.append(part)
-    return out
-
-
 def test_the_readme_opens_with_the_two_commands():
-    lines = _bash_lines()
+    lines = bash_lines(README)
     assert lines[0] == "python3 -m pip install -e . && ferray search"
     assert lines[1] == 'python3 -m pip install -e ".[test]" && python3 -m pytest -q'
     ci = (REPO / ".ci" / "run").read_text()
     assert lines[1] in ci
 
 
+def test_the_readme_is_a_front_door_not_a_manual():
+    assert len(README.splitlines()) <= 250, "the manual belongs in docs/"
+
+
+def test_every_readme_link_and_picture_exists():
+    targets = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", README)
+    local = [t for t in targets if not re.match(r"[a-z]+://", t)]
+    assert any(t.startswith("docs/") and t.endswith(".md") for t in local)
+    for target in local:
+        assert (REPO / target).exists(), f"README links to {target}, which does not exist"
+    pictures = re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", README)
+    assert pictures, "the README shows what a run produces"
+    for picture in pictures:
+        size = (REPO / picture).stat().st_size
+        assert (REPO / picture).read_bytes()[:4] == b"\x89PNG" and size < 300_000, picture
+
+
+def test_the_readme_draws_the_stages():
+    (diagram,) = code_blocks(README, "mermaid")
+    for stage in ("data", "training", "search", "ensemble", "distill", "export", "predict"):
+        assert stage in diagram
+
+
 def test_bash_blocks_hold_no_synopsis_placeholders():
-    for line in _bash_lines():
-        assert not re.search(r"\[--|\bRUN\b|\bBUNDLE\b|\bSPEC\b|\bSOURCE\b", line), \
-            f"{line!r} is a synopsis: put it in a ```text block"
+    for line in bash_lines(README):
+        assert not synopsis_in(line), f"{line!r} is a synopsis: put it in a ```text block"
 
 
-@pytest.mark.parametrize("command", _ferray_commands())
+@pytest.mark.parametrize("command", ferray_commands(README))
 def test_every_readme_command_parses(command):
-    from ferray.cli import _build_parser
-
-    argv = shlex.split(command)[1:]
-    try:
-        args = _build_parser().parse_args(argv)
-    except SystemExit as exc:
-        pytest.fail(f"README command {command!r} does not parse (exit {exc.code})")
-    assert getattr(args, "func", None) is not None, command
+    problem = check_parses(command)
+    assert problem is None, f"README: {problem}"
 
 
-def _inputs_exist(command: str, cwd: Path) -> bool:
-    """Whether every path-like argument (but an --out target) exists, relative to ``cwd``."""
-    args = shlex.split(command)[1:]
-    for i, arg in enumerate(args):
-        if i and args[i - 1] == "--out":
-            continue
-        path = arg.split("?", 1)[0]
-        if arg.startswith("synthetic:") or arg.startswith("-") or not ("/" in path or "." in path):
-            continue
-        if not (cwd / path).exists():
-            return False
-    return True
-
-
-CHEAP = ("ferray data grid", "ferray data check", "ferray data folds", "ferray data prepare", "ferray doctor",
-         "--dry-run")
+@pytest.mark.parametrize("block", [pytest.param(b, id=f"block{i}") for i, b in enumerate(code_blocks(README, "python"))])
+def test_the_readme_python_fits_the_api(block):
+    """The five-line example names real functions with arguments they take; running it is a
+    sweep, which ``tests/test_pipeline_e2e.py`` runs (``ferray search`` = run_search + finish_run)."""
+    assert python_problems(block) == []
 
 
 @pytest.mark.timeout(300)
 def test_the_cheap_readme_commands_run_as_written(tmp_path):
     """Run from a folder laid out like a clone: the repository's files, ../shared beside it."""
-    from tests.conftest import shared_data_root
-
-    work = tmp_path / "clone"
-    work.mkdir()
-    for name in ("search_spaces", "docs"):
-        (work / name).symlink_to(REPO / name) if name == "search_spaces" else (work / name).mkdir()
-    shared = shared_data_root()
-    if shared is not None:
-        (tmp_path / "shared").mkdir()
-        (tmp_path / "shared" / "datasets").symlink_to(shared)
-    ran = []
-    for command in _ferray_commands():
-        if not any(c in command for c in CHEAP):
-            continue
-        if "../shared" in command and shared is None:
-            continue
-        if not _inputs_exist(command, work):
-            continue  # an example on the reader's own data (data/ck+, a RUN of theirs)
-        argv = [sys.executable, "-m", "ferray.cli", *shlex.split(command)[1:]]
-        env = {**os.environ, "COLUMNS": "120"}
-        proc = subprocess.run(argv, cwd=work, capture_output=True, text=True, timeout=240, env=env)
-        # `data check` exits 1 when it finds errors in the data (FER2013 has duplicates across splits).
-        ok = (0, 1) if command.startswith("ferray data check") else (0,)
-        assert proc.returncode in ok, f"{command!r} exited {proc.returncode}:\n{proc.stderr[-2000:]}"
-        ran.append(command)
-    assert any("--dry-run" in c for c in ran) and any(c.startswith("ferray data grid") for c in ran)
-    assert (work / "docs" / "synthetic_basic7.png").is_file()
+    ran, _ = run_cheap(ferray_commands(README), tmp_path)
+    assert any("--dry-run" in c for c in ran)

@@ -20,8 +20,9 @@ def _cmd_distill(args: argparse.Namespace) -> int:
     from ferray.training import TrainingFailed
 
     try:
-        result = distill_run(args.run, student=args.student, epochs=args.epochs, temperature=args.temperature,
-                             alpha=args.alpha, address=args.address, num_cpus=args.num_cpus,
+        result = distill_run(args.run, student=_students(args.student), epochs=args.epochs,
+                             temperature=args.temperature, alpha=args.alpha, teacher=args.teacher,
+                             max_latency_ms=args.max_latency_ms, address=args.address, num_cpus=args.num_cpus,
                              echo=to_stderr)
     except TrainingFailed as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -37,6 +38,14 @@ def _cmd_distill(args: argparse.Namespace) -> int:
     return 0
 
 
+def _students(values: list[str] | None) -> str | list[str] | None:
+    """``--student a --student b,c`` -> ``["a", "b", "c"]``; one name stays a string; None: the spec's."""
+    if not values:
+        return None
+    names = [n.strip() for v in values for n in v.split(",")]
+    return names[0] if len(names) == 1 else names
+
+
 def _num(v, width: int = 9, digits: int = 4) -> str:
     return f"{v:>{width}.{digits}f}" if isinstance(v, (int, float)) else f"{'-':>{width}}"
 
@@ -46,14 +55,27 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p = subparsers.add_parser(
         "distill", help="train a small student on a sweep's ensemble and compare them on the holdout",
         description="Distil the chosen ensemble of a sweep (run `ferray ensemble RUN` first) into one small "
-                    "student backbone trained on every cross-validation row with the ensemble's out-of-fold "
-                    "probabilities as soft targets. Writes RUN/distill/: the student's weights, config, holdout "
+                    "student backbone trained on every cross-validation row. The online teacher (default) runs "
+                    "the ensemble's member models on every augmented, mixed batch the student sees, each row "
+                    "scored only by the fold models that never trained on it; the fixed teacher uses the "
+                    "ensemble's stored out-of-fold probabilities. Several --student candidates are timed at "
+                    "batch 1 (--max-latency-ms drops the slow ones) and compared on one fold of the "
+                    "cross-validation rows. Writes RUN/distill/: the student's weights, config, holdout "
                     "predictions and distill.json (student vs ensemble vs best trial: accuracy, macro-F1, "
-                    "parameters, latency). Settings default to the spec's distill: section.")
+                    "parameters, latency; the teacher; the candidates). Settings default to the spec's "
+                    "distill: section.")
     p.add_argument("run", help="run directory of a sweep that has an ensemble")
-    p.add_argument("--student", default=None, metavar="NAME", help="timm backbone of the student "
-                   "(default: distill.student, e.g. mobilenetv3_small_050)")
-    p.add_argument("--epochs", type=int, default=None, metavar="N", help="training epochs (default: distill.epochs)")
+    p.add_argument("--student", action="append", default=None, metavar="NAME",
+                   help="timm backbone of the student; repeat it or give a comma list for candidates "
+                        "(default: distill.student, e.g. mobilenetv3_small_050)")
+    p.add_argument("--teacher", choices=("online", "fixed"), default=None,
+                   help="online: the member models score every training batch; fixed: the ensemble's stored "
+                        "out-of-fold probabilities (default: distill.teacher, online)")
+    p.add_argument("--max-latency-ms", type=float, default=None, metavar="MS",
+                   help="drop candidates slower than MS per image at batch 1 on this CPU "
+                        "(default: distill.max_latency_ms, no cap)")
+    p.add_argument("--epochs", type=int, default=None, metavar="N",
+                   help="training epochs (default: distill.epochs; null there: 3 x budget.max_epochs)")
     p.add_argument("--temperature", type=float, default=None, metavar="T",
                    help="softening temperature > 0 (default: distill.temperature)")
     p.add_argument("--alpha", type=float, default=None,

@@ -141,11 +141,17 @@ def pack_targets(n_rows: int, num_classes: int, rows: np.ndarray, teacher: np.nd
 
 @dataclass(frozen=True)
 class EnsembleMembers:
-    """The trials of the chosen ensemble and, for weighted averages, their weights."""
+    """The trials of the chosen ensemble and, for weighted averages, their weights.
+
+    ``state`` is the chosen method's entry of ``ensemble.json``'s ``methods`` (what it
+    learned, e.g. stacking's ``coef`` and ``intercept`` over ``trial_ids`` in this order), or
+    None when the file has none.
+    """
 
     trial_ids: tuple[str, ...]
     weights: dict[str, float] | None
     method: str | None
+    state: dict | None = None
 
 
 def read_ensemble_members(run: RunLayout) -> EnsembleMembers:
@@ -181,11 +187,11 @@ def read_ensemble_members(run: RunLayout) -> EnsembleMembers:
     if isinstance(weights, list) and len(weights) == len(ids) and all(isinstance(w, (int, float)) for w in weights):
         used = {t: float(w) for t, w in zip(ids, weights) if w > 0}
         if used:
-            return EnsembleMembers(tuple(used), used, chosen)
+            return EnsembleMembers(tuple(used), used, chosen, fitted)
     elif weights is not None:
         raise DataError(f"{path}: methods.{chosen}.weights has {len(weights) if isinstance(weights, list) else 0} "
                         f"numbers for {len(ids)} members")
-    return EnsembleMembers(tuple(dict.fromkeys(ids)), None, chosen)
+    return EnsembleMembers(tuple(dict.fromkeys(ids)), None, chosen, fitted if isinstance(fitted, dict) else None)
 
 
 def label_images(run: RunLayout, members: EnsembleMembers, images: np.ndarray, *, fingerprint: str,

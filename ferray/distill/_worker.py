@@ -3,12 +3,22 @@
 :class:`StudentTrainer` is a :class:`~ferray.training._fold.FoldTrainer` (same model
 building, data loader, albumentations pipeline, mixup/CutMix, optimiser, schedule, AMP, EMA
 and TTA prediction) whose targets are packed ``[teacher_T | hard]`` rows and whose emotion
-loss is :class:`~ferray.distill._loss.DistillationLoss`. Mixing applies the same pair and
-weight to both halves of the packed targets.
+loss is :class:`~ferray.distill._loss.DistillationLoss`.
 
-The worker reports the training loss every epoch and, after the last, one checkpoint
-holding the student's weights (``fold_0.safetensors``), its holdout probabilities and the
-history; the driver turns it into the ``distill/`` folder.
+Two teachers:
+
+* fixed (no ``teacher`` given): the packed teacher half is the ensemble's stored
+  out-of-fold distribution; mixing applies the same pair and weight to both halves;
+* online (an :class:`~ferray.distill._online.OnlineTeacher`): each row also carries its
+  group (its fold, or transfer), partners are mixed within a group, and the teacher scores
+  the very batch the student is about to see (augmented and mixed, eval mode, no gradient);
+  its softened probabilities replace the packed teacher half.
+
+The worker reports the training loss after the first epoch, then at most every
+:data:`REPORT_EVERY_S` seconds (each ``ray.train.report`` blocks until Ray Train's controller
+polls it, about 2 s: on small data that cost more than the epochs), and after the last, one
+checkpoint holding the student's weights (``fold_0.safetensors``), its holdout probabilities
+and the history of every epoch; the driver turns it into the ``distill/`` folder.
 """
 
 from __future__ import annotations
@@ -22,6 +32,7 @@ import numpy as np
 import torch
 
 from ferray.data import FERData
+from ferray.distill._loss import soften
 from ferray.training._fold import EpochStats, FoldTrainer, NonFiniteLossError, _seed
 from ferray.training.config import TrainConfig
 from ferray.training.losses import FERLoss
@@ -32,6 +43,9 @@ __all__ = ["StudentTrainer", "student_worker", "CHECKPOINT_WEIGHTS", "CHECKPOINT
 CHECKPOINT_WEIGHTS = "fold_0.safetensors"
 CHECKPOINT_HOLDOUT = "holdout_probs.npy"
 CHECKPOINT_HISTORY = "history.json"
+
+#: Seconds between two progress reports after the first epoch's (the last epoch always reports).
+REPORT_EVERY_S = 10.0
 
 
 class StudentTrainer(FoldTrainer):
@@ -45,10 +59,15 @@ class StudentTrainer(FoldTrainer):
         targets: ``float32 (len(data), 2C)``: ``[teacher at temperature T | hard one-hot]``;
             rows without a hard label (transfer images) have a zero hard half.
         alpha, temperature: the distillation loss's weights (see :mod:`ferray.distill._loss`).
+        teacher: an online teacher (``teacher(x, groups) -> (B, C)`` probabilities), or None
+            for the fixed targets; with one, the packed teacher half is ignored.
+        groups: with ``teacher``: ``(len(data),)`` integers, the group of each row (its fold,
+            or ``TRANSFER_GROUP``), which picks the teacher's model and keeps mixing inside it.
     """
 
     def __init__(self, cfg: TrainConfig, data: FERData, train_index: np.ndarray, targets: np.ndarray, *,
-                 alpha: float, temperature: float, device: torch.device | str | None = None) -> None:
+                 alpha: float, temperature: float, device: torch.device | str | None = None,
+                 teacher=None, groups: np.ndarray | None = None) -> None:
         from ferray.distill._loss import DistillationLoss
 
         super().__init__(cfg, data, train_index, np.zeros(0, np.int64), fold=0, device=device)
@@ -57,6 +76,14 @@ class StudentTrainer(FoldTrainer):
         if targets.shape != (len(data), 2 * c):
             raise ValueError(f"targets must be (len(data), 2 * num_classes) = {(len(data), 2 * c)}, "
                              f"got {targets.shape}")
+        self.teacher = teacher
+        self.temperature = float(temperature)
+        if teacher is not None:
+            if groups is None or np.shape(groups) != (len(data),):
+                raise ValueError(f"an online teacher needs groups of shape (len(data),) = ({len(data)},), got "
+                                 f"{None if groups is None else np.shape(groups)}")
+            # The row's group rides along as one more target column (small integers: exact in float32).
+            targets = np.concatenate([targets, np.asarray(groups, dtype=np.float32)[:, None]], axis=1)
         self.targets = targets  # read by FoldTrainer.train_loader
         self.loss_fn = FERLoss(DistillationLoss(alpha, temperature), self.loss_fn.au,
                                au_weight=self.loss_fn.au_weight).to(self.device)
@@ -80,12 +107,19 @@ class StudentTrainer(FoldTrainer):
             aus = batch[2].to(self.device) if len(batch) > 2 else None
             if cfg.run.channels_last and self.device.type == "cuda":
                 x = x.contiguous(memory_format=torch.channels_last)
-            teacher, hard = y[:, :c], y[:, c:]
-            if mixer is not None:
-                x, teacher, aus = mixer(x, teacher, aus, epoch=epoch)
-                if mixer.last_perm is not None:  # the same partner and weight for the hard half
-                    lam, perm = mixer.last_lam, mixer.last_perm.to(hard.device)
-                    hard = hard * lam + hard[perm] * (1.0 - lam)
+            if self.teacher is None:
+                teacher, hard = y[:, :c], y[:, c:]
+                if mixer is not None:
+                    x, teacher, aus = mixer(x, teacher, aus, epoch=epoch)
+                    if mixer.last_perm is not None:  # the same partner and weight for the hard half
+                        lam, perm = mixer.last_lam, mixer.last_perm.to(hard.device)
+                        hard = hard * lam + hard[perm] * (1.0 - lam)
+            else:
+                hard, groups = y[:, c:2 * c], y[:, 2 * c].round().long()
+                if mixer is not None:
+                    x, hard, aus = mixer(x, hard, aus, epoch=epoch, groups=groups)
+                with torch.no_grad(), self._autocast():  # the very batch the student sees next
+                    teacher = soften(self.teacher(x, groups).float(), self.temperature)
             with self._autocast():
                 out = self.model(x)
                 loss, _ = self.loss_fn(out, torch.cat([teacher, hard], dim=1), aus)
@@ -146,9 +180,19 @@ def student_worker(config: dict) -> None:
         device = ray.train.torch.get_device()
     train_index = np.asarray(config["train_index"], dtype=np.int64)
     holdout_index = np.asarray(config["holdout_index"], dtype=np.int64)
+    # What the rows predicted after the last epoch are: the holdout, or a candidate's selection fold.
+    eval_name = str(config.get("eval_name") or "holdout")
+    teacher, groups = config.get("teacher"), config.get("groups")
+    if teacher is not None:
+        from ferray.distill._online import OnlineTeacher
+
+        pack = ray.get(teacher) if isinstance(teacher, ray.ObjectRef) else teacher
+        teacher = OnlineTeacher.from_pack(pack, device=device)
+        groups = np.asarray(ray.get(groups) if isinstance(groups, ray.ObjectRef) else groups, dtype=np.int64)
     trainer = StudentTrainer(cfg, data, train_index, targets, alpha=config["alpha"],
-                             temperature=config["temperature"], device=device)
+                             temperature=config["temperature"], device=device, teacher=teacher, groups=groups)
     history: list[dict] = []
+    last_report = None
     for epoch in range(cfg.run.epochs):
         try:
             stats = trainer.train_epoch(epoch)
@@ -159,13 +203,15 @@ def student_worker(config: dict) -> None:
                   "final": epoch + 1 == cfg.run.epochs}
         history.append(report)
         if not report["final"]:
-            ray.train.report(report)
+            if last_report is None or time.monotonic() - last_report >= REPORT_EVERY_S:
+                ray.train.report(report)
+                last_report = time.monotonic()
             continue
         t = time.perf_counter()
         tta = list(cfg.augment.tta)
         if len(holdout_index):
             probs, _ = trainer.predict(holdout_index, tta)
-            report.update({f"holdout_{k}": float(v) for k, v in
+            report.update({f"{eval_name}_{k}": float(v) for k, v in
                            trainer.metrics_of(holdout_index, probs, None).items()})
         else:
             probs = np.zeros((0, data.num_classes), np.float32)

@@ -1,4 +1,4 @@
-"""Ensembles of a sweep's top trials, fitted on their out-of-fold predictions.
+"""Ensembles of a sweep's trials, fitted on their out-of-fold predictions.
 
 Estimators (scikit-learn's contract: settings in ``__init__``, ``fit(P, y)`` returns
 ``self``, learned state ends in ``_``) over member probabilities ``P`` of shape
@@ -10,7 +10,10 @@ Estimators (scikit-learn's contract: settings in ``__init__``, ``fit(P, y)`` ret
 
 They are registered by name (:data:`ENSEMBLE_METHODS`, :func:`make_ensemble`), the names a
 spec's ``ensemble.methods`` and ``ferray ensemble --method`` take. :func:`build_ensembles`
-does the run-level work and writes ``RUN/ensemble/``.
+does the run-level work and writes ``RUN/ensemble/``: stacking, mean and vote combine the
+``top_k`` best trials by fold mean, greedy selection draws from a wider pool
+(:func:`select_pool`, ``ensemble.greedy.pool``: by default every completed trial whose
+weights are on disk), so a lower-ranked trial that complements the others can join.
 
 >>> import numpy as np
 >>> from ferray.ensemble import make_ensemble
@@ -49,6 +52,7 @@ _EXPORTS = {
     "Members": "ferray.ensemble._members",
     "load_members": "ferray.ensemble._members",
     "select_members": "ferray.ensemble._members",
+    "select_pool": "ferray.ensemble._members",
 }
 
 __all__ = [
@@ -77,6 +81,7 @@ __all__ = [
     "Members",
     "load_members",
     "select_members",
+    "select_pool",
 ]
 
 
@@ -94,7 +99,7 @@ if _TYPE_CHECKING:  # pragma: no cover - for static analysers only
     from ferray.ensemble._cv import INNER_FOLDS, cross_val_proba, inner_splits
     from ferray.ensemble._greedy import GreedyEnsemble
     from ferray.ensemble._mean import MeanEnsemble
-    from ferray.ensemble._members import Members, load_members, select_members
+    from ferray.ensemble._members import Members, load_members, select_members, select_pool
     from ferray.ensemble._registry import ENSEMBLE_METHODS, make_ensemble, register_ensemble
     from ferray.ensemble._stacking import StackingEnsemble, stacking_features
     from ferray.ensemble._vote import VoteEnsemble

@@ -10,6 +10,7 @@ rewrites a setting, so :func:`sklearn.base.clone` gives an unfitted copy with th
 from __future__ import annotations
 
 import numbers
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -123,10 +124,45 @@ class EnsembleMethod(BaseEstimator):
     def _combine(self, P: np.ndarray) -> np.ndarray:  # pragma: no cover - every method overrides it
         raise NotImplementedError
 
-    def to_dict(self) -> dict:
-        """A JSON-ready summary: the method, its settings and what it learned."""
+    def used_members(self) -> np.ndarray:
+        """Positions of the members :meth:`predict_proba` reads: all of them, unless the method
+        learned ``weights_`` and gave some members weight 0 (greedy's never-picked members)."""
         check_is_fitted(self, ("n_members_", "n_classes_"))
-        return {"method": self.name, "settings": self.get_params(), **self._learned()}
+        weights = getattr(self, "weights_", None)
+        if weights is None:
+            return np.arange(self.n_members_)
+        return np.flatnonzero(np.asarray(weights) > 0)
+
+    def to_dict(self, names: Sequence[str] | None = None) -> dict:
+        """A JSON-ready summary: the method, its settings and what it learned.
+
+        With ``names`` (one per member, in the order fitted: the trial ids) it also names the
+        ``members`` the combination reads (:meth:`used_members`), and what it learned per
+        member refers to those alone: ``weights`` aligned with ``members``.
+
+        >>> import numpy as np
+        >>> from ferray.ensemble import make_ensemble
+        >>> P = np.array([[[0.9, 0.1]], [[0.2, 0.8]]])
+        >>> make_ensemble("mean").fit(P, [0]).to_dict(["t1", "t2"])["members"]
+        ['t1', 't2']
+        """
+        check_is_fitted(self, ("n_members_", "n_classes_"))
+        out = {"method": self.name, "settings": self.get_params()}
+        if names is None:
+            return {**out, **self._learned()}
+        names = [str(n) for n in names]
+        if len(names) != self.n_members_:
+            raise ValueError(f"{len(names)} names for {self.n_members_} members: pass one name per member, "
+                             "in the order they were fitted")
+        used = self.used_members()
+        return {**out, "members": [names[i] for i in used], **self._named(self._learned(), names, used)}
 
     def _learned(self) -> dict:
         return {}
+
+    def _named(self, learned: dict, names: list[str], used: np.ndarray) -> dict:
+        """``learned`` restated for the ``used`` members alone (``weights`` aligned with them)."""
+        weights = learned.get("weights")
+        if isinstance(weights, list) and len(weights) == self.n_members_:
+            learned = {**learned, "weights": [weights[i] for i in used]}
+        return learned

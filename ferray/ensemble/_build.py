@@ -1,16 +1,30 @@
-"""``ferray ensemble RUN``: ensembles of a sweep's top trials, fitted on their out-of-fold predictions.
+"""``ferray ensemble RUN``: ensembles of a sweep's trials, fitted on their out-of-fold predictions.
 
-:func:`build_ensembles` picks the run's best finished trials, fits every requested method on
-their OOF probabilities (never on holdout labels), scores each method honestly on the OOF
-rows, applies it to the holdout rows, chooses one and writes ``RUN/ensemble/``:
+:func:`build_ensembles` picks each method's candidates, fits every requested method on their
+OOF probabilities (never on holdout labels), scores each method honestly on the OOF rows,
+applies it to the holdout rows, chooses one and writes ``RUN/ensemble/``.
 
-* ``ensembles.parquet``: one row per member and per method with OOF and holdout accuracy,
-  macro-F1 (each with its bootstrap 95% interval, ``*_low``/``*_high``) and log-loss, and
-  the gain over the best single trial;
-* ``ensemble.json``: the members (trial ids, params, fold-mean metric), each method's
-  settings and weights or stacking coefficients, the best method by each OOF metric, the
-  chosen one and ``comparison``: the chosen ensemble against the best single trial, the
-  difference of OOF and holdout accuracy and macro-F1 with a paired bootstrap 95% interval;
+The candidates: stacking, mean and vote combine the ``top`` best finished trials by fold
+mean (``ensemble.top_k``, ``--top``). Greedy selection chooses members for what they add to
+the running average, not for their rank, so it draws from a wider pool
+(``ensemble.greedy.pool``, :func:`~ferray.ensemble.select_pool`): by default every completed
+trial whose weights are still on disk, the ``top`` included. A weaker trial whose mistakes
+differ from the leaders' can earn weight that way. The pool is limited to trials with weights
+because whatever greedy picks must be exportable; the retention policy keeps a completed
+trial's weights until an ensemble has considered it (``pool`` in ``ensemble.json``) and
+prunes the non-members afterwards (:mod:`ferray.search._retention`).
+
+* ``ensembles.parquet``: one row per trial a method used (the ``top`` and every trial greedy
+  picked) and per method with OOF and holdout accuracy, macro-F1 (each with its bootstrap 95%
+  interval, ``*_low``/``*_high``) and log-loss, and the gain over the best single trial;
+* ``ensemble.json``: ``members``, the chosen method's members (trial ids, rank, params,
+  fold-mean metric, scores): what export, distillation, report and explain load;
+  ``methods``: each method's ``members`` (trial ids, aligned with its ``weights`` where it
+  has any), settings and weights or stacking coefficients; ``top_members`` (the ``top``
+  trials), ``pool`` (the trials greedy drew from) and ``greedy_pool`` (its setting); the best
+  method by each OOF metric, the chosen one and ``comparison``: the chosen ensemble against
+  the best single trial (``baseline``), the difference of OOF and holdout accuracy and
+  macro-F1 with a paired bootstrap 95% interval;
   ``inner_groups``: whether the inner folds were grouped, over how many groups and rows;
 * ``oof.parquet`` and ``holdout.parquet``: the chosen ensemble's predictions in the format of
   :mod:`ferray.training.outputs` (holdout: one row per holdout row, ``fold`` -1), the soft
@@ -47,7 +61,7 @@ from ferray._io import json_safe
 from ferray.ensemble import _builtin  # noqa: F401  (the built-in methods, registered)
 from ferray.ensemble._base import EnsembleMethod
 from ferray.ensemble._cv import INNER_FOLDS, cross_val_proba
-from ferray.ensemble._members import Members, load_members, run_status, select_members
+from ferray.ensemble._members import Members, load_members, run_status, select_members, select_pool
 from ferray.ensemble._registry import ENSEMBLE_METHODS, make_ensemble
 from ferray.errors import ConfigError, DataError, FerrayError
 from ferray.layout import EnsembleLayout, RunLayout
@@ -70,13 +84,22 @@ N_BOOT, LEVEL = 1000, 0.95
 
 @dataclass
 class MethodFit:
-    """One fitted method: the estimator, its honest OOF and its holdout probabilities."""
+    """One fitted method: the estimator, its honest OOF and its holdout probabilities.
+
+    ``trial_ids`` are its candidates, in the order fitted; :attr:`members` those it uses.
+    """
 
     name: str
     estimator: EnsembleMethod
     oof: np.ndarray
     holdout: np.ndarray
     oof_source: str  # inner_cv (stacking), cross_fitted (other learned methods), direct (no labels used)
+    trial_ids: list[str] = field(default_factory=list)
+
+    @property
+    def members(self) -> list[str]:
+        """The trial ids the fitted method reads (greedy: those it picked), in candidate order."""
+        return [self.trial_ids[i] for i in self.estimator.used_members()]
 
 
 @dataclass
@@ -86,10 +109,10 @@ class EnsembleReport:
     Attributes:
         run_dir: the run directory.
         path: its ``ensemble/`` folder (see :class:`ferray.layout.EnsembleLayout`).
-        metric: the run's fold-mean metric, which ranked the members.
-        members: the members' trial ids, best first.
+        metric: the run's fold-mean metric, which ranked the trials.
+        members: the chosen method's members (trial ids, best first): what export loads.
         methods: the methods fitted, in the order asked.
-        table: the rows of ``ensembles.parquet`` (members first, then methods).
+        table: the rows of ``ensembles.parquet`` (trials first, best first, then methods).
         best: the best method by each OOF metric: ``{"log_loss": ..., "accuracy": ..., "macro_f1": ...}``.
         chosen: the method whose predictions were written (the best by :data:`CHOSEN_BY`).
         chosen_by: :data:`CHOSEN_BY`.
@@ -97,6 +120,10 @@ class EnsembleReport:
         comparison: the chosen ensemble against the best single trial (``ensemble.json``'s
             ``comparison``): per split (``oof``, ``holdout``; ``None`` without holdout rows)
             and metric the difference with its paired bootstrap interval and a verdict.
+        top_members: the ``top`` best trials by fold mean, which stacking, mean and vote combine.
+        pool: the trials greedy selection drew from (``top_members`` first).
+        method_members: each method's members (trial ids).
+        baseline: the best single trial, which the gains and ``comparison`` are against.
     """
 
     run_dir: Path
@@ -110,6 +137,10 @@ class EnsembleReport:
     chosen_by: str = CHOSEN_BY
     summary: dict = field(default_factory=dict, repr=False)
     comparison: dict = field(default_factory=dict)
+    top_members: list[str] = field(default_factory=list)
+    pool: list[str] = field(default_factory=list)
+    method_members: dict[str, list[str]] = field(default_factory=dict)
+    baseline: str = ""
 
     def row(self, name: str) -> dict:
         """The table row of a member (trial id) or method."""
@@ -121,9 +152,10 @@ class EnsembleReport:
     def to_dict(self) -> dict:
         """JSON-ready (``ferray ensemble --json``)."""
         return json_safe({"run_dir": str(self.run_dir), "path": str(self.path), "metric": self.metric,
-                       "members": self.members, "methods": self.methods, "best": self.best,
-                       "chosen": self.chosen, "chosen_by": self.chosen_by, "comparison": self.comparison,
-                       "table": self.table})
+                          "members": self.members, "methods": self.methods, "top_members": self.top_members,
+                          "pool": self.pool, "method_members": self.method_members, "baseline": self.baseline,
+                          "best": self.best, "chosen": self.chosen, "chosen_by": self.chosen_by,
+                          "comparison": self.comparison, "table": self.table})
 
     def render(self):
         """A rich renderable: the table, the chosen method and where the files are."""
@@ -131,8 +163,10 @@ class EnsembleReport:
         from rich.table import Table
         from rich.text import Text
 
-        base = self.members[0]
-        table = Table(title=f"{Path(self.run_dir).name}: ensembles of the top {len(self.members)} trials "
+        base = self.baseline or self.members[0]
+        top = len(self.top_members) or len(self.members)
+        pool = f", greedy from a pool of {len(self.pool)}" if len(self.pool) > top else ""
+        table = Table(title=f"{Path(self.run_dir).name}: ensembles of the top {top} trials{pool} "
                             f"(OOF scores cross-validated; [95% bootstrap interval]; gain vs the best single trial "
                             f"{base})")
         for col in ("", "member / method", "fold mean", "OOF acc", "OOF F1", "OOF log-loss",
@@ -140,7 +174,8 @@ class EnsembleReport:
             table.add_column(col, justify="left" if col in ("", "member / method") else "right")
         for r in self.table:
             mark = "*" if r["chosen"] else ""
-            name = r["name"] if r["kind"] == "member" else f"[bold]{r['name']}[/bold] ({r['members']} members)"
+            name = f"{r['name']} #{r['rank']}" if r["kind"] == "member" else \
+                f"[bold]{r['name']}[/bold] ({r['members']} members)"
             gain = f"{_fmt(r['gain_oof_accuracy'], signed=True)} / {_fmt(r['gain_holdout_accuracy'], signed=True)}"
             table.add_row(mark, name, _fmt(r["fold_mean"]), _fmt_ci(r, "oof_accuracy"), _fmt_ci(r, "oof_macro_f1"),
                           _fmt(r["oof_log_loss"]), _fmt_ci(r, "holdout_accuracy"), _fmt_ci(r, "holdout_macro_f1"),
@@ -272,24 +307,27 @@ def fit_methods(members: Members, methods: Sequence[str], *, settings: dict[str,
         except ValueError as exc:  # the run's predictions do not suit the method (e.g. too few rows)
             raise DataError(f"ensemble method {name!r} cannot be fitted on the members' OOF predictions: "
                             f"{exc}") from None
-        fits.append(MethodFit(name, est, oof, hold, source))
+        fits.append(MethodFit(name, est, oof, hold, source, members.trial_ids))
         if echo is not None:
             s = _scores(members.labels, oof, members.oof.shape[2])
             echo(f"{name}: OOF accuracy {s['accuracy']:.4f}, log-loss {s['log_loss']:.4f} ({source})")
     return fits
 
 
-def _table(members: Members, fits: list[MethodFit], seed: int = 0) -> list[dict]:
+def _table(members: Members, fits: list[MethodFit], seed: int = 0, trial_ids: Sequence[str] | None = None
+           ) -> list[dict]:
+    """Rows of ``members`` (those in ``trial_ids``; default all, best first), then of ``fits``."""
     n_classes = members.oof.shape[2]
+    keep = None if trial_ids is None else set(trial_ids)
     rows = []
-    for rank, (trial, oof, hold) in enumerate(zip(members.trials, members.oof, members.holdout), start=1):
-        rows.append({"kind": "member", "name": trial["trial_id"], "rank": rank, "members": 1,
+    for pos, (trial, oof, hold) in enumerate(zip(members.trials, members.oof, members.holdout), start=1):
+        if keep is not None and trial["trial_id"] not in keep:
+            continue
+        rows.append({"kind": "member", "name": trial["trial_id"], "rank": trial.get("rank", pos), "members": 1,
                      "fold_mean": trial.get("metric"), "state": trial.get("state"),
                      **_prefixed(members, oof, hold, n_classes, seed)})
     for f in fits:
-        weights = getattr(f.estimator, "weights_", None)
-        used = int(np.count_nonzero(weights)) if weights is not None else len(members)
-        rows.append({"kind": "ensemble", "name": f.name, "rank": None, "members": used, "fold_mean": None,
+        rows.append({"kind": "ensemble", "name": f.name, "rank": None, "members": len(f.members), "fold_mean": None,
                      "state": None, **_prefixed(members, f.oof, f.holdout, n_classes, seed)})
     base = rows[0]
     for r in rows:
@@ -356,13 +394,18 @@ def _choose(table: list[dict]) -> tuple[str, dict[str, str]]:
 
 
 def _write_predictions(folder: Path, members: Members, fit: MethodFit) -> None:
+    """The chosen ensemble's predictions; ``members``: the candidates it was fitted on.
+
+    AU probabilities (multi-task runs) are the plain mean of the members the method uses.
+    """
     from ferray.training.outputs import Predictions, write_predictions
 
     meta = {"class_names": members.class_names, "k": members.meta.get("k"),
             "data_fingerprint": members.meta.get("data_fingerprint", ""), "tta": members.meta.get("tta", []),
-            "ensemble": fit.name, "members": [t["trial_id"] for t in members.trials]}
-    oof_au = None if members.oof_au is None else members.oof_au.mean(axis=0)
-    hold_au = None if members.holdout_au is None else members.holdout_au.mean(axis=0)
+            "ensemble": fit.name, "members": fit.members}
+    used = fit.estimator.used_members()
+    oof_au = None if members.oof_au is None else members.oof_au[used].mean(axis=0)
+    hold_au = None if members.holdout_au is None else members.holdout_au[used].mean(axis=0)
     layout = EnsembleLayout(folder)
     write_predictions(Predictions(members.rows, members.ids, members.folds, members.labels, fit.oof, oof_au,
                                   {**meta, "kind": "oof"}), layout.oof)
@@ -384,18 +427,23 @@ def _write_table(rows: list[dict], path: Path, metric: str) -> None:
 
 def build_ensembles(run_dir: str | os.PathLike, *, top: int | None = None,
                     methods: str | Sequence[str] | None = None, include_pruned: bool = False,
-                    seed: int | None = None, echo: Callable[[str], Any] | None = print) -> EnsembleReport:
-    """Ensemble a sweep's top trials and write ``RUN/ensemble/`` (see the module docstring).
+                    seed: int | None = None, pool: str | int | None = None,
+                    echo: Callable[[str], Any] | None = print) -> EnsembleReport:
+    """Ensemble a sweep's trials and write ``RUN/ensemble/`` (see the module docstring).
 
     Args:
         run_dir: a sweep's run directory.
-        top: members, the best finished trials by fold-mean metric (as ``ferray status``
-            ranks them); default ``ensemble.top_k`` of the run's spec.
+        top: the best finished trials by fold mean (as ``ferray status`` ranks them) that
+            stacking, mean and vote combine, and that greedy's pool always holds; default
+            ``ensemble.top_k`` of the run's spec.
         methods: names of :data:`~ferray.ensemble.ENSEMBLE_METHODS`, a comma-separated
             string, or ``"all"``; default ``ensemble.methods`` of the spec.
         include_pruned: also consider PRUNED trials (those that left prediction files).
         seed: greedy tie-breaks, stacking's inner folds and the cross-fitted scores; default
             ``ensemble.seed`` of the spec.
+        pool: the trials greedy selection draws from: ``"all"`` (every finished trial with
+            predictions whose weights are on disk), ``"top_k"`` (the ``top``) or an integer N
+            (the best N, never fewer than ``top``); default ``ensemble.greedy.pool`` of the spec.
         echo: progress lines (``None``: silent).
 
     Returns:
@@ -403,15 +451,15 @@ def build_ensembles(run_dir: str | os.PathLike, *, top: int | None = None,
         log-loss (:data:`CHOSEN_BY`), scored without the rows' own labels.
 
     Raises:
-        ConfigError: not a run directory, an unknown method, or more members asked for than
-            finished trials with predictions.
+        ConfigError: not a run directory, an unknown method, a bad ``pool``, or more members
+            asked for than finished trials with predictions.
         DataError: no trial finished with predictions (every trial errored, ...), or the
-            members do not share one dataset, fold plan or set of rows.
+            candidates do not share one dataset, fold plan or set of rows.
 
     >>> report = build_ensembles("runs/quickstart-20261130-120000", top=3)  # doctest: +SKIP
-    >>> report.chosen, report.row(report.chosen)["holdout_accuracy"]        # doctest: +SKIP
+    >>> report.chosen, report.members, report.row(report.chosen)["holdout_accuracy"]  # doctest: +SKIP
     """
-    from ferray.search import load_search_spec
+    from ferray.search import check_greedy_pool, load_search_spec
 
     say = echo or (lambda _s: None)
     run, status = run_status(run_dir)
@@ -425,34 +473,47 @@ def build_ensembles(run_dir: str | os.PathLike, *, top: int | None = None,
         seed = cfg.seed
     elif isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ConfigError(f"seed = {seed!r}, but must be an integer >= 0")
+    if pool is None:
+        pool = cfg.greedy.pool
+    else:
+        try:
+            pool = check_greedy_pool(pool)
+        except ValueError as exc:
+            raise ConfigError(f"greedy {exc}") from None
     names = _resolve_methods(methods, cfg.methods)
 
     trials = select_members(run, status, top, include_pruned=include_pruned, top_source=top_source, echo=say)
-    members = load_members(run, trials)
-    say(f"members ({status['metric']}, fold mean): "
+    pool_trials = select_pool(run, status, trials, pool, include_pruned=include_pruned, echo=say) \
+        if "greedy" in names else list(trials)
+    candidates = load_members(run, pool_trials)  # the top first, in rank order
+    say(f"top {top} ({status['metric']}, fold mean): "
         + ", ".join(f"{t['trial_id']} {t['metric']:.4f}" for t in trials)
-        + f"; {members.oof.shape[1]} OOF rows, {members.holdout.shape[1]} holdout rows")
-    inner_groups = _inner_groups(members)
+        + f"; {candidates.oof.shape[1]} OOF rows, {candidates.holdout.shape[1]} holdout rows")
+    inner_groups = _inner_groups(candidates)
     if not inner_groups["grouped"]:
-        members.groups = None
+        candidates.groups = None
     say(f"inner folds: {inner_groups['text']}")
-    fits = fit_methods(members, names, settings={n: _settings(n, cfg, seed) for n in names}, seed=seed, echo=say)
-    table = _table(members, fits, seed)
+    ranked = candidates if len(pool_trials) == len(trials) else candidates.take(range(len(trials)))
+    settings = {n: _settings(n, cfg, seed) for n in names}
+    fitted_on = {n: candidates if n == "greedy" else ranked for n in names}
+    fits = [fit_methods(fitted_on[n], [n], settings=settings, seed=seed, echo=say)[0] for n in names]
+    used = {t["trial_id"] for t in trials}.union(*(f.members for f in fits))
+    table = _table(candidates, fits, seed, trial_ids=used)
     chosen, best = _choose(table)
     chosen_fit = next(f for f in fits if f.name == chosen)
-    comparison = compare_to_best_single(members, chosen_fit, seed=seed)
+    comparison = compare_to_best_single(ranked, chosen_fit, seed=seed)
     by_name = {r["name"]: r for r in table}
+    by_id = {t["trial_id"]: t for t in pool_trials}
     summary = json_safe({
-        "run": run.name, "metric": status["metric"], "mode": status["mode"], "class_names": members.class_names,
-        "data_fingerprint": members.meta.get("data_fingerprint", ""), "k": members.meta.get("k"),
+        "run": run.name, "metric": status["metric"], "mode": status["mode"], "class_names": candidates.class_names,
+        "data_fingerprint": candidates.meta.get("data_fingerprint", ""), "k": candidates.meta.get("k"),
         "top": top, "include_pruned": include_pruned, "seed": seed, "inner_folds": INNER_FOLDS,
         "inner_groups": {k: v for k, v in inner_groups.items() if k != "text"},
-        "members": [{"trial_id": t["trial_id"], "rank": i + 1, "state": t["state"], "fold_mean": t["metric"],
-                     "fold_mean_std": t.get("metric_std"), "best_epoch": t.get("best_epoch"),
-                     "params": t.get("params", {}),
-                     **{k: by_name[t["trial_id"]][k] for k in _score_keys()}}
-                    for i, t in enumerate(trials)],
-        "methods": {f.name: {**f.estimator.to_dict(), "oof_source": f.oof_source,
+        "members": [_member_entry(by_id[tid], by_name[tid]) for tid in chosen_fit.members],
+        "top_members": [t["trial_id"] for t in trials],
+        "greedy_pool": pool if "greedy" in names else None,
+        "pool": [t["trial_id"] for t in pool_trials],
+        "methods": {f.name: {**f.estimator.to_dict(f.trial_ids), "oof_source": f.oof_source,
                              **{k: by_name[f.name][k] for k in _score_keys()}} for f in fits},
         "best": best, "chosen": chosen, "chosen_by": CHOSEN_BY, "baseline": trials[0]["trial_id"],
         "comparison": comparison,
@@ -464,7 +525,7 @@ def build_ensembles(run_dir: str | os.PathLike, *, top: int | None = None,
     try:
         layout = EnsembleLayout(tmp)
         _write_table(table, layout.table, status["metric"])
-        _write_predictions(tmp, members, chosen_fit)
+        _write_predictions(tmp, fitted_on[chosen], chosen_fit)
         from ferray._io import atomic_write_json, replace_folder
 
         atomic_write_json(layout.summary, summary)
@@ -472,10 +533,21 @@ def build_ensembles(run_dir: str | os.PathLike, *, top: int | None = None,
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    say(f"chosen: {chosen}; wrote {run.ensemble}")
+    say(f"chosen: {chosen} ({len(chosen_fit.members)} member(s): {', '.join(chosen_fit.members)}); "
+        f"wrote {run.ensemble}")
     return EnsembleReport(run_dir=run.root, path=run.ensemble, metric=status["metric"],
-                          members=[t["trial_id"] for t in trials], methods=names, table=table, best=best,
-                          chosen=chosen, summary=summary, comparison=summary["comparison"])
+                          members=list(chosen_fit.members), methods=names, table=table, best=best,
+                          chosen=chosen, summary=summary, comparison=summary["comparison"],
+                          top_members=summary["top_members"], pool=summary["pool"],
+                          method_members={f.name: f.members for f in fits}, baseline=trials[0]["trial_id"])
+
+
+def _member_entry(trial: dict, row: dict) -> dict:
+    """A member of ``ensemble.json``: the trial's rank, state, fold mean, params and scores."""
+    return {"trial_id": trial["trial_id"], "rank": trial.get("rank"), "state": trial["state"],
+            "fold_mean": trial["metric"], "fold_mean_std": trial.get("metric_std"),
+            "best_epoch": trial.get("best_epoch"), "params": trial.get("params", {}),
+            **{k: row[k] for k in _score_keys()}}
 
 
 def _inner_groups(members: Members) -> dict:

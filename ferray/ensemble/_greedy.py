@@ -42,6 +42,11 @@ class GreedyEnsemble(EnsembleMethod):
             bags' weights, which guards against a selection fitted to the rows' noise.
         bag_fraction: the share of the members each bag selects from, in (0, 1].
 
+    The members are whatever ``P`` holds: :func:`~ferray.ensemble.build_ensembles` passes the
+    trials of ``ensemble.greedy.pool`` (every completed trial whose weights are on disk, by
+    default), so a weaker trial that corrects the others' mistakes can be picked although it
+    ranks outside the ``top_k`` the other methods combine.
+
     Attributes:
         weights_: ``(n_members,)`` pick counts of the kept prefix divided by its length (sum 1).
         indices_: the member picked in each round of the kept prefix.
@@ -121,6 +126,14 @@ class GreedyEnsemble(EnsembleMethod):
                 "trajectory": self.trajectory_.tolist(), "fit_score": self.score_,
                 "bag_members": None if getattr(self, "bag_members_", None) is None else self.bag_members_.tolist(),
                 "formula": "sum_m weights[m] * p_m"}
+
+    def _named(self, learned: dict, names: list[str], used: np.ndarray) -> dict:
+        # By name, the picks and the bags need no positions into a pool the reader never sees.
+        learned = super()._named(learned, names, used)
+        learned["indices"] = [names[i] for i in self.indices_]
+        if self.bag_members_ is not None:
+            learned["bag_members"] = [[names[i] for i in bag] for bag in self.bag_members_]
+        return learned
 
 
 def _loss(average: np.ndarray, y: np.ndarray, metric: str) -> float:

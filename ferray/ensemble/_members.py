@@ -1,15 +1,18 @@
-"""The members of a run's ensemble: the top finished trials and their aligned predictions.
+"""The candidates of a run's ensemble: the top finished trials, greedy's pool, their aligned predictions.
 
 :func:`select_members` ranks a run's trials as ``ferray status`` does (best epoch's fold
-mean); :func:`load_members` reads their ``oof.parquet`` and ``holdout.parquet``, checks they
-share one dataset and fold plan, and lines their rows up into arrays an ensemble method takes,
-with the rows' groups from the run's fold plan (``folds.parquet``) for grouped inner folds.
+mean) and takes the best ``top``, which every method may combine; :func:`select_pool` widens
+them to the trials greedy selection draws from (``ensemble.greedy.pool``); :func:`load_members`
+reads their ``oof.parquet`` and ``holdout.parquet``, checks they share one dataset and fold
+plan, and lines their rows up into arrays an ensemble method takes, with the rows' groups from
+the run's fold plan (``folds.parquet``) for grouped inner folds.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +22,7 @@ from ferray.errors import ConfigError, DataError
 from ferray.layout import RunLayout, TrialLayout
 from ferray.training.outputs import Predictions, read_predictions
 
-__all__ = ["Members", "select_members", "load_members", "run_status"]
+__all__ = ["Members", "select_members", "select_pool", "load_members", "run_status", "has_weights"]
 
 
 @dataclass
@@ -65,6 +68,19 @@ class Members:
     def __len__(self) -> int:
         return len(self.trials)
 
+    def take(self, index: Sequence[int]) -> Members:
+        """The members at positions ``index`` (in that order), the rows unchanged.
+
+        >>> ranked = pool.take(range(3))  # doctest: +SKIP
+        """
+        index = np.asarray(index, dtype=np.int64)
+        if index.ndim != 1 or not len(index):
+            raise ValueError("Members.take needs at least one position")
+        return replace(self, trials=[self.trials[i] for i in index], oof=self.oof[index],
+                       holdout=self.holdout[index],
+                       oof_au=None if self.oof_au is None else self.oof_au[index],
+                       holdout_au=None if self.holdout_au is None else self.holdout_au[index])
+
 
 def run_status(run_dir: str | os.PathLike) -> tuple[RunLayout, dict]:
     """The run's layout and :func:`ferray.search.get_status`; ``ConfigError`` for a folder that is no run."""
@@ -82,20 +98,16 @@ def run_status(run_dir: str | os.PathLike) -> tuple[RunLayout, dict]:
     return run, get_status(run.root, intervals=False)
 
 
-def select_members(run: RunLayout, status: dict, top: int, *, include_pruned: bool = False,
-                   top_source: str | None = None, echo=None) -> list[dict]:
-    """The ``top`` best finished trials that left ``oof.parquet`` and ``holdout.parquet``.
+def has_weights(trial: TrialLayout) -> bool:
+    """Whether a trial folder holds model weights (``weights/fold_<i>.safetensors``) to export."""
+    return trial.weights_dir.is_dir() and any(trial.weights_dir.glob("fold_*.safetensors"))
 
-    Finished means COMPLETED (and PRUNED with ``include_pruned``) with a fold-mean metric.
 
-    Raises:
-        DataError: no trial qualifies (every trial errored, or none left prediction files).
-        ConfigError: fewer trials qualify than ``top``.
-    """
+def _ranked(run: RunLayout, status: dict, include_pruned: bool) -> tuple[list[dict], list[dict], list[str]]:
+    """``(finished, usable, skipped)``: finished trials best first, those of them with both
+    prediction files (each with its 1-based ``rank`` among them), the others' descriptions."""
     states = ("COMPLETED", "PRUNED") if include_pruned else ("COMPLETED",)
-    trials = status["trials"]
-    counts = ", ".join(f"{n} {s.lower()}" for s, n in status["counts"].items()) or "no trials"
-    finished = [t for t in trials if t["state"] in states and t["metric"] is not None]
+    finished = [t for t in status["trials"] if t["state"] in states and t["metric"] is not None]
     usable, skipped = [], []
     for t in finished:
         layout = run.trial(t["trial_id"])
@@ -103,7 +115,24 @@ def select_members(run: RunLayout, status: dict, top: int, *, include_pruned: bo
         if lacking:
             skipped.append(f"{t['trial_id']} (no {' or '.join(lacking)})")
         else:
-            usable.append(t)
+            usable.append({**t, "rank": len(usable) + 1})
+    return finished, usable, skipped
+
+
+def select_members(run: RunLayout, status: dict, top: int, *, include_pruned: bool = False,
+                   top_source: str | None = None, echo=None) -> list[dict]:
+    """The ``top`` best finished trials that left ``oof.parquet`` and ``holdout.parquet``.
+
+    Finished means COMPLETED (and PRUNED with ``include_pruned``) with a fold-mean metric.
+    Each returned summary carries its ``rank`` among those trials (1: the best).
+
+    Raises:
+        DataError: no trial qualifies (every trial errored, or none left prediction files).
+        ConfigError: fewer trials qualify than ``top``.
+    """
+    trials = status["trials"]
+    counts = ", ".join(f"{n} {s.lower()}" for s, n in status["counts"].items()) or "no trials"
+    finished, usable, skipped = _ranked(run, status, include_pruned)
     if skipped and echo is not None:
         echo(f"skipping {len(skipped)} finished trial(s) without predictions: {', '.join(skipped)}")
     if not usable:
@@ -130,6 +159,34 @@ def select_members(run: RunLayout, status: dict, top: int, *, include_pruned: bo
             f"({', '.join(t['trial_id'] for t in usable)}); ask for at most {len(usable)}"
             + (f" (or add --include-pruned: {len(pruned)} pruned trial(s) with predictions)" if pruned else ""))
     return usable[:top]
+
+
+def select_pool(run: RunLayout, status: dict, top: list[dict], pool: str | int, *, include_pruned: bool = False,
+                echo=None) -> list[dict]:
+    """The trials greedy selection draws from: ``top`` (:func:`select_members`) and, beyond them,
+    the finished trials with predictions whose weights are still on disk, best first.
+
+    ``pool`` is ``ensemble.greedy.pool``: ``"top_k"`` (``top`` alone), ``"all"`` (every such
+    trial) or an integer N (those among the best N, never fewer than ``top``). A trial beyond
+    ``top`` whose weights are gone (the retention policy removed them) is left out: greedy may
+    only pick a trial the export stage can load, and the policy keeps the weights of
+    ``pool: all`` until an ensemble has considered them (:mod:`ferray.search._retention`).
+    """
+    if pool == "top_k":
+        return list(top)
+    _, usable, _ = _ranked(run, status, include_pruned)
+    ids = {t["trial_id"] for t in top}
+    limit = len(usable) if pool == "all" else max(int(pool), len(top))
+    extra, gone = [], []
+    for t in usable[:limit]:
+        if t["trial_id"] not in ids:
+            (extra if has_weights(run.trial(t["trial_id"])) else gone).append(t)
+    if echo is not None:
+        echo(f"greedy's pool (ensemble.greedy.pool: {pool}): {len(top) + len(extra)} trial(s), the top {len(top)} "
+             f"and {len(extra)} more with weights on disk"
+             + (f"; left out {len(gone)} without weights (removed by the retention policy): "
+                + ", ".join(t["trial_id"] for t in gone) if gone else ""))
+    return list(top) + extra
 
 
 def _sorted_unique(pred: Predictions, where: str) -> np.ndarray:

@@ -19,9 +19,12 @@ def read_ensemble_summary(path: str | os.PathLike) -> dict:
     Returns ``{"method", "members" (trial ids), "weights" (or None), "stacker" (or None),
     "scores" (the method's ``oof_*``/``holdout_*``), "chosen_by", "member_info"}``.
 
-    ``ferray.ensemble`` writes ``"chosen"``, ``"members": [{"trial_id", ...}]`` and
-    ``"methods": {name: {"weights": [...]} | {"coef", "intercept", "features", "eps"}}``; a
-    hand-written ``{"method", "members": [ids], "weights" | "stacker"}`` is read too.
+    ``ferray.ensemble`` writes ``"chosen"``, ``"members": [{"trial_id", ...}]`` (the chosen
+    method's) and ``"methods": {name: {"members": [ids], "weights": [...]} | {"members", "coef",
+    "intercept", "features", "eps"}}``: the chosen method's ``members`` are read (each method has
+    its own: greedy picks from a wider pool than the others), else the top-level list (files
+    from before per-method members, whose weights align with it). A hand-written
+    ``{"method", "members": [ids], "weights" | "stacker"}`` is read too.
 
     Raises:
         DataError: the file is missing or unreadable, or lacks the method or the members;
@@ -57,9 +60,10 @@ def read_ensemble_summary(path: str | os.PathLike) -> dict:
             raise DataError(f"{path}: member {m!r} has no trial id")
         ids.append(tid)
     scores = {k: v for k, v in section.items() if k.startswith(("oof_", "holdout_")) and k != "oof_source"}
+    top_level = doc.get("members") if isinstance(doc.get("members"), list) else []
+    info = {m.get("trial_id"): m for m in [*top_level, *members] if isinstance(m, dict)}
     out: dict = {"method": method, "members": ids, "weights": None, "stacker": None, "scores": scores,
-                 "chosen_by": doc.get("chosen_by"),
-                 "member_info": [m for m in members if isinstance(m, dict)]}
+                 "chosen_by": doc.get("chosen_by"), "member_info": [info[t] for t in ids if t in info]}
     if method == "stacking":
         stacker = section.get("stacker", section)
         if not isinstance(stacker, dict) or "coef" not in stacker or "intercept" not in stacker:

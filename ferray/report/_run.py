@@ -168,8 +168,11 @@ def collect_run(run_dir: str | Path, *, echo: Callable[[str], Any] | None = None
     summary = _read_json(ens.summary) if ens.summary.is_file() else None
     if summary is not None:
         chosen = summary.get("chosen")
-        members = [m.get("trial_id") for m in summary.get("members", []) if isinstance(m, dict)]
-        weights = ((summary.get("methods") or {}).get(chosen) or {}).get("weights")
+        fitted = (summary.get("methods") or {}).get(chosen) or {}
+        # Each method names its members (greedy picks from a wider pool); older files: the top-level list.
+        members = fitted.get("members") if isinstance(fitted.get("members"), list) else \
+            [m.get("trial_id") for m in summary.get("members", []) if isinstance(m, dict)]
+        weights = fitted.get("weights")
         add("ensemble", f"ensemble ({chosen})", "ensemble", ens.oof, ens.holdout,
             {"method": chosen, "members": members, "weights": weights, "chosen_by": summary.get("chosen_by")})
     if ens.table.is_file():

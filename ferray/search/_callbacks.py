@@ -217,10 +217,11 @@ class RetentionCallback(Callback):
     """
 
     def __init__(self, run_dir: str | Path, config, *, top_k: int, results: ResultsCallback, metric: str,
-                 mode: str, settle_s: float = 30.0) -> None:
+                 mode: str, settle_s: float = 30.0, pool: str | int | None = None) -> None:
         self.run_dir = Path(run_dir)
         self.config = config
         self.top_k = top_k
+        self.pool = pool  # ensemble.greedy_pool: whose weights wait for the ensemble
         self.results = results
         self.metric, self.mode = metric, mode
         self.settle_s = settle_s
@@ -261,7 +262,8 @@ class RetentionCallback(Callback):
         from ferray.search._status import summarise_trials
 
         trials = summarise_trials(rows, self.metric, self.mode)
-        cleanups, _ = plan_retention(self.run_dir, trials, self.config, top_k=self.top_k, only=settled)
+        cleanups, _ = plan_retention(self.run_dir, trials, self.config, top_k=self.top_k, only=settled,
+                                     pool=self.pool)
         for plan in clean_trials(self.run_dir, cleanups, source="sweep"):
             logger.info("retention: %s", plan.describe(self.run_dir))
 

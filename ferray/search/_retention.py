@@ -13,12 +13,26 @@ trial state    what stays (metrics, ``results.parquet`` rows and prediction file
 RUNNING        its last complete epoch checkpoint (Ray Train, ``num_to_keep=1``); never
 STOPPED        touched here: ``ferray resume`` continues these trials from that checkpoint
 COMPLETED      ``weights/`` while among the best ``max(ensemble.top_k, keep_top) + margin``
-               completed trials by fold mean (or a member of ``ensemble/ensemble.json``),
-               as float16 with ``half_precision_weights``; no checkpoints
+               completed trials by fold mean (or a member of ``ensemble/ensemble.json``,
+               or awaiting greedy selection's pool, below), as float16 with
+               ``half_precision_weights``; no checkpoints
 PRUNED         nothing (``keep_pruned_weights: true``: its weights and last checkpoint)
 ERROR          its last registered checkpoint, so ``ferray resume --retry-errored`` continues
                it (``keep_errored_checkpoint: false``: nothing; a retry starts from epoch 1)
 =============  ==============================================================================
+
+Greedy ensemble selection may pick any completed trial, not only the best by fold mean
+(``ensemble.greedy.pool``, :class:`~ferray.search.GreedyConfig`), and what it picks must be
+exportable, so the weights of its pool must outlive the trials' ends:
+
+* ``pool: all``: a completed trial with predictions keeps its weights until an ensemble has
+  considered it (``ensemble.json`` names it in ``pool``); after the ensemble, the rule above
+  prunes the non-members. A sweep's ensemble runs when it ends, so the cost is the pool's
+  weights until then; a resumed sweep's new trials wait for the next ensemble the same way.
+  ``ferray prune --keep-top N`` overrides this wait (then greedy draws from what is left:
+  the ensemble only ever draws from trials whose weights are on disk);
+* ``pool: N``: the best ``max(ensemble.top_k, keep_top, N) + margin`` keep their weights;
+* ``pool: top_k``, or greedy not among ``ensemble.methods``: the rank rule alone.
 
 Checkpoint folders Ray Train never registered (a copy cut short by a kill) go with the rest.
 Before removing a trial's checkpoints the policy writes ``<trial>/retention.json`` (what went,
@@ -48,8 +62,8 @@ from pathlib import Path
 from ferray.errors import ConfigError
 from ferray.layout import RunLayout, TrialLayout, directory_size
 
-__all__ = ["apply_retention", "plan_retention", "clean_trials", "RetentionReport", "TrialCleanup", "disk_usage",
-           "ended_history", "retry_notes", "ENDED_STATES"]
+__all__ = ["apply_retention", "plan_retention", "awaiting_ensemble", "clean_trials", "RetentionReport", "TrialCleanup",
+           "disk_usage", "ended_history", "retry_notes", "ENDED_STATES"]
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +122,7 @@ class RetentionReport:
     size_before: int
     size_after: int
     skipped: str | None = None
+    awaiting: list[str] = field(default_factory=list)
 
     @property
     def files(self) -> int:
@@ -121,7 +136,7 @@ class RetentionReport:
     def to_dict(self) -> dict:
         return {"run_dir": str(self.run_dir), "dry_run": self.dry_run, "skipped": self.skipped,
                 "size_before": self.size_before, "size_after": self.size_after, "files": self.files,
-                "bytes": self.bytes, "candidates": self.candidates,
+                "bytes": self.bytes, "candidates": self.candidates, "awaiting": self.awaiting,
                 "trials": [{"trial_id": t.trial_id, "state": t.state, "reason": t.reason,
                             "remove": [_rel(p, self.run_dir) for p in t.remove],
                             "convert": [_rel(p, self.run_dir) for p in t.convert],
@@ -134,17 +149,22 @@ class RetentionReport:
             return [f"{self.run_dir}: nothing removed ({self.skipped})"]
         verb = "would remove" if self.dry_run else "removed"
         out = [f"  {t.describe(self.run_dir)}" for t in self.trials]
+        wait = []
+        if self.awaiting:
+            wait.append(f"weights kept for {len(self.awaiting)} completed trial(s) no ensemble has considered yet "
+                        f"(ensemble.greedy.pool: all; `ferray ensemble {self.run_dir}` draws from them, then "
+                        "the non-members go; --keep-top N prunes them now): " + ", ".join(self.awaiting))
         if not self.trials:
             out.append(f"{self.run_dir}: nothing to remove ({_mb(self.size_before)}; every ended trial already "
                        "holds only what the policy keeps)")
-            return out
+            return out + wait
         after = f", {_mb(self.size_after)} left" if not self.dry_run else \
             f"; the run directory would go from {_mb(self.size_before)} to about {_mb(self.size_after)}"
         out.append(f"{verb} {_mb(self.bytes)} in {self.files} file(s) from {len(self.trials)} trial(s){after}")
         if self.candidates:
             out.append(f"weights kept for the {len(self.candidates)} best completed trial(s): "
                        + ", ".join(self.candidates))
-        return out
+        return out + wait
 
 
 def _mb(n: int) -> str:
@@ -178,18 +198,51 @@ def _size(path: Path) -> tuple[int, int]:
 
 # -- what stays ----------------------------------------------------------------------------------
 
-def _ensemble_members(run: RunLayout) -> set[str]:
-    """Trial ids ``ensemble/ensemble.json`` names (all its members, weighted or not)."""
-    try:
-        doc = json.loads(run.ensemble_files.summary.read_text())
-    except (OSError, ValueError):
-        return set()
-    members = doc.get("members") if isinstance(doc, dict) else None
+def _trial_ids(items) -> set[str]:
+    """The trial ids of a JSON list of ids or ``{"trial_id": ...}`` entries (anything else: none)."""
     out = set()
-    for m in members if isinstance(members, list) else []:
+    for m in items if isinstance(items, list) else []:
         tid = m.get("trial_id") if isinstance(m, dict) else m
         if isinstance(tid, str):
             out.add(tid)
+    return out
+
+
+def _ensemble_trials(run: RunLayout) -> tuple[set[str], set[str] | None]:
+    """``(members, considered)`` of ``ensemble/ensemble.json``; ``(set(), None)`` without one.
+
+    ``members`` are the chosen ensemble's (weighted or not), what export and distillation
+    load. ``considered`` are the trials the ensemble drew from: its ``pool`` and
+    ``top_members`` (a file from before they were written: its members).
+    """
+    try:
+        doc = json.loads(run.ensemble_files.summary.read_text())
+    except (OSError, ValueError):
+        return set(), None
+    if not isinstance(doc, dict):
+        return set(), None
+    members = _trial_ids(doc.get("members"))
+    return members, members | _trial_ids(doc.get("pool")) | _trial_ids(doc.get("top_members"))
+
+
+def awaiting_ensemble(run_dir: str | os.PathLike, trials: list[dict], pool: str | int | None) -> list[str]:
+    """Completed trials whose weights wait for greedy selection (``pool: all``), best first.
+
+    Those with a fold mean and prediction files that no ensemble has considered yet (see the
+    module docstring); none unless ``pool`` is ``"all"``.
+    """
+    if pool != "all":
+        return []
+    run = RunLayout(Path(run_dir))
+    _, considered = _ensemble_trials(run)
+    out = []
+    for t in trials:
+        tid = t["trial_id"]
+        if t.get("state") != "COMPLETED" or t.get("metric") is None or (considered and tid in considered):
+            continue
+        trial = run.trial(tid)
+        if trial.oof.is_file() and trial.holdout.is_file():
+            out.append(tid)
     return out
 
 
@@ -286,8 +339,8 @@ def _plan_trial(trial: TrialLayout, state: str, *, keep_weights: bool, reason: s
 
 
 def plan_retention(run_dir: str | os.PathLike, trials: list[dict], cfg, *, top_k: int,
-                   keep_top: int | None = None, only: Iterable[str] | None = None) -> tuple[list[TrialCleanup],
-                                                                                           list[str]]:
+                   keep_top: int | None = None, only: Iterable[str] | None = None,
+                   pool: str | int | None = None) -> tuple[list[TrialCleanup], list[str]]:
     """What the policy removes from each ended trial (nothing is changed).
 
     Args:
@@ -296,18 +349,22 @@ def plan_retention(run_dir: str | os.PathLike, trials: list[dict], cfg, *, top_k
         cfg: the :class:`~ferray.search.RetentionConfig`.
         top_k: the spec's ``ensemble.top_k``.
         keep_top: keep the weights of exactly this many best completed trials (``ferray prune
-            --keep-top``) instead of ``max(top_k, cfg.keep_top) + cfg.margin``.
+            --keep-top``) instead of ``max(top_k, cfg.keep_top[, pool]) + cfg.margin``; the
+            weights awaiting the ensemble (``pool: all``) are not kept then.
         only: act on these trial ids only (a sweep: the trials whose end has settled).
+        pool: the spec's ``ensemble.greedy_pool`` (``None``: greedy is not among the methods).
 
     Returns:
         ``(cleanups, candidates)``: one :class:`TrialCleanup` per trial with something to
-        remove, and the completed trials that keep their weights, best first.
+        remove, and the best completed trials that keep their weights by rank, best first.
     """
     run = RunLayout(Path(run_dir))
-    n = cfg.candidates(top_k, keep_top)
+    n = cfg.candidates(top_k, keep_top, pool)
     completed = [t["trial_id"] for t in trials if t.get("state") == "COMPLETED" and t.get("metric") is not None]
     candidates = completed[:n]
-    protected = set(candidates) | _ensemble_members(run)
+    members, _ = _ensemble_trials(run)
+    awaiting = set(awaiting_ensemble(run.root, trials, pool)) if keep_top is None else set()
+    protected = set(candidates) | members | awaiting
     rank = {tid: i + 1 for i, tid in enumerate(completed)}
     only = set(only) if only is not None else None
     out = []
@@ -322,8 +379,11 @@ def plan_retention(run_dir: str | os.PathLike, trials: list[dict], cfg, *, top_k
             keep = tid in protected
             if tid in candidates:
                 reason = f"completed, rank {rank[tid]}"
-            elif keep:
+            elif tid in members:
                 reason = "completed, an ensemble member"
+            elif keep:
+                reason = (f"completed, rank {rank[tid]} of {len(completed)}: in greedy selection's pool, "
+                          "awaiting the ensemble (ensemble.greedy.pool: all)")
             elif tid in rank:
                 reason = f"completed, rank {rank[tid]} of {len(completed)}: outside the best {n}"
             else:
@@ -474,8 +534,9 @@ def apply_retention(run_dir: str | os.PathLike, *, keep_top: int | None = None, 
     Args:
         run_dir: a sweep's run directory.
         keep_top: the number of best completed trials that keep their weights (instead of
-            ``max(ensemble.top_k, retention.keep_top) + retention.margin``). Members of the
-            run's ensemble (``ensemble/ensemble.json``) always keep theirs.
+            ``max(ensemble.top_k, retention.keep_top) + retention.margin``, and instead of
+            keeping greedy selection's pool for the ensemble). Members of the run's ensemble
+            (``ensemble/ensemble.json``) always keep theirs.
         dry_run: change nothing; the report says what would go.
         force: apply it even when the spec says ``retention.enabled: false`` (``ferray prune``).
 
@@ -495,13 +556,16 @@ def apply_retention(run_dir: str | os.PathLike, *, keep_top: int | None = None, 
     if not run.results.is_file():
         return RetentionReport(run.root, dry_run, [], [], size, size, skipped=f"no {RunLayout.RESULTS} yet")
     trials = get_status(run.root, intervals=False)["trials"]
+    pool = spec.ensemble.greedy_pool
     cleanups, candidates = plan_retention(run.root, trials, spec.retention, top_k=spec.ensemble.top_k,
-                                          keep_top=keep_top)
+                                          keep_top=keep_top, pool=pool)
+    awaiting = [] if keep_top is not None else \
+        [t for t in awaiting_ensemble(run.root, trials, pool) if t not in candidates]
     if dry_run:
         after = size - sum(c.bytes + c.saved_bytes for c in cleanups)
-        return RetentionReport(run.root, True, cleanups, candidates, size, after)
+        return RetentionReport(run.root, True, cleanups, candidates, size, after, awaiting=awaiting)
     done = clean_trials(run.root, cleanups, source="prune")
-    return RetentionReport(run.root, False, done, candidates, size, directory_size(run.root))
+    return RetentionReport(run.root, False, done, candidates, size, directory_size(run.root), awaiting=awaiting)
 
 
 # -- reading what it did -------------------------------------------------------------------------

@@ -296,7 +296,7 @@ class _Sweep:
             # After the results callback: it decides each ended trial's state. (With a storage
             # URI the trials' checkpoints live there; `ferray prune` cleans local runs only.)
             callbacks.append(RetentionCallback(run, spec.retention, top_k=spec.ensemble.top_k, results=self.results,
-                                               metric=spec.metric, mode=mode))
+                                               metric=spec.metric, mode=mode, pool=spec.ensemble.greedy_pool))
         self.saved_env: dict[str, str | None] = {}
         if spec.tracking.wandb.enabled:
             wandb_cb, wandb_mode = _wandb_callback(spec, run)

@@ -25,12 +25,12 @@ from __future__ import annotations
 import os
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from ferray._config import StrictModel, YamlDoc, format_errors, load_yaml, validate_model
-from ferray.errors import ConfigError
+from ferray.errors import ConfigError, closest
 from ferray.training.config import TrainConfig
 
 __all__ = [
@@ -39,7 +39,9 @@ __all__ = [
     "SearchConfig",
     "WandbConfig",
     "TrackingConfig",
+    "GreedyConfig",
     "EnsembleConfig",
+    "check_greedy_pool",
     "DistillConfig",
     "RetentionConfig",
     "SearchSpec",
@@ -195,11 +197,54 @@ class TrackingConfig(StrictModel):
     wandb: WandbConfig = Field(default_factory=WandbConfig)
 
 
+#: The named values of ``ensemble.greedy.pool`` (besides an integer N >= 1).
+GREEDY_POOLS = ("all", "top_k")
+
+
 class GreedyConfig(StrictModel):
+    """Caruana's greedy selection, and the trials it may pick from (its pool).
+
+    ``pool`` says which completed trials greedy selection draws from; the other methods
+    always combine the ``top_k`` best by fold mean:
+
+    * ``all`` (default): every completed trial with predictions whose weights are on disk.
+      The retention policy keeps a completed trial's weights until an ensemble has
+      considered it (its id in ``ensemble.json``'s ``pool``), then prunes the non-members.
+    * ``top_k``: the same ``top_k`` trials as the other methods (selection by rank only).
+    * an integer N: the best N completed trials (never fewer than ``top_k``); the retention
+      policy keeps the weights of the best ``max(top_k, keep_top, N) + margin``.
+    """
+
     iterations: int = Field(50, ge=1, description="Caruana greedy selection rounds (with replacement).")
     bags: int = Field(1, ge=1, description="Bagged selection: bags of members, each selecting from a random "
                                            "bag_fraction of them; the weights are the bags' mean (1: no bagging).")
     bag_fraction: float = Field(0.5, gt=0, le=1, description="Share of the members each bag selects from.")
+    pool: Literal["all", "top_k"] | int = Field(
+        "all", description="Trials greedy selection draws from: all (every completed trial whose weights are "
+                           "on disk), top_k (the top_k by fold mean, as the other methods) or N (the best N).")
+
+    @field_validator("pool", mode="before")
+    @classmethod
+    def _pool(cls, value: Any) -> str | int:
+        return check_greedy_pool(value)
+
+
+def check_greedy_pool(value: Any) -> str | int:
+    """A value of ``ensemble.greedy.pool``: ``"all"``, ``"top_k"`` or an integer >= 1 (``"5"`` too).
+
+    Raises:
+        ValueError: anything else, naming the value and what is accepted.
+    """
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, str) and value in GREEDY_POOLS:
+        return value
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    hint = closest(value, GREEDY_POOLS) if isinstance(value, str) else ""
+    raise ValueError(f"pool is {value!r}, but must be 'all' (every completed trial whose weights are on disk), "
+                     "'top_k' (the top_k trials the other methods combine) or an integer >= 1 (the best N "
+                     f"completed trials){hint}")
 
 
 class EnsembleConfig(StrictModel):
@@ -215,19 +260,75 @@ class EnsembleConfig(StrictModel):
     greedy: GreedyConfig = Field(default_factory=GreedyConfig)
     seed: int = 0
 
+    @property
+    def greedy_pool(self) -> str | int | None:
+        """``greedy.pool`` when greedy is among the methods, else ``None`` (what retention plans for)."""
+        return self.greedy.pool if "greedy" in self.methods else None
+
 
 class DistillConfig(StrictModel):
-    """Read by ``ferray distill``: a small student trained on the ensemble's soft labels."""
+    """Read by ``ferray distill``: a small student trained to match the chosen ensemble.
+
+    ``teacher``: ``online`` (default) runs the ensemble's member models on every training
+    batch, on the same augmented and mixed images the student sees (function matching,
+    Beyer et al. 2022), each cross-validation row scored only by the fold models that never
+    trained on it; ``fixed`` learns the ensemble's stored out-of-fold probabilities (one
+    target per row, whatever the augmentation did to the image).
+
+    ``student`` is one timm backbone or a list of candidates; ``max_latency_ms`` drops the
+    candidates slower than that (batch 1, this machine's CPU), and of several left the one
+    most accurate on one fold of the cross-validation rows is trained on all of them.
+    """
+
+    #: ``epochs: null`` trains the student this many times a member's epochs (``budget.max_epochs``).
+    EPOCHS_FACTOR: ClassVar[int] = 3
 
     enabled: bool = False
-    student: str = Field("mobilenetv3_small_050", description="timm backbone of the student.")
-    epochs: int = Field(10, ge=1)
+    teacher: Literal["online", "fixed"] = Field(
+        "online", description="online: the member models score every augmented, mixed training batch; fixed: "
+                              "the ensemble's stored out-of-fold probabilities.")
+    student: str | list[str] = Field(
+        "mobilenetv3_small_050", description="timm backbone of the student, or a list of candidates (the best "
+                                             "on one fold of the cross-validation rows is kept).")
+    max_latency_ms: float | None = Field(
+        None, gt=0, description="Drop candidates slower than this many ms per image at batch 1 on the CPU of the "
+                                "machine running `ferray distill`; None: no cap.")
+    epochs: int | None = Field(
+        None, ge=1, description="Student epochs; None: 3 x budget.max_epochs (students are "
+                                "cheap, and matching a teacher's function takes longer than learning labels).")
     temperature: float = Field(4.0, gt=0)
     alpha: float = Field(0.7, ge=0, le=1, description="Weight of the soft-label loss (1 - alpha: hard labels).")
     batch_size: int | None = Field(None, ge=1, le=65_536, description="Student batch size; None: run.batch_size.")
     transfer: str | None = Field(
         None, description="Extra unlabelled images (a data source, e.g. 'synthetic:basic7?count=500') labelled "
                           "by the ensemble's models; None: only the cross-validation rows.")
+
+    @field_validator("student", mode="before")
+    @classmethod
+    def _student(cls, value: Any) -> Any:
+        if not isinstance(value, (list, tuple)):
+            return value
+        names = list(value)
+        if not names:
+            raise ValueError("student is an empty list, but must be a timm backbone name or a non-empty list of "
+                             "candidate names")
+        for name in names:
+            if not isinstance(name, str) or not name.strip():
+                raise ValueError(f"student candidate {name!r} is not a backbone name; give timm names, e.g. "
+                                 "[mobilenetv3_small_050, resnet10t]")
+        twice = [n for i, n in enumerate(names) if n in names[:i]]
+        if twice:
+            raise ValueError(f"student names {twice[0]!r} twice; list each candidate once")
+        return names
+
+    @property
+    def candidates(self) -> list[str]:
+        """The student backbone(s), in the order given."""
+        return [self.student] if isinstance(self.student, str) else list(self.student)
+
+    def epochs_for(self, member_epochs: int) -> int:
+        """The student's epochs: ``epochs``, or ``EPOCHS_FACTOR x member_epochs`` when None."""
+        return self.epochs if self.epochs is not None else self.EPOCHS_FACTOR * int(member_epochs)
 
 
 class RetentionConfig(StrictModel):
@@ -237,8 +338,10 @@ class RetentionConfig(StrictModel):
     previous one until the new one is whole). When a trial ends, on the sweep's driver:
 
     * completed: its epoch checkpoints go; its ``weights/`` stay while it is among the best
-      ``max(ensemble.top_k, keep_top) + margin`` completed trials by fold mean (or a member of
-      ``ensemble/ensemble.json``), else they go too. Metrics and predictions always stay;
+      ``max(ensemble.top_k, keep_top) + margin`` completed trials by fold mean (``max(ensemble.top_k,
+      keep_top, N) + margin`` with ``ensemble.greedy.pool: N``), or a member of
+      ``ensemble/ensemble.json``, or (greedy with ``pool: all``) not yet considered by an ensemble,
+      else they go too. Metrics and predictions always stay;
     * pruned: checkpoints and weights go, unless ``keep_pruned_weights``;
     * errored: the last checkpoint stays (``ferray resume --retry-errored`` continues from it)
       unless ``keep_errored_checkpoint: false``; then a retry starts from epoch 1.
@@ -259,12 +362,14 @@ class RetentionConfig(StrictModel):
     keep_errored_checkpoint: bool = Field(True, description="Errored trials keep their last epoch checkpoint "
                                                             "for `ferray resume --retry-errored`.")
 
-    def candidates(self, top_k: int, keep_top: int | None = None) -> int:
+    def candidates(self, top_k: int, keep_top: int | None = None, pool: str | int | None = None) -> int:
         """How many of the best completed trials keep their weights: ``keep_top`` when given
-        (``ferray prune --keep-top N``), else ``max(top_k, self.keep_top) + margin``."""
+        (``ferray prune --keep-top N``), else ``max(top_k, self.keep_top, pool) + margin``, where
+        ``pool`` counts only as an integer (``ensemble.greedy.pool: N``)."""
         if keep_top is not None:
             return keep_top
-        return max(top_k, self.keep_top or 0) + self.margin
+        n_pool = pool if isinstance(pool, int) and not isinstance(pool, bool) else 0
+        return max(top_k, self.keep_top or 0, n_pool) + self.margin
 
 
 class SearchSpec(TrainConfig):
@@ -380,10 +485,11 @@ def load_search_spec(path: str | os.PathLike, *, text: str | None = None,
         except ConfigError as exc:
             errors.append(f"{_where(doc, ('model', 'backbone'))}model.backbone: {exc}")
     if check_backbones and spec.distill.enabled:
-        try:
-            _check_backbone(spec.distill.student)
-        except ConfigError as exc:
-            errors.append(f"{_where(doc, ('distill', 'student'))}distill.student: {exc}")
+        for name in spec.distill.candidates:
+            try:
+                _check_backbone(name)
+            except ConfigError as exc:
+                errors.append(f"{_where(doc, ('distill', 'student'))}distill.student: {exc}")
     if errors:
         raise ConfigError("\n".join(errors))
     return spec

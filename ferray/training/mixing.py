@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["MixupCutmix", "mixup", "cutmix", "cutmix_box", "sample_beta"]
+__all__ = ["MixupCutmix", "mixup", "cutmix", "cutmix_box", "sample_beta", "group_permutation"]
 
 
 def sample_beta(alpha: float, generator: torch.Generator | None = None) -> float:
@@ -30,6 +30,24 @@ def sample_beta(alpha: float, generator: torch.Generator | None = None) -> float
     # torch.distributions cannot take a generator: seed a numpy Generator from ours.
     seed = int(torch.randint(0, 2**62, (1,), generator=generator).item())
     return float(np.random.default_rng(seed).beta(alpha, alpha))
+
+
+def group_permutation(groups: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """A partner index per sample, drawn among the samples of its own group.
+
+    ``groups`` is ``(B,)`` integer; sample ``i``'s partner ``perm[i]`` has ``groups[perm[i]] ==
+    groups[i]`` (a group of one is its own partner, so it stays unmixed).
+
+    >>> perm = group_permutation(torch.tensor([0, 1, 0, 1, 0]), torch.Generator().manual_seed(0))
+    >>> torch.tensor([0, 1, 0, 1, 0])[perm].tolist()
+    [0, 1, 0, 1, 0]
+    """
+    groups = groups.detach().to("cpu").long()
+    perm = torch.arange(len(groups))
+    for g in torch.unique(groups).tolist():
+        idx = torch.nonzero(groups == g, as_tuple=True)[0]
+        perm[idx] = idx[torch.randperm(len(idx), generator=generator)]
+    return perm
 
 
 def mixup(x: Tensor, y: Tensor, lam: float, perm: Tensor) -> tuple[Tensor, Tensor]:
@@ -157,9 +175,14 @@ class MixupCutmix:
         return float(torch.rand((), generator=self.generator).item())
 
     def __call__(
-        self, x: Tensor, target: Tensor, aus: Tensor | None = None, epoch: float = 0
+        self, x: Tensor, target: Tensor, aus: Tensor | None = None, epoch: float = 0,
+        groups: Tensor | None = None,
     ) -> tuple[Tensor, Tensor, Tensor | None]:
         """Mix a batch: images ``(B, C, H, W)``, soft targets ``(B, K)``, AUs ``(B, 18)``.
+
+        ``groups`` (``(B,)`` integers, optional) keeps every partner inside its sample's group
+        (:func:`group_permutation`); distillation uses it so that a mixed image never holds a
+        row the teacher model scoring it trained on.
 
         Returns ``(x, target, aus)``, unchanged when the batch is not mixed. Targets stay
         distributions (rows sum to one); AUs become float.
@@ -172,7 +195,12 @@ class MixupCutmix:
         if self._uniform() >= self.probability(epoch):
             return x, target, aus
         use_cutmix = self.cutmix_alpha > 0 and (self.mixup_alpha <= 0 or self._uniform() < self.switch_prob)
-        perm = torch.randperm(x.shape[0], generator=self.generator)
+        if groups is None:
+            perm = torch.randperm(x.shape[0], generator=self.generator)
+        else:
+            if groups.shape != (x.shape[0],):
+                raise ValueError(f"groups must be (B,) = ({x.shape[0]},), got shape {tuple(groups.shape)}")
+            perm = group_permutation(groups, self.generator)
         if use_cutmix:
             lam = sample_beta(self.cutmix_alpha, self.generator)
             x, target, lam = cutmix(x, target, lam, perm, self.generator)

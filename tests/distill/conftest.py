@@ -3,7 +3,12 @@
 The trial's fold models are real (randomly initialised ``test_resnet``) models whose
 weights and holdout predictions are written by ferray's own writers; the ensemble's
 predictions are smoothed one-hot labels with some rows pointing at a wrong class (data,
-not a fake trainer: the student only ever reads probabilities).
+not a fake trainer: the fixed teacher only ever reads probabilities).
+
+:func:`build_trained_run` makes a run whose member trials are really trained (ferray's
+:class:`~ferray.training._fold.FoldTrainer`) and whose ``ensemble/`` is written by
+``ferray ensemble``'s own :func:`~ferray.ensemble.build_ensembles`: the files and the member
+models agree, as the online teacher needs to be judged against the ensemble's predictions.
 """
 
 from __future__ import annotations
@@ -21,6 +26,9 @@ from ferray.layout import EnsembleLayout, RunLayout
 from ferray.training.outputs import Predictions, write_predictions
 
 SOURCE = "synthetic:basic7?count=140&size=48&seed=0"
+# The trained run (build_trained_run / trained_run): enough faces and epochs for members with opinions.
+TRAINED_SOURCE = "synthetic:basic7?count=420&size=48&seed=0&difficulty=0.2"
+TRAINED_EPOCHS = 12
 TRIALS = ("t0001", "t0002")
 TRIAL = TRIALS[0]  # the best trial
 
@@ -37,13 +45,13 @@ class TinyRun:
         return self.layout.root
 
 
-def spec_text() -> str:
+def spec_text(source: str = SOURCE, max_epochs: int = 1, batch_size: int = 32) -> str:
     from ferray.search import packaged_spec
 
     raw = yaml.safe_load(packaged_spec("quickstart").read_text())
-    raw["data"]["source"] = SOURCE
-    raw["budget"].update(trials=2, max_epochs=1, grace_period=1)
-    raw["run"]["batch_size"] = 32
+    raw["data"]["source"] = source
+    raw["budget"].update(trials=2, max_epochs=max_epochs, grace_period=1)
+    raw["run"]["batch_size"] = batch_size
     raw["distill"].update(student="test_resnet", epochs=1)
     return yaml.safe_dump(raw, sort_keys=False)
 
@@ -90,6 +98,46 @@ def _write_trial(layout: RunLayout, spec, data: FERData, plan: FoldPlan, trial_i
         probs.append(predict_proba(model, data.images[hold], transform, tta=["hflip"])[0])
     meta = {"class_names": list(data.class_names), "k": plan.k, "data_fingerprint": plan.data_fingerprint,
             "tta": ["hflip"]}
+    cv = plan.cv_index
+    write_predictions(Predictions(cv, data.ids[cv], plan.fold[cv], data.labels[cv], oof[cv], None,
+                                  {**meta, "kind": "oof"}), trial.oof)
+    rows = np.tile(hold, plan.k)
+    write_predictions(Predictions(rows, data.ids[rows], np.repeat(np.arange(plan.k), len(hold)), data.labels[rows],
+                                  np.concatenate(probs), None, {**meta, "kind": "holdout"}), trial.holdout)
+
+
+def _train_trial(layout: RunLayout, spec, data: FERData, plan: FoldPlan, trial_id: str, lr: float,
+                 epochs: int) -> None:
+    """One finished trial trained as a sweep trains it: k FoldTrainers, their weights and predictions."""
+    from ferray.training._fold import FoldTrainer
+    from ferray.training.weights import save_weights
+
+    cfg = spec.base_config().model_copy(deep=True)
+    cfg.model.backbone = "test_resnet"
+    cfg.optim.lr = lr
+    cfg.run.epochs = epochs
+    trial = layout.trial(trial_id)
+    trial.root.mkdir(parents=True)
+    trial.config.write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    h, _, c = data.image_shape
+    hold = plan.holdout_index
+    tta = list(cfg.augment.tta)
+    oof = np.zeros((len(data), data.num_classes), np.float32)
+    probs = []
+    for fold in range(plan.k):
+        trainer = FoldTrainer(cfg, data, plan.train_index(fold), plan.val_index(fold), fold=fold, device="cpu")
+        for epoch in range(epochs):
+            trainer.train_epoch(epoch)
+        meta = {"train": cfg.model_dump(mode="json"), "num_classes": data.num_classes, "in_chans": c,
+                "img_size": h, "class_names": list(data.class_names), "fold": fold, "k": plan.k,
+                "ema": cfg.optim.ema_decay is not None, "normalise": {"mean": 0.5, "std": 0.5},
+                "data_fingerprint": plan.data_fingerprint}
+        save_weights(trainer.eval_model, trial.weights(fold), meta)
+        val = plan.val_index(fold)
+        oof[val] = trainer.predict(val, tta)[0]
+        probs.append(trainer.predict(hold, tta)[0])
+    meta = {"class_names": list(data.class_names), "k": plan.k, "data_fingerprint": plan.data_fingerprint,
+            "tta": tta}
     cv = plan.cv_index
     write_predictions(Predictions(cv, data.ids[cv], plan.fold[cv], data.labels[cv], oof[cv], None,
                                   {**meta, "kind": "oof"}), trial.oof)
@@ -148,6 +196,45 @@ def build_tiny_run(root: Path, *, ensemble: bool = True) -> TinyRun:
     return TinyRun(layout, data, plan, teacher)
 
 
+def build_trained_run(root: Path, *, source: str, epochs: int, lrs: tuple[float, ...] = (3e-3, 1e-2),
+                      methods: str = "mean", batch_size: int = 32) -> TinyRun:
+    """A run of ``len(lrs)`` trained ``test_resnet`` trials and their ensemble (``ferray ensemble``'s code).
+
+    ``teacher`` of the returned run is the ensemble's probabilities (OOF rows and holdout rows).
+    """
+    from ferray.ensemble import build_ensembles
+    from ferray.search import ResultsTable, load_search_spec
+    from ferray.training._trial import load_data, make_fold_plan
+    from ferray.training.outputs import read_predictions
+
+    layout = RunLayout(root)
+    root.mkdir(parents=True)
+    layout.spec.write_text(spec_text(source, max_epochs=epochs, batch_size=batch_size))
+    spec = load_search_spec(layout.spec, check_backbones=False)
+    base = spec.base_config()
+    data = load_data(base)
+    plan = make_fold_plan(base, data)
+    plan.save(layout.folds)
+    layout.manifest.write_text(json.dumps({"name": "trained", "data_fingerprint": plan.data_fingerprint}))
+    table = ResultsTable()
+    for i, lr in enumerate(lrs):
+        trial_id = f"t{i + 1:04d}"
+        _train_trial(layout, spec, data, plan, trial_id, lr, epochs)
+        oof = read_predictions(layout.trial(trial_id).oof)
+        metric = float(np.mean(oof.probs.argmax(1) == oof.labels))
+        table.add_result(trial_id, {"model.backbone": "test_resnet", "optim.lr": lr},
+                         {"epoch": epochs, "metric": metric, "final": True}, number=i)
+        table.set_state(trial_id, "COMPLETED")
+    table.write(layout.results)
+    build_ensembles(root, top=len(lrs), methods=methods, echo=None)
+    files = EnsembleLayout(layout.ensemble)
+    teacher = np.zeros((len(data), data.num_classes), np.float32)
+    for path in (files.oof, files.holdout):
+        pred = read_predictions(path)
+        teacher[pred.rows] = pred.probs
+    return TinyRun(layout, data, plan, teacher)
+
+
 @pytest.fixture(scope="session")
 def tiny_run_template(tmp_path_factory) -> TinyRun:
     return build_tiny_run(tmp_path_factory.mktemp("distill") / "run")
@@ -162,3 +249,9 @@ def tiny_run(tiny_run_template: TinyRun, tmp_path: Path) -> TinyRun:
     shutil.copytree(tiny_run_template.root, root)
     t = tiny_run_template
     return TinyRun(RunLayout(root), t.data, t.plan, t.teacher)
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory) -> TinyRun:
+    """2 trained ``test_resnet`` trials (2 folds, :data:`TRAINED_EPOCHS` epochs) and their mean ensemble."""
+    return build_trained_run(tmp_path_factory.mktemp("trained") / "run", source=TRAINED_SOURCE, epochs=TRAINED_EPOCHS)

@@ -33,6 +33,26 @@ def test_arguments_reach_the_library_call(monkeypatch):
         args.func(args)
     assert seen["run"] == "runs/x" and seen["student"] == "test_resnet" and seen["epochs"] == 2
     assert seen["num_cpus"] == 2 and seen["alpha"] == 0.5 and seen["temperature"] is None
+    assert seen["teacher"] is None and seen["max_latency_ms"] is None
+
+
+def test_candidates_teacher_and_latency_cap_reach_the_library_call(monkeypatch):
+    """``--student`` repeated or as a comma list gives the candidates in order."""
+    seen = {}
+
+    def fake(run, **kwargs):
+        seen.update(kwargs)
+        raise ConfigError("stop here")
+
+    monkeypatch.setattr("ferray.distill.distill_run", fake)
+    args = _parser().parse_args(["distill", "runs/x", "--student", "test_resnet,resnet10t", "--student",
+                                 "mobilenetv3_small_050", "--teacher", "fixed", "--max-latency-ms", "2.5"])
+    with pytest.raises(ConfigError, match="stop here"):
+        args.func(args)
+    assert seen["student"] == ["test_resnet", "resnet10t", "mobilenetv3_small_050"]
+    assert seen["teacher"] == "fixed" and seen["max_latency_ms"] == 2.5
+    with pytest.raises(SystemExit):
+        _parser().parse_args(["distill", "runs/x", "--teacher", "live"])
 
 
 def test_bad_run_is_a_ferray_error(tmp_path, capsys):

@@ -1,4 +1,8 @@
-"""End to end: distil a tiny run's ensemble into a student on a real local Ray with 2 CPUs."""
+"""End to end: distil a tiny run's ensemble into a student on a real local Ray with 2 CPUs.
+
+The default (online) teacher, transfer images, and two candidate backbones: both timed, both
+trained on the cross-validation rows outside fold 0 and scored on it, the better retrained.
+"""
 
 import json
 
@@ -23,6 +27,7 @@ def local_ray():
 
 @pytest.mark.timeout(300)
 def test_distill_writes_a_loadable_student_and_compares_it(tiny_run, local_ray):
+    """Two candidates, transfer images, the online teacher (the default): every section of distill.json."""
     from ferray.distill import distill_run
     from ferray.training.outputs import read_predictions
     from ferray.training.weights import load_fold_models, read_weights_meta
@@ -34,18 +39,36 @@ def test_distill_writes_a_loadable_student_and_compares_it(tiny_run, local_ray):
     spec["distill"]["transfer"] = "synthetic:basic7?count=21&size=48&seed=9"
     tiny_run.layout.spec.write_text(yaml.safe_dump(spec, sort_keys=False))
     lines = []
-    result = distill_run(tiny_run.root, student="test_resnet", epochs=1, echo=lines.append)
+    candidates = ["test_resnet", "test_efficientnet"]
+    result = distill_run(tiny_run.root, student=candidates, epochs=1, echo=lines.append)
     print("\n".join(lines))
     out = TrialLayout(tiny_run.layout.distill)
     assert result.output_dir == tiny_run.layout.distill
     assert sorted(p.name for p in out.root.iterdir()) == ["config.yaml", "distill.json", "holdout.parquet", "weights"]
     assert [p.name for p in tiny_run.root.iterdir() if p.name.startswith(".")] == []  # no staging left behind
-    assert any(line.startswith("distill: epoch 1/1") for line in lines)
+    assert sum(line.startswith("distill: epoch 1/1") for line in lines) == 3  # 2 candidates, then the student
+    s = json.loads((out.root / "distill.json").read_text())
+    chosen = s["selection"]["chosen"]
+
+    # The candidates: timed, scored on fold 0 (rows the holdout never shares), the best one trained.
+    sel = s["selection"]
+    assert sel["candidates"] == candidates and set(sel["latency_ms_batch_1"]) == set(candidates)
+    assert all(v > 0 for v in sel["latency_ms_batch_1"].values()) and sel["dropped"] == []
+    assert sel["fold"] == 0 and sel["rows"] == len(tiny_run.plan.val_index(0))
+    assert set(sel["scores"]) == set(candidates) and all(0 <= v <= 1 for v in sel["scores"].values())
+    assert chosen == max(candidates, key=lambda n: (sel["scores"][n], -sel["latency_ms_batch_1"][n]))
+    assert s["training"]["student"] == chosen
+
+    # The online teacher: the greedy ensemble's one member, its 2 fold models, leak-free by fold.
+    teacher = s["teacher"]
+    assert teacher["mode"] == "online" and teacher["members"] == ["t0001"] and teacher["rule"] == "weighted"
+    assert teacher["weights"] == [1.0] and teacher["fold_models_per_member"] == 2 and teacher["resized"] == []
+    assert "fold f is scored by each member's fold-f model only" in teacher["leak_free"]
 
     # The student loads like any trial's fold models, with the run's shape and data.
     (model,) = load_fold_models(out)
     meta = read_weights_meta(out.weights(0))
-    assert meta["train"]["model"]["backbone"] == "test_resnet" and meta["k"] == 1 and meta["fold"] == 0
+    assert meta["train"]["model"]["backbone"] == chosen and meta["k"] == 1 and meta["fold"] == 0
     assert meta["data_fingerprint"] == tiny_run.plan.data_fingerprint
     assert (meta["img_size"], meta["in_chans"], meta["num_classes"]) == (48, 1, 7)
 
@@ -55,7 +78,6 @@ def test_distill_writes_a_loadable_student_and_compares_it(tiny_run, local_ray):
     np.testing.assert_allclose(hold.probs.sum(1), 1.0, rtol=1e-5)
     assert hold.meta["kind"] == "holdout" and hold.meta["data_fingerprint"] == tiny_run.plan.data_fingerprint
 
-    s = json.loads((out.root / "distill.json").read_text())
     assert s == result.summary
     for name in ("student", "ensemble", "best_trial"):
         section = s[name]
@@ -64,7 +86,9 @@ def test_distill_writes_a_loadable_student_and_compares_it(tiny_run, local_ray):
         assert all(v > 0 for v in section["latency_ms_per_image"].values()), name
     assert s["student"]["models"] == 1 and s["best_trial"]["models"] == 2 and s["ensemble"]["models"] == 2
     assert s["best_trial"]["trial_id"] == "t0001" and s["ensemble"]["members"] == ["t0001"]
-    assert s["student"]["params"] * 2 == s["ensemble"]["params"]  # same backbone; the ensemble runs 2 fold models
+    assert s["student"]["params"] == sum(p.numel() for p in model.parameters())
+    if chosen == "test_resnet":  # the members' backbone: the ensemble runs 2 such fold models
+        assert s["student"]["params"] * 2 == s["ensemble"]["params"]
     # The ensemble's holdout accuracy is what its holdout file says (smoothed labels, ~80% right).
     labels = tiny_run.data.labels[tiny_run.plan.holdout_index]
     expected = float(np.mean(tiny_run.teacher[tiny_run.plan.holdout_index].argmax(1) == labels))

@@ -68,3 +68,40 @@ def test_holdout_file_with_cv_rows(tiny_run):
     write_predictions(hold, path)
     with pytest.raises(DataError, match="not holdout rows"):
         distill_run(tiny_run.root)
+
+
+@pytest.mark.parametrize("student, match", [
+    (["test_resnet", "mobilenetv3_smal_050"], r"--student: unknown backbone 'mobilenetv3_smal_050'; did you mean"),
+    ([], r"distill.student: .*empty list"),
+    (["test_resnet", "test_resnet"], r"distill.student: .*'test_resnet' twice"),
+])
+def test_bad_candidates(tiny_run, student, match):
+    with pytest.raises(ConfigError, match=match):
+        distill_run(tiny_run.root, student=student)
+    assert _leftovers(tiny_run) == []
+
+
+def test_a_latency_cap_no_candidate_meets_names_the_measured_latencies(tiny_run):
+    lines = []
+    with pytest.raises(ConfigError, match=r"distill.max_latency_ms is 1e-06, but no student candidate .*\(measured: "
+                                          r"test_resnet [0-9.e+-]+ ms, test_efficientnet [0-9.e+-]+ ms\)"):
+        distill_run(tiny_run.root, student=["test_resnet", "test_efficientnet"], max_latency_ms=1e-6,
+                    echo=lines.append)
+    assert any(line.startswith("distill: candidates at batch 1") for line in lines)
+    assert _leftovers(tiny_run) == []
+
+
+def test_bad_teacher_and_cap(tiny_run):
+    with pytest.raises(ConfigError, match=r"distill.teacher: Input should be 'online' or 'fixed' \(got 'live'\)"):
+        distill_run(tiny_run.root, teacher="live")
+    with pytest.raises(ConfigError, match=r"distill.max_latency_ms: Input should be greater than 0 \(got -1"):
+        distill_run(tiny_run.root, max_latency_ms=-1.0)
+
+
+def test_online_teacher_needs_the_members_weights(tiny_run):
+    import shutil
+
+    shutil.rmtree(tiny_run.layout.trial("t0001").weights_dir)
+    with pytest.raises(DataError, match=r"t0001: ensemble member has no model weights .*distill.teacher: fixed"):
+        distill_run(tiny_run.root)
+    assert _leftovers(tiny_run) == []

@@ -53,9 +53,16 @@ def test_writes_the_table_the_summary_and_the_chosen_predictions(make_run):
     assert report.chosen == min(ensembles, key=lambda r: r["oof_log_loss"])["name"]
     assert summary["best"] == report.best
     assert summary["best"]["accuracy"] == max(ensembles, key=lambda r: r["oof_accuracy"])["name"]
-    assert [m["trial_id"] for m in summary["members"]] == ["t_a", "t_b", "t_c", "t_d"]
-    assert summary["members"][0]["params"] == {"optim.lr": 0.001, "model.backbone": "resnet10t"}
-    assert summary["members"][0]["fold_mean"] == pytest.approx(0.71)
+    # No trial has weights on disk here: greedy's pool is the top 4 as well.
+    assert summary["top_members"] == summary["pool"] == ["t_a", "t_b", "t_c", "t_d"]
+    for name in ("stacking", "mean", "vote"):
+        assert summary["methods"][name]["members"] == ["t_a", "t_b", "t_c", "t_d"]
+    # The top-level members are the chosen method's: what export and distillation load.
+    assert [m["trial_id"] for m in summary["members"]] == summary["methods"][report.chosen]["members"] \
+        == report.members
+    first = next(m for m in summary["members"] if m["trial_id"] == "t_a")
+    assert first["params"] == {"optim.lr": 0.001, "model.backbone": "resnet10t"} and first["rank"] == 1
+    assert first["fold_mean"] == pytest.approx(0.71)
     assert sum(summary["methods"]["greedy"]["weights"]) == pytest.approx(1.0)
     assert np.array(summary["methods"]["stacking"]["coef"]).shape == (4, 16)
     assert summary["methods"]["stacking"]["oof_source"] == "inner_cv"
@@ -100,15 +107,17 @@ def test_mean_method_is_the_average_of_members_and_holdout_the_mean_of_fold_mode
 
 def test_defaults_come_from_the_spec(make_run):
     report = _build(make_run())  # quickstart: ensemble.top_k 3, methods [greedy, stacking, mean]
-    assert report.members == ["t_a", "t_b", "t_c"] and report.methods == ["greedy", "stacking", "mean"]
+    assert report.top_members == ["t_a", "t_b", "t_c"] and report.methods == ["greedy", "stacking", "mean"]
     assert report.summary["methods"]["greedy"]["settings"] == {"iterations": 25, "metric": "log_loss", "seed": 0,
                                                                   "bags": 1, "bag_fraction": 0.5}
+    assert report.summary["greedy_pool"] == "all"
     spec = packaged_spec("quickstart").read_text()
     spec = re.sub(r"\n  top_k: 3[^\n]*", "\n  top_k: 2", spec)
     spec = re.sub(r"\n  methods: \[[^]]*\][^\n]*", "\n  methods: [mean, vote]", spec)
     spec = re.sub(r"\n  greedy: \{iterations: 25\}[^\n]*", "\n  greedy: {iterations: 7}\n  seed: 5", spec)
     report = _build(make_run(spec_text=spec))
-    assert report.members == ["t_a", "t_b"] and report.methods == ["mean", "vote"]
+    assert report.top_members == report.members == ["t_a", "t_b"] and report.methods == ["mean", "vote"]
+    assert report.summary["greedy_pool"] is None and report.pool == ["t_a", "t_b"]  # no greedy: no wider pool
     assert report.summary["seed"] == 5
 
 

@@ -53,3 +53,17 @@ def test_bad_input_raises_the_error_the_cli_turns_into_exit_2(make_run):
         _run(["ensemble", str(run.root), "--method", "best"])
     with pytest.raises(ConfigError, match=r"asks for 40 members"):
         _run(["ensemble", str(run.root), "--top", "40"])
+
+
+def test_pool_option_reaches_greedy_selection(make_run, capsys):
+    from .test_pool import _mark_weights, pool_trials
+
+    run = make_run(pool_trials())
+    _mark_weights(run)
+    assert _parser().parse_args(["ensemble", "runs/x"]).pool is None  # default: ensemble.greedy.pool
+    for pool, expected in (("top_k", ["t_a", "t_b"]), ("3", ["t_a", "t_b", "t_c"])):
+        assert _run(["ensemble", str(run.root), "--top", "2", "--method", "greedy", "--pool", pool, "--json"]) == 0
+        data = json.loads(capsys.readouterr().out)
+        assert data["top_members"] == ["t_a", "t_b"] and data["pool"] == expected
+    with pytest.raises(ConfigError, match=r"greedy pool is 'every', but must be 'all'"):
+        _run(["ensemble", str(run.root), "--pool", "every"])

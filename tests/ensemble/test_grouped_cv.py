@@ -192,7 +192,7 @@ def test_build_ensembles_scores_and_chooses_with_grouped_inner_folds(make_run):
                                               "rows": len(run.cv_rows)}
     assert any(line.startswith("inner folds: 5, stratified by label and grouped") for line in lines)
 
-    members = load_members(run.layout, [{"trial_id": t} for t in report.members])
+    members = load_members(run.layout, [{"trial_id": t} for t in report.top_members])
     fits = {f.name: f for f in fit_methods(members, ["greedy", "stacking"], seed=4,
                                            settings={"greedy": {"seed": 4}, "stacking": {"seed": 4}})}
     stack = StackingEnsemble(seed=4).fit(members.oof, members.labels, groups=groups)

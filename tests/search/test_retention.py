@@ -41,8 +41,10 @@ model: {backbone: test_resnet, pretrained: false}
 budget: {trials: 12, max_epochs: 3, grace_period: 1, reduction_factor: 2}
 space:
   optim.lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}
-ensemble: {top_k: 2}
+ensemble: {top_k: 2, greedy: {pool: top_k}}
 """
+# greedy.pool top_k: the rank rule alone. POOL_ALL below is the default, greedy drawing from every trial.
+POOL_ALL = SPEC.replace("ensemble: {top_k: 2, greedy: {pool: top_k}}", "ensemble: {top_k: 2}")
 
 
 def _metrics(epoch: int, metric: float, final: bool) -> dict:
@@ -298,6 +300,78 @@ def test_keep_top_overrides_and_ensemble_members_stay(run):
         apply_retention(layout.root, keep_top=0)
 
 
+# -- greedy selection's pool (ensemble.greedy.pool) ---------------------------------------------------
+
+def _ensemble_json(layout: RunLayout, doc: dict) -> None:
+    layout.ensemble.mkdir(exist_ok=True)
+    layout.ensemble_files.summary.write_text(json.dumps(doc))
+
+
+def _with_weights(trials: dict[str, TrialLayout]) -> list[str]:
+    return sorted(t for t, trial in trials.items() if trial.weights_dir.is_dir())
+
+
+def test_pool_all_keeps_completed_weights_until_an_ensemble_considered_them(tmp_path):
+    layout, trials = make_run(tmp_path / "run", spec=POOL_ALL)  # the default: greedy.pool all
+    report = apply_retention(layout.root)
+    # No ensemble yet: greedy may pick any completed trial, so all keep their weights (checkpoints go).
+    assert report.candidates == ["c1", "c2", "c3", "c4"] and report.awaiting == ["c5", "c6", "c7"]
+    assert _with_weights(trials) == ["c1", "c2", "c3", "c4", "c5", "c6", "c7", "e1"]
+    assert not any(trials[f"c{i}"].checkpoints.exists() for i in range(1, 8))
+    assert not trials["p1"].weights_dir.exists()  # pruned trials are not in the pool
+    assert any("no ensemble has considered yet" in line and "c5, c6, c7" in line for line in report.lines())
+    # The ensemble drew from c1..c6 (c7 ended after it, say) and picked c1 and c6.
+    _ensemble_json(layout, {"members": [{"trial_id": "c1"}, {"trial_id": "c6"}], "top_members": ["c1", "c2"],
+                            "pool": [f"c{i}" for i in range(1, 7)], "greedy_pool": "all"})
+    report = apply_retention(layout.root)
+    assert report.awaiting == ["c7"]
+    assert _with_weights(trials) == ["c1", "c2", "c3", "c4", "c6", "c7", "e1"]  # c5 went: considered, not picked
+    (c5,) = [t for t in report.trials if t.trial_id == "c5"]
+    assert c5.reason == "completed, rank 5 of 7: outside the best 4"
+
+
+def test_pool_all_yields_to_an_explicit_keep_top(tmp_path):
+    layout, trials = make_run(tmp_path / "run", spec=POOL_ALL)
+    _ensemble_json(layout, {"members": [{"trial_id": "c6"}]})  # a file from before `pool`: its members
+    report = apply_retention(layout.root, keep_top=2)  # `ferray prune --keep-top 2`
+    assert report.awaiting == [] and _with_weights(trials) == ["c1", "c2", "c6", "e1"]
+
+
+def test_pool_all_waits_only_for_trials_the_ensemble_could_use(tmp_path):
+    layout, trials = make_run(tmp_path / "run", spec=POOL_ALL)
+    trials["c6"].oof.unlink()  # no OOF predictions: no ensemble can draw on it
+    report = apply_retention(layout.root)
+    assert report.awaiting == ["c5", "c7"] and not trials["c6"].weights_dir.exists()
+
+
+@pytest.mark.parametrize("ensemble, kept", [
+    ("ensemble: {top_k: 2, greedy: {pool: 3}}", 5),  # max(top_k, keep_top, 3) + margin 2
+    ("ensemble: {top_k: 2, greedy: {pool: 6}}\nretention: {margin: 0}", 6),
+    ("ensemble: {top_k: 2, methods: [mean, stacking]}", 4),  # no greedy: its pool does not count
+])
+def test_pool_of_n_or_no_greedy_is_a_rank_rule(tmp_path, ensemble, kept):
+    layout, trials = make_run(tmp_path / "run", spec=POOL_ALL.replace("ensemble: {top_k: 2}", ensemble))
+    report = apply_retention(layout.root)
+    best = [f"c{i}" for i in range(1, kept + 1)]
+    assert report.candidates == best and report.awaiting == []
+    assert _with_weights(trials) == best + ["e1"]
+
+
+def test_greedy_pool_in_the_spec_is_checked(tmp_path):
+    path = tmp_path / "spec.yaml"
+    for value, match in (("al", (r"ensemble\.greedy\.pool: .*pool is 'al', but must be 'all' .*, 'top_k' .* or an "
+                                 r"integer >= 1 .*; did you mean 'all'\?")),
+                         ("0", r"ensemble\.greedy\.pool: .*pool is 0, but must be"),
+                         ("true", r"ensemble\.greedy\.pool: .*pool is True, but must be")):
+        path.write_text(POOL_ALL.replace("ensemble: {top_k: 2}", f"ensemble: {{top_k: 2, greedy: {{pool: {value}}}}}"))
+        with pytest.raises(ConfigError, match=match):
+            load_search_spec(path, check_backbones=False)
+    path.write_text(POOL_ALL)
+    spec = load_search_spec(path, check_backbones=False)
+    assert spec.ensemble.greedy.pool == "all" and spec.ensemble.greedy_pool == "all"
+    assert spec.retention.candidates(top_k=2, pool="all") == 4 and spec.retention.candidates(top_k=2, pool=9) == 11
+
+
 def test_half_precision_weights_halve_the_bytes_and_still_load(tmp_path):
     from ferray.training import load_fold_models
     from ferray.training.weights import load_weights, read_weights_meta
@@ -470,3 +544,24 @@ def test_callback_cleans_trials_as_they_end(tmp_path):
     assert len(trials["r1"].checkpoint_epochs()) == 3  # stopped: ferray resume continues it
     disk = get_status(layout.root, disk=True)["disk"]
     assert disk["cleaned_trials"] == 9 and disk["removed_bytes"] > 0
+
+
+def test_callback_keeps_greedy_pools_weights_for_the_ensemble(tmp_path):
+    from types import SimpleNamespace
+
+    from ferray.search._callbacks import ResultsCallback, RetentionCallback, background_writer
+
+    layout, trials = make_run(tmp_path / "run", spec=POOL_ALL, running=("c1", "c5"))
+    results = ResultsCallback(layout.results, max_epochs=2, resume=True)
+    spec = load_search_spec(layout.spec, check_backbones=False)
+    cb = RetentionCallback(layout.root, spec.retention, top_k=2, results=results, metric="accuracy", mode="max",
+                           settle_s=3600, pool=spec.ensemble.greedy_pool)
+    for tid, metric in (("c5", 0.7), ("c1", 0.9)):
+        trial = SimpleNamespace(trial_id=tid, config={}, last_result={"epoch": 2, "metric": metric, "final": True})
+        results.on_trial_complete(0, [], trial)
+        cb.on_trial_complete(0, [], trial)
+    results.on_experiment_end([])
+    cb.on_experiment_end([])
+    background_writer().flush()
+    assert not trials["c5"].checkpoints.exists()
+    assert _with_weights(trials) == ["c1", "c2", "c3", "c4", "c5", "c6", "c7", "e1"]  # c5-c7: awaiting the ensemble

@@ -45,7 +45,7 @@ def test_status_shows_the_workers_holdout_interval_and_the_best_trials_oof_one(r
 def test_the_ensemble_table_and_summary_carry_intervals_and_the_comparison(run):
     summary = json.loads(run.ensemble_files.summary.read_text())
     comp = summary["comparison"]
-    assert comp["ensemble"] == summary["chosen"] and comp["baseline"] == summary["members"][0]["trial_id"]
+    assert comp["ensemble"] == summary["chosen"] and comp["baseline"] == summary["baseline"] == summary["top_members"][0]
     for part in ("oof", "holdout"):
         ci = comp[part]["accuracy"]
         assert ci["low"] <= ci["value"] <= ci["high"]
