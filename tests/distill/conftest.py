@@ -96,9 +96,14 @@ def _write_trial(layout: RunLayout, spec, data: FERData, plan: FoldPlan, trial_i
         val = plan.val_index(fold)
         oof[val] = predict_proba(model, data.images[val], transform, tta=["hflip"])[0]
         probs.append(predict_proba(model, data.images[hold], transform, tta=["hflip"])[0])
+    _write_predictions(trial, data, plan, oof, probs, ["hflip"])
+
+
+def _write_predictions(trial, data: FERData, plan: FoldPlan, oof: np.ndarray, probs: list, tta: list) -> None:
+    """A trial's OOF (each row from the fold that held it out) and holdout (one block per fold) files."""
     meta = {"class_names": list(data.class_names), "k": plan.k, "data_fingerprint": plan.data_fingerprint,
-            "tta": ["hflip"]}
-    cv = plan.cv_index
+            "tta": tta}
+    cv, hold = plan.cv_index, plan.holdout_index
     write_predictions(Predictions(cv, data.ids[cv], plan.fold[cv], data.labels[cv], oof[cv], None,
                                   {**meta, "kind": "oof"}), trial.oof)
     rows = np.tile(hold, plan.k)
@@ -136,14 +141,7 @@ def _train_trial(layout: RunLayout, spec, data: FERData, plan: FoldPlan, trial_i
         val = plan.val_index(fold)
         oof[val] = trainer.predict(val, tta)[0]
         probs.append(trainer.predict(hold, tta)[0])
-    meta = {"class_names": list(data.class_names), "k": plan.k, "data_fingerprint": plan.data_fingerprint,
-            "tta": tta}
-    cv = plan.cv_index
-    write_predictions(Predictions(cv, data.ids[cv], plan.fold[cv], data.labels[cv], oof[cv], None,
-                                  {**meta, "kind": "oof"}), trial.oof)
-    rows = np.tile(hold, plan.k)
-    write_predictions(Predictions(rows, data.ids[rows], np.repeat(np.arange(plan.k), len(hold)), data.labels[rows],
-                                  np.concatenate(probs), None, {**meta, "kind": "holdout"}), trial.holdout)
+    _write_predictions(trial, data, plan, oof, probs, tta)
 
 
 def _write_results(layout: RunLayout) -> None:
