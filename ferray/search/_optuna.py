@@ -241,8 +241,12 @@ class PruneAwareOptunaSearch(OptunaSearch):
                 orphan = self._orphans.pop(0)
             if orphan is not None:
                 self._ot_trials[trial_id] = optuna.Trial(self._ot_study, orphan)
-            elif getattr(self, "_trial_seed", None) is not None and self._ot_study is not None:
-                seed_sampler(self._ot_study.sampler, self._trial_seed, len(self._study_trials()))
+            if getattr(self, "_trial_seed", None) is not None and self._ot_study is not None:
+                # Seeded by the Optuna trial's own number: an orphan killed between Optuna's
+                # ask and its sampling draws its parameters now, as the uninterrupted sweep did.
+                number = (self._ot_trials[trial_id].number if orphan is not None
+                          else len(self._study_trials()))
+                seed_sampler(self._ot_study.sampler, self._trial_seed, number)
         config = super().suggest(trial_id)
         self._ot_trials[trial_id].set_user_attr(TUNE_TRIAL_ATTR, trial_id)
         return config

@@ -185,6 +185,24 @@ def test_a_seeded_searcher_samples_each_trial_as_an_uninterrupted_one_whatever_s
     assert [after.suggest(t) for t in ("b", "c")] == expected[1:]
 
 
+def test_an_orphan_killed_before_its_parameters_were_drawn_draws_what_the_uninterrupted_sweep_drew(tmp_path):
+    # A kill just after a trial ended: Tune asked for the next trial, Optuna's ask wrote it
+    # to the study, and the process died before its parameters were sampled.
+    straight = _sqlite_searcher(tmp_path / "straight.db", seed=7)
+    expected = [straight.suggest(t) for t in ("a", "b", "c")]
+    before = _sqlite_searcher(tmp_path / "killed.db", seed=7)
+    assert [before.suggest(t) for t in ("a", "b")] == expected[:2]
+    before.save(str(tmp_path / "s.pkl"))          # the sampler's generator, two draws in
+    before._ot_study.ask()                        # trial 2 in the study, no parameters yet
+    after = _sqlite_searcher(tmp_path / "killed.db", seed=7)
+    after.restore(str(tmp_path / "s.pkl"))
+    after.adopt({"a", "b"})
+    assert after.suggest("d") == expected[2]
+    assert after.ot_number("d") == 2
+    study = optuna.load_study(study_name="t", storage=f"sqlite:///{tmp_path / 'killed.db'}")
+    assert len(study.trials) == 3
+
+
 def test_recomputed_epochs_after_a_resume_keep_their_first_value(tmp_path):
     searcher = _sqlite_searcher(tmp_path / "optuna.db")
     searcher.suggest("a")
