@@ -57,16 +57,18 @@ def fold_state(backbone: str, size: int = 48) -> dict:
     from ferray.training.config import TrainConfig
 
     data = load_source(f"synthetic:basic7?count=96&size={size}&seed=0")
-    cfg = TrainConfig.model_validate({
-        "model": {"backbone": backbone, "pretrained": False},
-        "optim": {"name": "adamw"},
-        "run": {"epochs": 6, "batch_size": 16, "max_steps_per_epoch": 2, "amp": "off", "channels_last": False}})
+    cfg = TrainConfig.model_validate(
+        {
+            "model": {"backbone": backbone, "pretrained": False},
+            "optim": {"name": "adamw"},
+            "run": {"epochs": 6, "batch_size": 16, "max_steps_per_epoch": 2, "amp": "off", "channels_last": False},
+        }
+    )
     idx = __import__("numpy").arange(len(data))
-    trainer = FoldTrainer(cfg, data, idx[: len(idx) // 2], idx[len(idx) // 2:], fold=0, device="cpu")
+    trainer = FoldTrainer(cfg, data, idx[: len(idx) // 2], idx[len(idx) // 2 :], fold=0, device="cpu")
     trainer.train_epoch(0)
     history = [{"epoch": 1, "metric": 0.3, "final": False}]
-    return {"trainer": trainer.state_dict(), "history": history, "best": 0.3, "best_epoch": 1, "since_best": 0}, \
-        trainer
+    return {"trainer": trainer.state_dict(), "history": history, "best": 0.3, "best_epoch": 1, "since_best": 0}, trainer
 
 
 def _copy(src: str, dst: str) -> None:
@@ -104,8 +106,12 @@ def bench_epoch_writes(state: dict, work: Path, repeats: int, storage: str | Non
         size = (dest / "fold_0.pt").stat().st_size
         written.append(2 * size)
         shutil.rmtree(scratch)
-    out["before"] = {"critical_s": statistics.median(times), "bytes_written": written[0], "file_bytes": size,
-                     "kept_epochs": 2}
+    out["before"] = {
+        "critical_s": statistics.median(times),
+        "bytes_written": written[0],
+        "file_bytes": size,
+        "kept_epochs": 2,
+    }
     # after, local storage: one write into the checkpoint folder
     times = []
     for r in range(repeats):
@@ -114,8 +120,12 @@ def bench_epoch_writes(state: dict, work: Path, repeats: int, storage: str | Non
         t = time.perf_counter()
         save_fold_state(state, dest / "fold_0.pt", durable=False)
         times.append(time.perf_counter() - t)
-    out["after_local"] = {"critical_s": statistics.median(times), "bytes_written": size, "file_bytes": size,
-                          "kept_epochs": 1}
+    out["after_local"] = {
+        "critical_s": statistics.median(times),
+        "bytes_written": size,
+        "file_bytes": size,
+        "kept_epochs": 1,
+    }
     # after, remote storage: scratch write on the critical path, the upload on a thread
     target = storage or str(work / "remote")
     times, background = [], []
@@ -126,7 +136,9 @@ def bench_epoch_writes(state: dict, work: Path, repeats: int, storage: str | Non
         save_fold_state(state, scratch / "fold_0.pt", durable=False)
         critical = time.perf_counter() - t
 
-        def upload(src=str(scratch), dst=f"{target.rstrip('/')}/bench-{os.getpid()}/epoch_{r:04d}"):
+        dst_of = f"{target.rstrip('/')}/bench-{os.getpid()}/epoch_{r:04d}"
+
+        def upload(src=str(scratch), dst=dst_of):
             t0 = time.perf_counter()
             _copy(src, dst)
             shutil.rmtree(src)
@@ -136,8 +148,14 @@ def bench_epoch_writes(state: dict, work: Path, repeats: int, storage: str | Non
         th.start()
         th.join()
         times.append(critical)
-    out["after_remote"] = {"critical_s": statistics.median(times), "background_s": statistics.median(background),
-                           "bytes_written": 2 * size, "file_bytes": size, "kept_epochs": 1, "storage": target}
+    out["after_remote"] = {
+        "critical_s": statistics.median(times),
+        "background_s": statistics.median(background),
+        "bytes_written": 2 * size,
+        "file_bytes": size,
+        "kept_epochs": 1,
+        "storage": target,
+    }
     if storage and "://" not in storage:
         shutil.rmtree(Path(storage) / f"bench-{os.getpid()}", ignore_errors=True)
     return out
@@ -145,12 +163,22 @@ def bench_epoch_writes(state: dict, work: Path, repeats: int, storage: str | Non
 
 # -- a quickstart-sized run folder --------------------------------------------------------------
 
+
 def _weights(trainer, path: Path, backbone: str) -> None:
     from ferray.training.weights import save_weights
 
-    meta = {"train": trainer.cfg.model_dump(mode="json"), "num_classes": 7, "in_chans": trainer.channels,
-            "img_size": trainer.size, "class_names": [f"c{i}" for i in range(7)], "fold": 0, "k": 2,
-            "ema": False, "normalise": {"mean": 0.5, "std": 0.5}, "data_fingerprint": "bench"}
+    meta = {
+        "train": trainer.cfg.model_dump(mode="json"),
+        "num_classes": 7,
+        "in_chans": trainer.channels,
+        "img_size": trainer.size,
+        "class_names": [f"c{i}" for i in range(7)],
+        "fold": 0,
+        "k": 2,
+        "ema": False,
+        "normalise": {"mean": 0.5, "std": 0.5},
+        "data_fingerprint": "bench",
+    }
     save_weights(trainer.eval_model, path, meta)
 
 
@@ -188,11 +216,19 @@ def build_quickstart_run(root: Path, states: dict, k: int = 2, rows: int = 1400,
         for name in names:
             for fold in range(k):
                 save_fold_state(fold_state_dict, trial.fold_checkpoint(trial.checkpoints / name, fold), durable=False)
-        snapshot = {"ray_version": "bench", "checkpoint_results": [
-            {"version": 0, "checkpoint_dir_name": n, "metrics": {"epoch": int(n[-4:])}} for n in names],
-            "checkpoint_report_indices": [0, 1], "pending_training_results": [], "pending_validation_specs": [],
-            "current_report_index": 2, "validated_checkpoint_dir_names": [],
-            "timed_out_validation_checkpoint_dir_names": [], "failed_validation_checkpoint_dir_names": []}
+        snapshot = {
+            "ray_version": "bench",
+            "checkpoint_results": [
+                {"version": 0, "checkpoint_dir_name": n, "metrics": {"epoch": int(n[-4:])}} for n in names
+            ],
+            "checkpoint_report_indices": [0, 1],
+            "pending_training_results": [],
+            "pending_validation_specs": [],
+            "current_report_index": 2,
+            "validated_checkpoint_dir_names": [],
+            "timed_out_validation_checkpoint_dir_names": [],
+            "failed_validation_checkpoint_dir_names": [],
+        }
         snapshot["latest_checkpoint_result"] = snapshot["checkpoint_results"][-1]
         (trial.checkpoints / "checkpoint_manager_snapshot.json").write_text(json.dumps(snapshot))
         if state == "COMPLETED":
@@ -200,12 +236,23 @@ def build_quickstart_run(root: Path, states: dict, k: int = 2, rows: int = 1400,
                 _weights(trainer, trial.weights(fold), backbone)
             meta = {"class_names": [f"c{i}" for i in range(7)], "k": k, "data_fingerprint": "bench", "tta": ["hflip"]}
             probs = rng.dirichlet(np.ones(7), len(cv)).astype(np.float32)
-            write_predictions(Predictions(cv, ids[cv], cv % k, labels[cv], probs, None, {**meta, "kind": "oof"}),
-                              trial.oof)
+            write_predictions(
+                Predictions(cv, ids[cv], cv % k, labels[cv], probs, None, {**meta, "kind": "oof"}), trial.oof
+            )
             hrows = np.tile(np.arange(rows - n_hold, rows), k)
             hp = rng.dirichlet(np.ones(7), len(hrows)).astype(np.float32)
-            write_predictions(Predictions(hrows, ids[hrows], np.repeat(np.arange(k), n_hold), labels[hrows], hp, None,
-                                          {**meta, "kind": "holdout"}), trial.holdout)
+            write_predictions(
+                Predictions(
+                    hrows,
+                    ids[hrows],
+                    np.repeat(np.arange(k), n_hold),
+                    labels[hrows],
+                    hp,
+                    None,
+                    {**meta, "kind": "holdout"},
+                ),
+                trial.holdout,
+            )
             trial.metrics.write_text("{}")
     table.write(run.results)
     return root
@@ -224,16 +271,23 @@ def bench_run_size(states: dict, work: Path) -> dict:
     run.spec.write_text(yaml.safe_dump(raw, sort_keys=False))
     before = directory_size(root)
     # What the same sweep holds with num_to_keep=1 (the running-trial rule alone).
-    one_epoch = before - sum(directory_size(t.checkpoints / p.name)
-                             for t in run.trials() for p in t.checkpoint_epochs()[:-1])
+    one_epoch = before - sum(
+        directory_size(t.checkpoints / p.name) for t in run.trials() for p in t.checkpoint_epochs()[:-1]
+    )
     report = apply_retention(root)
     after = directory_size(root)
     raw["retention"]["half_precision_weights"] = True  # the packaged quickstart's setting
     run.spec.write_text(yaml.safe_dump(raw, sort_keys=False))
     apply_retention(root)
     after_half = directory_size(root)
-    return {"before": before, "num_to_keep_1": one_epoch, "after": after, "after_half": after_half,
-            "removed_files": report.files, "weights_bytes": sum(directory_size(t.weights_dir) for t in run.trials())}
+    return {
+        "before": before,
+        "num_to_keep_1": one_epoch,
+        "after": after,
+        "after_half": after_half,
+        "removed_files": report.files,
+        "weights_bytes": sum(directory_size(t.weights_dir) for t in run.trials()),
+    }
 
 
 def bench_sweep(work: Path, timeout: int) -> dict:
@@ -243,9 +297,27 @@ def bench_sweep(work: Path, timeout: int) -> dict:
 
     t = time.perf_counter()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.run([sys.executable, "-m", "ferray.cli", "search", "--storage", str(work / "runs"), "--name",
-                           "qs", "--no-live", "--no-finish", "--num-cpus", str(os.cpu_count() or 2)],
-                          capture_output=True, text=True, env=env, timeout=timeout, cwd=work)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ferray.cli",
+            "search",
+            "--storage",
+            str(work / "runs"),
+            "--name",
+            "qs",
+            "--no-live",
+            "--no-finish",
+            "--num-cpus",
+            str(os.cpu_count() or 2),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        cwd=work,
+    )
     run = work / "runs" / "qs"
     out = {"returncode": proc.returncode, "seconds": time.perf_counter() - t}
     if not run.is_dir():
@@ -274,9 +346,11 @@ def main(argv: list[str] | None = None) -> dict:
         work = Path(tmp)
         states = {b: fold_state(b) for b in BACKBONES}
         print(f"machine: {os.cpu_count()} CPUs, load average {results['load'][0]:.1f} (figures under this load)")
-        print("\nper epoch, per fold (median of %d):" % args.repeats)
-        print(f"{'backbone':<24}{'variant':<14}{'file MB':>9}{'written MB':>12}{'critical s':>12}"
-              f"{'background s':>14}{'kept':>6}")
+        print(f"\nper epoch, per fold (median of {args.repeats}):")
+        print(
+            f"{'backbone':<24}{'variant':<14}{'file MB':>9}{'written MB':>12}{'critical s':>12}"
+            f"{'background s':>14}{'kept':>6}"
+        )
         results["epoch"] = {}
         for backbone in BACKBONES:
             w = work / backbone
@@ -284,26 +358,33 @@ def main(argv: list[str] | None = None) -> dict:
             r = bench_epoch_writes(states[backbone][0], w, args.repeats, args.storage)
             results["epoch"][backbone] = r
             for variant, v in r.items():
-                print(f"{backbone:<24}{variant:<14}{v['file_bytes'] / 1e6:>9.1f}{v['bytes_written'] / 1e6:>12.1f}"
-                      f"{v['critical_s']:>12.3f}{v.get('background_s', float('nan')):>14.3f}{v['kept_epochs']:>6}")
+                print(
+                    f"{backbone:<24}{variant:<14}{v['file_bytes'] / 1e6:>9.1f}{v['bytes_written'] / 1e6:>12.1f}"
+                    f"{v['critical_s']:>12.3f}{v.get('background_s', float('nan')):>14.3f}{v['kept_epochs']:>6}"
+                )
             shutil.rmtree(w)
         size = bench_run_size(states, work)
         results["run_size"] = size
-        print("\nquickstart-sized run directory (6 trials, k=2: 3 completed resnet10t, 3 pruned "
-              "mobilenetv3_small_050):")
+        print(
+            "\nquickstart-sized run directory (6 trials, k=2: 3 completed resnet10t, 3 pruned mobilenetv3_small_050):"
+        )
         print(f"  before (num_to_keep=2, no policy):         {size['before'] / 1e6:8.1f} MB")
         print(f"  num_to_keep=1 only:                        {size['num_to_keep_1'] / 1e6:8.1f} MB")
-        print(f"  after the policy (fp32 weights):           {size['after'] / 1e6:8.1f} MB "
-              f"({size['removed_files']} files removed)")
+        print(
+            f"  after the policy (fp32 weights):           {size['after'] / 1e6:8.1f} MB "
+            f"({size['removed_files']} files removed)"
+        )
         print(f"  after, half_precision_weights: true:       {size['after_half'] / 1e6:8.1f} MB")
         if args.sweep:
             s = bench_sweep(work, args.sweep_timeout)
             results["sweep"] = s
             print(f"\nreal quickstart sweep: exit {s['returncode']} in {s['seconds']:.0f} s, {s.get('counts')}")
             if "after_sweep" in s:
-                print(f"  run directory as the sweep left it: {s['after_sweep'] / 1e6:.1f} MB; after a policy pass "
-                      f"(as the pipeline runs it): {s['after_policy_pass'] / 1e6:.1f} MB; removed "
-                      f"{s['disk']['removed_bytes'] / 1e6:.1f} MB in {s['disk']['removed_files']} files")
+                print(
+                    f"  run directory as the sweep left it: {s['after_sweep'] / 1e6:.1f} MB; after a policy pass "
+                    f"(as the pipeline runs it): {s['after_policy_pass'] / 1e6:.1f} MB; removed "
+                    f"{s['disk']['removed_bytes'] / 1e6:.1f} MB in {s['disk']['removed_files']} files"
+                )
             else:
                 print(s.get("error", ""))
     if args.out:

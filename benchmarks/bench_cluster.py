@@ -64,19 +64,36 @@ class Cluster:
     def __init__(self, token: str):
         self.token = token
         self.procs: list[tuple[subprocess.Popen, str]] = []
-        self.env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token,
-                    "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"}  # stop at once, no 30 s drain
+        self.env = {
+            **os.environ,
+            "RAY_AUTH_MODE": "token",
+            "RAY_AUTH_TOKEN": token,
+            "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0",
+        }  # stop at once, no 30 s drain
         for var in ("RAY_ADDRESS", "RAY_AUTH_TOKEN_PATH"):
             self.env.pop(var, None)
 
     def _node(self, args: list[str]) -> None:
         tmp = tempfile.mkdtemp(prefix="ferray-bench-node-", dir="/tmp")
-        cmd = ["ray", "start", "--block", "--node-ip-address", "127.0.0.1", *args,
-               "--dashboard-agent-listen-port", str(_free_port()), "--metrics-export-port", str(_free_port()),
-               "--temp-dir", tmp, "--disable-usage-stats"]
+        cmd = [
+            "ray",
+            "start",
+            "--block",
+            "--node-ip-address",
+            "127.0.0.1",
+            *args,
+            "--dashboard-agent-listen-port",
+            str(_free_port()),
+            "--metrics-export-port",
+            str(_free_port()),
+            "--temp-dir",
+            tmp,
+            "--disable-usage-stats",
+        ]
         with open(os.path.join(tmp, "ray-start.log"), "w") as out:
-            self.procs.append((subprocess.Popen(cmd, env=self.env, stdout=out, stderr=subprocess.STDOUT,
-                                                start_new_session=True), tmp))
+            self.procs.append(
+                (subprocess.Popen(cmd, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True), tmp)
+            )
 
     def _get(self, path: str):
         import requests
@@ -91,23 +108,39 @@ class Cluster:
         start = time.monotonic()
         while not ready():
             if time.monotonic() - start > limit or any(p.poll() is not None for p, _ in self.procs):
-                raise RuntimeError(f"{what}: not ready within {limit:.0f} s (or a `ray start` exited); see the "
-                                   f"logs under {', '.join(t for _, t in self.procs)}")
+                raise RuntimeError(
+                    f"{what}: not ready within {limit:.0f} s (or a `ray start` exited); see the "
+                    f"logs under {', '.join(t for _, t in self.procs)}"
+                )
             time.sleep(1)
 
     def start(self, cpus: list[int]) -> None:
         gcs, dash = _free_port(), _free_port()
         self.address, self.gcs = f"http://127.0.0.1:{dash}", f"127.0.0.1:{gcs}"
-        self._node(["--head", "--port", str(gcs), "--include-dashboard", "true", "--dashboard-host", "127.0.0.1",
-                    "--dashboard-port", str(dash), "--num-cpus", str(cpus[0])])
+        self._node(
+            [
+                "--head",
+                "--port",
+                str(gcs),
+                "--include-dashboard",
+                "true",
+                "--dashboard-host",
+                "127.0.0.1",
+                "--dashboard-port",
+                str(dash),
+                "--num-cpus",
+                str(cpus[0]),
+            ]
+        )
         self._wait("the head's job server", lambda: self._get("/api/version") is not None)
         for n in cpus[1:]:
             self._node(["--address", self.gcs, "--num-cpus", str(n)])
 
         def alive() -> bool:
             r = self._get("/nodes?view=summary")
-            return r is not None and sum(x["raylet"]["state"] == "ALIVE" for x in r.json()["data"]["summary"]) \
-                >= len(cpus)
+            return r is not None and sum(x["raylet"]["state"] == "ALIVE" for x in r.json()["data"]["summary"]) >= len(
+                cpus
+            )
 
         self._wait(f"{len(cpus)} alive nodes", alive, limit=90)
 
@@ -151,18 +184,45 @@ def one(cpus: list[int], spec: Path, work: Path, timeout: float) -> dict:
         cluster_start = time.monotonic() - t
         env = {**cluster.env, "HOME": str(work), "PYTHONPATH": str(REPO)}
         t0 = time.time()
-        done = subprocess.run([sys.executable, "-m", "ferray.cli", "submit", str(spec), "--address", cluster.address,
-                               "--storage", str(work / "store"), "--name", name, "--wait", "--no-finish"],
-                              capture_output=True, text=True, env=env, cwd=work, timeout=timeout, check=False)
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "ferray.cli",
+                "submit",
+                str(spec),
+                "--address",
+                cluster.address,
+                "--storage",
+                str(work / "store"),
+                "--name",
+                name,
+                "--wait",
+                "--no-finish",
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=work,
+            timeout=timeout,
+            check=False,
+        )
         wall = time.time() - t0
     finally:
         cluster.stop()
     run = work / "store" / name
     first = _first_report(run)
     status = (done.stdout.strip().splitlines() or ["?"])[-1]
-    return {"nodes": len(cpus), "cpus": "+".join(map(str, cpus)), "cluster_start_s": cluster_start,
-            "first_report_s": (first - t0) if first else float("nan"), "wall_s": wall,
-            "fold_nodes": len(_fold_nodes(run)), "ok": done.returncode == 0, "status": status}
+    return {
+        "nodes": len(cpus),
+        "cpus": "+".join(map(str, cpus)),
+        "cluster_start_s": cluster_start,
+        "first_report_s": (first - t0) if first else float("nan"),
+        "wall_s": wall,
+        "fold_nodes": len(_fold_nodes(run)),
+        "ok": done.returncode == 0,
+        "status": status,
+    }
 
 
 def main(argv=None) -> int:
@@ -184,13 +244,19 @@ def main(argv=None) -> int:
             rows.append(row)
             if not row["ok"]:
                 print(f"{row['nodes']} node(s): the job did not succeed: {row['status']}", file=sys.stderr)
-    print(f"ferray submit --wait: {args.trials} trials x 2 folds x {args.epochs} epochs, one trial at a time, "
-          f"{args.cpus} CPUs in all")
-    print(f"{'nodes':>5}  {'CPUs':>5}  {'cluster start':>13}  {'first report':>12}  {'sweep wall':>10}  "
-          f"{'nodes with fold workers':>23}")
+    print(
+        f"ferray submit --wait: {args.trials} trials x 2 folds x {args.epochs} epochs, one trial at a time, "
+        f"{args.cpus} CPUs in all"
+    )
+    print(
+        f"{'nodes':>5}  {'CPUs':>5}  {'cluster start':>13}  {'first report':>12}  {'sweep wall':>10}  "
+        f"{'nodes with fold workers':>23}"
+    )
     for r in rows:
-        print(f"{r['nodes']:>5}  {r['cpus']:>5}  {r['cluster_start_s']:>12.1f}s  {r['first_report_s']:>11.1f}s  "
-              f"{r['wall_s']:>9.1f}s  {r['fold_nodes']:>23}")
+        print(
+            f"{r['nodes']:>5}  {r['cpus']:>5}  {r['cluster_start_s']:>12.1f}s  {r['first_report_s']:>11.1f}s  "
+            f"{r['wall_s']:>9.1f}s  {r['fold_nodes']:>23}"
+        )
     return 0 if all(r["ok"] for r in rows) else 1
 
 

@@ -56,25 +56,32 @@ def prepare(train: int, test: int, cache: Path, seed: int = 0) -> str:
 def spec(source: str, trials: int, epochs: int, student_epochs: int):
     from ferray.search import SearchSpec
 
-    return SearchSpec.model_validate({
-        "name": "bench-ensemble",
-        "data": {"source": source},
-        "folds": {"k": 2, "seed": 0, "holdout": "test"},
-        "model": {"backbone": "resnet10t", "pretrained": False},
-        "augment": {"strength": 0.3, "tta": ["hflip"]},
-        "run": {"batch_size": 64, "amp": "off", "channels_last": False, "metric": "accuracy"},
-        "space": {
-            "optim.lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True},
-            "optim.weight_decay": {"type": "float", "low": 1e-3, "high": 0.1, "log": True},
-            "model.backbone": {"type": "categorical", "choices": ["resnet10t", "mobilenetv3_small_050"]},
-            "loss.name": {"type": "categorical", "choices": ["ce", "label_smoothing"]},
-        },
-        "budget": {"trials": trials, "max_epochs": epochs, "grace_period": 2, "reduction_factor": 2,
-                   "max_concurrent": 2},
-        "search": {"sampler": "tpe", "seed": 0, "n_startup_trials": max(2, trials // 3)},
-        "ensemble": {"enabled": True, "top_k": 5, "methods": ["greedy", "stacking", "mean"], "export": True},
-        "distill": {"enabled": True, "student": "mobilenetv3_small_050", "epochs": student_epochs},
-    })
+    return SearchSpec.model_validate(
+        {
+            "name": "bench-ensemble",
+            "data": {"source": source},
+            "folds": {"k": 2, "seed": 0, "holdout": "test"},
+            "model": {"backbone": "resnet10t", "pretrained": False},
+            "augment": {"strength": 0.3, "tta": ["hflip"]},
+            "run": {"batch_size": 64, "amp": "off", "channels_last": False, "metric": "accuracy"},
+            "space": {
+                "optim.lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True},
+                "optim.weight_decay": {"type": "float", "low": 1e-3, "high": 0.1, "log": True},
+                "model.backbone": {"type": "categorical", "choices": ["resnet10t", "mobilenetv3_small_050"]},
+                "loss.name": {"type": "categorical", "choices": ["ce", "label_smoothing"]},
+            },
+            "budget": {
+                "trials": trials,
+                "max_epochs": epochs,
+                "grace_period": 2,
+                "reduction_factor": 2,
+                "max_concurrent": 2,
+            },
+            "search": {"sampler": "tpe", "seed": 0, "n_startup_trials": max(2, trials // 3)},
+            "ensemble": {"enabled": True, "top_k": 5, "methods": ["greedy", "stacking", "mean"], "export": True},
+            "distill": {"enabled": True, "student": "mobilenetv3_small_050", "epochs": student_epochs},
+        }
+    )
 
 
 def throughput(bundle: Path, run, batch: int = 64, repeats: int = 5) -> dict:
@@ -108,8 +115,14 @@ def throughput(bundle: Path, run, batch: int = 64, repeats: int = 5) -> dict:
     for _ in range(repeats):
         eager()
     eager_ips = batch * repeats / (time.perf_counter() - t)
-    return {"onnxruntime_images_per_s": ort_ips, "eager_images_per_s": eager_ips, "ratio": ort_ips / eager_ips,
-            "members": len(members), "fold_models": sum(len(m) for m in members), "batch": batch}
+    return {
+        "onnxruntime_images_per_s": ort_ips,
+        "eager_images_per_s": eager_ips,
+        "ratio": ort_ips / eager_ips,
+        "members": len(members),
+        "fold_models": sum(len(m) for m in members),
+        "batch": batch,
+    }
 
 
 def main() -> None:
@@ -137,8 +150,12 @@ def main() -> None:
     t0 = time.perf_counter()
     ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
     try:
-        result = run_search(spec(source, args.trials, args.epochs, args.student_epochs), run_dir=work / "run",
-                            live=False, echo=lambda s: None)
+        result = run_search(
+            spec(source, args.trials, args.epochs, args.student_epochs),
+            run_dir=work / "run",
+            live=False,
+            echo=lambda s: None,
+        )
         t_sweep = time.perf_counter() - t0
         done = finish_run(result.run_dir, echo=lambda s: None)
     finally:
@@ -147,40 +164,54 @@ def main() -> None:
     run = RunLayout(result.run_dir)
     table = {r["name"]: r for r in done.ensemble.table}
     best_single = min((r for r in done.ensemble.table if r["kind"] == "member"), key=lambda r: r["rank"])
-    figures = {"data": {"train_images": args.train, "test_images": args.test, "source": source},
-               "trials": args.trials, "max_epochs": args.epochs, "sweep_seconds": t_sweep, "wall_seconds": wall,
-               "holdout": {"best_single": {k: best_single[f"holdout_{k}"] for k in ("accuracy", "macro_f1")}}}
+    figures = {
+        "data": {"train_images": args.train, "test_images": args.test, "source": source},
+        "trials": args.trials,
+        "max_epochs": args.epochs,
+        "sweep_seconds": t_sweep,
+        "wall_seconds": wall,
+        "holdout": {"best_single": {k: best_single[f"holdout_{k}"] for k in ("accuracy", "macro_f1")}},
+    }
     for method in ("mean", "greedy", "stacking"):
         if method in table:
             figures["holdout"][method] = {k: table[method][f"holdout_{k}"] for k in ("accuracy", "macro_f1")}
     figures["chosen"] = done.ensemble.chosen
     d = done.distill.summary
     figures["student"] = {
-        "accuracy": d["student"]["accuracy"], "ensemble_accuracy": d["ensemble"]["accuracy"],
+        "accuracy": d["student"]["accuracy"],
+        "ensemble_accuracy": d["ensemble"]["accuracy"],
         "points_lost": 100 * (d["ensemble"]["accuracy"] - d["student"]["accuracy"]),
         "latency_ms_batch1": d["student"]["latency_ms_per_image"]["batch_1"],
         "ensemble_latency_ms_batch1": d["ensemble"]["latency_ms_per_image"]["batch_1"],
         "speedup_batch1": d["ensemble"]["latency_ms_per_image"]["batch_1"]
         / d["student"]["latency_ms_per_image"]["batch_1"],
-        "params": d["student"]["params"], "ensemble_params": d["ensemble"]["params"]}
+        "params": d["student"]["params"],
+        "ensemble_params": d["ensemble"]["params"],
+    }
     figures["throughput"] = throughput(done.bundle, run)
 
     h = figures["holdout"]
-    print(f"sweep: {args.trials} trials x <= {args.epochs} epochs on {args.train} FER2013 train images, "
-          f"holdout {args.test} test images; {t_sweep:.0f} s sweep, {wall:.0f} s with ensemble/distil/export")
+    print(
+        f"sweep: {args.trials} trials x <= {args.epochs} epochs on {args.train} FER2013 train images, "
+        f"holdout {args.test} test images; {t_sweep:.0f} s sweep, {wall:.0f} s with ensemble/distil/export"
+    )
     print(f"{'':24}{'holdout acc':>12}{'macro-F1':>10}{'vs best single':>16}")
     for name, row in h.items():
         gain = 100 * (row["accuracy"] - h["best_single"]["accuracy"])
         print(f"{name:24}{row['accuracy']:>12.4f}{row['macro_f1']:>10.4f}{gain:>+15.2f}p")
     print(f"chosen ensemble: {figures['chosen']}")
     s = figures["student"]
-    print(f"student mobilenetv3_small_050: accuracy {s['accuracy']:.4f} vs ensemble {s['ensemble_accuracy']:.4f} "
-          f"({s['points_lost']:+.2f} points lost); batch-1 latency {s['latency_ms_batch1']:.2f} ms vs "
-          f"{s['ensemble_latency_ms_batch1']:.2f} ms ({s['speedup_batch1']:.1f}x)")
+    print(
+        f"student mobilenetv3_small_050: accuracy {s['accuracy']:.4f} vs ensemble {s['ensemble_accuracy']:.4f} "
+        f"({s['points_lost']:+.2f} points lost); batch-1 latency {s['latency_ms_batch1']:.2f} ms vs "
+        f"{s['ensemble_latency_ms_batch1']:.2f} ms ({s['speedup_batch1']:.1f}x)"
+    )
     tp = figures["throughput"]
-    print(f"ensemble graph ({tp['members']} members, {tp['fold_models']} fold models, batch {tp['batch']}): "
-          f"onnxruntime {tp['onnxruntime_images_per_s']:.0f} images/s, PyTorch eager "
-          f"{tp['eager_images_per_s']:.0f} images/s ({tp['ratio']:.2f}x)")
+    print(
+        f"ensemble graph ({tp['members']} members, {tp['fold_models']} fold models, batch {tp['batch']}): "
+        f"onnxruntime {tp['onnxruntime_images_per_s']:.0f} images/s, PyTorch eager "
+        f"{tp['eager_images_per_s']:.0f} images/s ({tp['ratio']:.2f}x)"
+    )
     if args.out:
         args.out.write_text(json.dumps(figures, indent=2, default=float))
 

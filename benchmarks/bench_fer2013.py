@@ -100,43 +100,96 @@ class Profile:
 
     def describe(self) -> str:
         train = "all 28,709" if self.train is None else f"{self.train:,} (stratified sample)"
-        test = "all 7,178" if self.test is None else \
-            f"{self.test:,} (stratified sample, {self.leaked} more with their train duplicate)"
+        test = (
+            "all 7,178"
+            if self.test is None
+            else f"{self.test:,} (stratified sample, {self.leaked} more with their train duplicate)"
+        )
         limit = f", sweep time limit {self.time_limit_s / 60:.0f} min" if self.time_limit_s else ""
-        return (f"profile {self.name}: FER2013 train {train} images -> {self.k}-fold cross-validation; holdout: "
-                f"test {test} images (PublicTest / PrivateTest); input {self.size}x{self.size} grey; "
-                f"backbones {', '.join(self.backbones)}; {self.trials} trials x <= {self.max_epochs} epochs (TPE + "
-                f"ASHA grace {self.grace_period}, reduction {self.reduction_factor}), "
-                f"{self.max_concurrent or 'planner-chosen'} at once{limit}; ensemble of the top {self.top_k}: "
-                f"{', '.join(self.methods)}; student {self.student} x {self.student_epochs} epochs; "
-                f"expected wall time {self.expected}")
+        return (
+            f"profile {self.name}: FER2013 train {train} images -> {self.k}-fold cross-validation; holdout: "
+            f"test {test} images (PublicTest / PrivateTest); input {self.size}x{self.size} grey; "
+            f"backbones {', '.join(self.backbones)}; {self.trials} trials x <= {self.max_epochs} epochs (TPE + "
+            f"ASHA grace {self.grace_period}, reduction {self.reduction_factor}), "
+            f"{self.max_concurrent or 'planner-chosen'} at once{limit}; ensemble of the top {self.top_k}: "
+            f"{', '.join(self.methods)}; student {self.student} x {self.student_epochs} epochs; "
+            f"expected wall time {self.expected}"
+        )
 
 
 PROFILES: dict[str, Profile] = {
     # Proves the script end to end: a few hundred images, tiny models, Ray start-ups dominate.
     "smoke": Profile(
-        name="smoke", expected="3-5 min on 2 CPUs", size=32, train=300, test=200, leaked=12, k=2,
-        backbones=("test_resnet", "mobilenetv3_small_050"), trials=3, max_epochs=2, grace_period=1,
-        reduction_factor=2, max_concurrent=2, batch_size=64, student="test_resnet", student_epochs=2, top_k=3,
-        time_limit_s=None),
+        name="smoke",
+        expected="3-5 min on 2 CPUs",
+        size=32,
+        train=300,
+        test=200,
+        leaked=12,
+        k=2,
+        backbones=("test_resnet", "mobilenetv3_small_050"),
+        trials=3,
+        max_epochs=2,
+        grace_period=1,
+        reduction_factor=2,
+        max_concurrent=2,
+        batch_size=64,
+        student="test_resnet",
+        student_epochs=2,
+        top_k=3,
+        time_limit_s=None,
+    ),
     # Full data on 2 shared CPUs. 32 px costs ~0.45x the compute of 48 px (FER2013 models lose
     # a few points there); a trial-epoch at k=2 (28.7k images trained + 28.7k validated) is
     # ~1 min; ASHA (2, 4, 8 epochs) spends ~50 trial-epochs on 12 trials, ~60 min with the
     # trials' start-ups and final TTA predictions, then ~4 min of ensembles and ~6 min of
     # student. The sweep's time limit keeps a loaded machine near the target.
     "cpu": Profile(
-        name="cpu", expected="~75-90 min on 2 CPUs (estimate from the README's throughputs)", size=32,
-        train=None, test=None, leaked=0, k=2, backbones=("resnet10t", "mobilenetv3_small_050"), trials=12,
-        max_epochs=8, grace_period=2, reduction_factor=2, max_concurrent=2, batch_size=64,
-        student="mobilenetv3_small_050", student_epochs=8, top_k=5, time_limit_s=70 * 60),
+        name="cpu",
+        expected="~75-90 min on 2 CPUs (estimate from the README's throughputs)",
+        size=32,
+        train=None,
+        test=None,
+        leaked=0,
+        k=2,
+        backbones=("resnet10t", "mobilenetv3_small_050"),
+        trials=12,
+        max_epochs=8,
+        grace_period=2,
+        reduction_factor=2,
+        max_concurrent=2,
+        batch_size=64,
+        student="mobilenetv3_small_050",
+        student_epochs=8,
+        top_k=5,
+        time_limit_s=70 * 60,
+    ),
     # One H200-class GPU, 16 CPUs: the native 48 px, 5 folds, bigger models, more trials. Ten
     # fold workers (two trials) share the GPU; amp bf16/fp16.
     "gpu": Profile(
-        name="gpu", expected="~1.5-3 h on one H200 with 16 CPUs (estimate, not measured)", size=48,
-        train=None, test=None, leaked=0, k=5, backbones=("resnet18", "resnet34", "convnext_atto", "efficientnet_b0"),
-        trials=40, max_epochs=30, grace_period=3, reduction_factor=3, max_concurrent=2, batch_size=128,
-        student="mobilenetv3_small_100", student_epochs=30, top_k=8, time_limit_s=4 * 3600, amp="auto",
-        resources={"gpus_per_worker": 0.1}, losses=("ce", "label_smoothing", "focal"), mixup=True),
+        name="gpu",
+        expected="~1.5-3 h on one H200 with 16 CPUs (estimate, not measured)",
+        size=48,
+        train=None,
+        test=None,
+        leaked=0,
+        k=5,
+        backbones=("resnet18", "resnet34", "convnext_atto", "efficientnet_b0"),
+        trials=40,
+        max_epochs=30,
+        grace_period=3,
+        reduction_factor=3,
+        max_concurrent=2,
+        batch_size=128,
+        student="mobilenetv3_small_100",
+        student_epochs=30,
+        top_k=8,
+        time_limit_s=4 * 3600,
+        amp="auto",
+        resources={"gpus_per_worker": 0.1},
+        losses=("ce", "label_smoothing", "focal"),
+        mixup=True,
+    ),
 }
 
 
@@ -150,8 +203,12 @@ def spec_dict(profile: Profile, source: str, *, export: bool = False, seed: int 
         "augment.strength": {"type": "float", "low": 0.2, "high": 0.7},
     }
     if "label_smoothing" in profile.losses:
-        space["loss.label_smoothing"] = {"type": "float", "low": 0.05, "high": 0.2,
-                                         "when": {"loss.name": "label_smoothing"}}
+        space["loss.label_smoothing"] = {
+            "type": "float",
+            "low": 0.05,
+            "high": 0.2,
+            "when": {"loss.name": "label_smoothing"},
+        }
     if "focal" in profile.losses:
         space["loss.focal_gamma"] = {"type": "float", "low": 1.0, "high": 3.0, "when": {"loss.name": "focal"}}
     if profile.mixup:
@@ -170,12 +227,23 @@ def spec_dict(profile: Profile, source: str, *, export: bool = False, seed: int 
         "run": run,
         "resources": dict(profile.resources),
         "space": space,
-        "budget": {"trials": profile.trials, "max_epochs": profile.max_epochs, "grace_period": profile.grace_period,
-                   "reduction_factor": profile.reduction_factor, "early_stopping": True,
-                   "max_concurrent": profile.max_concurrent, "time_limit_s": profile.time_limit_s},
+        "budget": {
+            "trials": profile.trials,
+            "max_epochs": profile.max_epochs,
+            "grace_period": profile.grace_period,
+            "reduction_factor": profile.reduction_factor,
+            "early_stopping": True,
+            "max_concurrent": profile.max_concurrent,
+            "time_limit_s": profile.time_limit_s,
+        },
         "search": {"sampler": "tpe", "seed": seed, "n_startup_trials": max(2, min(10, profile.trials // 3))},
-        "ensemble": {"enabled": True, "export": export, "top_k": profile.top_k, "methods": list(profile.methods),
-                     "seed": seed},
+        "ensemble": {
+            "enabled": True,
+            "export": export,
+            "top_k": profile.top_k,
+            "methods": list(profile.methods),
+            "seed": seed,
+        },
         "distill": {"enabled": True, "student": profile.student, "epochs": profile.student_epochs},
     }
 
@@ -206,9 +274,11 @@ def usage_of(ids: Sequence[str], splits: Sequence[str] | None = None) -> np.ndar
         m = re.search(r"(PublicTest|PrivateTest)", str(row_id))
         usage = m.group(1) if m else (fallback.get(str(splits[i])) if splits is not None else None)
         if usage is None:
-            raise ValueError(f"row {i} ({row_id!r}) names neither PublicTest nor PrivateTest"
-                             + (f" and its split is {splits[i]!r}" if splits is not None else "")
-                             + "; FER2013's test images are named <Usage>_<n>.jpg")
+            raise ValueError(
+                f"row {i} ({row_id!r}) names neither PublicTest nor PrivateTest"
+                + (f" and its split is {splits[i]!r}" if splits is not None else "")
+                + "; FER2013's test images are named <Usage>_<n>.jpg"
+            )
         out[i] = usage
     return out
 
@@ -229,9 +299,16 @@ def holdout_subsets(usage: np.ndarray, clean: np.ndarray) -> dict[str, np.ndarra
     return out
 
 
-def sample_rows(splits: np.ndarray, labels: np.ndarray, n_train: int | None, n_test: int | None, *,
-                leak_pairs: tuple[np.ndarray, np.ndarray] | None = None, n_leaked: int = 0,
-                seed: int = 0) -> np.ndarray:
+def sample_rows(
+    splits: np.ndarray,
+    labels: np.ndarray,
+    n_train: int | None,
+    n_test: int | None,
+    *,
+    leak_pairs: tuple[np.ndarray, np.ndarray] | None = None,
+    n_leaked: int = 0,
+    seed: int = 0,
+) -> np.ndarray:
     """Sorted row indices: stratified samples of ``train`` and ``test`` (``None``: every row).
 
     ``leak_pairs`` are (test row, train row) duplicates; ``n_leaked`` of them are added whole,
@@ -267,8 +344,11 @@ def prepare(profile: Profile, cache: Path, seed: int = 0, echo=print) -> tuple[s
     from ferray.data import load_source, write_parquet
     from ferray.data._images import resize_array
 
-    tag = "full" if profile.train is None and profile.test is None else \
-        f"{profile.train}-{profile.test}-{profile.leaked}-{seed}"
+    tag = (
+        "full"
+        if profile.train is None and profile.test is None
+        else f"{profile.train}-{profile.test}-{profile.leaked}-{seed}"
+    )
     native, run = cache / f"fer2013-48-{tag}.parquet", cache / f"fer2013-{profile.size}-{tag}.parquet"
     if native.is_file() and run.is_file():
         return str(run), str(native)
@@ -283,8 +363,17 @@ def prepare(profile: Profile, cache: Path, seed: int = 0, echo=print) -> tuple[s
         test_a = (split[a] == "test") & (split[b] == "train")
         test_b = (split[b] == "test") & (split[a] == "train")
         pairs = (np.concatenate([a[test_a], b[test_b]]), np.concatenate([b[test_a], a[test_b]]))
-        full = full.subset(sample_rows(full.splits, full.labels, profile.train, profile.test, leak_pairs=pairs,
-                                       n_leaked=profile.leaked, seed=seed))
+        full = full.subset(
+            sample_rows(
+                full.splits,
+                full.labels,
+                profile.train,
+                profile.test,
+                leak_pairs=pairs,
+                n_leaked=profile.leaked,
+                seed=seed,
+            )
+        )
     write_parquet(full, native)
     # The JPEGs are 48 px: resizing the decoded array is what load_source(size=...) does to them.
     write_parquet(dataclasses.replace(full, images=resize_array(full.images, profile.size, 1)), run)
@@ -294,10 +383,18 @@ def prepare(profile: Profile, cache: Path, seed: int = 0, echo=print) -> tuple[s
 # -- scores ------------------------------------------------------------------------------------
 
 
-def score_table(labels: np.ndarray, probs: Mapping[str, np.ndarray], subsets: Mapping[str, np.ndarray], *,
-                baseline: str = BASELINE, num_classes: int | None = None, n_boot: int = N_BOOT,
-                level: float = LEVEL, seed: int = 0,
-                latency: Mapping[str, Mapping[str, float]] | None = None) -> list[dict]:
+def score_table(
+    labels: np.ndarray,
+    probs: Mapping[str, np.ndarray],
+    subsets: Mapping[str, np.ndarray],
+    *,
+    baseline: str = BASELINE,
+    num_classes: int | None = None,
+    n_boot: int = N_BOOT,
+    level: float = LEVEL,
+    seed: int = 0,
+    latency: Mapping[str, Mapping[str, float]] | None = None,
+) -> list[dict]:
     """One row per (subset, model): accuracy, macro-F1, their intervals and the gains over ``baseline``.
 
     Every model of a subset is scored on the same bootstrap resamples (one ``seed``), and each
@@ -344,18 +441,34 @@ def _ci(row: dict, key: str, scale: float = 1.0, fmt: str = ".4f", signed: bool 
     if v is None:
         return "-"
     sign = "+" if signed else ""
-    return (f"{format(scale * v, sign + fmt)} [{format(scale * lo, sign + fmt)}, {format(scale * hi, sign + fmt)}]"
-            if lo is not None and math.isfinite(lo) else format(scale * v, sign + fmt))
+    return (
+        f"{format(scale * v, sign + fmt)} [{format(scale * lo, sign + fmt)}, {format(scale * hi, sign + fmt)}]"
+        if lo is not None and math.isfinite(lo)
+        else format(scale * v, sign + fmt)
+    )
 
 
-_COLUMNS = ("model", "accuracy [95% CI]", "macro-F1 [95% CI]", "gain acc, points [paired 95% CI]",
-            "gain F1, points [paired 95% CI]", "ms/img b1", "ms/img b64")
+_COLUMNS = (
+    "model",
+    "accuracy [95% CI]",
+    "macro-F1 [95% CI]",
+    "gain acc, points [paired 95% CI]",
+    "gain F1, points [paired 95% CI]",
+    "ms/img b1",
+    "ms/img b64",
+)
 
 
 def _cells(row: dict) -> list[str]:
-    return [row["model"], _ci(row, "accuracy"), _ci(row, "macro_f1"),
-            _ci(row, "gain_accuracy", 100, ".1f", signed=True), _ci(row, "gain_macro_f1", 100, ".1f", signed=True),
-            _num(row["latency_ms_batch_1"], ".2f"), _num(row["latency_ms_batch_64"], ".3f")]
+    return [
+        row["model"],
+        _ci(row, "accuracy"),
+        _ci(row, "macro_f1"),
+        _ci(row, "gain_accuracy", 100, ".1f", signed=True),
+        _ci(row, "gain_macro_f1", 100, ".1f", signed=True),
+        _num(row["latency_ms_batch_1"], ".2f"),
+        _num(row["latency_ms_batch_64"], ".3f"),
+    ]
 
 
 def _by_subset(rows: Sequence[dict]) -> dict[str, list[dict]]:
@@ -417,8 +530,9 @@ def _holdout(path: Path):
     return read_predictions(path).row_means()
 
 
-def latency_of(folders: Mapping[str, Path], input_shape: tuple[int, int, int], *, threads: int = 1,
-               device: str = "cpu") -> dict[str, dict[str, float]]:
+def latency_of(
+    folders: Mapping[str, Path], input_shape: tuple[int, int, int], *, threads: int = 1, device: str = "cpu"
+) -> dict[str, dict[str, float]]:
     """ms per image at batch 1 and 64 of each folder's fold models together (a trial's k, a student's 1).
 
     Measured with ``threads`` torch threads (1: steady on a machine that other work shares,
@@ -432,16 +546,33 @@ def latency_of(folders: Mapping[str, Path], input_shape: tuple[int, int, int], *
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        return {name: group_latency(load_fold_models(folder, device=device), input_shape, device=device,
-                                    min_repeats=10, min_seconds=1.0, max_repeats=200)
-                for name, folder in folders.items()}
+        return {
+            name: group_latency(
+                load_fold_models(folder, device=device),
+                input_shape,
+                device=device,
+                min_repeats=10,
+                min_seconds=1.0,
+                max_repeats=200,
+            )
+            for name, folder in folders.items()
+        }
     finally:
         torch.set_num_threads(before)
 
 
-def run_benchmark(profile: Profile, work: Path, cache: Path, *, num_cpus: int | None = None, export: bool = False,
-                  seed: int = 0, n_boot: int = N_BOOT, latency_threads: int = 1,
-                  echo: Callable[[str], object] = print) -> dict:
+def run_benchmark(
+    profile: Profile,
+    work: Path,
+    cache: Path,
+    *,
+    num_cpus: int | None = None,
+    export: bool = False,
+    seed: int = 0,
+    n_boot: int = N_BOOT,
+    latency_threads: int = 1,
+    echo: Callable[[str], object] = print,
+) -> dict:
     """Prepare the data, run the pipeline on a written spec, score it; return every figure."""
     import ray
     import torch
@@ -481,19 +612,23 @@ def run_benchmark(profile: Profile, work: Path, cache: Path, *, num_cpus: int | 
         for m in profile.methods:
             report = build_ensembles(run.root, top=top, methods=[m], echo=None)
             per_method[m] = _holdout(EnsembleLayout(run.ensemble).holdout)
-            method_members[m] = (getattr(report, "method_members", None) or {}).get(m) or \
-                members_used(report.summary["methods"][m], report.members)
+            method_members[m] = (getattr(report, "method_members", None) or {}).get(m) or members_used(
+                report.summary["methods"][m], report.members
+            )
             baseline = getattr(report, "baseline", None) or report.summary.get("baseline") or report.members[0]
-            echo(f"ensemble {m}: holdout accuracy {report.row(m)['holdout_accuracy']:.4f} "
-                 f"({len(method_members[m])} member(s): {', '.join(method_members[m])})")
+            echo(
+                f"ensemble {m}: holdout accuracy {report.row(m)['holdout_accuracy']:.4f} "
+                f"({len(method_members[m])} member(s): {', '.join(method_members[m])})"
+            )
         timings["ensembles_one_by_one"] = time.perf_counter() - t
 
         # Before finish_run: its retention step deletes the weights of trials its chosen ensemble left out.
         t = time.perf_counter()
         trials = [baseline] + sorted({u for used in method_members.values() for u in used} - {baseline})
         echo(f"measuring latency of {len(trials)} trial(s) ({device}, {latency_threads} torch thread(s))")
-        per_model = latency_of({tid: run.trial(tid).root for tid in trials}, shape, threads=latency_threads,
-                               device=device)
+        per_model = latency_of(
+            {tid: run.trial(tid).root for tid in trials}, shape, threads=latency_threads, device=device
+        )
         timings["latency"] = time.perf_counter() - t
 
         t = time.perf_counter()
@@ -512,11 +647,14 @@ def run_benchmark(profile: Profile, work: Path, cache: Path, *, num_cpus: int | 
         per_model.update(latency_of({STUDENT: done.distill.output_dir}, shape, threads=latency_threads, device=device))
         timings["latency"] += time.perf_counter() - t
         d = done.distill.summary
-        student = {"backbone": (d.get("training") or {}).get("student", profile.student),
-                   "epochs": (d.get("training") or {}).get("epochs", profile.student_epochs),
-                   "params": (d.get("student") or {}).get("params"),
-                   "teacher": {k: v for k, v in (d.get("teacher") or {}).items() if k in ("mode", "method", "members",
-                                                                                          "oof_accuracy")}}
+        student = {
+            "backbone": (d.get("training") or {}).get("student", profile.student),
+            "epochs": (d.get("training") or {}).get("epochs", profile.student_epochs),
+            "params": (d.get("student") or {}).get("params"),
+            "teacher": {
+                k: v for k, v in (d.get("teacher") or {}).items() if k in ("mode", "method", "members", "oof_accuracy")
+            },
+        }
 
     # Align every model on the holdout rows of the best trial.
     ref = preds[BASELINE]
@@ -539,32 +677,49 @@ def run_benchmark(profile: Profile, work: Path, cache: Path, *, num_cpus: int | 
         latency[STUDENT] = per_model[STUDENT]
 
     t = time.perf_counter()
-    rows = score_table(ref.labels, probs, subsets, num_classes=len(data48.class_names), n_boot=n_boot, seed=seed,
-                       latency=latency)
+    rows = score_table(
+        ref.labels, probs, subsets, num_classes=len(data48.class_names), n_boot=n_boot, seed=seed, latency=latency
+    )
     timings["scores"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t0
 
     counts = result.status.get("counts", {})
-    params = next((tr.get("params", {}) for tr in result.status.get("trials", []) if tr.get("trial_id") == baseline),
-                  {})
+    params = next(
+        (tr.get("params", {}) for tr in result.status.get("trials", []) if tr.get("trial_id") == baseline), {}
+    )
     return {
         "profile": dataclasses.asdict(profile),
-        "spec": str(spec_path), "run_dir": str(run.root), "source": source, "native_source": native,
-        "sizes": {"train_rows": np.count_nonzero(plan.fold >= 0), "holdout_rows": len(ref.rows),
-                  **{f"{s}_rows": int(m.sum()) for s, m in subsets.items()},
-                  "holdout_with_train_duplicate": int((~clean).sum()),
-                  "fold_plan_holdout_leaks": int(plan.holdout_leaks), "near_distance": int(plan.near_distance)},
+        "spec": str(spec_path),
+        "run_dir": str(run.root),
+        "source": source,
+        "native_source": native,
+        "sizes": {
+            "train_rows": np.count_nonzero(plan.fold >= 0),
+            "holdout_rows": len(ref.rows),
+            **{f"{s}_rows": int(m.sum()) for s, m in subsets.items()},
+            "holdout_with_train_duplicate": int((~clean).sum()),
+            "fold_plan_holdout_leaks": int(plan.holdout_leaks),
+            "near_distance": int(plan.near_distance),
+        },
         "trials": {k.lower(): int(v) for k, v in counts.items()},
         "best_single": {"trial_id": baseline, "params": params},
-        "methods_members": method_members, "chosen": report.chosen, "chosen_members": list(report.members),
+        "methods_members": method_members,
+        "chosen": report.chosen,
+        "chosen_members": list(report.members),
         "ensemble_comparison": report.comparison,
         "student": student,
         "bundle": None if done.bundle is None else str(done.bundle),
-        "latency": {"device": device, "torch_threads": latency_threads, "per_model_ms_per_image": per_model,
-                    "how": "ferray.distill.group_latency: torch eager fp32, one pass per fold model (no TTA), "
-                           "median of >= 10 timed runs; a trial costs its k fold models, an ensemble the fold "
-                           "models of the trials it uses"},
-        "n_boot": n_boot, "level": LEVEL, "seed": seed,
+        "latency": {
+            "device": device,
+            "torch_threads": latency_threads,
+            "per_model_ms_per_image": per_model,
+            "how": "ferray.distill.group_latency: torch eager fp32, one pass per fold model (no TTA), "
+            "median of >= 10 timed runs; a trial costs its k fold models, an ensemble the fold "
+            "models of the trials it uses",
+        },
+        "n_boot": n_boot,
+        "level": LEVEL,
+        "seed": seed,
         "timings_s": {k: round(v, 1) for k, v in timings.items()},
         "rows": rows,
     }
@@ -576,23 +731,31 @@ def summary_lines(figures: dict) -> list[str]:
     trials = ", ".join(f"{n} {k}" for k, n in figures["trials"].items())
     uses = "; ".join(f"{m} {', '.join(u)}" for m, u in figures["methods_members"].items())
     lines = [
-        (f"{figures['profile']['name']} profile: {s['train_rows']:,} train rows in cross-validation, "
-         f"{s['holdout_rows']:,} test rows held out ({s['holdout_with_train_duplicate']} with an exact or near "
-         f"duplicate in train, pHash <= {s['near_distance']} bits); trials: {trials}"),
-        (f"best single trial (by fold mean): {figures['best_single']['trial_id']} "
-         f"{json.dumps(figures['best_single']['params'], default=str)}"),
+        (
+            f"{figures['profile']['name']} profile: {s['train_rows']:,} train rows in cross-validation, "
+            f"{s['holdout_rows']:,} test rows held out ({s['holdout_with_train_duplicate']} with an exact or near "
+            f"duplicate in train, pHash <= {s['near_distance']} bits); trials: {trials}"
+        ),
+        (
+            f"best single trial (by fold mean): {figures['best_single']['trial_id']} "
+            f"{json.dumps(figures['best_single']['params'], default=str)}"
+        ),
         f"trials each method uses: {uses}; chosen by ferray (lowest OOF log-loss): {figures['chosen']}",
     ]
     student = figures.get("student")
     if student and student.get("params"):
         lines.append(f"student: {student['backbone']}, {student['params']:,} parameters, {student['epochs']} epochs")
     export = " + export" if figures.get("bundle") else ""
-    lines.append(f"wall time: {t['total']:.0f} s (data {t.get('data', 0):.0f}, sweep {t.get('sweep', 0):.0f}, "
-                 f"ensembles one by one {t.get('ensembles_one_by_one', 0):.0f}, latency {t.get('latency', 0):.0f}, "
-                 f"ensemble + distil{export} {t.get('finish', 0):.0f})")
-    lines.append(f"[95% bootstrap intervals, {figures['n_boot']} resamples; gains: model minus best single trial, "
-                 f"paired bootstrap on the same resampled rows; latency: ms per image, torch eager on "
-                 f"{lat['device']}, {lat['torch_threads']} thread(s)]")
+    lines.append(
+        f"wall time: {t['total']:.0f} s (data {t.get('data', 0):.0f}, sweep {t.get('sweep', 0):.0f}, "
+        f"ensembles one by one {t.get('ensembles_one_by_one', 0):.0f}, latency {t.get('latency', 0):.0f}, "
+        f"ensemble + distil{export} {t.get('finish', 0):.0f})"
+    )
+    lines.append(
+        f"[95% bootstrap intervals, {figures['n_boot']} resamples; gains: model minus best single trial, "
+        f"paired bootstrap on the same resampled rows; latency: ms per image, torch eager on "
+        f"{lat['device']}, {lat['torch_threads']} thread(s)]"
+    )
     return lines
 
 
@@ -613,15 +776,25 @@ def write_outputs(figures: dict, out: Path) -> tuple[Path, Path]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                epilog="Profiles: " + "; ".join(f"{n}: {pr.expected}" for n, pr in PROFILES.items()))
+    p = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        epilog="Profiles: " + "; ".join(f"{n}: {pr.expected}" for n, pr in PROFILES.items()),
+    )
     p.add_argument("--profile", choices=list(PROFILES), default="smoke")
     p.add_argument("--trials", type=int, default=None, help="override the profile's trial count")
     p.add_argument("--max-epochs", type=int, default=None, help="override the profile's epochs per trial")
-    p.add_argument("--work", type=Path, default=None,
-                   help="run folder (spec, run); default /tmp/ferray-bench-fer2013/<profile>-<time>")
-    p.add_argument("--cache", type=Path, default=Path("/tmp/ferray-bench-fer2013/cache"),
-                   help="where the prepared Parquet file is kept between runs")
+    p.add_argument(
+        "--work",
+        type=Path,
+        default=None,
+        help="run folder (spec, run); default /tmp/ferray-bench-fer2013/<profile>-<time>",
+    )
+    p.add_argument(
+        "--cache",
+        type=Path,
+        default=Path("/tmp/ferray-bench-fer2013/cache"),
+        help="where the prepared Parquet file is kept between runs",
+    )
     p.add_argument("--out", type=Path, default=None, help="where the JSON and Markdown tables go; default WORK")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray (default: all)")
     p.add_argument("--export", action="store_true", help="also export the bundle (ensemble.export)")
@@ -643,22 +816,36 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         work.mkdir(parents=True, exist_ok=True)
         path = work / "spec.yaml"
-        path.write_text(spec_yaml(profile, str(args.cache / f"fer2013-{profile.size}-full.parquet"), export=args.export,
-                                  seed=args.seed))
+        path.write_text(
+            spec_yaml(
+                profile, str(args.cache / f"fer2013-{profile.size}-full.parquet"), export=args.export, seed=args.seed
+            )
+        )
         load_search_spec(path)
         print(f"spec checked: {path}")
         return 0
     if not shared_fer2013().is_dir():
-        print(f"{shared_fer2013()} not found: this benchmark needs the FER2013 class folders "
-              "(set FERRAY_SHARED_DATA)", file=sys.stderr)
+        print(
+            f"{shared_fer2013()} not found: this benchmark needs the FER2013 class folders (set FERRAY_SHARED_DATA)",
+            file=sys.stderr,
+        )
         return 2
     start = time.perf_counter()
 
     def echo(line: str) -> None:
         print(f"[{time.perf_counter() - start:7.0f}s] {line}", flush=True)
 
-    figures = run_benchmark(profile, work, args.cache, num_cpus=args.num_cpus, export=args.export, seed=args.seed,
-                            n_boot=args.n_boot, latency_threads=args.latency_threads, echo=echo)
+    figures = run_benchmark(
+        profile,
+        work,
+        args.cache,
+        num_cpus=args.num_cpus,
+        export=args.export,
+        seed=args.seed,
+        n_boot=args.n_boot,
+        latency_threads=args.latency_threads,
+        echo=echo,
+    )
     print()
     print(summary_text(figures))
     js, md = write_outputs(figures, out)

@@ -23,21 +23,33 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
-def run_one(data, plan, backbone: str, amp: str, channels_last: bool, steps: int, batch: int,
-            workers: int = 4) -> dict:
+def run_one(data, plan, backbone: str, amp: str, channels_last: bool, steps: int, batch: int, workers: int = 4) -> dict:
     import torch
 
     from ferray.training._fold import FoldTrainer
     from ferray.training.config import TrainConfig
 
-    cfg = TrainConfig.model_validate({
-        "model": {"backbone": backbone, "pretrained": False, "drop_path_rate": 0.05},
-        "augment": {"strength": 0.5, "mixup_alpha": 0.2, "cutmix_alpha": 1.0, "mix_prob": 0.5, "tta": ["hflip"]},
-        "optim": {"name": "adamw", "lr": 1e-3, "ema_decay": 0.999, "schedule": {"name": "cosine", "warmup_epochs": 0.2}},
-        "run": {"epochs": 2, "batch_size": batch, "amp": amp, "channels_last": channels_last,
-                "loader_workers": workers, "max_steps_per_epoch": steps},
-        "resources": {"gpus_per_worker": 1},
-    })
+    cfg = TrainConfig.model_validate(
+        {
+            "model": {"backbone": backbone, "pretrained": False, "drop_path_rate": 0.05},
+            "augment": {"strength": 0.5, "mixup_alpha": 0.2, "cutmix_alpha": 1.0, "mix_prob": 0.5, "tta": ["hflip"]},
+            "optim": {
+                "name": "adamw",
+                "lr": 1e-3,
+                "ema_decay": 0.999,
+                "schedule": {"name": "cosine", "warmup_epochs": 0.2},
+            },
+            "run": {
+                "epochs": 2,
+                "batch_size": batch,
+                "amp": amp,
+                "channels_last": channels_last,
+                "loader_workers": workers,
+                "max_steps_per_epoch": steps,
+            },
+            "resources": {"gpus_per_worker": 1},
+        }
+    )
     device = torch.device("cuda")
     torch.cuda.reset_peak_memory_stats()
     trainer = FoldTrainer(cfg, data, plan.train_index(0), plan.val_index(0), fold=0, device=device)
@@ -51,11 +63,18 @@ def run_one(data, plan, backbone: str, amp: str, channels_last: bool, steps: int
     probs, _ = trainer.predict(plan.val_index(0), ["hflip"])
     torch.cuda.synchronize()
     predict_ips = len(probs) / (time.perf_counter() - t)
-    out = {"backbone": backbone, "amp": amp, "amp_dtype": str(trainer.amp_dtype).replace("torch.", ""),
-           "channels_last": channels_last, "train_images_per_s": train_ips, "predict_images_per_s": predict_ips,
-           "train_loss": stats.train_loss, "finite": math.isfinite(stats.train_loss),
-           "probs_sum_ok": bool(abs(float(probs.sum(axis=1).mean()) - 1.0) < 1e-3),
-           "peak_mem_gib": torch.cuda.max_memory_allocated() / 2**30}
+    out = {
+        "backbone": backbone,
+        "amp": amp,
+        "amp_dtype": str(trainer.amp_dtype).replace("torch.", ""),
+        "channels_last": channels_last,
+        "train_images_per_s": train_ips,
+        "predict_images_per_s": predict_ips,
+        "train_loss": stats.train_loss,
+        "finite": math.isfinite(stats.train_loss),
+        "probs_sum_ok": bool(abs(float(probs.sum(axis=1).mean()) - 1.0) < 1e-3),
+        "peak_mem_gib": torch.cuda.max_memory_allocated() / 2**30,
+    }
     if amp == "fp16":
         from ferray.training.checkpoint import load_fold_state, save_fold_state
 
@@ -88,11 +107,15 @@ def main() -> None:
     t = time.perf_counter()
     data = generate(count=args.images, size=args.size, channels=3, seed=0)
     plan = plan_folds(data, 2, seed=0, holdout="none")
-    print(f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}; {len(data)} synthetic faces "
-          f"{args.size}px RGB generated in {time.perf_counter() - t:.0f} s; {args.steps} steps x batch {args.batch}, "
-          f"{args.workers} loader workers")
-    print(f"{'backbone':18}{'amp':>6}{'dtype':>10}{'ch_last':>8}{'train img/s':>13}{'predict img/s':>15}"
-          f"{'loss':>8}{'peak GiB':>10}  checks")
+    print(
+        f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}; {len(data)} synthetic faces "
+        f"{args.size}px RGB generated in {time.perf_counter() - t:.0f} s; {args.steps} steps x batch {args.batch}, "
+        f"{args.workers} loader workers"
+    )
+    print(
+        f"{'backbone':18}{'amp':>6}{'dtype':>10}{'ch_last':>8}{'train img/s':>13}{'predict img/s':>15}"
+        f"{'loss':>8}{'peak GiB':>10}  checks"
+    )
     for backbone in args.backbones:
         for amp in args.amp:
             for cl in (False, True):
@@ -104,8 +127,10 @@ def main() -> None:
                 checks = ("finite" if r["finite"] else "NOT FINITE") + ("" if r["probs_sum_ok"] else ", probs!")
                 if "checkpoint_roundtrip" in r:
                     checks += ", ckpt ok" if r["checkpoint_roundtrip"] else ", CKPT MISMATCH"
-                print(f"{backbone:18}{amp:>6}{r['amp_dtype']:>10}{str(cl):>8}{r['train_images_per_s']:>13.0f}"
-                      f"{r['predict_images_per_s']:>15.0f}{r['train_loss']:>8.3f}{r['peak_mem_gib']:>10.2f}  {checks}")
+                print(
+                    f"{backbone:18}{amp:>6}{r['amp_dtype']:>10}{str(cl):>8}{r['train_images_per_s']:>13.0f}"
+                    f"{r['predict_images_per_s']:>15.0f}{r['train_loss']:>8.3f}{r['peak_mem_gib']:>10.2f}  {checks}"
+                )
 
 
 if __name__ == "__main__":

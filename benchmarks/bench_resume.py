@@ -67,8 +67,13 @@ def _start(args: list[str], log: Path) -> tuple[subprocess.Popen, float]:
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     with open(log, "ab") as out:
         out.write(f"\n$ ferray {' '.join(args)}\n".encode())
-        proc = subprocess.Popen([sys.executable, "-m", "ferray.cli", *args, "--no-live", "--num-cpus", "2"],
-                                stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ferray.cli", *args, "--no-live", "--num-cpus", "2"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
     return proc, time.time()
 
 
@@ -112,9 +117,16 @@ def _interrupted(spec: Path, root: Path, reference, wall: float, kills: int, rng
     if code != 0:
         differences = [f"the last ferray command exited {code}; see {log}"]
     else:
-        differences = outcome_differences(reference, sweep_outcome(run), compare_scores=trained_in_one_process(run, stops))
-    return {"kills_at_s": kill_at, "kills": len(stops) - 1, "differences": differences, "recomputed": recomputed,
-            "resume_startup_s": resumes}
+        differences = outcome_differences(
+            reference, sweep_outcome(run), compare_scores=trained_in_one_process(run, stops)
+        )
+    return {
+        "kills_at_s": kill_at,
+        "kills": len(stops) - 1,
+        "differences": differences,
+        "recomputed": recomputed,
+        "resume_startup_s": resumes,
+    }
 
 
 def main(argv=None) -> int:
@@ -131,16 +143,19 @@ def main(argv=None) -> int:
         root.mkdir(parents=True, exist_ok=True)
         spec = root / "spec.yaml"
         spec.write_text(SPEC.format(trials=args.trials, epochs=args.epochs))
-        proc, t0 = _start(["search", str(spec), "--storage", str(root / "straight"), "--name", "bench"],
-                          root / "straight.txt")
+        proc, t0 = _start(
+            ["search", str(spec), "--storage", str(root / "straight"), "--name", "bench"], root / "straight.txt"
+        )
         fresh = _first_epoch_after(root / "straight" / "bench", t0, proc, timeout=600)
         if proc.wait(timeout=1800) != 0:
             print(f"the uninterrupted sweep failed; see {root / 'straight.txt'}")
             return 1
         wall = time.time() - t0
         reference = sweep_outcome(root / "straight" / "bench")
-        print(f"resume benchmark: {args.trials} trials x {args.epochs} epochs (test_resnet, 420 images, k=2, one "
-              f"at a time, ensemble + bundle); uninterrupted run {wall:.0f} s, first epoch after {fresh:.1f} s")
+        print(
+            f"resume benchmark: {args.trials} trials x {args.epochs} epochs (test_resnet, 420 images, k=2, one "
+            f"at a time, ensemble + bundle); uninterrupted run {wall:.0f} s, first epoch after {fresh:.1f} s"
+        )
         runs = []
         for seed in range(args.seeds):
             work = root / f"seed{seed}"
@@ -148,18 +163,27 @@ def main(argv=None) -> int:
             r = _interrupted(spec, work, reference, wall, args.kills, random.Random(seed))
             runs.append(r)
             verdict = "same" if not r["differences"] else "DIFFERENT: " + "; ".join(r["differences"])
-            print(f"  seed {seed}: kills at {r['kills_at_s']} s ({r['kills']} landed), epochs recomputed "
-                  f"{r['recomputed']}: {verdict}", flush=True)
+            print(
+                f"  seed {seed}: kills at {r['kills_at_s']} s ({r['kills']} landed), epochs recomputed "
+                f"{r['recomputed']}: {verdict}",
+                flush=True,
+            )
         differed = sum(1 for r in runs if r["differences"])
         recomputed = [n for r in runs for n in r["recomputed"]]
         resumes = [s for r in runs for s in r["resume_startup_s"]]
-        print(f"  {differed} of {len(runs)} interrupted runs ended differently from the uninterrupted one "
-              f"({sum(r['kills'] for r in runs)} kills in all)")
+        print(
+            f"  {differed} of {len(runs)} interrupted runs ended differently from the uninterrupted one "
+            f"({sum(r['kills'] for r in runs)} kills in all)"
+        )
         if recomputed:
-            print(f"  epochs recomputed per interruption: mean {statistics.mean(recomputed):.2f}, max {max(recomputed)}")
+            print(
+                f"  epochs recomputed per interruption: mean {statistics.mean(recomputed):.2f}, max {max(recomputed)}"
+            )
         if resumes:
-            print(f"  resume start-up to the first epoch: median {statistics.median(resumes):.1f} s "
-                  f"(fresh search {fresh:.1f} s)")
+            print(
+                f"  resume start-up to the first epoch: median {statistics.median(resumes):.1f} s "
+                f"(fresh search {fresh:.1f} s)"
+            )
     return 0
 
 

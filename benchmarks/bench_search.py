@@ -69,23 +69,31 @@ def make_spec(source: str, strategy: str, seed: int, *, trials: int, max_epochs:
     from ferray.search import SearchSpec
 
     s = STRATEGIES[strategy]
-    return SearchSpec.model_validate({
-        "name": f"bench-{strategy}-{seed}",
-        "data": {"source": source},
-        "folds": {"k": k, "seed": 0, "holdout": "none"},
-        "model": {"backbone": "resnet10t", "pretrained": False},
-        "augment": {"strength": 0.3, "tta": []},
-        "run": {"batch_size": 64, "amp": "off", "channels_last": False, "metric": "accuracy"},
-        "space": {
-            "optim.lr": {"type": "float", "low": 1e-4, "high": 3e-2, "log": True},
-            "optim.weight_decay": {"type": "float", "low": 1e-4, "high": 0.1, "log": True},
-            "model.backbone": {"type": "categorical", "choices": ["resnet10t", "mobilenetv3_small_050"]},
-            "loss.name": {"type": "categorical", "choices": ["ce", "label_smoothing"]},
-        },
-        "budget": {"trials": trials, "max_epochs": max_epochs, "grace_period": 1, "reduction_factor": 2,
-                   "early_stopping": s["early_stopping"], "max_concurrent": 2},
-        "search": {"sampler": s["sampler"], "seed": seed, "n_startup_trials": max(2, trials // 3)},
-    })
+    return SearchSpec.model_validate(
+        {
+            "name": f"bench-{strategy}-{seed}",
+            "data": {"source": source},
+            "folds": {"k": k, "seed": 0, "holdout": "none"},
+            "model": {"backbone": "resnet10t", "pretrained": False},
+            "augment": {"strength": 0.3, "tta": []},
+            "run": {"batch_size": 64, "amp": "off", "channels_last": False, "metric": "accuracy"},
+            "space": {
+                "optim.lr": {"type": "float", "low": 1e-4, "high": 3e-2, "log": True},
+                "optim.weight_decay": {"type": "float", "low": 1e-4, "high": 0.1, "log": True},
+                "model.backbone": {"type": "categorical", "choices": ["resnet10t", "mobilenetv3_small_050"]},
+                "loss.name": {"type": "categorical", "choices": ["ce", "label_smoothing"]},
+            },
+            "budget": {
+                "trials": trials,
+                "max_epochs": max_epochs,
+                "grace_period": 1,
+                "reduction_factor": 2,
+                "early_stopping": s["early_stopping"],
+                "max_concurrent": 2,
+            },
+            "search": {"sampler": s["sampler"], "seed": seed, "n_startup_trials": max(2, trials // 3)},
+        }
+    )
 
 
 def trace(results_path: Path) -> list[tuple[int, float]]:
@@ -153,12 +161,22 @@ def main(argv=None) -> int:
             wall = time.perf_counter() - t
             curve = trace(result.results_path)
             compute = sum(tr["seconds"] for tr in result.status["trials"])
-            entry = {"seed": seed, "wall_s": wall, "compute_s": compute, "epochs": curve[-1][0] if curve else 0,
-                     "best": curve[-1][1] if curve else float("nan"), "curve": curve,
-                     "counts": result.status["counts"], "run_dir": str(run_dir)}
+            entry = {
+                "seed": seed,
+                "wall_s": wall,
+                "compute_s": compute,
+                "epochs": curve[-1][0] if curve else 0,
+                "best": curve[-1][1] if curve else float("nan"),
+                "curve": curve,
+                "counts": result.status["counts"],
+                "run_dir": str(run_dir),
+            }
             runs[strategy].append(entry)
-            print(f"{strategy:12s} seed {seed}: best {entry['best']:.4f} after {entry['epochs']} epochs, "
-                  f"wall {wall:.0f}s, trial compute {compute:.0f}s, {entry['counts']}", flush=True)
+            print(
+                f"{strategy:12s} seed {seed}: best {entry['best']:.4f} after {entry['epochs']} epochs, "
+                f"wall {wall:.0f}s, trial compute {compute:.0f}s, {entry['counts']}",
+                flush=True,
+            )
     budget = min(e["epochs"] for entries in runs.values() for e in entries)
     print(f"\nbest fold-mean accuracy at the same budget of {budget} epochs (mean ± std over seeds):")
     summary = {}
@@ -168,8 +186,13 @@ def main(argv=None) -> int:
         std = statistics.stdev(values) if len(values) > 1 else 0.0
         wall = statistics.mean(e["wall_s"] for e in entries)
         compute = statistics.mean(e["compute_s"] for e in entries)
-        summary[strategy] = {"best_at_budget_mean": mean, "best_at_budget_std": std, "values": values,
-                             "wall_s_mean": wall, "compute_s_mean": compute}
+        summary[strategy] = {
+            "best_at_budget_mean": mean,
+            "best_at_budget_std": std,
+            "values": values,
+            "wall_s_mean": wall,
+            "compute_s_mean": compute,
+        }
         print(f"  {strategy:12s} {mean:.4f} ± {std:.4f}   wall {wall:.0f}s vs trial compute {compute:.0f}s")
     if "random_full" in runs:
         print("\nepochs to reach the random-search best of the same seed (target: at most 1/3 of random's):")
@@ -179,13 +202,18 @@ def main(argv=None) -> int:
                 reached = epochs_to_reach(entry["curve"], ref["best"])
                 ratio = None if reached is None else reached / ref["epochs"]
                 ratios.append(ratio)
-                print(f"  {strategy:12s} seed {entry['seed']}: random best {ref['best']:.4f} after {ref['epochs']} "
-                      f"epochs; reached after {reached if reached is not None else 'never'}"
-                      + ("" if ratio is None else f" ({ratio:.2f}x)"))
+                print(
+                    f"  {strategy:12s} seed {entry['seed']}: random best {ref['best']:.4f} after {ref['epochs']} "
+                    f"epochs; reached after {reached if reached is not None else 'never'}"
+                    + ("" if ratio is None else f" ({ratio:.2f}x)")
+                )
             summary[strategy]["epochs_ratio_to_random_best"] = ratios
     if args.out:
-        Path(args.out).write_text(json.dumps({"budget_epochs": budget, "summary": summary, "runs": runs,
-                                              "args": vars(args)}, indent=2, default=str))
+        Path(args.out).write_text(
+            json.dumps(
+                {"budget_epochs": budget, "summary": summary, "runs": runs, "args": vars(args)}, indent=2, default=str
+            )
+        )
     return 0
 
 

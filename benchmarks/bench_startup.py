@@ -40,12 +40,21 @@ sys.path.insert(0, str(REPO))
 BASELINE = "import torch, timm, albumentations"
 #: What a fold worker imports besides Ray (``fold_worker``'s own imports, the dataset's class, and
 #: what the last epoch uses to write predictions and weights).
-FOLD_WORKER = ("import torch; import ferray.training._worker; from ferray.training._fold import FoldTrainer; "
-               "import ferray.training.checkpoint, ferray.training.outputs, ferray.training.weights; "
-               "import ferray.data._table")
+FOLD_WORKER = (
+    "import torch; import ferray.training._worker; from ferray.training._fold import FoldTrainer; "
+    "import ferray.training.checkpoint, ferray.training.outputs, ferray.training.weights; "
+    "import ferray.data._table"
+)
 HEAVY = ("sklearn", "optuna", "wandb", "tensorboard", "torch.utils.tensorboard", "pandas", "scipy")
-PHASES = ("trial_setup_s", "worker_spawn_s", "worker_process_s", "import_s", "data_get_s", "model_build_s",
-          "first_batch_s")
+PHASES = (
+    "trial_setup_s",
+    "worker_spawn_s",
+    "worker_process_s",
+    "import_s",
+    "data_get_s",
+    "model_build_s",
+    "first_batch_s",
+)
 
 
 def _load() -> str:
@@ -54,9 +63,11 @@ def _load() -> str:
 
 
 def _import_once(code: str) -> dict:
-    probe = (f"import json, sys, time; t = time.perf_counter(); c = time.process_time(); {code}; "
-             "print(json.dumps({'wall': time.perf_counter() - t, 'cpu': time.process_time() - c, "
-             f"'heavy': sorted(m for m in {HEAVY!r} if m in sys.modules)}}))")
+    probe = (
+        f"import json, sys, time; t = time.perf_counter(); c = time.process_time(); {code}; "
+        "print(json.dumps({'wall': time.perf_counter() - t, 'cpu': time.process_time() - c, "
+        f"'heavy': sorted(m for m in {HEAVY!r} if m in sys.modules)}}))"
+    )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=REPO)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -73,11 +84,15 @@ def imports(repeats: int) -> dict:
     cpu_ratio = med["fold_worker"]["cpu"] / med["baseline"]["cpu"]
     print(f"\n## imports, fresh processes, median of {repeats} ({_load()})")
     print(f"torch + timm + albumentations : {med['baseline']['wall']:6.2f} s wall, {med['baseline']['cpu']:6.2f} s CPU")
-    print(f"fold worker                   : {med['fold_worker']['wall']:6.2f} s wall, "
-          f"{med['fold_worker']['cpu']:6.2f} s CPU")
+    print(
+        f"fold worker                   : {med['fold_worker']['wall']:6.2f} s wall, "
+        f"{med['fold_worker']['cpu']:6.2f} s CPU"
+    )
     print(f"ratio (target <= 1.1x)        : {ratio:.2f}x wall, {cpu_ratio:.2f}x CPU (CPU varies less with load)")
-    print(f"also loaded: baseline {runs['baseline'][-1]['heavy']}, fold worker {runs['fold_worker'][-1]['heavy']} "
-          "(of sklearn, optuna, wandb, tensorboard, pandas, scipy; albumentations brings scipy)")
+    print(
+        f"also loaded: baseline {runs['baseline'][-1]['heavy']}, fold worker {runs['fold_worker'][-1]['heavy']} "
+        "(of sklearn, optuna, wandb, tensorboard, pandas, scipy; albumentations brings scipy)"
+    )
     return {"imports": med, "ratio": ratio, "cpu_ratio": cpu_ratio}
 
 
@@ -108,9 +123,26 @@ def sweep(num_cpus: int, trials: int | None, epochs: int | None, work: Path) -> 
     plan = plan_search_resources(spec, spec.folds.k, num_cpus)
     load_before = _load()
     t = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "ferray.cli", "search", str(spec_path), "--storage", str(work),
-                           "--name", "quickstart", "--no-live", "--no-finish", "--num-cpus", str(num_cpus)],
-                          capture_output=True, text=True, cwd=REPO)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ferray.cli",
+            "search",
+            str(spec_path),
+            "--storage",
+            str(work),
+            "--name",
+            "quickstart",
+            "--no-live",
+            "--no-finish",
+            "--num-cpus",
+            str(num_cpus),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     wall = time.perf_counter() - t
     if proc.returncode != 0:
         print(proc.stderr[-3000:], file=sys.stderr)
@@ -122,26 +154,43 @@ def sweep(num_cpus: int, trials: int | None, epochs: int | None, work: Path) -> 
             trials_seen.setdefault(r["trial_id"], r)
     epoch_seconds = sum(r["epoch_seconds"] for r in rows if r.get("epoch_seconds") is not None)
     ideal = epoch_seconds / plan.concurrent_trials
-    print(f"\n## ferray search, quickstart: {spec.budget.trials} trials x <= {spec.budget.max_epochs} epochs, "
-          f"k={plan.k}, {plan.concurrent_trials} at once, {num_cpus} CPUs (before: {load_before}; after: {_load()})")
+    print(
+        f"\n## ferray search, quickstart: {spec.budget.trials} trials x <= {spec.budget.max_epochs} epochs, "
+        f"k={plan.k}, {plan.concurrent_trials} at once, {num_cpus} CPUs (before: {load_before}; after: {_load()})"
+    )
     head = ["trial", "startup_s", *PHASES, "cpu_s", "heavy_modules"]
     print("  ".join(f"{h:>14}" for h in head))
     for trial_id, r in trials_seen.items():
-        cells = [trial_id, *(f"{r.get(k):.1f}" if r.get(k) is not None else "-" for k in ("startup_s", *PHASES)),
-                 f"{r.get('startup_cpu_s', 0):.1f}", str(r.get("heavy_modules"))]
+        cells = [
+            trial_id,
+            *(f"{r.get(k):.1f}" if r.get(k) is not None else "-" for k in ("startup_s", *PHASES)),
+            f"{r.get('startup_cpu_s', 0):.1f}",
+            str(r.get("heavy_modules")),
+        ]
         print("  ".join(f"{c:>14}" for c in cells))
     startups = [r["startup_s"] for r in trials_seen.values()]
     median = statistics.median(startups) if startups else float("nan")
-    medians = {k: statistics.median(r[k] for r in trials_seen.values() if r.get(k) is not None)
-               for k in PHASES if any(r.get(k) is not None for r in trials_seen.values())}
+    medians = {
+        k: statistics.median(r[k] for r in trials_seen.values() if r.get(k) is not None)
+        for k in PHASES
+        if any(r.get(k) is not None for r in trials_seen.values())
+    }
     print("median phases: " + ", ".join(f"{k} {v:.1f}" for k, v in medians.items()))
     print(f"start-up median (target <= 25 s): {median:.1f} s over {len(startups)} trials")
-    print(f"wall, command to summary: {wall:.0f} s; epochs: {epoch_seconds:.0f} s / {plan.concurrent_trials} at once "
-          f"= {ideal:.0f} s; ratio (target <= 1.5x): {wall / max(ideal, 1e-9):.2f}x")
-    return {"startup_median_s": median, "phases": medians, "wall_s": wall, "ideal_s": ideal,
-            "ratio": wall / max(ideal, 1e-9), "concurrent": plan.concurrent_trials,
-            "trial_cpus": plan.trial_cpus, "heavy": sorted({m for r in trials_seen.values()
-                                                            for m in (r.get("heavy_modules") or [])})}
+    print(
+        f"wall, command to summary: {wall:.0f} s; epochs: {epoch_seconds:.0f} s / {plan.concurrent_trials} at once "
+        f"= {ideal:.0f} s; ratio (target <= 1.5x): {wall / max(ideal, 1e-9):.2f}x"
+    )
+    return {
+        "startup_median_s": median,
+        "phases": medians,
+        "wall_s": wall,
+        "ideal_s": ideal,
+        "ratio": wall / max(ideal, 1e-9),
+        "concurrent": plan.concurrent_trials,
+        "trial_cpus": plan.trial_cpus,
+        "heavy": sorted({m for r in trials_seen.values() for m in (r.get("heavy_modules") or [])}),
+    }
 
 
 def plain_trial(config: dict, images=None, labels=None) -> None:
@@ -156,8 +205,9 @@ def plain_trial(config: dict, images=None, labels=None) -> None:
 
     imported = time.time()
     torch.set_num_threads(max(1, int(config["threads"])))
-    model = timm.create_model(config["backbone"], pretrained=False, num_classes=int(labels.max()) + 1,
-                              in_chans=images.shape[3])
+    model = timm.create_model(
+        config["backbone"], pretrained=False, num_classes=int(labels.max()) + 1, in_chans=images.shape[3]
+    )
     opt = torch.optim.AdamW(model.parameters(), lr=config["lr"], weight_decay=0.05)
     built = time.time()
     x_all = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2), dtype=np.float32) / 127.5 - 1)
@@ -169,7 +219,7 @@ def plain_trial(config: dict, images=None, labels=None) -> None:
         order = torch.randperm(len(y_all), generator=gen)
         model.train()
         for i in range(0, len(order) - config["batch_size"] + 1, config["batch_size"]):
-            idx = order[i:i + config["batch_size"]]
+            idx = order[i : i + config["batch_size"]]
             loss = torch.nn.functional.cross_entropy(model(x_all[idx]), y_all[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -178,8 +228,12 @@ def plain_trial(config: dict, images=None, labels=None) -> None:
                 first = time.time()
         report = {"epoch": epoch + 1, "epoch_seconds": time.perf_counter() - start}
         if epoch == 0:
-            report.update(startup_s=first - entered, import_s=imported - entered, model_build_s=built - imported,
-                          first_batch_s=first - built)
+            report.update(
+                startup_s=first - entered,
+                import_s=imported - entered,
+                model_build_s=built - imported,
+                first_batch_s=first - built,
+            )
         tune.report(report)
 
 
@@ -196,12 +250,18 @@ def plain(num_cpus: int, trials: int, concurrent: int, trial_cpus: float, thread
     try:
         trainable = tune.with_resources(
             tune.with_parameters(plain_trial, images=data.images[:train_rows], labels=data.labels[:train_rows]),
-            {"CPU": trial_cpus})
+            {"CPU": trial_cpus},
+        )
         with tempfile.TemporaryDirectory() as tmp:
             results = tune.Tuner(
                 trainable,
-                param_space={"backbone": "resnet10t", "lr": tune.loguniform(1e-3, 1e-2), "epochs": 1,
-                             "batch_size": 32, "threads": threads},
+                param_space={
+                    "backbone": "resnet10t",
+                    "lr": tune.loguniform(1e-3, 1e-2),
+                    "epochs": 1,
+                    "batch_size": 32,
+                    "threads": threads,
+                },
                 tune_config=tune.TuneConfig(num_samples=trials, max_concurrent_trials=concurrent),
                 run_config=tune.RunConfig(storage_path=tmp, name="plain", verbose=0),
             ).fit()
@@ -210,11 +270,15 @@ def plain(num_cpus: int, trials: int, concurrent: int, trial_cpus: float, thread
         ray.shutdown()
     startups = [r["startup_s"] for r in rows]
     median = statistics.median(startups) if startups else float("nan")
-    print(f"\n## plain Tune function trainable (torch + timm, resnet10t, {trials} trials, {concurrent} at once, "
-          f"{trial_cpus:g} CPUs each; {_load()})")
+    print(
+        f"\n## plain Tune function trainable (torch + timm, resnet10t, {trials} trials, {concurrent} at once, "
+        f"{trial_cpus:g} CPUs each; {_load()})"
+    )
     for r in rows:
-        print(f"  startup_s {r['startup_s']:.1f} = import {r['import_s']:.1f} + model {r['model_build_s']:.1f} "
-              f"+ first batch {r['first_batch_s']:.1f}; epoch {r['epoch_seconds']:.1f} s")
+        print(
+            f"  startup_s {r['startup_s']:.1f} = import {r['import_s']:.1f} + model {r['model_build_s']:.1f} "
+            f"+ first batch {r['first_batch_s']:.1f}; epoch {r['epoch_seconds']:.1f} s"
+        )
     print(f"start-up median: {median:.1f} s")
     return {"startup_median_s": median}
 
@@ -248,8 +312,9 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 figures["sweep"] = sweep(args.num_cpus, trials, epochs, Path(tmp))
         if "plain" in what:
-            figures["plain"] = plain(args.num_cpus, spec.budget.trials, plan.concurrent_trials, plan.trial_cpus,
-                                     plan.threads_per_worker)
+            figures["plain"] = plain(
+                args.num_cpus, spec.budget.trials, plan.concurrent_trials, plan.trial_cpus, plan.threads_per_worker
+            )
         if "sweep" in figures and "plain" in figures:
             ratio = figures["sweep"]["startup_median_s"] / figures["plain"]["startup_median_s"]
             figures["startup_ratio"] = ratio

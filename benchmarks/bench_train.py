@@ -27,8 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FERRAY_SHARED_DATA") or REPO.parent / "shared" / "datasets")
 
 
-def throughput(n: int = 2048, batch: int = 64, size: int = 48, backbone: str = "resnet10t",
-               repeats: int = 3) -> None:
+def throughput(n: int = 2048, batch: int = 64, size: int = 48, backbone: str = "resnet10t", repeats: int = 3) -> None:
     import timm
     import torch
     from torch.utils.data import DataLoader, Dataset
@@ -40,10 +39,14 @@ def throughput(n: int = 2048, batch: int = 64, size: int = 48, backbone: str = "
 
     torch.set_num_threads(os.cpu_count() or 1)
     data = generate(count=n, size=size, seed=0)
-    cfg = TrainConfig.model_validate({
-        "model": {"backbone": backbone}, "augment": {"strength": 0.5},
-        "run": {"epochs": 1, "batch_size": batch}, "optim": {"lr": 1e-3},
-    })
+    cfg = TrainConfig.model_validate(
+        {
+            "model": {"backbone": backbone},
+            "augment": {"strength": 0.5},
+            "run": {"epochs": 1, "batch_size": batch},
+            "optim": {"lr": 1e-3},
+        }
+    )
     index = np.arange(n)
 
     class Bare(Dataset):
@@ -60,8 +63,9 @@ def throughput(n: int = 2048, batch: int = 64, size: int = 48, backbone: str = "
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05)
 
     def bare_epoch() -> float:
-        loader = DataLoader(Bare(build_train_transform(size, 1, 0.5, seed=0)), batch_size=batch,
-                            shuffle=True, drop_last=True)
+        loader = DataLoader(
+            Bare(build_train_transform(size, 1, 0.5, seed=0)), batch_size=batch, shuffle=True, drop_last=True
+        )
         model.train()
         start, seen = time.perf_counter(), 0
         for x, y in loader:
@@ -84,8 +88,10 @@ def throughput(n: int = 2048, batch: int = 64, size: int = 48, backbone: str = "
         bare.append(bare_epoch())
         fer.append(ferray_epoch(r + 1))
     b, f = float(np.median(bare)), float(np.median(fer))
-    print(f"throughput ({backbone}, {n} images {size}px, batch {batch}, augment strength 0.5, "
-          f"{torch.get_num_threads()} threads, median of {repeats}):")
+    print(
+        f"throughput ({backbone}, {n} images {size}px, batch {batch}, augment strength 0.5, "
+        f"{torch.get_num_threads()} threads, median of {repeats}):"
+    )
     print(f"  bare PyTorch loop : {b:8.1f} images/s   runs {[round(v, 1) for v in bare]}")
     print(f"  ferray FoldTrainer: {f:8.1f} images/s   runs {[round(v, 1) for v in fer]}")
     print(f"  ratio ferray/bare : {f / b:.3f}  (target >= 0.9)")
@@ -96,10 +102,17 @@ def overhead() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
-        result = train({"data": {"source": "synthetic:basic7?count=350&size=48&seed=0"},
-                        "folds": {"k": 3}, "model": {"backbone": "test_resnet"},
-                        "run": {"epochs": 1, "batch_size": 32}},
-                       output_dir=tmp, num_cpus=2, progress=False)
+        result = train(
+            {
+                "data": {"source": "synthetic:basic7?count=350&size=48&seed=0"},
+                "folds": {"k": 3},
+                "model": {"backbone": "test_resnet"},
+                "run": {"epochs": 1, "batch_size": 32},
+            },
+            output_dir=tmp,
+            num_cpus=2,
+            progress=False,
+        )
         wall = time.perf_counter() - t
     tm = result.timings
     print("overhead of `ferray train` (k=3, test_resnet, 350 images, 1 epoch, local Ray 2 CPUs):")
@@ -114,12 +127,19 @@ def learning(epochs: int = 6) -> None:
     from ferray.data import FERData, load_source
     from ferray.training import train
 
-    base = {"folds": {"k": 3, "holdout": "none"}, "model": {"backbone": "resnet10t"},
-            "augment": {"strength": 0.1, "tta": []}, "optim": {"lr": 3e-3},
-            "run": {"epochs": epochs, "batch_size": 64}}
+    base = {
+        "folds": {"k": 3, "holdout": "none"},
+        "model": {"backbone": "resnet10t"},
+        "augment": {"strength": 0.1, "tta": []},
+        "optim": {"lr": 3e-3},
+        "run": {"epochs": epochs, "batch_size": 64},
+    }
     runs: list[tuple[str, FERData | None, dict]] = [
-        ("synthetic basic7 (1,400 x 48px, difficulty 0.3)", None,
-         {"data": {"source": "synthetic:basic7?count=1400&size=48&seed=0&difficulty=0.3"}}),
+        (
+            "synthetic basic7 (1,400 x 48px, difficulty 0.3)",
+            None,
+            {"data": {"source": "synthetic:basic7?count=1400&size=48&seed=0&difficulty=0.3"}},
+        ),
     ]
     fer = SHARED / "fer2013"
     if fer.is_dir():
@@ -141,15 +161,21 @@ def learning(epochs: int = 6) -> None:
             majority = np.bincount(data.labels).max() / len(data)
         print(f"learning: {name}, k=3, resnet10t, {epochs} epochs, {wall:.0f} s wall")
         for r in result.history:
-            print(f"  epoch {r['epoch']}: fold-mean accuracy {r['val_accuracy_mean']:.3f} ± "
-                  f"{r['val_accuracy_std']:.3f}, macro-F1 {r['val_macro_f1_mean']:.3f}")
+            print(
+                f"  epoch {r['epoch']}: fold-mean accuracy {r['val_accuracy_mean']:.3f} ± "
+                f"{r['val_accuracy_std']:.3f}, macro-F1 {r['val_macro_f1_mean']:.3f}"
+            )
         print(f"  chance (uniform) {chance:.3f}" + (f", majority class {majority:.3f}" if majority else ""))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("which", nargs="*", default=["throughput", "overhead", "learning"],
-                        choices=["throughput", "overhead", "learning"])
+    parser.add_argument(
+        "which",
+        nargs="*",
+        default=["throughput", "overhead", "learning"],
+        choices=["throughput", "overhead", "learning"],
+    )
     args = parser.parse_args()
     for name in args.which:
         globals()[name]()

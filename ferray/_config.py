@@ -39,8 +39,7 @@ def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode, deep: bool =
         key = loader.construct_object(key_node, deep=deep)
         if key in mapping:
             raise ConfigError(
-                f"{loader.name}:{key_node.start_mark.line + 1}: key '{key}' appears twice "
-                f"(first at line {lines[key]})"
+                f"{loader.name}:{key_node.start_mark.line + 1}: key '{key}' appears twice (first at line {lines[key]})"
             )
         mapping[key] = loader.construct_object(value_node, deep=deep)
         lines[key] = key_node.start_mark.line + 1
@@ -131,8 +130,7 @@ def _model_of(annotation: Any) -> Any:
     return None
 
 
-def format_errors(exc: ValidationError, model: type[BaseModel], doc: YamlDoc | None = None,
-                  prefix: tuple = ()) -> str:
+def format_errors(exc: ValidationError, model: type[BaseModel], doc: YamlDoc | None = None, prefix: tuple = ()) -> str:
     """Render pydantic errors as ``file:line: key.path: message`` lines."""
     out = []
     for err in exc.errors():

@@ -16,8 +16,15 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["atomic_write", "atomic_write_text", "atomic_write_json", "json_safe", "append_line", "resolve_fs",
-           "replace_folder"]
+__all__ = [
+    "atomic_write",
+    "atomic_write_text",
+    "atomic_write_json",
+    "json_safe",
+    "append_line",
+    "resolve_fs",
+    "replace_folder",
+]
 
 
 def resolve_fs(uri: str | os.PathLike):

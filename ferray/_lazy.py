@@ -20,8 +20,9 @@ from collections.abc import Callable
 __all__ = ["lazy_exports"]
 
 
-def lazy_exports(package: str, exports: dict[str, str], *,
-                 before: Callable[[], None] | None = None) -> tuple[Callable, Callable]:
+def lazy_exports(
+    package: str, exports: dict[str, str], *, before: Callable[[], None] | None = None
+) -> tuple[Callable, Callable]:
     """``(__getattr__, __dir__)`` for ``package`` that import ``exports[name]`` on first access.
 
     ``before`` runs once before the first export is resolved (e.g. to fill a registry).

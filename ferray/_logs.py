@@ -92,16 +92,20 @@ def ray_session_usage(root: str | os.PathLike | None = None) -> tuple[int, int]:
     return len(sessions), sum(directory_size(p) for p in sessions)
 
 
-def clean_ray_sessions(root: str | os.PathLike | None = None, *, older_than_s: float = 24 * 3600,
-                       keep: int = 3) -> tuple[int, int]:
+def clean_ray_sessions(
+    root: str | os.PathLike | None = None, *, older_than_s: float = 24 * 3600, keep: int = 3
+) -> tuple[int, int]:
     """Delete Ray session folders older than ``older_than_s`` (always keeping the ``keep`` newest
     and the live ``session_latest``); returns (folders removed, bytes freed)."""
     from ferray.layout import directory_size
 
     base = Path(root) if root is not None else _sessions_root()
     latest = (base / "session_latest").resolve() if (base / "session_latest").exists() else None
-    sessions = sorted((p for p in base.glob("session_*") if p.is_dir() and not p.is_symlink()),
-                      key=lambda p: p.stat().st_mtime, reverse=True)
+    sessions = sorted(
+        (p for p in base.glob("session_*") if p.is_dir() and not p.is_symlink()),
+        key=lambda p: p.stat().st_mtime,
+        reverse=True,
+    )
     removed, freed, now = 0, 0, time.time()
     for p in sessions[keep:]:
         if latest is not None and p.resolve() == latest:

@@ -17,15 +17,36 @@ from __future__ import annotations
 
 import importlib
 import logging
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
-__all__ = ["TESTED_RAY", "Workaround", "WORKAROUNDS", "check", "available", "require", "summary", "WorkerGroupCallback",
-           "placement_group_of", "trainer_without_pg_cleaner", "quiet_train_context_logger", "restored_tuner_internals",
-           "trial_actor", "trial_ids_from", "RayCompatError", "raylet_messages_to_logging", "TRAIN_SNAPSHOT", "read_train_snapshot",
-           "snapshot_checkpoints", "trim_train_snapshot", "launcher_config_checks", "local_ray_environment",
-           "autoscaler_node_groups"]
+__all__ = [
+    "TESTED_RAY",
+    "Workaround",
+    "WORKAROUNDS",
+    "check",
+    "available",
+    "require",
+    "summary",
+    "WorkerGroupCallback",
+    "placement_group_of",
+    "trainer_without_pg_cleaner",
+    "quiet_train_context_logger",
+    "restored_tuner_internals",
+    "trial_actor",
+    "trial_ids_from",
+    "RayCompatError",
+    "raylet_messages_to_logging",
+    "TRAIN_SNAPSHOT",
+    "read_train_snapshot",
+    "snapshot_checkpoints",
+    "trim_train_snapshot",
+    "launcher_config_checks",
+    "local_ray_environment",
+    "autoscaler_node_groups",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -66,8 +87,9 @@ def _asha_probe() -> bool:
     from ray.tune.schedulers import ASHAScheduler
 
     s = ASHAScheduler(time_attr="epoch", max_t=4, grace_period=1, reduction_factor=2, metric="m", mode="max")
-    return all(hasattr(s, a) for a in ("_brackets", "_trial_info", "_num_stopped", "_time_attr", "_max_t")) \
-        and all(hasattr(b, "_rungs") for b in s._brackets)
+    return all(hasattr(s, a) for a in ("_brackets", "_trial_info", "_num_stopped", "_time_attr", "_max_t")) and all(
+        hasattr(b, "_rungs") for b in s._brackets
+    )
 
 
 def _optuna_probe() -> bool:
@@ -80,8 +102,20 @@ def _optuna_probe() -> bool:
         s = OptunaSearch(lambda trial: None, metric="m", mode="max")
     finally:
         optuna.logging.set_verbosity(verbosity)
-    return all(hasattr(s, a) for a in ("_ot_trials", "_ot_study", "_completed_trials", "_space", "_metric",
-                                       "_storage", "_sampler", "_suggest_from_define_by_run_func", "_setup_study"))
+    return all(
+        hasattr(s, a)
+        for a in (
+            "_ot_trials",
+            "_ot_study",
+            "_completed_trials",
+            "_space",
+            "_metric",
+            "_storage",
+            "_sampler",
+            "_suggest_from_define_by_run_func",
+            "_setup_study",
+        )
+    )
 
 
 def _generator_probe() -> bool:
@@ -151,81 +185,125 @@ def _snapshot_probe() -> bool:
 
 WORKAROUNDS: tuple[Workaround, ...] = (
     Workaround(
-        "train-callback-worker-group", "ray.train.v2._internal.execution.callback.WorkerGroupCallback",
+        "train-callback-worker-group",
+        "ray.train.v2._internal.execution.callback.WorkerGroupCallback",
         "the only hook that sees a trial's worker group, whose placement group ferray frees when Tune ends "
         "the trial (Train's own cleaner needs the state API and freed live trials' groups under load)",
-        None, _has_attr("ray.train.v2._internal.execution.callback", "WorkerGroupCallback")),
+        None,
+        _has_attr("ray.train.v2._internal.execution.callback", "WorkerGroupCallback"),
+    ),
     Workaround(
-        "worker-group-placement-group", "WorkerGroupState.placement_group_handle.placement_group",
-        "the placement group of a trial's fold workers", "pruned trials keep their CPUs until the sweep ends "
-        "(a warning names each)", _pg_probe),
+        "worker-group-placement-group",
+        "WorkerGroupState.placement_group_handle.placement_group",
+        "the placement group of a trial's fold workers",
+        "pruned trials keep their CPUs until the sweep ends (a warning names each)",
+        _pg_probe,
+    ),
     Workaround(
-        "trainer-default-callbacks", "DataParallelTrainer._create_default_callbacks",
+        "trainer-default-callbacks",
+        "DataParallelTrainer._create_default_callbacks",
         "drop Train's PlacementGroupCleanerCallback (see ferray.training._trial), and its DatasetsCallback "
         "when the trainer has no Ray Datasets: that callback starts a DatasetManager actor (one more Python "
         "process importing ray.data) for every run, datasets or not",
         "Train's own placement-group cleaner stays (needs the dashboard's state API), and every trial also "
         "starts a DatasetManager actor",
-        _has_attr("ray.train.v2.api.data_parallel_trainer", "DataParallelTrainer._create_default_callbacks")),
+        _has_attr("ray.train.v2.api.data_parallel_trainer", "DataParallelTrainer._create_default_callbacks"),
+    ),
     Workaround(
-        "train-context-logger", "ray.train.v2._internal.execution.context",
-        "Ray Train logs every report at INFO on a logger named by file path", "Ray Train's per-report lines "
-        "show in the log", _has_attr("ray.train.v2._internal.execution", "context")),
+        "train-context-logger",
+        "ray.train.v2._internal.execution.context",
+        "Ray Train logs every report at INFO on a logger named by file path",
+        "Ray Train's per-report lines show in the log",
+        _has_attr("ray.train.v2._internal.execution", "context"),
+    ),
     Workaround(
-        "asha-rungs", "ASHAScheduler._brackets[i]._rungs, _trial_info, _num_stopped, _time_attr, _max_t",
-        "save and restore ASHA's rung records with the experiment (ray-project/ray#30838)", None, _asha_probe),
+        "asha-rungs",
+        "ASHAScheduler._brackets[i]._rungs, _trial_info, _num_stopped, _time_attr, _max_t",
+        "save and restore ASHA's rung records with the experiment (ray-project/ray#30838)",
+        None,
+        _asha_probe,
+    ),
     Workaround(
-        "optuna-search-state", "OptunaSearch._ot_trials, _ot_study, _completed_trials, _space, ...",
+        "optuna-search-state",
+        "OptunaSearch._ot_trials, _ot_study, _completed_trials, _space, ...",
         "tell PRUNED/FAIL, rebind the study on resume, retry errored trials under a new Optuna trial",
-        None, _optuna_probe),
+        None,
+        _optuna_probe,
+    ),
     Workaround(
-        "search-generator-budget", "SearchGenerator._total_samples, _finished; ConcurrencyLimiter.live_trials",
+        "search-generator-budget",
+        "SearchGenerator._total_samples, _finished; ConcurrencyLimiter.live_trials",
         "`ferray resume --extend N` raises a restored sweep's trial budget; a retried errored trial's end "
-        "reaches Optuna", None, _generator_probe),
+        "reaches Optuna",
+        None,
+        _generator_probe,
+    ),
     Workaround(
-        "restored-tuner-internals", "Tuner._local_tuner._tune_config, _run_config",
+        "restored-tuner-internals",
+        "Tuner._local_tuner._tune_config, _run_config",
         "a restored sweep uses this process's searcher, scheduler and callbacks instead of the pickled ones",
-        None, _has_attr("ray.tune.impl.tuner_internal", "TunerInternal")),
+        None,
+        _has_attr("ray.tune.impl.tuner_internal", "TunerInternal"),
+    ),
     Workaround(
-        "raylet-messages", "ray._private.worker.print_to_stdstream",
+        "raylet-messages",
+        "ray._private.worker.print_to_stdstream",
         "the driver prints raylet and autoscaler messages straight to stdout, past Python logging; ferray "
-        "sends them to the run's log file", "raylet messages (e.g. worker start-up warnings) show on the terminal",
-        _has_attr("ray._private.worker", "print_to_stdstream")),
+        "sends them to the run's log file",
+        "raylet messages (e.g. worker start-up warnings) show on the terminal",
+        _has_attr("ray._private.worker", "print_to_stdstream"),
+    ),
     Workaround(
-        "train-preemption-watcher-flag", f"{_PREEMPTION_FLAG}=0 (a feature flag, not a documented setting)",
+        "train-preemption-watcher-flag",
+        f"{_PREEMPTION_FLAG}=0 (a feature flag, not a documented setting)",
         "a local Ray that ferray starts has no node to drain, so no trial needs Train's preemption watcher: "
-        "one Python process less per trial start", "each trial also starts Train's preemption watcher actor",
-        _preemption_flag_probe),
+        "one Python process less per trial start",
+        "each trial also starts Train's preemption watcher actor",
+        _preemption_flag_probe,
+    ),
     Workaround(
-        "trial-id", "Trial.generate_id (the class method SearchGenerator names new trials with)",
+        "trial-id",
+        "Trial.generate_id (the class method SearchGenerator names new trials with)",
         "a trial killed during its start-up, before Tune recorded it, continues under its own id, folder "
         "and Optuna trial when the sweep is resumed",
         "such a trial's row is dropped and its configuration runs again under a new id",
-        lambda: isinstance(_trial_class().__dict__.get("generate_id"), classmethod)),
+        lambda: isinstance(_trial_class().__dict__.get("generate_id"), classmethod),
+    ),
     Workaround(
-        "trial-actor", "Trial.temporary_state.ray_actor",
+        "trial-actor",
+        "Trial.temporary_state.ray_actor",
         "the driver-side stall guard stops a trial whose own actor stopped answering",
-        "a stuck trial actor is reported as stalled in the log but keeps its resources", _trial_actor_probe),
+        "a stuck trial actor is reported as stalled in the log but keeps its resources",
+        _trial_actor_probe,
+    ),
     Workaround(
-        "train-checkpoint-snapshot", "checkpoint_manager_snapshot.json (CheckpointManager._save_state's format)",
+        "train-checkpoint-snapshot",
+        "checkpoint_manager_snapshot.json (CheckpointManager._save_state's format)",
         "the retention policy trims an errored trial's older epoch checkpoints from Train's list before "
         "deleting them, so `ferray resume --retry-errored` still finds every checkpoint the list names",
         "errored trials keep every checkpoint Train's list names (only unlisted, partial ones are removed)",
-        _snapshot_probe),
+        _snapshot_probe,
+    ),
     Workaround(
-        "autoscaler-config-checks", "ray.autoscaler._private.util.prepare_config, validate_config",
+        "autoscaler-config-checks",
+        "ray.autoscaler._private.util.prepare_config, validate_config",
         "check cluster launcher YAMLs as `ray up` does (defaults merged, ray-schema.json, head_node_type, "
         "min/max workers) before anyone starts paid machines (ferray.cluster.check_launcher_config)",
         "launcher YAMLs are checked against ray-schema.json and ferray's own node-type rules",
-        lambda: _has_attr("ray.autoscaler._private.util", "prepare_config")()
-        and _has_attr("ray.autoscaler._private.util", "validate_config")()),
+        lambda: (
+            _has_attr("ray.autoscaler._private.util", "prepare_config")()
+            and _has_attr("ray.autoscaler._private.util", "validate_config")()
+        ),
+    ),
     Workaround(
-        "autoscaler-node-groups", "ray._private.state.state.get_cluster_config() (the autoscaler's node groups "
-        "in the GCS)", "a sweep on an autoscaling cluster plans against each node group at its max_count, not "
+        "autoscaler-node-groups",
+        "ray._private.state.state.get_cluster_config() (the autoscaler's node groups in the GCS)",
+        "a sweep on an autoscaling cluster plans against each node group at its max_count, not "
         "only the nodes up now (a GPU cluster that scales from zero has none at the start)",
         "the plan counts only the nodes that are up; a cluster scaling from zero GPU nodes is refused "
         "(plan it with `ferray search --dry-run --cluster-config`, or start its GPU nodes first)",
-        _has_attr("ray._private.state", "state.get_cluster_config")),
+        _has_attr("ray._private.state", "state.get_cluster_config"),
+    ),
 )
 
 
@@ -258,9 +336,11 @@ def require() -> list[tuple[Workaround, bool, str]]:
     missing = [(w, d) for w, ok, d in results if not ok and w.required]
     if missing:
         lines = "\n".join(f"  {w.name}: {w.what} ({d}) -- needed to {w.why}" for w, d in missing)
-        raise RayCompatError(f"ray {ray.__version__} lacks internals ferray needs (tested with ray "
-                             f"{','.join(TESTED_RAY)}):\n{lines}\nInstall a tested Ray: pip install "
-                             f"'ray[tune,train,default]{','.join(TESTED_RAY)}'")
+        raise RayCompatError(
+            f"ray {ray.__version__} lacks internals ferray needs (tested with ray "
+            f"{','.join(TESTED_RAY)}):\n{lines}\nInstall a tested Ray: pip install "
+            f"'ray[tune,train,default]{','.join(TESTED_RAY)}'"
+        )
     for w, ok, d in results:
         if not ok:
             logger.warning("ray %s: %s is missing (%s); fallback: %s", ray.__version__, w.what, d, w.fallback)
@@ -283,6 +363,7 @@ def summary(results: list[tuple[Workaround, bool, str]] | None = None) -> str:
 try:
     from ray.train.v2._internal.execution.callback import WorkerGroupCallback
 except ImportError:  # pragma: no cover - another Ray: require() names it before any trial
+
     class WorkerGroupCallback:  # type: ignore[no-redef]
         pass
 
@@ -306,8 +387,9 @@ def trainer_without_pg_cleaner(base):
 
     class Trainer(base):
         def _create_default_callbacks(self):
-            drop = {"PlacementGroupCleanerCallback"} | (set() if getattr(self, "datasets", None) else
-                                                        {"DatasetsCallback"})
+            drop = {"PlacementGroupCleanerCallback"} | (
+                set() if getattr(self, "datasets", None) else {"DatasetsCallback"}
+            )
             return [c for c in create(self) if type(c).__name__ not in drop]
 
     Trainer.__name__ = Trainer.__qualname__ = base.__name__
@@ -328,8 +410,10 @@ def restored_tuner_internals(tuner):
 
     internal = getattr(tuner, "_local_tuner", None)
     if internal is None or not hasattr(internal, "_tune_config") or not hasattr(internal, "_run_config"):
-        raise RayCompatError("this Ray version restores tuners differently than ferray expects; ferray resume "
-                             f"needs ray {','.join(TESTED_RAY)} (found {ray.__version__})")
+        raise RayCompatError(
+            "this Ray version restores tuners differently than ferray expects; ferray resume "
+            f"needs ray {','.join(TESTED_RAY)} (found {ray.__version__})"
+        )
     return internal
 
 
@@ -338,6 +422,7 @@ def raylet_messages_to_logging(logger_name: str = "ray.raylet"):
     """While the block runs, raylet/autoscaler messages the driver would print go to a logger."""
     try:
         import ray._private.worker as worker
+
         original = worker.print_to_stdstream
     except (ImportError, AttributeError):
         yield False
@@ -385,8 +470,12 @@ def trial_actor(trial) -> Any | None:
 #: older ones; a restarted run continues from ``latest_checkpoint_result`` and fails when a listed
 #: checkpoint folder is missing.
 TRAIN_SNAPSHOT = "checkpoint_manager_snapshot.json"
-_SNAPSHOT_KEYS = ("checkpoint_results", "checkpoint_report_indices", "latest_checkpoint_result",
-                  "pending_training_results")
+_SNAPSHOT_KEYS = (
+    "checkpoint_results",
+    "checkpoint_report_indices",
+    "latest_checkpoint_result",
+    "pending_training_results",
+)
 
 
 def read_train_snapshot(path) -> dict | None:
@@ -400,8 +489,9 @@ def read_train_snapshot(path) -> dict | None:
         return None
     if not isinstance(doc, dict) or any(k not in doc for k in _SNAPSHOT_KEYS):
         return None
-    if not isinstance(doc["checkpoint_results"], list) or \
-            len(doc["checkpoint_results"]) != len(doc["checkpoint_report_indices"]):
+    if not isinstance(doc["checkpoint_results"], list) or len(doc["checkpoint_results"]) != len(
+        doc["checkpoint_report_indices"]
+    ):
         return None
     return doc
 
@@ -423,16 +513,24 @@ def trim_train_snapshot(doc: dict, keep: set[str]) -> dict | None:
     _, latest = snapshot_checkpoints(doc)
     if latest is not None and latest not in keep:
         return None
-    if any(isinstance(r, dict) and r.get("checkpoint_dir_name") not in keep
-           for r in doc.get("pending_training_results") or []):
+    if any(
+        isinstance(r, dict) and r.get("checkpoint_dir_name") not in keep
+        for r in doc.get("pending_training_results") or []
+    ):
         return None
     out = dict(doc)
-    pairs = [(r, i) for r, i in zip(doc["checkpoint_results"], doc["checkpoint_report_indices"])
-             if isinstance(r, dict) and r.get("checkpoint_dir_name") in keep]
+    pairs = [
+        (r, i)
+        for r, i in zip(doc["checkpoint_results"], doc["checkpoint_report_indices"])
+        if isinstance(r, dict) and r.get("checkpoint_dir_name") in keep
+    ]
     out["checkpoint_results"] = [r for r, _ in pairs]
     out["checkpoint_report_indices"] = [i for _, i in pairs]
-    for key in ("validated_checkpoint_dir_names", "timed_out_validation_checkpoint_dir_names",
-                "failed_validation_checkpoint_dir_names"):
+    for key in (
+        "validated_checkpoint_dir_names",
+        "timed_out_validation_checkpoint_dir_names",
+        "failed_validation_checkpoint_dir_names",
+    ):
         if isinstance(doc.get(key), list):
             out[key] = [n for n in doc[key] if n in keep]
     return out
@@ -477,5 +575,7 @@ def autoscaler_node_groups() -> list[dict] | None:
         return None
     if config is None or not config.node_group_configs:
         return None
-    return [{"name": g.name, "resources": dict(g.resources), "max_count": int(g.max_count)}
-            for g in config.node_group_configs]
+    return [
+        {"name": g.name, "resources": dict(g.resources), "max_count": int(g.max_count)}
+        for g in config.node_group_configs
+    ]

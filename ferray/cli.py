@@ -12,7 +12,14 @@ import sys
 import textwrap
 from collections.abc import Callable, Sequence
 
+from ferray.cluster._cli import COMMANDS as _CLUSTER
+from ferray.distill._cli import COMMANDS as _DISTILL
+from ferray.ensemble._cli import COMMANDS as _ENSEMBLE
 from ferray.errors import FerrayError
+from ferray.explain._cli import COMMANDS as _EXPLAIN
+from ferray.export._cli import COMMANDS as _EXPORT
+from ferray.predict._cli import COMMANDS as _PREDICT
+from ferray.report._cli import COMMANDS as _REPORT
 
 __all__ = ["COMMANDS", "main"]
 
@@ -24,8 +31,9 @@ class _HelpFormatter(argparse.HelpFormatter):
         return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
 
     def _fill_text(self, text: str, width: int, indent: str) -> str:
-        return textwrap.fill(" ".join(text.split()), width, initial_indent=indent, subsequent_indent=indent,
-                             break_on_hyphens=False)
+        return textwrap.fill(
+            " ".join(text.split()), width, initial_indent=indent, subsequent_indent=indent, break_on_hyphens=False
+        )
 
 
 class _Parser(argparse.ArgumentParser):
@@ -143,17 +151,28 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.stall_timeout is not None:
         limits = replace(limits, every_s=args.stall_timeout)
     try:
-        result = train(config, source=args.data, output_dir=args.output, address=args.address,
-                       num_cpus=args.num_cpus, limits=limits)
+        result = train(
+            config,
+            source=args.data,
+            output_dir=args.output,
+            address=args.address,
+            num_cpus=args.num_cpus,
+            limits=limits,
+        )
     except TrainingFailed as exc:
         print(f"error: {exc}", file=sys.stderr)
         if str(exc).startswith(f"training stopped: {STALLED}:"):
-            print("hint: the bounds are --startup-timeout and --stall-timeout (by default a spec's "
-                  "budget.startup_timeout_s and budget.stall_timeout_s)", file=sys.stderr)
+            print(
+                "hint: the bounds are --startup-timeout and --stall-timeout (by default a spec's "
+                "budget.startup_timeout_s and budget.stall_timeout_s)",
+                file=sys.stderr,
+            )
         return 1
     final = result.final
-    print(f"done: {len(result.history)} epochs, fold-mean {final.get('metric', float('nan')):.4f}; "
-          f"outputs in {result.output_dir}")
+    print(
+        f"done: {len(result.history)} epochs, fold-mean {final.get('metric', float('nan')):.4f}; "
+        f"outputs in {result.output_dir}"
+    )
     print("timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items()))
     return 0
 
@@ -182,8 +201,10 @@ def _finish(result, args: argparse.Namespace) -> int:
         to_stderr(f"{stage}: skipped ({why})")
     if done.distill is not None:
         s = done.distill.summary
-        print(f"student: {s['student'].get('accuracy', float('nan')):.4f} holdout accuracy "
-              f"(ensemble {s['ensemble'].get('accuracy', float('nan')):.4f}); {done.distill.output_dir}")
+        print(
+            f"student: {s['student'].get('accuracy', float('nan')):.4f} holdout accuracy "
+            f"(ensemble {s['ensemble'].get('accuracy', float('nan')):.4f}); {done.distill.output_dir}"
+        )
     if done.bundle is not None:
         print(f"bundle: {done.bundle}  (ferray predict {done.bundle} IMAGES)")
     return 0
@@ -196,7 +217,7 @@ def _build_parser() -> argparse.ArgumentParser:
         prog="ferray",
         description="Distributed hyperparameter search for facial expression recognition.",
         epilog="`ferray COMMAND --help` describes a command. Exit codes: 0 success, 1 the work ran but failed or "
-               "found errors, 2 bad input, 130 interrupted.",
+        "found errors, 2 bad input, 130 interrupted.",
     )
     parser.add_argument("--version", action="version", version=f"ferray {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -229,11 +250,15 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="save the plan as .parquet")
     p.set_defaults(func=_cmd_data_folds)
 
-    p = commands.add_parser("doctor", help="check the installation: versions, Ray internals in use, devices, "
-                                           "Ray's temporary folders")
+    p = commands.add_parser(
+        "doctor", help="check the installation: versions, Ray internals in use, devices, Ray's temporary folders"
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--clean-ray-sessions", action="store_true",
-                   help="delete Ray session folders older than a day (keeps the 3 newest)")
+    p.add_argument(
+        "--clean-ray-sessions",
+        action="store_true",
+        help="delete Ray session folders older than a day (keeps the 3 newest)",
+    )
     p.set_defaults(func=_cmd_doctor)
 
     p = commands.add_parser("train", help="train one configuration on all folds in parallel (Ray Train)")
@@ -242,12 +267,22 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default=None, metavar="DIR", help="output directory (default runs/train-<time>)")
     p.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS or a local Ray)")
     p.add_argument("--num-cpus", type=int, default=None, metavar="N", help="CPUs of a new local Ray (default: all)")
-    p.add_argument("--startup-timeout", type=_seconds, default=None, metavar="SECONDS",
-                   help="fail as stalled when the first epoch's report takes longer (default: a spec's "
-                        "budget.startup_timeout_s, else 900)")
-    p.add_argument("--stall-timeout", type=_seconds, default=None, metavar="SECONDS",
-                   help="fail as stalled when a later report takes longer (default: a spec's "
-                        "budget.stall_timeout_s, else max(300, 5x the longest epoch))")
+    p.add_argument(
+        "--startup-timeout",
+        type=_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="fail as stalled when the first epoch's report takes longer (default: a spec's "
+        "budget.startup_timeout_s, else 900)",
+    )
+    p.add_argument(
+        "--stall-timeout",
+        type=_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="fail as stalled when a later report takes longer (default: a spec's "
+        "budget.stall_timeout_s, else max(300, 5x the longest epoch))",
+    )
     p.set_defaults(func=_cmd_train)
 
     from ferray.cluster._cli import add_parser as add_cluster_parser
@@ -286,14 +321,6 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "doctor": _cmd_doctor,
 }
 # The stages' commands (their modules import only argparse; each handler imports its stage lazily).
-from ferray.cluster._cli import COMMANDS as _CLUSTER
-from ferray.distill._cli import COMMANDS as _DISTILL
-from ferray.ensemble._cli import COMMANDS as _ENSEMBLE
-from ferray.explain._cli import COMMANDS as _EXPLAIN
-from ferray.export._cli import COMMANDS as _EXPORT
-from ferray.predict._cli import COMMANDS as _PREDICT
-from ferray.report._cli import COMMANDS as _REPORT
-
 COMMANDS.update({**_ENSEMBLE, **_DISTILL, **_EXPORT, **_PREDICT, **_CLUSTER, **_REPORT, **_EXPLAIN})
 
 

@@ -12,8 +12,23 @@ import os
 
 __all__ = ["diagnose", "render"]
 
-_PACKAGES = ("ferray", "ray", "torch", "torchvision", "timm", "albumentations", "optuna", "scikit-learn",
-             "pyarrow", "onnx", "onnxruntime", "onnxscript", "safetensors", "wandb", "grad-cam")
+_PACKAGES = (
+    "ferray",
+    "ray",
+    "torch",
+    "torchvision",
+    "timm",
+    "albumentations",
+    "optuna",
+    "scikit-learn",
+    "pyarrow",
+    "onnx",
+    "onnxruntime",
+    "onnxscript",
+    "safetensors",
+    "wandb",
+    "grad-cam",
+)
 
 
 def _version(name: str) -> str | None:
@@ -45,11 +60,22 @@ def diagnose(*, clean_ray_sessions: bool = False) -> dict:
     return {
         "ok": not missing_required,
         "packages": {p: _version(p) for p in _PACKAGES},
-        "ray": {"version": _version("ray"), "tested": ",".join(compat.TESTED_RAY),
-                "internals": [{"name": w.name, "what": w.what, "available": ok, "why": w.why,
-                               "fallback": w.fallback or "none: ferray refuses to start", "detail": d}
-                              for w, ok, d in checks],
-                "missing_required": missing_required},
+        "ray": {
+            "version": _version("ray"),
+            "tested": ",".join(compat.TESTED_RAY),
+            "internals": [
+                {
+                    "name": w.name,
+                    "what": w.what,
+                    "available": ok,
+                    "why": w.why,
+                    "fallback": w.fallback or "none: ferray refuses to start",
+                    "detail": d,
+                }
+                for w, ok, d in checks
+            ],
+            "missing_required": missing_required,
+        },
         "devices": {"cpus": os.cpu_count(), "cuda": cuda, "gpus": gpus},
         "ray_sessions": {"folders": sessions, "bytes": size, "removed": removed, "freed_bytes": freed},
     }
@@ -68,10 +94,18 @@ def render(report: dict) -> str:
     dev = report["devices"]
     lines.append(f"devices: {dev['cpus']} CPUs" + (f", GPUs: {', '.join(dev['gpus'])}" if dev["gpus"] else ", no GPU"))
     rs = report["ray_sessions"]
-    lines.append(f"Ray session folders: {rs['folders']} ({rs['bytes'] / 2**20:.0f} MiB)"
-                 + (f"; removed {rs['removed']} ({rs['freed_bytes'] / 2**20:.0f} MiB)" if rs["removed"] else
-                    "; `ferray doctor --clean-ray-sessions` deletes those older than a day"))
+    lines.append(
+        f"Ray session folders: {rs['folders']} ({rs['bytes'] / 2**20:.0f} MiB)"
+        + (
+            f"; removed {rs['removed']} ({rs['freed_bytes'] / 2**20:.0f} MiB)"
+            if rs["removed"]
+            else "; `ferray doctor --clean-ray-sessions` deletes those older than a day"
+        )
+    )
     if ray["missing_required"]:
-        lines.append("NOT OK: this Ray lacks internals ferray needs: " + ", ".join(ray["missing_required"])
-                     + f"; install ray {ray['tested']}")
+        lines.append(
+            "NOT OK: this Ray lacks internals ferray needs: "
+            + ", ".join(ray["missing_required"])
+            + f"; install ray {ray['tested']}"
+        )
     return "\n".join(lines)

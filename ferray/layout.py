@@ -39,8 +39,16 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["RunLayout", "TrialLayout", "EnsembleLayout", "DistillLayout", "BundleLayout", "ReportLayout",
-           "check_run_name", "directory_size"]
+__all__ = [
+    "RunLayout",
+    "TrialLayout",
+    "EnsembleLayout",
+    "DistillLayout",
+    "BundleLayout",
+    "ReportLayout",
+    "check_run_name",
+    "directory_size",
+]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -54,8 +62,10 @@ def check_run_name(name: str, what: str = "--name") -> str:
     from ferray.errors import ConfigError
 
     if not isinstance(name, str) or not _NAME.match(name) or name in (".", "..") or ".." in name:
-        raise ConfigError(f"{what} {name!r}: a run name is one folder name of letters, digits, '_', '-' and '.' "
-                          "(starting with a letter or digit, no '/', '\\' or '..')")
+        raise ConfigError(
+            f"{what} {name!r}: a run name is one folder name of letters, digits, '_', '-' and '.' "
+            "(starting with a letter or digit, no '/', '\\' or '..')"
+        )
     return name
 
 
@@ -163,11 +173,11 @@ class EnsembleLayout:
 class BundleLayout:
     """The files of an exported bundle (``ferray export`` writes it, ``ferray predict`` reads it)::
 
-        bundle/                              BundleLayout(run.bundle)
-          manifest.json                      format, classes, input, members, sha256 of each file
-          ensemble.onnx                      uint8 NHWC images -> class probabilities
-          student.onnx                       the distilled student (when the run has one)
-          weights/<member>/fold_i.safetensors  copies of the members' weights
+    bundle/                              BundleLayout(run.bundle)
+      manifest.json                      format, classes, input, members, sha256 of each file
+      ensemble.onnx                      uint8 NHWC images -> class probabilities
+      student.onnx                       the distilled student (when the run has one)
+      weights/<member>/fold_i.safetensors  copies of the members' weights
     """
 
     root: Path
@@ -223,11 +233,11 @@ class DistillLayout(TrialLayout):
 class ReportLayout:
     """The files ``ferray report`` writes (``RUN/report/`` by default; see :mod:`ferray.report`)::
 
-        report/
-          index.html        the page (opens offline: figures are files beside it, or inlined)
-          report.json       the same numbers, machine-readable
-          figures/*.png     one file per figure
-          explain/          ``ferray explain``'s default output: overlays, grid.png, explain.json
+    report/
+      index.html        the page (opens offline: figures are files beside it, or inlined)
+      report.json       the same numbers, machine-readable
+      figures/*.png     one file per figure
+      explain/          ``ferray explain``'s default output: overlays, grid.png, explain.json
     """
 
     root: Path
@@ -371,8 +381,9 @@ class RunLayout:
         for p in sorted(self.root.iterdir()):
             if p.name.startswith(".") or p.name in stages:
                 continue
-            if p.is_dir() and any((p / f).exists() for f in (TrialLayout.CONFIG, TrialLayout.OOF,
-                                                             TrialLayout.CHECKPOINTS)):
+            if p.is_dir() and any(
+                (p / f).exists() for f in (TrialLayout.CONFIG, TrialLayout.OOF, TrialLayout.CHECKPOINTS)
+            ):
                 out.append(TrialLayout(p))
         return out
 

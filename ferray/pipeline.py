@@ -48,13 +48,19 @@ def ensemble_members_available(run_dir: str | os.PathLike, include_pruned: bool 
     if not layout.results.exists():
         return 0
     states = ("COMPLETED", "PRUNED") if include_pruned else ("COMPLETED",)
-    return sum(1 for t in get_status(layout.root, intervals=False)["trials"]
-               if t["state"] in states and t["metric"] is not None
-               and layout.trial(t["trial_id"]).oof.is_file() and layout.trial(t["trial_id"]).holdout.is_file())
+    return sum(
+        1
+        for t in get_status(layout.root, intervals=False)["trials"]
+        if t["state"] in states
+        and t["metric"] is not None
+        and layout.trial(t["trial_id"]).oof.is_file()
+        and layout.trial(t["trial_id"]).holdout.is_file()
+    )
 
 
-def finish_run(run_dir: str | os.PathLike, *, address: str | None = None, num_cpus: int | None = None,
-               echo=print) -> FinishResult:
+def finish_run(
+    run_dir: str | os.PathLike, *, address: str | None = None, num_cpus: int | None = None, echo=print
+) -> FinishResult:
     """Run the post-sweep stages the run's spec enables; return what each produced.
 
     A stage that cannot run (no finished trial, distillation off) is skipped with its reason
@@ -81,8 +87,10 @@ def finish_run(run_dir: str | os.PathLike, *, address: str | None = None, num_cp
 
     top = min(spec.ensemble.top_k, available)
     if top < spec.ensemble.top_k:
-        echo(f"ensemble: {available} finished trial(s) with predictions, fewer than ensemble.top_k = "
-             f"{spec.ensemble.top_k}; using {top}")
+        echo(
+            f"ensemble: {available} finished trial(s) with predictions, fewer than ensemble.top_k = "
+            f"{spec.ensemble.top_k}; using {top}"
+        )
     t = time.perf_counter()
     out.ensemble = build_ensembles(layout.root, top=top, echo=echo)
     out.seconds["ensemble"] = time.perf_counter() - t

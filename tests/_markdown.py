@@ -23,8 +23,14 @@ REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
 
 #: Commands run as written (seconds each): the rest train, and the end-to-end tests run them on a tiny spec.
-CHEAP = ("ferray data grid", "ferray data check", "ferray data folds", "ferray data prepare", "ferray doctor",
-         "--dry-run")
+CHEAP = (
+    "ferray data grid",
+    "ferray data check",
+    "ferray data folds",
+    "ferray data prepare",
+    "ferray doctor",
+    "--dry-run",
+)
 
 
 def doc_pages() -> list[Path]:
@@ -153,14 +159,17 @@ def python_problems(block: str) -> list[str]:
                 except AttributeError:
                     problems.append(f"{node.module} has no {alias.name!r}")
     for node in ast.walk(tree):
-        if not isinstance(node, ast.Call) or any(isinstance(a, ast.Starred) for a in node.args) \
-                or any(k.arg is None for k in node.keywords):
+        if (
+            not isinstance(node, ast.Call)
+            or any(isinstance(a, ast.Starred) for a in node.args)
+            or any(k.arg is None for k in node.keywords)
+        ):
             continue
-        func, label = node.func, None
+        func = node.func
         if isinstance(func, ast.Name) and func.id in names:
-            target, label = names[func.id], func.id
+            target = names[func.id]
         elif isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id in names:
-            target, label = getattr(names[func.value.id], func.attr, None), f"{func.value.id}.{func.attr}"
+            target = getattr(names[func.value.id], func.attr, None)
             if target is None:
                 problems.append(f"{func.value.id} has no {func.attr!r}")
                 continue

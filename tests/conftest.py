@@ -73,9 +73,27 @@ def e2e_run(tmp_path_factory) -> E2ERun:
     env = {**os.environ, "WANDB_DISABLE_GIT": "true", "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
     env.pop("RAY_ADDRESS", None)
     start = time.monotonic()
-    out = subprocess.run([sys.executable, "-m", "ferray.cli", "search", str(spec), "--storage", str(root / "runs"),
-                          "--name", "e2e", "--no-live", "--num-cpus", "2"], capture_output=True, text=True, env=env,
-                         timeout=1100, cwd=root)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ferray.cli",
+            "search",
+            str(spec),
+            "--storage",
+            str(root / "runs"),
+            "--name",
+            "e2e",
+            "--no-live",
+            "--num-cpus",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=1100,
+        cwd=root,
+    )
     return E2ERun(root, out.returncode, out.stdout, out.stderr, time.monotonic() - start)
 
 

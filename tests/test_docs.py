@@ -16,15 +16,28 @@ import sys
 import pytest
 import yaml
 
-from tests._markdown import (DOCS, REPO, bash_lines, check_parses, code_blocks, doc_pages, ferray_commands,
-                             python_problems, run_cheap, synopsis_in)
+from tests._markdown import (
+    DOCS,
+    REPO,
+    bash_lines,
+    check_parses,
+    code_blocks,
+    doc_pages,
+    ferray_commands,
+    python_problems,
+    run_cheap,
+    synopsis_in,
+)
 
 PAGES = {p.relative_to(DOCS).as_posix(): p.read_text() for p in doc_pages()}
 
 
 def _blocks(lang: str) -> list:
-    return [pytest.param(name, block, id=f"{name}-{i}") for name, text in PAGES.items()
-            for i, block in enumerate(code_blocks(text, lang))]
+    return [
+        pytest.param(name, block, id=f"{name}-{i}")
+        for name, text in PAGES.items()
+        for i, block in enumerate(code_blocks(text, lang))
+    ]
 
 
 def _commands() -> list[tuple[str, str]]:
@@ -35,21 +48,36 @@ def _commands() -> list[tuple[str, str]]:
 def test_the_site_builds_strict(tmp_path):
     site = tmp_path / "site"
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
-    proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
-                          cwd=REPO, capture_output=True, text=True, timeout=280, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=280,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr[-5000:]
     cli = (site / "cli" / "index.html").read_text()
     from ferray.cli import COMMANDS
 
     for words in [*COMMANDS, "search", "resume", "status", "prune"]:
         assert f"ferray {words}" in cli, f"the CLI reference lacks `ferray {words}`"
-    for package, name in [("data", "plan_folds"), ("training", "FocalLoss"), ("search", "run_search"),
-                          ("ensemble", "GreedyEnsemble"), ("distill", "distill_run"), ("export", "export_run"),
-                          ("predict", "Bundle"), ("report", "build_report"), ("explain", "CAMExplainer"),
-                          ("cluster", "submit")]:
+    for package, name in [
+        ("data", "plan_folds"),
+        ("training", "FocalLoss"),
+        ("search", "run_search"),
+        ("ensemble", "GreedyEnsemble"),
+        ("distill", "distill_run"),
+        ("export", "export_run"),
+        ("predict", "Bundle"),
+        ("report", "build_report"),
+        ("explain", "CAMExplainer"),
+        ("cluster", "submit"),
+    ]:
         page = (site / "api" / package / "index.html").read_text()
-        assert f'id="ferray.{package}.{name}"' in page or f'id="ferray.{package}._' in page and name in page, \
+        assert f'id="ferray.{package}.{name}"' in page or f'id="ferray.{package}._' in page and name in page, (
             f"the API page of ferray.{package} lacks {name}"
+        )
 
 
 def test_the_pages_open_with_the_two_commands():

@@ -27,11 +27,11 @@ def test_the_ensemble_combines_the_best_completed_trials(run):
     summary = json.loads(run.ensemble_files.summary.read_text())
     completed = [t["trial_id"] for t in get_status(run.root)["trials"] if t["state"] == "COMPLETED"]
     top = summary["top_members"]
-    assert top == completed[:len(top)] and 1 <= len(top) <= 3
+    assert top == completed[: len(top)] and 1 <= len(top) <= 3
     # The members are the chosen method's; greedy's may come from beyond the top (its pool).
     members = [m["trial_id"] if isinstance(m, dict) else m for m in summary["members"]]
     assert members == summary["methods"][summary["chosen"]]["members"]
-    assert set(members) <= set(summary["pool"]) <= set(completed) and summary["pool"][:len(top)] == top
+    assert set(members) <= set(summary["pool"]) <= set(completed) and summary["pool"][: len(top)] == top
     greedy = summary["methods"]["greedy"]
     assert abs(sum(greedy["weights"]) - 1.0) < 1e-9 and min(greedy["weights"]) >= 0
     assert summary["chosen"] in summary["methods"]
@@ -120,13 +120,15 @@ def test_predict_runs_where_torch_and_ray_cannot_be_imported(run, tmp_path):
         Image.fromarray(image[:, :, 0]).save(folder / f"face_{i}.png")
     (folder / "broken.png").write_bytes(b"not an image")
     out = tmp_path / "predictions.csv"
-    code = ("import sys\n"
-            "for name in ('torch', 'ray', 'timm', 'torchvision'):\n"
-            "    sys.modules[name] = None  # any import of these now fails\n"
-            "from ferray.cli import main\n"
-            f"code = main(['predict', {str(run.bundle)!r}, {str(folder)!r}, '--out', {str(out)!r}, '--no-progress'])\n"
-            "assert not any(m in sys.modules and sys.modules[m] is not None for m in ('torch', 'ray'))\n"
-            "sys.exit(code)\n")
+    code = (
+        "import sys\n"
+        "for name in ('torch', 'ray', 'timm', 'torchvision'):\n"
+        "    sys.modules[name] = None  # any import of these now fails\n"
+        "from ferray.cli import main\n"
+        f"code = main(['predict', {str(run.bundle)!r}, {str(folder)!r}, '--out', {str(out)!r}, '--no-progress'])\n"
+        "assert not any(m in sys.modules and sys.modules[m] is not None for m in ('torch', 'ray'))\n"
+        "sys.exit(code)\n"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "broken.png" in proc.stderr  # listed, and the rest were predicted

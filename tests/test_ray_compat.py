@@ -25,27 +25,42 @@ def test_installed_ray_is_in_the_tested_range():
 
 
 def test_pyproject_pins_the_tested_ray_range():
-    import tomllib
     from pathlib import Path
 
+    import tomllib
+
     deps = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"][
-        "dependencies"]
+        "dependencies"
+    ]
     ray = next(d for d in deps if d.startswith("ray["))
     assert ray.endswith(",".join(compat.TESTED_RAY)), ray
 
 
 def test_a_missing_required_internal_is_a_clear_error(monkeypatch):
-    broken = compat.Workaround("asha-rungs", "ASHAScheduler._brackets", "save ASHA's rungs", None,
-                               lambda: (_ for _ in ()).throw(AttributeError("no _brackets")))
+    broken = compat.Workaround(
+        "asha-rungs",
+        "ASHAScheduler._brackets",
+        "save ASHA's rungs",
+        None,
+        lambda: (_ for _ in ()).throw(AttributeError("no _brackets")),
+    )
     monkeypatch.setattr(compat, "WORKAROUNDS", (broken,))
-    with pytest.raises(compat.RayCompatError, match=r"asha-rungs: ASHAScheduler\._brackets \(AttributeError: no "
-                                                    r"_brackets\) -- needed to save ASHA's rungs"):
+    with pytest.raises(
+        compat.RayCompatError,
+        match=r"asha-rungs: ASHAScheduler\._brackets \(AttributeError: no "
+        r"_brackets\) -- needed to save ASHA's rungs",
+    ):
         compat.require()
 
 
 def test_a_missing_optional_internal_names_its_fallback(monkeypatch, caplog):
-    gone = compat.Workaround("raylet-messages", "ray._private.worker.print_to_stdstream", "quiet output",
-                             "raylet messages show on the terminal", lambda: False)
+    gone = compat.Workaround(
+        "raylet-messages",
+        "ray._private.worker.print_to_stdstream",
+        "quiet output",
+        "raylet messages show on the terminal",
+        lambda: False,
+    )
     monkeypatch.setattr(compat, "WORKAROUNDS", (gone,))
     results = compat.require()
     assert results[0][1] is False
@@ -54,15 +69,22 @@ def test_a_missing_optional_internal_names_its_fallback(monkeypatch, caplog):
 
 
 def test_every_private_module_path_named_imports():
-    for module in ("ray.train.v2._internal.execution.callback", "ray.train.v2._internal.execution.context",
-                   "ray.train.v2._internal.execution.worker_group.state", "ray.tune.impl.tuner_internal",
-                   "ray._private.worker", "ray.tune.search.search_generator", "ray.tune.experiment.trial"):
+    for module in (
+        "ray.train.v2._internal.execution.callback",
+        "ray.train.v2._internal.execution.context",
+        "ray.train.v2._internal.execution.worker_group.state",
+        "ray.tune.impl.tuner_internal",
+        "ray._private.worker",
+        "ray.tune.search.search_generator",
+        "ray.tune.experiment.trial",
+    ):
         importlib.import_module(module)
 
 
 def test_doctor_reports_versions_and_internals_as_json():
-    out = subprocess.run([sys.executable, "-m", "ferray.cli", "doctor", "--json"], capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "ferray.cli", "doctor", "--json"], capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
     assert report["ok"] and report["ray"]["version"]
@@ -74,8 +96,9 @@ def test_a_trainer_without_datasets_starts_no_dataset_manager(datasets, kept):
     from ray.train import ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    trainer = compat.trainer_without_pg_cleaner(TorchTrainer)(lambda config: None, datasets=datasets,
-                                                              scaling_config=ScalingConfig(num_workers=2))
+    trainer = compat.trainer_without_pg_cleaner(TorchTrainer)(
+        lambda config: None, datasets=datasets, scaling_config=ScalingConfig(num_workers=2)
+    )
     names = [type(c).__name__ for c in trainer._create_default_callbacks()]
     assert "PlacementGroupCleanerCallback" not in names and ("DatasetsCallback" in names) is kept
 

@@ -11,8 +11,16 @@ import re
 
 import pytest
 
-from tests._markdown import (REPO, bash_lines, check_parses, code_blocks, ferray_commands, python_problems,
-                             run_cheap, synopsis_in)
+from tests._markdown import (
+    REPO,
+    bash_lines,
+    check_parses,
+    code_blocks,
+    ferray_commands,
+    python_problems,
+    run_cheap,
+    synopsis_in,
+)
 
 README = (REPO / "README.md").read_text()
 
@@ -20,7 +28,10 @@ README = (REPO / "README.md").read_text()
 def test_the_readme_opens_with_the_two_commands():
     lines = bash_lines(README)
     assert lines[0] == "python3 -m pip install -e . && ferray search"
-    assert lines[1] == 'python3 -m pip install -e ".[test]" && python3 -m pytest -q'
+    assert lines[1] == (
+        'python3 -m pip install -e ".[test]" '
+        "&& python3 -m ruff check . && python3 -m ruff format --check . && python3 -m pytest -q"
+    )
     ci = (REPO / ".ci" / "run").read_text()
     assert lines[1] in ci
 
@@ -59,7 +70,9 @@ def test_every_readme_command_parses(command):
     assert problem is None, f"README: {problem}"
 
 
-@pytest.mark.parametrize("block", [pytest.param(b, id=f"block{i}") for i, b in enumerate(code_blocks(README, "python"))])
+@pytest.mark.parametrize(
+    "block", [pytest.param(b, id=f"block{i}") for i, b in enumerate(code_blocks(README, "python"))]
+)
 def test_the_readme_python_fits_the_api(block):
     """The five-line example names real functions with arguments they take; running it is a
     sweep, which ``tests/test_pipeline_e2e.py`` runs (``ferray search`` = run_search + finish_run)."""

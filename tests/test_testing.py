@@ -34,8 +34,9 @@ def test_freezer_stops_the_processes_it_finds_below_a_process_and_continues_them
     try:
         # The child's command line names subprocess.Popen; the grandchild's, once it has exec'd, does not.
         deadline = time.time() + 20
-        while time.time() < deadline and not (len(descendants(proc.pid)) == 2
-                                              and len(processes_below(proc.pid, "subprocess.Popen")) == 1):
+        while time.time() < deadline and not (
+            len(descendants(proc.pid)) == 2 and len(processes_below(proc.pid, "subprocess.Popen")) == 1
+        ):
             time.sleep(0.05)
         (child,) = processes_below(proc.pid, "subprocess.Popen")
         with Freezer() as freezer:

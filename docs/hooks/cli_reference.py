@@ -15,12 +15,17 @@ WIDTH = "100"
 
 #: The page that explains each command (its first word, or its two words).
 PAGES = {
-    "data": ("Data sources", "data.md"), "data folds": ("Fold plans & leakage", "folds.md"),
+    "data": ("Data sources", "data.md"),
+    "data folds": ("Fold plans & leakage", "folds.md"),
     "doctor": ("Ray internals and ferray doctor", "concepts.md#ray-internals-and-ferray-doctor"),
-    "train": ("Training", "training.md"), "search": ("Running a search", "search.md"),
-    "status": ("Running a search", "search.md#ferray-status"), "resume": ("Resume", "resume.md"),
-    "prune": ("Retention", "retention.md#ferray-prune"), "ensemble": ("Ensembles", "ensembles.md"),
-    "distill": ("Distillation", "distillation.md"), "export": ("Export & predict", "export-predict.md"),
+    "train": ("Training", "training.md"),
+    "search": ("Running a search", "search.md"),
+    "status": ("Running a search", "search.md#ferray-status"),
+    "resume": ("Resume", "resume.md"),
+    "prune": ("Retention", "retention.md#ferray-prune"),
+    "ensemble": ("Ensembles", "ensembles.md"),
+    "distill": ("Distillation", "distillation.md"),
+    "export": ("Export & predict", "export-predict.md"),
     "predict": ("Export & predict", "export-predict.md#predicting"),
     "report": ("Reports & explanations", "reports.md#ferray-report-runbundle"),
     "evaluate": ("Reports & explanations", "reports.md#cross-dataset-scores-and-confidence-intervals"),

@@ -68,7 +68,7 @@ def markdown_docstring(text: str) -> str:
             pad = prompt.group(1)
             block = []
             while i < len(lines) and lines[i].strip() and _indent(lines[i]) >= len(pad):
-                block.append(_FLAGS.sub("", lines[i][len(pad):]))
+                block.append(_FLAGS.sub("", lines[i][len(pad) :]))
                 i += 1
             if out and out[-1].strip():
                 out.append("")

@@ -21,14 +21,23 @@ from typing import Any, TypeVar
 
 from ferray.cluster._errors import ClusterError
 
-__all__ = ["Connection", "connect", "find_token", "normalise_address", "bounded", "resolve_address",
-           "DEFAULT_TIMEOUT_S"]
+__all__ = [
+    "Connection",
+    "connect",
+    "find_token",
+    "normalise_address",
+    "bounded",
+    "resolve_address",
+    "DEFAULT_TIMEOUT_S",
+]
 
 #: Seconds one request to the job server may take before ferray gives up on it.
 DEFAULT_TIMEOUT_S = 30.0
-_TOKEN_HELP = ("set RAY_AUTH_TOKEN to the token, or RAY_AUTH_TOKEN_PATH to a file that holds it, or put it in "
-               "~/.ray/auth_token (`ray get-auth-token` prints it on the head node; on KubeRay it is in the "
-               "Secret the operator made for the cluster's authOptions)")
+_TOKEN_HELP = (
+    "set RAY_AUTH_TOKEN to the token, or RAY_AUTH_TOKEN_PATH to a file that holds it, or put it in "
+    "~/.ray/auth_token (`ray get-auth-token` prints it on the head node; on KubeRay it is in the "
+    "Secret the operator made for the cluster's authOptions)"
+)
 
 T = TypeVar("T")
 
@@ -41,8 +50,9 @@ def resolve_address(address: str | None) -> str:
         value = os.environ.get(var, "")
         if value.startswith(("http://", "https://")):
             return value
-    raise ClusterError("no cluster address: pass --address http://HEAD:8265 (the head's dashboard port), or set "
-                       "RAY_API_SERVER_ADDRESS")
+    raise ClusterError(
+        "no cluster address: pass --address http://HEAD:8265 (the head's dashboard port), or set RAY_API_SERVER_ADDRESS"
+    )
 
 
 def normalise_address(address: str) -> str:
@@ -58,8 +68,10 @@ def normalise_address(address: str) -> str:
         address = "http://" + address
     scheme = address.split("://", 1)[0]
     if scheme not in ("http", "https"):
-        raise ClusterError(f"--address {address}: ferray submits jobs over HTTP to the head's dashboard port "
-                           f"(http://HEAD:8265), not {scheme}://")
+        raise ClusterError(
+            f"--address {address}: ferray submits jobs over HTTP to the head's dashboard port "
+            f"(http://HEAD:8265), not {scheme}://"
+        )
     return address
 
 
@@ -106,19 +118,24 @@ def bounded(call: Callable[[], T], what: str, timeout: float = DEFAULT_TIMEOUT_S
         try:
             return future.result(timeout=timeout)
         except concurrent.futures.TimeoutError:
-            raise ClusterError(f"the Ray job server at {address or '(cluster)'} did not answer within "
-                               f"{timeout:.0f} s while {what}") from None
+            raise ClusterError(
+                f"the Ray job server at {address or '(cluster)'} did not answer within {timeout:.0f} s while {what}"
+            ) from None
         except requests.exceptions.ConnectionError:
-            raise ClusterError(f"lost the connection to the Ray job server at {address or '(cluster)'} while "
-                               f"{what}") from None
+            raise ClusterError(
+                f"lost the connection to the Ray job server at {address or '(cluster)'} while {what}"
+            ) from None
         except ClusterError:
             raise
         except Exception as exc:  # noqa: BLE001 - Ray's client raises RuntimeError, AuthenticationError, ...
             if type(exc).__name__ == "AuthenticationError":
-                raise ClusterError(f"the Ray cluster at {address} refused ferray's credentials while {what}: "
-                                   f"{_first_line(exc)}. {_TOKEN_HELP[0].upper()}{_TOKEN_HELP[1:]}") from None
-            raise ClusterError(f"the Ray job server at {address or '(cluster)'} failed while {what}: "
-                               f"{_first_line(exc)}") from None
+                raise ClusterError(
+                    f"the Ray cluster at {address} refused ferray's credentials while {what}: "
+                    f"{_first_line(exc)}. {_TOKEN_HELP[0].upper()}{_TOKEN_HELP[1:]}"
+                ) from None
+            raise ClusterError(
+                f"the Ray job server at {address or '(cluster)'} failed while {what}: {_first_line(exc)}"
+            ) from None
     finally:
         pool.shutdown(wait=False)
 
@@ -141,8 +158,9 @@ class Connection:
 
     def call(self, fn: Callable[..., T], *args, what: str, timeout: float | None = None, **kwargs) -> T:
         """``fn(*args, **kwargs)`` with :func:`bounded`'s timeout and messages."""
-        return bounded(lambda: fn(*args, **kwargs), what, self.timeout if timeout is None else timeout,
-                       address=self.address)
+        return bounded(
+            lambda: fn(*args, **kwargs), what, self.timeout if timeout is None else timeout, address=self.address
+        )
 
     def dashboard_url(self, job_id: str) -> str:
         return f"{self.address}/#/jobs/{job_id}"
@@ -155,20 +173,26 @@ def _probe(address: str, timeout: float) -> str | None:
     port = address.rsplit(":", 1)[-1].split("/")[0]
     hint = ""
     if port in ("6379", "10001"):
-        hint = (f" ({port} is the head's {'GCS' if port == '6379' else 'Ray Client'} port; jobs are submitted to "
-                "its dashboard port, 8265 by default)")
+        hint = (
+            f" ({port} is the head's {'GCS' if port == '6379' else 'Ray Client'} port; jobs are submitted to "
+            "its dashboard port, 8265 by default)"
+        )
     try:
         r = requests.get(f"{address}/api/authentication_mode", timeout=timeout)
     except requests.exceptions.Timeout:
-        raise ClusterError(f"the Ray head at {address} did not answer within {timeout:.0f} s{hint}; is the address "
-                           "right and the dashboard reachable from here (`ray dashboard CLUSTER.yaml`, or "
-                           "`kubectl port-forward svc/CLUSTER-head-svc 8265:8265`)?") from None
+        raise ClusterError(
+            f"the Ray head at {address} did not answer within {timeout:.0f} s{hint}; is the address "
+            "right and the dashboard reachable from here (`ray dashboard CLUSTER.yaml`, or "
+            "`kubectl port-forward svc/CLUSTER-head-svc 8265:8265`)?"
+        ) from None
     except requests.exceptions.ConnectionError as exc:
         reason = "connection refused" if "refused" in str(exc).lower() else _first_line(exc)
-        raise ClusterError(f"no Ray job server answers at {address} ({reason}){hint}; is the head running with its "
-                           "dashboard, and is this its dashboard address (default port 8265; forward it with "
-                           "`ray dashboard CLUSTER.yaml` or `kubectl port-forward svc/CLUSTER-head-svc "
-                           "8265:8265`)?") from None
+        raise ClusterError(
+            f"no Ray job server answers at {address} ({reason}){hint}; is the head running with its "
+            "dashboard, and is this its dashboard address (default port 8265; forward it with "
+            "`ray dashboard CLUSTER.yaml` or `kubectl port-forward svc/CLUSTER-head-svc "
+            "8265:8265`)?"
+        ) from None
     if r.status_code == 200:
         try:
             return str(r.json().get("authentication_mode", "")).lower() or None
@@ -195,10 +219,15 @@ def connect(address: str | None = None, *, timeout: float = DEFAULT_TIMEOUT_S) -
         token, source = find_token()
         if token is None:
             local = os.environ.get("RAY_AUTH_MODE", "")
-            extra = (f" (RAY_AUTH_MODE={local} in this shell does not turn the cluster's authentication off)"
-                     if local and local != "token" else "")
-            raise ClusterError(f"the Ray cluster at {address} requires a token (token authentication is on) and "
-                               f"none was found{extra}: {_TOKEN_HELP}")
+            extra = (
+                f" (RAY_AUTH_MODE={local} in this shell does not turn the cluster's authentication off)"
+                if local and local != "token"
+                else ""
+            )
+            raise ClusterError(
+                f"the Ray cluster at {address} requires a token (token authentication is on) and "
+                f"none was found{extra}: {_TOKEN_HELP}"
+            )
         headers["Authorization"] = f"Bearer {token}"
     try:
         r = requests.get(f"{address}/api/version", headers=headers, timeout=timeout)
@@ -206,8 +235,10 @@ def connect(address: str | None = None, *, timeout: float = DEFAULT_TIMEOUT_S) -
         raise ClusterError(f"the Ray head at {address} stopped answering ({_first_line(exc)})") from None
     if r.status_code in (401, 403):
         if headers:
-            raise ClusterError(f"the Ray cluster at {address} refused the token from {source} (HTTP {r.status_code}); "
-                               f"it is not this cluster's token: {_TOKEN_HELP}")
+            raise ClusterError(
+                f"the Ray cluster at {address} refused the token from {source} (HTTP {r.status_code}); "
+                f"it is not this cluster's token: {_TOKEN_HELP}"
+            )
         raise ClusterError(f"the Ray cluster at {address} requires a token (HTTP {r.status_code}): {_TOKEN_HELP}")
     if r.status_code != 200:
         raise ClusterError(f"{address} answered HTTP {r.status_code} to /api/version; is it a Ray dashboard?")
@@ -218,12 +249,15 @@ def connect(address: str | None = None, *, timeout: float = DEFAULT_TIMEOUT_S) -
 
     from ray.job_submission import JobSubmissionClient
 
-    client = bounded(lambda: JobSubmissionClient(address, headers=headers or None), "connecting", timeout,
-                     address=address)
+    client = bounded(
+        lambda: JobSubmissionClient(address, headers=headers or None), "connecting", timeout, address=address
+    )
     conn = Connection(address=address, client=client, ray_version=version, token_source=source, timeout=timeout)
     import ray
 
     if version and version.split(".")[:2] != ray.__version__.split(".")[:2]:
-        conn.notes.append(f"the cluster runs Ray {version}, this machine Ray {ray.__version__}; ferray is tested "
-                          "with matching versions")
+        conn.notes.append(
+            f"the cluster runs Ray {version}, this machine Ray {ray.__version__}; ferray is tested "
+            "with matching versions"
+        )
     return conn

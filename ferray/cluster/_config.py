@@ -29,24 +29,93 @@ __all__ = ["check_launcher_config", "check_kuberay_manifest", "KUBERAY_FIELDS"]
 
 #: Fields of the KubeRay ray.io/v1 types ferray's checks know (KubeRay v1.6/v1.7 API reference).
 KUBERAY_FIELDS: dict[str, frozenset[str]] = {
-    "RayClusterSpec": frozenset({
-        "upgradeStrategy", "authOptions", "suspend", "managedBy", "autoscalerOptions", "headServiceAnnotations",
-        "enableInTreeAutoscaling", "gcsFaultToleranceOptions", "historyServerOptions", "networkPolicy",
-        "tlsOptions", "headGroupSpec", "rayVersion", "workerGroupSpecs"}),
-    "HeadGroupSpec": frozenset({"template", "headService", "enableIngress", "ingressOptions", "resources", "labels",
-                                "rayStartParams", "serviceType"}),
-    "WorkerGroupSpec": frozenset({"suspend", "groupName", "replicas", "minReplicas", "maxReplicas",
-                                  "idleTimeoutSeconds", "priority", "resources", "labels", "rayStartParams",
-                                  "template", "scaleStrategy", "numOfHosts"}),
+    "RayClusterSpec": frozenset(
+        {
+            "upgradeStrategy",
+            "authOptions",
+            "suspend",
+            "managedBy",
+            "autoscalerOptions",
+            "headServiceAnnotations",
+            "enableInTreeAutoscaling",
+            "gcsFaultToleranceOptions",
+            "historyServerOptions",
+            "networkPolicy",
+            "tlsOptions",
+            "headGroupSpec",
+            "rayVersion",
+            "workerGroupSpecs",
+        }
+    ),
+    "HeadGroupSpec": frozenset(
+        {
+            "template",
+            "headService",
+            "enableIngress",
+            "ingressOptions",
+            "resources",
+            "labels",
+            "rayStartParams",
+            "serviceType",
+        }
+    ),
+    "WorkerGroupSpec": frozenset(
+        {
+            "suspend",
+            "groupName",
+            "replicas",
+            "minReplicas",
+            "maxReplicas",
+            "idleTimeoutSeconds",
+            "priority",
+            "resources",
+            "labels",
+            "rayStartParams",
+            "template",
+            "scaleStrategy",
+            "numOfHosts",
+        }
+    ),
     "AuthOptions": frozenset({"mode", "secretName", "enableK8sTokenAuth"}),
-    "AutoscalerOptions": frozenset({"resources", "image", "imagePullPolicy", "securityContext",
-                                    "idleTimeoutSeconds", "upscalingMode", "version", "env", "envFrom",
-                                    "volumeMounts", "command", "args"}),
-    "RayJobSpec": frozenset({
-        "activeDeadlineSeconds", "backoffLimit", "rayClusterSpec", "submitterPodTemplate", "metadata",
-        "clusterSelector", "submitterConfig", "managedBy", "deletionStrategy", "entrypoint", "runtimeEnvYAML",
-        "jobId", "submissionMode", "entrypointResources", "entrypointNumCpus", "entrypointNumGpus",
-        "ttlSecondsAfterFinished", "shutdownAfterJobFinishes", "suspend"}),
+    "AutoscalerOptions": frozenset(
+        {
+            "resources",
+            "image",
+            "imagePullPolicy",
+            "securityContext",
+            "idleTimeoutSeconds",
+            "upscalingMode",
+            "version",
+            "env",
+            "envFrom",
+            "volumeMounts",
+            "command",
+            "args",
+        }
+    ),
+    "RayJobSpec": frozenset(
+        {
+            "activeDeadlineSeconds",
+            "backoffLimit",
+            "rayClusterSpec",
+            "submitterPodTemplate",
+            "metadata",
+            "clusterSelector",
+            "submitterConfig",
+            "managedBy",
+            "deletionStrategy",
+            "entrypoint",
+            "runtimeEnvYAML",
+            "jobId",
+            "submissionMode",
+            "entrypointResources",
+            "entrypointNumCpus",
+            "entrypointNumGpus",
+            "ttlSecondsAfterFinished",
+            "shutdownAfterJobFinishes",
+            "suspend",
+        }
+    ),
 }
 _SUBMISSION_MODES = ("K8sJobMode", "HTTPMode", "InteractiveMode", "SidecarMode")
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -81,23 +150,29 @@ def _node_type_rules(path, cfg: dict) -> None:
         raise ConfigError(f"{path}: available_node_types: none given; name a head node type and the worker types")
     head = cfg.get("head_node_type")
     if head not in types:
-        raise ConfigError(f"{path}: head_node_type {head!r} is not one of available_node_types "
-                          f"({', '.join(types)}){closest(str(head), types)}")
+        raise ConfigError(
+            f"{path}: head_node_type {head!r} is not one of available_node_types "
+            f"({', '.join(types)}){closest(str(head), types)}"
+        )
     total_min = 0
     for name, node in types.items():
         lo, hi = node.get("min_workers", 0), node.get("max_workers", cfg.get("max_workers", 0))
         if lo > hi:
-            raise ConfigError(f"{path}: available_node_types.{name}: min_workers is {lo}, but must be <= max_workers "
-                              f"({hi})")
+            raise ConfigError(
+                f"{path}: available_node_types.{name}: min_workers is {lo}, but must be <= max_workers ({hi})"
+            )
         for key, value in (node.get("resources") or {}).items():
             if not isinstance(value, (int, float)) or value < 0:
-                raise ConfigError(f"{path}: available_node_types.{name}.resources.{key} is {value!r}, but must be a "
-                                  "number >= 0")
+                raise ConfigError(
+                    f"{path}: available_node_types.{name}.resources.{key} is {value!r}, but must be a number >= 0"
+                )
         if name != head:
             total_min += lo
     if total_min > cfg.get("max_workers", total_min):
-        raise ConfigError(f"{path}: max_workers is {cfg['max_workers']}, but must be >= the sum of the worker types' "
-                          f"min_workers ({total_min})")
+        raise ConfigError(
+            f"{path}: max_workers is {cfg['max_workers']}, but must be >= the sum of the worker types' "
+            f"min_workers ({total_min})"
+        )
 
 
 def check_launcher_config(path: str | os.PathLike) -> dict:
@@ -169,8 +244,10 @@ def _start_params(where: str, params: Any) -> None:
         raise ConfigError(f"{where}.rayStartParams: must be a mapping of strings")
     for key, value in params.items():
         if not isinstance(value, str):
-            raise ConfigError(f"{where}.rayStartParams.{key} is {value!r}, but must be a string (quote it: "
-                              f"'{value}'); KubeRay's CRD types it map[string]string")
+            raise ConfigError(
+                f"{where}.rayStartParams.{key} is {value!r}, but must be a string (quote it: "
+                f"'{value}'); KubeRay's CRD types it map[string]string"
+            )
 
 
 def _int(where: str, value: Any, low: int = 0) -> int:
@@ -200,8 +277,9 @@ def _cluster_spec(where: str, spec: Any) -> None:
         if lo > hi:
             raise ConfigError(f"{w}: minReplicas is {lo}, but must be <= maxReplicas ({hi})")
         if "replicas" in group and not lo <= _int(f"{w}.replicas", group["replicas"]) <= hi:
-            raise ConfigError(f"{w}: replicas is {group['replicas']}, but must be within minReplicas..maxReplicas "
-                              f"({lo}..{hi})")
+            raise ConfigError(
+                f"{w}: replicas is {group['replicas']}, but must be within minReplicas..maxReplicas ({lo}..{hi})"
+            )
         _pod_template(w, group["template"])
         _start_params(w, group.get("rayStartParams"))
     if "autoscalerOptions" in spec:
@@ -214,8 +292,10 @@ def _cluster_spec(where: str, spec: Any) -> None:
         if mode == "token":
             version = spec.get("rayVersion")
             if version is None or _version(version) < _TOKEN_AUTH_RAY:
-                raise ConfigError(f"{where}.rayVersion is {version!r}, but authOptions.mode 'token' needs rayVersion "
-                                  f">= {'.'.join(map(str, _TOKEN_AUTH_RAY))} (KubeRay reads it to configure the pods)")
+                raise ConfigError(
+                    f"{where}.rayVersion is {version!r}, but authOptions.mode 'token' needs rayVersion "
+                    f">= {'.'.join(map(str, _TOKEN_AUTH_RAY))} (KubeRay reads it to configure the pods)"
+                )
 
 
 def _job_spec(where: str, spec: Any) -> None:
@@ -226,21 +306,26 @@ def _job_spec(where: str, spec: Any) -> None:
     if not isinstance(entry, str) or not entry.strip():
         raise ConfigError(f"{where}.entrypoint: required, the command the job runs")
     if ("rayClusterSpec" in spec) == ("clusterSelector" in spec):
-        raise ConfigError(f"{where}: give exactly one of rayClusterSpec (a cluster for this job) and clusterSelector "
-                          "(an existing cluster)")
+        raise ConfigError(
+            f"{where}: give exactly one of rayClusterSpec (a cluster for this job) and clusterSelector "
+            "(an existing cluster)"
+        )
     if "rayClusterSpec" in spec:
         _cluster_spec(f"{where}.rayClusterSpec", spec["rayClusterSpec"])
     mode = spec.get("submissionMode", "K8sJobMode")
     if mode not in _SUBMISSION_MODES:
-        raise ConfigError(f"{where}.submissionMode is {mode!r}, but must be one of {', '.join(_SUBMISSION_MODES)}"
-                          f"{closest(str(mode), _SUBMISSION_MODES)}")
+        raise ConfigError(
+            f"{where}.submissionMode is {mode!r}, but must be one of {', '.join(_SUBMISSION_MODES)}"
+            f"{closest(str(mode), _SUBMISSION_MODES)}"
+        )
     shutdown = spec.get("shutdownAfterJobFinishes", False)
     if not isinstance(shutdown, bool):
         raise ConfigError(f"{where}.shutdownAfterJobFinishes is {shutdown!r}, but must be true or false")
     ttl = _int(f"{where}.ttlSecondsAfterFinished", spec.get("ttlSecondsAfterFinished", 0))
     if ttl > 0 and not shutdown:
-        raise ConfigError(f"{where}.ttlSecondsAfterFinished is {ttl}, but only applies with "
-                          "shutdownAfterJobFinishes: true")
+        raise ConfigError(
+            f"{where}.ttlSecondsAfterFinished is {ttl}, but only applies with shutdownAfterJobFinishes: true"
+        )
     if "activeDeadlineSeconds" in spec:
         _int(f"{where}.activeDeadlineSeconds", spec["activeDeadlineSeconds"], low=1)
     if "runtimeEnvYAML" in spec:
@@ -274,8 +359,9 @@ def check_kuberay_manifest(path: str | os.PathLike) -> list[dict]:
             if not doc.get(key):
                 raise ConfigError(f"{where}: {key} is required")
         if not name or not _NAME.match(str(name)) or len(str(name)) > 63:
-            raise ConfigError(f"{where}: metadata.name {name!r} must be a DNS label (lowercase letters, digits and "
-                              "'-', at most 63)")
+            raise ConfigError(
+                f"{where}: metadata.name {name!r} must be a DNS label (lowercase letters, digits and '-', at most 63)"
+            )
         if kind in ("RayCluster", "RayJob"):
             if doc["apiVersion"] != "ray.io/v1":
                 raise ConfigError(f"{where}: apiVersion is {doc['apiVersion']!r}, but KubeRay's {kind} is 'ray.io/v1'")

@@ -52,8 +52,11 @@ class Pusher:
             try:
                 push_run(self.run_dir, self.uri, echo=self.echo if final else None)
             except ClusterError as exc:
-                self.echo(f"warning: {exc} (the run stays in {self.run_dir.absolute()} on this node"
-                          + ("" if final else "; retrying") + ")")
+                self.echo(
+                    f"warning: {exc} (the run stays in {self.run_dir.absolute()} on this node"
+                    + ("" if final else "; retrying")
+                    + ")"
+                )
 
     def _loop(self) -> None:
         while not self._stop.wait(self.every):
@@ -110,13 +113,21 @@ def _search(args: argparse.Namespace) -> int:
         local = Path(storage) / args.name
     if remote is not None and not is_empty(remote):
         # Tune would write a second experiment over the first one's state and trial folders.
-        raise ClusterError(f"{remote} already holds a sweep (or part of one): continue it with `ferray submit "
-                           f"--resume {remote} --address ...`, or pass another --name")
+        raise ClusterError(
+            f"{remote} already holds a sweep (or part of one): continue it with `ferray submit "
+            f"--resume {remote} --address ...`, or pass another --name"
+        )
     from ferray.search import SearchInterrupted, run_search
 
-    return _run_pushing(lambda: run_search(args.spec, storage=storage, name=args.name, data=args.data,
-                                           num_cpus=args.num_cpus, live=False, echo=_out),
-                        args, local, remote, SearchInterrupted)
+    return _run_pushing(
+        lambda: run_search(
+            args.spec, storage=storage, name=args.name, data=args.data, num_cpus=args.num_cpus, live=False, echo=_out
+        ),
+        args,
+        local,
+        remote,
+        SearchInterrupted,
+    )
 
 
 def _resume(args: argparse.Namespace) -> int:
@@ -129,9 +140,15 @@ def _resume(args: argparse.Namespace) -> int:
         remote, local = None, Path(os.path.expanduser(args.run))
     from ferray.search import SearchInterrupted, resume_search
 
-    return _run_pushing(lambda: resume_search(local, extend=args.extend, retry_errored=args.retry_errored,
-                                              num_cpus=args.num_cpus, live=False, echo=_out),
-                        args, local, remote, SearchInterrupted)
+    return _run_pushing(
+        lambda: resume_search(
+            local, extend=args.extend, retry_errored=args.retry_errored, num_cpus=args.num_cpus, live=False, echo=_out
+        ),
+        args,
+        local,
+        remote,
+        SearchInterrupted,
+    )
 
 
 def _run_pushing(sweep, args: argparse.Namespace, local: Path, remote: str | None, interrupted) -> int:
@@ -153,14 +170,21 @@ def _run_pushing(sweep, args: argparse.Namespace, local: Path, remote: str | Non
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m ferray.cluster",
-                                     description="Run a ferray sweep inside a Ray job (what `ferray submit` starts).")
+    parser = argparse.ArgumentParser(
+        prog="python -m ferray.cluster",
+        description="Run a ferray sweep inside a Ray job (what `ferray submit` starts).",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--num-cpus", type=int, default=None, help="CPUs of a new local Ray (only without a cluster)")
     common.add_argument("--no-finish", action="store_true", help="no ensemble, distillation or export afterwards")
-    common.add_argument("--push-every", type=float, default=60.0, metavar="S",
-                        help="seconds between uploads of the run directory to a storage URI (default 60)")
+    common.add_argument(
+        "--push-every",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="seconds between uploads of the run directory to a storage URI (default 60)",
+    )
     p = commands.add_parser("search", parents=[common], help="run a sweep")
     p.add_argument("spec", help="search spec YAML")
     p.add_argument("--storage", required=True, help="storage URI, or a path on the cluster (a shared filesystem)")
@@ -177,8 +201,10 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     import ferray
 
-    _out(f"ferray job: {args.command} with ferray {ferray.__version__} from {Path(ferray.__file__).parent}, "
-         f"Ray at {os.environ.get('RAY_ADDRESS') or '(a new local Ray)'}")
+    _out(
+        f"ferray job: {args.command} with ferray {ferray.__version__} from {Path(ferray.__file__).parent}, "
+        f"Ray at {os.environ.get('RAY_ADDRESS') or '(a new local Ray)'}"
+    )
     from ferray.errors import FerrayError
 
     try:

@@ -25,8 +25,19 @@ from ferray.cluster._client import DEFAULT_TIMEOUT_S, Connection, connect
 from ferray.cluster._errors import ClusterError
 from ferray.cluster._storage import is_uri, run_uri
 
-__all__ = ["submit", "submit_resume", "jobs", "logs", "stop", "wait", "SubmittedJob", "JobInfo", "TERMINAL",
-           "DEFAULT_HEAD_STORAGE", "exit_code"]
+__all__ = [
+    "submit",
+    "submit_resume",
+    "jobs",
+    "logs",
+    "stop",
+    "wait",
+    "SubmittedJob",
+    "JobInfo",
+    "TERMINAL",
+    "DEFAULT_HEAD_STORAGE",
+    "exit_code",
+]
 
 #: Job states after which nothing changes.
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
@@ -98,9 +109,11 @@ def _check_env(env: list[str] | tuple[str, ...]) -> list[str]:
 
     for name in env:
         if "=" in name or not name.isidentifier():
-            raise ConfigError(f"--env {name.split('=', 1)[0]}=...: give the variable's name only; its value is "
-                              "read from this shell's environment (values on a command line end up in shell "
-                              "histories and process lists)")
+            raise ConfigError(
+                f"--env {name.split('=', 1)[0]}=...: give the variable's name only; its value is "
+                "read from this shell's environment (values on a command line end up in shell "
+                "histories and process lists)"
+            )
         if name not in os.environ:
             raise ConfigError(f"--env {name}: not set in this shell's environment")
     return list(env)
@@ -109,8 +122,7 @@ def _check_env(env: list[str] | tuple[str, ...]) -> list[str]:
 def _runtime_env(workdir: Path, *, ship_ferray: bool, env: list[str]) -> dict:
     # `ferray stop` (Ray's stop_job) then sends SIGINT, which Tune handles like Ctrl-C: it saves
     # the experiment and returns, and the driver uploads the run before the grace period ends.
-    env_vars = {"PYTHONUNBUFFERED": "1", "RAY_JOB_STOP_SIGNAL": "SIGINT",
-                "RAY_JOB_STOP_WAIT_TIME_S": str(STOP_GRACE_S)}
+    env_vars = {"PYTHONUNBUFFERED": "1", "RAY_JOB_STOP_SIGNAL": "SIGINT", "RAY_JOB_STOP_WAIT_TIME_S": str(STOP_GRACE_S)}
     env_vars.update({name: os.environ[name] for name in env})
     runtime_env: dict = {"working_dir": str(workdir), "env_vars": env_vars}
     if ship_ferray:
@@ -118,9 +130,20 @@ def _runtime_env(workdir: Path, *, ship_ferray: bool, env: list[str]) -> dict:
     return runtime_env
 
 
-def _submit(conn: Connection, args: list[str], *, files: dict[str, Path], metadata: dict[str, str], run: str,
-            ship_ferray: bool, env: list[str], notes: list[str], wait: bool, follow_timeout: float | None,
-            echo: Callable[[str], None]) -> SubmittedJob:
+def _submit(
+    conn: Connection,
+    args: list[str],
+    *,
+    files: dict[str, Path],
+    metadata: dict[str, str],
+    run: str,
+    ship_ferray: bool,
+    env: list[str],
+    notes: list[str],
+    wait: bool,
+    follow_timeout: float | None,
+    echo: Callable[[str], None],
+) -> SubmittedJob:
     """Submit ``python -m ferray.cluster ARGS``; echo the job id and how to follow it; follow it if ``wait``."""
     entrypoint = shlex.join(["python", "-m", "ferray.cluster", *args])
     with tempfile.TemporaryDirectory(prefix="ferray-submit-") as tmp:
@@ -128,14 +151,22 @@ def _submit(conn: Connection, args: list[str], *, files: dict[str, Path], metada
             shutil.copyfile(src, Path(tmp) / name)
         runtime_env = _runtime_env(Path(tmp), ship_ferray=ship_ferray, env=env)
         # Uploading the working dir and ferray's package is the slow part: allow it longer.
-        job_id = conn.call(conn.client.submit_job, entrypoint=entrypoint, runtime_env=runtime_env,
-                           metadata=metadata, what="submitting the job (uploading the spec and ferray)",
-                           timeout=max(conn.timeout, 120.0))
-    job = SubmittedJob(job_id=job_id, address=conn.address, run=run, entrypoint=entrypoint,
-                       notes=notes + list(conn.notes))
+        job_id = conn.call(
+            conn.client.submit_job,
+            entrypoint=entrypoint,
+            runtime_env=runtime_env,
+            metadata=metadata,
+            what="submitting the job (uploading the spec and ferray)",
+            timeout=max(conn.timeout, 120.0),
+        )
+    job = SubmittedJob(
+        job_id=job_id, address=conn.address, run=run, entrypoint=entrypoint, notes=notes + list(conn.notes)
+    )
     if env:
-        job.notes.append(f"environment variables passed: {', '.join(env)} (values not shown; Ray keeps them with "
-                         "the job's runtime environment, visible to whoever can list this cluster's jobs)")
+        job.notes.append(
+            f"environment variables passed: {', '.join(env)} (values not shown; Ray keeps them with "
+            "the job's runtime environment, visible to whoever can list this cluster's jobs)"
+        )
     echo(f"submitted job {job_id} to {conn.address}")
     echo(f"run directory: {run}")
     for line in job.follow_lines():
@@ -151,10 +182,21 @@ def _connection(address: str | Connection | None, timeout: float) -> Connection:
     return address if isinstance(address, Connection) else connect(address, timeout=timeout)
 
 
-def submit(spec: str | os.PathLike | None, address: str | Connection | None, storage: str | None = None,
-           name: str | None = None, wait: bool = False, *, data: str | None = None, ship_ferray: bool = True,
-           env: list[str] | tuple[str, ...] = (), finish: bool = True, timeout: float = DEFAULT_TIMEOUT_S,
-           follow_timeout: float | None = None, echo: Callable[[str], None] = print) -> SubmittedJob:
+def submit(
+    spec: str | os.PathLike | None,
+    address: str | Connection | None,
+    storage: str | None = None,
+    name: str | None = None,
+    wait: bool = False,
+    *,
+    data: str | None = None,
+    ship_ferray: bool = True,
+    env: list[str] | tuple[str, ...] = (),
+    finish: bool = True,
+    timeout: float = DEFAULT_TIMEOUT_S,
+    follow_timeout: float | None = None,
+    echo: Callable[[str], None] = print,
+) -> SubmittedJob:
     """Submit a sweep to a Ray cluster as a Ray Job; return it (with its final status when ``wait``).
 
     Args:
@@ -194,28 +236,57 @@ def submit(spec: str | os.PathLike | None, address: str | Connection | None, sto
     run = run_uri(head_storage, name) if is_uri(head_storage) else f"{head_storage.rstrip('/')}/{name}"
     notes = []
     if storage is None:
-        notes.append(f"no --storage: the run directory stays on the head node ({run}) and goes with the cluster; "
-                     "pass --storage s3://BUCKET/PREFIX (or a shared filesystem path) to keep it")
+        notes.append(
+            f"no --storage: the run directory stays on the head node ({run}) and goes with the cluster; "
+            "pass --storage s3://BUCKET/PREFIX (or a shared filesystem path) to keep it"
+        )
     source = data or loaded.data.source
     if not str(source).startswith("synthetic:") and not is_uri(source):
-        notes.append(f"data source {source!r} is read by the sweep's driver on the head node: it must exist at "
-                     "that path there (workers get the data from Ray's object store)")
+        notes.append(
+            f"data source {source!r} is read by the sweep's driver on the head node: it must exist at "
+            "that path there (workers get the data from Ray's object store)"
+        )
     conn = _connection(address, timeout)
     args = ["search", path.name, "--storage", head_storage, "--name", name]
     if data is not None:
         args += ["--data", data]
     if not finish:
         args.append("--no-finish")
-    metadata = {"ferray_run": name, "ferray_storage": head_storage, "ferray_command": "search",
-                "ferray_spec": loaded.name}
-    return _submit(conn, args, files={path.name: path}, metadata=metadata, run=run, ship_ferray=ship_ferray,
-                   env=list(env), notes=notes, wait=wait, follow_timeout=follow_timeout, echo=echo)
+    metadata = {
+        "ferray_run": name,
+        "ferray_storage": head_storage,
+        "ferray_command": "search",
+        "ferray_spec": loaded.name,
+    }
+    return _submit(
+        conn,
+        args,
+        files={path.name: path},
+        metadata=metadata,
+        run=run,
+        ship_ferray=ship_ferray,
+        env=list(env),
+        notes=notes,
+        wait=wait,
+        follow_timeout=follow_timeout,
+        echo=echo,
+    )
 
 
-def submit_resume(run: str, address: str | Connection | None, *, extend: int = 0, retry_errored: bool = False,
-                  wait: bool = False, ship_ferray: bool = True, env: list[str] | tuple[str, ...] = (),
-                  finish: bool = True, timeout: float = DEFAULT_TIMEOUT_S, follow_timeout: float | None = None,
-                  echo: Callable[[str], None] = print) -> SubmittedJob:
+def submit_resume(
+    run: str,
+    address: str | Connection | None,
+    *,
+    extend: int = 0,
+    retry_errored: bool = False,
+    wait: bool = False,
+    ship_ferray: bool = True,
+    env: list[str] | tuple[str, ...] = (),
+    finish: bool = True,
+    timeout: float = DEFAULT_TIMEOUT_S,
+    follow_timeout: float | None = None,
+    echo: Callable[[str], None] = print,
+) -> SubmittedJob:
     """Submit ``ferray resume`` of a sweep whose run directory is ``run`` (its storage URI or cluster path).
 
     The job continues a stopped or failed job's sweep from what storage holds: finished
@@ -239,8 +310,19 @@ def submit_resume(run: str, address: str | Connection | None, *, extend: int = 0
         args.append("--no-finish")
     storage = run.rsplit("/", 1)[0]
     metadata = {"ferray_run": name, "ferray_storage": storage, "ferray_command": "resume"}
-    return _submit(conn, args, files={}, metadata=metadata, run=run, ship_ferray=ship_ferray, env=list(env),
-                   notes=[], wait=wait, follow_timeout=follow_timeout, echo=echo)
+    return _submit(
+        conn,
+        args,
+        files={},
+        metadata=metadata,
+        run=run,
+        ship_ferray=ship_ferray,
+        env=list(env),
+        notes=[],
+        wait=wait,
+        follow_timeout=follow_timeout,
+        echo=echo,
+    )
 
 
 def _info(details) -> JobInfo:
@@ -259,12 +341,14 @@ def _info(details) -> JobInfo:
     )
 
 
-def jobs(address: str | Connection | None, *, all_jobs: bool = False,
-         timeout: float = DEFAULT_TIMEOUT_S) -> list[JobInfo]:
+def jobs(
+    address: str | Connection | None, *, all_jobs: bool = False, timeout: float = DEFAULT_TIMEOUT_S
+) -> list[JobInfo]:
     """The cluster's ferray jobs (every submitted job with ``all_jobs``), newest first."""
     conn = _connection(address, timeout)
-    found = [_info(d) for d in conn.call(conn.client.list_jobs, what="listing jobs")
-             if getattr(d, "submission_id", None)]
+    found = [
+        _info(d) for d in conn.call(conn.client.list_jobs, what="listing jobs") if getattr(d, "submission_id", None)
+    ]
     if not all_jobs:
         found = [j for j in found if j.is_ferray]
     return sorted(found, key=lambda j: j.start_time or 0.0, reverse=True)
@@ -275,15 +359,24 @@ def _status(conn: Connection, job: str) -> str:
         status = conn.call(conn.client.get_job_status, job, what=f"asking for job {job}'s status")
     except ClusterError as exc:
         if "does not exist" in str(exc) or "404" in str(exc):
-            raise ClusterError(f"no job {job!r} on {conn.address}; `ferray jobs --address {conn.address}` lists "
-                               "them") from None
+            raise ClusterError(
+                f"no job {job!r} on {conn.address}; `ferray jobs --address {conn.address}` lists them"
+            ) from None
         raise
     return str(getattr(status, "value", status))
 
 
-def logs(job: str, address: str | Connection | None, follow: bool = False, *, timeout: float | None = None,
-         poll_s: float = 2.0, unreachable_s: float = 120.0, request_timeout: float = DEFAULT_TIMEOUT_S,
-         echo: Callable[[str], None] = print) -> str:
+def logs(
+    job: str,
+    address: str | Connection | None,
+    follow: bool = False,
+    *,
+    timeout: float | None = None,
+    poll_s: float = 2.0,
+    unreachable_s: float = 120.0,
+    request_timeout: float = DEFAULT_TIMEOUT_S,
+    echo: Callable[[str], None] = print,
+) -> str:
     """Print a job's logs through ``echo``; return its status (its final status when ``follow``).
 
     With ``follow``, new lines are printed as they come until the job ends; it gives up
@@ -313,8 +406,10 @@ def logs(job: str, address: str | Connection | None, follow: bool = False, *, ti
         if not follow or status in TERMINAL:
             return status
         if timeout is not None and time.monotonic() - started > timeout:
-            raise ClusterError(f"job {job} is still {status} after {timeout:.0f} s of following (it keeps running; "
-                               f"follow again with `ferray logs {job} --address {conn.address} --follow`)")
+            raise ClusterError(
+                f"job {job} is still {status} after {timeout:.0f} s of following (it keeps running; "
+                f"follow again with `ferray logs {job} --address {conn.address} --follow`)"
+            )
         time.sleep(delay)
         delay = min(delay * 1.5, 10.0)
         try:
@@ -322,12 +417,20 @@ def logs(job: str, address: str | Connection | None, follow: bool = False, *, ti
             last_answer = time.monotonic()
         except ClusterError:
             if time.monotonic() - last_answer > unreachable_s:
-                raise ClusterError(f"lost the Ray head at {conn.address}: no answer for {unreachable_s:.0f} s while "
-                                   f"following job {job} (it may still be running)") from None
+                raise ClusterError(
+                    f"lost the Ray head at {conn.address}: no answer for {unreachable_s:.0f} s while "
+                    f"following job {job} (it may still be running)"
+                ) from None
 
 
-def wait(job: str, address: str | Connection | None, *, timeout: float, poll_s: float = 1.0,
-         request_timeout: float = DEFAULT_TIMEOUT_S) -> str:
+def wait(
+    job: str,
+    address: str | Connection | None,
+    *,
+    timeout: float,
+    poll_s: float = 1.0,
+    request_timeout: float = DEFAULT_TIMEOUT_S,
+) -> str:
     """Wait until ``job`` ends; return its status, or ``ClusterError`` after ``timeout`` seconds."""
     conn = _connection(address, request_timeout)
     deadline = time.monotonic() + timeout
@@ -340,8 +443,13 @@ def wait(job: str, address: str | Connection | None, *, timeout: float, poll_s: 
         time.sleep(poll_s)
 
 
-def stop(job: str, address: str | Connection | None, *, timeout: float = STOP_GRACE_S + 30.0,
-         request_timeout: float = DEFAULT_TIMEOUT_S) -> str:
+def stop(
+    job: str,
+    address: str | Connection | None,
+    *,
+    timeout: float = STOP_GRACE_S + 30.0,
+    request_timeout: float = DEFAULT_TIMEOUT_S,
+) -> str:
     """Stop ``job`` and wait (at most ``timeout`` s) until it has stopped; return its final status.
 
     The job's driver gets ``SIGTERM`` and up to a minute to save the sweep's state and
@@ -355,5 +463,7 @@ def stop(job: str, address: str | Connection | None, *, timeout: float = STOP_GR
     try:
         return wait(job, conn, timeout=timeout)
     except ClusterError:
-        raise ClusterError(f"job {job} was asked to stop but is still {_status(conn, job)} after {timeout:.0f} s; "
-                           f"see `ferray logs {job} --address {conn.address}`") from None
+        raise ClusterError(
+            f"job {job} was asked to stop but is still {_status(conn, job)} after {timeout:.0f} s; "
+            f"see `ferray logs {job} --address {conn.address}`"
+        ) from None

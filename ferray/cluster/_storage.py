@@ -79,7 +79,7 @@ def _listing(fs, root: str) -> dict:
     import pyarrow.fs as pafs
 
     infos = fs.get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=True))
-    return {info.path[len(root) + 1:]: info for info in infos if info.type == pafs.FileType.File}
+    return {info.path[len(root) + 1 :]: info for info in infos if info.type == pafs.FileType.File}
 
 
 def _mtime(info) -> float:
@@ -187,8 +187,14 @@ def push_run(run_dir: str | os.PathLike, uri: str, *, echo: Callable[[str], None
     return copied
 
 
-def pull_run(uri: str, dest: str | os.PathLike | None = None, *, checkpoints: bool = False, weights: bool = True,
-             echo: Callable[[str], None] | None = None) -> Path:
+def pull_run(
+    uri: str,
+    dest: str | os.PathLike | None = None,
+    *,
+    checkpoints: bool = False,
+    weights: bool = True,
+    echo: Callable[[str], None] | None = None,
+) -> Path:
     """Copy a run directory from storage to a local folder (default ``runs/<name>``); return it.
 
     Epoch checkpoints stay on storage unless ``checkpoints`` (``ferray resume`` reads them
@@ -214,14 +220,22 @@ def pull_run(uri: str, dest: str | os.PathLike | None = None, *, checkpoints: bo
         has_trials = any(rel.count("/") == 1 and rel.rsplit("/", 1)[1] in trial_files for rel in files)
         raise ClusterError(
             f"{uri} is not a ferray run directory (no {RunLayout.MANIFEST})"
-            + ("; its trials are there but the driver's files were never pushed: run "
-               "`ferray.cluster.push_run(RUN_DIR, URI)` where the sweep ran" if has_trials else ""))
+            + (
+                "; its trials are there but the driver's files were never pushed: run "
+                "`ferray.cluster.push_run(RUN_DIR, URI)` where the sweep ran"
+                if has_trials
+                else ""
+            )
+        )
     target = Path(dest) if dest is not None else Path("runs") / root.rsplit("/", 1)[-1]
     copied, size = 0, 0
     for rel, info in sorted(files.items()):
         parts = rel.split("/")
-        if _skipped(rel) or (not checkpoints and TrialLayout.CHECKPOINTS in parts[:-1]) \
-                or (not weights and TrialLayout.WEIGHTS in parts[:-1]):
+        if (
+            _skipped(rel)
+            or (not checkpoints and TrialLayout.CHECKPOINTS in parts[:-1])
+            or (not weights and TrialLayout.WEIGHTS in parts[:-1])
+        ):
             continue
         local = target.joinpath(*parts)
         if local.is_file() and local.stat().st_mtime >= _mtime(info):

@@ -100,24 +100,7 @@ def __dir__() -> list[str]:
 
 
 if _TYPE_CHECKING:  # pragma: no cover - for static analysers only
-    from ferray.data._folds import HOLDOUT, FoldPlan, grouped_stratified_folds, plan_folds
-    from ferray.data._table import AU_IDS, SPLITS, FERData, read_parquet, write_parquet
-    from ferray.data._synthetic import (
-        EMOTION_AUS,
-        TAXONOMIES,
-        generate,
-        parse_synthetic_spec,
-        render_grid,
-        synthetic_spec,
-    )
-    from ferray.data._images import decode_image
-    from ferray.data._fer2013 import FER2013_CLASSES, FERPLUS_CLASSES
-    from ferray.data._rafce import RAFCE_CLASSES, RAFDB_CLASSES, parse_au_tokens
-    from ferray.data._sources import SOURCE_KINDS, load_source
-    from ferray.data._prepare import prepare
     from ferray.data._check import CheckReport, check
-    from ferray.data._duplicates import NEAR_DUPLICATE_DISTANCE, clean_holdout_mask, duplicate_pairs
-    from ferray.data._subjects import SUBJECT_SCHEMES, detect_subjects
     from ferray.data._classes import (
         BASIC_CONCEPTS,
         ClassMap,
@@ -126,3 +109,20 @@ if _TYPE_CHECKING:  # pragma: no cover - for static analysers only
         match_classes,
         remap_labels,
     )
+    from ferray.data._duplicates import NEAR_DUPLICATE_DISTANCE, clean_holdout_mask, duplicate_pairs
+    from ferray.data._fer2013 import FER2013_CLASSES, FERPLUS_CLASSES
+    from ferray.data._folds import HOLDOUT, FoldPlan, grouped_stratified_folds, plan_folds
+    from ferray.data._images import decode_image
+    from ferray.data._prepare import prepare
+    from ferray.data._rafce import RAFCE_CLASSES, RAFDB_CLASSES, parse_au_tokens
+    from ferray.data._sources import SOURCE_KINDS, load_source
+    from ferray.data._subjects import SUBJECT_SCHEMES, detect_subjects
+    from ferray.data._synthetic import (
+        EMOTION_AUS,
+        TAXONOMIES,
+        generate,
+        parse_synthetic_spec,
+        render_grid,
+        synthetic_spec,
+    )
+    from ferray.data._table import AU_IDS, SPLITS, FERData, read_parquet, write_parquet

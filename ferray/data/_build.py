@@ -90,8 +90,9 @@ def from_files(
     check_size_channels(size, channels)
     subject_report: dict = {}
     if subjects is None:
-        subjects, subject_report = resolve_subjects(subject, np.asarray([str(p) for p in paths], object),
-                                                    np.asarray(ids, object))
+        subjects, subject_report = resolve_subjects(
+            subject, np.asarray([str(p) for p in paths], object), np.asarray(ids, object)
+        )
     if size is None or channels is None:
         side, gray = probe_images(paths)
         if size is None:

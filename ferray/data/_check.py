@@ -126,7 +126,9 @@ class CheckReport:
         if self.subject_overlap is not None:
             lines.append(f"subjects shared between splits: {self.subject_overlap or 'none'}")
         if self.classes.get("renamed"):
-            lines.append("class names mapped: " + ", ".join(f"{o!r} -> {c!r}" for o, c in self.classes["renamed"].items()))
+            lines.append(
+                "class names mapped: " + ", ".join(f"{o!r} -> {c!r}" for o, c in self.classes["renamed"].items())
+            )
         if self.classes.get("unknown"):
             lines.append(f"class names kept as they are (no canonical emotion): {self.classes['unknown']}")
         return "\n".join(lines)
@@ -138,7 +140,9 @@ class CheckReport:
             width = max(len(n) for n in [*self.class_names, "imbalance"]) + 2
             lines.append("class".ljust(width) + "".join(s.rjust(9) for s in splits))
             for name in self.class_names:
-                lines.append(name.ljust(width) + "".join(str(self.class_counts[s].get(name, 0)).rjust(9) for s in splits))
+                lines.append(
+                    name.ljust(width) + "".join(str(self.class_counts[s].get(name, 0)).rjust(9) for s in splits)
+                )
             lines.append("total".ljust(width) + "".join(str(self.rows[s]).rjust(9) for s in splits))
             lines.append("imbalance".ljust(width) + "".join(_ratio(self.imbalance.get(s)).rjust(9) for s in splits))
         fig = self._figures()
@@ -186,9 +190,7 @@ def _components(n: int, a: np.ndarray, b: np.ndarray) -> list[list[int]]:
 def _dup_section(data: FERData, a: np.ndarray, b: np.ndarray) -> dict[str, Any]:
     groups = _components(len(data), a, b)
     cross = [g for g in groups if len(set(data.splits[g])) > 1]
-    pair_splits = Counter(
-        "/".join(sorted({str(x), str(y)})) for x, y in zip(data.splits[a], data.splits[b])
-    )
+    pair_splits = Counter("/".join(sorted({str(x), str(y)})) for x, y in zip(data.splits[a], data.splits[b]))
     return {
         "groups": len(groups),
         "images": int(sum(len(g) for g in groups)),
@@ -196,7 +198,9 @@ def _dup_section(data: FERData, a: np.ndarray, b: np.ndarray) -> dict[str, Any]:
         "pairs_by_splits": dict(sorted(pair_splits.items())),
         "within_split_groups": len(groups) - len(cross),
         "cross_split_groups": len(cross),
-        "examples": [[f"{data.ids[i]} ({data.splits[i]})" for i in g[:_EXAMPLES]] for g in (cross or groups)[:_EXAMPLES]],
+        "examples": [
+            [f"{data.ids[i]} ({data.splits[i]})" for i in g[:_EXAMPLES]] for g in (cross or groups)[:_EXAMPLES]
+        ],
     }
 
 
@@ -281,7 +285,9 @@ def check(
         na, nb = na[not_exact], nb[not_exact]
     report.near_duplicates = {"threshold": near_distance, **_dup_section(data, na, nb)}
     report.warnings.extend(_dup_warning("exact duplicate images", report.exact_duplicates))
-    report.warnings.extend(_dup_warning(f"near-duplicate images (pHash distance <= {near_distance})", report.near_duplicates))
+    report.warnings.extend(
+        _dup_warning(f"near-duplicate images (pHash distance <= {near_distance})", report.near_duplicates)
+    )
 
     if data.subjects is not None:
         by_split = {s: set(map(str, data.subjects[data.splits == s])) for s in present}

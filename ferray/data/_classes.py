@@ -53,13 +53,28 @@ _SYNONYMS: dict[str, tuple[str, ...]] = {
 }
 _WORD = {w: concept for concept, words in _SYNONYMS.items() for w in words}
 # Words that name a basic emotion only as part of a compound.
-_ADVERBS = {"angrily", "disgustedly", "fearfully", "happily", "sadly", "surprisedly", "joyfully",
-            "neutrally", "contemptuously"}
+_ADVERBS = {
+    "angrily",
+    "disgustedly",
+    "fearfully",
+    "happily",
+    "sadly",
+    "surprisedly",
+    "joyfully",
+    "neutrally",
+    "contemptuously",
+}
 # basic7 spelling of each concept, and compound14's names keyed by their unordered concept pair
 _BASIC7 = dict(zip(BASIC_CONCEPTS[:7], TAXONOMIES["basic7"]))
 _BASIC8 = {
-    "neutral": "neutral", "happy": "happiness", "surprise": "surprise", "sad": "sadness",
-    "angry": "anger", "disgust": "disgust", "fear": "fear", "contempt": "contempt",
+    "neutral": "neutral",
+    "happy": "happiness",
+    "surprise": "surprise",
+    "sad": "sadness",
+    "angry": "anger",
+    "disgust": "disgust",
+    "fear": "fear",
+    "contempt": "contempt",
 }
 _COMPOUND: dict[frozenset[str], str] = {}
 for _name in TAXONOMIES["compound14"]:
@@ -264,12 +279,15 @@ def map_class_names(names: Sequence[str], classes: Any = None, *, where: str = "
             f"name (rename or remove one of them, give a mapping, or use classes=verbatim to keep "
             f"the names as they are)"
         )
-    known_names = sorted((n for n in names if concept[n] is not None), key=lambda n: _concept_order(concept[n], taxonomy))
+    known_names = sorted(
+        (n for n in names if concept[n] is not None), key=lambda n: _concept_order(concept[n], taxonomy)
+    )
     unknown = sorted(n for n in names if concept[n] is None)
     original = tuple(known_names + unknown)
     class_names = tuple(final[n] for n in original)
-    return ClassMap(class_names, {n: i for i, n in enumerate(original)}, original,
-                    taxonomy if known else None, tuple(unknown))
+    return ClassMap(
+        class_names, {n: i for i, n in enumerate(original)}, original, taxonomy if known else None, tuple(unknown)
+    )
 
 
 def _concepts(classes: Sequence[str], side: str) -> dict[str, str]:

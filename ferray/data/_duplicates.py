@@ -37,7 +37,11 @@ _PAIR_CACHE: weakref.WeakKeyDictionary[FERData, dict[int, tuple[np.ndarray, np.n
 
 
 def _check_distance(near_distance: object) -> int:
-    if isinstance(near_distance, bool) or not isinstance(near_distance, (int, np.integer)) or not 0 <= near_distance <= 16:
+    if (
+        isinstance(near_distance, bool)
+        or not isinstance(near_distance, (int, np.integer))
+        or not 0 <= near_distance <= 16
+    ):
         raise DataError(f"near_distance is {near_distance!r}, but must be an integer 0..16 (bits of 64)")
     return int(near_distance)
 
@@ -139,9 +143,7 @@ def fold_groups(
     return np.unique(label, return_inverse=True)[1].reshape(-1).astype(np.int64), dup_rows, dup_clusters
 
 
-def clean_holdout_mask(
-    data: FERData, fold: object, near_distance: int = NEAR_DUPLICATE_DISTANCE
-) -> np.ndarray:
+def clean_holdout_mask(data: FERData, fold: object, near_distance: int = NEAR_DUPLICATE_DISTANCE) -> np.ndarray:
     """``True`` for holdout rows without a duplicate among the cross-validation rows.
 
     Args:

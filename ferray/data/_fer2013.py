@@ -40,7 +40,14 @@ __all__ = [
 
 #: The eight FER+ emotions in FER+ label order.
 FERPLUS_CLASSES: tuple[str, ...] = (
-    "neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt",
+    "neutral",
+    "happiness",
+    "surprise",
+    "sadness",
+    "anger",
+    "disgust",
+    "fear",
+    "contempt",
 )
 #: Columns of ``fer2013new.csv``.
 FERPLUS_HEADER: tuple[str, ...] = ("Usage", "Image name", *FERPLUS_CLASSES, "unknown", "NF")
@@ -62,13 +69,13 @@ def read_csv_header(path: str | os.PathLike) -> list[str]:
     return [c.strip() for c in first]
 
 
-def _columns(path: Path, header: list[str], required: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict[str, int]:
+def _columns(
+    path: Path, header: list[str], required: tuple[str, ...], optional: tuple[str, ...] = ()
+) -> dict[str, int]:
     lower = {c.lower(): i for i, c in enumerate(header)}
     missing = [c for c in required if c.lower() not in lower]
     if missing:
-        raise DataError(
-            f"{path}:1: header {header} lacks column(s) {missing}; expected {list(required + optional)}"
-        )
+        raise DataError(f"{path}:1: header {header} lacks column(s) {missing}; expected {list(required + optional)}")
     return {c: lower[c.lower()] for c in required + optional if c.lower() in lower}
 
 
@@ -140,8 +147,13 @@ def _parse_fer2013(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | Non
     if n == 0:
         raise DataError(f"{path}: no data rows after the header")
     images = (buf[:n] if n == len(buf) else buf[:n].copy()).reshape(n, _SIDE, _SIDE, 1)
-    return (images, np.asarray(labels, np.int64), (np.asarray(usages, object) if ui is not None else None),
-            np.asarray(lines), (np.asarray(subjects, object) if si is not None else None))
+    return (
+        images,
+        np.asarray(labels, np.int64),
+        (np.asarray(usages, object) if ui is not None else None),
+        np.asarray(lines),
+        (np.asarray(subjects, object) if si is not None else None),
+    )
 
 
 def _finish(images: np.ndarray, size: int | None, channels: int | None) -> tuple[np.ndarray, LoadInfo]:
@@ -166,10 +178,7 @@ def load_fer2013_csv(
     if subjects is not None:
         info.subjects = {"from": f"column 'subject' of {path.name}", "count": len(set(subjects.tolist()))}
     n = len(labels)
-    splits = (
-        np.full(n, "train", object) if usages is None
-        else np.asarray([USAGE_SPLITS[u] for u in usages], object)
-    )
+    splits = np.full(n, "train", object) if usages is None else np.asarray([USAGE_SPLITS[u] for u in usages], object)
     data = FERData(
         images=images,
         labels=labels,

@@ -119,8 +119,7 @@ class FoldPlan:
     def summary(self, data: FERData | None = None) -> str:
         """One line per fold: rows and, with ``data``, class counts."""
         lines = [
-            f"{self.k} folds, seed {self.seed}, "
-            f"{'grouped by subject, ' if self.grouped else ''}holdout: {self.holdout}"
+            f"{self.k} folds, seed {self.seed}, {'grouped by subject, ' if self.grouped else ''}holdout: {self.holdout}"
         ]
         if self.group_duplicates:
             lines.append(
@@ -313,8 +312,9 @@ def plan_folds(
     )
 
 
-def _split_holdout(data: FERData, pool: np.ndarray, groups: np.ndarray | None, fraction: float,
-                   seed: int, fold: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+def _split_holdout(
+    data: FERData, pool: np.ndarray, groups: np.ndarray | None, fraction: float, seed: int, fold: np.ndarray
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Mark a stratified (grouped) ``fraction`` of ``pool`` as holdout; return the rest and its groups."""
     labels = data.labels[pool]
     if groups is not None:

@@ -11,10 +11,10 @@ from __future__ import annotations
 import io
 import multiprocessing
 import os
-from collections import Counter
-from collections.abc import Sequence
 import threading
 import warnings
+from collections import Counter
+from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -124,9 +124,7 @@ def _decode(src: str | os.PathLike | bytes, size: int | None, channels: int) -> 
     return arr, native
 
 
-def decode_image(
-    src: str | os.PathLike | bytes, size: int | None = None, channels: int = 3
-) -> np.ndarray:
+def decode_image(src: str | os.PathLike | bytes, size: int | None = None, channels: int = 3) -> np.ndarray:
     """Decode one image file (or its bytes) to ``uint8`` ``(size, size, channels)``.
 
     Palette, alpha (composited on black), 16-bit, CMYK and other Pillow modes are
@@ -277,7 +275,6 @@ def probe_images(paths: Sequence[str | os.PathLike], limit: int = 256) -> tuple[
     if not sides:
         return None, gray
     return sides.most_common(1)[0][0], gray
-
 
 
 def resize_array(images: np.ndarray, size: int, channels: int) -> np.ndarray:

@@ -36,9 +36,20 @@ __all__ = [
 
 #: RAF-CE's 14 compound classes in label order (0..13).
 RAFCE_CLASSES: tuple[str, ...] = (
-    "happily_surprised", "happily_disgusted", "sadly_fearful", "sadly_angry", "sadly_surprised",
-    "sadly_disgusted", "fearfully_angry", "fearfully_surprised", "fearfully_disgusted",
-    "angrily_surprised", "angrily_disgusted", "disgustedly_surprised", "happily_fearful", "happily_sad",
+    "happily_surprised",
+    "happily_disgusted",
+    "sadly_fearful",
+    "sadly_angry",
+    "sadly_surprised",
+    "sadly_disgusted",
+    "fearfully_angry",
+    "fearfully_surprised",
+    "fearfully_disgusted",
+    "angrily_surprised",
+    "angrily_disgusted",
+    "disgustedly_surprised",
+    "happily_fearful",
+    "happily_sad",
 )
 #: RAF-DB's basic classes in label order (file labels 1..7 map to 0..6).
 RAFDB_CLASSES: tuple[str, ...] = ("surprise", "fear", "disgust", "happiness", "sadness", "anger", "neutral")
@@ -188,7 +199,8 @@ def load_rafce(
         v = emos[i]
         if not v.isdigit() or int(v) >= len(RAFCE_CLASSES):
             raise DataError(
-                f"{emo_file}:{emo_lines[i]}: emotion label {v!r} for {i!r} must be an integer 0..{len(RAFCE_CLASSES) - 1}"
+                f"{emo_file}:{emo_lines[i]}: emotion label {v!r} for {i!r} "
+                f"must be an integer 0..{len(RAFCE_CLASSES) - 1}"
             )
         labels[k] = int(v)
 

@@ -188,7 +188,9 @@ _LOADERS: dict[str, Callable[..., tuple[FERData, LoadInfo]]] = {
 }
 
 
-def _load_synthetic(text: str, size: int | None, channels: int | None, options: dict[str, Any]) -> tuple[FERData, LoadInfo]:
+def _load_synthetic(
+    text: str, size: int | None, channels: int | None, options: dict[str, Any]
+) -> tuple[FERData, LoadInfo]:
     from ferray.data._synthetic import SYNTHETIC_DEFAULTS, generate, parse_synthetic_spec
 
     kwargs = parse_synthetic_spec("synthetic:" + text)
@@ -264,10 +266,12 @@ def shuffle_labels(data: FERData, seed: int) -> FERData:
 
     order = np.random.default_rng(seed).permutation(len(data))
     return dataclasses.replace(
-        data, labels=data.labels[order],
+        data,
+        labels=data.labels[order],
         soft_labels=None if data.soft_labels is None else data.soft_labels[order],
         aus=None if data.aus is None else data.aus[order],
-        origin=f"{data.origin} (labels shuffled, seed {seed})")
+        origin=f"{data.origin} (labels shuffled, seed {seed})",
+    )
 
 
 def _load_kind(

@@ -154,8 +154,9 @@ def resolve_subjects(option: Any, paths: np.ndarray, ids: np.ndarray) -> tuple[n
         scheme, subjects, partial = detect_subjects(names)
         report: dict[str, Any] = {"from": None, "partial": partial}
         if scheme is not None:
-            report.update({"from": f"file names: {scheme.title}", "scheme": scheme.name,
-                           "count": len(set(subjects.tolist()))})
+            report.update(
+                {"from": f"file names: {scheme.title}", "scheme": scheme.name, "count": len(set(subjects.tolist()))}
+            )
         return subjects, report
     relpaths = [str(i).replace(os.sep, "/") for i in ids]
     subjects = subjects_from_regex(option, names, relpaths)

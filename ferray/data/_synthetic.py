@@ -53,13 +53,30 @@ __all__ = [
 TAXONOMIES: dict[str, tuple[str, ...]] = {
     "basic7": ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"),
     "basic8": (
-        "neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt",
+        "neutral",
+        "happiness",
+        "surprise",
+        "sadness",
+        "anger",
+        "disgust",
+        "fear",
+        "contempt",
     ),
     "compound14": (
-        "happily_surprised", "happily_disgusted", "sadly_fearful", "sadly_angry",
-        "sadly_surprised", "sadly_disgusted", "fearfully_angry", "fearfully_surprised",
-        "fearfully_disgusted", "angrily_surprised", "angrily_disgusted",
-        "disgustedly_surprised", "happily_fearful", "happily_sad",
+        "happily_surprised",
+        "happily_disgusted",
+        "sadly_fearful",
+        "sadly_angry",
+        "sadly_surprised",
+        "sadly_disgusted",
+        "fearfully_angry",
+        "fearfully_surprised",
+        "fearfully_disgusted",
+        "angrily_surprised",
+        "angrily_disgusted",
+        "disgustedly_surprised",
+        "happily_fearful",
+        "happily_sad",
     ),
 }
 
@@ -78,12 +95,19 @@ EMOTION_AUS: dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]
 }
 
 _ALIASES = {
-    "happiness": "happy", "sadness": "sad", "anger": "angry",
-    "surprised": "surprise", "disgusted": "disgust", "fearful": "fear",
+    "happiness": "happy",
+    "sadness": "sad",
+    "anger": "angry",
+    "surprised": "surprise",
+    "disgusted": "disgust",
+    "fearful": "fear",
 }
 _ADVERBS = {
-    "happily": "happy", "sadly": "sad", "fearfully": "fear",
-    "angrily": "angry", "disgustedly": "disgust",
+    "happily": "happy",
+    "sadly": "sad",
+    "fearfully": "fear",
+    "angrily": "angry",
+    "disgustedly": "disgust",
 }
 
 #: Default generation options; ``count=None`` means 200 images per class.
@@ -214,8 +238,7 @@ def synthetic_spec(taxonomy: str = "basic7", **options: Any) -> str:
         )
     opts = {**SYNTHETIC_DEFAULTS, **options}
     opts["count"] = _check_options(taxonomy, **opts)
-    parts = "&".join(f"{k}={opts[k]:g}" if isinstance(opts[k], float) else f"{k}={opts[k]}"
-                     for k in SYNTHETIC_DEFAULTS)
+    parts = "&".join(f"{k}={opts[k]:g}" if isinstance(opts[k], float) else f"{k}={opts[k]}" for k in SYNTHETIC_DEFAULTS)
     return f"synthetic:{taxonomy}?{parts}"
 
 
@@ -290,17 +313,31 @@ def _sample_identities(n: int, rng: np.random.Generator) -> dict[str, np.ndarray
     iris_palette = np.array([[72, 46, 30], [70, 100, 140], [78, 100, 68], [38, 28, 22.0]])
     iris = iris_palette[rng.choice(4, n, p=[0.45, 0.2, 0.1, 0.25])]
     return {
-        "skin": skin, "hair": np.clip(hair, 0, 255), "iris": iris,
-        "fw": u(0.56, 0.67, n), "fht": u(0.74, 0.84, n), "fhb": u(0.80, 0.90, n),
-        "taper": u(0.12, 0.32, n), "hry": u(0.86, 1.0, n), "hrx": u(1.1, 1.25, n),
+        "skin": skin,
+        "hair": np.clip(hair, 0, 255),
+        "iris": iris,
+        "fw": u(0.56, 0.67, n),
+        "fht": u(0.74, 0.84, n),
+        "fhb": u(0.80, 0.90, n),
+        "taper": u(0.12, 0.32, n),
+        "hry": u(0.86, 1.0, n),
+        "hrx": u(1.1, 1.25, n),
         "hbot": u(-0.05, 0.55, n),
-        "ex": u(0.22, 0.29, n), "ey": u(-0.13, -0.05, n), "ew": u(0.10, 0.13, n),
-        "eh": u(0.036, 0.046, n), "ri": u(0.034, 0.042, n),
-        "bth": u(0.016, 0.03, n), "bgap": u(0.105, 0.14, n), "bw": u(0.12, 0.16, n),
+        "ex": u(0.22, 0.29, n),
+        "ey": u(-0.13, -0.05, n),
+        "ew": u(0.10, 0.13, n),
+        "eh": u(0.036, 0.046, n),
+        "ri": u(0.034, 0.042, n),
+        "bth": u(0.016, 0.03, n),
+        "bgap": u(0.105, 0.14, n),
+        "bw": u(0.12, 0.16, n),
         "arch": u(0.015, 0.045, n),
-        "ny": u(0.2, 0.27, n), "nw": u(0.045, 0.065, n),
-        "my": u(0.46, 0.54, n), "mw": u(0.14, 0.19, n),
-        "lu": u(0.022, 0.036, n), "ll": u(0.028, 0.044, n),
+        "ny": u(0.2, 0.27, n),
+        "nw": u(0.045, 0.065, n),
+        "my": u(0.46, 0.54, n),
+        "mw": u(0.14, 0.19, n),
+        "lu": u(0.022, 0.036, n),
+        "ll": u(0.028, 0.044, n),
     }
 
 
@@ -339,19 +376,25 @@ def _sample_pose(n: int, difficulty: float, occlusion: float, rng: np.random.Gen
     bg = bg_tone[:, None] * rng.uniform(0.85, 1.15, (n, 3))
     return {
         "rot": np.deg2rad(norm(2.0 + 10.0 * d)),
-        "tx": norm(0.02 + 0.06 * d), "ty": norm(0.02 + 0.05 * d),
+        "tx": norm(0.02 + 0.06 * d),
+        "ty": norm(0.02 + 0.05 * d),
         "scale": np.exp(norm(0.03 + 0.07 * d)),
         "yaw": norm(0.04 + 0.3 * d),
         "gaze": norm(0.008),
         "gain": 1.0 + norm(0.04 + 0.12 * d),
-        "lx": norm(0.03 + 0.17 * d), "ly": norm(0.02 + 0.1 * d),
+        "lx": norm(0.03 + 0.17 * d),
+        "ly": norm(0.02 + 0.1 * d),
         "contrast": np.exp(norm(0.04 + 0.16 * d)),
         "noise": rng.uniform(1.0, 2.0 + 10.0 * d, n),
-        "bg": np.clip(bg, 0, 255), "bgx": norm(20.0), "bgy": norm(20.0),
+        "bg": np.clip(bg, 0, 255),
+        "bgx": norm(20.0),
+        "bgy": norm(20.0),
         "occ": (rng.random(n) < occlusion).astype(np.float32),
         "occ_kind": rng.integers(0, 3, n).astype(np.float32),
-        "occ_x": rng.uniform(-0.4, 0.4, n), "occ_y": rng.uniform(-0.4, 0.4, n),
-        "occ_w": rng.uniform(0.2, 0.45, n), "occ_h": rng.uniform(0.15, 0.35, n),
+        "occ_x": rng.uniform(-0.4, 0.4, n),
+        "occ_y": rng.uniform(-0.4, 0.4, n),
+        "occ_w": rng.uniform(0.2, 0.45, n),
+        "occ_h": rng.uniform(0.15, 0.35, n),
         "noise_seed": rng.integers(0, 2**63 - 1, n),
     }
 
@@ -513,8 +556,17 @@ def _render_batch(
         cv.paint(reg, np.clip(f32(1) - f, 0, 1) * f32(0.25), shadow)
         # eye opening: between the upper and the lower lid parabolas
         closed = np.clip(f32(1) - f32(1.1) * np.maximum(A[43], A[45]), 0, 1)
-        h_up = p["eh"] * np.clip(f32(1) + f32(1.1) * A[5] - f32(0.4) * A[7] - f32(0.2) * A[4] - f32(0.2) * A[6], 0, None) * closed
-        h_lo = p["eh"] * f32(0.75) * np.clip(f32(1) - f32(0.6) * A[6] - f32(0.5) * A[7] + f32(0.15) * A[5], 0, None) * closed
+        h_up = (
+            p["eh"]
+            * np.clip(f32(1) + f32(1.1) * A[5] - f32(0.4) * A[7] - f32(0.2) * A[4] - f32(0.2) * A[6], 0, None)
+            * closed
+        )
+        h_lo = (
+            p["eh"]
+            * f32(0.75)
+            * np.clip(f32(1) - f32(0.6) * A[6] - f32(0.5) * A[7] + f32(0.15) * A[5], 0, None)
+            * closed
+        )
         w = f32(1) - np.square(du / ew)
         up = h_up * w
         d_eye = np.maximum(np.maximum(-up - dv, dv - h_lo * w), np.abs(du) - ew)
@@ -573,10 +625,10 @@ def _render_batch(
         # mouth: per side width and corner height (contempt acts on one side only)
         a12 = _side(right, L[12], R[12])
         a14 = _side(right, L[14], R[14])
-        mw = p["mw"] * (f32(1) + f32(0.18) * a12 + f32(0.32) * A[20] - f32(0.12) * A[23]
-                        - f32(0.08) * A[24] - f32(0.06) * a14)
-        cdy = (f32(-0.06) * a12 + f32(0.055) * A[15] + f32(0.012) * A[20] + f32(0.02) * A[17]
-               - f32(0.008) * a14)
+        mw = p["mw"] * (
+            f32(1) + f32(0.18) * a12 + f32(0.32) * A[20] - f32(0.12) * A[23] - f32(0.08) * A[24] - f32(0.06) * a14
+        )
+        cdy = f32(-0.06) * a12 + f32(0.055) * A[15] + f32(0.012) * A[20] + f32(0.02) * A[17] - f32(0.008) * a14
         my = p["my"] + f32(0.03) * A[26]
         t2 = np.square(aa / mw)
         bow = f32(1) - t2
@@ -591,8 +643,11 @@ def _render_batch(
         bot = le + p["ll"] * thin * (f32(1) + f32(0.3) * A[17]) * (f32(1) - f32(0.5) * t2)
         edge = aa - mw
         # nasolabial folds: nose wing to just outside the mouth corner
-        fold = np.clip(f32(0.1) + f32(0.45) * a12 + f32(0.35) * A[10] + f32(0.4) * A[9] + f32(0.2) * A[6]
-                       + f32(0.15) * A[20], 0, f32(0.85))
+        fold = np.clip(
+            f32(0.1) + f32(0.45) * a12 + f32(0.35) * A[10] + f32(0.4) * A[9] + f32(0.2) * A[6] + f32(0.15) * A[20],
+            0,
+            f32(0.85),
+        )
         x0, y0 = nw + f32(0.035), ny - f32(0.015)
         x1, y1 = mw + f32(0.035), my + cdy + f32(0.03)
         s = np.clip((vv - y0) / (y1 - y0), 0, 1)
@@ -608,7 +663,7 @@ def _render_batch(
         # dimples (AU14) and the chin boss crease (AU17)
         if a14.max() > 0:
             f = np.square(aa - mw - f32(0.025)) + np.square(vv - my - cdy)
-            cv.paint(reg, cv.cov((f - f32(0.016 ** 2)) * f32(1 / 0.032)) * a14, shadow)
+            cv.paint(reg, cv.cov((f - f32(0.016**2)) * f32(1 / 0.032)) * a14, shadow)
         if A[17].max() > 0:
             cy = my + p["ll"] + f32(0.07) + f32(0.02) * A[26]
             d = np.maximum(np.abs(vv - cy + f32(0.4) * np.square(aa)) - f32(0.008), aa - f32(0.09))
@@ -623,7 +678,11 @@ def _render_batch(
         q = {k: p[k][occ] for k in ("occ_x", "occ_y", "occ_w", "occ_h", "tx", "ty", "scale")}
         # hand over the mouth, glasses bar over the eyes, or a grey block anywhere
         cx = np.where(kind == 0, q["tx"], np.where(kind == 1, q["tx"], q["occ_x"]))
-        cy = np.where(kind == 0, q["ty"] + f32(0.55) * q["scale"], np.where(kind == 1, q["ty"] - f32(0.1) * q["scale"], q["occ_y"]))
+        cy = np.where(
+            kind == 0,
+            q["ty"] + f32(0.55) * q["scale"],
+            np.where(kind == 1, q["ty"] - f32(0.1) * q["scale"], q["occ_y"]),
+        )
         hw = np.where(kind == 2, q["occ_w"], f32(0.75) * q["scale"])
         hh = np.where(kind == 0, f32(0.3) * q["scale"], np.where(kind == 1, f32(0.08) * q["scale"], q["occ_h"]))
         d = np.maximum(np.abs(x - cx) - hw, np.abs(y - cy) - hh)
@@ -684,8 +743,15 @@ def generate(
     """
     count = _check_options(taxonomy, count, size, channels, seed, difficulty, subjects, occlusion, test_fraction)
     origin = synthetic_spec(
-        taxonomy, count=count, size=size, channels=channels, seed=seed, difficulty=float(difficulty),
-        subjects=subjects, occlusion=float(occlusion), test_fraction=float(test_fraction),
+        taxonomy,
+        count=count,
+        size=size,
+        channels=channels,
+        seed=seed,
+        difficulty=float(difficulty),
+        subjects=subjects,
+        occlusion=float(occlusion),
+        test_fraction=float(test_fraction),
     )
     rng = np.random.default_rng(seed)
     names = TAXONOMIES[taxonomy]

@@ -89,9 +89,7 @@ class FERData:
     def __post_init__(self) -> None:
         n = len(self.images)
         if self.images.ndim != 4 or self.images.dtype != np.uint8:
-            raise DataError(
-                f"images must be uint8 (N, H, W, C), got {self.images.dtype} {self.images.shape}"
-            )
+            raise DataError(f"images must be uint8 (N, H, W, C), got {self.images.dtype} {self.images.shape}")
         for name in ("labels", "ids", "splits", "sources", "soft_labels", "aus", "subjects"):
             arr = getattr(self, name)
             if arr is not None and len(arr) != n:
@@ -102,9 +100,7 @@ class FERData:
                 f"{len(self.class_names)} classes"
             )
         if n and (self.labels.min() < 0 or self.labels.max() >= len(self.class_names)):
-            raise DataError(
-                f"labels must lie in 0..{len(self.class_names) - 1} for classes {list(self.class_names)}"
-            )
+            raise DataError(f"labels must lie in 0..{len(self.class_names) - 1} for classes {list(self.class_names)}")
 
     def __len__(self) -> int:
         return len(self.images)
@@ -125,6 +121,7 @@ class FERData:
 
     def subset(self, index: np.ndarray) -> FERData:
         """Rows selected by an integer or boolean index, as a new :class:`FERData`."""
+
         def take(a: np.ndarray | None) -> np.ndarray | None:
             return None if a is None else a[index]
 

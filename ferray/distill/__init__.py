@@ -59,10 +59,24 @@ __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 if _TYPE_CHECKING:  # pragma: no cover - for static analysers only
     from ferray.distill._bench import count_parameters, group_latency, holdout_scores, measure_latency
     from ferray.distill._loss import DistillationLoss, distillation_loss, soften
-    from ferray.distill._online import (TRANSFER_GROUP, Combiner, OnlineTeacher, TeacherPack, combiner_of,
-                                        pack_teacher, teacher_groups)
+    from ferray.distill._online import (
+        TRANSFER_GROUP,
+        Combiner,
+        OnlineTeacher,
+        TeacherPack,
+        combiner_of,
+        pack_teacher,
+        teacher_groups,
+    )
     from ferray.distill._run import DISTILL_SUMMARY, DistillResult, distill_run, student_config
     from ferray.distill._select import apply_latency_cap, candidate_latencies, pick_candidate
-    from ferray.distill._teacher import (EnsembleMembers, TeacherTargets, label_images, pack_targets,
-                                         read_ensemble_members, read_ensemble_predictions, teacher_targets)
+    from ferray.distill._teacher import (
+        EnsembleMembers,
+        TeacherTargets,
+        label_images,
+        pack_targets,
+        read_ensemble_members,
+        read_ensemble_predictions,
+        teacher_targets,
+    )
     from ferray.distill._worker import StudentTrainer

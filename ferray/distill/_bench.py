@@ -27,9 +27,17 @@ def count_parameters(models: Sequence[nn.Module]) -> int:
 
 
 @torch.inference_mode()
-def measure_latency(model: nn.Module, input_shape: tuple[int, int, int], batch_size: int, *, warmup: int = 2,
-                    min_repeats: int = 3, max_repeats: int = 20, min_seconds: float = 0.3,
-                    device: str | torch.device = "cpu") -> float:
+def measure_latency(
+    model: nn.Module,
+    input_shape: tuple[int, int, int],
+    batch_size: int,
+    *,
+    warmup: int = 2,
+    min_repeats: int = 3,
+    max_repeats: int = 20,
+    min_seconds: float = 0.3,
+    device: str | torch.device = "cpu",
+) -> float:
     """Median milliseconds per image of ``model`` on batches of ``batch_size`` random images.
 
     Runs ``warmup`` untimed batches, then timed batches until ``min_repeats`` ran and
@@ -51,15 +59,18 @@ def measure_latency(model: nn.Module, input_shape: tuple[int, int, int], batch_s
     return float(np.median(times)) * 1000.0 / batch_size
 
 
-def group_latency(models: Sequence[nn.Module], input_shape: tuple[int, int, int],
-                  batch_sizes: Sequence[int] = (1, 64), **kwargs) -> dict[str, float]:
+def group_latency(
+    models: Sequence[nn.Module], input_shape: tuple[int, int, int], batch_sizes: Sequence[int] = (1, 64), **kwargs
+) -> dict[str, float]:
     """``{"batch_1": ms, "batch_64": ms}`` per image for running every model of ``models``."""
-    return {f"batch_{b}": float(sum(measure_latency(m, input_shape, b, **kwargs) for m in models))
-            for b in batch_sizes}
+    return {f"batch_{b}": float(sum(measure_latency(m, input_shape, b, **kwargs) for m in models)) for b in batch_sizes}
 
 
 def holdout_scores(pred: Predictions, num_classes: int) -> dict:
     """Accuracy and macro-F1 of holdout predictions (fold models' probabilities averaged per row)."""
     mean = pred.row_means()
-    return {"holdout_rows": int(len(mean.rows)), "accuracy": accuracy(mean.labels, mean.probs),
-            "macro_f1": macro_f1(mean.labels, mean.probs, num_classes=num_classes)}
+    return {
+        "holdout_rows": int(len(mean.rows)),
+        "accuracy": accuracy(mean.labels, mean.probs),
+        "macro_f1": macro_f1(mean.labels, mean.probs, num_classes=num_classes),
+    }

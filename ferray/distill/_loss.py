@@ -42,8 +42,7 @@ def soften(probs: np.ndarray | Tensor, temperature: float) -> np.ndarray | Tenso
     return (out / out.sum(axis=-1, keepdims=True)).astype(np.float32)
 
 
-def distillation_loss(logits: Tensor, teacher: Tensor, hard: Tensor, *, alpha: float,
-                      temperature: float) -> Tensor:
+def distillation_loss(logits: Tensor, teacher: Tensor, hard: Tensor, *, alpha: float, temperature: float) -> Tensor:
     """The batch's distillation loss (see the module docstring).
 
     Args:
@@ -65,8 +64,13 @@ def distillation_loss(logits: Tensor, teacher: Tensor, hard: Tensor, *, alpha: f
         teacher = teacher.float()
         log_student = F.log_softmax(logits / temperature, dim=-1)
         # KL(teacher || student), summed over classes, mean over the batch; 0 * log 0 = 0.
-        kl = torch.where(teacher > 0, teacher * (torch.log(teacher.clamp_min(1e-12)) - log_student),
-                         torch.zeros_like(teacher)).sum(dim=-1).mean()
+        kl = (
+            torch.where(
+                teacher > 0, teacher * (torch.log(teacher.clamp_min(1e-12)) - log_student), torch.zeros_like(teacher)
+            )
+            .sum(dim=-1)
+            .mean()
+        )
         total = total + alpha * temperature**2 * kl
     if alpha < 1:
         hard = hard.float()
@@ -85,16 +89,16 @@ class DistillationLoss(nn.Module):
 
     def __init__(self, alpha: float, temperature: float) -> None:
         super().__init__()
-        distillation_loss(torch.zeros(1, 2), torch.full((1, 2), 0.5), torch.zeros(1, 2), alpha=alpha,
-                          temperature=temperature)  # checks the arguments once, here
+        distillation_loss(
+            torch.zeros(1, 2), torch.full((1, 2), 0.5), torch.zeros(1, 2), alpha=alpha, temperature=temperature
+        )  # checks the arguments once, here
         self.alpha, self.temperature = float(alpha), float(temperature)
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         c = logits.shape[-1]
         if target.shape[-1] != 2 * c:
             raise ValueError(f"packed targets must be (B, {2 * c}) = [teacher | hard], got {tuple(target.shape)}")
-        return distillation_loss(logits, target[:, :c], target[:, c:], alpha=self.alpha,
-                                 temperature=self.temperature)
+        return distillation_loss(logits, target[:, :c], target[:, c:], alpha=self.alpha, temperature=self.temperature)
 
     def extra_repr(self) -> str:
         return f"alpha={self.alpha}, temperature={self.temperature}"

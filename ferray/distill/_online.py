@@ -37,8 +37,16 @@ from torch import Tensor, nn
 from ferray.errors import DataError
 from ferray.layout import RunLayout, TrialLayout
 
-__all__ = ["TRANSFER_GROUP", "Combiner", "combiner_of", "MemberWeights", "TeacherPack", "pack_teacher",
-           "OnlineTeacher", "teacher_groups"]
+__all__ = [
+    "TRANSFER_GROUP",
+    "Combiner",
+    "combiner_of",
+    "MemberWeights",
+    "TeacherPack",
+    "pack_teacher",
+    "OnlineTeacher",
+    "teacher_groups",
+]
 
 #: The group of rows outside the cross-validation (transfer images): scored by every fold model.
 TRANSFER_GROUP = -1
@@ -112,19 +120,29 @@ def combiner_of(members, num_classes: int) -> Combiner:
         except (TypeError, ValueError):
             coef_arr = intercept_arr = np.zeros(0)
         if coef_arr.shape != (num_classes, n * num_classes) or intercept_arr.shape != (num_classes,):
-            raise DataError(f"ensemble.json: methods.stacking has coef {list(coef_arr.shape)} and intercept "
-                            f"{list(intercept_arr.shape)}, but {n} members of {num_classes} classes need "
-                            f"[{num_classes}, {n * num_classes}] and [{num_classes}]; run `ferray ensemble` again")
-        return Combiner("stacking", coef=tuple(map(tuple, coef_arr.tolist())), intercept=tuple(intercept_arr.tolist()),
-                        eps=float(state.get("eps", 1e-7)))
+            raise DataError(
+                f"ensemble.json: methods.stacking has coef {list(coef_arr.shape)} and intercept "
+                f"{list(intercept_arr.shape)}, but {n} members of {num_classes} classes need "
+                f"[{num_classes}, {n * num_classes}] and [{num_classes}]; run `ferray ensemble` again"
+            )
+        return Combiner(
+            "stacking",
+            coef=tuple(map(tuple, coef_arr.tolist())),
+            intercept=tuple(intercept_arr.tolist()),
+            eps=float(state.get("eps", 1e-7)),
+        )
     if members.method == "vote":
         return Combiner("vote")
-    return Combiner("weighted", weights=tuple([1.0 / n] * n),
-                    note=f"the chosen method {members.method!r} has no rule the online teacher knows; its "
-                         f"{n} members are averaged with equal weights")
+    return Combiner(
+        "weighted",
+        weights=tuple([1.0 / n] * n),
+        note=f"the chosen method {members.method!r} has no rule the online teacher knows; its "
+        f"{n} members are averaged with equal weights",
+    )
 
 
 # -- what travels to the worker ---------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class MemberWeights:
@@ -145,14 +163,16 @@ class TeacherPack:
     k: int
 
     def describe(self) -> dict:
-        return {"method": self.method, **self.combiner.describe(),
-                "members": [m.trial_id for m in self.members],
-                "member_img_sizes": {m.trial_id: m.img_size for m in self.members},
-                "fold_models_per_member": self.k}
+        return {
+            "method": self.method,
+            **self.combiner.describe(),
+            "members": [m.trial_id for m in self.members],
+            "member_img_sizes": {m.trial_id: m.img_size for m in self.members},
+            "fold_models_per_member": self.k,
+        }
 
 
-def pack_teacher(run: RunLayout, members, *, fingerprint: str, k: int, num_classes: int, in_chans: int
-                 ) -> TeacherPack:
+def pack_teacher(run: RunLayout, members, *, fingerprint: str, k: int, num_classes: int, in_chans: int) -> TeacherPack:
     """Read the members' fold weights (checked against the run) into a :class:`TeacherPack`.
 
     Each member must have exactly the fold plan's ``k`` fold models (``fold_0 .. fold_{k-1}``,
@@ -167,16 +187,19 @@ def pack_teacher(run: RunLayout, members, *, fingerprint: str, k: int, num_class
     out = []
     for trial_id in members.trial_ids:
         trial = run.trial(trial_id)
-        files = {p.stem: p for p in trial.weights_dir.glob("fold_*.safetensors")} if trial.weights_dir.is_dir() \
-            else {}
+        files = {p.stem: p for p in trial.weights_dir.glob("fold_*.safetensors")} if trial.weights_dir.is_dir() else {}
         if not files:
-            raise DataError(f"{trial.root}: ensemble member has no model weights (pruned away?); the online teacher "
-                            "runs every member's fold models: keep their weights (retention.keep_top) or use "
-                            "distill.teacher: fixed")
+            raise DataError(
+                f"{trial.root}: ensemble member has no model weights (pruned away?); the online teacher "
+                "runs every member's fold models: keep their weights (retention.keep_top) or use "
+                "distill.teacher: fixed"
+            )
         expected = [f"fold_{i}" for i in range(k)]
         if sorted(files) != sorted(expected):
-            raise DataError(f"{trial.weights_dir}: has {', '.join(sorted(files))}, but the run's fold plan has "
-                            f"{k} folds ({', '.join(expected)}); the online teacher needs one model per fold")
+            raise DataError(
+                f"{trial.weights_dir}: has {', '.join(sorted(files))}, but the run's fold plan has "
+                f"{k} folds ({', '.join(expected)}); the online teacher needs one model per fold"
+            )
         blobs, size = [], None
         for i, name in enumerate(expected):
             path = files[name]
@@ -187,8 +210,10 @@ def pack_teacher(run: RunLayout, members, *, fingerprint: str, k: int, num_class
             if int(meta.get("fold", -1)) != i or int(meta.get("k", -1)) != k:
                 problems.append(f"fold {meta.get('fold')!r} of k={meta.get('k')!r}, expected fold {i} of k={k}")
             if int(meta.get("num_classes", -1)) != num_classes or int(meta.get("in_chans", -1)) != in_chans:
-                problems.append(f"{meta.get('num_classes')} classes and {meta.get('in_chans')} channels, the data has "
-                                f"{num_classes} and {in_chans}")
+                problems.append(
+                    f"{meta.get('num_classes')} classes and {meta.get('in_chans')} channels, the data has "
+                    f"{num_classes} and {in_chans}"
+                )
             if problems:
                 raise DataError(f"{path}: made for {'; '.join(problems)}")
             if size is not None and int(meta["img_size"]) != size:
@@ -212,6 +237,7 @@ def teacher_groups(n_rows: int, fold: np.ndarray, cv_rows: np.ndarray) -> np.nda
 
 # -- the teacher itself -------------------------------------------------------------------------
 
+
 class OnlineTeacher:
     """The ensemble as a function of a batch: ``teacher(x, groups) -> (B, C)`` probabilities.
 
@@ -225,11 +251,19 @@ class OnlineTeacher:
     holds each row's fold, or :data:`TRANSFER_GROUP`. Runs without gradients.
     """
 
-    def __init__(self, members: Sequence[Sequence[nn.Module]], img_sizes: Sequence[int], combiner: Combiner, *,
-                 device: torch.device | str = "cpu") -> None:
+    def __init__(
+        self,
+        members: Sequence[Sequence[nn.Module]],
+        img_sizes: Sequence[int],
+        combiner: Combiner,
+        *,
+        device: torch.device | str = "cpu",
+    ) -> None:
         if len(members) != len(img_sizes) or not members:
-            raise ValueError(f"{len(members)} members and {len(img_sizes)} image sizes; need one size per member "
-                             "and at least one member")
+            raise ValueError(
+                f"{len(members)} members and {len(img_sizes)} image sizes; need one size per member "
+                "and at least one member"
+            )
         ks = {len(m) for m in members}
         if len(ks) != 1 or 0 in ks:
             raise ValueError(f"members have {sorted(ks)} fold models; every member needs the same k >= 1")
@@ -269,8 +303,9 @@ class OnlineTeacher:
         present = torch.unique(groups).tolist()
         bad = [g for g in present if g != TRANSFER_GROUP and not 0 <= g < self.k]
         if bad:
-            raise ValueError(f"group {bad[0]} is neither a fold in 0..{self.k - 1} nor TRANSFER_GROUP "
-                             f"({TRANSFER_GROUP})")
+            raise ValueError(
+                f"group {bad[0]} is neither a fold in 0..{self.k - 1} nor TRANSFER_GROUP ({TRANSFER_GROUP})"
+            )
         x = x.to(self.device)
         groups = groups.to(self.device)
         out = []
@@ -278,8 +313,9 @@ class OnlineTeacher:
             xm = x
             if tuple(x.shape[-2:]) != (size, size):
                 down = size < min(x.shape[-2:])
-                xm = F.interpolate(x.float(), size=(size, size), mode="bilinear", align_corners=False,
-                                   antialias=down).to(x.dtype)
+                xm = F.interpolate(
+                    x.float(), size=(size, size), mode="bilinear", align_corners=False, antialias=down
+                ).to(x.dtype)
             p = None
             for g in present:
                 idx = torch.nonzero(groups == g, as_tuple=True)[0]
@@ -298,8 +334,9 @@ class OnlineTeacher:
     def __call__(self, x: Tensor, groups: Tensor) -> Tensor:
         return self.combiner(self.member_probs(x, groups))
 
-    def predict(self, images: np.ndarray, transform, *, groups: np.ndarray | None = None,
-                batch_size: int = 256) -> np.ndarray:
+    def predict(
+        self, images: np.ndarray, transform, *, groups: np.ndarray | None = None, batch_size: int = 256
+    ) -> np.ndarray:
         """``float32 (N, C)`` for ``uint8 (N, H, W, C)`` images through ``transform`` (e.g. the eval transform).
 
         ``groups`` defaults to :data:`TRANSFER_GROUP` for every image (all fold models).
@@ -310,12 +347,14 @@ class OnlineTeacher:
         groups = np.full(n, TRANSFER_GROUP, np.int64) if groups is None else np.asarray(groups, np.int64)
         out = []
         for start in range(0, n, batch_size):
-            x = torch.from_numpy(apply_batch(transform, images[start:start + batch_size]))
-            out.append(self(x, torch.from_numpy(groups[start:start + batch_size])).cpu().numpy())
+            x = torch.from_numpy(apply_batch(transform, images[start : start + batch_size]))
+            out.append(self(x, torch.from_numpy(groups[start : start + batch_size])).cpu().numpy())
         if not out:
             return np.zeros((0, 0), np.float32)
         return np.concatenate(out).astype(np.float32)
 
     def __repr__(self) -> str:
-        return (f"OnlineTeacher({len(self.members)} members x {self.k} fold models, sizes {self.img_sizes}, "
-                f"rule {self.combiner.rule!r})")
+        return (
+            f"OnlineTeacher({len(self.members)} members x {self.k} fold models, sizes {self.img_sizes}, "
+            f"rule {self.combiner.rule!r})"
+        )

@@ -86,8 +86,9 @@ def _check_run(run_dir: str | os.PathLike) -> RunLayout:
     if not layout.root.is_dir():
         raise ConfigError(f"{run_dir}: no such run directory")
     if not layout.is_run():
-        raise ConfigError(f"{run_dir}: not a ferray run directory (no {RunLayout.MANIFEST}); "
-                          "pass the folder `ferray search` created")
+        raise ConfigError(
+            f"{run_dir}: not a ferray run directory (no {RunLayout.MANIFEST}); pass the folder `ferray search` created"
+        )
     missing = [f for f in (RunLayout.SPEC, RunLayout.FOLDS) if not (layout.root / f).exists()]
     if missing:
         raise ConfigError(f"{run_dir}: {', '.join(missing)} missing; the run directory is incomplete")
@@ -127,8 +128,9 @@ def student_config(base, settings, backbone: str | None = None) -> Any:
     if backbone is None:
         names = settings.candidates
         if len(names) != 1:
-            raise ValueError(f"distill.student lists {len(names)} candidates {names}; pass the one to train "
-                             "as backbone=")
+            raise ValueError(
+                f"distill.student lists {len(names)} candidates {names}; pass the one to train as backbone="
+            )
         backbone = names[0]
     raw = base.model_dump(mode="json")
     raw["model"].update(backbone=backbone, pretrained=False, backbone_kwargs={})
@@ -142,10 +144,12 @@ def _check_holdout(hold, plan, fingerprint: str, where: str) -> None:
     from ferray.data import HOLDOUT
 
     if hold.meta.get("data_fingerprint") != fingerprint:
-        raise DataError(f"{where}: made for data {hold.meta.get('data_fingerprint')!r}, the run's data is "
-                        f"{fingerprint!r}")
-    if len(hold) and (hold.rows.min() < 0 or hold.rows.max() >= len(plan.fold)
-                      or (plan.fold[hold.rows] != HOLDOUT).any()):
+        raise DataError(
+            f"{where}: made for data {hold.meta.get('data_fingerprint')!r}, the run's data is {fingerprint!r}"
+        )
+    if len(hold) and (
+        hold.rows.min() < 0 or hold.rows.max() >= len(plan.fold) or (plan.fold[hold.rows] != HOLDOUT).any()
+    ):
         raise DataError(f"{where}: names rows that are not holdout rows of the run's fold plan")
 
 
@@ -158,8 +162,10 @@ def _transfer_rows(settings, data, base, label) -> tuple[Any, np.ndarray | None]
     from ferray.data import load_source
 
     if base.model.head != "emotion":
-        raise ConfigError(f"distill.transfer: transfer images have no action-unit labels, but model.head is "
-                          f"'{base.model.head}'; leave distill.transfer unset for AU heads")
+        raise ConfigError(
+            f"distill.transfer: transfer images have no action-unit labels, but model.head is "
+            f"'{base.model.head}'; leave distill.transfer unset for AU heads"
+        )
     h, _, c = data.image_shape
     extra = load_source(settings.transfer, size=h, channels=c)
     if extra.image_shape != data.image_shape:
@@ -175,8 +181,9 @@ def _transfer_rows(settings, data, base, label) -> tuple[Any, np.ndarray | None]
         sources=np.concatenate([data.sources, extra.sources.astype(data.sources.dtype)]),
         soft_labels=None if data.soft_labels is None else np.concatenate([data.soft_labels, probs]),
         aus=None,
-        subjects=None if data.subjects is None else np.concatenate(
-            [data.subjects, np.full(n, "transfer", dtype=data.subjects.dtype)]),
+        subjects=None
+        if data.subjects is None
+        else np.concatenate([data.subjects, np.full(n, "transfer", dtype=data.subjects.dtype)]),
     )
     return combined, probs
 
@@ -196,12 +203,27 @@ def _progress_callback(queue):
 def _group(models: list, input_shape: tuple[int, int, int], scores: dict, **extra) -> dict:
     from ferray.distill._bench import count_parameters, group_latency
 
-    return {**extra, **scores, "models": len(models), "params": count_parameters(models),
-            "latency_ms_per_image": group_latency(models, input_shape)}
+    return {
+        **extra,
+        **scores,
+        "models": len(models),
+        "params": count_parameters(models),
+        "latency_ms_per_image": group_latency(models, input_shape),
+    }
 
 
-def _compare(layout: RunLayout, staging: Path, ens_holdout, members, members_error: str | None,
-             student_probs: np.ndarray, holdout_index: np.ndarray, data, input_shape, echo) -> dict:
+def _compare(
+    layout: RunLayout,
+    staging: Path,
+    ens_holdout,
+    members,
+    members_error: str | None,
+    student_probs: np.ndarray,
+    holdout_index: np.ndarray,
+    data,
+    input_shape,
+    echo,
+) -> dict:
     """The ``student`` / ``ensemble`` / ``best_trial`` sections of distill.json."""
     import torch
 
@@ -214,9 +236,13 @@ def _compare(layout: RunLayout, staging: Path, ens_holdout, members, members_err
     c = data.num_classes
     labels = data.labels[holdout_index]
     student_models = load_fold_models(staging)  # the file the export stage reads, read back
-    out: dict = {"student": _group(student_models, input_shape,
-                                   {"accuracy": accuracy(labels, student_probs),
-                                    "macro_f1": macro_f1(labels, student_probs, num_classes=c)})}
+    out: dict = {
+        "student": _group(
+            student_models,
+            input_shape,
+            {"accuracy": accuracy(labels, student_probs), "macro_f1": macro_f1(labels, student_probs, num_classes=c)},
+        )
+    }
     ens_scores = holdout_scores(ens_holdout, c)
     ens_scores.pop("holdout_rows")
     if members is not None:
@@ -225,12 +251,23 @@ def _compare(layout: RunLayout, staging: Path, ens_holdout, members, members_err
         except FerrayError as exc:  # a member's weights were pruned away: scores without costs
             members, members_error = None, str(exc)
         else:
-            out["ensemble"] = _group(models, input_shape, ens_scores, method=members.method,
-                                     members=list(members.trial_ids), weights=members.weights)
+            out["ensemble"] = _group(
+                models,
+                input_shape,
+                ens_scores,
+                method=members.method,
+                members=list(members.trial_ids),
+                weights=members.weights,
+            )
             del models
     if members is None:
-        out["ensemble"] = {**ens_scores, "models": None, "params": None, "latency_ms_per_image": None,
-                           "note": members_error}
+        out["ensemble"] = {
+            **ens_scores,
+            "models": None,
+            "params": None,
+            "latency_ms_per_image": None,
+            "note": members_error,
+        }
     best = None
     try:
         best = get_status(layout.root, intervals=False)["best"]
@@ -254,18 +291,30 @@ def _compare(layout: RunLayout, staging: Path, ens_holdout, members, members_err
             out["best_trial"] = {**section, "note": str(exc)}
     else:
         out["best_trial"] = None
-    out["latency"] = {"device": "cpu", "torch_threads": torch.get_num_threads(), "input": list(input_shape),
-                      "batch_sizes": [1, 64],
-                      "how": "torch eager, fp32, one forward pass per model (no TTA), median of timed runs "
-                             "after 2 warm-up runs; a group of models costs the sum of its models"}
+    out["latency"] = {
+        "device": "cpu",
+        "torch_threads": torch.get_num_threads(),
+        "input": list(input_shape),
+        "batch_sizes": [1, 64],
+        "how": "torch eager, fp32, one forward pass per model (no TTA), median of timed runs "
+        "after 2 warm-up runs; a group of models costs the sum of its models",
+    }
     return out
 
 
-
-def distill_run(run_dir: str | os.PathLike, *, student: str | Sequence[str] | None = None,
-                epochs: int | None = None, temperature: float | None = None, alpha: float | None = None,
-                teacher: str | None = None, max_latency_ms: float | None = None, address: str | None = None,
-                num_cpus: int | None = None, echo=print) -> DistillResult:
+def distill_run(
+    run_dir: str | os.PathLike,
+    *,
+    student: str | Sequence[str] | None = None,
+    epochs: int | None = None,
+    temperature: float | None = None,
+    alpha: float | None = None,
+    teacher: str | None = None,
+    max_latency_ms: float | None = None,
+    address: str | None = None,
+    num_cpus: int | None = None,
+    echo=print,
+) -> DistillResult:
     """Distil a sweep's chosen ensemble into one small student and compare the three.
 
     Settings come from the run's spec (``distill:`` section, see
@@ -316,8 +365,17 @@ def distill_run(run_dir: str | os.PathLike, *, student: str | Sequence[str] | No
     # -- everything the user can get wrong, checked before Ray starts -----------------------------
     layout = _check_run(run_dir)
     spec = load_search_spec(layout.spec, check_backbones=False)
-    settings = _distill_settings(spec, {"student": student, "epochs": epochs, "temperature": temperature,
-                                        "alpha": alpha, "teacher": teacher, "max_latency_ms": max_latency_ms})
+    settings = _distill_settings(
+        spec,
+        {
+            "student": student,
+            "epochs": epochs,
+            "temperature": temperature,
+            "alpha": alpha,
+            "teacher": teacher,
+            "max_latency_ms": max_latency_ms,
+        },
+    )
     online = settings.teacher == "online"
     oof, ens_holdout = read_ensemble_predictions(layout)
     base = spec.base_config()
@@ -339,8 +397,9 @@ def distill_run(run_dir: str | os.PathLike, *, student: str | Sequence[str] | No
             raise
         members_error = str(exc)
     if online:
-        pack = pack_teacher(layout, members, fingerprint=fingerprint, k=plan.k, num_classes=n_classes,
-                            in_chans=channels)
+        pack = pack_teacher(
+            layout, members, fingerprint=fingerprint, k=plan.k, num_classes=n_classes, in_chans=channels
+        )
     train_data, transfer_probs = data, None
     if settings.transfer:
         echo(f"distill: labelling transfer images from {settings.transfer} with the ensemble")
@@ -352,18 +411,23 @@ def distill_run(run_dir: str | os.PathLike, *, student: str | Sequence[str] | No
             return label_images(layout, members, images, fingerprint=fingerprint)
 
         train_data, transfer_probs = _transfer_rows(settings, data, base, label)
-    targets = pack_targets(len(train_data), n_classes, targets_oof.rows, targets_oof.probs, targets_oof.labels,
-                           settings.temperature)
+    targets = pack_targets(
+        len(train_data), n_classes, targets_oof.rows, targets_oof.probs, targets_oof.labels, settings.temperature
+    )
     train_index = targets_oof.rows
     if transfer_probs is not None:
         extra = np.arange(len(data), len(train_data))
-        targets[extra] = pack_targets(len(extra), n_classes, np.arange(len(extra)), transfer_probs, None,
-                                      settings.temperature)
+        targets[extra] = pack_targets(
+            len(extra), n_classes, np.arange(len(extra)), transfer_probs, None, settings.temperature
+        )
         train_index = np.concatenate([train_index, extra])
     groups = teacher_groups(len(train_data), plan.fold, targets_oof.rows) if online and settings.alpha > 0 else None
     holdout_index = plan.holdout_index
-    epochs_from = ("--epochs" if epochs is not None else "distill.epochs") if settings.epochs is not None else \
-        f"{DistillConfig.EPOCHS_FACTOR} x budget.max_epochs ({base.run.epochs})"
+    epochs_from = (
+        ("--epochs" if epochs is not None else "distill.epochs")
+        if settings.epochs is not None
+        else f"{DistillConfig.EPOCHS_FACTOR} x budget.max_epochs ({base.run.epochs})"
+    )
 
     # the candidates: timed before Ray starts, so a cap nothing meets fails fast
     candidates = settings.candidates
@@ -377,12 +441,16 @@ def distill_run(run_dir: str | os.PathLike, *, student: str | Sequence[str] | No
             return build_model(cfg_c.model, num_classes=n_classes, in_chans=channels, img_size=size)
 
         latencies = candidate_latencies(candidates, build, (channels, size, size))
-        echo("distill: candidates at batch 1 on this CPU (random init): "
-             + ", ".join(f"{n} {ms:.3g} ms/image" for n, ms in latencies.items()))
+        echo(
+            "distill: candidates at batch 1 on this CPU (random init): "
+            + ", ".join(f"{n} {ms:.3g} ms/image" for n, ms in latencies.items())
+        )
         kept, dropped = apply_latency_cap(latencies, settings.max_latency_ms)
         if dropped:
-            echo(f"distill: max_latency_ms {settings.max_latency_ms:g} drops "
-                 + ", ".join(f"{n} ({latencies[n]:.3g} ms)" for n in dropped))
+            echo(
+                f"distill: max_latency_ms {settings.max_latency_ms:g} drops "
+                + ", ".join(f"{n} ({latencies[n]:.3g} ms)" for n in dropped)
+            )
     timings["prepare"] = time.perf_counter() - t0
 
     # -- Ray Train: one worker per student trained ------------------------------------------------
@@ -391,34 +459,64 @@ def distill_run(run_dir: str | os.PathLike, *, student: str | Sequence[str] | No
     t = time.perf_counter()
     cluster = ensure_ray(address, num_cpus=num_cpus)
     cfg0 = student_config(base, settings, kept[0])
-    resources = plan_resources(1, cluster.get("CPU", 0), cluster.get("GPU", 0),
-                               cpus_per_worker=cfg0.resources.cpus_per_worker,
-                               gpus_per_worker=cfg0.resources.gpus_per_worker)
+    resources = plan_resources(
+        1,
+        cluster.get("CPU", 0),
+        cluster.get("GPU", 0),
+        cpus_per_worker=cfg0.resources.cpus_per_worker,
+        gpus_per_worker=cfg0.resources.gpus_per_worker,
+    )
     # alpha 0 trains on the hard labels alone: the teacher's forward passes would be wasted.
-    refs = {"data": ray.put(train_data), "targets": ray.put(targets),
-            "teacher": ray.put(pack) if online and settings.alpha > 0 else None}
+    refs = {
+        "data": ray.put(train_data),
+        "targets": ray.put(targets),
+        "teacher": ray.put(pack) if online and settings.alpha > 0 else None,
+    }
     timings["ray_start"] = time.perf_counter() - t
     staging = layout.root / f".{RunLayout.DISTILL}.tmp-{uuid.uuid4().hex[:8]}"
     staging.mkdir()
     limits = spec.budget.stall_limits()
 
     def meta_of(cfg) -> dict:
-        return {"train": cfg.model_dump(mode="json"), "num_classes": int(n_classes), "in_chans": int(channels),
-                "img_size": int(size), "class_names": list(data.class_names), "fold": 0, "k": 1,
-                "ema": cfg.optim.ema_decay is not None, "normalise": {"mean": 0.5, "std": 0.5},
-                "data_fingerprint": fingerprint,
-                "distill": {"student": cfg.model.backbone, "temperature": settings.temperature,
-                            "alpha": settings.alpha, "teacher": settings.teacher, "ensemble": str(layout.ensemble)}}
+        return {
+            "train": cfg.model_dump(mode="json"),
+            "num_classes": int(n_classes),
+            "in_chans": int(channels),
+            "img_size": int(size),
+            "class_names": list(data.class_names),
+            "fold": 0,
+            "k": 1,
+            "ema": cfg.optim.ema_decay is not None,
+            "normalise": {"mean": 0.5, "std": 0.5},
+            "data_fingerprint": fingerprint,
+            "distill": {
+                "student": cfg.model.backbone,
+                "temperature": settings.temperature,
+                "alpha": settings.alpha,
+                "teacher": settings.teacher,
+                "ensemble": str(layout.ensemble),
+            },
+        }
 
-    teacher_words = (f"online teacher ({len(pack.members)} member(s) x {plan.k} fold models, "
-                     f"{pack.combiner.rule})" if online else "fixed teacher (the ensemble's OOF probabilities)")
+    teacher_words = (
+        f"online teacher ({len(pack.members)} member(s) x {plan.k} fold models, {pack.combiner.rule})"
+        if online
+        else "fixed teacher (the ensemble's OOF probabilities)"
+    )
     if settings.alpha == 0:
         teacher_words = "alpha 0: hard labels only, no teacher"
     try:
-        selection = {"candidates": list(candidates), "latency_ms_batch_1": latencies,
-                     "max_latency_ms": settings.max_latency_ms, "dropped": dropped, "fold": None, "rows": None,
-                     "scores": None, "chosen": kept[0],
-                     "how": "one candidate" if len(kept) == 1 else None}
+        selection = {
+            "candidates": list(candidates),
+            "latency_ms_batch_1": latencies,
+            "max_latency_ms": settings.max_latency_ms,
+            "dropped": dropped,
+            "fold": None,
+            "rows": None,
+            "scores": None,
+            "chosen": kept[0],
+            "how": "one candidate" if len(kept) == 1 else None,
+        }
         if len(kept) > 1:
             from ferray.distill._select import pick_candidate, selection_fold
 
@@ -431,40 +529,73 @@ def distill_run(run_dir: str | os.PathLike, *, student: str | Sequence[str] | No
             scores: dict[str, float] = {}
             for i, name in enumerate(kept):
                 cfg_c = student_config(base, settings, name)
-                echo(f"distill: candidate {i + 1}/{len(kept)} {name}: {len(s_train)} training images (fold "
-                     f"{s_fold} held out), {cfg_c.run.epochs} epochs, {teacher_words}")
-                _, ckpt, _ = _fit(cfg_c, refs, s_train, s_index, settings, resources, meta_of(cfg_c), staging,
-                                  echo, limits, groups=s_groups, name=f"select-{i}", eval_name="selection")
+                echo(
+                    f"distill: candidate {i + 1}/{len(kept)} {name}: {len(s_train)} training images (fold "
+                    f"{s_fold} held out), {cfg_c.run.epochs} epochs, {teacher_words}"
+                )
+                _, ckpt, _ = _fit(
+                    cfg_c,
+                    refs,
+                    s_train,
+                    s_index,
+                    settings,
+                    resources,
+                    meta_of(cfg_c),
+                    staging,
+                    echo,
+                    limits,
+                    groups=s_groups,
+                    name=f"select-{i}",
+                    eval_name="selection",
+                )
                 probs = np.load(ckpt / CHECKPOINT_HOLDOUT)
                 scores[name] = accuracy(data.labels[s_index], probs)
                 shutil.rmtree(staging / f"select-{i}", ignore_errors=True)
-                echo(f"distill: candidate {name}: accuracy {scores[name]:.4f} on fold {s_fold} "
-                     f"({len(s_index)} rows)")
+                echo(f"distill: candidate {name}: accuracy {scores[name]:.4f} on fold {s_fold} ({len(s_index)} rows)")
             chosen = pick_candidate(scores, latencies)
-            echo(f"distill: chose {chosen} (best accuracy on fold {s_fold}); training it on every "
-                 "cross-validation row")
-            selection.update(fold=s_fold, rows=int(len(s_index)), scores=scores, chosen=chosen,
-                             how=f"each candidate trained on the cross-validation rows outside fold {s_fold} "
-                                 f"(and any transfer images) and scored by accuracy against fold {s_fold}'s "
-                                 "hard labels; the best (ties: the faster) retrained on every cross-validation "
-                                 "row; the holdout plays no part"
-                                 + (f"; online teacher: the members' fold-{s_fold} models scored every "
-                                    "training row, so no label of the scoring fold reached a candidate"
-                                    if online else
-                                    "; fixed teacher: the training rows' targets come from fold models that "
-                                    f"trained on fold {s_fold} (an indirect influence, the same for every "
-                                    "candidate)"))
+            echo(f"distill: chose {chosen} (best accuracy on fold {s_fold}); training it on every cross-validation row")
+            selection.update(
+                fold=s_fold,
+                rows=int(len(s_index)),
+                scores=scores,
+                chosen=chosen,
+                how=f"each candidate trained on the cross-validation rows outside fold {s_fold} "
+                f"(and any transfer images) and scored by accuracy against fold {s_fold}'s "
+                "hard labels; the best (ties: the faster) retrained on every cross-validation "
+                "row; the holdout plays no part"
+                + (
+                    f"; online teacher: the members' fold-{s_fold} models scored every "
+                    "training row, so no label of the scoring fold reached a candidate"
+                    if online
+                    else "; fixed teacher: the training rows' targets come from fold models that "
+                    f"trained on fold {s_fold} (an indirect influence, the same for every "
+                    "candidate)"
+                ),
+            )
         chosen = selection["chosen"]
         cfg = student_config(base, settings, chosen)
         weights_meta = meta_of(cfg)
-        echo(f"distill: student {chosen}, {len(train_index)} training images "
-             f"({len(targets_oof.rows)} cross-validation rows"
-             + (f" + {len(train_index) - len(targets_oof.rows)} transfer" if transfer_probs is not None else "")
-             + f"), {cfg.run.epochs} epochs ({epochs_from}), T={settings.temperature:g}, alpha={settings.alpha:g}, "
-             f"{teacher_words}; 1 worker x {resources.cpus_per_worker:g} CPU"
-             + (f", {resources.gpus_per_worker:g} GPU" if resources.gpus_per_worker else ""))
-        history, checkpoint_dir, fit_seconds = _fit(cfg, refs, train_index, holdout_index, settings, resources,
-                                                    weights_meta, staging, echo, limits, groups=groups)
+        echo(
+            f"distill: student {chosen}, {len(train_index)} training images "
+            f"({len(targets_oof.rows)} cross-validation rows"
+            + (f" + {len(train_index) - len(targets_oof.rows)} transfer" if transfer_probs is not None else "")
+            + f"), {cfg.run.epochs} epochs ({epochs_from}), T={settings.temperature:g}, alpha={settings.alpha:g}, "
+            f"{teacher_words}; 1 worker x {resources.cpus_per_worker:g} CPU"
+            + (f", {resources.gpus_per_worker:g} GPU" if resources.gpus_per_worker else "")
+        )
+        history, checkpoint_dir, fit_seconds = _fit(
+            cfg,
+            refs,
+            train_index,
+            holdout_index,
+            settings,
+            resources,
+            weights_meta,
+            staging,
+            echo,
+            limits,
+            groups=groups,
+        )
         timings["fit"] = fit_seconds
         out = DistillLayout(staging)
         out.weights_dir.mkdir(parents=True, exist_ok=True)
@@ -472,44 +603,81 @@ def distill_run(run_dir: str | os.PathLike, *, student: str | Sequence[str] | No
         probs = np.load(checkpoint_dir / CHECKPOINT_HOLDOUT)
         shutil.rmtree(staging / "ray", ignore_errors=True)
         tta = list(cfg.augment.tta)
-        write_predictions(Predictions(holdout_index, data.ids[holdout_index], np.zeros(len(holdout_index)),
-                                      data.labels[holdout_index], probs, None,
-                                      {"class_names": list(data.class_names), "k": 1, "data_fingerprint": fingerprint,
-                                       "tta": tta, "kind": "holdout", "model": "student"}), out.holdout)
+        write_predictions(
+            Predictions(
+                holdout_index,
+                data.ids[holdout_index],
+                np.zeros(len(holdout_index)),
+                data.labels[holdout_index],
+                probs,
+                None,
+                {
+                    "class_names": list(data.class_names),
+                    "k": 1,
+                    "data_fingerprint": fingerprint,
+                    "tta": tta,
+                    "kind": "holdout",
+                    "model": "student",
+                },
+            ),
+            out.holdout,
+        )
         out.config.write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
 
         t = time.perf_counter()
         echo("distill: measuring holdout scores, parameters and latency (student, ensemble, best trial)")
         if online:
             teacher_section = {
-                "mode": "online", **pack.describe(),
+                "mode": "online",
+                **pack.describe(),
                 "source": "the ensemble members' fold models, run on every training batch (the augmented, "
-                          "mixed images the student sees; eval mode, no gradient)",
+                "mixed images the student sees; eval mode, no gradient)",
                 "leak_free": "a cross-validation row of fold f is scored by each member's fold-f model only (the "
-                             "one that never trained on it); transfer images by the mean of a member's fold "
-                             f"models (group {TRANSFER_GROUP}); mixup/CutMix partners come from the same group",
+                "one that never trained on it); transfer images by the mean of a member's fold "
+                f"models (group {TRANSFER_GROUP}); mixup/CutMix partners come from the same group",
                 "resized": [m.trial_id for m in pack.members if m.img_size != size],
             }
         else:
             teacher_section = {"mode": "fixed", "source": str(layout.ensemble / "oof.parquet")}
-        teacher_section.update(oof_accuracy=targets_oof.agreement(), temperature=settings.temperature,
-                               alpha=settings.alpha)
+        teacher_section.update(
+            oof_accuracy=targets_oof.agreement(), temperature=settings.temperature, alpha=settings.alpha
+        )
         if settings.alpha == 0:
             teacher_section["note"] = "alpha 0: the student learned the hard labels alone; the teacher was not run"
         summary = {
-            "run": str(layout.root), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "data_fingerprint": fingerprint, "holdout_rows": int(len(holdout_index)),
-            **_compare(layout, staging, ens_holdout, members, members_error, probs, holdout_index, data,
-                       (channels, size, size), echo),
+            "run": str(layout.root),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "data_fingerprint": fingerprint,
+            "holdout_rows": int(len(holdout_index)),
+            **_compare(
+                layout,
+                staging,
+                ens_holdout,
+                members,
+                members_error,
+                probs,
+                holdout_index,
+                data,
+                (channels, size, size),
+                echo,
+            ),
             "teacher": teacher_section,
             "selection": selection,
-            "training": {"student": chosen, "epochs": cfg.run.epochs, "epochs_from": epochs_from,
-                         "batch_size": cfg.run.batch_size, "cross_validation_rows": int(len(targets_oof.rows)),
-                         "transfer": settings.transfer,
-                         "transfer_rows": int(len(train_index) - len(targets_oof.rows)), "tta": tta,
-                         "workers": 1, "cpus_per_worker": resources.cpus_per_worker,
-                         "gpus_per_worker": resources.gpus_per_worker, "fit_seconds": fit_seconds,
-                         "history": history},
+            "training": {
+                "student": chosen,
+                "epochs": cfg.run.epochs,
+                "epochs_from": epochs_from,
+                "batch_size": cfg.run.batch_size,
+                "cross_validation_rows": int(len(targets_oof.rows)),
+                "transfer": settings.transfer,
+                "transfer_rows": int(len(train_index) - len(targets_oof.rows)),
+                "tta": tta,
+                "workers": 1,
+                "cpus_per_worker": resources.cpus_per_worker,
+                "gpus_per_worker": resources.gpus_per_worker,
+                "fit_seconds": fit_seconds,
+                "history": history,
+            },
         }
         summary = json_safe(summary)
         timings["compare"] = time.perf_counter() - t
@@ -520,10 +688,12 @@ def distill_run(run_dir: str | os.PathLike, *, student: str | Sequence[str] | No
         raise
     timings["total"] = time.perf_counter() - t0
     s = summary
-    echo(f"distill: holdout accuracy student {_fmt(s['student']['accuracy'])}, ensemble "
-         f"{_fmt(s['ensemble']['accuracy'])}"
-         + (f", best trial {_fmt(s['best_trial'].get('accuracy'))}" if s.get("best_trial") else "")
-         + f"; written to {layout.distill}")
+    echo(
+        f"distill: holdout accuracy student {_fmt(s['student']['accuracy'])}, ensemble "
+        f"{_fmt(s['ensemble']['accuracy'])}"
+        + (f", best trial {_fmt(s['best_trial'].get('accuracy'))}" if s.get("best_trial") else "")
+        + f"; written to {layout.distill}"
+    )
     return DistillResult(output_dir=layout.distill, summary=summary, history=history, timings=timings)
 
 
@@ -531,9 +701,22 @@ def _fmt(v: Any) -> str:
     return f"{v:.4f}" if isinstance(v, (int, float)) else "-"
 
 
-def _fit(cfg, refs: dict, train_index, eval_index, settings, resources, weights_meta, staging: Path, echo, limits,
-         *, groups: np.ndarray | None = None, name: str = "ray", eval_name: str = "holdout"
-         ) -> tuple[list[dict], Path, float]:
+def _fit(
+    cfg,
+    refs: dict,
+    train_index,
+    eval_index,
+    settings,
+    resources,
+    weights_meta,
+    staging: Path,
+    echo,
+    limits,
+    *,
+    groups: np.ndarray | None = None,
+    name: str = "ray",
+    eval_name: str = "holdout",
+) -> tuple[list[dict], Path, float]:
     """Run one student's Ray Train job; return its history, final checkpoint folder and seconds.
 
     ``refs`` holds the object refs of the data, the packed targets and the online teacher
@@ -564,37 +747,51 @@ def _fit(cfg, refs: dict, train_index, eval_index, settings, resources, weights_
     epochs = cfg.run.epochs
 
     def show(r: dict) -> None:
-        line = (f"distill: epoch {r['epoch']}/{epochs}  train_loss {r['train_loss']:.4f}  "
-                f"{r['epoch_seconds']:.1f}s  {r['images_per_second']:.0f} img/s")
+        line = (
+            f"distill: epoch {r['epoch']}/{epochs}  train_loss {r['train_loss']:.4f}  "
+            f"{r['epoch_seconds']:.1f}s  {r['images_per_second']:.0f} img/s"
+        )
         if r.get("final") and f"{eval_name}_accuracy" in r:
-            line += (f"  | {eval_name} accuracy {r[f'{eval_name}_accuracy']:.4f}, macro-F1 "
-                     f"{r[f'{eval_name}_macro_f1']:.4f}")
+            line += (
+                f"  | {eval_name} accuracy {r[f'{eval_name}_accuracy']:.4f}, macro-F1 {r[f'{eval_name}_macro_f1']:.4f}"
+            )
         echo(line)
 
     trainer = trainer_without_pg_cleaner(TorchTrainer)(
         student_worker,
         train_loop_config={
-            "train": cfg.model_dump(mode="json"), "data": refs["data"], "targets": refs["targets"],
-            "teacher": refs.get("teacher"), "groups": groups, "train_index": train_index,
-            "holdout_index": eval_index, "eval_name": eval_name, "alpha": settings.alpha,
-            "temperature": settings.temperature, "threads": resources.threads_per_worker,
+            "train": cfg.model_dump(mode="json"),
+            "data": refs["data"],
+            "targets": refs["targets"],
+            "teacher": refs.get("teacher"),
+            "groups": groups,
+            "train_index": train_index,
+            "holdout_index": eval_index,
+            "eval_name": eval_name,
+            "alpha": settings.alpha,
+            "temperature": settings.temperature,
+            "threads": resources.threads_per_worker,
             "weights_meta": weights_meta,
         },
         # one worker, no collective: gloo also works on a node that declares GPUs CUDA cannot see
         torch_config=TorchConfig(backend="gloo"),
-        scaling_config=ScalingConfig(num_workers=1, use_gpu=bool(resources.gpus_per_worker),
-                                     resources_per_worker=res),
-        run_config=RunConfig(name=name, storage_path=str(staging),
-                             failure_config=FailureConfig(max_failures=cfg.resources.max_failures),
-                             checkpoint_config=CheckpointConfig(num_to_keep=1), callbacks=[_progress_callback(queue)],
-                             logging_config=LoggingConfig(log_level="WARNING")),
+        scaling_config=ScalingConfig(num_workers=1, use_gpu=bool(resources.gpus_per_worker), resources_per_worker=res),
+        run_config=RunConfig(
+            name=name,
+            storage_path=str(staging),
+            failure_config=FailureConfig(max_failures=cfg.resources.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=1),
+            callbacks=[_progress_callback(queue)],
+            logging_config=LoggingConfig(log_level="WARNING"),
+        ),
     )
     t = time.perf_counter()
     try:
         result = fit_watched(trainer, lambda timeout: queue_take(queue, timeout), show, limits)
     except TrainingStalled as exc:
-        raise TrainingFailed(f"distillation stopped: {exc} (budget.startup_timeout_s / budget.stall_timeout_s)") \
-            from None
+        raise TrainingFailed(
+            f"distillation stopped: {exc} (budget.startup_timeout_s / budget.stall_timeout_s)"
+        ) from None
     except Exception as exc:  # Ray wraps the worker's error; show its reason
         raise TrainingFailed(f"distillation stopped: {failure_reason(exc)}") from exc
     finally:

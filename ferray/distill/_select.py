@@ -20,8 +20,9 @@ from ferray.errors import ConfigError
 __all__ = ["candidate_latencies", "apply_latency_cap", "pick_candidate", "selection_fold"]
 
 
-def candidate_latencies(candidates: Sequence[str], build: Callable[[str], object],
-                        input_shape: tuple[int, int, int], **kwargs) -> dict[str, float]:
+def candidate_latencies(
+    candidates: Sequence[str], build: Callable[[str], object], input_shape: tuple[int, int, int], **kwargs
+) -> dict[str, float]:
     """``{name: ms per image at batch 1}`` of each candidate model ``build(name)`` returns."""
     import torch
 
@@ -37,8 +38,9 @@ def candidate_latencies(candidates: Sequence[str], build: Callable[[str], object
     return out
 
 
-def apply_latency_cap(latencies: dict[str, float], cap: float | None, *, where: str = "distill.max_latency_ms"
-                      ) -> tuple[list[str], list[str]]:
+def apply_latency_cap(
+    latencies: dict[str, float], cap: float | None, *, where: str = "distill.max_latency_ms"
+) -> tuple[list[str], list[str]]:
     """``(kept, dropped)`` candidate names, in the given order: kept ones run within ``cap`` ms.
 
     Raises:
@@ -50,8 +52,10 @@ def apply_latency_cap(latencies: dict[str, float], cap: float | None, *, where: 
     dropped = [n for n in latencies if n not in kept]
     if not kept:
         figures = ", ".join(f"{n} {ms:.3g} ms" for n, ms in latencies.items())
-        raise ConfigError(f"{where} is {cap:g}, but no student candidate is that fast at batch 1 on this CPU "
-                          f"(measured: {figures}); raise {where} or add a smaller backbone to distill.student")
+        raise ConfigError(
+            f"{where} is {cap:g}, but no student candidate is that fast at batch 1 on this CPU "
+            f"(measured: {figures}); raise {where} or add a smaller backbone to distill.student"
+        )
     return kept, dropped
 
 

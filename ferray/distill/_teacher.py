@@ -24,8 +24,15 @@ from ferray.errors import ConfigError, DataError
 from ferray.layout import EnsembleLayout, RunLayout
 from ferray.training.outputs import Predictions, read_predictions
 
-__all__ = ["TeacherTargets", "read_ensemble_predictions", "teacher_targets", "pack_targets",
-           "EnsembleMembers", "read_ensemble_members", "label_images"]
+__all__ = [
+    "TeacherTargets",
+    "read_ensemble_predictions",
+    "teacher_targets",
+    "pack_targets",
+    "EnsembleMembers",
+    "read_ensemble_members",
+    "label_images",
+]
 
 
 @dataclass(frozen=True)
@@ -56,17 +63,22 @@ def read_ensemble_predictions(run: RunLayout) -> tuple[Predictions, Predictions]
     """
     files = EnsembleLayout(run.ensemble)
     if not files.root.is_dir():
-        raise ConfigError(f"{run.root}: no ensemble ({files.root} does not exist); distillation learns from "
-                          f"the ensemble's out-of-fold predictions: run `ferray ensemble {run.root}` first")
+        raise ConfigError(
+            f"{run.root}: no ensemble ({files.root} does not exist); distillation learns from "
+            f"the ensemble's out-of-fold predictions: run `ferray ensemble {run.root}` first"
+        )
     missing = [p.name for p in (files.oof, files.holdout) if not p.is_file()]
     if missing:
-        raise ConfigError(f"{files.root}: {' and '.join(missing)} missing (an unfinished ensemble?); "
-                          f"run `ferray ensemble {run.root}` again")
+        raise ConfigError(
+            f"{files.root}: {' and '.join(missing)} missing (an unfinished ensemble?); "
+            f"run `ferray ensemble {run.root}` again"
+        )
     return read_predictions(files.oof), read_predictions(files.holdout)
 
 
-def teacher_targets(oof: Predictions, plan: FoldPlan, data: FERData, *, where: str = "ensemble oof.parquet"
-                    ) -> TeacherTargets:
+def teacher_targets(
+    oof: Predictions, plan: FoldPlan, data: FERData, *, where: str = "ensemble oof.parquet"
+) -> TeacherTargets:
     """Check the ensemble's OOF predictions against the run's data and fold plan; return the targets.
 
     Every cross-validation row must appear exactly once, predicted by the fold that held it
@@ -79,9 +91,11 @@ def teacher_targets(oof: Predictions, plan: FoldPlan, data: FERData, *, where: s
     fingerprint = data.fingerprint()
     theirs = oof.meta.get("data_fingerprint")
     if theirs != fingerprint or plan.data_fingerprint != fingerprint:
-        raise DataError(f"{where}: made for data {theirs!r}, the fold plan for {plan.data_fingerprint!r}, but the "
-                        f"run's data is {fingerprint!r}: the data changed since the sweep; re-run the sweep and "
-                        "`ferray ensemble` on it")
+        raise DataError(
+            f"{where}: made for data {theirs!r}, the fold plan for {plan.data_fingerprint!r}, but the "
+            f"run's data is {fingerprint!r}: the data changed since the sweep; re-run the sweep and "
+            "`ferray ensemble` on it"
+        )
     if list(oof.class_names) != list(data.class_names):
         raise DataError(f"{where}: classes {oof.class_names} differ from the data's {list(data.class_names)}")
     plan.check_matches(data)
@@ -90,39 +104,49 @@ def teacher_targets(oof: Predictions, plan: FoldPlan, data: FERData, *, where: s
         raise DataError(f"{where}: row indices outside 0..{len(data) - 1}")
     held = rows[plan.fold[rows] == HOLDOUT]
     if len(held):
-        raise DataError(f"{where}: {len(held)} holdout row(s) (e.g. row {int(held[0])}) among the out-of-fold "
-                        "predictions; holdout rows are never distillation targets")
+        raise DataError(
+            f"{where}: {len(held)} holdout row(s) (e.g. row {int(held[0])}) among the out-of-fold "
+            "predictions; holdout rows are never distillation targets"
+        )
     unique, counts = np.unique(rows, return_counts=True)
     if (counts > 1).any():
-        raise DataError(f"{where}: row {int(unique[counts > 1][0])} appears {int(counts.max())} times; each "
-                        "cross-validation row must appear once")
+        raise DataError(
+            f"{where}: row {int(unique[counts > 1][0])} appears {int(counts.max())} times; each "
+            "cross-validation row must appear once"
+        )
     cv = plan.cv_index
     if len(unique) != len(cv):
         absent = np.setdiff1d(cv, unique)
-        raise DataError(f"{where}: {len(absent)} of {len(cv)} cross-validation rows have no prediction "
-                        f"(e.g. row {int(absent[0])})")
+        raise DataError(
+            f"{where}: {len(absent)} of {len(cv)} cross-validation rows have no prediction (e.g. row {int(absent[0])})"
+        )
     in_fold = np.flatnonzero(oof.folds.astype(np.int64) != plan.fold[rows].astype(np.int64))
     if len(in_fold):
         i = in_fold[0]
-        raise DataError(f"{where}: row {int(rows[i])} is in fold {int(plan.fold[rows[i]])} but was predicted by "
-                        f"fold {int(oof.folds[i])}'s model, which trained on it; targets must be out-of-fold")
-    if not np.array_equal(oof.ids.astype(str), data.ids[rows].astype(str)) or \
-            not np.array_equal(oof.labels, data.labels[rows]):
+        raise DataError(
+            f"{where}: row {int(rows[i])} is in fold {int(plan.fold[rows[i]])} but was predicted by "
+            f"fold {int(oof.folds[i])}'s model, which trained on it; targets must be out-of-fold"
+        )
+    if not np.array_equal(oof.ids.astype(str), data.ids[rows].astype(str)) or not np.array_equal(
+        oof.labels, data.labels[rows]
+    ):
         raise DataError(f"{where}: ids or labels differ from the data's rows they name")
     probs = np.asarray(oof.probs, dtype=np.float64)
     if probs.shape != (len(rows), data.num_classes) or not np.all(np.isfinite(probs)) or (probs < 0).any():
         raise DataError(f"{where}: probabilities must be finite, >= 0, shape (rows, {data.num_classes})")
     sums = probs.sum(axis=1)
     if np.abs(sums - 1.0).max() > 1e-3:
-        raise DataError(f"{where}: probability rows must sum to 1 (found {float(sums.min()):.4f}.."
-                        f"{float(sums.max()):.4f})")
+        raise DataError(
+            f"{where}: probability rows must sum to 1 (found {float(sums.min()):.4f}..{float(sums.max()):.4f})"
+        )
     order = np.argsort(rows, kind="stable")
     probs = probs[order] / sums[order, None]
     return TeacherTargets(rows=rows[order], probs=probs.astype(np.float32), labels=data.labels[rows[order]])
 
 
-def pack_targets(n_rows: int, num_classes: int, rows: np.ndarray, teacher: np.ndarray, labels: np.ndarray | None,
-                 temperature: float) -> np.ndarray:
+def pack_targets(
+    n_rows: int, num_classes: int, rows: np.ndarray, teacher: np.ndarray, labels: np.ndarray | None, temperature: float
+) -> np.ndarray:
     """``float32 (n_rows, 2C)`` packed targets ``[soften(teacher, T) | one-hot label]`` at ``rows``.
 
     Rows not named stay zero (they are never trained on); ``labels=None`` leaves the hard
@@ -138,6 +162,7 @@ def pack_targets(n_rows: int, num_classes: int, rows: np.ndarray, teacher: np.nd
 
 
 # -- the ensemble's members (transfer labelling, latency) ------------------------------------
+
 
 @dataclass(frozen=True)
 class EnsembleMembers:
@@ -189,13 +214,16 @@ def read_ensemble_members(run: RunLayout) -> EnsembleMembers:
         if used:
             return EnsembleMembers(tuple(used), used, chosen, fitted)
     elif weights is not None:
-        raise DataError(f"{path}: methods.{chosen}.weights has {len(weights) if isinstance(weights, list) else 0} "
-                        f"numbers for {len(ids)} members")
+        raise DataError(
+            f"{path}: methods.{chosen}.weights has {len(weights) if isinstance(weights, list) else 0} "
+            f"numbers for {len(ids)} members"
+        )
     return EnsembleMembers(tuple(dict.fromkeys(ids)), None, chosen, fitted if isinstance(fitted, dict) else None)
 
 
-def label_images(run: RunLayout, members: EnsembleMembers, images: np.ndarray, *, fingerprint: str,
-                 batch_size: int = 256) -> np.ndarray:
+def label_images(
+    run: RunLayout, members: EnsembleMembers, images: np.ndarray, *, fingerprint: str, batch_size: int = 256
+) -> np.ndarray:
     """The ensemble's probabilities ``(N, C)`` for ``uint8 (N, H, W, C)`` images outside the dataset.
 
     Each member trial's fold models predict (with the trial's TTA) and are averaged; members
@@ -212,8 +240,10 @@ def label_images(run: RunLayout, members: EnsembleMembers, images: np.ndarray, *
     from ferray.training.weights import load_fold_models, read_weights_meta
 
     if not members.weights:
-        raise ConfigError(f"distill.transfer: labelling transfer images needs a weighted-average ensemble "
-                          f"(e.g. greedy); the chosen ensemble is {members.method or 'unknown'!r}")
+        raise ConfigError(
+            f"distill.transfer: labelling transfer images needs a weighted-average ensemble "
+            f"(e.g. greedy); the chosen ensemble is {members.method or 'unknown'!r}"
+        )
     total = sum(members.weights.values())
     out = None
     for trial_id, weight in members.weights.items():
@@ -223,14 +253,16 @@ def label_images(run: RunLayout, members: EnsembleMembers, images: np.ndarray, *
             raise DataError(f"{layout.root}: ensemble member has no model weights; cannot label transfer images")
         meta = read_weights_meta(files[0])
         if meta.get("data_fingerprint") != fingerprint:
-            raise DataError(f"{files[0]}: trained on data {meta.get('data_fingerprint')!r}, the run's is "
-                            f"{fingerprint!r}")
+            raise DataError(
+                f"{files[0]}: trained on data {meta.get('data_fingerprint')!r}, the run's is {fingerprint!r}"
+            )
         tta = list((meta.get("train") or {}).get("augment", {}).get("tta", []))
         transform = build_eval_transform(int(meta["img_size"]), int(meta["in_chans"]))
         models = load_fold_models(layout)
         with torch.inference_mode():
-            probs = np.mean([predict_proba(m, images, transform, tta=tta, batch_size=batch_size)[0]
-                             for m in models], axis=0)
+            probs = np.mean(
+                [predict_proba(m, images, transform, tta=tta, batch_size=batch_size)[0] for m in models], axis=0
+            )
         out = probs * (weight / total) if out is None else out + probs * (weight / total)
     assert out is not None  # members.weights is non-empty
     return (out / out.sum(axis=1, keepdims=True)).astype(np.float32)

@@ -65,28 +65,42 @@ class StudentTrainer(FoldTrainer):
             or ``TRANSFER_GROUP``), which picks the teacher's model and keeps mixing inside it.
     """
 
-    def __init__(self, cfg: TrainConfig, data: FERData, train_index: np.ndarray, targets: np.ndarray, *,
-                 alpha: float, temperature: float, device: torch.device | str | None = None,
-                 teacher=None, groups: np.ndarray | None = None) -> None:
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        data: FERData,
+        train_index: np.ndarray,
+        targets: np.ndarray,
+        *,
+        alpha: float,
+        temperature: float,
+        device: torch.device | str | None = None,
+        teacher=None,
+        groups: np.ndarray | None = None,
+    ) -> None:
         from ferray.distill._loss import DistillationLoss
 
         super().__init__(cfg, data, train_index, np.zeros(0, np.int64), fold=0, device=device)
         c = data.num_classes
         targets = np.ascontiguousarray(targets, dtype=np.float32)
         if targets.shape != (len(data), 2 * c):
-            raise ValueError(f"targets must be (len(data), 2 * num_classes) = {(len(data), 2 * c)}, "
-                             f"got {targets.shape}")
+            raise ValueError(
+                f"targets must be (len(data), 2 * num_classes) = {(len(data), 2 * c)}, got {targets.shape}"
+            )
         self.teacher = teacher
         self.temperature = float(temperature)
         if teacher is not None:
             if groups is None or np.shape(groups) != (len(data),):
-                raise ValueError(f"an online teacher needs groups of shape (len(data),) = ({len(data)},), got "
-                                 f"{None if groups is None else np.shape(groups)}")
+                raise ValueError(
+                    f"an online teacher needs groups of shape (len(data),) = ({len(data)},), got "
+                    f"{None if groups is None else np.shape(groups)}"
+                )
             # The row's group rides along as one more target column (small integers: exact in float32).
             targets = np.concatenate([targets, np.asarray(groups, dtype=np.float32)[:, None]], axis=1)
         self.targets = targets  # read by FoldTrainer.train_loader
-        self.loss_fn = FERLoss(DistillationLoss(alpha, temperature), self.loss_fn.au,
-                               au_weight=self.loss_fn.au_weight).to(self.device)
+        self.loss_fn = FERLoss(
+            DistillationLoss(alpha, temperature), self.loss_fn.au, au_weight=self.loss_fn.au_weight
+        ).to(self.device)
 
     def train_epoch(self, epoch: int | None = None) -> EpochStats:
         """One epoch of distillation; the loop of :meth:`FoldTrainer.train_epoch` with packed targets."""
@@ -96,9 +110,14 @@ class StudentTrainer(FoldTrainer):
         self.model.train()
         mixer = None
         if cfg.augment.mixup_alpha > 0 or cfg.augment.cutmix_alpha > 0:
-            mixer = MixupCutmix(c, mixup_alpha=cfg.augment.mixup_alpha, cutmix_alpha=cfg.augment.cutmix_alpha,
-                                prob=cfg.augment.mix_prob, warmup_epochs=cfg.augment.mix_warmup_epochs,
-                                generator=torch.Generator().manual_seed(_seed(cfg.run.seed, self.fold, epoch, 7)))
+            mixer = MixupCutmix(
+                c,
+                mixup_alpha=cfg.augment.mixup_alpha,
+                cutmix_alpha=cfg.augment.cutmix_alpha,
+                prob=cfg.augment.mix_prob,
+                warmup_epochs=cfg.augment.mix_warmup_epochs,
+                generator=torch.Generator().manual_seed(_seed(cfg.run.seed, self.fold, epoch, 7)),
+            )
         start = time.perf_counter()
         total, seen, steps = 0.0, 0, 0
         for batch in self.train_loader(epoch):
@@ -115,7 +134,7 @@ class StudentTrainer(FoldTrainer):
                         lam, perm = mixer.last_lam, mixer.last_perm.to(hard.device)
                         hard = hard * lam + hard[perm] * (1.0 - lam)
             else:
-                hard, groups = y[:, c:2 * c], y[:, 2 * c].round().long()
+                hard, groups = y[:, c : 2 * c], y[:, 2 * c].round().long()
                 if mixer is not None:
                     x, hard, aus = mixer(x, hard, aus, epoch=epoch, groups=groups)
                 with torch.no_grad(), self._autocast():  # the very batch the student sees next
@@ -127,7 +146,8 @@ class StudentTrainer(FoldTrainer):
                 raise NonFiniteLossError(
                     f"student: training loss became {loss.item()} at epoch {epoch + 1}, step {steps + 1} "
                     f"(lr {self.optimizer.param_groups[0]['lr']:.3g}); lower the learning rate or enable "
-                    "optim.grad_clip")
+                    "optim.grad_clip"
+                )
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             if cfg.optim.grad_clip:
@@ -142,18 +162,28 @@ class StudentTrainer(FoldTrainer):
             seen += len(x)
             steps += 1
         self.epoch = epoch + 1
-        return EpochStats(train_loss=total / max(seen, 1), images=seen, seconds=time.perf_counter() - start,
-                          lr=float(self.optimizer.param_groups[0]["lr"]))
+        return EpochStats(
+            train_loss=total / max(seen, 1),
+            images=seen,
+            seconds=time.perf_counter() - start,
+            lr=float(self.optimizer.param_groups[0]["lr"]),
+        )
 
     def metrics_of(self, index: np.ndarray, probs: np.ndarray, au_probs: np.ndarray | None) -> dict:
         """Accuracy and macro-F1 against the hard labels (the packed targets are no distribution)."""
         from ferray.training.metrics import accuracy, macro_f1
 
         labels = self.data.labels[index]
-        loss = float(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-7, 1.0)).mean()) if len(labels) \
+        loss = (
+            float(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-7, 1.0)).mean())
+            if len(labels)
             else float("nan")
-        return {"loss": loss, "accuracy": accuracy(labels, probs),
-                "macro_f1": macro_f1(labels, probs, num_classes=self.data.num_classes)}
+        )
+        return {
+            "loss": loss,
+            "accuracy": accuracy(labels, probs),
+            "macro_f1": macro_f1(labels, probs, num_classes=self.data.num_classes),
+        }
 
 
 def student_worker(config: dict) -> None:
@@ -189,8 +219,17 @@ def student_worker(config: dict) -> None:
         pack = ray.get(teacher) if isinstance(teacher, ray.ObjectRef) else teacher
         teacher = OnlineTeacher.from_pack(pack, device=device)
         groups = np.asarray(ray.get(groups) if isinstance(groups, ray.ObjectRef) else groups, dtype=np.int64)
-    trainer = StudentTrainer(cfg, data, train_index, targets, alpha=config["alpha"],
-                             temperature=config["temperature"], device=device, teacher=teacher, groups=groups)
+    trainer = StudentTrainer(
+        cfg,
+        data,
+        train_index,
+        targets,
+        alpha=config["alpha"],
+        temperature=config["temperature"],
+        device=device,
+        teacher=teacher,
+        groups=groups,
+    )
     history: list[dict] = []
     last_report = None
     for epoch in range(cfg.run.epochs):
@@ -198,9 +237,14 @@ def student_worker(config: dict) -> None:
             stats = trainer.train_epoch(epoch)
         except NonFiniteLossError as exc:
             raise RuntimeError(str(exc)) from None
-        report = {"epoch": epoch + 1, "train_loss": stats.train_loss, "lr": stats.lr,
-                  "epoch_seconds": stats.seconds, "images_per_second": stats.images / max(stats.seconds, 1e-9),
-                  "final": epoch + 1 == cfg.run.epochs}
+        report = {
+            "epoch": epoch + 1,
+            "train_loss": stats.train_loss,
+            "lr": stats.lr,
+            "epoch_seconds": stats.seconds,
+            "images_per_second": stats.images / max(stats.seconds, 1e-9),
+            "final": epoch + 1 == cfg.run.epochs,
+        }
         history.append(report)
         if not report["final"]:
             if last_report is None or time.monotonic() - last_report >= REPORT_EVERY_S:
@@ -211,8 +255,9 @@ def student_worker(config: dict) -> None:
         tta = list(cfg.augment.tta)
         if len(holdout_index):
             probs, _ = trainer.predict(holdout_index, tta)
-            report.update({f"{eval_name}_{k}": float(v) for k, v in
-                           trainer.metrics_of(holdout_index, probs, None).items()})
+            report.update(
+                {f"{eval_name}_{k}": float(v) for k, v in trainer.metrics_of(holdout_index, probs, None).items()}
+            )
         else:
             probs = np.zeros((0, data.num_classes), np.float32)
         report["predict_seconds"] = time.perf_counter() - t
@@ -220,5 +265,4 @@ def student_worker(config: dict) -> None:
             save_weights(trainer.eval_model, Path(tmp) / CHECKPOINT_WEIGHTS, config["weights_meta"])
             np.save(Path(tmp) / CHECKPOINT_HOLDOUT, probs)
             (Path(tmp) / CHECKPOINT_HISTORY).write_text(json.dumps(history, default=float))
-            ray.train.report(report, checkpoint=ray.train.Checkpoint.from_directory(tmp),
-                             checkpoint_dir_name="student")
+            ray.train.report(report, checkpoint=ray.train.Checkpoint.from_directory(tmp), checkpoint_dir_name="student")

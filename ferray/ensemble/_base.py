@@ -34,18 +34,23 @@ def check_member_proba(P: Any, *, name: str = "P") -> np.ndarray:
     """
     arr = np.asarray(P, dtype=np.float64)
     if arr.ndim != 3:
-        raise ValueError(f"{name} has shape {arr.shape}, but must be (n_members, n_rows, n_classes): "
-                         "one probability matrix per member, stacked")
+        raise ValueError(
+            f"{name} has shape {arr.shape}, but must be (n_members, n_rows, n_classes): "
+            "one probability matrix per member, stacked"
+        )
     if 0 in arr.shape:
         raise ValueError(f"{name} has shape {arr.shape}; it needs at least one member, one row and one class")
     bad = ~np.isfinite(arr)
     if bad.any():
-        raise ValueError(f"{name} holds {int(bad.sum())} non-finite values (NaN or inf); "
-                         "pass class probabilities in [0, 1]")
+        raise ValueError(
+            f"{name} holds {int(bad.sum())} non-finite values (NaN or inf); pass class probabilities in [0, 1]"
+        )
     lo, hi = float(arr.min()), float(arr.max())
     if lo < 0 or hi > 1 + _PROBA_SLACK:
-        raise ValueError(f"{name} holds values outside [0, 1] (min {lo:g}, max {hi:g}); "
-                         "pass class probabilities (softmax outputs), not logits")
+        raise ValueError(
+            f"{name} holds values outside [0, 1] (min {lo:g}, max {hi:g}); "
+            "pass class probabilities (softmax outputs), not logits"
+        )
     return arr
 
 
@@ -60,22 +65,33 @@ def check_labels(y: Any, n_rows: int, n_classes: int) -> np.ndarray:
         raise ValueError(f"y has dtype {arr.dtype}; pass integer class indices")
     arr = arr.astype(np.int64)
     if arr.min() < 0 or arr.max() >= n_classes:
-        raise ValueError(f"y holds class {int(arr.min() if arr.min() < 0 else arr.max())}, but P has "
-                         f"{n_classes} classes: labels must be in [0, {n_classes - 1}]")
+        raise ValueError(
+            f"y holds class {int(arr.min() if arr.min() < 0 else arr.max())}, but P has "
+            f"{n_classes} classes: labels must be in [0, {n_classes - 1}]"
+        )
     return arr
 
 
-def check_setting(name: str, value: Any, *, low: float | None = None, integer: bool = False,
-                  choices: tuple | None = None, strict_low: bool = False) -> Any:
+def check_setting(
+    name: str,
+    value: Any,
+    *,
+    low: float | None = None,
+    integer: bool = False,
+    choices: tuple | None = None,
+    strict_low: bool = False,
+) -> Any:
     """A setting checked at ``fit``: ``The value of iterations is 0, but must be iterations >= 1``."""
     if choices is not None:
         if value not in choices:
             from ferray.errors import closest
 
-            raise ValueError(f"The value of {name} is {value!r}{closest(str(value), map(str, choices))}; "
-                             f"must be one of {', '.join(map(repr, choices))}")
+            raise ValueError(
+                f"The value of {name} is {value!r}{closest(str(value), map(str, choices))}; "
+                f"must be one of {', '.join(map(repr, choices))}"
+            )
         return value
-    ok_type = (isinstance(value, numbers.Integral) if integer else isinstance(value, numbers.Real))
+    ok_type = isinstance(value, numbers.Integral) if integer else isinstance(value, numbers.Real)
     if isinstance(value, bool) or not ok_type:
         raise ValueError(f"The value of {name} is {value!r}, but must be {'an integer' if integer else 'a number'}")
     if low is not None and (value <= low if strict_low else value < low):
@@ -106,8 +122,10 @@ class EnsembleMethod(BaseEstimator):
         check_is_fitted(self, ("n_members_", "n_classes_"))
         P = check_member_proba(P)
         if P.shape[0] != self.n_members_ or P.shape[2] != self.n_classes_:
-            raise ValueError(f"P has {P.shape[0]} members and {P.shape[2]} classes, but {type(self).__name__} "
-                             f"was fitted on {self.n_members_} members and {self.n_classes_} classes")
+            raise ValueError(
+                f"P has {P.shape[0]} members and {P.shape[2]} classes, but {type(self).__name__} "
+                f"was fitted on {self.n_members_} members and {self.n_classes_} classes"
+            )
         return P
 
     def fit(self, P: Any, y: Any) -> EnsembleMethod:  # pragma: no cover - every method overrides it
@@ -152,8 +170,10 @@ class EnsembleMethod(BaseEstimator):
             return {**out, **self._learned()}
         names = [str(n) for n in names]
         if len(names) != self.n_members_:
-            raise ValueError(f"{len(names)} names for {self.n_members_} members: pass one name per member, "
-                             "in the order they were fitted")
+            raise ValueError(
+                f"{len(names)} names for {self.n_members_} members: pass one name per member, "
+                "in the order they were fitted"
+            )
         used = self.used_members()
         return {**out, "members": [names[i] for i in used], **self._named(self._learned(), names, used)}
 

@@ -151,11 +151,24 @@ class EnsembleReport:
 
     def to_dict(self) -> dict:
         """JSON-ready (``ferray ensemble --json``)."""
-        return json_safe({"run_dir": str(self.run_dir), "path": str(self.path), "metric": self.metric,
-                          "members": self.members, "methods": self.methods, "top_members": self.top_members,
-                          "pool": self.pool, "method_members": self.method_members, "baseline": self.baseline,
-                          "best": self.best, "chosen": self.chosen, "chosen_by": self.chosen_by,
-                          "comparison": self.comparison, "table": self.table})
+        return json_safe(
+            {
+                "run_dir": str(self.run_dir),
+                "path": str(self.path),
+                "metric": self.metric,
+                "members": self.members,
+                "methods": self.methods,
+                "top_members": self.top_members,
+                "pool": self.pool,
+                "method_members": self.method_members,
+                "baseline": self.baseline,
+                "best": self.best,
+                "chosen": self.chosen,
+                "chosen_by": self.chosen_by,
+                "comparison": self.comparison,
+                "table": self.table,
+            }
+        )
 
     def render(self):
         """A rich renderable: the table, the chosen method and where the files are."""
@@ -166,24 +179,52 @@ class EnsembleReport:
         base = self.baseline or self.members[0]
         top = len(self.top_members) or len(self.members)
         pool = f", greedy from a pool of {len(self.pool)}" if len(self.pool) > top else ""
-        table = Table(title=f"{Path(self.run_dir).name}: ensembles of the top {top} trials{pool} "
-                            f"(OOF scores cross-validated; [95% bootstrap interval]; gain vs the best single trial "
-                            f"{base})")
-        for col in ("", "member / method", "fold mean", "OOF acc", "OOF F1", "OOF log-loss",
-                    "holdout acc", "holdout F1", "holdout log-loss", "gain acc OOF / holdout"):
+        table = Table(
+            title=f"{Path(self.run_dir).name}: ensembles of the top {top} trials{pool} "
+            f"(OOF scores cross-validated; [95% bootstrap interval]; gain vs the best single trial "
+            f"{base})"
+        )
+        for col in (
+            "",
+            "member / method",
+            "fold mean",
+            "OOF acc",
+            "OOF F1",
+            "OOF log-loss",
+            "holdout acc",
+            "holdout F1",
+            "holdout log-loss",
+            "gain acc OOF / holdout",
+        ):
             table.add_column(col, justify="left" if col in ("", "member / method") else "right")
         for r in self.table:
             mark = "*" if r["chosen"] else ""
-            name = f"{r['name']} #{r['rank']}" if r["kind"] == "member" else \
-                f"[bold]{r['name']}[/bold] ({r['members']} members)"
+            name = (
+                f"{r['name']} #{r['rank']}"
+                if r["kind"] == "member"
+                else f"[bold]{r['name']}[/bold] ({r['members']} members)"
+            )
             gain = f"{_fmt(r['gain_oof_accuracy'], signed=True)} / {_fmt(r['gain_holdout_accuracy'], signed=True)}"
-            table.add_row(mark, name, _fmt(r["fold_mean"]), _fmt_ci(r, "oof_accuracy"), _fmt_ci(r, "oof_macro_f1"),
-                          _fmt(r["oof_log_loss"]), _fmt_ci(r, "holdout_accuracy"), _fmt_ci(r, "holdout_macro_f1"),
-                          _fmt(r["holdout_log_loss"]), gain if r["kind"] == "ensemble" else "")
+            table.add_row(
+                mark,
+                name,
+                _fmt(r["fold_mean"]),
+                _fmt_ci(r, "oof_accuracy"),
+                _fmt_ci(r, "oof_macro_f1"),
+                _fmt(r["oof_log_loss"]),
+                _fmt_ci(r, "holdout_accuracy"),
+                _fmt_ci(r, "holdout_macro_f1"),
+                _fmt(r["holdout_log_loss"]),
+                gain if r["kind"] == "ensemble" else "",
+            )
         best = ", ".join(f"{m.replace('_', '-')}: {n}" for m, n in self.best.items())
-        lines = [Text(f"best by OOF {best}"),
-                 Text(f"chosen: {self.chosen} (lowest {_CHOSEN_BY_TEXT.get(self.chosen_by, self.chosen_by)}); "
-                      f"its predictions and the table are in {self.path}")]
+        lines = [
+            Text(f"best by OOF {best}"),
+            Text(
+                f"chosen: {self.chosen} (lowest {_CHOSEN_BY_TEXT.get(self.chosen_by, self.chosen_by)}); "
+                f"its predictions and the table are in {self.path}"
+            ),
+        ]
         lines += [Text(line) for line in comparison_lines(self.comparison)]
         return Group(table, *lines)
 
@@ -222,9 +263,11 @@ def comparison_lines(comparison: dict) -> list[str]:
         ci = (comparison.get(split) or {}).get("accuracy")
         if ci is None:
             continue
-        lines.append(f"chosen {comparison['ensemble']} vs best single trial {comparison['baseline']}: "
-                     f"{100 * ci['value']:+.1f} points [{100 * ci['low']:+.1f}, {100 * ci['high']:+.1f}] "
-                     f"{label} accuracy (paired bootstrap, {comparison['n_boot']} resamples): {ci['verdict']}")
+        lines.append(
+            f"chosen {comparison['ensemble']} vs best single trial {comparison['baseline']}: "
+            f"{100 * ci['value']:+.1f} points [{100 * ci['low']:+.1f}, {100 * ci['high']:+.1f}] "
+            f"{label} accuracy (paired bootstrap, {comparison['n_boot']} resamples): {ci['verdict']}"
+        )
     return lines
 
 
@@ -233,8 +276,11 @@ def _scores(y: np.ndarray, proba: np.ndarray, n_classes: int) -> dict[str, float
 
     if len(y) == 0:
         return {m: float("nan") for m in _METRICS}
-    return {"accuracy": accuracy(y, proba), "macro_f1": macro_f1(y, proba, num_classes=n_classes),
-            "log_loss": log_loss(y, proba)}
+    return {
+        "accuracy": accuracy(y, proba),
+        "macro_f1": macro_f1(y, proba, num_classes=n_classes),
+        "log_loss": log_loss(y, proba),
+    }
 
 
 def _resolve_methods(methods: str | Sequence[str] | None, default: Sequence[str]) -> list[str]:
@@ -270,8 +316,14 @@ def _settings(name: str, cfg, seed: int) -> dict:
     return settings
 
 
-def fit_methods(members: Members, methods: Sequence[str], *, settings: dict[str, dict] | None = None,
-                seed: int = 0, echo: Callable[[str], Any] | None = None) -> list[MethodFit]:
+def fit_methods(
+    members: Members,
+    methods: Sequence[str],
+    *,
+    settings: dict[str, dict] | None = None,
+    seed: int = 0,
+    echo: Callable[[str], Any] | None = None,
+) -> list[MethodFit]:
     """Fit each method on the members' OOF probabilities; score it honestly; apply it to the holdout.
 
     A method's OOF probabilities, which the table scores and the chooser compares, never use
@@ -296,17 +348,23 @@ def fit_methods(members: Members, methods: Sequence[str], *, settings: dict[str,
             if hasattr(est, "oof_proba_"):
                 oof, source = est.oof_proba_, "inner_cv"
             elif est.learns_from_labels:
-                oof, source = cross_val_proba(est, members.oof, members.labels, inner_folds=INNER_FOLDS,
-                                              seed=seed, groups=members.groups), "cross_fitted"
+                oof, source = (
+                    cross_val_proba(
+                        est, members.oof, members.labels, inner_folds=INNER_FOLDS, seed=seed, groups=members.groups
+                    ),
+                    "cross_fitted",
+                )
             else:
                 oof, source = est.predict_proba(members.oof), "direct"
-            hold = est.predict_proba(members.holdout) if members.holdout.shape[1] else \
-                np.zeros((0, members.oof.shape[2]))
+            hold = (
+                est.predict_proba(members.holdout) if members.holdout.shape[1] else np.zeros((0, members.oof.shape[2]))
+            )
         except FerrayError:
             raise
         except ValueError as exc:  # the run's predictions do not suit the method (e.g. too few rows)
-            raise DataError(f"ensemble method {name!r} cannot be fitted on the members' OOF predictions: "
-                            f"{exc}") from None
+            raise DataError(
+                f"ensemble method {name!r} cannot be fitted on the members' OOF predictions: {exc}"
+            ) from None
         fits.append(MethodFit(name, est, oof, hold, source, members.trial_ids))
         if echo is not None:
             s = _scores(members.labels, oof, members.oof.shape[2])
@@ -314,8 +372,9 @@ def fit_methods(members: Members, methods: Sequence[str], *, settings: dict[str,
     return fits
 
 
-def _table(members: Members, fits: list[MethodFit], seed: int = 0, trial_ids: Sequence[str] | None = None
-           ) -> list[dict]:
+def _table(
+    members: Members, fits: list[MethodFit], seed: int = 0, trial_ids: Sequence[str] | None = None
+) -> list[dict]:
     """Rows of ``members`` (those in ``trial_ids``; default all, best first), then of ``fits``."""
     n_classes = members.oof.shape[2]
     keep = None if trial_ids is None else set(trial_ids)
@@ -323,12 +382,29 @@ def _table(members: Members, fits: list[MethodFit], seed: int = 0, trial_ids: Se
     for pos, (trial, oof, hold) in enumerate(zip(members.trials, members.oof, members.holdout), start=1):
         if keep is not None and trial["trial_id"] not in keep:
             continue
-        rows.append({"kind": "member", "name": trial["trial_id"], "rank": trial.get("rank", pos), "members": 1,
-                     "fold_mean": trial.get("metric"), "state": trial.get("state"),
-                     **_prefixed(members, oof, hold, n_classes, seed)})
+        rows.append(
+            {
+                "kind": "member",
+                "name": trial["trial_id"],
+                "rank": trial.get("rank", pos),
+                "members": 1,
+                "fold_mean": trial.get("metric"),
+                "state": trial.get("state"),
+                **_prefixed(members, oof, hold, n_classes, seed),
+            }
+        )
     for f in fits:
-        rows.append({"kind": "ensemble", "name": f.name, "rank": None, "members": len(f.members), "fold_mean": None,
-                     "state": None, **_prefixed(members, f.oof, f.holdout, n_classes, seed)})
+        rows.append(
+            {
+                "kind": "ensemble",
+                "name": f.name,
+                "rank": None,
+                "members": len(f.members),
+                "fold_mean": None,
+                "state": None,
+                **_prefixed(members, f.oof, f.holdout, n_classes, seed),
+            }
+        )
     base = rows[0]
     for r in rows:
         for part in ("oof", "holdout"):
@@ -362,15 +438,22 @@ def compare_to_best_single(members: Members, fit: MethodFit, *, seed: int = 0) -
     from ferray.training.metrics import paired_bootstrap_metrics
 
     n_classes = members.oof.shape[2]
-    out: dict = {"ensemble": fit.name, "baseline": members.trials[0]["trial_id"], "method": "paired bootstrap",
-                 "n_boot": N_BOOT, "level": LEVEL, "seed": seed}
-    for part, y, ens, single in (("oof", members.labels, fit.oof, members.oof[0]),
-                                 ("holdout", members.holdout_labels, fit.holdout, members.holdout[0])):
+    out: dict = {
+        "ensemble": fit.name,
+        "baseline": members.trials[0]["trial_id"],
+        "method": "paired bootstrap",
+        "n_boot": N_BOOT,
+        "level": LEVEL,
+        "seed": seed,
+    }
+    for part, y, ens, single in (
+        ("oof", members.labels, fit.oof, members.oof[0]),
+        ("holdout", members.holdout_labels, fit.holdout, members.holdout[0]),
+    ):
         if len(y) == 0:
             out[part] = None
             continue
-        diffs = paired_bootstrap_metrics(y, ens, single, num_classes=n_classes, n_boot=N_BOOT, level=LEVEL,
-                                         seed=seed)
+        diffs = paired_bootstrap_metrics(y, ens, single, num_classes=n_classes, n_boot=N_BOOT, level=LEVEL, seed=seed)
         out[part] = {}
         for m in _CI_METRICS:
             ci = diffs[m]._asdict()
@@ -400,18 +483,34 @@ def _write_predictions(folder: Path, members: Members, fit: MethodFit) -> None:
     """
     from ferray.training.outputs import Predictions, write_predictions
 
-    meta = {"class_names": members.class_names, "k": members.meta.get("k"),
-            "data_fingerprint": members.meta.get("data_fingerprint", ""), "tta": members.meta.get("tta", []),
-            "ensemble": fit.name, "members": fit.members}
+    meta = {
+        "class_names": members.class_names,
+        "k": members.meta.get("k"),
+        "data_fingerprint": members.meta.get("data_fingerprint", ""),
+        "tta": members.meta.get("tta", []),
+        "ensemble": fit.name,
+        "members": fit.members,
+    }
     used = fit.estimator.used_members()
     oof_au = None if members.oof_au is None else members.oof_au[used].mean(axis=0)
     hold_au = None if members.holdout_au is None else members.holdout_au[used].mean(axis=0)
     layout = EnsembleLayout(folder)
-    write_predictions(Predictions(members.rows, members.ids, members.folds, members.labels, fit.oof, oof_au,
-                                  {**meta, "kind": "oof"}), layout.oof)
-    write_predictions(Predictions(members.holdout_rows, members.holdout_ids,
-                                  np.full(len(members.holdout_rows), -1), members.holdout_labels, fit.holdout,
-                                  hold_au, {**meta, "kind": "holdout"}), layout.holdout)
+    write_predictions(
+        Predictions(members.rows, members.ids, members.folds, members.labels, fit.oof, oof_au, {**meta, "kind": "oof"}),
+        layout.oof,
+    )
+    write_predictions(
+        Predictions(
+            members.holdout_rows,
+            members.holdout_ids,
+            np.full(len(members.holdout_rows), -1),
+            members.holdout_labels,
+            fit.holdout,
+            hold_au,
+            {**meta, "kind": "holdout"},
+        ),
+        layout.holdout,
+    )
 
 
 def _write_table(rows: list[dict], path: Path, metric: str) -> None:
@@ -424,11 +523,16 @@ def _write_table(rows: list[dict], path: Path, metric: str) -> None:
     pq.write_table(table, path)
 
 
-
-def build_ensembles(run_dir: str | os.PathLike, *, top: int | None = None,
-                    methods: str | Sequence[str] | None = None, include_pruned: bool = False,
-                    seed: int | None = None, pool: str | int | None = None,
-                    echo: Callable[[str], Any] | None = print) -> EnsembleReport:
+def build_ensembles(
+    run_dir: str | os.PathLike,
+    *,
+    top: int | None = None,
+    methods: str | Sequence[str] | None = None,
+    include_pruned: bool = False,
+    seed: int | None = None,
+    pool: str | int | None = None,
+    echo: Callable[[str], Any] | None = print,
+) -> EnsembleReport:
     """Ensemble a sweep's trials and write ``RUN/ensemble/`` (see the module docstring).
 
     Args:
@@ -483,12 +587,17 @@ def build_ensembles(run_dir: str | os.PathLike, *, top: int | None = None,
     names = _resolve_methods(methods, cfg.methods)
 
     trials = select_members(run, status, top, include_pruned=include_pruned, top_source=top_source, echo=say)
-    pool_trials = select_pool(run, status, trials, pool, include_pruned=include_pruned, echo=say) \
-        if "greedy" in names else list(trials)
+    pool_trials = (
+        select_pool(run, status, trials, pool, include_pruned=include_pruned, echo=say)
+        if "greedy" in names
+        else list(trials)
+    )
     candidates = load_members(run, pool_trials)  # the top first, in rank order
-    say(f"top {top} ({status['metric']}, fold mean): "
+    say(
+        f"top {top} ({status['metric']}, fold mean): "
         + ", ".join(f"{t['trial_id']} {t['metric']:.4f}" for t in trials)
-        + f"; {candidates.oof.shape[1]} OOF rows, {candidates.holdout.shape[1]} holdout rows")
+        + f"; {candidates.oof.shape[1]} OOF rows, {candidates.holdout.shape[1]} holdout rows"
+    )
     inner_groups = _inner_groups(candidates)
     if not inner_groups["grouped"]:
         candidates.groups = None
@@ -504,21 +613,39 @@ def build_ensembles(run_dir: str | os.PathLike, *, top: int | None = None,
     comparison = compare_to_best_single(ranked, chosen_fit, seed=seed)
     by_name = {r["name"]: r for r in table}
     by_id = {t["trial_id"]: t for t in pool_trials}
-    summary = json_safe({
-        "run": run.name, "metric": status["metric"], "mode": status["mode"], "class_names": candidates.class_names,
-        "data_fingerprint": candidates.meta.get("data_fingerprint", ""), "k": candidates.meta.get("k"),
-        "top": top, "include_pruned": include_pruned, "seed": seed, "inner_folds": INNER_FOLDS,
-        "inner_groups": {k: v for k, v in inner_groups.items() if k != "text"},
-        "members": [_member_entry(by_id[tid], by_name[tid]) for tid in chosen_fit.members],
-        "top_members": [t["trial_id"] for t in trials],
-        "greedy_pool": pool if "greedy" in names else None,
-        "pool": [t["trial_id"] for t in pool_trials],
-        "methods": {f.name: {**f.estimator.to_dict(f.trial_ids), "oof_source": f.oof_source,
-                             **{k: by_name[f.name][k] for k in _score_keys()}} for f in fits},
-        "best": best, "chosen": chosen, "chosen_by": CHOSEN_BY, "baseline": trials[0]["trial_id"],
-        "comparison": comparison,
-        "files": {"table": EnsembleLayout.TABLE, "oof": EnsembleLayout.OOF, "holdout": EnsembleLayout.HOLDOUT},
-    })
+    summary = json_safe(
+        {
+            "run": run.name,
+            "metric": status["metric"],
+            "mode": status["mode"],
+            "class_names": candidates.class_names,
+            "data_fingerprint": candidates.meta.get("data_fingerprint", ""),
+            "k": candidates.meta.get("k"),
+            "top": top,
+            "include_pruned": include_pruned,
+            "seed": seed,
+            "inner_folds": INNER_FOLDS,
+            "inner_groups": {k: v for k, v in inner_groups.items() if k != "text"},
+            "members": [_member_entry(by_id[tid], by_name[tid]) for tid in chosen_fit.members],
+            "top_members": [t["trial_id"] for t in trials],
+            "greedy_pool": pool if "greedy" in names else None,
+            "pool": [t["trial_id"] for t in pool_trials],
+            "methods": {
+                f.name: {
+                    **f.estimator.to_dict(f.trial_ids),
+                    "oof_source": f.oof_source,
+                    **{k: by_name[f.name][k] for k in _score_keys()},
+                }
+                for f in fits
+            },
+            "best": best,
+            "chosen": chosen,
+            "chosen_by": CHOSEN_BY,
+            "baseline": trials[0]["trial_id"],
+            "comparison": comparison,
+            "files": {"table": EnsembleLayout.TABLE, "oof": EnsembleLayout.OOF, "holdout": EnsembleLayout.HOLDOUT},
+        }
+    )
 
     tmp = run.root / f".{RunLayout.ENSEMBLE}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
@@ -533,39 +660,69 @@ def build_ensembles(run_dir: str | os.PathLike, *, top: int | None = None,
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    say(f"chosen: {chosen} ({len(chosen_fit.members)} member(s): {', '.join(chosen_fit.members)}); "
-        f"wrote {run.ensemble}")
-    return EnsembleReport(run_dir=run.root, path=run.ensemble, metric=status["metric"],
-                          members=list(chosen_fit.members), methods=names, table=table, best=best,
-                          chosen=chosen, summary=summary, comparison=summary["comparison"],
-                          top_members=summary["top_members"], pool=summary["pool"],
-                          method_members={f.name: f.members for f in fits}, baseline=trials[0]["trial_id"])
+    say(
+        f"chosen: {chosen} ({len(chosen_fit.members)} member(s): {', '.join(chosen_fit.members)}); wrote {run.ensemble}"
+    )
+    return EnsembleReport(
+        run_dir=run.root,
+        path=run.ensemble,
+        metric=status["metric"],
+        members=list(chosen_fit.members),
+        methods=names,
+        table=table,
+        best=best,
+        chosen=chosen,
+        summary=summary,
+        comparison=summary["comparison"],
+        top_members=summary["top_members"],
+        pool=summary["pool"],
+        method_members={f.name: f.members for f in fits},
+        baseline=trials[0]["trial_id"],
+    )
 
 
 def _member_entry(trial: dict, row: dict) -> dict:
     """A member of ``ensemble.json``: the trial's rank, state, fold mean, params and scores."""
-    return {"trial_id": trial["trial_id"], "rank": trial.get("rank"), "state": trial["state"],
-            "fold_mean": trial["metric"], "fold_mean_std": trial.get("metric_std"),
-            "best_epoch": trial.get("best_epoch"), "params": trial.get("params", {}),
-            **{k: row[k] for k in _score_keys()}}
+    return {
+        "trial_id": trial["trial_id"],
+        "rank": trial.get("rank"),
+        "state": trial["state"],
+        "fold_mean": trial["metric"],
+        "fold_mean_std": trial.get("metric_std"),
+        "best_epoch": trial.get("best_epoch"),
+        "params": trial.get("params", {}),
+        **{k: row[k] for k in _score_keys()},
+    }
 
 
 def _inner_groups(members: Members) -> dict:
     """How the inner folds split the OOF rows: grouped by the fold plan's groups, or by label only."""
     n = members.oof.shape[1]
     if members.groups is None:
-        return {"grouped": False, "groups": None, "rows": n,
-                "text": f"{INNER_FOLDS}, stratified by label ({n} rows; the run's fold plan holds no groups)"}
+        return {
+            "grouped": False,
+            "groups": None,
+            "rows": n,
+            "text": f"{INNER_FOLDS}, stratified by label ({n} rows; the run's fold plan holds no groups)",
+        }
     sizes = np.unique(members.groups, return_counts=True)[1]
     if len(sizes) < 2 * INNER_FOLDS:
         # A few large groups cannot fill stratified inner folds; label-only is the honest fallback.
-        return {"grouped": False, "groups": int(len(sizes)), "rows": n,
-                "text": f"{INNER_FOLDS}, stratified by label ({n} rows; the fold plan's {len(sizes)} groups are "
-                        f"too few to fill {INNER_FOLDS} grouped folds)"}
-    return {"grouped": True, "groups": int(len(sizes)), "rows": n,
-            "text": f"{INNER_FOLDS}, stratified by label and grouped as the fold plan groups the rows "
-                    f"(subjects, duplicate clusters): {len(sizes)} groups over {n} rows, "
-                    f"{int(sizes[sizes > 1].sum())} rows in groups of two or more"}
+        return {
+            "grouped": False,
+            "groups": int(len(sizes)),
+            "rows": n,
+            "text": f"{INNER_FOLDS}, stratified by label ({n} rows; the fold plan's {len(sizes)} groups are "
+            f"too few to fill {INNER_FOLDS} grouped folds)",
+        }
+    return {
+        "grouped": True,
+        "groups": int(len(sizes)),
+        "rows": n,
+        "text": f"{INNER_FOLDS}, stratified by label and grouped as the fold plan groups the rows "
+        f"(subjects, duplicate clusters): {len(sizes)} groups over {n} rows, "
+        f"{int(sizes[sizes > 1].sum())} rows in groups of two or more",
+    }
 
 
 def _score_keys() -> list[str]:

@@ -45,8 +45,7 @@ def check_groups(groups: Any, n: int) -> np.ndarray | None:
     return None if codes.max(initial=-1) + 1 == n else codes
 
 
-def inner_splits(y: np.ndarray, inner_folds: Any, seed: int,
-                 groups: Any = None) -> list[tuple[np.ndarray, np.ndarray]]:
+def inner_splits(y: np.ndarray, inner_folds: Any, seed: int, groups: Any = None) -> list[tuple[np.ndarray, np.ndarray]]:
     """``(train, test)`` index pairs over ``len(y)`` rows; every row is in exactly one test part.
 
     ``inner_folds`` is a number of folds or an array giving each row's fold (an integer
@@ -67,12 +66,15 @@ def inner_splits(y: np.ndarray, inner_folds: Any, seed: int,
     if np.ndim(inner_folds) == 0:
         k = check_setting("inner_folds", inner_folds, low=2, integer=True)
         if k > n:
-            raise ValueError(f"The value of inner_folds is {k}, but there are only {n} rows; "
-                             f"inner_folds must be <= {n}")
+            raise ValueError(
+                f"The value of inner_folds is {k}, but there are only {n} rows; inner_folds must be <= {n}"
+            )
         counts = np.bincount(y)
         if k > counts.max():
-            raise ValueError(f"The value of inner_folds is {k}, but the largest class has {int(counts.max())} "
-                             "rows; stratified folds need inner_folds <= that")
+            raise ValueError(
+                f"The value of inner_folds is {k}, but the largest class has {int(counts.max())} "
+                "rows; stratified folds need inner_folds <= that"
+            )
         codes = check_groups(groups, n)
         if codes is None:
             splitter = StratifiedKFold(n_splits=int(k), shuffle=True, random_state=int(seed))
@@ -80,8 +82,10 @@ def inner_splits(y: np.ndarray, inner_folds: Any, seed: int,
         return _grouped_splits(y, codes, int(k), int(seed))
     folds = np.asarray(inner_folds)
     if folds.shape != (n,):
-        raise ValueError(f"inner_folds has shape {folds.shape}, but there are {n} rows: "
-                         "pass a number of folds or one fold index per row")
+        raise ValueError(
+            f"inner_folds has shape {folds.shape}, but there are {n} rows: "
+            "pass a number of folds or one fold index per row"
+        )
     if folds.dtype.kind not in "iu" or folds.min() < 0:
         raise ValueError("inner_folds as an array holds each row's fold: integers >= 0")
     if len(np.unique(folds)) < 2:
@@ -92,18 +96,23 @@ def inner_splits(y: np.ndarray, inner_folds: Any, seed: int,
 def _grouped_splits(y: np.ndarray, codes: np.ndarray, k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     n_groups = int(codes.max()) + 1
     if k > n_groups:
-        raise ValueError(f"The value of inner_folds is {k}, but the rows form only {n_groups} groups (subjects "
-                         f"or duplicate clusters); grouped inner folds need inner_folds <= {n_groups}")
+        raise ValueError(
+            f"The value of inner_folds is {k}, but the rows form only {n_groups} groups (subjects "
+            f"or duplicate clusters); grouped inner folds need inner_folds <= {n_groups}"
+        )
     try:
         fold = grouped_stratified_folds(y, codes, k, seed)
     except DataError as exc:  # a fold left empty by a few very large groups
-        raise ValueError(f"The value of inner_folds is {k}, but the rows' {n_groups} groups cannot fill "
-                         f"{k} grouped inner folds ({exc})") from None
+        raise ValueError(
+            f"The value of inner_folds is {k}, but the rows' {n_groups} groups cannot fill "
+            f"{k} grouped inner folds ({exc})"
+        ) from None
     return [(np.flatnonzero(fold != i), np.flatnonzero(fold == i)) for i in range(k)]
 
 
-def cross_val_proba(estimator: Any, P: Any, y: Any, *, inner_folds: Any = INNER_FOLDS,
-                    seed: int = 0, groups: Any = None) -> np.ndarray:
+def cross_val_proba(
+    estimator: Any, P: Any, y: Any, *, inner_folds: Any = INNER_FOLDS, seed: int = 0, groups: Any = None
+) -> np.ndarray:
     """Each row's probabilities from a clone of ``estimator`` fitted without that row's inner fold.
 
     Args:

@@ -66,8 +66,9 @@ class GreedyEnsemble(EnsembleMethod):
     array([0.5, 0.5])
     """
 
-    def __init__(self, iterations: int = 25, seed: int = 0, metric: str = "log_loss", bags: int = 1,
-                 bag_fraction: float = 0.5):
+    def __init__(
+        self, iterations: int = 25, seed: int = 0, metric: str = "log_loss", bags: int = 1, bag_fraction: float = 0.5
+    ):
         self.iterations = iterations
         self.seed = seed
         self.metric = metric
@@ -122,10 +123,14 @@ class GreedyEnsemble(EnsembleMethod):
         return np.tensordot(self.weights_, P, axes=1)
 
     def _learned(self) -> dict:
-        return {"weights": self.weights_.tolist(), "indices": self.indices_.tolist(),
-                "trajectory": self.trajectory_.tolist(), "fit_score": self.score_,
-                "bag_members": None if getattr(self, "bag_members_", None) is None else self.bag_members_.tolist(),
-                "formula": "sum_m weights[m] * p_m"}
+        return {
+            "weights": self.weights_.tolist(),
+            "indices": self.indices_.tolist(),
+            "trajectory": self.trajectory_.tolist(),
+            "fit_score": self.score_,
+            "bag_members": None if getattr(self, "bag_members_", None) is None else self.bag_members_.tolist(),
+            "formula": "sum_m weights[m] * p_m",
+        }
 
     def _named(self, learned: dict, names: list[str], used: np.ndarray) -> dict:
         # By name, the picks and the bags need no positions into a pool the reader never sees.
@@ -143,8 +148,9 @@ def _loss(average: np.ndarray, y: np.ndarray, metric: str) -> float:
     return float(1.0 - (average.argmax(axis=1) == y).mean())
 
 
-def _select(P_use: np.ndarray, y: np.ndarray, iterations: int, metric: str,
-            rng: np.random.Generator) -> tuple[list[int], list[float], int]:
+def _select(
+    P_use: np.ndarray, y: np.ndarray, iterations: int, metric: str, rng: np.random.Generator
+) -> tuple[list[int], list[float], int]:
     """One greedy selection with replacement: ``(picks, loss after each round, kept prefix length)``."""
     n_members = P_use.shape[0]
     running = np.zeros(P_use.shape[1:])

@@ -76,10 +76,14 @@ class Members:
         index = np.asarray(index, dtype=np.int64)
         if index.ndim != 1 or not len(index):
             raise ValueError("Members.take needs at least one position")
-        return replace(self, trials=[self.trials[i] for i in index], oof=self.oof[index],
-                       holdout=self.holdout[index],
-                       oof_au=None if self.oof_au is None else self.oof_au[index],
-                       holdout_au=None if self.holdout_au is None else self.holdout_au[index])
+        return replace(
+            self,
+            trials=[self.trials[i] for i in index],
+            oof=self.oof[index],
+            holdout=self.holdout[index],
+            oof_au=None if self.oof_au is None else self.oof_au[index],
+            holdout_au=None if self.holdout_au is None else self.holdout_au[index],
+        )
 
 
 def run_status(run_dir: str | os.PathLike) -> tuple[RunLayout, dict]:
@@ -90,11 +94,14 @@ def run_status(run_dir: str | os.PathLike) -> tuple[RunLayout, dict]:
     if not run.root.is_dir():
         raise ConfigError(f"{run.root}: no such run directory")
     if not run.spec.is_file():
-        raise ConfigError(f"{run.root}: not a ferray run directory (no {RunLayout.SPEC}); pass the folder "
-                          "`ferray search` printed as its run directory")
+        raise ConfigError(
+            f"{run.root}: not a ferray run directory (no {RunLayout.SPEC}); pass the folder "
+            "`ferray search` printed as its run directory"
+        )
     if not run.results.is_file():
-        raise DataError(f"{run.root}: no {RunLayout.RESULTS} yet: no trial has reported; "
-                        "ensemble a run once trials have finished")
+        raise DataError(
+            f"{run.root}: no {RunLayout.RESULTS} yet: no trial has reported; ensemble a run once trials have finished"
+        )
     return run, get_status(run.root, intervals=False)
 
 
@@ -119,8 +126,9 @@ def _ranked(run: RunLayout, status: dict, include_pruned: bool) -> tuple[list[di
     return finished, usable, skipped
 
 
-def select_members(run: RunLayout, status: dict, top: int, *, include_pruned: bool = False,
-                   top_source: str | None = None, echo=None) -> list[dict]:
+def select_members(
+    run: RunLayout, status: dict, top: int, *, include_pruned: bool = False, top_source: str | None = None, echo=None
+) -> list[dict]:
     """The ``top`` best finished trials that left ``oof.parquet`` and ``holdout.parquet``.
 
     Finished means COMPLETED (and PRUNED with ``include_pruned``) with a fold-mean metric.
@@ -140,29 +148,44 @@ def select_members(run: RunLayout, status: dict, top: int, *, include_pruned: bo
             if trials and all(t["state"] == "ERROR" for t in trials):
                 why = f"every trial errored ({counts}); see `ferray status {run.root}` for the errors"
             elif not include_pruned and status["counts"].get("PRUNED"):
-                why = (f"no trial completed ({counts}); pruned trials count with --include-pruned "
-                       "(include_pruned=True) if they left predictions")
+                why = (
+                    f"no trial completed ({counts}); pruned trials count with --include-pruned "
+                    "(include_pruned=True) if they left predictions"
+                )
             else:
                 why = f"no trial has finished yet ({counts})"
         else:
-            why = (f"no finished trial has {TrialLayout.OOF} and {TrialLayout.HOLDOUT}: {', '.join(skipped)}; "
-                   "trials write them after their last epoch")
+            why = (
+                f"no finished trial has {TrialLayout.OOF} and {TrialLayout.HOLDOUT}: {', '.join(skipped)}; "
+                "trials write them after their last epoch"
+            )
         raise DataError(f"{run.root}: nothing to ensemble: {why}")
     if top > len(usable):
         where = top_source or f"top = {top}"
         # Pruned trials stop before their final predictions; only those that left them would help.
-        pruned = [] if include_pruned else [
-            t for t in trials if t["state"] == "PRUNED" and t["metric"] is not None
-            and run.trial(t["trial_id"]).oof.is_file() and run.trial(t["trial_id"]).holdout.is_file()]
+        pruned = (
+            []
+            if include_pruned
+            else [
+                t
+                for t in trials
+                if t["state"] == "PRUNED"
+                and t["metric"] is not None
+                and run.trial(t["trial_id"]).oof.is_file()
+                and run.trial(t["trial_id"]).holdout.is_file()
+            ]
+        )
         raise ConfigError(
             f"{where} asks for {top} members, but the run has {len(usable)} finished trial(s) with predictions "
             f"({', '.join(t['trial_id'] for t in usable)}); ask for at most {len(usable)}"
-            + (f" (or add --include-pruned: {len(pruned)} pruned trial(s) with predictions)" if pruned else ""))
+            + (f" (or add --include-pruned: {len(pruned)} pruned trial(s) with predictions)" if pruned else "")
+        )
     return usable[:top]
 
 
-def select_pool(run: RunLayout, status: dict, top: list[dict], pool: str | int, *, include_pruned: bool = False,
-                echo=None) -> list[dict]:
+def select_pool(
+    run: RunLayout, status: dict, top: list[dict], pool: str | int, *, include_pruned: bool = False, echo=None
+) -> list[dict]:
     """The trials greedy selection draws from: ``top`` (:func:`select_members`) and, beyond them,
     the finished trials with predictions whose weights are still on disk, best first.
 
@@ -182,10 +205,16 @@ def select_pool(run: RunLayout, status: dict, top: list[dict], pool: str | int, 
         if t["trial_id"] not in ids:
             (extra if has_weights(run.trial(t["trial_id"])) else gone).append(t)
     if echo is not None:
-        echo(f"greedy's pool (ensemble.greedy.pool: {pool}): {len(top) + len(extra)} trial(s), the top {len(top)} "
-             f"and {len(extra)} more with weights on disk"
-             + (f"; left out {len(gone)} without weights (removed by the retention policy): "
-                + ", ".join(t["trial_id"] for t in gone) if gone else ""))
+        echo(
+            f"greedy's pool (ensemble.greedy.pool: {pool}): {len(top) + len(extra)} trial(s), the top {len(top)} "
+            f"and {len(extra)} more with weights on disk"
+            + (
+                f"; left out {len(gone)} without weights (removed by the retention policy): "
+                + ", ".join(t["trial_id"] for t in gone)
+                if gone
+                else ""
+            )
+        )
     return list(top) + extra
 
 
@@ -217,12 +246,16 @@ def load_members(run: RunLayout, trials: list[dict]) -> Members:
         by_print.setdefault(str(p.meta.get("data_fingerprint", "")), []).append(tid)
     if len(by_print) > 1:
         groups = "; ".join(f"data fingerprint {fp[:12] or '(none)'} for {', '.join(ts)}" for fp, ts in by_print.items())
-        raise DataError(f"the members do not share one dataset and fold plan: {groups}. An ensemble combines "
-                        "trials of one sweep; ensemble each group on its own")
+        raise DataError(
+            f"the members do not share one dataset and fold plan: {groups}. An ensemble combines "
+            "trials of one sweep; ensemble each group on its own"
+        )
     for tid, p in zip(ids[1:], oofs[1:]):
         if p.class_names != oofs[0].class_names:
-            raise DataError(f"trial {tid} predicts classes {p.class_names}, but trial {ids[0]} predicts "
-                            f"{oofs[0].class_names}; members must share one class list")
+            raise DataError(
+                f"trial {tid} predicts classes {p.class_names}, but trial {ids[0]} predicts "
+                f"{oofs[0].class_names}; members must share one class list"
+            )
 
     ref = run.trial(ids[0]).oof
     order = _sorted_unique(oofs[0], str(ref))
@@ -233,12 +266,16 @@ def load_members(run: RunLayout, trials: list[dict]) -> Members:
     for m, (tid, p) in enumerate(zip(ids, oofs)):
         o = _sorted_unique(p, str(run.trial(tid).oof))
         if len(p) != len(rows) or not np.array_equal(p.rows[o], rows):
-            raise DataError(f"trial {tid} has OOF predictions for {len(p)} rows, trial {ids[0]} for {len(rows)}"
-                            f"{'' if len(p) != len(rows) else ' (different rows)'}; members must cover the same rows")
+            raise DataError(
+                f"trial {tid} has OOF predictions for {len(p)} rows, trial {ids[0]} for {len(rows)}"
+                f"{'' if len(p) != len(rows) else ' (different rows)'}; members must cover the same rows"
+            )
         diff = int(np.sum(p.folds[o] != folds))
         if diff:
-            raise DataError(f"the members do not share one fold plan: trial {tid} puts {diff} OOF row(s) in a "
-                            f"different fold than trial {ids[0]}; ensemble trials of one sweep")
+            raise DataError(
+                f"the members do not share one fold plan: trial {tid} puts {diff} OOF row(s) in a "
+                f"different fold than trial {ids[0]}; ensemble trials of one sweep"
+            )
         if not np.array_equal(p.labels[o], oofs[0].labels[order]):
             raise DataError(f"trial {tid}'s OOF labels differ from trial {ids[0]}'s for the same rows")
         oof[m] = p.probs[o]
@@ -251,21 +288,37 @@ def load_members(run: RunLayout, trials: list[dict]) -> Members:
     holdout_au = np.empty((len(ids), len(h_rows), holds[0].au_probs.shape[1])) if h_au_all else None
     for m, (tid, h) in enumerate(zip(ids, holds)):
         if h.class_names != oofs[0].class_names:
-            raise DataError(f"{run.trial(tid).holdout}: classes {h.class_names} differ from the OOF file's "
-                            f"{oofs[0].class_names}")
+            raise DataError(
+                f"{run.trial(tid).holdout}: classes {h.class_names} differ from the OOF file's {oofs[0].class_names}"
+            )
         r, _, _, probs, au = h.row_means()
         if not np.array_equal(r, h_rows):
-            raise DataError(f"trial {tid} has holdout predictions for {len(r)} rows, trial {ids[0]} for "
-                            f"{len(h_rows)}{'' if len(r) != len(h_rows) else ' (different rows)'}; "
-                            "members must share one holdout")
+            raise DataError(
+                f"trial {tid} has holdout predictions for {len(r)} rows, trial {ids[0]} for "
+                f"{len(h_rows)}{'' if len(r) != len(h_rows) else ' (different rows)'}; "
+                "members must share one holdout"
+            )
         holdout[m] = probs
         if holdout_au is not None:
             holdout_au[m] = au
     oof_ids = oofs[0].ids[order]
-    return Members(trials=list(trials), class_names=oofs[0].class_names, meta=dict(oofs[0].meta),
-                   rows=rows, ids=oof_ids, folds=folds, labels=oofs[0].labels[order], oof=oof,
-                   holdout_rows=h_rows, holdout_ids=h_ids, holdout_labels=h_labels, holdout=holdout,
-                   oof_au=oof_au, holdout_au=holdout_au, groups=_plan_groups(run, rows, oof_ids, folds))
+    return Members(
+        trials=list(trials),
+        class_names=oofs[0].class_names,
+        meta=dict(oofs[0].meta),
+        rows=rows,
+        ids=oof_ids,
+        folds=folds,
+        labels=oofs[0].labels[order],
+        oof=oof,
+        holdout_rows=h_rows,
+        holdout_ids=h_ids,
+        holdout_labels=h_labels,
+        holdout=holdout,
+        oof_au=oof_au,
+        holdout_au=holdout_au,
+        groups=_plan_groups(run, rows, oof_ids, folds),
+    )
 
 
 def _plan_groups(run: RunLayout, rows: np.ndarray, ids: np.ndarray, folds: np.ndarray) -> np.ndarray | None:
@@ -282,8 +335,11 @@ def _plan_groups(run: RunLayout, rows: np.ndarray, ids: np.ndarray, folds: np.nd
     where = f"{run.folds} ({len(plan.fold)} rows)"
     if len(rows) and rows.max() >= len(plan.fold):
         raise DataError(f"the members' OOF predictions name row {int(rows.max())}, beyond the fold plan {where}")
-    if not np.array_equal(plan.ids[rows].astype(str), np.asarray(ids).astype(str)) or \
-            not np.array_equal(plan.fold[rows], folds):
-        raise DataError(f"the members' OOF rows do not match the fold plan {where}: other row ids or folds; "
-                        "the predictions belong to another sweep's plan")
+    if not np.array_equal(plan.ids[rows].astype(str), np.asarray(ids).astype(str)) or not np.array_equal(
+        plan.fold[rows], folds
+    ):
+        raise DataError(
+            f"the members' OOF rows do not match the fold plan {where}: other row ids or folds; "
+            "the predictions belong to another sweep's plan"
+        )
     return None if plan.groups is None else plan.groups[rows]

@@ -45,11 +45,15 @@ def make_ensemble(name: str, **settings: Any):
     """
     cls = ENSEMBLE_METHODS.get(name)
     if cls is None:
-        raise ConfigError(f"unknown ensemble method {name!r}{closest(str(name), ENSEMBLE_METHODS)}; "
-                          f"valid methods: {', '.join(ENSEMBLE_METHODS)}")
+        raise ConfigError(
+            f"unknown ensemble method {name!r}{closest(str(name), ENSEMBLE_METHODS)}; "
+            f"valid methods: {', '.join(ENSEMBLE_METHODS)}"
+        )
     accepted = cls._get_param_names()
     for key in settings:
         if key not in accepted:
-            raise ConfigError(f"ensemble method {name!r} has no setting {key!r}{closest(key, accepted)}; "
-                              f"its settings: {', '.join(accepted) or 'none'}")
+            raise ConfigError(
+                f"ensemble method {name!r} has no setting {key!r}{closest(key, accepted)}; "
+                f"its settings: {', '.join(accepted) or 'none'}"
+            )
     return cls(**settings)

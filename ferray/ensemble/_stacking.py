@@ -101,8 +101,10 @@ class StackingEnsemble(EnsembleMethod):
         n_classes = self.n_classes_
         missing = sorted(set(range(n_classes)) - set(np.unique(y).tolist()))
         if missing:
-            raise ValueError(f"class(es) {missing} have no rows among the labels; stacking learns a weight per "
-                             f"class and needs every one of the {n_classes} classes")
+            raise ValueError(
+                f"class(es) {missing} have no rows among the labels; stacking learns a weight per "
+                f"class and needs every one of the {n_classes} classes"
+            )
         splits = inner_splits(y, self.inner_folds, self.seed, groups)
         X = stacking_features(P)
         # Centred features: the same optimum (the intercept is not penalised) in a fraction of
@@ -132,7 +134,12 @@ class StackingEnsemble(EnsembleMethod):
         return _softmax(stacking_features(P) @ self.coef_.T + self.intercept_)
 
     def _learned(self) -> dict:
-        return {"coef": self.coef_.tolist(), "intercept": self.intercept_.tolist(),
-                "features": "log_probs", "eps": EPS,
-                "formula": "softmax(coef @ concat_m(log(clip(p_m, eps, 1))) + intercept)",
-                "inner_cv_log_loss": self.inner_cv_score_, "inner_cv_accuracy": self.inner_cv_accuracy_}
+        return {
+            "coef": self.coef_.tolist(),
+            "intercept": self.intercept_.tolist(),
+            "features": "log_probs",
+            "eps": EPS,
+            "formula": "softmax(coef @ concat_m(log(clip(p_m, eps, 1))) + intercept)",
+            "inner_cv_log_loss": self.inner_cv_score_,
+            "inner_cv_accuracy": self.inner_cv_accuracy_,
+        }

@@ -26,8 +26,18 @@ from torch import Tensor, nn
 from ferray.errors import ConfigError, closest
 from ferray.explain._families import TargetLayer, choose_target_layer
 
-__all__ = ["CAM_METHODS", "METHODS", "FILE_TAGS", "CAMExplainer", "LogitsOnly", "integrated_gradients", "ig_map",
-           "check_method", "check_ig_steps", "IG_BATCH_ROWS"]
+__all__ = [
+    "CAM_METHODS",
+    "METHODS",
+    "FILE_TAGS",
+    "CAMExplainer",
+    "LogitsOnly",
+    "integrated_gradients",
+    "ig_map",
+    "check_method",
+    "check_ig_steps",
+    "IG_BATCH_ROWS",
+]
 
 #: ``--method`` names served by pytorch-grad-cam -> its class name.
 CAM_METHODS: dict[str, str] = {
@@ -58,8 +68,9 @@ CLASS_AGNOSTIC = ("eigencam",)
 def check_method(method: str) -> str:
     """``method`` if it is one of :data:`METHODS`, else ``ConfigError`` naming the valid ones."""
     if method not in METHODS:
-        raise ConfigError(f"unknown explain method {method!r}{closest(str(method), METHODS)} "
-                          f"(valid methods: {', '.join(METHODS)})")
+        raise ConfigError(
+            f"unknown explain method {method!r}{closest(str(method), METHODS)} (valid methods: {', '.join(METHODS)})"
+        )
     return method
 
 
@@ -100,8 +111,9 @@ class CAMExplainer:
             message names ``ig``, which works for any model).
     """
 
-    def __init__(self, model: nn.Module, method: str = "gradcam", *, layer: str | None = None,
-                 batch_size: int = 32) -> None:
+    def __init__(
+        self, model: nn.Module, method: str = "gradcam", *, layer: str | None = None, batch_size: int = 32
+    ) -> None:
         check_method(method)
         if method == "ig":
             raise ConfigError("method 'ig' is not a CAM; use ferray.explain.integrated_gradients")
@@ -132,8 +144,9 @@ class CAMExplainer:
             target.reshape.set_input(int(x.shape[2]), int(x.shape[3]))
         wrapped = LogitsOnly(self.model).eval()
         cam_targets = None if targets is None else [ClassifierOutputTarget(int(t)) for t in targets]
-        with _cam_class(self.method)(model=wrapped, target_layers=[target.module],
-                                     reshape_transform=target.reshape) as cam:
+        with _cam_class(self.method)(
+            model=wrapped, target_layers=[target.module], reshape_transform=target.reshape
+        ) as cam:
             if self.method == "scorecam":
                 cam.batch_size = self.batch_size
             # ScoreCAM draws tqdm bars on stderr for every image: keep the caller's terminal quiet.
@@ -154,8 +167,15 @@ def check_ig_steps(steps: int, name: str = "ig_steps", error: type[Exception] = 
     return steps
 
 
-def integrated_gradients(model: nn.Module, x: Tensor, targets: Sequence[int], *, steps: int = 32,
-                         baseline: Tensor | float = -1.0, internal_batch_size: int | None = None) -> Tensor:
+def integrated_gradients(
+    model: nn.Module,
+    x: Tensor,
+    targets: Sequence[int],
+    *,
+    steps: int = 32,
+    baseline: Tensor | float = -1.0,
+    internal_batch_size: int | None = None,
+) -> Tensor:
     """Integrated gradients of the target logits w.r.t. the input: ``(N, C, H, W)`` attributions.
 
     Captum's :class:`captum.attr.IntegratedGradients` with the midpoint Riemann sum
@@ -187,8 +207,9 @@ def integrated_gradients(model: nn.Module, x: Tensor, targets: Sequence[int], *,
     x = x.detach()
     x0 = float(baseline) if not isinstance(baseline, Tensor) else baseline.detach().to(x).expand_as(x)
     ig = IntegratedGradients(LogitsOnly(model).eval())
-    attr = ig.attribute(x, baselines=x0, target=targets, n_steps=steps, method="riemann_middle",
-                        internal_batch_size=internal_batch_size)
+    attr = ig.attribute(
+        x, baselines=x0, target=targets, n_steps=steps, method="riemann_middle", internal_batch_size=internal_batch_size
+    )
     return attr.detach()
 
 

@@ -95,13 +95,14 @@ def _resolve_target(target: int | str | None, classes: Sequence[str]) -> int | N
         target = int(target)
     if isinstance(target, int) and not isinstance(target, bool):
         if not 0 <= target < len(classes):
-            raise ConfigError(f"target class {target} does not exist; classes: "
-                              + ", ".join(f"{i} ({c})" for i, c in enumerate(classes)))
+            raise ConfigError(
+                f"target class {target} does not exist; classes: "
+                + ", ".join(f"{i} ({c})" for i, c in enumerate(classes))
+            )
         return target
     if target in classes:
         return list(classes).index(target)
-    raise ConfigError(f"unknown target class {target!r}{closest(str(target), classes)}; classes: "
-                      f"{', '.join(classes)}")
+    raise ConfigError(f"unknown target class {target!r}{closest(str(target), classes)}; classes: {', '.join(classes)}")
 
 
 def _load_images(images, size: int, channels: int, faces) -> tuple[list[tuple], list[dict]]:
@@ -125,9 +126,16 @@ def _member_probs(member: ExplainMember, x: torch.Tensor) -> np.ndarray:
     return np.mean([m(x)["logits"].float().softmax(dim=-1).numpy() for m in member.models], axis=0)
 
 
-def member_maps(member: ExplainMember, x: torch.Tensor, targets: Sequence[int], method: str, *,
-                layer: str | None = None, ig_steps: int = 32,
-                explainers: dict | None = None) -> tuple[np.ndarray, list[dict]]:
+def member_maps(
+    member: ExplainMember,
+    x: torch.Tensor,
+    targets: Sequence[int],
+    method: str,
+    *,
+    layer: str | None = None,
+    ig_steps: int = 32,
+    explainers: dict | None = None,
+) -> tuple[np.ndarray, list[dict]]:
     """A member's maps ``(N, H, W)`` in ``[0, 1]``: the mean of its fold models' maps, and the target layer.
 
     For ``ig`` the fold models' attributions are averaged before the map is taken (integrated
@@ -233,7 +241,7 @@ def explain(
     explainers: dict = {}
     layers: dict[str, list[dict]] = {}
     for start in range(0, len(batch), batch_size):
-        imgs = batch[start:start + batch_size]
+        imgs = batch[start : start + batch_size]
         x = torch.from_numpy(apply_batch(to_input, imgs))
         mprobs = {m.name: _member_probs(m, x) for m in source.members}
         if len(source.members) == 1:
@@ -245,21 +253,37 @@ def explain(
         targets = [fixed_target if fixed_target is not None else int(np.argmax(p)) for p in probs]
         maps = {}
         for m in source.members:
-            maps[m.name], layers[m.name] = member_maps(m, x, targets, method, layer=layer, ig_steps=ig_steps,
-                                                       explainers=explainers)
+            maps[m.name], layers[m.name] = member_maps(
+                m, x, targets, method, layer=layer, ig_steps=ig_steps, explainers=explainers
+            )
         ens = None
         if len(source.members) > 1:
             ens = np.tensordot(weights, np.stack([maps[m.name] for m in source.members]), axes=1).astype(np.float32)
         for i in range(len(imgs)):
             src, face, box, img = loaded[start + i]
-            results.append(ExplainedImage(src, img, np.asarray(probs[i]), {k: v[i] for k, v in mprobs.items()},
-                                          targets[i], {k: v[i] for k, v in maps.items()},
-                                          None if ens is None else ens[i], face, box))
+            results.append(
+                ExplainedImage(
+                    src,
+                    img,
+                    np.asarray(probs[i]),
+                    {k: v[i] for k, v in mprobs.items()},
+                    targets[i],
+                    {k: v[i] for k, v in maps.items()},
+                    None if ens is None else ens[i],
+                    face,
+                    box,
+                )
+            )
 
-    summary = {**describe(source), "method": method, "ensemble_method": source.method,
-               "class_agnostic": method in CLASS_AGNOSTIC,
-               "target": None if fixed_target is None else classes[fixed_target],
-               "target_layers": layers, "skipped": skipped}
+    summary = {
+        **describe(source),
+        "method": method,
+        "ensemble_method": source.method,
+        "class_agnostic": method in CLASS_AGNOSTIC,
+        "target": None if fixed_target is None else classes[fixed_target],
+        "target_layers": layers,
+        "skipped": skipped,
+    }
     if graph is not None:
         summary["ensemble_probs"] = "the bundle's ensemble.onnx"
         summary["temperature"] = temperature
@@ -299,22 +323,31 @@ def _write(expl: Explanation, source: ExplainSource, out, say) -> None:
         for name, m in item.maps.items():
             panels.append(Panel(f"{name}: {_title(classes, item.member_probs[name])}", m))
         tgt = "class-agnostic" if agnostic else f"target {classes[item.target]}"
-        head = (f"{item.source}" + (f" face {item.face}" if item.face is not None else "")
-                + f": {what} predicts {_title(classes, item.probs)}; {expl.method}, {tgt}")
+        head = (
+            f"{item.source}"
+            + (f" face {item.face}" if item.face is not None else "")
+            + f": {what} predicts {_title(classes, item.probs)}; {expl.method}, {tgt}"
+        )
         name = f"{_stem(item.source, item.face, i)}_{FILE_TAGS[expl.method]}.png"
         item.file = save_overlay(out_dir / name, item.image, panels, head)
         if len(rows) < MAX_GRID_ROWS:
             rows.append((item.image, panels, f"{Path(item.source).name[:24]}\n{tgt}"))
         order = np.argsort(-item.probs)[:3]
-        records.append({
-            "source": item.source, "face": item.face, "box": list(item.box) if item.box else None,
-            "predicted": {"class": classes[int(order[0])], "prob": float(item.probs[order[0]])},
-            "top": [{"class": classes[int(k)], "prob": float(item.probs[k])} for k in order],
-            "target": classes[item.target],
-            "members": {n: {"class": classes[int(np.argmax(p))], "prob": float(np.max(p))}
-                        for n, p in item.member_probs.items()},
-            "file": item.file.name,
-        })
+        records.append(
+            {
+                "source": item.source,
+                "face": item.face,
+                "box": list(item.box) if item.box else None,
+                "predicted": {"class": classes[int(order[0])], "prob": float(item.probs[order[0]])},
+                "top": [{"class": classes[int(k)], "prob": float(item.probs[k])} for k in order],
+                "target": classes[item.target],
+                "members": {
+                    n: {"class": classes[int(np.argmax(p))], "prob": float(np.max(p))}
+                    for n, p in item.member_probs.items()
+                },
+                "file": item.file.name,
+            }
+        )
     shown = f" (first {MAX_GRID_ROWS} of {len(expl.images)})" if len(expl.images) > MAX_GRID_ROWS else ""
     expl.grid = save_grid(out_dir / GRID_FILE, rows, f"{expl.method} on {len(rows)} image(s){shown}")
     expl.out_dir = out_dir

@@ -26,8 +26,7 @@ from torch import Tensor, nn
 
 from ferray.errors import ConfigError
 
-__all__ = ["FAMILIES", "Family", "register_family", "family_of", "resolve_layer", "choose_target_layer",
-           "TargetLayer"]
+__all__ = ["FAMILIES", "Family", "register_family", "family_of", "resolve_layer", "choose_target_layer", "TargetLayer"]
 
 
 @dataclass(frozen=True)
@@ -45,9 +44,13 @@ class Family:
 FAMILIES: dict[str, Family] = {}
 
 
-def register_family(name: str, classes: Sequence[str], layers: Sequence[str],
-                    reshape: Callable[[nn.Module], Callable[[Tensor], Tensor] | None] | None = None,
-                    note: str = "") -> Family:
+def register_family(
+    name: str,
+    classes: Sequence[str],
+    layers: Sequence[str],
+    reshape: Callable[[nn.Module], Callable[[Tensor], Tensor] | None] | None = None,
+    note: str = "",
+) -> Family:
     """Register a family: timm backbone classes (``"timm.models.resnet:ResNet"``) and target layer paths.
 
     ``reshape(backbone)`` returns the transform of the target layer's output to ``(B, C, H, W)``
@@ -139,9 +142,11 @@ def choose_target_layer(model: nn.Module, input_shape: tuple[int, int, int], lay
     fam = family_of(model)
     if layer is None and fam is None:
         known = ", ".join(FAMILIES)
-        raise ConfigError(f"no CAM target layer is known for backbone {type(backbone).__name__} (families with "
-                          f"one: {known}); use method 'ig' (integrated gradients works for any model) or pass "
-                          "a target layer path, e.g. layer='stages[-1]'")
+        raise ConfigError(
+            f"no CAM target layer is known for backbone {type(backbone).__name__} (families with "
+            f"one: {known}); use method 'ig' (integrated gradients works for any model) or pass "
+            "a target layer path, e.g. layer='stages[-1]'"
+        )
     reshape = fam.reshape(backbone) if fam is not None and fam.reshape is not None else None
     if hasattr(reshape, "set_input"):
         reshape.set_input(input_shape[1], input_shape[2])
@@ -165,14 +170,17 @@ def choose_target_layer(model: nn.Module, input_shape: tuple[int, int, int], lay
     pick = next((k for k, g in enumerate(grids) if g[0] * g[1] > 1), 0)
     note = ""
     if pick > 0:
-        note = (f"{paths[0]} is {grids[0][0]}x{grids[0][1]} at {input_shape[1]}x{input_shape[2]} input; "
-                f"used {paths[pick]} ({grids[pick][0]}x{grids[pick][1]})")
+        note = (
+            f"{paths[0]} is {grids[0][0]}x{grids[0][1]} at {input_shape[1]}x{input_shape[2]} input; "
+            f"used {paths[pick]} ({grids[pick][0]}x{grids[pick][1]})"
+        )
     elif grids[0][0] * grids[0][1] <= 1:
         note = f"{paths[0]} is 1x1 at {input_shape[1]}x{input_shape[2]} input: the map is constant"
     return TargetLayer(modules[pick], paths[pick], reshape, grids[pick], note)
 
 
 # -- reshape transforms -----------------------------------------------------------------------------------------
+
 
 class TokenGrid:
     """ViT tokens ``(B, prefix + h*w, C)`` -> ``(B, C, h, w)``.
@@ -199,10 +207,11 @@ class TokenGrid:
         if grid is None or grid[0] * grid[1] != patches:
             side = math.isqrt(patches)
             if side * side != patches:
-                raise ConfigError(f"cannot lay {patches} ViT patch tokens on a grid (prefix {self.prefix}); "
-                                  "use method 'ig'")
+                raise ConfigError(
+                    f"cannot lay {patches} ViT patch tokens on a grid (prefix {self.prefix}); use method 'ig'"
+                )
             grid = (side, side)
-        return tokens[:, self.prefix:, :].reshape(b, grid[0], grid[1], c).permute(0, 3, 1, 2)
+        return tokens[:, self.prefix :, :].reshape(b, grid[0], grid[1], c).permute(0, 3, 1, 2)
 
 
 def _vit_reshape(backbone: nn.Module) -> TokenGrid:
@@ -229,10 +238,16 @@ def _swin_reshape(backbone: nn.Module) -> Callable[[Tensor], Tensor]:
 register_family("resnet", ["timm.models.resnet:ResNet"], ["layer4[-1]", "layer3[-1]"])
 register_family("convnext", ["timm.models.convnext:ConvNeXt"], ["stages[-1]", "stages[-2]"])
 register_family("efficientnet", ["timm.models.efficientnet:EfficientNet"], ["conv_head", "blocks[-1]"])
-register_family("mobilenetv3", ["timm.models.mobilenetv3:MobileNetV3"], ["blocks[-1]", "blocks[-2]"],
-                note="conv_head runs after global pooling (1x1): its maps are all zero")
-register_family("vit", ["timm.models.vision_transformer:VisionTransformer"], ["blocks[-1].norm1"],
-                reshape=_vit_reshape)
-register_family("swin", ["timm.models.swin_transformer:SwinTransformer",
-                         "timm.models.swin_transformer_v2:SwinTransformerV2"],
-                ["layers[-1].blocks[-1].norm1", "layers[-2].blocks[-1].norm1"], reshape=_swin_reshape)
+register_family(
+    "mobilenetv3",
+    ["timm.models.mobilenetv3:MobileNetV3"],
+    ["blocks[-1]", "blocks[-2]"],
+    note="conv_head runs after global pooling (1x1): its maps are all zero",
+)
+register_family("vit", ["timm.models.vision_transformer:VisionTransformer"], ["blocks[-1].norm1"], reshape=_vit_reshape)
+register_family(
+    "swin",
+    ["timm.models.swin_transformer:SwinTransformer", "timm.models.swin_transformer_v2:SwinTransformerV2"],
+    ["layers[-1].blocks[-1].norm1", "layers[-2].blocks[-1].norm1"],
+    reshape=_swin_reshape,
+)

@@ -69,13 +69,18 @@ def load_weight_files(files: list[Path]) -> tuple[list[nn.Module], dict]:
         meta = read_weights_meta(path)
         first = first or meta
         cfg = TrainConfig.model_validate(meta["train"])
-        model = build_model(cfg.model.model_copy(update={"pretrained": False}), num_classes=int(meta["num_classes"]),
-                            in_chans=int(meta["in_chans"]), img_size=int(meta["img_size"]))
+        model = build_model(
+            cfg.model.model_copy(update={"pretrained": False}),
+            num_classes=int(meta["num_classes"]),
+            in_chans=int(meta["in_chans"]),
+            img_size=int(meta["img_size"]),
+        )
         state = {k: v.float() if v.is_floating_point() else v for k, v in load_weights(path).items()}
         missing, unexpected = model.load_state_dict(state, strict=False)
         if missing or unexpected:
-            raise DataError(f"{path}: weights do not fit {cfg.model.backbone} "
-                            f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+            raise DataError(
+                f"{path}: weights do not fit {cfg.model.backbone} (missing {missing[:3]}, unexpected {unexpected[:3]})"
+            )
         models.append(model.eval())
     return models, first or {}
 
@@ -103,8 +108,9 @@ def _pick(names: list[str], member: int | str | None, has_student: bool, where: 
         return [names.index(member)]
     from ferray.errors import closest
 
-    raise ConfigError(f"{where}: unknown member {member!r}{closest(str(member), names)} (members: "
-                      f"{_choices(names, has_student)})")
+    raise ConfigError(
+        f"{where}: unknown member {member!r}{closest(str(member), names)} (members: {_choices(names, has_student)})"
+    )
 
 
 def _bundle_source(path: Path, member) -> ExplainSource:
@@ -125,8 +131,10 @@ def _bundle_source(path: Path, member) -> ExplainSource:
         if not weights or len(weights) != len(docs):
             weights = [1.0] * len(docs)
             if len(picked) > 1:
-                notes.append(f"the ensemble's method {method!r} has no member weights: the ensemble map is the "
-                             "unweighted mean of the members' maps")
+                notes.append(
+                    f"the ensemble's method {method!r} has no member weights: the ensemble map is the "
+                    "unweighted mean of the members' maps"
+                )
         chosen = [(names[i], docs[i], float(weights[i])) for i in picked]
     members = []
     for name, doc, w in chosen:
@@ -134,16 +142,27 @@ def _bundle_source(path: Path, member) -> ExplainSource:
         files = [bundle.path / r for r in rel]
         if not files or not all(f.is_file() for f in files):
             missing = next((f for f in files if not f.is_file()), bundle.path / BundleLayout.WEIGHTS / name)
-            raise DataError(f"{path}: explain needs the members' safetensors weights "
-                            f"({BundleLayout.WEIGHTS}/<member>/fold_<i>.safetensors), and member {name!r} has none "
-                            f"({missing} is missing); this bundle holds only ONNX graphs for it. Re-export the run "
-                            "with `ferray export RUN`, or explain the run folder instead")
+            raise DataError(
+                f"{path}: explain needs the members' safetensors weights "
+                f"({BundleLayout.WEIGHTS}/<member>/fold_<i>.safetensors), and member {name!r} has none "
+                f"({missing} is missing); this bundle holds only ONNX graphs for it. Re-export the run "
+                "with `ferray export RUN`, or explain the run folder instead"
+            )
         models, meta = load_weight_files(files)
         members.append(ExplainMember(name, models, meta, w))
     first = members[0].meta
-    return ExplainSource("bundle", bundle.path, members, bundle.classes, int(first["img_size"]), int(first["in_chans"]),
-                         method=method, all_members=picked != "student" and len(picked) == len(docs),
-                         bundle=bundle, notes=notes)
+    return ExplainSource(
+        "bundle",
+        bundle.path,
+        members,
+        bundle.classes,
+        int(first["img_size"]),
+        int(first["in_chans"]),
+        method=method,
+        all_members=picked != "student" and len(picked) == len(docs),
+        bundle=bundle,
+        notes=notes,
+    )
 
 
 def _run_source(path: Path, member) -> ExplainSource:
@@ -162,8 +181,10 @@ def _run_source(path: Path, member) -> ExplainSource:
             keep = [i for i, w in enumerate(weights) if float(w) > 0]
             ids, weights = [ids[i] for i in keep], [float(weights[i]) for i in keep]
         elif len(ids) > 1:
-            notes.append(f"the ensemble's method {method!r} has no member weights: the ensemble map is the "
-                         "unweighted mean of the members' maps")
+            notes.append(
+                f"the ensemble's method {method!r} has no member weights: the ensemble map is the "
+                "unweighted mean of the members' maps"
+            )
         weights = weights or [1.0] * len(ids)
     else:
         from ferray.search import get_status
@@ -176,17 +197,28 @@ def _run_source(path: Path, member) -> ExplainSource:
     student = run.distill_files
     has_student = student.weights_dir.is_dir() and any(student.weights_dir.glob("fold_*.safetensors"))
     picked = _pick(ids, member, has_student, str(path))
-    chosen = [("student", student, 1.0)] if picked == "student" else \
-        [(ids[i], run.trial(ids[i]), weights[i]) for i in picked]
+    chosen = (
+        [("student", student, 1.0)]
+        if picked == "student"
+        else [(ids[i], run.trial(ids[i]), weights[i]) for i in picked]
+    )
     members = []
     for name, layout, w in chosen:
         models = load_fold_models(layout)
         meta = read_weights_meta(layout.weights(0))
         members.append(ExplainMember(name, models, meta, w))
     first = members[0].meta
-    return ExplainSource("run", run.root, members, [str(c) for c in first["class_names"]], int(first["img_size"]),
-                         int(first["in_chans"]), method=method,
-                         all_members=picked != "student" and len(picked) == len(ids), notes=notes)
+    return ExplainSource(
+        "run",
+        run.root,
+        members,
+        [str(c) for c in first["class_names"]],
+        int(first["img_size"]),
+        int(first["in_chans"]),
+        method=method,
+        all_members=picked != "student" and len(picked) == len(ids),
+        notes=notes,
+    )
 
 
 def load_explain_source(path: str | os.PathLike, member: int | str | None = None) -> ExplainSource:
@@ -203,15 +235,24 @@ def load_explain_source(path: str | os.PathLike, member: int | str | None = None
         return _run_source(p, member)
     if not p.exists():
         raise ConfigError(f"{path}: no such bundle or run directory")
-    raise ConfigError(f"{path}: neither a bundle ({BundleLayout.MANIFEST}) nor a run directory "
-                      f"({RunLayout.SPEC}); pass the folder `ferray export` or `ferray search` wrote")
+    raise ConfigError(
+        f"{path}: neither a bundle ({BundleLayout.MANIFEST}) nor a run directory "
+        f"({RunLayout.SPEC}); pass the folder `ferray export` or `ferray search` wrote"
+    )
 
 
 def describe(source: ExplainSource) -> dict:
     """JSON-ready facts about the source's members."""
     w = source.weights()
-    return {"kind": source.kind, "path": str(source.path), "method": source.method, "classes": source.classes,
-            "input": {"size": source.img_size, "channels": source.in_chans},
-            "members": [{"name": m.name, "backbone": m.backbone, "folds": len(m.models), "weight": float(wi)}
-                        for m, wi in zip(source.members, w)],
-            "notes": list(source.notes)}
+    return {
+        "kind": source.kind,
+        "path": str(source.path),
+        "method": source.method,
+        "classes": source.classes,
+        "input": {"size": source.img_size, "channels": source.in_chans},
+        "members": [
+            {"name": m.name, "backbone": m.backbone, "folds": len(m.models), "weight": float(wi)}
+            for m, wi in zip(source.members, w)
+        ],
+        "notes": list(source.notes),
+    }

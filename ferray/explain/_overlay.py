@@ -62,7 +62,7 @@ def save_grid(path: Path, rows: Sequence[tuple[np.ndarray, Sequence[Panel], str]
     for r, (image, panels, label) in enumerate(rows):
         draw_row(axes[r], image, panels)
         axes[r][0].set_ylabel(label, fontsize=7)
-        for ax in axes[r][len(panels):]:
+        for ax in axes[r][len(panels) :]:
             ax.axis("off")
     fig.savefig(path)
     return path

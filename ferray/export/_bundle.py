@@ -63,9 +63,15 @@ def _preprocess(member: Member) -> Preprocess:
 
 
 def _input_spec(member: Member) -> dict:
-    return {"name": INPUT_NAME, "dtype": "uint8", "layout": "NHWC", "size": member.img_size,
-            "channels": member.in_chans, "color": "grayscale" if member.in_chans == 1 else "rgb",
-            "range": [0, 255]}
+    return {
+        "name": INPUT_NAME,
+        "dtype": "uint8",
+        "layout": "NHWC",
+        "size": member.img_size,
+        "channels": member.in_chans,
+        "color": "grayscale" if member.in_chans == 1 else "rgb",
+        "range": [0, 255],
+    }
 
 
 def export_bundle(
@@ -125,13 +131,14 @@ def export_bundle(
     student_m = as_member(student, name="student") if student is not None else None
     first = members[0]
     if student_m is not None:
-        for label, a, b in (("classes", student_m.classes, first.classes),
-                            ("in_chans", student_m.in_chans, first.in_chans)):
+        for label, a, b in (
+            ("classes", student_m.classes, first.classes),
+            ("in_chans", student_m.in_chans, first.in_chans),
+        ):
             if a != b:
                 raise DataError(f"student {student_m.name!r}: {label} is {a!r}, but the ensemble's is {b!r}")
     classes = first.classes
-    combiner = build_combiner(method, n_members=len(members), n_classes=len(classes), weights=weights,
-                              stacker=stacker)
+    combiner = build_combiner(method, n_members=len(members), n_classes=len(classes), weights=weights, stacker=stacker)
     calibration_doc = check_calibration(calibration, ["ensemble"] + (["student"] if student_m is not None else []))
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -143,24 +150,35 @@ def export_bundle(
         n_models = sum(len(m.models) for m in members)
         say(f"exporting {BundleLayout.ENSEMBLE}: {len(members)} member(s), {n_models} model(s), method {method}")
         graph = EnsembleGraph([FoldMean(m.models) for m in members], combiner, _preprocess(first))
-        graphs["ensemble"] = _export_graph(graph, layout.ensemble, first, ["probs", "member_probs"],
-                                           parts={"member_probs": [m.name for m in members]},
-                                           tolerance=tolerance, say=say)
+        graphs["ensemble"] = _export_graph(
+            graph,
+            layout.ensemble,
+            first,
+            ["probs", "member_probs"],
+            parts={"member_probs": [m.name for m in members]},
+            tolerance=tolerance,
+            say=say,
+        )
         if student_m is not None:
             say(f"exporting {BundleLayout.STUDENT}: {student_m.name} ({len(student_m.models)} model(s))")
             sgraph = ModelGraph(FoldMean(student_m.models), _preprocess(student_m))
-            graphs["student"] = _export_graph(sgraph, layout.student, student_m, ["probs"], parts=None,
-                                              tolerance=tolerance, say=say)
+            graphs["student"] = _export_graph(
+                sgraph, layout.student, student_m, ["probs"], parts=None, tolerance=tolerance, say=say
+            )
         member_docs = [_copy_weights(m, layout, m.name) for m in members]
         student_doc = _copy_weights(student_m, layout, "student") if student_m is not None else None
-        manifest = _manifest(members, member_docs, student_doc, graphs, classes, method, combiner, first,
-                             manifest_extra)
+        manifest = _manifest(
+            members, member_docs, student_doc, graphs, classes, method, combiner, first, manifest_extra
+        )
         if pruned:
             manifest["ensemble"]["pruned"] = pruned
         manifest["calibration"] = calibration_doc
         say("calibration: " + "; ".join(f"{g} {describe_calibration(calibration_doc[g])}" for g in graphs))
-        manifest["files"] = {p.relative_to(tmp).as_posix(): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
-                             for p in sorted(tmp.rglob("*")) if p.is_file()}
+        manifest["files"] = {
+            p.relative_to(tmp).as_posix(): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+            for p in sorted(tmp.rglob("*"))
+            if p.is_file()
+        }
         layout.manifest.write_text(json.dumps(manifest, indent=2, default=_json_default) + "\n")
         replace_folder(tmp, out)
     except BaseException:
@@ -187,17 +205,30 @@ def _name_of(member) -> str:
     return getattr(member, "trial_id", None) or Path(member).name
 
 
-def _export_graph(module, path: Path, member: Member, outputs: list[str], *, parts, tolerance: float,
-                  say) -> dict:
+def _export_graph(module, path: Path, member: Member, outputs: list[str], *, parts, tolerance: float, say) -> dict:
     what = path.name
-    info = export_onnx(module, path, size=member.img_size, channels=member.in_chans, output_names=outputs,
-                       what=what)
-    diff = check_onnx(module, path, size=member.img_size, channels=member.in_chans, output_names=outputs,
-                      what=what, parts=parts, tolerance=tolerance)
+    info = export_onnx(module, path, size=member.img_size, channels=member.in_chans, output_names=outputs, what=what)
+    diff = check_onnx(
+        module,
+        path,
+        size=member.img_size,
+        channels=member.in_chans,
+        output_names=outputs,
+        what=what,
+        parts=parts,
+        tolerance=tolerance,
+    )
     say(f"  {what}: {info['exporter']} exporter, opset {info['opset']}, max |onnxruntime - torch| {diff:.2g}")
     files = [path.name] + ([path.name + ".data"] if (path.parent / (path.name + ".data")).exists() else [])
-    return {"file": path.name, "files": files, "input": _input_spec(member),
-            "outputs": outputs, **info, "max_abs_diff": diff, "tolerance": tolerance}
+    return {
+        "file": path.name,
+        "files": files,
+        "input": _input_spec(member),
+        "outputs": outputs,
+        **info,
+        "max_abs_diff": diff,
+        "tolerance": tolerance,
+    }
 
 
 def _link_or_copy(src: str | os.PathLike, dst: Path) -> None:
@@ -227,8 +258,17 @@ def _copy_weights(member: Member, layout: BundleLayout, folder: str) -> dict:
     return doc
 
 
-def _manifest(members: list[Member], member_docs: list[dict], student_doc: dict | None, graphs: dict,
-              classes: list[str], method: str, combiner, first: Member, extra: dict | None) -> dict:
+def _manifest(
+    members: list[Member],
+    member_docs: list[dict],
+    student_doc: dict | None,
+    graphs: dict,
+    classes: list[str],
+    method: str,
+    combiner,
+    first: Member,
+    extra: dict | None,
+) -> dict:
     fingerprints = {m.meta.get("data_fingerprint") or None for m in members}
     train = first.meta.get("train") or {}
     folds = train.get("folds") or {}
@@ -270,5 +310,7 @@ def _check_target(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise DataError(f"{out}: exists and is not a folder; choose another bundle path")
     if out.is_dir() and any(out.iterdir()) and not BundleLayout(out).manifest.is_file():
-        raise DataError(f"{out}: a non-empty folder that is not a ferray bundle (no {BundleLayout.MANIFEST}); "
-                        "refusing to replace it")
+        raise DataError(
+            f"{out}: a non-empty folder that is not a ferray bundle (no {BundleLayout.MANIFEST}); "
+            "refusing to replace it"
+        )

@@ -28,22 +28,33 @@ from ferray.predict._calibration import (
 )
 from ferray.training.metrics import log_loss
 
-__all__ = ["fit_calibration", "no_calibration", "ensemble_calibration", "student_calibration", "check_calibration",
-           "GRAPHS"]
+__all__ = [
+    "fit_calibration",
+    "no_calibration",
+    "ensemble_calibration",
+    "student_calibration",
+    "check_calibration",
+    "GRAPHS",
+]
 
 #: Graphs a bundle can hold, and so the keys of the manifest's ``calibration`` section.
 GRAPHS = ("ensemble", "student")
 
-_STUDENT_REASON = ("the student trained on every cross-validation row; its only unseen rows are the holdout, "
-                   "kept for judging it, so no temperature was fitted (T = 1)")
+_STUDENT_REASON = (
+    "the student trained on every cross-validation row; its only unseen rows are the holdout, "
+    "kept for judging it, so no temperature was fitted (T = 1)"
+)
 
 
 def _scores(y: np.ndarray, proba: np.ndarray, temperature: float, n_bins: int) -> dict:
     scaled = apply_temperature(proba, temperature)
-    return {"rows": len(y),
-            "ece_before": expected_calibration_error(y, proba, n_bins),
-            "ece_after": expected_calibration_error(y, scaled, n_bins),
-            "log_loss_before": round(log_loss(y, proba), 6), "log_loss_after": round(log_loss(y, scaled), 6)}
+    return {
+        "rows": len(y),
+        "ece_before": expected_calibration_error(y, proba, n_bins),
+        "ece_after": expected_calibration_error(y, scaled, n_bins),
+        "log_loss_before": round(log_loss(y, proba), 6),
+        "log_loss_after": round(log_loss(y, scaled), 6),
+    }
 
 
 def _check_rows(labels, probs, what: str, n_classes: int | None) -> tuple[np.ndarray, np.ndarray]:
@@ -60,9 +71,17 @@ def _check_rows(labels, probs, what: str, n_classes: int | None) -> tuple[np.nda
     return y.astype(np.int64), p
 
 
-def fit_calibration(labels: Sequence[int] | np.ndarray, probs: np.ndarray, *, fitted_on: str = "out-of-fold",
-                    source: str | None = None, holdout: tuple[np.ndarray, np.ndarray] | None = None,
-                    n_classes: int | None = None, n_bins: int = N_BINS, **facts) -> dict:
+def fit_calibration(
+    labels: Sequence[int] | np.ndarray,
+    probs: np.ndarray,
+    *,
+    fitted_on: str = "out-of-fold",
+    source: str | None = None,
+    holdout: tuple[np.ndarray, np.ndarray] | None = None,
+    n_classes: int | None = None,
+    n_bins: int = N_BINS,
+    **facts,
+) -> dict:
     """A manifest ``calibration`` entry: ``T`` fitted on ``(labels, probs)`` and what it does.
 
     Args:
@@ -126,8 +145,11 @@ def check_calibration(calibration: Mapping[str, dict] | None, graphs: Sequence[s
     for g in graphs:
         entry = given.get(g)
         if entry is None:
-            entry = no_calibration("no out-of-fold predictions were given to fit a temperature on (T = 1)"
-                                   if g == "ensemble" else _STUDENT_REASON)
+            entry = no_calibration(
+                "no out-of-fold predictions were given to fit a temperature on (T = 1)"
+                if g == "ensemble"
+                else _STUDENT_REASON
+            )
         if not isinstance(entry, Mapping):
             raise ConfigError(f"calibration.{g} is {entry!r}, but must be a dict (see fit_calibration)")
         t = entry.get("temperature")
@@ -144,8 +166,9 @@ def _read(path: Path):
     return read_predictions(path) if path.is_file() else None
 
 
-def ensemble_calibration(folder: str | os.PathLike | EnsembleLayout, *, method: str, members: Sequence[str],
-                         classes: Sequence[str]) -> dict:
+def ensemble_calibration(
+    folder: str | os.PathLike | EnsembleLayout, *, method: str, members: Sequence[str], classes: Sequence[str]
+) -> dict:
     """The ensemble's entry from a run's ``ensemble/`` folder (``ferray ensemble``'s ``oof.parquet``).
 
     ``T`` is fitted on the chosen ensemble's out-of-fold rows and judged on its holdout rows.
@@ -158,25 +181,36 @@ def ensemble_calibration(folder: str | os.PathLike | EnsembleLayout, *, method: 
     layout = folder if isinstance(folder, EnsembleLayout) else EnsembleLayout(Path(folder))
     oof = _read(layout.oof)
     if oof is None:
-        return no_calibration(f"{layout.oof}: no out-of-fold predictions of the ensemble (T = 1); "
-                              "`ferray ensemble RUN` writes them")
+        return no_calibration(
+            f"{layout.oof}: no out-of-fold predictions of the ensemble (T = 1); `ferray ensemble RUN` writes them"
+        )
     meta = oof.meta
     if meta.get("ensemble") not in (None, method):
-        return no_calibration(f"{layout.oof}: predictions of ensemble {meta.get('ensemble')!r}, but the bundle "
-                              f"exports {method!r} (T = 1)")
+        return no_calibration(
+            f"{layout.oof}: predictions of ensemble {meta.get('ensemble')!r}, but the bundle exports {method!r} (T = 1)"
+        )
     if meta.get("members") is not None and list(meta["members"]) != list(members):
-        return no_calibration(f"{layout.oof}: predictions of members {meta['members']}, but the bundle exports "
-                              f"{list(members)} (T = 1)")
+        return no_calibration(
+            f"{layout.oof}: predictions of members {meta['members']}, but the bundle exports {list(members)} (T = 1)"
+        )
     if list(meta.get("class_names") or []) != list(classes):
-        return no_calibration(f"{layout.oof}: classes {meta.get('class_names')}, but the bundle's are "
-                              f"{list(classes)} (T = 1)")
+        return no_calibration(
+            f"{layout.oof}: classes {meta.get('class_names')}, but the bundle's are {list(classes)} (T = 1)"
+        )
     hold = _read(layout.holdout)
     holdout = None
     if hold is not None and len(hold):
         means = hold.row_means()  # a holdout file holds each row once per fold model: their mean per row
         holdout = (means.labels, means.probs)
-    return fit_calibration(oof.labels, oof.probs, fitted_on="out-of-fold", source=str(layout.oof), holdout=holdout,
-                           n_classes=len(classes), tta=list(meta.get("tta") or []))
+    return fit_calibration(
+        oof.labels,
+        oof.probs,
+        fitted_on="out-of-fold",
+        source=str(layout.oof),
+        holdout=holdout,
+        n_classes=len(classes),
+        tta=list(meta.get("tta") or []),
+    )
 
 
 def student_calibration(folder: str | os.PathLike | DistillLayout, *, classes: Sequence[str]) -> dict:
@@ -192,7 +226,14 @@ def student_calibration(folder: str | os.PathLike | DistillLayout, *, classes: S
     if oof is None:
         return no_calibration(_STUDENT_REASON)
     if list(oof.meta.get("class_names") or []) != list(classes):
-        return no_calibration(f"{layout.oof}: classes {oof.meta.get('class_names')}, but the bundle's are "
-                              f"{list(classes)} (T = 1)")
-    return fit_calibration(oof.labels, oof.probs, fitted_on="out-of-fold", source=str(layout.oof),
-                           n_classes=len(classes), tta=list(oof.meta.get("tta") or []))
+        return no_calibration(
+            f"{layout.oof}: classes {oof.meta.get('class_names')}, but the bundle's are {list(classes)} (T = 1)"
+        )
+    return fit_calibration(
+        oof.labels,
+        oof.probs,
+        fitted_on="out-of-fold",
+        source=str(layout.oof),
+        n_classes=len(classes),
+        tta=list(oof.meta.get("tta") or []),
+    )

@@ -28,13 +28,16 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Add ``export`` to the ``ferray`` command's sub-parsers."""
     p = subparsers.add_parser(
-        "export", help="export a run's ensemble (and distilled student) as an ONNX bundle for `ferray predict`",
+        "export",
+        help="export a run's ensemble (and distilled student) as an ONNX bundle for `ferray predict`",
         description="Export the ensemble chosen by `ferray ensemble` (and the student of `ferray distill`, "
-                    "if any) as one self-contained ONNX graph per model, with copies of the weights and a "
-                    "manifest. Every graph is checked against PyTorch on random images (max difference 1e-4).")
+        "if any) as one self-contained ONNX graph per model, with copies of the weights and a "
+        "manifest. Every graph is checked against PyTorch on random images (max difference 1e-4).",
+    )
     p.add_argument("run", help="run directory of a sweep (with ensemble/ensemble.json)")
-    p.add_argument("--out", default=None, help="bundle folder to write (default RUN/bundle; an old bundle "
-                                               "there is replaced)")
+    p.add_argument(
+        "--out", default=None, help="bundle folder to write (default RUN/bundle; an old bundle there is replaced)"
+    )
     p.set_defaults(func=_cmd_export)
 
 

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ferray.errors import ConfigError, closest
 from ferray.ensemble._vote import VOTE_NUDGE
+from ferray.errors import ConfigError, closest
 
 __all__ = [
     "COMBINERS",
@@ -37,8 +37,9 @@ __all__ = [
 class Preprocess(nn.Module):
     """``uint8 (N, H, W, C)`` -> ``float32 (N, C, H, W)`` normalised like the evaluation transform."""
 
-    def __init__(self, mean: float | Sequence[float] = 0.5, std: float | Sequence[float] = 0.5,
-                 channels: int = 1) -> None:
+    def __init__(
+        self, mean: float | Sequence[float] = 0.5, std: float | Sequence[float] = 0.5, channels: int = 1
+    ) -> None:
         super().__init__()
         mean_v = np.broadcast_to(np.asarray(mean, np.float64), (channels,))
         std_v = np.broadcast_to(np.asarray(std, np.float64), (channels,))
@@ -92,8 +93,7 @@ class WeightedMean(nn.Module):
     def __init__(self, weights: Sequence[float] | None, n_members: int) -> None:
         super().__init__()
         self.weights_ = _check_weights(weights, n_members, "ensemble weights")
-        self.register_buffer("w", torch.tensor(self.weights_, dtype=torch.float32).view(1, -1, 1),
-                             persistent=False)
+        self.register_buffer("w", torch.tensor(self.weights_, dtype=torch.float32).view(1, -1, 1), persistent=False)
 
     def forward(self, member_probs: Tensor) -> Tensor:  # (N, M, C)
         return (member_probs * self.w).sum(dim=1)
@@ -117,8 +117,7 @@ class Vote(nn.Module):
     def __init__(self, weights: Sequence[float] | None, n_members: int, n_classes: int) -> None:
         super().__init__()
         self.weights_ = _check_weights(weights, n_members, "vote weights")
-        self.register_buffer("w", torch.tensor(self.weights_, dtype=torch.float32).view(1, -1, 1),
-                             persistent=False)
+        self.register_buffer("w", torch.tensor(self.weights_, dtype=torch.float32).view(1, -1, 1), persistent=False)
         self.register_buffer("classes", torch.arange(n_classes).view(1, 1, -1), persistent=False)
 
     def forward(self, member_probs: Tensor) -> Tensor:
@@ -145,20 +144,30 @@ class Stacking(nn.Module):
     ``coef`` of shape ``(C, M * C)`` (scikit-learn's ``LogisticRegression.coef_``).
     """
 
-    def __init__(self, coef: np.ndarray, intercept: np.ndarray, n_members: int, n_classes: int,
-                 input: str = "log_proba", eps: float = 1e-7) -> None:
+    def __init__(
+        self,
+        coef: np.ndarray,
+        intercept: np.ndarray,
+        n_members: int,
+        n_classes: int,
+        input: str = "log_proba",
+        eps: float = 1e-7,
+    ) -> None:
         super().__init__()
         coef = np.asarray(coef, dtype=np.float64)
         intercept = np.asarray(intercept, dtype=np.float64).reshape(-1)
         input = _INPUT_ALIASES.get(input, input)
         if coef.shape != (n_classes, n_members * n_classes):
-            raise ConfigError(f"stacker coef has shape {coef.shape}, but {n_members} member(s) x {n_classes} "
-                              f"classes need ({n_classes}, {n_members * n_classes})")
+            raise ConfigError(
+                f"stacker coef has shape {coef.shape}, but {n_members} member(s) x {n_classes} "
+                f"classes need ({n_classes}, {n_members * n_classes})"
+            )
         if intercept.shape != (n_classes,):
             raise ConfigError(f"stacker intercept has shape {intercept.shape}, but must be ({n_classes},)")
         if input not in STACKER_INPUTS:
-            raise ConfigError(f"stacker input {input!r}{closest(input, STACKER_INPUTS)}; "
-                              f"valid inputs: {', '.join(STACKER_INPUTS)}")
+            raise ConfigError(
+                f"stacker input {input!r}{closest(input, STACKER_INPUTS)}; valid inputs: {', '.join(STACKER_INPUTS)}"
+            )
         if not np.all(np.isfinite(coef)) or not np.all(np.isfinite(intercept)):
             raise ConfigError("stacker coef and intercept must be finite")
         if not eps > 0:
@@ -175,21 +184,29 @@ class Stacking(nn.Module):
         return torch.softmax(feats @ self.coef_t + self.bias, dim=-1)
 
     def describe(self) -> dict:
-        return {"stacker": {"coef": self.coef_.tolist(), "intercept": self.intercept_.tolist(),
-                            "input": self.input, "eps": self.eps}}
+        return {
+            "stacker": {
+                "coef": self.coef_.tolist(),
+                "intercept": self.intercept_.tolist(),
+                "input": self.input,
+                "eps": self.eps,
+            }
+        }
 
 
 def _mean(weights=None, stacker=None, *, n_members: int, n_classes: int) -> nn.Module:
     if weights is not None and len(set(np.round(np.asarray(weights, np.float64) / np.sum(weights), 12))) > 1:
-        raise ConfigError("method 'mean' weighs members equally; use 'greedy' for weights "
-                          f"{np.asarray(weights).tolist()}")
+        raise ConfigError(
+            f"method 'mean' weighs members equally; use 'greedy' for weights {np.asarray(weights).tolist()}"
+        )
     return WeightedMean(None, n_members)
 
 
 def _greedy(weights=None, stacker=None, *, n_members: int, n_classes: int) -> nn.Module:
     if weights is None:
-        raise ConfigError("method 'greedy' needs the members' weights (the selection counts "
-                          "of greedy ensemble selection)")
+        raise ConfigError(
+            "method 'greedy' needs the members' weights (the selection counts of greedy ensemble selection)"
+        )
     return WeightedMean(weights, n_members)
 
 
@@ -199,8 +216,10 @@ def _vote(weights=None, stacker=None, *, n_members: int, n_classes: int) -> nn.M
 
 def _stacking(weights=None, stacker=None, *, n_members: int, n_classes: int) -> nn.Module:
     if stacker is None:
-        raise ConfigError("method 'stacking' needs a stacker: {'coef': (C, M*C), 'intercept': (C,)} "
-                          "or an object with coef_ and intercept_")
+        raise ConfigError(
+            "method 'stacking' needs a stacker: {'coef': (C, M*C), 'intercept': (C,)} "
+            "or an object with coef_ and intercept_"
+        )
     coef, intercept, kwargs = _stacker_parts(stacker)
     return Stacking(coef, intercept, n_members, n_classes, **kwargs)
 
@@ -214,8 +233,10 @@ def _stacker_parts(stacker) -> tuple[np.ndarray, np.ndarray, dict]:
     """
     if isinstance(stacker, dict):
         if "coef" not in stacker or "intercept" not in stacker:
-            raise ConfigError(f"stacker keys {sorted(stacker)}: expected 'coef' (C, M*C), 'intercept' (C,) and "
-                              "optionally 'input' (log_proba|proba) and 'eps'")
+            raise ConfigError(
+                f"stacker keys {sorted(stacker)}: expected 'coef' (C, M*C), 'intercept' (C,) and "
+                "optionally 'input' (log_proba|proba) and 'eps'"
+            )
         kwargs = {}
         feature = stacker.get("input", stacker.get("features"))
         if feature is not None:
@@ -228,11 +249,14 @@ def _stacker_parts(stacker) -> tuple[np.ndarray, np.ndarray, dict]:
         kwargs = {}
         if hasattr(stacker, "to_dict"):
             learned = stacker.to_dict()
-            kwargs = _stacker_parts({k: learned[k] for k in ("coef", "intercept", "features", "eps")
-                                     if k in learned})[2]
+            kwargs = _stacker_parts({k: learned[k] for k in ("coef", "intercept", "features", "eps") if k in learned})[
+                2
+            ]
         return np.asarray(stacker.coef_), np.asarray(stacker.intercept_), kwargs
-    raise ConfigError(f"stacker {type(stacker).__name__}: expected a dict with 'coef' and 'intercept' "
-                      "or a fitted stacker with coef_ and intercept_")
+    raise ConfigError(
+        f"stacker {type(stacker).__name__}: expected a dict with 'coef' and 'intercept' "
+        "or a fitted stacker with coef_ and intercept_"
+    )
 
 
 #: Ensemble methods -> factory ``(weights, stacker, *, n_members, n_classes) -> combiner``.
@@ -252,8 +276,9 @@ def build_combiner(method: str, *, n_members: int, n_classes: int, weights=None,
             that do not fit the members.
     """
     if method not in COMBINERS:
-        raise ConfigError(f"unknown ensemble method {method!r}{closest(method, COMBINERS)}; "
-                          f"valid methods: {', '.join(COMBINERS)}")
+        raise ConfigError(
+            f"unknown ensemble method {method!r}{closest(method, COMBINERS)}; valid methods: {', '.join(COMBINERS)}"
+        )
     return COMBINERS[method](weights, stacker, n_members=n_members, n_classes=n_classes)
 
 

@@ -53,10 +53,18 @@ class Member:
         for path, meta in zip(files[1:], metas[1:]):
             for key in ("num_classes", "in_chans", "img_size", "class_names"):
                 if meta.get(key) != metas[0].get(key):
-                    raise DataError(f"{path}: {key} is {meta.get(key)!r}, but {files[0].name} has "
-                                    f"{metas[0].get(key)!r}; the folds of one trial must agree")
-        return cls(name=name or layout.trial_id, models=models, meta=metas[0], weight_files=files,
-                   score=_read_score(layout, metas[0]), source=layout.root)
+                    raise DataError(
+                        f"{path}: {key} is {meta.get(key)!r}, but {files[0].name} has "
+                        f"{metas[0].get(key)!r}; the folds of one trial must agree"
+                    )
+        return cls(
+            name=name or layout.trial_id,
+            models=models,
+            meta=metas[0],
+            weight_files=files,
+            score=_read_score(layout, metas[0]),
+            source=layout.root,
+        )
 
     @classmethod
     def from_models(cls, models: nn.Module | list[nn.Module], meta: dict, name: str) -> Member:
@@ -149,9 +157,14 @@ def check_compatible(members: list[Member], what: str = "member") -> None:
     """
     first = members[0]
     for m in members[1:]:
-        for label, a, b in (("classes", m.classes, first.classes), ("in_chans", m.in_chans, first.in_chans),
-                            ("img_size", m.img_size, first.img_size),
-                            ("normalise", m.normalise, first.normalise)):
+        for label, a, b in (
+            ("classes", m.classes, first.classes),
+            ("in_chans", m.in_chans, first.in_chans),
+            ("img_size", m.img_size, first.img_size),
+            ("normalise", m.normalise, first.normalise),
+        ):
             if a != b:
-                raise DataError(f"{what} {m.name!r}: {label} is {a!r}, but {first.name!r} has {b!r}; "
-                                "one ensemble graph needs members trained on the same image format")
+                raise DataError(
+                    f"{what} {m.name!r}: {label} is {a!r}, but {first.name!r} has {b!r}; "
+                    "one ensemble graph needs members trained on the same image format"
+                )

@@ -42,8 +42,16 @@ def _param_bytes(module: nn.Module) -> int:
     return sum(t.numel() * t.element_size() for t in list(module.parameters()) + list(module.buffers()))
 
 
-def export_onnx(module: nn.Module, path: str | os.PathLike, *, size: int, channels: int,
-                output_names: list[str], what: str, opset: int | None = None) -> dict:
+def export_onnx(
+    module: nn.Module,
+    path: str | os.PathLike,
+    *,
+    size: int,
+    channels: int,
+    output_names: list[str],
+    what: str,
+    opset: int | None = None,
+) -> dict:
     """Export ``module`` (``uint8 (N, size, size, channels)`` -> outputs) to ``path``.
 
     Returns ``{"exporter": "dynamo"|"torchscript", "opset": int, "ir_version": int,
@@ -54,17 +62,27 @@ def export_onnx(module: nn.Module, path: str | os.PathLike, *, size: int, channe
     """
     module = module.eval()
     path = Path(path)
-    example = torch.randint(0, 256, (_TRACE_BATCH, size, size, channels), dtype=torch.uint8,
-                            generator=torch.Generator().manual_seed(0))
+    example = torch.randint(
+        0, 256, (_TRACE_BATCH, size, size, channels), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
+    )
     external = _param_bytes(module) > _EMBED_LIMIT
     info: dict = {"external_data": external}
     try:
         batch = torch.export.Dim("batch", min=1)
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
-            torch.onnx.export(module, (example,), str(path), input_names=[INPUT_NAME], output_names=output_names,
-                              dynamic_shapes={INPUT_NAME: {0: batch}}, opset_version=opset, dynamo=True,
-                              external_data=external, verbose=False)
+            torch.onnx.export(
+                module,
+                (example,),
+                str(path),
+                input_names=[INPUT_NAME],
+                output_names=output_names,
+                dynamic_shapes={INPUT_NAME: {0: batch}},
+                opset_version=opset,
+                dynamo=True,
+                external_data=external,
+                verbose=False,
+            )
         info["exporter"] = "dynamo"
     except Exception as exc:  # noqa: BLE001 - torch.export raises many types; the fallback reports them
         reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
@@ -73,12 +91,21 @@ def export_onnx(module: nn.Module, path: str | os.PathLike, *, size: int, channe
         try:
             with warnings.catch_warnings(), torch.no_grad():
                 warnings.simplefilter("ignore")
-                torch.onnx.export(module, (example,), str(path), input_names=[INPUT_NAME],
-                                  output_names=output_names, opset_version=opset or 17, dynamo=False,
-                                  dynamic_axes={INPUT_NAME: {0: "batch"}, **{o: {0: "batch"} for o in output_names}})
+                torch.onnx.export(
+                    module,
+                    (example,),
+                    str(path),
+                    input_names=[INPUT_NAME],
+                    output_names=output_names,
+                    opset_version=opset or 17,
+                    dynamo=False,
+                    dynamic_axes={INPUT_NAME: {0: "batch"}, **{o: {0: "batch"} for o in output_names}},
+                )
         except Exception as exc2:
-            raise ExportError(f"{what}: ONNX export failed with the dynamo exporter ({reason}) and the "
-                              f"TorchScript exporter ({type(exc2).__name__}: {exc2})") from exc2
+            raise ExportError(
+                f"{what}: ONNX export failed with the dynamo exporter ({reason}) and the "
+                f"TorchScript exporter ({type(exc2).__name__}: {exc2})"
+            ) from exc2
         info.update(exporter="torchscript", fallback_reason=reason)
     import onnx
 
@@ -96,9 +123,18 @@ def _remove_outputs(path: Path) -> None:
             pass
 
 
-def check_onnx(module: nn.Module, path: str | os.PathLike, *, size: int, channels: int,
-               output_names: list[str], what: str, parts: dict[str, list[str]] | None = None,
-               tolerance: float = TOLERANCE, seed: int = 0) -> float:
+def check_onnx(
+    module: nn.Module,
+    path: str | os.PathLike,
+    *,
+    size: int,
+    channels: int,
+    output_names: list[str],
+    what: str,
+    parts: dict[str, list[str]] | None = None,
+    tolerance: float = TOLERANCE,
+    seed: int = 0,
+) -> float:
     """Max ``|onnxruntime - PyTorch eager|`` over all outputs on random ``uint8`` batches.
 
     Two batch sizes (1 and 5, neither the traced 2) also prove the batch dimension is
@@ -125,8 +161,7 @@ def check_onnx(module: nn.Module, path: str | os.PathLike, *, size: int, channel
         for name, r, g in zip(output_names, ref, got):
             r = r.float().numpy()
             if g.shape != r.shape:
-                raise ExportError(f"{what}: ONNX output {name!r} has shape {g.shape}, PyTorch {r.shape} "
-                                  f"(batch of {n})")
+                raise ExportError(f"{what}: ONNX output {name!r} has shape {g.shape}, PyTorch {r.shape} (batch of {n})")
             if not np.all(np.isfinite(g)):
                 raise ExportError(f"{what}: ONNX output {name!r} is not finite on a batch of {n}")
             diffs[name] = np.abs(g.astype(np.float64) - r.astype(np.float64))
@@ -140,7 +175,8 @@ def check_onnx(module: nn.Module, path: str | os.PathLike, *, size: int, channel
                     per = d.max(axis=(0, 2))
                     if per.max() > tolerance:
                         culprit = f"; member {labels[int(per.argmax())]!r} differs by {float(per.max()):.3g}"
-            raise ExportError(f"{what}: ONNX output {name!r} differs from PyTorch by {errs[name]:.3g} > "
-                              f"{tolerance:g}{culprit}")
+            raise ExportError(
+                f"{what}: ONNX output {name!r} differs from PyTorch by {errs[name]:.3g} > {tolerance:g}{culprit}"
+            )
         worst = max(worst, errs[name])
     return worst

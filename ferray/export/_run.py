@@ -62,8 +62,15 @@ def read_ensemble_summary(path: str | os.PathLike) -> dict:
     scores = {k: v for k, v in section.items() if k.startswith(("oof_", "holdout_")) and k != "oof_source"}
     top_level = doc.get("members") if isinstance(doc.get("members"), list) else []
     info = {m.get("trial_id"): m for m in [*top_level, *members] if isinstance(m, dict)}
-    out: dict = {"method": method, "members": ids, "weights": None, "stacker": None, "scores": scores,
-                 "chosen_by": doc.get("chosen_by"), "member_info": [info[t] for t in ids if t in info]}
+    out: dict = {
+        "method": method,
+        "members": ids,
+        "weights": None,
+        "stacker": None,
+        "scores": scores,
+        "chosen_by": doc.get("chosen_by"),
+        "member_info": [info[t] for t in ids if t in info],
+    }
     if method == "stacking":
         stacker = section.get("stacker", section)
         if not isinstance(stacker, dict) or "coef" not in stacker or "intercept" not in stacker:
@@ -102,8 +109,9 @@ def _student(run: RunLayout):
     return member
 
 
-def export_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None, *,
-               echo: Callable[[str], None] | None = None) -> Path:
+def export_run(
+    run_dir: str | os.PathLike, out: str | os.PathLike | None = None, *, echo: Callable[[str], None] | None = None
+) -> Path:
     """Export a run's chosen ensemble and its student (if distilled) as a bundle.
 
     Reads ``<run>/ensemble/ensemble.json`` (``ferray ensemble``) for the members, method and
@@ -141,11 +149,23 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None,
             extra["run"]["spec"] = (doc.get("spec") or {}).get("name")
         except (OSError, json.JSONDecodeError):
             pass
-    extra["ensemble_summary"] = {"file": str(summary_path), "chosen_by": summary["chosen_by"],
-                                 "scores": summary["scores"], "members": summary["member_info"]}
-    return export_bundle(members, out if out is not None else run.bundle, method=summary["method"],
-                         weights=summary["weights"], stacker=summary["stacker"], student=student,
-                         manifest_extra=extra, calibration=calibration, echo=echo)
+    extra["ensemble_summary"] = {
+        "file": str(summary_path),
+        "chosen_by": summary["chosen_by"],
+        "scores": summary["scores"],
+        "members": summary["member_info"],
+    }
+    return export_bundle(
+        members,
+        out if out is not None else run.bundle,
+        method=summary["method"],
+        weights=summary["weights"],
+        stacker=summary["stacker"],
+        student=student,
+        manifest_extra=extra,
+        calibration=calibration,
+        echo=echo,
+    )
 
 
 def _calibration(run: RunLayout, summary: dict, trials: list, student) -> dict | None:
@@ -157,8 +177,11 @@ def _calibration(run: RunLayout, summary: dict, trials: list, student) -> dict |
     if not first:
         return None  # export_bundle names the member without weights
     classes = list(read_weights_meta(first[0]).get("class_names") or [])
-    out = {"ensemble": ensemble_calibration(run.ensemble_files, method=summary["method"],
-                                            members=summary["members"], classes=classes)}
+    out = {
+        "ensemble": ensemble_calibration(
+            run.ensemble_files, method=summary["method"], members=summary["members"], classes=classes
+        )
+    }
     if student is not None:
         out["student"] = student_calibration(run.distill_files, classes=classes)
     return out

@@ -44,8 +44,9 @@ def _import_ort():
     try:
         import onnxruntime as ort
     except ImportError:
-        raise DataError("ferray predict needs onnxruntime: pip install 'ferray[predict]' "
-                        "(or pip install onnxruntime)") from None
+        raise DataError(
+            "ferray predict needs onnxruntime: pip install 'ferray[predict]' (or pip install onnxruntime)"
+        ) from None
     return ort
 
 
@@ -83,8 +84,9 @@ class Bundle:
         if not layout.root.is_dir():
             raise DataError(f"{layout.root}: no such bundle folder")
         if not layout.manifest.is_file():
-            raise DataError(f"{layout.root}: not a ferray bundle (no {BundleLayout.MANIFEST}); "
-                            "create one with `ferray export RUN`")
+            raise DataError(
+                f"{layout.root}: not a ferray bundle (no {BundleLayout.MANIFEST}); create one with `ferray export RUN`"
+            )
         try:
             manifest = json.loads(layout.manifest.read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -95,8 +97,10 @@ class Bundle:
         if isinstance(fmt, bool) or not isinstance(fmt, int) or fmt < 1:
             raise DataError(f"{layout.manifest}: format is {fmt!r}, but must be an integer >= 1")
         if fmt > BundleLayout.FORMAT:
-            raise DataError(f"{layout.manifest}: bundle format {fmt} is newer than this ferray reads "
-                            f"(format {BundleLayout.FORMAT}); upgrade ferray to read it")
+            raise DataError(
+                f"{layout.manifest}: bundle format {fmt} is newer than this ferray reads "
+                f"(format {BundleLayout.FORMAT}); upgrade ferray to read it"
+            )
         missing = [k for k in _REQUIRED if k not in manifest]
         if missing:
             raise DataError(f"{layout.manifest}: not a ferray bundle manifest (missing {', '.join(missing)})")
@@ -135,9 +139,10 @@ class Bundle:
         key = "student" if student else "ensemble"
         graphs = self.manifest["graphs"]
         if key not in graphs:
-            raise DataError(f"{self.path}: the bundle has no {key} model"
-                            + ("; export a run with a distilled student, or predict without --student"
-                               if student else ""))
+            raise DataError(
+                f"{self.path}: the bundle has no {key} model"
+                + ("; export a run with a distilled student, or predict without --student" if student else "")
+            )
         return graphs[key]
 
     def calibration(self, student: bool = False) -> dict:
@@ -155,8 +160,11 @@ class Bundle:
             return {"temperature": 1.0, "fitted_on": None, "reason": NO_CALIBRATION_STORED}
         entry = section.get(key)
         if entry is None:
-            return {"temperature": 1.0, "fitted_on": None,
-                    "reason": f"the bundle's calibration has no entry for the {key}: T = 1"}
+            return {
+                "temperature": 1.0,
+                "fitted_on": None,
+                "reason": f"the bundle's calibration has no entry for the {key}: T = 1",
+            }
         return dict(entry)
 
     def temperature(self, student: bool = False) -> float:
@@ -186,8 +194,10 @@ class Bundle:
             if not isinstance(spec, dict) or not isinstance(g.get("file"), str):
                 raise self._manifest_error(f"graphs.{key} needs 'file' and 'input'")
             if spec.get("dtype") != "uint8" or spec.get("layout") != "NHWC":
-                raise self._manifest_error(f"graphs.{key}.input is {spec.get('dtype')} {spec.get('layout')}; "
-                                           "this ferray feeds uint8 NHWC images")
+                raise self._manifest_error(
+                    f"graphs.{key}.input is {spec.get('dtype')} {spec.get('layout')}; "
+                    "this ferray feeds uint8 NHWC images"
+                )
             if spec.get("channels") not in (1, 3) or not isinstance(spec.get("size"), int) or spec["size"] < 1:
                 raise self._manifest_error(f"graphs.{key}.input needs channels 1 or 3 and a size >= 1")
         self._check_calibration()
@@ -207,8 +217,10 @@ class Bundle:
                 continue  # informational fields (method, ...)
             t = entry.get("temperature")
             if not is_temperature(t):
-                raise self._manifest_error(f"calibration.{key}.temperature is {t!r}, but must be a finite "
-                                           "number > 0 (1 leaves the probabilities as they are)")
+                raise self._manifest_error(
+                    f"calibration.{key}.temperature is {t!r}, but must be a finite "
+                    "number > 0 (1 leaves the probabilities as they are)"
+                )
 
     def _graph_files(self) -> list[str]:
         out = []
@@ -227,11 +239,14 @@ class Bundle:
             raise DataError(f"{path}: missing from the bundle (the manifest lists it)")
         size = path.stat().st_size
         if "bytes" in entry and size != entry["bytes"]:
-            raise DataError(f"{path}: {size} bytes, but the manifest says {entry['bytes']}: truncated or "
-                            "modified; copy the bundle again")
+            raise DataError(
+                f"{path}: {size} bytes, but the manifest says {entry['bytes']}: truncated or "
+                "modified; copy the bundle again"
+            )
         if _sha256(path) != entry["sha256"]:
-            raise DataError(f"{path}: sha256 differs from the manifest: the file was modified or corrupted; "
-                            "copy the bundle again")
+            raise DataError(
+                f"{path}: sha256 differs from the manifest: the file was modified or corrupted; copy the bundle again"
+            )
 
     def verify(self) -> None:
         """Check every file the manifest lists (size and sha256).
@@ -264,13 +279,16 @@ class Bundle:
         size, channels = self.input_size(student)
         images = np.asarray(images)
         if images.dtype != np.uint8 or images.shape[1:] != (size, size, channels):
-            raise DataError(f"images are {images.dtype} {images.shape}, but the graph takes uint8 "
-                            f"(N, {size}, {size}, {channels})")
+            raise DataError(
+                f"images are {images.dtype} {images.shape}, but the graph takes uint8 (N, {size}, {size}, {channels})"
+            )
         graph = self.graph(student)
         return self.session(student).run(["probs"], {graph["input"].get("name", "images"): images})[0]
 
     def __repr__(self) -> str:
         size, channels = self.input_size()
-        return (f"Bundle({str(self.path)!r}, classes={len(self.classes)}, input={size}x{size}x{channels}, "
-                f"method={self.method!r}, members={len(self.members)}, student={self.has_student}, "
-                f"temperature={self.temperature():.4g})")
+        return (
+            f"Bundle({str(self.path)!r}, classes={len(self.classes)}, input={size}x{size}x{channels}, "
+            f"method={self.method!r}, members={len(self.members)}, student={self.has_student}, "
+            f"temperature={self.temperature():.4g})"
+        )

@@ -21,8 +21,15 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["reliability", "expected_calibration_error", "fit_temperature", "apply_temperature", "is_temperature",
-           "describe_calibration", "N_BINS"]
+__all__ = [
+    "reliability",
+    "expected_calibration_error",
+    "fit_temperature",
+    "apply_temperature",
+    "is_temperature",
+    "describe_calibration",
+    "N_BINS",
+]
 
 #: Equal-width confidence bins of the reliability diagram and ECE (Guo et al., 2017 use 15).
 N_BINS = 15
@@ -111,8 +118,12 @@ def fit_temperature(y_true: np.ndarray, proba: np.ndarray, *, bounds: tuple[floa
     if len(y) == 0:
         return 1.0
     logp = np.log(np.clip(proba, _EPS, 1.0))
-    res = minimize_scalar(lambda t: _nll(y, logp, float(np.exp(t))), bounds=(np.log(lo), np.log(hi)),
-                          method="bounded", options={"xatol": 1e-6})
+    res = minimize_scalar(
+        lambda t: _nll(y, logp, float(np.exp(t))),
+        bounds=(np.log(lo), np.log(hi)),
+        method="bounded",
+        options={"xatol": 1e-6},
+    )
     return float(np.exp(res.x))
 
 

@@ -23,13 +23,23 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if args.out is not None and Path(args.out).suffix.lower() not in OUTPUT_SUFFIXES:
         # before any image is read: a typo in --out must not cost a whole folder's predictions
         raise DataError(f"--out {args.out}: use a .csv or .json file (or no --out for a table on stdout)")
-    preds = predict(args.bundle, args.input, student=args.student, tta=args.tta, faces=args.faces,
-                    batch_size=args.batch_size, progress=not args.no_progress, calibrated=not args.no_calibration)
+    preds = predict(
+        args.bundle,
+        args.input,
+        student=args.student,
+        tta=args.tta,
+        faces=args.faces,
+        batch_size=args.batch_size,
+        progress=not args.no_progress,
+        calibrated=not args.no_calibration,
+    )
     # stderr: stdout stays a table, and files carry it too (JSON "calibration", CSV "temperature")
     print(f"probabilities: {preds.calibration}", file=sys.stderr)
     for s in preds.skipped:
-        print(f"skipped: {s.reason}" if s.reason.startswith(s.source) else f"skipped: {s.source}: {s.reason}",
-              file=sys.stderr)
+        print(
+            f"skipped: {s.reason}" if s.reason.startswith(s.source) else f"skipped: {s.source}: {s.reason}",
+            file=sys.stderr,
+        )
     if args.out is not None:
         path = write_predictions(preds, args.out)
         print(f"wrote {path}: {len(preds)} prediction(s), {len(preds.skipped)} skipped", file=sys.stderr)
@@ -41,9 +51,11 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-DESCRIPTION = ("Predict class probabilities with a bundle from `ferray export`. INPUT is an image, a folder "
-               "(recursive: .jpg .jpeg .png .bmp .tif .tiff) or a CSV with a 'path' column (relative to the CSV) "
-               "or a FER2013 'pixels' column. Unreadable images are reported and skipped.")
+DESCRIPTION = (
+    "Predict class probabilities with a bundle from `ferray export`. INPUT is an image, a folder "
+    "(recursive: .jpg .jpeg .png .bmp .tif .tiff) or a CSV with a 'path' column (relative to the CSV) "
+    "or a FER2013 'pixels' column. Unreadable images are reported and skipped."
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -52,13 +64,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("input", metavar="INPUT", help="image file, folder, or CSV")
     p.add_argument("--student", action="store_true", help="use the distilled student instead of the ensemble")
     p.add_argument("--tta", action="store_true", help="also predict each image's mirror image and average")
-    p.add_argument("--faces", action="store_true",
-                   help="find faces on whole photos (OpenCV Haar cascade); one prediction per face, with its box")
-    p.add_argument("--out", default=None, metavar="FILE",
-                   help="write FILE.csv or FILE.json (default: a table on stdout)")
-    p.add_argument("--no-calibration", action="store_true",
-                   help="the graph's raw probabilities; by default the bundle's temperature T is applied, "
-                        "softmax(log p / T) (T = 1 for a bundle that stores none)")
+    p.add_argument(
+        "--faces",
+        action="store_true",
+        help="find faces on whole photos (OpenCV Haar cascade); one prediction per face, with its box",
+    )
+    p.add_argument(
+        "--out", default=None, metavar="FILE", help="write FILE.csv or FILE.json (default: a table on stdout)"
+    )
+    p.add_argument(
+        "--no-calibration",
+        action="store_true",
+        help="the graph's raw probabilities; by default the bundle's temperature T is applied, "
+        "softmax(log p / T) (T = 1 for a bundle that stores none)",
+    )
     p.add_argument("--batch-size", type=int, default=64, metavar="N", help="images per batch (default 64)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.set_defaults(func=_cmd_predict)
@@ -67,8 +86,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Add ``predict`` to the ``ferray`` command's sub-parsers."""
     p = subparsers.add_parser(
-        "predict", help="predict emotions for images with an exported bundle (onnxruntime; no torch needed)",
-        description=DESCRIPTION)
+        "predict",
+        help="predict emotions for images with an exported bundle (onnxruntime; no torch needed)",
+        description=DESCRIPTION,
+    )
     add_arguments(p)
 
 

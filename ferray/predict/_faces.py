@@ -42,22 +42,32 @@ class HaarFaceDetector:
             file is missing; the message says what to install.
     """
 
-    def __init__(self, cascade: str | os.PathLike | None = None, *, scale_factor: float = 1.1,
-                 min_neighbors: int = 5, min_size: int = 30, max_side: int = 1600) -> None:
+    def __init__(
+        self,
+        cascade: str | os.PathLike | None = None,
+        *,
+        scale_factor: float = 1.1,
+        min_neighbors: int = 5,
+        min_size: int = 30,
+        max_side: int = 1600,
+    ) -> None:
         try:
             import cv2
         except ImportError:
             raise DataError(f"--faces needs OpenCV: {_INSTALL} (or pip install 'ferray[predict]')") from None
         if not hasattr(cv2, "CascadeClassifier"):
-            raise DataError(f"--faces needs OpenCV's Haar cascade detector (cv2.CascadeClassifier), which OpenCV "
-                            f"{cv2.__version__} does not have (OpenCV 5 moved it out of opencv-python): {_INSTALL}")
+            raise DataError(
+                f"--faces needs OpenCV's Haar cascade detector (cv2.CascadeClassifier), which OpenCV "
+                f"{cv2.__version__} does not have (OpenCV 5 moved it out of opencv-python): {_INSTALL}"
+            )
         if cascade is None:
             base = getattr(getattr(cv2, "data", None), "haarcascades", "")
             cascade = os.path.join(base, _CASCADE)
         cascade = str(cascade)
         if not os.path.isfile(cascade):
-            raise DataError(f"{cascade}: Haar cascade file not found (OpenCV {cv2.__version__}'s wheel ships "
-                            f"none); {_INSTALL}")
+            raise DataError(
+                f"{cascade}: Haar cascade file not found (OpenCV {cv2.__version__}'s wheel ships none); {_INSTALL}"
+            )
         self._cv2 = cv2
         self._classifier = cv2.CascadeClassifier(cascade)
         if self._classifier.empty():
@@ -70,12 +80,18 @@ class HaarFaceDetector:
         cv2 = self._cv2
         h, w = gray.shape[:2]
         scale = min(1.0, self.max_side / max(h, w))
-        small = cv2.resize(gray, (max(1, round(w * scale)), max(1, round(h * scale))),
-                           interpolation=cv2.INTER_AREA) if scale < 1.0 else gray
+        small = (
+            cv2.resize(gray, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+            if scale < 1.0
+            else gray
+        )
         small = cv2.equalizeHist(np.ascontiguousarray(small))
-        found = self._classifier.detectMultiScale(small, scaleFactor=self.scale_factor,
-                                                  minNeighbors=self.min_neighbors,
-                                                  minSize=(self.min_size, self.min_size))
+        found = self._classifier.detectMultiScale(
+            small,
+            scaleFactor=self.scale_factor,
+            minNeighbors=self.min_neighbors,
+            minSize=(self.min_size, self.min_size),
+        )
         boxes = [tuple(round(float(v) / scale) for v in box) for box in (found if len(found) else [])]
         return sorted(boxes, key=lambda b: (b[1] // max(1, b[3]), b[0]))  # rows of faces, left to right
 

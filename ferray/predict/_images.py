@@ -72,8 +72,11 @@ def open_image(src: str | os.PathLike | bytes, channels: int, draft_size: int | 
         raise DataError(f"{name}: cannot open image ({exc.strerror or exc})") from None
     try:
         with fh, Image.open(fh) as im:
-            if draft_size is not None and im.format == "JPEG" and (im.width > 2 * draft_size or
-                                                                   im.height > 2 * draft_size):
+            if (
+                draft_size is not None
+                and im.format == "JPEG"
+                and (im.width > 2 * draft_size or im.height > 2 * draft_size)
+            ):
                 im.draft("L" if channels == 1 else "RGB", (draft_size, draft_size))
             im.load()
             im = _normalise_mode(im)

@@ -55,8 +55,10 @@ def _pixels_item(text: str, source: str) -> Item:
             raise DataError(f"{source}: pixels must be space-separated integers 0..255") from None
         side = round(float(np.sqrt(values.size)))
         if values.size == 0 or side * side != values.size:
-            raise DataError(f"{source}: {values.size} pixel value(s), but a square grayscale image needs "
-                            "side x side values (FER2013: 2304 = 48 x 48)")
+            raise DataError(
+                f"{source}: {values.size} pixel value(s), but a square grayscale image needs "
+                "side x side values (FER2013: 2304 = 48 x 48)"
+            )
         if values.min() < 0 or values.max() > 255:
             raise DataError(f"{source}: pixel values must be in 0..255")
         return from_array(values.astype(np.uint8).reshape(side, side), channels, source)
@@ -78,8 +80,10 @@ def _csv_items(path: Path) -> tuple[int, Iterator[Item]]:
     elif "pixels" in lower:
         column, kind = lower.index("pixels"), "pixels"
     else:
-        raise DataError(f"{path}:1: header {header} has neither a 'path' column (image files, relative to the "
-                        "CSV's folder) nor a 'pixels' column (FER2013-style space-separated grayscale values)")
+        raise DataError(
+            f"{path}:1: header {header} has neither a 'path' column (image files, relative to the "
+            "CSV's folder) nor a 'pixels' column (FER2013-style space-separated grayscale values)"
+        )
 
     def items() -> Iterator[Item]:
         with open(path, newline="", encoding="utf-8-sig") as fh:
@@ -111,12 +115,14 @@ def _fail(message: str) -> Loader:
 def _array_items(images: np.ndarray) -> tuple[int, Iterator[Item]]:
     if images.ndim not in (3, 4):
         raise DataError(f"images array has shape {images.shape}; expected (N, H, W) or (N, H, W, C) uint8")
-    return len(images), (Item(f"array[{i}]", lambda c, d, a=images[i], i=i: from_array(a, c, f"array[{i}]"))
-                         for i in range(len(images)))
+    return len(images), (
+        Item(f"array[{i}]", lambda c, d, a=images[i], i=i: from_array(a, c, f"array[{i}]")) for i in range(len(images))
+    )
 
 
-def collect_inputs(inputs: str | os.PathLike | Sequence[str | os.PathLike] | np.ndarray
-                   ) -> tuple[int | None, Iterator[Item]]:
+def collect_inputs(
+    inputs: str | os.PathLike | Sequence[str | os.PathLike] | np.ndarray,
+) -> tuple[int | None, Iterator[Item]]:
     """``(count, items)`` for an image path, a folder (recursive), a CSV, a list of paths or an array.
 
     Raises:
@@ -143,8 +149,9 @@ def collect_inputs(inputs: str | os.PathLike | Sequence[str | os.PathLike] | np.
     raise DataError(f"inputs {type(inputs).__name__}: expected a path, a list of paths or a uint8 array")
 
 
-def load_crops(item: Item, size: int, channels: int, detector: Callable[[np.ndarray], list] | None = None
-               ) -> list[tuple[int | None, tuple[int, int, int, int] | None, np.ndarray]]:
+def load_crops(
+    item: Item, size: int, channels: int, detector: Callable[[np.ndarray], list] | None = None
+) -> list[tuple[int | None, tuple[int, int, int, int] | None, np.ndarray]]:
     """``[(face, box, uint8 (size, size, channels))]`` of an item: the whole image resized, or each
     face ``detector`` finds on it (its index and ``(x, y, w, h)`` box in the image's pixels).
 
@@ -160,5 +167,7 @@ def load_crops(item: Item, size: int, channels: int, detector: Callable[[np.ndar
     boxes = detector(np.asarray(image.convert("L") if image.mode != "L" else image))
     if not boxes:
         raise DataError("no face found")
-    return [(i, (int(x), int(y), int(w), int(h)), resize(image.crop((x, y, x + w, y + h)), size))
-            for i, (x, y, w, h) in enumerate(boxes)]
+    return [
+        (i, (int(x), int(y), int(w), int(h)), resize(image.crop((x, y, x + w, y + h)), size))
+        for i, (x, y, w, h) in enumerate(boxes)
+    ]

@@ -39,8 +39,14 @@ class Prediction:
     box: tuple[int, int, int, int] | None = None
 
     def to_dict(self) -> dict:
-        return {"source": self.source, "face": self.face, "box": list(self.box) if self.box else None,
-                "label": self.label, "score": self.score, "probs": dict(self.probs)}
+        return {
+            "source": self.source,
+            "face": self.face,
+            "box": list(self.box) if self.box else None,
+            "label": self.label,
+            "score": self.score,
+            "probs": dict(self.probs),
+        }
 
 
 @dataclass
@@ -68,10 +74,19 @@ class Predictions(list):
         calibration: one line saying which probabilities these are (see :func:`calibration_note`).
     """
 
-    def __init__(self, items: Iterable[Prediction] = (), *, skipped: Sequence[Skipped] = (),
-                 classes: Sequence[str] = (), model: str = "ensemble", tta: bool = False,
-                 bundle: str = "", calibrated: bool = False, temperature: float = 1.0,
-                 calibration: str = "") -> None:
+    def __init__(
+        self,
+        items: Iterable[Prediction] = (),
+        *,
+        skipped: Sequence[Skipped] = (),
+        classes: Sequence[str] = (),
+        model: str = "ensemble",
+        tta: bool = False,
+        bundle: str = "",
+        calibrated: bool = False,
+        temperature: float = 1.0,
+        calibration: str = "",
+    ) -> None:
         super().__init__(items)
         self.skipped = list(skipped)
         self.classes = list(classes)
@@ -81,7 +96,8 @@ class Predictions(list):
     def probs(self) -> np.ndarray:
         """``(n, n_classes)`` float32 probabilities, one row per prediction."""
         return np.array([[p.probs[c] for c in self.classes] for p in self], dtype=np.float32).reshape(
-            len(self), len(self.classes))
+            len(self), len(self.classes)
+        )
 
 
 class _Progress:
@@ -164,8 +180,9 @@ def iter_predictions(
             probs = apply_temperature(probs, temperature)
         for (source, face, box), row in zip(meta, probs):
             top = int(np.argmax(row))
-            yield Prediction(source, classes[top], float(row[top]),
-                             {c: float(v) for c, v in zip(classes, row)}, face, box)
+            yield Prediction(
+                source, classes[top], float(row[top]), {c: float(v) for c, v in zip(classes, row)}, face, box
+            )
         pending.clear()
         meta.clear()
 
@@ -232,12 +249,24 @@ def predict(
     if not isinstance(bundle, Bundle):
         bundle = Bundle.load(bundle)
     scaled = calibrated is True  # anything else is refused by iter_predictions
-    out = Predictions(classes=bundle.classes, model="student" if student else "ensemble", tta=tta,
-                      bundle=str(bundle.path), calibrated=scaled,
-                      temperature=bundle.temperature(student) if scaled else 1.0,
-                      calibration=calibration_note(bundle, student=student, calibrated=scaled))
-    for record in iter_predictions(bundle, inputs, student=student, tta=tta, faces=faces, batch_size=batch_size,
-                                   progress=progress, calibrated=calibrated):
+    out = Predictions(
+        classes=bundle.classes,
+        model="student" if student else "ensemble",
+        tta=tta,
+        bundle=str(bundle.path),
+        calibrated=scaled,
+        temperature=bundle.temperature(student) if scaled else 1.0,
+        calibration=calibration_note(bundle, student=student, calibrated=scaled),
+    )
+    for record in iter_predictions(
+        bundle,
+        inputs,
+        student=student,
+        tta=tta,
+        faces=faces,
+        batch_size=batch_size,
+        progress=progress,
+        calibrated=calibrated,
+    ):
         (out.skipped if isinstance(record, Skipped) else out).append(record)
     return out
-

@@ -19,8 +19,11 @@ OUTPUT_SUFFIXES = (".csv", ".json")
 
 
 def _columns(preds: Predictions) -> list[str]:
-    return (["source", "face", "x", "y", "w", "h", "label", "score"] + [f"prob_{c}" for c in preds.classes]
-            + ["temperature"])
+    return (
+        ["source", "face", "x", "y", "w", "h", "label", "score"]
+        + [f"prob_{c}" for c in preds.classes]
+        + ["temperature"]
+    )
 
 
 def write_csv(preds: Predictions, path: str | os.PathLike) -> Path:
@@ -34,8 +37,18 @@ def write_csv(preds: Predictions, path: str | os.PathLike) -> Path:
     writer.writerow(_columns(preds) + ["error"])
     for p in preds:
         box = list(p.box) if p.box else ["", "", "", ""]
-        writer.writerow([p.source, "" if p.face is None else p.face, *box, p.label, f"{p.score:.6f}",
-                         *(f"{p.probs[c]:.6f}" for c in preds.classes), f"{preds.temperature:.6g}", ""])
+        writer.writerow(
+            [
+                p.source,
+                "" if p.face is None else p.face,
+                *box,
+                p.label,
+                f"{p.score:.6f}",
+                *(f"{p.probs[c]:.6f}" for c in preds.classes),
+                f"{preds.temperature:.6g}",
+                "",
+            ]
+        )
     for s in preds.skipped:
         writer.writerow([s.source] + [""] * (len(_columns(preds)) - 1) + [s.reason])
     atomic_write_text(path, buf.getvalue())
@@ -45,9 +58,17 @@ def write_csv(preds: Predictions, path: str | os.PathLike) -> Path:
 def write_json(preds: Predictions, path: str | os.PathLike) -> Path:
     """``{"bundle", "model", "tta", "calibrated", "temperature", "calibration", "classes", "predictions": [...],
     "skipped": [...]}``."""
-    doc = {"bundle": preds.bundle, "model": preds.model, "tta": preds.tta, "calibrated": preds.calibrated,
-           "temperature": preds.temperature, "calibration": preds.calibration, "classes": preds.classes,
-           "predictions": [p.to_dict() for p in preds], "skipped": [s.to_dict() for s in preds.skipped]}
+    doc = {
+        "bundle": preds.bundle,
+        "model": preds.model,
+        "tta": preds.tta,
+        "calibrated": preds.calibrated,
+        "temperature": preds.temperature,
+        "calibration": preds.calibration,
+        "classes": preds.classes,
+        "predictions": [p.to_dict() for p in preds],
+        "skipped": [s.to_dict() for s in preds.skipped],
+    }
     atomic_write_text(path, json.dumps(doc, indent=2) + "\n")
     return Path(path)
 
@@ -69,8 +90,16 @@ def write_predictions(preds: Predictions, path: str | os.PathLike) -> Path:
 def format_table(preds: Predictions, *, max_rows: int | None = None) -> str:
     """A plain-text table: source, face, label, score and each class's probability."""
     header = ["source", "face", "label", "score"] + list(preds.classes)
-    rows = [[p.source, "" if p.face is None else str(p.face), p.label, f"{p.score:.3f}",
-             *(f"{p.probs[c]:.3f}" for c in preds.classes)] for p in preds[:max_rows]]
+    rows = [
+        [
+            p.source,
+            "" if p.face is None else str(p.face),
+            p.label,
+            f"{p.score:.3f}",
+            *(f"{p.probs[c]:.3f}" for c in preds.classes),
+        ]
+        for p in preds[:max_rows]
+    ]
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(header)]
     lines = ["  ".join(h.ljust(w) if i < 3 else h.rjust(w) for i, (h, w) in enumerate(zip(header, widths)))]
     for r in rows:

@@ -29,9 +29,15 @@ def default_report_dir(run_or_bundle: str | os.PathLike) -> Path:
     return RunLayout(path).report
 
 
-def build_report(run_or_bundle: str | os.PathLike, *, data: str | os.PathLike | None = None,
-                 out: str | os.PathLike | None = None, inline: bool = False, top_confused: int = 5,
-                 echo: Callable[[str], Any] | None = None) -> Path:
+def build_report(
+    run_or_bundle: str | os.PathLike,
+    *,
+    data: str | os.PathLike | None = None,
+    out: str | os.PathLike | None = None,
+    inline: bool = False,
+    top_confused: int = 5,
+    echo: Callable[[str], Any] | None = None,
+) -> Path:
     """Write the report of a run directory or an exported bundle; return the page's path.
 
     Writes ``out/index.html`` (opens offline), ``out/report.json`` (the same numbers) and
@@ -83,14 +89,16 @@ def build_report(run_or_bundle: str | os.PathLike, *, data: str | os.PathLike | 
         if data is not None:
             run = RunLayout(src)
             if not _is_bundle(run.bundle):
-                raise DataError(f"--data on a run evaluates its exported bundle ({run.bundle}), which does not "
-                                f"exist; run `ferray export {src}` first, or pass a bundle folder")
+                raise DataError(
+                    f"--data on a run evaluates its exported bundle ({run.bundle}), which does not "
+                    f"exist; run `ferray export {src}` first, or pass a bundle folder"
+                )
             from ferray.predict import Bundle
 
-            report["cross_dataset"] = json_safe(cross_dataset(Bundle.load(run.bundle), data, echo=say,
-                                                           top_confused=top_confused))
-    report = {"format": REPORT_FORMAT, "ferray": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-              **report}
+            report["cross_dataset"] = json_safe(
+                cross_dataset(Bundle.load(run.bundle), data, echo=say, top_confused=top_confused)
+            )
+    report = {"format": REPORT_FORMAT, "ferray": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **report}
 
     layout = ReportLayout(Path(out).absolute() if out is not None else default_report_dir(src))
     if layout.root.exists() and not layout.root.is_dir():
@@ -103,7 +111,8 @@ def build_report(run_or_bundle: str | os.PathLike, *, data: str | os.PathLike | 
     figures = draw_figures(report, layout.figures)
     report["figures"] = {name: f"{ReportLayout.FIGURES}/{file}" for name, file in figures.items()}
     atomic_write_json(layout.json, json_safe(report))
-    atomic_write_text(layout.index, render_html(report, figures, layout.figures, inline=inline,
-                                                figures_rel=ReportLayout.FIGURES))
+    atomic_write_text(
+        layout.index, render_html(report, figures, layout.figures, inline=inline, figures_rel=ReportLayout.FIGURES)
+    )
     say(f"report: wrote {layout.index}")
     return layout.index

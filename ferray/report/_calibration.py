@@ -19,28 +19,50 @@ from ferray.predict._calibration import (
     reliability,
 )
 
-__all__ = ["reliability", "expected_calibration_error", "fit_temperature", "apply_temperature", "calibration_summary",
-           "N_BINS"]
+__all__ = [
+    "reliability",
+    "expected_calibration_error",
+    "fit_temperature",
+    "apply_temperature",
+    "calibration_summary",
+    "N_BINS",
+]
 
 
-def calibration_summary(fit_y: np.ndarray | None, fit_proba: np.ndarray | None, eval_y: np.ndarray,
-                        eval_proba: np.ndarray, n_bins: int = N_BINS, *, fitted_on: str = "oof",
-                        evaluated_on: str = "holdout") -> dict:
+def calibration_summary(
+    fit_y: np.ndarray | None,
+    fit_proba: np.ndarray | None,
+    eval_y: np.ndarray,
+    eval_proba: np.ndarray,
+    n_bins: int = N_BINS,
+    *,
+    fitted_on: str = "oof",
+    evaluated_on: str = "holdout",
+) -> dict:
     """ECE and reliability bins of ``eval_*``, before and after a temperature fitted on ``fit_*``.
 
     Without fit rows (``fit_y is None``) there is no temperature: only the raw calibration.
     """
     from ferray.training.metrics import log_loss
 
-    out: dict = {"n_bins": n_bins, "evaluated_on": evaluated_on, "rows": len(eval_y),
-                 "ece": expected_calibration_error(eval_y, eval_proba, n_bins),
-                 "log_loss": log_loss(eval_y, eval_proba) if len(eval_y) else float("nan"),
-                 "reliability": reliability(eval_y, eval_proba, n_bins), "temperature": None}
+    out: dict = {
+        "n_bins": n_bins,
+        "evaluated_on": evaluated_on,
+        "rows": len(eval_y),
+        "ece": expected_calibration_error(eval_y, eval_proba, n_bins),
+        "log_loss": log_loss(eval_y, eval_proba) if len(eval_y) else float("nan"),
+        "reliability": reliability(eval_y, eval_proba, n_bins),
+        "temperature": None,
+    }
     if fit_y is not None and fit_proba is not None and len(fit_y):
         t = fit_temperature(fit_y, fit_proba)
         scaled = apply_temperature(eval_proba, t) if len(eval_y) else eval_proba
-        out.update(temperature=t, fitted_on=fitted_on, fit_rows=len(fit_y),
-                   ece_scaled=expected_calibration_error(eval_y, scaled, n_bins),
-                   log_loss_scaled=log_loss(eval_y, scaled) if len(eval_y) else float("nan"),
-                   reliability_scaled=reliability(eval_y, scaled, n_bins))
+        out.update(
+            temperature=t,
+            fitted_on=fitted_on,
+            fit_rows=len(fit_y),
+            ece_scaled=expected_calibration_error(eval_y, scaled, n_bins),
+            log_loss_scaled=log_loss(eval_y, scaled) if len(eval_y) else float("nan"),
+            reliability_scaled=reliability(eval_y, scaled, n_bins),
+        )
     return out

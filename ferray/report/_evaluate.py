@@ -19,8 +19,15 @@ __all__ = ["Split", "evaluate_model"]
 class Split:
     """Labels and probabilities of one set of rows (``oof``, ``holdout`` or a dataset)."""
 
-    def __init__(self, name: str, rows: np.ndarray, labels: np.ndarray, probs: np.ndarray,
-                 folds: np.ndarray | None = None, au_probs: np.ndarray | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        rows: np.ndarray,
+        labels: np.ndarray,
+        probs: np.ndarray,
+        folds: np.ndarray | None = None,
+        au_probs: np.ndarray | None = None,
+    ) -> None:
         self.name = name
         self.rows = np.asarray(rows, dtype=np.int64)
         self.labels = np.asarray(labels, dtype=np.int64)
@@ -32,9 +39,18 @@ class Split:
         return len(self.labels)
 
 
-def evaluate_model(label: str, kind: str, class_names: Sequence[str], *, oof: Split | None = None,
-                   holdout: Split | None = None, au_labels: np.ndarray | None = None,
-                   au_ids: Sequence[int] | None = None, top_confused: int = 5, extra: dict | None = None) -> dict:
+def evaluate_model(
+    label: str,
+    kind: str,
+    class_names: Sequence[str],
+    *,
+    oof: Split | None = None,
+    holdout: Split | None = None,
+    au_labels: np.ndarray | None = None,
+    au_ids: Sequence[int] | None = None,
+    top_confused: int = 5,
+    extra: dict | None = None,
+) -> dict:
     """The report section of one model.
 
     The *evaluation split* (confusion, most confused pairs, calibration) is the holdout
@@ -66,9 +82,14 @@ def evaluate_model(label: str, kind: str, class_names: Sequence[str], *, oof: Sp
     out["confusion"] = cm
     out["most_confused"] = most_confused(cm["counts"], names, top_confused)
     fit = oof if oof is not None and len(oof) else None
-    cal = calibration_summary(fit.labels if fit is not None else None, fit.probs if fit is not None else None,
-                              ev.labels, ev.probs, fitted_on=fit.name if fit is not None else "oof",
-                              evaluated_on=ev.name)
+    cal = calibration_summary(
+        fit.labels if fit is not None else None,
+        fit.probs if fit is not None else None,
+        ev.labels,
+        ev.probs,
+        fitted_on=fit.name if fit is not None else "oof",
+        evaluated_on=ev.name,
+    )
     if fit is ev:
         cal["note"] = "no holdout rows: the temperature was fitted and judged on the same OOF rows"
     elif fit is None:

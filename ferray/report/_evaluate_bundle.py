@@ -42,12 +42,16 @@ def resolve_bundle(path: str | os.PathLike) -> Path:
     if BundleLayout(run.bundle).manifest.is_file():
         return run.bundle
     if any(p.is_file() for p in (run.manifest, run.spec, run.results)):
-        raise DataError(f"{src}: the run has no exported bundle ({run.bundle}); run `ferray export {src}` first, "
-                        "or pass a bundle folder")
+        raise DataError(
+            f"{src}: the run has no exported bundle ({run.bundle}); run `ferray export {src}` first, "
+            "or pass a bundle folder"
+        )
     if not src.exists():
         raise ConfigError(f"{src}: no such bundle or run directory")
-    raise ConfigError(f"{src}: neither a bundle (no {BundleLayout.MANIFEST}) nor a ferray run directory "
-                      f"(no {RunLayout.SPEC} or {RunLayout.RESULTS})")
+    raise ConfigError(
+        f"{src}: neither a bundle (no {BundleLayout.MANIFEST}) nor a ferray run directory "
+        f"(no {RunLayout.SPEC} or {RunLayout.RESULTS})"
+    )
 
 
 @dataclass
@@ -96,16 +100,27 @@ class Evaluation:
         """JSON-ready (``ferray evaluate --json``)."""
         from ferray._io import json_safe
 
-        return json_safe({
-            "bundle": str(self.bundle), "source": self.source, "model": self.model,
-            "model_classes": self.model_classes, "data_classes": self.data_classes,
-            "rows": self.rows, "scored_rows": self.scored_rows, "matched": self.matched,
-            "excluded": self.excluded, "excluded_predicted": self.excluded_predicted,
-            "unseen": self.unseen, "unseen_predicted": self.unseen_predicted,
-            "accuracy": self.accuracy._asdict(), "macro_f1": self.macro_f1._asdict(),
-            "balanced_accuracy": self.balanced_accuracy, "per_class": self.per_class,
-            "bootstrap": {"method": "percentile", "n_boot": self.n_boot, "level": self.level, "seed": self.seed},
-        })
+        return json_safe(
+            {
+                "bundle": str(self.bundle),
+                "source": self.source,
+                "model": self.model,
+                "model_classes": self.model_classes,
+                "data_classes": self.data_classes,
+                "rows": self.rows,
+                "scored_rows": self.scored_rows,
+                "matched": self.matched,
+                "excluded": self.excluded,
+                "excluded_predicted": self.excluded_predicted,
+                "unseen": self.unseen,
+                "unseen_predicted": self.unseen_predicted,
+                "accuracy": self.accuracy._asdict(),
+                "macro_f1": self.macro_f1._asdict(),
+                "balanced_accuracy": self.balanced_accuracy,
+                "per_class": self.per_class,
+                "bootstrap": {"method": "percentile", "n_boot": self.n_boot, "level": self.level, "seed": self.seed},
+            }
+        )
 
     def render(self):
         """A rich renderable: the scores with their intervals, the per-class table, the excluded classes."""
@@ -135,8 +150,14 @@ class Evaluation:
         else:
             parts.append(Text("excluded: none (the model has every class of the data)"))
         if self.unseen:
-            parts.append(Text("model classes without rows in the data: " + ", ".join(
-                f"{c} (predicted for {self.unseen_predicted.get(c, 0)} scored rows)" for c in self.unseen)))
+            parts.append(
+                Text(
+                    "model classes without rows in the data: "
+                    + ", ".join(
+                        f"{c} (predicted for {self.unseen_predicted.get(c, 0)} scored rows)" for c in self.unseen
+                    )
+                )
+            )
         parts.append(Text(f"intervals: {pct} percentile bootstrap, {self.n_boot} resamples, seed {self.seed}"))
         return Group(*parts)
 
@@ -149,9 +170,16 @@ def _interval(ci) -> str:
     return f"{_num(ci.value)} [{_num(ci.low)}, {_num(ci.high)}]"
 
 
-def evaluate_bundle(path: str | os.PathLike, data: str | os.PathLike, *, student: bool = False,
-                    n_boot: int = 1000, level: float = 0.95, seed: int = 0,
-                    echo: Callable[[str], Any] | None = None) -> Evaluation:
+def evaluate_bundle(
+    path: str | os.PathLike,
+    data: str | os.PathLike,
+    *,
+    student: bool = False,
+    n_boot: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+    echo: Callable[[str], Any] | None = None,
+) -> Evaluation:
     """Score a bundle (or a run's ``RUN/bundle``) on the dataset ``data``.
 
     Args:
@@ -201,13 +229,14 @@ def evaluate_bundle(path: str | os.PathLike, data: str | os.PathLike, *, student
     target = to_model[ds.labels]
     known = target >= 0
     if not known.any():
-        raise DataError(f"{data}: no image of a class the model knows; its {len(ds)} images are all of "
-                        f"{unknown}, and the model's classes are {model_classes}")
+        raise DataError(
+            f"{data}: no image of a class the model knows; its {len(ds)} images are all of "
+            f"{unknown}, and the model's classes are {model_classes}"
+        )
 
     probs = predict_probs(bundle, ds, data, student=student, echo=lambda s: say(f"evaluate: {s}"))
     say(f"evaluate: bootstrap intervals ({n_boot} resamples, seed {seed})")
-    scores = cross_dataset_scores(ds.labels, probs, model_classes, data_classes, n_boot=n_boot, level=level,
-                                  seed=seed)
+    scores = cross_dataset_scores(ds.labels, probs, model_classes, data_classes, n_boot=n_boot, level=level, seed=seed)
     pred = probs.argmax(axis=1)
     per = per_class_metrics(target[known], probs[known], model_classes)
     matched_model = [c for c in model_classes if c in mapping.values()]
@@ -221,10 +250,23 @@ def evaluate_bundle(path: str | os.PathLike, data: str | os.PathLike, *, student
         excluded_predicted[name] = {c: int(said[i]) for i, c in enumerate(model_classes) if said[i]}
     said_known = np.bincount(pred[known], minlength=len(model_classes))
     return Evaluation(
-        bundle=folder, source=str(data), model=model, model_classes=model_classes, data_classes=data_classes,
-        rows=len(ds), scored_rows=scores["rows"], matched=dict(mapping), excluded=scores["excluded"],
-        excluded_predicted=excluded_predicted, unseen=unseen,
+        bundle=folder,
+        source=str(data),
+        model=model,
+        model_classes=model_classes,
+        data_classes=data_classes,
+        rows=len(ds),
+        scored_rows=scores["rows"],
+        matched=dict(mapping),
+        excluded=scores["excluded"],
+        excluded_predicted=excluded_predicted,
+        unseen=unseen,
         unseen_predicted={c: int(said_known[model_index[c]]) for c in unseen},
-        accuracy=scores["accuracy"], macro_f1=scores["macro_f1"],
+        accuracy=scores["accuracy"],
+        macro_f1=scores["macro_f1"],
         balanced_accuracy=float(np.mean(recalls)) if recalls else float("nan"),
-        per_class=per_class, n_boot=n_boot, level=level, seed=seed)
+        per_class=per_class,
+        n_boot=n_boot,
+        level=level,
+        seed=seed,
+    )

@@ -19,8 +19,15 @@ from ferray.report._metrics import row_normalised
 __all__ = ["draw_figures"]
 
 _DPI = 100
-_STATE_COLOURS = {"COMPLETED": "#2b8a3e", "COMPLETE": "#2b8a3e", "PRUNED": "#e67700", "ERROR": "#c92a2a",
-                  "FAIL": "#c92a2a", "RUNNING": "#1971c2", "STOPPED": "#862e9c"}
+_STATE_COLOURS = {
+    "COMPLETED": "#2b8a3e",
+    "COMPLETE": "#2b8a3e",
+    "PRUNED": "#e67700",
+    "ERROR": "#c92a2a",
+    "FAIL": "#c92a2a",
+    "RUNNING": "#1971c2",
+    "STOPPED": "#862e9c",
+}
 
 
 def _figure(width: float, height: float):
@@ -57,8 +64,15 @@ def confusion_figure(model: dict, class_names: Sequence[str], title: str, rows: 
         top = data.max() if data.max() > 0 else 1
         for i in range(data.shape[0]):
             for j in range(data.shape[1]):
-                ax.text(j, i, format(data[i, j], fmt), ha="center", va="center", fontsize=7,
-                        color="white" if data[i, j] > 0.6 * top else "black")
+                ax.text(
+                    j,
+                    i,
+                    format(data[i, j], fmt),
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if data[i, j] > 0.6 * top else "black",
+                )
         fig.colorbar(im, ax=ax, shrink=0.7)
     return fig
 
@@ -78,13 +92,25 @@ def reliability_figure(model: dict, title: str):
     def bars(rel: dict, colour: str, label: str, offset: float) -> None:
         acc = np.array([a if a is not None else np.nan for a in rel["accuracy"]], dtype=float)
         ok = ~np.isnan(acc)
-        ax.bar(centres[ok] + offset, acc[ok], width=width / 2, color=colour, alpha=0.8, label=label,
-               edgecolor="black", lw=0.3)
+        ax.bar(
+            centres[ok] + offset,
+            acc[ok],
+            width=width / 2,
+            color=colour,
+            alpha=0.8,
+            label=label,
+            edgecolor="black",
+            lw=0.3,
+        )
 
     bars(cal["reliability"], "#1971c2", f"raw (ECE {cal['ece']:.3f})", -width / 4)
     if cal.get("reliability_scaled") is not None:
-        bars(cal["reliability_scaled"], "#e67700",
-             f"T = {cal['temperature']:.2f} (ECE {cal['ece_scaled']:.3f})", width / 4)
+        bars(
+            cal["reliability_scaled"],
+            "#e67700",
+            f"T = {cal['temperature']:.2f} (ECE {cal['ece_scaled']:.3f})",
+            width / 4,
+        )
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_xlabel("confidence (top probability)")
@@ -101,8 +127,11 @@ def reliability_figure(model: dict, title: str):
 
 def per_class_figure(models: dict, class_names: Sequence[str]):
     """Per-class F1 of every evaluated model (their evaluation split), grouped by class."""
-    entries = [(m["label"], m[m["evaluated_on"]]["per_class"]) for m in models.values()
-               if m.get("evaluated_on") and m.get(m["evaluated_on"])]
+    entries = [
+        (m["label"], m[m["evaluated_on"]]["per_class"])
+        for m in models.values()
+        if m.get("evaluated_on") and m.get(m["evaluated_on"])
+    ]
     if not entries or not class_names:
         return None
     fig = _figure(min(16, 3 + 0.9 * len(class_names) * max(1, len(entries)) ** 0.5), 3.6)
@@ -135,8 +164,9 @@ def au_figure(model: dict, title: str):
     ax.set_ylabel("F1")
     ax.tick_params(axis="x", labelrotation=45)
     mean = au[split]["mean_f1"]
-    ax.set_title(f"{title}: per-AU F1 on {split} rows (mean {mean:.3f}, threshold {au[split]['threshold']})",
-                 fontsize=9)
+    ax.set_title(
+        f"{title}: per-AU F1 on {split} rows (mean {mean:.3f}, threshold {au[split]['threshold']})", fontsize=9
+    )
     return fig
 
 
@@ -184,8 +214,11 @@ def learning_curves_figure(history: dict):
             ax.plot([t["epochs"][-1]], [t["metric"][-1]], marker="X", ms=10, color="#e67700", mec="black", mew=0.6)
     from matplotlib.lines import Line2D
 
-    handles = [Line2D([], [], color=c, label=s.lower()) for s, c in _STATE_COLOURS.items()
-               if any(t["state"] == s for t in trials)]
+    handles = [
+        Line2D([], [], color=c, label=s.lower())
+        for s, c in _STATE_COLOURS.items()
+        if any(t["state"] == s for t in trials)
+    ]
     handles.append(Line2D([], [], marker="X", ls="", color="#e67700", mec="black", ms=9, label="stopped by ASHA"))
     ax.legend(handles=handles, fontsize=7)
     ax.set_xlabel("epoch")
@@ -211,13 +244,19 @@ def importances_figure(study: dict):
 def _axis_values(values: list, dist: dict | None) -> tuple[np.ndarray, list[str] | None, list[float] | None]:
     """Positions in [0, 1] of one parameter's values, with tick labels for categorical axes."""
     present = [v for v in values if v is not None]
-    numeric = present and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present) and \
-        not (dist and dist.get("kind") == "categorical")
+    numeric = (
+        present
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present)
+        and not (dist and dist.get("kind") == "categorical")
+    )
     if not numeric:
         choices = [str(c) for c in (dist or {}).get("choices") or []] or sorted({str(v) for v in present})
         pos = {c: (i / (len(choices) - 1) if len(choices) > 1 else 0.5) for i, c in enumerate(choices)}
-        return np.array([pos.get(str(v), np.nan) if v is not None else np.nan for v in values]), choices, \
-            [pos[c] for c in choices]
+        return (
+            np.array([pos.get(str(v), np.nan) if v is not None else np.nan for v in values]),
+            choices,
+            [pos[c] for c in choices],
+        )
     log = bool(dist and dist.get("log"))
     raw = np.array([float(v) if v is not None else np.nan for v in values])
     lo = dist.get("low") if dist and dist.get("low") is not None else np.nanmin(raw)
@@ -259,10 +298,21 @@ def parallel_figure(study: dict, metric: str, mode: str):
     x = np.arange(data.shape[1])
     for t, row, v in zip(trials, data, values):
         done = t.get("state") in ("COMPLETE", "COMPLETED")
-        colour = cmap(((v - lo) / span) if _finite(v) else 0.0) if mode == "max" or not _finite(v) else \
-            cmap(1 - (v - lo) / span)
-        ax.plot(x, row, color=colour if done else "#adb5bd", ls="-" if done else "--", lw=1.5 if done else 1,
-                alpha=0.9, marker="o", ms=3)
+        colour = (
+            cmap(((v - lo) / span) if _finite(v) else 0.0)
+            if mode == "max" or not _finite(v)
+            else cmap(1 - (v - lo) / span)
+        )
+        ax.plot(
+            x,
+            row,
+            color=colour if done else "#adb5bd",
+            ls="-" if done else "--",
+            lw=1.5 if done else 1,
+            alpha=0.9,
+            marker="o",
+            ms=3,
+        )
     for i, (labels, where) in enumerate(ticks):
         ax.axvline(i, color="black", lw=0.8)
         for lab, w in zip(labels or [], where or []):
@@ -290,9 +340,17 @@ def draw_figures(report: dict, figures_dir: Path) -> dict[str, str]:
         for key, m in cross["models"].items():
             todo.append((f"cross_confusion_{key}", lambda m=m: confusion_figure(m, names, m["label"])))
             by = m["by_data_class"]
-            todo.append((f"cross_by_data_class_{key}", lambda m=m, by=by: confusion_figure(
-                {"confusion": {"counts": by["counts"], "normalised": row_normalised(by["counts"])}}, by["columns"],
-                f"{m['label']}, every dataset class", rows=by["rows"])))
+            todo.append(
+                (
+                    f"cross_by_data_class_{key}",
+                    lambda m=m, by=by: confusion_figure(
+                        {"confusion": {"counts": by["counts"], "normalised": row_normalised(by["counts"])}},
+                        by["columns"],
+                        f"{m['label']}, every dataset class",
+                        rows=by["rows"],
+                    ),
+                )
+            )
             todo.append((f"cross_reliability_{key}", lambda m=m: reliability_figure(m, m["label"])))
         todo.append(("cross_per_class_f1", lambda: per_class_figure(cross["models"], names)))
     history = report.get("history")
@@ -302,8 +360,12 @@ def draw_figures(report: dict, figures_dir: Path) -> dict[str, str]:
     study = report.get("study")
     if study:
         todo.append(("importances", lambda: importances_figure(study)))
-        todo.append(("parallel_coordinates", lambda: parallel_figure(study, report.get("metric", "value"),
-                                                                     report.get("mode", "max"))))
+        todo.append(
+            (
+                "parallel_coordinates",
+                lambda: parallel_figure(study, report.get("metric", "value"), report.get("mode", "max")),
+            )
+        )
     out: dict[str, str] = {}
     for name, make in todo:
         fig = make()

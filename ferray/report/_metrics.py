@@ -31,9 +31,15 @@ def classification_summary(y_true: np.ndarray, proba: np.ndarray, class_names: S
     proba = np.asarray(proba, dtype=np.float64)
     if len(y) == 0:
         nan = float("nan")
-        return {"rows": 0, "accuracy": nan, "balanced_accuracy": nan, "macro_f1": nan, "weighted_f1": nan,
-                "log_loss": nan, "per_class": {c: {"precision": nan, "recall": nan, "f1": nan, "support": 0}
-                                               for c in class_names}}
+        return {
+            "rows": 0,
+            "accuracy": nan,
+            "balanced_accuracy": nan,
+            "macro_f1": nan,
+            "weighted_f1": nan,
+            "log_loss": nan,
+            "per_class": {c: {"precision": nan, "recall": nan, "f1": nan, "support": 0} for c in class_names},
+        }
     pred = to_labels(proba)
     per_class = per_class_metrics(y, pred, class_names)
     r, f, s = (np.array([c[k] for c in per_class.values()], dtype=np.float64) for k in ("recall", "f1", "support"))
@@ -74,8 +80,10 @@ def most_confused(counts: Sequence[Sequence[int]], class_names: Sequence[str], t
     totals = cm.sum(axis=1)
     cells = [(int(cm[i, j]), i, j) for i in range(len(cm)) for j in range(len(cm)) if i != j and cm[i, j] > 0]
     cells.sort(key=lambda c: -c[0])  # stable: ties in class order
-    return [{"true": class_names[i], "predicted": class_names[j], "count": n, "share": float(n / totals[i])}
-            for n, i, j in cells[:top]]
+    return [
+        {"true": class_names[i], "predicted": class_names[j], "count": n, "share": float(n / totals[i])}
+        for n, i, j in cells[:top]
+    ]
 
 
 def fold_spread(y_true: np.ndarray, proba: np.ndarray, folds: np.ndarray, class_names: Sequence[str]) -> dict:
@@ -88,24 +96,36 @@ def fold_spread(y_true: np.ndarray, proba: np.ndarray, folds: np.ndarray, class_
     for f in sorted(int(v) for v in np.unique(folds) if v >= 0):
         keep = folds == f
         s = classification_summary(np.asarray(y_true)[keep], np.asarray(proba)[keep], class_names)
-        per_fold.append({"fold": f, "rows": s["rows"], "accuracy": s["accuracy"], "macro_f1": s["macro_f1"],
-                         "balanced_accuracy": s["balanced_accuracy"]})
+        per_fold.append(
+            {
+                "fold": f,
+                "rows": s["rows"],
+                "accuracy": s["accuracy"],
+                "macro_f1": s["macro_f1"],
+                "balanced_accuracy": s["balanced_accuracy"],
+            }
+        )
     out: dict = {"folds": per_fold}
     for key in ("accuracy", "macro_f1", "balanced_accuracy"):
         values = np.array([r[key] for r in per_fold], dtype=np.float64)
-        out[key] = {"mean": float(values.mean()) if len(values) else float("nan"),
-                    "std": float(values.std()) if len(values) else float("nan")}
+        out[key] = {
+            "mean": float(values.mean()) if len(values) else float("nan"),
+            "std": float(values.std()) if len(values) else float("nan"),
+        }
     return out
 
 
-def per_au_f1(au_true: np.ndarray, au_prob: np.ndarray, au_ids: Sequence[int | str], *,
-              threshold: float = 0.5) -> dict:
+def per_au_f1(au_true: np.ndarray, au_prob: np.ndarray, au_ids: Sequence[int | str], *, threshold: float = 0.5) -> dict:
     """F1 per action unit (``None`` where an AU never occurs), their mean, and each AU's support."""
     from ferray.training.metrics import au_f1
 
     mean, per = au_f1(au_true, au_prob, threshold=threshold)
     support = (np.asarray(au_true) > 0.5).sum(axis=0)
-    return {"threshold": threshold, "mean_f1": None if np.isnan(mean) else float(mean),
-            "per_au": {f"AU{a}": {"f1": None if np.isnan(v) else float(v), "support": int(n)}
-                       for a, v, n in zip(au_ids, per, support)}}
-
+    return {
+        "threshold": threshold,
+        "mean_f1": None if np.isnan(mean) else float(mean),
+        "per_au": {
+            f"AU{a}": {"f1": None if np.isnan(v) else float(v), "support": int(n)}
+            for a, v, n in zip(au_ids, per, support)
+        },
+    }

@@ -70,8 +70,10 @@ class _AULabels:
         if self.labels is None:
             return None
         if fingerprint and self.fingerprint and fingerprint != self.fingerprint:
-            self.notes.append(f"per-AU F1 left out: the predictions were made on data {fingerprint[:12]}, "
-                              f"the run's data source now gives {self.fingerprint[:12]}")
+            self.notes.append(
+                f"per-AU F1 left out: the predictions were made on data {fingerprint[:12]}, "
+                f"the run's data source now gives {self.fingerprint[:12]}"
+            )
             return None
         return self.labels
 
@@ -124,15 +126,24 @@ def collect_run(run_dir: str | Path, *, echo: Callable[[str], Any] | None = None
     if not run.root.is_dir():
         raise ConfigError(f"{run_dir}: no such run directory")
     if not run.spec.is_file() and not run.results.is_file():
-        raise ConfigError(f"{run_dir}: not a ferray run directory (no {RunLayout.SPEC} or {RunLayout.RESULTS}); "
-                          "pass the folder `ferray search` created, or a bundle folder")
+        raise ConfigError(
+            f"{run_dir}: not a ferray run directory (no {RunLayout.SPEC} or {RunLayout.RESULTS}); "
+            "pass the folder `ferray search` created, or a bundle folder"
+        )
     notes: list[str] = []
     au = _AULabels(run, notes)
     status = _status(run, notes)
     metric = status["metric"] if status else "accuracy"
     mode = status["mode"] if status else "max"
-    report: dict = {"kind": "run", "source": str(run.root), "name": run.name, "metric": metric, "mode": mode,
-                    "models": {}, "notes": notes}
+    report: dict = {
+        "kind": "run",
+        "source": str(run.root),
+        "name": run.name,
+        "metric": metric,
+        "mode": mode,
+        "models": {},
+        "notes": notes,
+    }
     class_names: list[str] | None = None
 
     def add(key: str, label: str, kind: str, oof_path: Path | None, hold_path: Path | None, extra: dict) -> None:
@@ -149,17 +160,37 @@ def collect_run(run_dir: str | Path, *, echo: Callable[[str], Any] | None = None
         has_au = any(s is not None and s.au_probs is not None for s in (oof, hold))
         au_labels = au.get(meta.get("data_fingerprint")) if has_au else None
         say(f"report: evaluating {label}")
-        report["models"][key] = evaluate_model(label, kind, names, oof=oof, holdout=hold, au_labels=au_labels,
-                                               au_ids=AU_IDS, top_confused=top_confused, extra=extra)
+        report["models"][key] = evaluate_model(
+            label,
+            kind,
+            names,
+            oof=oof,
+            holdout=hold,
+            au_labels=au_labels,
+            au_ids=AU_IDS,
+            top_confused=top_confused,
+            extra=extra,
+        )
 
     # -- the best single trial ---------------------------------------------------------------------------------
     best = (status or {}).get("best")
     if best is not None:
         trial = run.trial(best["trial_id"])
-        add("best_trial", f"best trial {best['trial_id']}", "trial", trial.oof, trial.holdout,
-            {"trial_id": best["trial_id"], "state": best["state"], "fold_mean": best.get("metric"),
-             "fold_mean_std": best.get("metric_std"), "best_epoch": best.get("best_epoch"),
-             "params": best.get("params", {})})
+        add(
+            "best_trial",
+            f"best trial {best['trial_id']}",
+            "trial",
+            trial.oof,
+            trial.holdout,
+            {
+                "trial_id": best["trial_id"],
+                "state": best["state"],
+                "fold_mean": best.get("metric"),
+                "fold_mean_std": best.get("metric_std"),
+                "best_epoch": best.get("best_epoch"),
+                "params": best.get("params", {}),
+            },
+        )
         if "best_trial" not in report["models"]:
             notes.append(f"best trial {best['trial_id']} left no prediction files ({trial.OOF}, {trial.HOLDOUT})")
 
@@ -170,11 +201,20 @@ def collect_run(run_dir: str | Path, *, echo: Callable[[str], Any] | None = None
         chosen = summary.get("chosen")
         fitted = (summary.get("methods") or {}).get(chosen) or {}
         # Each method names its members (greedy picks from a wider pool); older files: the top-level list.
-        members = fitted.get("members") if isinstance(fitted.get("members"), list) else \
-            [m.get("trial_id") for m in summary.get("members", []) if isinstance(m, dict)]
+        members = (
+            fitted.get("members")
+            if isinstance(fitted.get("members"), list)
+            else [m.get("trial_id") for m in summary.get("members", []) if isinstance(m, dict)]
+        )
         weights = fitted.get("weights")
-        add("ensemble", f"ensemble ({chosen})", "ensemble", ens.oof, ens.holdout,
-            {"method": chosen, "members": members, "weights": weights, "chosen_by": summary.get("chosen_by")})
+        add(
+            "ensemble",
+            f"ensemble ({chosen})",
+            "ensemble",
+            ens.oof,
+            ens.holdout,
+            {"method": chosen, "members": members, "weights": weights, "chosen_by": summary.get("chosen_by")},
+        )
     if ens.table.is_file():
         report["ensemble_table"] = _read_table(ens.table)
 
@@ -184,9 +224,18 @@ def collect_run(run_dir: str | Path, *, echo: Callable[[str], Any] | None = None
     if dist.holdout.is_file():
         student = (dsum or {}).get("student") or {}
         training = (dsum or {}).get("training") or {}
-        add("student", f"student ({training.get('student', 'distilled')})", "student", None, dist.holdout,
-            {"params": student.get("params"), "latency_ms_per_image": student.get("latency_ms_per_image"),
-             "backbone": training.get("student")})
+        add(
+            "student",
+            f"student ({training.get('student', 'distilled')})",
+            "student",
+            None,
+            dist.holdout,
+            {
+                "params": student.get("params"),
+                "latency_ms_per_image": student.get("latency_ms_per_image"),
+                "backbone": training.get("student"),
+            },
+        )
     if dsum is not None:
         report["distill"] = {k: dsum.get(k) for k in ("student", "ensemble", "best_trial", "latency") if k in dsum}
 
@@ -195,11 +244,28 @@ def collect_run(run_dir: str | Path, *, echo: Callable[[str], Any] | None = None
 
     # -- the search --------------------------------------------------------------------------------------------
     if status is not None:
-        report["status"] = {"counts": status["counts"], "budget_trials": status.get("budget_trials"),
-                            "best": status.get("best"),
-                            "trials": [{k: t.get(k) for k in ("trial_id", "trial_number", "state", "epochs", "metric",
-                                                              "metric_std", "best_epoch", "params", "error")}
-                                       for t in status["trials"]]}
+        report["status"] = {
+            "counts": status["counts"],
+            "budget_trials": status.get("budget_trials"),
+            "best": status.get("best"),
+            "trials": [
+                {
+                    k: t.get(k)
+                    for k in (
+                        "trial_id",
+                        "trial_number",
+                        "state",
+                        "epochs",
+                        "metric",
+                        "metric_std",
+                        "best_epoch",
+                        "params",
+                        "error",
+                    )
+                }
+                for t in status["trials"]
+            ],
+        }
     if run.results.is_file():
         report["history"] = search_history(read_results(run.results), metric, mode)
     try:
@@ -208,13 +274,23 @@ def collect_run(run_dir: str | Path, *, echo: Callable[[str], Any] | None = None
         notes.append(f"Optuna study unreadable: {exc}")
         trials, dists, study = [], {}, None
     n_complete = sum(1 for t in trials if t["state"] == "COMPLETE")
-    report["study"] = {"trials": trials, "distributions": dists, "complete": n_complete,
-                       **param_importances(study, n_complete)}
+    report["study"] = {
+        "trials": trials,
+        "distributions": dists,
+        "complete": n_complete,
+        **param_importances(study, n_complete),
+    }
     if not trials and status is not None:
         # No study: parallel coordinates from results.parquet's parameters.
-        report["study"]["trials"] = [{"number": t.get("trial_number"), "state": t.get("state"),
-                                      "value": t.get("metric"), "params": t.get("params", {})}
-                                     for t in status["trials"]]
+        report["study"]["trials"] = [
+            {
+                "number": t.get("trial_number"),
+                "state": t.get("state"),
+                "value": t.get("metric"),
+                "params": t.get("params", {}),
+            }
+            for t in status["trials"]
+        ]
         report["study"]["source"] = "results.parquet"
     else:
         report["study"]["source"] = "optuna.db"
@@ -264,9 +340,15 @@ def _comparison(report: dict) -> list[dict]:
         if r.get("name") == chosen and "ensemble" in models:
             row = from_model("ensemble", f"ensemble: {chosen} (chosen)")
         else:
-            row = {"name": f"ensemble: {r['name']}", "kind": "ensemble",
-                   **{f"{p}_{k}": r.get(f"{p}_{k}") for p in ("oof", "holdout")
-                      for k in ("accuracy", "macro_f1", "log_loss")}}
+            row = {
+                "name": f"ensemble: {r['name']}",
+                "kind": "ensemble",
+                **{
+                    f"{p}_{k}": r.get(f"{p}_{k}")
+                    for p in ("oof", "holdout")
+                    for k in ("accuracy", "macro_f1", "log_loss")
+                },
+            }
         rows.append(row)
     if "ensemble" in models and not any(r["name"].endswith("(chosen)") for r in rows):
         rows.append(from_model("ensemble", f"ensemble: {chosen} (chosen)"))

@@ -33,8 +33,17 @@ def search_history(rows: list[dict], metric: str, mode: str) -> dict:
     epochs = []
     for order, r in enumerate(rows):
         tid = r["trial_id"]
-        c = curves.setdefault(tid, {"trial_id": tid, "trial_number": r.get("trial_number"), "state": r.get("state"),
-                                    "epochs": [], "metric": [], "stopped_at": None})
+        c = curves.setdefault(
+            tid,
+            {
+                "trial_id": tid,
+                "trial_number": r.get("trial_number"),
+                "state": r.get("state"),
+                "epochs": [],
+                "metric": [],
+                "stopped_at": None,
+            },
+        )
         if _finite(r.get("epoch")) and _finite(r.get("metric")):
             c["epochs"].append(int(r["epoch"]))
             c["metric"].append(float(r["metric"]))
@@ -53,9 +62,14 @@ def search_history(rows: list[dict], metric: str, mode: str) -> dict:
         if best is None or sign * value > sign * best:
             best, best_trial = value, tid
         curve.append({"epochs_spent": spent, "best": best, "trial_id": best_trial})
-    return {"metric": metric, "mode": mode, "trials": list(curves.values()), "best_so_far": curve,
-            "epochs_spent": len(epochs),
-            "pruned": sorted(t for t, c in curves.items() if c["stopped_at"] is not None)}
+    return {
+        "metric": metric,
+        "mode": mode,
+        "trials": list(curves.values()),
+        "best_so_far": curve,
+        "epochs_spent": len(epochs),
+        "pruned": sorted(t for t, c in curves.items() if c["stopped_at"] is not None),
+    }
 
 
 def _open_study(run: RunLayout, name: str | None):
@@ -90,10 +104,13 @@ def study_trials(run: RunLayout, study_name: str | None = None) -> tuple[list[di
             if name in dists:
                 continue
             kind = type(d).__name__.replace("Distribution", "").lower()
-            dists[name] = {"kind": "categorical" if "categorical" in kind else ("int" if "int" in kind else "float"),
-                           "log": bool(getattr(d, "log", False)), "low": getattr(d, "low", None),
-                           "high": getattr(d, "high", None),
-                           "choices": list(d.choices) if hasattr(d, "choices") else None}
+            dists[name] = {
+                "kind": "categorical" if "categorical" in kind else ("int" if "int" in kind else "float"),
+                "log": bool(getattr(d, "log", False)),
+                "low": getattr(d, "low", None),
+                "high": getattr(d, "high", None),
+                "choices": list(d.choices) if hasattr(d, "choices") else None,
+            }
     return trials, dists, study
 
 
@@ -107,9 +124,11 @@ def param_importances(study, n_complete: int) -> dict:
     if study is None:
         return {"importances": {}, "evaluator": None, "note": "no Optuna study (optuna.db) in the run"}
     if n_complete < MIN_TRIALS_FOR_IMPORTANCE:
-        return {"importances": {}, "evaluator": None,
-                "note": f"{n_complete} completed trial(s); parameter importances need at least "
-                        f"{MIN_TRIALS_FOR_IMPORTANCE}"}
+        return {
+            "importances": {},
+            "evaluator": None,
+            "note": f"{n_complete} completed trial(s); parameter importances need at least {MIN_TRIALS_FOR_IMPORTANCE}",
+        }
     import optuna
 
     with warnings.catch_warnings(record=True) as caught:
@@ -117,9 +136,15 @@ def param_importances(study, n_complete: int) -> dict:
         try:
             imp = optuna.importance.get_param_importances(study)
         except (ValueError, RuntimeError, ZeroDivisionError) as exc:
-            return {"importances": {}, "evaluator": None, "note": f"optuna.importance could not rank the "
-                                                                  f"parameters: {exc}"}
+            return {
+                "importances": {},
+                "evaluator": None,
+                "note": f"optuna.importance could not rank the parameters: {exc}",
+            }
     notes = sorted({str(w.message) for w in caught})
     evaluator = "default evaluator of optuna.importance.get_param_importances (optuna " + optuna.__version__ + ")"
-    return {"importances": {k: float(v) for k, v in imp.items()}, "evaluator": evaluator,
-            "note": "; ".join(notes) or None}
+    return {
+        "importances": {k: float(v) for k, v in imp.items()},
+        "evaluator": evaluator,
+        "note": "; ".join(notes) or None,
+    }

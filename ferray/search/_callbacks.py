@@ -21,13 +21,31 @@ from ray.tune import Callback
 from ferray.search._optuna import finished
 from ferray.search._results import ResultsTable
 
-__all__ = ["ResultsCallback", "TensorBoardCallback", "LiveView", "StallGuard", "RetentionCallback", "BackgroundWriter",
-           "error_reason"]
+__all__ = [
+    "ResultsCallback",
+    "TensorBoardCallback",
+    "LiveView",
+    "StallGuard",
+    "RetentionCallback",
+    "BackgroundWriter",
+    "error_reason",
+]
 
 logger = logging.getLogger(__name__)
 
-_SCALARS = ("metric", "val_accuracy_mean", "val_accuracy_std", "val_macro_f1_mean", "val_macro_f1_std",
-            "val_loss_mean", "val_loss_std", "val_au_f1_mean", "train_loss_mean", "lr", "epoch_seconds")
+_SCALARS = (
+    "metric",
+    "val_accuracy_mean",
+    "val_accuracy_std",
+    "val_macro_f1_mean",
+    "val_macro_f1_std",
+    "val_loss_mean",
+    "val_loss_std",
+    "val_au_f1_mean",
+    "train_loss_mean",
+    "lr",
+    "epoch_seconds",
+)
 
 
 def error_reason(trial) -> str:
@@ -50,8 +68,11 @@ def error_reason(trial) -> str:
     # Prefer the innermost "SomeError: message" line (ferray's own errors end in Failed, Stalled, Error).
     for line in reversed(lines):
         head = line.split(": ", 1)[0]
-        if (": " in line and not line.startswith("File ")
-                and head.rsplit(".", 1)[-1].endswith(("Error", "Exception", "Failed", "Stalled"))):
+        if (
+            ": " in line
+            and not line.startswith("File ")
+            and head.rsplit(".", 1)[-1].endswith(("Error", "Exception", "Failed", "Stalled"))
+        ):
             return f"{head.rsplit('.', 1)[-1]}: {line.split(': ', 1)[1]}"[:500]
     return (lines[-1] if lines else "unknown error")[:500]
 
@@ -123,8 +144,17 @@ class ResultsCallback(Callback):
         resume: continue the table already in ``path`` (a resumed sweep).
     """
 
-    def __init__(self, path: str | Path, *, max_epochs: int, searcher=None, scheduler=None,
-                 min_interval_s: float = 0.0, resume: bool = False, guard: StallGuard | None = None):
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        max_epochs: int,
+        searcher=None,
+        scheduler=None,
+        min_interval_s: float = 0.0,
+        resume: bool = False,
+        guard: StallGuard | None = None,
+    ):
         self.path = Path(path)
         self.max_epochs = max_epochs
         self.table = ResultsTable.load(self.path) if resume and self.path.exists() else ResultsTable()
@@ -190,8 +220,9 @@ class ResultsCallback(Callback):
         self._write(force=True)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self.table.add_trial(trial.trial_id, dict(trial.config), self._number(trial)) \
-            if self.table.state(trial.trial_id) is None else None
+        self.table.add_trial(trial.trial_id, dict(trial.config), self._number(trial)) if self.table.state(
+            trial.trial_id
+        ) is None else None
         reason = self._guard.reason(trial.trial_id) if self._guard is not None else None
         self.table.set_state(trial.trial_id, "ERROR", error=reason or error_reason(trial))
         self._write(force=True)
@@ -216,8 +247,18 @@ class RetentionCallback(Callback):
     states come from the results table (``results`` must come before this callback).
     """
 
-    def __init__(self, run_dir: str | Path, config, *, top_k: int, results: ResultsCallback, metric: str,
-                 mode: str, settle_s: float = 30.0, pool: str | int | None = None) -> None:
+    def __init__(
+        self,
+        run_dir: str | Path,
+        config,
+        *,
+        top_k: int,
+        results: ResultsCallback,
+        metric: str,
+        mode: str,
+        settle_s: float = 30.0,
+        pool: str | int | None = None,
+    ) -> None:
         self.run_dir = Path(run_dir)
         self.config = config
         self.top_k = top_k
@@ -247,8 +288,11 @@ class RetentionCallback(Callback):
             # removing a checkpoint folder Train is still registering would break its retry.
             ready |= {tid for tid in self._due if table.state(tid) != "ERROR"}
             # Trials that ended in an earlier session of a resumed sweep.
-            ready |= {r["trial_id"] for r in table.rows()
-                      if r["state"] in ("COMPLETED", "PRUNED", "ERROR") and r["trial_id"] not in self._due}
+            ready |= {
+                r["trial_id"]
+                for r in table.rows()
+                if r["state"] in ("COMPLETED", "PRUNED", "ERROR") and r["trial_id"] not in self._due
+            }
         if not ready:
             return
         for tid in ready:
@@ -262,8 +306,7 @@ class RetentionCallback(Callback):
         from ferray.search._status import summarise_trials
 
         trials = summarise_trials(rows, self.metric, self.mode)
-        cleanups, _ = plan_retention(self.run_dir, trials, self.config, top_k=self.top_k, only=settled,
-                                     pool=self.pool)
+        cleanups, _ = plan_retention(self.run_dir, trials, self.config, top_k=self.top_k, only=settled, pool=self.pool)
         for plan in clean_trials(self.run_dir, cleanups, source="sweep"):
             logger.info("retention: %s", plan.describe(self.run_dir))
 
@@ -312,15 +355,19 @@ class TensorBoardCallback(Callback):
     def on_trial_result(self, iteration, trials, trial, result, **info):
         trial_id, config = trial.trial_id, dict(trial.config)
         step = int(result.get("epoch", result.get("training_iteration", 0)))
-        scalars = {key: float(value) for key, value in result.items()
-                   if (key in _SCALARS or key.startswith("val_accuracy_fold")) and _finite(value)}
+        scalars = {
+            key: float(value)
+            for key, value in result.items()
+            if (key in _SCALARS or key.startswith("val_accuracy_fold")) and _finite(value)
+        }
         self._last[trial_id] = dict(result)
 
         def write() -> None:
             writer = self._writer(trial_id, config)
             for key, value in scalars.items():
-                writer.add_scalar(key if key == "metric" else f"val/{key}" if key.startswith("val_")
-                                  else f"train/{key}", value, step)
+                writer.add_scalar(
+                    key if key == "metric" else f"val/{key}" if key.startswith("val_") else f"train/{key}", value, step
+                )
             writer.flush()
 
         background_writer().submit(None, write)
@@ -374,8 +421,15 @@ class StallGuard(Callback):
         self._checked = 0.0
 
     def __getstate__(self) -> dict:
-        return {"limits": self.limits, "check_every_s": self.check_every_s, "margin_s": self.margin_s,
-                "_last": {}, "_longest": {}, "_reasons": {}, "_checked": 0.0}
+        return {
+            "limits": self.limits,
+            "check_every_s": self.check_every_s,
+            "margin_s": self.margin_s,
+            "_last": {},
+            "_longest": {},
+            "_reasons": {},
+            "_checked": 0.0,
+        }
 
     def reason(self, trial_id: str) -> str | None:
         return self._reasons.get(trial_id)
@@ -418,13 +472,15 @@ class StallGuard(Callback):
         from ferray._ray_compat import trial_actor
         from ferray.search._stall import STALLED
 
-        reason = (f"{STALLED}: the trial sent nothing for {silent:.0f} s (driver limit {limit:.0f} s); its actor "
-                  "was stopped")
+        reason = (
+            f"{STALLED}: the trial sent nothing for {silent:.0f} s (driver limit {limit:.0f} s); its actor was stopped"
+        )
         self._reasons[trial.trial_id] = reason
         actor = trial_actor(trial)
         if actor is None:
-            logger.error("trial %s is stalled (%s) and this Ray version gives ferray no way to stop it",
-                         trial.trial_id, reason)
+            logger.error(
+                "trial %s is stalled (%s) and this Ray version gives ferray no way to stop it", trial.trial_id, reason
+            )
             return
         logger.error("trial %s: %s", trial.trial_id, reason)
         try:
@@ -443,9 +499,20 @@ class LiveView(Callback):
     The ETA assumes every remaining trial runs ``max_epochs`` (an upper bound under ASHA).
     """
 
-    def __init__(self, *, trials: int, max_epochs: int, concurrent: int, metric: str, mode: str,
-                 console=None, refresh_s: float = 1.0, table: ResultsTable | None = None,
-                 panel: bool = True, echo=None):
+    def __init__(
+        self,
+        *,
+        trials: int,
+        max_epochs: int,
+        concurrent: int,
+        metric: str,
+        mode: str,
+        console=None,
+        refresh_s: float = 1.0,
+        table: ResultsTable | None = None,
+        panel: bool = True,
+        echo=None,
+    ):
         from rich.console import Console
 
         self.console = console or Console(stderr=True)
@@ -460,15 +527,16 @@ class LiveView(Callback):
         self._states: dict[str, str] = {}
         self._epochs: dict[str, int] = {}
         self._best: tuple[float, str, dict] | None = None
-        for row in (table.rows() if table is not None else []):  # a resumed sweep's trials so far
+        for row in table.rows() if table is not None else []:  # a resumed sweep's trials so far
             tid = row["trial_id"]
             self._states[tid] = row["state"]
             if row.get("epoch") is not None:
                 self._epochs[tid] = int(row["epoch"])
             value = row.get("metric")
-            if _finite(value) and (self._best is None or (value > self._best[0] if mode == "max"
-                                                          else value < self._best[0])):
-                params = {k[len("param."):]: v for k, v in row.items() if k.startswith("param.") and v is not None}
+            if _finite(value) and (
+                self._best is None or (value > self._best[0] if mode == "max" else value < self._best[0])
+            ):
+                params = {k[len("param.") :]: v for k, v in row.items() if k.startswith("param.") and v is not None}
                 self._best = (float(value), tid, params)
 
     def __getstate__(self) -> dict:
@@ -499,28 +567,34 @@ class LiveView(Callback):
         if not done_epochs:
             return "?"
         finished = sum(1 for s in self._states.values() if s in ("COMPLETED", "PRUNED", "ERROR", "STOPPED"))
-        running_left = sum(self.max_epochs - self._epochs.get(t, 0) for t, s in self._states.items()
-                           if s == "RUNNING")
-        left = (self.trials - finished - sum(1 for s in self._states.values() if s == "RUNNING")) \
-            * self.max_epochs + running_left
+        running_left = sum(self.max_epochs - self._epochs.get(t, 0) for t, s in self._states.items() if s == "RUNNING")
+        left = (
+            self.trials - finished - sum(1 for s in self._states.values() if s == "RUNNING")
+        ) * self.max_epochs + running_left
         seconds = elapsed / done_epochs * max(0, left)
         return f"<= {seconds / 60:.1f} min"
 
     def _render(self):
         from rich.table import Table
 
-        counts = {s: sum(1 for v in self._states.values() if v == s)
-                  for s in ("RUNNING", "COMPLETED", "PRUNED", "ERROR", "STOPPED")}
+        counts = {
+            s: sum(1 for v in self._states.values() if v == s)
+            for s in ("RUNNING", "COMPLETED", "PRUNED", "ERROR", "STOPPED")
+        }
         table = Table.grid(padding=(0, 2))
         elapsed = time.monotonic() - self._start
         started = len(self._states)
-        table.add_row("trials", f"{started}/{self.trials} started: " + ", ".join(
-            f"{n} {s.lower()}" for s, n in counts.items() if n))
+        table.add_row(
+            "trials",
+            f"{started}/{self.trials} started: " + ", ".join(f"{n} {s.lower()}" for s, n in counts.items() if n),
+        )
         if self._best:
             value, tid, params = self._best
-            table.add_row("best", f"{self.metric} {value:.4f} ({tid}) " +
-                          ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
-                                    for k, v in params.items()))
+            table.add_row(
+                "best",
+                f"{self.metric} {value:.4f} ({tid}) "
+                + ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()),
+            )
         table.add_row("time", f"{elapsed / 60:.1f} min elapsed, ETA {self._eta()}")
         return table
 

@@ -19,8 +19,17 @@ from ray.tune.search.optuna import OptunaSearch
 from ferray.layout import RunLayout
 from ferray.search._spec import SearchSpec
 
-__all__ = ["PruningASHA", "PruneAwareOptunaSearch", "SchedulerState", "trial_state", "make_sampler", "seed_sampler",
-           "study_storage", "startup_trials", "TUNE_TRIAL_ATTR"]
+__all__ = [
+    "PruningASHA",
+    "PruneAwareOptunaSearch",
+    "SchedulerState",
+    "trial_state",
+    "make_sampler",
+    "seed_sampler",
+    "study_storage",
+    "startup_trials",
+    "TUNE_TRIAL_ATTR",
+]
 
 #: Optuna user attribute naming the Tune trial an Optuna trial belongs to.
 TUNE_TRIAL_ATTR = "tune_trial_id"
@@ -73,11 +82,14 @@ def finished(result: dict | None, max_epochs: int) -> bool:
     if not result:
         return False
     epoch = result.get("epoch")
-    return bool(result.get("final") or result.get("stopped_early")) or (isinstance(epoch, (int, float)) and epoch >= max_epochs)
+    return bool(result.get("final") or result.get("stopped_early")) or (
+        isinstance(epoch, (int, float)) and epoch >= max_epochs
+    )
 
 
-def trial_state(result: dict | None, *, error: bool, pruned: bool, metric: str,
-                max_epochs: int) -> tuple[str, float | None]:
+def trial_state(
+    result: dict | None, *, error: bool, pruned: bool, metric: str, max_epochs: int
+) -> tuple[str, float | None]:
     """The Optuna state name and value to tell for a finished Tune trial.
 
     ``error`` -> FAIL; stopped by the scheduler (``pruned``) or ended before its last epoch
@@ -201,8 +213,7 @@ class PruneAwareOptunaSearch(OptunaSearch):
         **kwargs: :class:`ray.tune.search.optuna.OptunaSearch` arguments.
     """
 
-    def __init__(self, *args, max_epochs: int, scheduler: PruningASHA | None = None, seed: int | None = None,
-                 **kwargs):
+    def __init__(self, *args, max_epochs: int, scheduler: PruningASHA | None = None, seed: int | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self._trial_seed = seed
         self._scheduler = scheduler
@@ -244,8 +255,7 @@ class PruneAwareOptunaSearch(OptunaSearch):
             if getattr(self, "_trial_seed", None) is not None and self._ot_study is not None:
                 # Seeded by the Optuna trial's own number: an orphan killed between Optuna's
                 # ask and its sampling draws its parameters now, as the uninterrupted sweep did.
-                number = (self._ot_trials[trial_id].number if orphan is not None
-                          else len(self._study_trials()))
+                number = self._ot_trials[trial_id].number if orphan is not None else len(self._study_trials())
                 seed_sampler(self._ot_study.sampler, self._trial_seed, number)
         config = super().suggest(trial_id)
         self._ot_trials[trial_id].set_user_attr(TUNE_TRIAL_ATTR, trial_id)
@@ -369,15 +379,21 @@ class PruneAwareOptunaSearch(OptunaSearch):
             return
         import optuna
 
-        state, value = trial_state(result, error=error, pruned=self._pruned(trial_id), metric=self._metric,
-                                   max_epochs=self._max_epochs)
+        state, value = trial_state(
+            result, error=error, pruned=self._pruned(trial_id), metric=self._metric, max_epochs=self._max_epochs
+        )
         ot_trial = self._ot_trials[trial_id]
         # Tune hands the result that made the scheduler stop a trial (and a trial's last
         # result) to on_trial_complete only: record it as an intermediate value too.
         step = self._step(result or {})
         value_now = (result or {}).get(self._metric)
-        if (not error and step and step not in self._reported.get(trial_id, set())
-                and isinstance(value_now, (int, float)) and math.isfinite(value_now)):
+        if (
+            not error
+            and step
+            and step not in self._reported.get(trial_id, set())
+            and isinstance(value_now, (int, float))
+            and math.isfinite(value_now)
+        ):
             ot_trial.report(float(value_now), step)
         try:
             self._ot_study.tell(ot_trial, value, state=getattr(optuna.trial.TrialState, state))
@@ -426,9 +442,11 @@ class PruneAwareOptunaSearch(OptunaSearch):
         if self._sampler is not None:
             study.sampler = self._sampler
         known = {t._trial_id for t in self._ot_trials.values()}
-        self._orphans = [t._trial_id for t in study.get_trials(deepcopy=False,
-                                                               states=(optuna.trial.TrialState.RUNNING,))
-                         if t._trial_id not in known]
+        self._orphans = [
+            t._trial_id
+            for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+            if t._trial_id not in known
+        ]
         self._reserved = {}
         # The saved state may predate reports and ends the study has since recorded.
         for tid in list(self._ot_trials):

@@ -24,7 +24,7 @@ class SweepOutcome:
     """A sweep's end: per trial its state, parameters and last fold-mean metric; the study; the bundle."""
 
     budget: int
-    trials: dict[str, dict]          # trial id -> {"state", "params", "metric", "epochs"}
+    trials: dict[str, dict]  # trial id -> {"state", "params", "metric", "epochs"}
     study: list[tuple[str, str | None]]  # (Optuna state, Tune trial id) per Optuna trial
     bundle: bool
 
@@ -47,22 +47,32 @@ def sweep_outcome(run_dir: str | os.PathLike) -> SweepOutcome:
     manifest = read_manifest(layout.root)
     trials: dict[str, dict] = {}
     for row in read_results(layout.results) if layout.results.exists() else []:
-        t = trials.setdefault(row["trial_id"], {
-            "state": row["state"], "metric": None, "epochs": 0,
-            "params": {k[len("param."):]: v for k, v in row.items() if k.startswith("param.") and v is not None}})
+        t = trials.setdefault(
+            row["trial_id"],
+            {
+                "state": row["state"],
+                "metric": None,
+                "epochs": 0,
+                "params": {k[len("param.") :]: v for k, v in row.items() if k.startswith("param.") and v is not None},
+            },
+        )
         if row.get("epoch") is not None:
             t["epochs"] = max(t["epochs"], int(row["epoch"]))
             t["metric"] = row.get("metric")
     study_name = manifest["spec"]["name"]
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.load_study(study_name=study_name, storage=f"sqlite:///{layout.study}")
-    return SweepOutcome(budget=int(manifest["trials"]), trials=trials,
-                        study=[(t.state.name, t.user_attrs.get("tune_trial_id")) for t in study.trials],
-                        bundle=(layout.bundle / "manifest.json").is_file())
+    return SweepOutcome(
+        budget=int(manifest["trials"]),
+        trials=trials,
+        study=[(t.state.name, t.user_attrs.get("tune_trial_id")) for t in study.trials],
+        bundle=(layout.bundle / "manifest.json").is_file(),
+    )
 
 
-def outcome_differences(reference: SweepOutcome, other: SweepOutcome, *, compare_scores: set[str] | None = None,
-                        tolerance: float = 1e-6) -> list[str]:
+def outcome_differences(
+    reference: SweepOutcome, other: SweepOutcome, *, compare_scores: set[str] | None = None, tolerance: float = 1e-6
+) -> list[str]:
     """What ``other`` ended with that ``reference`` (the same sweep, uninterrupted) did not; empty when alike.
 
     Checked: as many trials as the budget, none left unfinished in the results or the study,
@@ -75,8 +85,10 @@ def outcome_differences(reference: SweepOutcome, other: SweepOutcome, *, compare
         out.append(f"{len(other.trials)} trials for a budget of {other.budget}")
     open_rows = sorted(tid for tid, t in other.trials.items() if t["state"] not in _FINAL)
     if open_rows:
-        out.append("trials not finished in results.parquet: "
-                   + ", ".join(f"{tid} {other.trials[tid]['state']}" for tid in open_rows))
+        out.append(
+            "trials not finished in results.parquet: "
+            + ", ".join(f"{tid} {other.trials[tid]['state']}" for tid in open_rows)
+        )
     open_study = [f"{tid} {state}" for state, tid in other.study if state not in _OPTUNA_FINAL]
     if open_study:
         out.append("Optuna trials not finished: " + ", ".join(open_study))
@@ -101,7 +113,8 @@ def outcome_differences(reference: SweepOutcome, other: SweepOutcome, *, compare
         if a["state"] != b["state"]:
             out.append(f"{tid} ({key}) ended {b['state']}, {a['state']} uninterrupted")
         elif (a["metric"] is None) != (b["metric"] is None) or (
-                a["metric"] is not None and abs(a["metric"] - b["metric"]) > tolerance):
+            a["metric"] is not None and abs(a["metric"] - b["metric"]) > tolerance
+        ):
             out.append(f"{tid} ({key}) scored {b['metric']}, {a['metric']} uninterrupted")
     return out
 

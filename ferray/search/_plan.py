@@ -23,8 +23,17 @@ from ferray.training.resources import (
     ray_nodes,
 )
 
-__all__ = ["DRIVER_CPUS", "trial_config", "plan_search_resources", "default_run_dir", "dry_run", "is_uri",
-           "as_spec", "cluster_nodes", "launcher_nodes"]
+__all__ = [
+    "DRIVER_CPUS",
+    "trial_config",
+    "plan_search_resources",
+    "default_run_dir",
+    "dry_run",
+    "is_uri",
+    "as_spec",
+    "cluster_nodes",
+    "launcher_nodes",
+]
 
 
 #: CPUs each trial's driver (the Tune function that starts its fold workers) holds. Not 0:
@@ -45,8 +54,14 @@ def trial_config(base: dict, params: dict) -> TrainConfig:
     return validate_model(TrainConfig, apply_params(base, params))
 
 
-def plan_search_resources(spec: SearchSpec, k: int, cluster_cpus: float = 0.0, cluster_gpus: float = 0.0, *,
-                          nodes: Sequence[NodeSpec] | None = None) -> ResourcePlan:
+def plan_search_resources(
+    spec: SearchSpec,
+    k: int,
+    cluster_cpus: float = 0.0,
+    cluster_gpus: float = 0.0,
+    *,
+    nodes: Sequence[NodeSpec] | None = None,
+) -> ResourcePlan:
     """The resource plan of a sweep: a driver of :data:`DRIVER_CPUS` plus ``k`` fold workers per trial.
 
     Planned against ``nodes`` (the cluster's node types, :func:`cluster_nodes`) or, without
@@ -74,10 +89,19 @@ def plan_search_resources(spec: SearchSpec, k: int, cluster_cpus: float = 0.0, c
             asked, wanted = wanted, whole
         share_among = wanted
     try:
-        plan = plan_resources(k, cluster_cpus, cluster_gpus, nodes=nodes, cpus_per_worker=res.cpus_per_worker,
-                              gpus_per_worker=res.gpus_per_worker, folds_per_gpu=res.folds_per_gpu,
-                              driver_cpus=DRIVER_CPUS, max_concurrent=wanted, share_among=share_among,
-                              placement=res.placement)
+        plan = plan_resources(
+            k,
+            cluster_cpus,
+            cluster_gpus,
+            nodes=nodes,
+            cpus_per_worker=res.cpus_per_worker,
+            gpus_per_worker=res.gpus_per_worker,
+            folds_per_gpu=res.folds_per_gpu,
+            driver_cpus=DRIVER_CPUS,
+            max_concurrent=wanted,
+            share_among=share_among,
+            placement=res.placement,
+        )
     except ConfigError as exc:
         raise ConfigError(f"this sweep can never be placed: {exc}") from None
     return replace(plan, startup=startup, asked_concurrent=asked)
@@ -107,14 +131,17 @@ def cluster_nodes(address: str | None = None, num_cpus: int | None = None) -> tu
 
         ensure_ray(address, num_cpus=num_cpus)
         nodes = ray_nodes()
-        where = f"the Ray cluster at {address or os.environ.get('RAY_ADDRESS') or ray.get_runtime_context().gcs_address}"
+        where = (
+            f"the Ray cluster at {address or os.environ.get('RAY_ADDRESS') or ray.get_runtime_context().gcs_address}"
+        )
         if not nodes:
             raise ConfigError(f"{where} reports no alive nodes")
         return nodes, where
     import torch
 
-    return [NodeSpec("this machine", float(num_cpus or os.cpu_count() or 1), float(torch.cuda.device_count()))], \
-        "this machine"
+    return [
+        NodeSpec("this machine", float(num_cpus or os.cpu_count() or 1), float(torch.cuda.device_count()))
+    ], "this machine"
 
 
 def launcher_nodes(path: str | os.PathLike) -> tuple[list[NodeSpec], str]:
@@ -130,9 +157,14 @@ def as_spec(spec: SearchSpec | str | os.PathLike) -> tuple[SearchSpec, Path | No
     return load_search_spec(spec), Path(spec)
 
 
-def dry_run(spec: SearchSpec | str | os.PathLike, *, address: str | None = None,
-            num_cpus: int | None = None, data: str | None = None,
-            cluster_config: str | os.PathLike | None = None) -> str:
+def dry_run(
+    spec: SearchSpec | str | os.PathLike,
+    *,
+    address: str | None = None,
+    num_cpus: int | None = None,
+    data: str | None = None,
+    cluster_config: str | os.PathLike | None = None,
+) -> str:
     """What a sweep would do, as text: the resolved spec, the fold plan and the resource plan.
 
     Loads the data (so data problems show now) but trains nothing. The resource plan is made
@@ -151,24 +183,40 @@ def dry_run(spec: SearchSpec | str | os.PathLike, *, address: str | None = None,
     if data is not None:
         spec = spec.model_copy(update={"data": spec.data.model_copy(update={"source": str(data)})})
     resolved = spec.model_dump(mode="json", exclude={"space"})
-    lines = [f"# search spec '{spec.name}' (resolved, defaults filled in)",
-             yaml.safe_dump(resolved, sort_keys=False).rstrip(), "",
-             f"space ({len(spec.space)} parameters):"]
+    lines = [
+        f"# search spec '{spec.name}' (resolved, defaults filled in)",
+        yaml.safe_dump(resolved, sort_keys=False).rstrip(),
+        "",
+        f"space ({len(spec.space)} parameters):",
+    ]
     lines += [f"  {k}: {p.describe()}" for k, p in spec.space.items()]
-    sampler = "random" if spec.search.sampler == "random" else (
-        f"TPE (seed {spec.search.seed}, multivariate {spec.search.multivariate})")
-    stopper = (f"ASHA on epochs: grace {spec.budget.grace_period}, reduction factor "
-               f"{spec.budget.reduction_factor:g}, max {spec.budget.max_epochs}") if spec.budget.early_stopping \
+    sampler = (
+        "random"
+        if spec.search.sampler == "random"
+        else (f"TPE (seed {spec.search.seed}, multivariate {spec.search.multivariate})")
+    )
+    stopper = (
+        (
+            f"ASHA on epochs: grace {spec.budget.grace_period}, reduction factor "
+            f"{spec.budget.reduction_factor:g}, max {spec.budget.max_epochs}"
+        )
+        if spec.budget.early_stopping
         else "none (every trial runs max_epochs)"
-    lines += ["", f"search: {spec.budget.trials} trials, {sampler}, optimising fold-mean {spec.metric} "
-                  f"({spec.mode}); early stopping: {stopper}"]
+    )
+    lines += [
+        "",
+        f"search: {spec.budget.trials} trials, {sampler}, optimising fold-mean {spec.metric} "
+        f"({spec.mode}); early stopping: {stopper}",
+    ]
     data = load_data(spec.base_config())
     plan = make_fold_plan(spec.base_config(), data)
-    lines += ["", f"data: {data.origin if hasattr(data, 'origin') else spec.data.source}: {len(data)} images",
-              "fold plan:", plan.summary(data)]
+    lines += [
+        "",
+        f"data: {data.origin if hasattr(data, 'origin') else spec.data.source}: {len(data)} images",
+        "fold plan:",
+        plan.summary(data),
+    ]
     nodes, where = launcher_nodes(cluster_config) if cluster_config is not None else cluster_nodes(address, num_cpus)
     rplan = plan_search_resources(spec, plan.k, nodes=nodes)
     lines += ["", f"resource plan (from {where}):", rplan.explain()]
     return "\n".join(lines)
-
-

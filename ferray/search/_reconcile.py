@@ -57,8 +57,10 @@ class RestoredTrials(Callback):
             else:
                 table.drop(tid)
                 changed = True
-                self._say(f"resume {tid}: it was starting when the sweep stopped and Tune never recorded it; "
-                          "its configuration runs again under a new trial id")
+                self._say(
+                    f"resume {tid}: it was starting when the sweep stopped and Tune never recorded it; "
+                    "its configuration runs again under a new trial id"
+                )
         if changed:
             self.results.write_now()
 

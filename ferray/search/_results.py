@@ -29,12 +29,34 @@ _HEAD = ("trial_id", "trial_number", "state", "error")
 
 #: Keys of a trial report copied into results.parquet (plus ``val_*_fold<i>``, ``oof_*``, ``holdout_*``).
 RESULT_KEYS = (
-    "epoch", "metric", "val_accuracy_mean", "val_accuracy_std", "val_macro_f1_mean", "val_macro_f1_std",
-    "val_loss_mean", "val_loss_std", "val_au_f1_mean", "val_au_f1_std", "train_loss_mean", "lr",
-    "epoch_seconds", "time_total_s", "final", "stopped_early",
+    "epoch",
+    "metric",
+    "val_accuracy_mean",
+    "val_accuracy_std",
+    "val_macro_f1_mean",
+    "val_macro_f1_std",
+    "val_loss_mean",
+    "val_loss_std",
+    "val_au_f1_mean",
+    "val_au_f1_std",
+    "train_loss_mean",
+    "lr",
+    "epoch_seconds",
+    "time_total_s",
+    "final",
+    "stopped_early",
     # A trial's start-up, in its first epoch's row (ferray.training._worker.STARTUP_KEYS).
-    "startup_s", "trial_setup_s", "worker_start_s", "worker_spawn_s", "worker_process_s", "import_s",
-    "data_get_s", "model_build_s", "first_batch_s", "startup_cpu_s", "heavy_modules",
+    "startup_s",
+    "trial_setup_s",
+    "worker_start_s",
+    "worker_spawn_s",
+    "worker_process_s",
+    "import_s",
+    "data_get_s",
+    "model_build_s",
+    "first_batch_s",
+    "startup_cpu_s",
+    "heavy_modules",
 )
 
 
@@ -60,13 +82,13 @@ class ResultsTable:
         self._number: dict[str, int | None] = {}
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "ResultsTable":
+    def load(cls, path: str | os.PathLike) -> ResultsTable:
         """The table a ``results.parquet`` holds (to continue a resumed sweep)."""
         table = cls()
         for r in read_results(path):
             tid = r["trial_id"]
             if tid not in table._epochs:
-                params = {k[len("param."):]: v for k, v in r.items() if k.startswith("param.") and v is not None}
+                params = {k[len("param.") :]: v for k, v in r.items() if k.startswith("param.") and v is not None}
                 table.add_trial(tid, params, r.get("trial_number"))
                 table._state[tid] = r["state"]
                 if r.get("error") is not None:
@@ -135,8 +157,12 @@ class ResultsTable:
         """Flat rows: one per trial per epoch; a trial without reports gets one row."""
         out = []
         for trial_id, epochs in self._epochs.items():
-            head = {"trial_id": trial_id, "trial_number": self._number.get(trial_id),
-                    "state": self._state.get(trial_id, "PENDING"), "error": self._error.get(trial_id)}
+            head = {
+                "trial_id": trial_id,
+                "trial_number": self._number.get(trial_id),
+                "state": self._state.get(trial_id, "PENDING"),
+                "error": self._error.get(trial_id),
+            }
             head.update({f"param.{k}": v for k, v in self._params.get(trial_id, {}).items()})
             for row in epochs or [{}]:
                 out.append({**head, **row})
@@ -170,8 +196,11 @@ def write_table_atomic(rows: list[dict], path: str | os.PathLike) -> Path:
         columns.update(dict.fromkeys(row))
     for required in ("trial_id", "state", "epoch"):
         columns.setdefault(required, None)
-    table = pa.table({c: _column([r.get(c) for r in rows]) for c in columns}) if rows else pa.table(
-        {c: pa.array([], type=pa.string()) for c in columns})
+    table = (
+        pa.table({c: _column([r.get(c) for r in rows]) for c in columns})
+        if rows
+        else pa.table({c: pa.array([], type=pa.string()) for c in columns})
+    )
     from ferray._io import atomic_write
 
     atomic_write(path, lambda stream: pq.write_table(table, stream))

@@ -22,8 +22,17 @@ from ferray.search._spec import SearchSpec, load_search_spec
 if TYPE_CHECKING:
     from ferray.search._run import SearchResult
 
-__all__ = ["write_manifest", "read_manifest", "update_manifest", "check_resumable", "spec_differences",
-           "Resumable", "MANIFEST", "resume_search", "resume_command"]
+__all__ = [
+    "write_manifest",
+    "read_manifest",
+    "update_manifest",
+    "check_resumable",
+    "spec_differences",
+    "Resumable",
+    "MANIFEST",
+    "resume_search",
+    "resume_command",
+]
 
 MANIFEST = "ferray_run.json"
 _FORMAT = 1
@@ -112,8 +121,11 @@ def _search_changes(before: dict, after: dict) -> list[str]:
     that added or removed a setting since the sweep started; an edit always shows as a
     changed value, as both sides are resolved specs with every default filled in).
     """
-    return [c for c in spec_differences(before, after)
-            if not c.startswith(_FREE) and ": (absent) -> " not in c and not c.endswith(" -> (removed)")]
+    return [
+        c
+        for c in spec_differences(before, after)
+        if not c.startswith(_FREE) and ": (absent) -> " not in c and not c.endswith(" -> (removed)")
+    ]
 
 
 @dataclass
@@ -150,11 +162,11 @@ def check_resumable(run: str | os.PathLike, echo=print) -> Resumable:
     if missing:
         raise ConfigError(
             f"{run} is not a ferray run directory: it lacks {', '.join(missing)} (a sweep's folder holds "
-            f"{', '.join(_REQUIRED)}, results.parquet and the Tune experiment state)")
+            f"{', '.join(_REQUIRED)}, results.parquet and the Tune experiment state)"
+        )
     manifest = read_manifest(run)
     if manifest["format"] != _FORMAT:
-        raise ConfigError(f"{run / MANIFEST}: format {manifest['format']} is not one this ferray reads "
-                          f"({_FORMAT})")
+        raise ConfigError(f"{run / MANIFEST}: format {manifest['format']} is not one this ferray reads ({_FORMAT})")
     spec = load_search_spec(RunLayout(run).spec, check_backbones=False)
     # What the run directory keeps never changes what is searched: retention may differ (and
     # runs from before the section existed lack it).
@@ -163,7 +175,8 @@ def check_resumable(run: str | os.PathLike, echo=print) -> Resumable:
         raise ConfigError(
             f"{run / 'spec.yaml'} was edited since the sweep started, so resuming would mix two searches:\n  "
             + "\n  ".join(changed)
-            + "\nRestore those values to resume, or start a new sweep with `ferray search` on the edited spec.")
+            + "\nRestore those values to resume, or start a new sweep with `ferray search` on the edited spec."
+        )
     source = manifest.get("spec_source")
     if source and Path(source).is_file():
         try:
@@ -172,9 +185,11 @@ def check_resumable(run: str | os.PathLike, echo=print) -> Resumable:
             now = None
         later = _search_changes(manifest["spec"], now) if now is not None else []
         if later:
-            echo(f"note: {source} changed since this sweep started ("
-                 + "; ".join(later[:5])
-                 + f"); the sweep continues with the spec it started with ({run / 'spec.yaml'})")
+            echo(
+                f"note: {source} changed since this sweep started ("
+                + "; ".join(later[:5])
+                + f"); the sweep continues with the spec it started with ({run / 'spec.yaml'})"
+            )
     plan = FoldPlan.load(RunLayout(run).folds)
     data = load_data(spec.base_config())
     fingerprint = data.fingerprint()
@@ -183,7 +198,8 @@ def check_resumable(run: str | os.PathLike, echo=print) -> Resumable:
             f"the data of {spec.data.source!r} changed since the sweep started: fingerprint "
             f"{plan.data_fingerprint} ({len(plan.fold)} rows) then, {fingerprint} ({len(data)} rows) now. "
             "Resuming would train new trials on other data than the finished ones; restore the data or "
-            "start a new sweep.")
+            "start a new sweep."
+        )
     plan.check_matches(data)
     status = get_status(run, intervals=False) if RunLayout(run).results.exists() else {"counts": {}, "trials": []}
     finished = sum(n for s, n in status["counts"].items() if s in ("COMPLETED", "PRUNED", "ERROR"))
@@ -195,9 +211,17 @@ def resume_command(run_dir: str | os.PathLike) -> str:
     return f"ferray resume {run_dir}"
 
 
-def resume_search(run_dir: str | os.PathLike, *, extend: int = 0, retry_errored: bool = False,
-                  address: str | None = None, num_cpus: int | None = None, live: bool = True,
-                  verbose: bool = False, echo=print) -> SearchResult:
+def resume_search(
+    run_dir: str | os.PathLike,
+    *,
+    extend: int = 0,
+    retry_errored: bool = False,
+    address: str | None = None,
+    num_cpus: int | None = None,
+    live: bool = True,
+    verbose: bool = False,
+    echo=print,
+) -> SearchResult:
     """Continue an interrupted sweep from its run directory (or add ``extend`` trials to a finished one).
 
     Finished trials are never run again; unfinished ones continue from their last epoch
@@ -229,14 +253,20 @@ def resume_search(run_dir: str | os.PathLike, *, extend: int = 0, retry_errored:
     trials = int(manifest["trials"]) + extend
     done = checked.finished_trials - (checked.errored_trials if retry_errored else 0)
     if done >= trials:
-        echo(f"{run}: all {trials} trials of this sweep have ended; nothing to resume "
-             f"(add trials with `ferray resume {run} --extend N`"
-             + (f", retry the {checked.errored_trials} errored with --retry-errored)" if checked.errored_trials
-                and not retry_errored else ")"))
+        echo(
+            f"{run}: all {trials} trials of this sweep have ended; nothing to resume "
+            f"(add trials with `ferray resume {run} --extend N`"
+            + (
+                f", retry the {checked.errored_trials} errored with --retry-errored)"
+                if checked.errored_trials and not retry_errored
+                else ")"
+            )
+        )
         from ferray.search._status import get_status
 
-        return SearchResult(run_dir=run, status=get_status(run), plan=None, wall_seconds=time.perf_counter() - t0,
-                            timings=timings)
+        return SearchResult(
+            run_dir=run, status=get_status(run), plan=None, wall_seconds=time.perf_counter() - t0, timings=timings
+        )
     timings["load_data"] = time.perf_counter() - t0
     echo(f"resuming {run}: {done} of {trials} trials ended" + (f" ({extend} added)" if extend else ""))
     if retry_errored and checked.errored:
@@ -247,15 +277,28 @@ def resume_search(run_dir: str | os.PathLike, *, extend: int = 0, retry_errored:
     layout = RunLayout(run)
     echo(f"logs: {layout.log} (Ray's own lines{'; also shown here' if verbose else '; --verbose shows them here'})")
     with ray_logs_to(layout.log, verbose=verbose):
-        sweep = _Sweep(spec, run, data, plan, ray_storage=None if not is_uri(manifest["experiment"]) else
-                       manifest["experiment"].rsplit("/", 1)[0], address=address, num_cpus=num_cpus, live=live,
-                       echo=echo, timings=timings, trials=trials, resume=True, verbose=verbose)
+        sweep = _Sweep(
+            spec,
+            run,
+            data,
+            plan,
+            ray_storage=None if not is_uri(manifest["experiment"]) else manifest["experiment"].rsplit("/", 1)[0],
+            address=address,
+            num_cpus=num_cpus,
+            live=live,
+            echo=echo,
+            timings=timings,
+            trials=trials,
+            resume=True,
+            verbose=verbose,
+        )
         sweep.searcher.retry_errored = retry_errored
         if extend:
             update_manifest(run, trials=trials)
         t = time.perf_counter()
-        tuner = tune.Tuner.restore(manifest["experiment"], trainable=sweep.trainable, resume_unfinished=True,
-                                   resume_errored=retry_errored)
+        tuner = tune.Tuner.restore(
+            manifest["experiment"], trainable=sweep.trainable, resume_unfinished=True, resume_errored=retry_errored
+        )
         # Tuner.restore rebuilds the searcher, scheduler and callbacks from the pickle written
         # when the sweep started (the scheduler's rungs empty, the callbacks' actor handles
         # gone); use this process's, whose state Tune then restores from the experiment checkpoint.

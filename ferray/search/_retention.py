@@ -62,8 +62,18 @@ from pathlib import Path
 from ferray.errors import ConfigError
 from ferray.layout import RunLayout, TrialLayout, directory_size
 
-__all__ = ["apply_retention", "plan_retention", "awaiting_ensemble", "clean_trials", "RetentionReport", "TrialCleanup",
-           "disk_usage", "ended_history", "retry_notes", "ENDED_STATES"]
+__all__ = [
+    "apply_retention",
+    "plan_retention",
+    "awaiting_ensemble",
+    "clean_trials",
+    "RetentionReport",
+    "TrialCleanup",
+    "disk_usage",
+    "ended_history",
+    "retry_notes",
+    "ENDED_STATES",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -107,8 +117,9 @@ class TrialCleanup:
         parts = [_rel(p, root) + ("" if p.suffix else "/") for p in self.remove]  # folders have no suffix
         if self.convert:
             parts.append(f"{len(self.convert)} weights file(s) to float16")
-        return (f"{self.trial_id} ({self.reason}): {', '.join(parts)} - {_mb(self.bytes + self.saved_bytes)}"
-                + (f"; keeps {self.keeps}" if self.keeps else ""))
+        return f"{self.trial_id} ({self.reason}): {', '.join(parts)} - {_mb(self.bytes + self.saved_bytes)}" + (
+            f"; keeps {self.keeps}" if self.keeps else ""
+        )
 
 
 @dataclass
@@ -134,14 +145,30 @@ class RetentionReport:
         return sum(t.bytes + t.saved_bytes for t in self.trials)
 
     def to_dict(self) -> dict:
-        return {"run_dir": str(self.run_dir), "dry_run": self.dry_run, "skipped": self.skipped,
-                "size_before": self.size_before, "size_after": self.size_after, "files": self.files,
-                "bytes": self.bytes, "candidates": self.candidates, "awaiting": self.awaiting,
-                "trials": [{"trial_id": t.trial_id, "state": t.state, "reason": t.reason,
-                            "remove": [_rel(p, self.run_dir) for p in t.remove],
-                            "convert": [_rel(p, self.run_dir) for p in t.convert],
-                            "files": t.files, "bytes": t.bytes + t.saved_bytes, "keeps": t.keeps}
-                           for t in self.trials]}
+        return {
+            "run_dir": str(self.run_dir),
+            "dry_run": self.dry_run,
+            "skipped": self.skipped,
+            "size_before": self.size_before,
+            "size_after": self.size_after,
+            "files": self.files,
+            "bytes": self.bytes,
+            "candidates": self.candidates,
+            "awaiting": self.awaiting,
+            "trials": [
+                {
+                    "trial_id": t.trial_id,
+                    "state": t.state,
+                    "reason": t.reason,
+                    "remove": [_rel(p, self.run_dir) for p in t.remove],
+                    "convert": [_rel(p, self.run_dir) for p in t.convert],
+                    "files": t.files,
+                    "bytes": t.bytes + t.saved_bytes,
+                    "keeps": t.keeps,
+                }
+                for t in self.trials
+            ],
+        }
 
     def lines(self) -> list[str]:
         """A human summary, one line per cleaned trial, then the totals."""
@@ -151,19 +178,27 @@ class RetentionReport:
         out = [f"  {t.describe(self.run_dir)}" for t in self.trials]
         wait = []
         if self.awaiting:
-            wait.append(f"weights kept for {len(self.awaiting)} completed trial(s) no ensemble has considered yet "
-                        f"(ensemble.greedy.pool: all; `ferray ensemble {self.run_dir}` draws from them, then "
-                        "the non-members go; --keep-top N prunes them now): " + ", ".join(self.awaiting))
+            wait.append(
+                f"weights kept for {len(self.awaiting)} completed trial(s) no ensemble has considered yet "
+                f"(ensemble.greedy.pool: all; `ferray ensemble {self.run_dir}` draws from them, then "
+                "the non-members go; --keep-top N prunes them now): " + ", ".join(self.awaiting)
+            )
         if not self.trials:
-            out.append(f"{self.run_dir}: nothing to remove ({_mb(self.size_before)}; every ended trial already "
-                       "holds only what the policy keeps)")
+            out.append(
+                f"{self.run_dir}: nothing to remove ({_mb(self.size_before)}; every ended trial already "
+                "holds only what the policy keeps)"
+            )
             return out + wait
-        after = f", {_mb(self.size_after)} left" if not self.dry_run else \
-            f"; the run directory would go from {_mb(self.size_before)} to about {_mb(self.size_after)}"
+        after = (
+            f", {_mb(self.size_after)} left"
+            if not self.dry_run
+            else f"; the run directory would go from {_mb(self.size_before)} to about {_mb(self.size_after)}"
+        )
         out.append(f"{verb} {_mb(self.bytes)} in {self.files} file(s) from {len(self.trials)} trial(s){after}")
         if self.candidates:
-            out.append(f"weights kept for the {len(self.candidates)} best completed trial(s): "
-                       + ", ".join(self.candidates))
+            out.append(
+                f"weights kept for the {len(self.candidates)} best completed trial(s): " + ", ".join(self.candidates)
+            )
         return out + wait
 
 
@@ -197,6 +232,7 @@ def _size(path: Path) -> tuple[int, int]:
 
 
 # -- what stays ----------------------------------------------------------------------------------
+
 
 def _trial_ids(items) -> set[str]:
     """The trial ids of a JSON list of ids or ``{"trial_id": ...}`` entries (anything else: none)."""
@@ -312,9 +348,11 @@ def _plan_trial(trial: TrialLayout, state: str, *, keep_weights: bool, reason: s
     plan = TrialCleanup(trial.trial_id, state, reason)
     checkpoints = trial.checkpoints
     weights = _weights_files(trial)
-    keep_checkpoint = (state == "ERROR" and cfg.keep_errored_checkpoint) or \
-        (state == "PRUNED" and cfg.keep_pruned_weights) or \
-        (state == "COMPLETED" and keep_weights and not weights)  # a run from before weights/ files
+    keep_checkpoint = (
+        (state == "ERROR" and cfg.keep_errored_checkpoint)
+        or (state == "PRUNED" and cfg.keep_pruned_weights)
+        or (state == "COMPLETED" and keep_weights and not weights)
+    )  # a run from before weights/ files
     kept: list[str] = []
     if keep_checkpoint:
         remove, plan.snapshot, latest = _checkpoint_plan(trial)
@@ -338,9 +376,16 @@ def _plan_trial(trial: TrialLayout, state: str, *, keep_weights: bool, reason: s
     return plan
 
 
-def plan_retention(run_dir: str | os.PathLike, trials: list[dict], cfg, *, top_k: int,
-                   keep_top: int | None = None, only: Iterable[str] | None = None,
-                   pool: str | int | None = None) -> tuple[list[TrialCleanup], list[str]]:
+def plan_retention(
+    run_dir: str | os.PathLike,
+    trials: list[dict],
+    cfg,
+    *,
+    top_k: int,
+    keep_top: int | None = None,
+    only: Iterable[str] | None = None,
+    pool: str | int | None = None,
+) -> tuple[list[TrialCleanup], list[str]]:
     """What the policy removes from each ended trial (nothing is changed).
 
     Args:
@@ -382,8 +427,10 @@ def plan_retention(run_dir: str | os.PathLike, trials: list[dict], cfg, *, top_k
             elif tid in members:
                 reason = "completed, an ensemble member"
             elif keep:
-                reason = (f"completed, rank {rank[tid]} of {len(completed)}: in greedy selection's pool, "
-                          "awaiting the ensemble (ensemble.greedy.pool: all)")
+                reason = (
+                    f"completed, rank {rank[tid]} of {len(completed)}: in greedy selection's pool, "
+                    "awaiting the ensemble (ensemble.greedy.pool: all)"
+                )
             elif tid in rank:
                 reason = f"completed, rank {rank[tid]} of {len(completed)}: outside the best {n}"
             else:
@@ -401,6 +448,7 @@ def plan_retention(run_dir: str | os.PathLike, trials: list[dict], cfg, *, top_k
 
 
 # -- doing it ------------------------------------------------------------------------------------
+
 
 def _history(trial: TrialLayout) -> list[dict]:
     """The trial's per-epoch reports, from its last registered checkpoint (or Train's list)."""
@@ -450,8 +498,7 @@ def _to_half(path: Path) -> int:
     limit = torch.finfo(torch.float16).max
     for key, t in tensors.items():
         # A tensor beyond float16's range (a large running variance) stays float32.
-        if t.is_floating_point() and t.dtype != torch.float16 and \
-                (t.numel() == 0 or float(t.abs().max()) <= limit):
+        if t.is_floating_point() and t.dtype != torch.float16 and (t.numel() == 0 or float(t.abs().max()) <= limit):
             tensors[key] = t.to(torch.float16).contiguous()
     meta["precision"] = json.dumps("float16")
     atomic_write(path, save(tensors, metadata=meta))
@@ -487,8 +534,16 @@ def clean_trials(run_dir: str | os.PathLike, cleanups: list[TrialCleanup], *, so
             if plan.state in ("COMPLETED", "PRUNED") and trial.checkpoints in plan.remove and not record.get("history"):
                 record["history"] = _history(trial)
             removed = list(dict.fromkeys([*record.get("removed", []), *(_rel(p, trial.root) for p in plan.remove)]))
-            record.update({"format": _FORMAT, "state": plan.state, "reason": plan.reason, "removed": removed,
-                           "keeps": plan.keeps, "time": time.time()})
+            record.update(
+                {
+                    "format": _FORMAT,
+                    "state": plan.state,
+                    "reason": plan.reason,
+                    "removed": removed,
+                    "keeps": plan.keeps,
+                    "time": time.time(),
+                }
+            )
             if plan.convert:
                 record["weights_precision"] = "float16"
             atomic_write_json(trial.retention, record)
@@ -505,10 +560,21 @@ def clean_trials(run_dir: str | os.PathLike, cleanups: list[TrialCleanup], *, so
         except Exception as exc:
             logger.warning("retention: could not clean trial %s: %s", plan.trial_id, exc)
             continue
-        append_line(run.retention, json.dumps({
-            "time": time.time(), "trial_id": plan.trial_id, "state": plan.state, "source": source,
-            "files": plan.files, "bytes": plan.bytes + plan.saved_bytes,
-            "removed": [_rel(p, trial.root) for p in plan.remove], "converted": len(plan.convert)}))
+        append_line(
+            run.retention,
+            json.dumps(
+                {
+                    "time": time.time(),
+                    "trial_id": plan.trial_id,
+                    "state": plan.state,
+                    "source": source,
+                    "files": plan.files,
+                    "bytes": plan.bytes + plan.saved_bytes,
+                    "removed": [_rel(p, trial.root) for p in plan.remove],
+                    "converted": len(plan.convert),
+                }
+            ),
+        )
         done.append(plan)
     return done
 
@@ -519,13 +585,16 @@ def _spec_of(run: RunLayout):
     if not run.root.is_dir():
         raise ConfigError(f"{run.root}: no such run directory")
     if not run.spec.is_file():
-        raise ConfigError(f"{run.root}: not a ferray run directory (no {RunLayout.SPEC}); pass the folder "
-                          "`ferray search` printed as its run directory")
+        raise ConfigError(
+            f"{run.root}: not a ferray run directory (no {RunLayout.SPEC}); pass the folder "
+            "`ferray search` printed as its run directory"
+        )
     return load_search_spec(run.spec, check_backbones=False)
 
 
-def apply_retention(run_dir: str | os.PathLike, *, keep_top: int | None = None, dry_run: bool = False,
-                    force: bool = False) -> RetentionReport:
+def apply_retention(
+    run_dir: str | os.PathLike, *, keep_top: int | None = None, dry_run: bool = False, force: bool = False
+) -> RetentionReport:
     """Apply the run's retention policy (its spec's ``retention:`` section) to its ended trials.
 
     Running and stopped trials are left alone (a sweep may be continuing them); metrics and
@@ -551,16 +620,19 @@ def apply_retention(run_dir: str | os.PathLike, *, keep_top: int | None = None, 
     spec = _spec_of(run)
     size = directory_size(run.root)
     if not spec.retention.enabled and not force:
-        return RetentionReport(run.root, dry_run, [], [], size, size,
-                               skipped="retention.enabled is false in the run's spec")
+        return RetentionReport(
+            run.root, dry_run, [], [], size, size, skipped="retention.enabled is false in the run's spec"
+        )
     if not run.results.is_file():
         return RetentionReport(run.root, dry_run, [], [], size, size, skipped=f"no {RunLayout.RESULTS} yet")
     trials = get_status(run.root, intervals=False)["trials"]
     pool = spec.ensemble.greedy_pool
-    cleanups, candidates = plan_retention(run.root, trials, spec.retention, top_k=spec.ensemble.top_k,
-                                          keep_top=keep_top, pool=pool)
-    awaiting = [] if keep_top is not None else \
-        [t for t in awaiting_ensemble(run.root, trials, pool) if t not in candidates]
+    cleanups, candidates = plan_retention(
+        run.root, trials, spec.retention, top_k=spec.ensemble.top_k, keep_top=keep_top, pool=pool
+    )
+    awaiting = (
+        [] if keep_top is not None else [t for t in awaiting_ensemble(run.root, trials, pool) if t not in candidates]
+    )
     if dry_run:
         after = size - sum(c.bytes + c.saved_bytes for c in cleanups)
         return RetentionReport(run.root, True, cleanups, candidates, size, after, awaiting=awaiting)
@@ -569,6 +641,7 @@ def apply_retention(run_dir: str | os.PathLike, *, keep_top: int | None = None, 
 
 
 # -- reading what it did -------------------------------------------------------------------------
+
 
 def disk_usage(run_dir: str | os.PathLike) -> dict:
     """The run directory's size and what the retention policy removed from it.
@@ -592,8 +665,12 @@ def disk_usage(run_dir: str | os.PathLike) -> dict:
             removed += int(rec.get("bytes") or 0)
             files += int(rec.get("files") or 0)
             trials.add(str(rec.get("trial_id")))
-    return {"bytes": directory_size(run.root), "removed_bytes": removed, "removed_files": files,
-            "cleaned_trials": len(trials)}
+    return {
+        "bytes": directory_size(run.root),
+        "removed_bytes": removed,
+        "removed_files": files,
+        "cleaned_trials": len(trials),
+    }
 
 
 def ended_history(trial: TrialLayout) -> list[dict] | None:
@@ -638,8 +715,10 @@ def retry_notes(run_dir: str | os.PathLike, trial_ids: Iterable[str]) -> list[st
             if any(r.startswith(TrialLayout.WEIGHTS) for r in removed):
                 note += "; its weights were removed by the retention policy and are written again when it ends"
         elif any(r.startswith(TrialLayout.CHECKPOINTS) for r in removed):
-            note = (f"{tid}: restarts from epoch 1: the retention policy removed its checkpoints "
-                    f"({record.get('reason', 'retention')}); the epochs it had trained are lost")
+            note = (
+                f"{tid}: restarts from epoch 1: the retention policy removed its checkpoints "
+                f"({record.get('reason', 'retention')}); the epochs it had trained are lost"
+            )
         else:
             note = f"{tid}: restarts from epoch 1 (it errored before its first checkpoint was complete)"
         out.append(note)

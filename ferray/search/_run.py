@@ -32,8 +32,18 @@ from ferray.search._spec import SearchSpec, load_search_spec
 from ferray.training.config import TrainConfig
 from ferray.training.resources import ResourcePlan
 
-__all__ = ["run_search", "header", "dry_run", "SearchResult", "SearchInterrupted", "plan_search_resources", "trial_config",
-           "default_run_dir", "DRIVER_CPUS", "resume_command"]
+__all__ = [
+    "run_search",
+    "header",
+    "dry_run",
+    "SearchResult",
+    "SearchInterrupted",
+    "plan_search_resources",
+    "trial_config",
+    "default_run_dir",
+    "DRIVER_CPUS",
+    "resume_command",
+]
 
 
 class SearchInterrupted(FerrayError):
@@ -86,10 +96,19 @@ def _wandb_callback(spec: SearchSpec, run_dir: Path):
     return WandbLoggerCallback(project=cfg.project, group=spec.name, **kwargs), mode
 
 
-def run_search(spec: SearchSpec | str | os.PathLike, *, run_dir: str | os.PathLike | None = None,
-               storage: str | os.PathLike = "runs", name: str | None = None, address: str | None = None,
-               num_cpus: int | None = None, data: str | None = None, live: bool = True,
-               verbose: bool = False, echo=print) -> SearchResult:
+def run_search(
+    spec: SearchSpec | str | os.PathLike,
+    *,
+    run_dir: str | os.PathLike | None = None,
+    storage: str | os.PathLike = "runs",
+    name: str | None = None,
+    address: str | None = None,
+    num_cpus: int | None = None,
+    data: str | None = None,
+    live: bool = True,
+    verbose: bool = False,
+    echo=print,
+) -> SearchResult:
     """Run a hyperparameter sweep and return its results.
 
     Args:
@@ -126,11 +145,12 @@ def run_search(spec: SearchSpec | str | os.PathLike, *, run_dir: str | os.PathLi
     run = Path(run_dir).absolute()
     layout = RunLayout(run)
     if layout.results.exists() or layout.study.exists() or layout.manifest.exists():
-        raise ConfigError(f"{run} already holds a sweep; resume it with `{resume_command(run)}` or pass "
-                          "another --name")
+        raise ConfigError(f"{run} already holds a sweep; resume it with `{resume_command(run)}` or pass another --name")
     if run.exists() and (not run.is_dir() or any(run.iterdir())):
-        raise ConfigError(f"{run} exists and is not an empty folder or a ferray run; ferray never writes into "
-                          "it. Pass another --name (or --storage), or empty the folder")
+        raise ConfigError(
+            f"{run} exists and is not an empty folder or a ferray run; ferray never writes into "
+            "it. Pass another --name (or --storage), or empty the folder"
+        )
     run.mkdir(parents=True, exist_ok=True)
     from ferray._io import atomic_write, atomic_write_text
 
@@ -157,21 +177,37 @@ def run_search(spec: SearchSpec | str | os.PathLike, *, run_dir: str | os.PathLi
     for line in header(spec, spec_path, data, plan, layout, verbose=verbose):
         echo(line)
     with ray_logs_to(layout.log, verbose=verbose):
-        sweep = _Sweep(spec, run, data, plan, ray_storage=ray_storage, address=address, num_cpus=num_cpus,
-                       live=live, echo=echo, timings=timings, trials=spec.budget.trials, resume=False,
-                       verbose=verbose)
+        sweep = _Sweep(
+            spec,
+            run,
+            data,
+            plan,
+            ray_storage=ray_storage,
+            address=address,
+            num_cpus=num_cpus,
+            live=live,
+            echo=echo,
+            timings=timings,
+            trials=spec.budget.trials,
+            resume=False,
+            verbose=verbose,
+        )
         tuner = tune.Tuner(sweep.trainable, tune_config=sweep.tune_config, run_config=sweep.run_config)
         return sweep.fit(tuner, t0)
 
 
-def header(spec: SearchSpec, spec_path: Path | None, data, plan, layout: RunLayout, *,
-           verbose: bool = False) -> list[str]:
+def header(
+    spec: SearchSpec, spec_path: Path | None, data, plan, layout: RunLayout, *, verbose: bool = False
+) -> list[str]:
     """ferray's own lines before a sweep starts: what runs, on what, and where to look."""
     h, w, c = data.image_shape
     sizes = ", ".join(str(int((plan.fold == f).sum())) for f in range(plan.k))
     holdout = int((plan.fold < 0).sum())
-    stopper = (f"ASHA (grace {spec.budget.grace_period}, reduction {spec.budget.reduction_factor:g})"
-               if spec.budget.early_stopping else "no early stopping")
+    stopper = (
+        f"ASHA (grace {spec.budget.grace_period}, reduction {spec.budget.reduction_factor:g})"
+        if spec.budget.early_stopping
+        else "no early stopping"
+    )
     source = str(spec_path) if spec_path is not None else "(given in Python)"
     return [
         f"ferray sweep '{spec.name}': {spec.budget.trials} trials x <= {spec.budget.max_epochs} epochs, "
@@ -229,9 +265,23 @@ def _search_generator(searcher, max_concurrent: int, trials: int):
 class _Sweep:
     """What a new and a resumed sweep share: Ray, the resource plan, searcher, scheduler, callbacks."""
 
-    def __init__(self, spec: SearchSpec, run: Path, data, plan, *, ray_storage: str | None, address: str | None,
-                 num_cpus: int | None, live: bool, echo, timings: dict, trials: int, resume: bool,
-                 verbose: bool = False):
+    def __init__(
+        self,
+        spec: SearchSpec,
+        run: Path,
+        data,
+        plan,
+        *,
+        ray_storage: str | None,
+        address: str | None,
+        num_cpus: int | None,
+        live: bool,
+        echo,
+        timings: dict,
+        trials: int,
+        resume: bool,
+        verbose: bool = False,
+    ):
         import ray
         from ray import tune
 
@@ -271,18 +321,33 @@ class _Sweep:
         self.scheduler = scheduler = None
         if spec.budget.early_stopping:
             self.scheduler = scheduler = PruningASHA(
-                time_attr="epoch", max_t=spec.budget.max_epochs, grace_period=spec.budget.grace_period,
-                reduction_factor=spec.budget.reduction_factor)
+                time_attr="epoch",
+                max_t=spec.budget.max_epochs,
+                grace_period=spec.budget.grace_period,
+                reduction_factor=spec.budget.reduction_factor,
+            )
         base = spec.base_dict()
         self.searcher = searcher = PruneAwareOptunaSearch(
-            define_by_run(spec.space, base), metric=metric, mode=mode, sampler=make_sampler(spec),
-            study_name=spec.name, storage=study_storage(run), scheduler=scheduler,
-            max_epochs=spec.budget.max_epochs, seed=spec.search.seed,
+            define_by_run(spec.space, base),
+            metric=metric,
+            mode=mode,
+            sampler=make_sampler(spec),
+            study_name=spec.name,
+            storage=study_storage(run),
+            scheduler=scheduler,
+            max_epochs=spec.budget.max_epochs,
+            seed=spec.search.seed,
         )
         stall = spec.budget.stall_limits()
         guard = StallGuard(stall)
-        self.results = ResultsCallback(layout.results, max_epochs=spec.budget.max_epochs,
-                                       searcher=searcher, scheduler=scheduler, resume=resume, guard=guard)
+        self.results = ResultsCallback(
+            layout.results,
+            max_epochs=spec.budget.max_epochs,
+            searcher=searcher,
+            scheduler=scheduler,
+            resume=resume,
+            guard=guard,
+        )
         # One actor per sweep: trials' reports and placement groups pass through it.
         hub = ReportHub.options(num_cpus=0).remote()
         # Tune restores callbacks' state by position: the one stateful callback comes first.
@@ -295,34 +360,63 @@ class _Sweep:
         if spec.retention.enabled and not ray_storage:
             # After the results callback: it decides each ended trial's state. (With a storage
             # URI the trials' checkpoints live there; `ferray prune` cleans local runs only.)
-            callbacks.append(RetentionCallback(run, spec.retention, top_k=spec.ensemble.top_k, results=self.results,
-                                               metric=spec.metric, mode=mode, pool=spec.ensemble.greedy_pool))
+            callbacks.append(
+                RetentionCallback(
+                    run,
+                    spec.retention,
+                    top_k=spec.ensemble.top_k,
+                    results=self.results,
+                    metric=spec.metric,
+                    mode=mode,
+                    pool=spec.ensemble.greedy_pool,
+                )
+            )
         self.saved_env: dict[str, str | None] = {}
         if spec.tracking.wandb.enabled:
             wandb_cb, wandb_mode = _wandb_callback(spec, run)
             callbacks.append(wandb_cb)
-            for key, value in (("WANDB_MODE", wandb_mode), ("WANDB_SILENT", "true")):
+            for key in ("WANDB_MODE", "WANDB_SILENT"):
                 self.saved_env[key] = os.environ.get(key)
             if wandb_mode == "offline":
-                echo(f"W&B: offline runs under {layout.wandb}; upload later with "
-                     f"`wandb sync {layout.wandb}/offline-run-*`")
+                echo(
+                    f"W&B: offline runs under {layout.wandb}; upload later with "
+                    f"`wandb sync {layout.wandb}/offline-run-*`"
+                )
             self.env = {"WANDB_MODE": wandb_mode, "WANDB_SILENT": "true"}
         else:
             self.env = {}
-        callbacks.append(LiveView(trials=trials, max_epochs=spec.budget.max_epochs,
-                                  concurrent=rplan.concurrent_trials, metric=spec.metric, mode=mode,
-                                  table=self.results.table if resume else None, panel=live,
-                                  echo=None if live else echo))
+        callbacks.append(
+            LiveView(
+                trials=trials,
+                max_epochs=spec.budget.max_epochs,
+                concurrent=rplan.concurrent_trials,
+                metric=spec.metric,
+                mode=mode,
+                table=self.results.table if resume else None,
+                panel=live,
+                echo=None if live else echo,
+            )
+        )
 
-        trainable = tune.with_parameters(trial_fn, base=base, shared={"data": data_ref, "hub": hub}, plan=plan,
-                                         resources=rplan, stall=stall,
-                                         experiment=f"{ray_storage.rstrip('/')}/{run.name}"
-                                         if ray_storage else str(run))
+        trainable = tune.with_parameters(
+            trial_fn,
+            base=base,
+            shared={"data": data_ref, "hub": hub},
+            plan=plan,
+            resources=rplan,
+            stall=stall,
+            experiment=f"{ray_storage.rstrip('/')}/{run.name}" if ray_storage else str(run),
+        )
         self.trainable = tune.with_resources(trainable, rplan.driver_resources)
         self.tune_config = tune.TuneConfig(
-            metric=metric, mode=mode, search_alg=_search_generator(searcher, rplan.concurrent_trials, trials),
-            scheduler=scheduler, num_samples=trials, time_budget_s=spec.budget.time_limit_s,
-            trial_name_creator=trial_name, trial_dirname_creator=trial_name,
+            metric=metric,
+            mode=mode,
+            search_alg=_search_generator(searcher, rplan.concurrent_trials, trials),
+            scheduler=scheduler,
+            num_samples=trials,
+            time_budget_s=spec.budget.time_limit_s,
+            trial_name_creator=trial_name,
+            trial_dirname_creator=trial_name,
         )
         self.run_config = tune.RunConfig(
             name=run.name,
@@ -364,7 +458,6 @@ class _Sweep:
         if interrupted:
             raise SearchInterrupted(
                 f"the sweep was interrupted after {finished} of {self.trials} trials; its state is in "
-                f"{run}. Resume with: {resume_command(run)}")
+                f"{run}. Resume with: {resume_command(run)}"
+            )
         return SearchResult(run_dir=run, status=status, plan=self.rplan, wall_seconds=wall, timings=timings)
-
-

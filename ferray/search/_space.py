@@ -70,8 +70,9 @@ def suggest(trial: Any, name: str, param: ParamSpec) -> Any:
     if param.type == "categorical":
         return trial.suggest_categorical(name, list(param.choices))
     if param.type == "int":
-        return trial.suggest_int(name, int(param.low), int(param.high),
-                                 step=int(param.step) if param.step else 1, log=param.log)
+        return trial.suggest_int(
+            name, int(param.low), int(param.high), step=int(param.step) if param.step else 1, log=param.log
+        )
     return trial.suggest_float(name, float(param.low), float(param.high), step=param.step, log=param.log)
 
 

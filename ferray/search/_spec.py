@@ -145,12 +145,16 @@ class BudgetConfig(StrictModel):
         None, ge=1, description="Trials at once; None: as many as the resource plan fits."
     )
     startup_timeout_s: float = Field(
-        900, gt=0, description="A trial with no report this long after it started is failed as 'stalled' "
-        "(so are `ferray train SPEC` and `ferray distill`'s student)."
+        900,
+        gt=0,
+        description="A trial with no report this long after it started is failed as 'stalled' "
+        "(so are `ferray train SPEC` and `ferray distill`'s student).",
     )
     stall_timeout_s: float | None = Field(
-        None, gt=0, description="A trial with no report this long after its last is failed as 'stalled' (so are "
-        "`ferray train SPEC` and `ferray distill`'s student); None: max(300 s, 5 x its longest epoch so far)."
+        None,
+        gt=0,
+        description="A trial with no report this long after its last is failed as 'stalled' (so are "
+        "`ferray train SPEC` and `ferray distill`'s student); None: max(300 s, 5 x its longest epoch so far).",
     )
 
     def stall_limits(self):
@@ -161,9 +165,7 @@ class BudgetConfig(StrictModel):
     @model_validator(mode="after")
     def _grace(self) -> BudgetConfig:
         if self.grace_period > self.max_epochs:
-            raise ValueError(
-                f"grace_period = {self.grace_period} must be <= max_epochs = {self.max_epochs}"
-            )
+            raise ValueError(f"grace_period = {self.grace_period} must be <= max_epochs = {self.max_epochs}")
         return self
 
 
@@ -216,12 +218,18 @@ class GreedyConfig(StrictModel):
     """
 
     iterations: int = Field(50, ge=1, description="Caruana greedy selection rounds (with replacement).")
-    bags: int = Field(1, ge=1, description="Bagged selection: bags of members, each selecting from a random "
-                                           "bag_fraction of them; the weights are the bags' mean (1: no bagging).")
+    bags: int = Field(
+        1,
+        ge=1,
+        description="Bagged selection: bags of members, each selecting from a random "
+        "bag_fraction of them; the weights are the bags' mean (1: no bagging).",
+    )
     bag_fraction: float = Field(0.5, gt=0, le=1, description="Share of the members each bag selects from.")
     pool: Literal["all", "top_k"] | int = Field(
-        "all", description="Trials greedy selection draws from: all (every completed trial whose weights are "
-                           "on disk), top_k (the top_k by fold mean, as the other methods) or N (the best N).")
+        "all",
+        description="Trials greedy selection draws from: all (every completed trial whose weights are "
+        "on disk), top_k (the top_k by fold mean, as the other methods) or N (the best N).",
+    )
 
     @field_validator("pool", mode="before")
     @classmethod
@@ -242,9 +250,11 @@ def check_greedy_pool(value: Any) -> str | int:
     if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
         return value
     hint = closest(value, GREEDY_POOLS) if isinstance(value, str) else ""
-    raise ValueError(f"pool is {value!r}, but must be 'all' (every completed trial whose weights are on disk), "
-                     "'top_k' (the top_k trials the other methods combine) or an integer >= 1 (the best N "
-                     f"completed trials){hint}")
+    raise ValueError(
+        f"pool is {value!r}, but must be 'all' (every completed trial whose weights are on disk), "
+        "'top_k' (the top_k trials the other methods combine) or an integer >= 1 (the best N "
+        f"completed trials){hint}"
+    )
 
 
 class EnsembleConfig(StrictModel):
@@ -255,8 +265,10 @@ class EnsembleConfig(StrictModel):
     top_k: int = Field(5, ge=1, description="Best trials (by fold mean) whose OOF predictions are combined.")
     # The names of ferray.ensemble.ENSEMBLE_METHODS (spelt out here: search never imports upward).
     methods: list[Literal["greedy", "stacking", "mean", "vote"]] = Field(
-        default_factory=lambda: ["greedy"], min_length=1,
-        description="Ensemble methods to fit; the best by OOF log-loss is chosen.")
+        default_factory=lambda: ["greedy"],
+        min_length=1,
+        description="Ensemble methods to fit; the best by OOF log-loss is chosen.",
+    )
     greedy: GreedyConfig = Field(default_factory=GreedyConfig)
     seed: int = 0
 
@@ -285,23 +297,35 @@ class DistillConfig(StrictModel):
 
     enabled: bool = False
     teacher: Literal["online", "fixed"] = Field(
-        "online", description="online: the member models score every augmented, mixed training batch; fixed: "
-                              "the ensemble's stored out-of-fold probabilities.")
+        "online",
+        description="online: the member models score every augmented, mixed training batch; fixed: "
+        "the ensemble's stored out-of-fold probabilities.",
+    )
     student: str | list[str] = Field(
-        "mobilenetv3_small_050", description="timm backbone of the student, or a list of candidates (the best "
-                                             "on one fold of the cross-validation rows is kept).")
+        "mobilenetv3_small_050",
+        description="timm backbone of the student, or a list of candidates (the best "
+        "on one fold of the cross-validation rows is kept).",
+    )
     max_latency_ms: float | None = Field(
-        None, gt=0, description="Drop candidates slower than this many ms per image at batch 1 on the CPU of the "
-                                "machine running `ferray distill`; None: no cap.")
+        None,
+        gt=0,
+        description="Drop candidates slower than this many ms per image at batch 1 on the CPU of the "
+        "machine running `ferray distill`; None: no cap.",
+    )
     epochs: int | None = Field(
-        None, ge=1, description="Student epochs; None: 3 x budget.max_epochs (students are "
-                                "cheap, and matching a teacher's function takes longer than learning labels).")
+        None,
+        ge=1,
+        description="Student epochs; None: 3 x budget.max_epochs (students are "
+        "cheap, and matching a teacher's function takes longer than learning labels).",
+    )
     temperature: float = Field(4.0, gt=0)
     alpha: float = Field(0.7, ge=0, le=1, description="Weight of the soft-label loss (1 - alpha: hard labels).")
     batch_size: int | None = Field(None, ge=1, le=65_536, description="Student batch size; None: run.batch_size.")
     transfer: str | None = Field(
-        None, description="Extra unlabelled images (a data source, e.g. 'synthetic:basic7?count=500') labelled "
-                          "by the ensemble's models; None: only the cross-validation rows.")
+        None,
+        description="Extra unlabelled images (a data source, e.g. 'synthetic:basic7?count=500') labelled "
+        "by the ensemble's models; None: only the cross-validation rows.",
+    )
 
     @field_validator("student", mode="before")
     @classmethod
@@ -310,12 +334,15 @@ class DistillConfig(StrictModel):
             return value
         names = list(value)
         if not names:
-            raise ValueError("student is an empty list, but must be a timm backbone name or a non-empty list of "
-                             "candidate names")
+            raise ValueError(
+                "student is an empty list, but must be a timm backbone name or a non-empty list of candidate names"
+            )
         for name in names:
             if not isinstance(name, str) or not name.strip():
-                raise ValueError(f"student candidate {name!r} is not a backbone name; give timm names, e.g. "
-                                 "[mobilenetv3_small_050, resnet10t]")
+                raise ValueError(
+                    f"student candidate {name!r} is not a backbone name; give timm names, e.g. "
+                    "[mobilenetv3_small_050, resnet10t]"
+                )
         twice = [n for i, n in enumerate(names) if n in names[:i]]
         if twice:
             raise ValueError(f"student names {twice[0]!r} twice; list each candidate once")
@@ -349,18 +376,31 @@ class RetentionConfig(StrictModel):
     ``ferray prune RUN`` applies the same rules to a run on request.
     """
 
-    enabled: bool = Field(True, description="Apply the policy as trials end and after the ensemble; false: "
-                                            "ended trials keep everything (`ferray prune` still applies it).")
-    keep_top: int | None = Field(None, ge=1, description="Completed trials that keep their weights: the best "
-                                                         "N by fold mean; None: ensemble.top_k.")
-    margin: int = Field(2, ge=0, description="Trials beyond max(ensemble.top_k, keep_top) that keep their "
-                                             "weights too (a later `ferray ensemble --top` a little larger).")
-    half_precision_weights: bool = Field(False, description="Store kept weights as float16 (half the bytes; "
-                                                            "predictions change in the 4th decimal).")
-    keep_pruned_weights: bool = Field(False, description="Pruned trials keep their weights (when they wrote "
-                                                         "any) and last epoch checkpoint.")
-    keep_errored_checkpoint: bool = Field(True, description="Errored trials keep their last epoch checkpoint "
-                                                            "for `ferray resume --retry-errored`.")
+    enabled: bool = Field(
+        True,
+        description="Apply the policy as trials end and after the ensemble; false: "
+        "ended trials keep everything (`ferray prune` still applies it).",
+    )
+    keep_top: int | None = Field(
+        None,
+        ge=1,
+        description="Completed trials that keep their weights: the best N by fold mean; None: ensemble.top_k.",
+    )
+    margin: int = Field(
+        2,
+        ge=0,
+        description="Trials beyond max(ensemble.top_k, keep_top) that keep their "
+        "weights too (a later `ferray ensemble --top` a little larger).",
+    )
+    half_precision_weights: bool = Field(
+        False, description="Store kept weights as float16 (half the bytes; predictions change in the 4th decimal)."
+    )
+    keep_pruned_weights: bool = Field(
+        False, description="Pruned trials keep their weights (when they wrote any) and last epoch checkpoint."
+    )
+    keep_errored_checkpoint: bool = Field(
+        True, description="Errored trials keep their last epoch checkpoint for `ferray resume --retry-errored`."
+    )
 
     def candidates(self, top_k: int, keep_top: int | None = None, pool: str | int | None = None) -> int:
         """How many of the best completed trials keep their weights: ``keep_top`` when given
@@ -375,8 +415,9 @@ class RetentionConfig(StrictModel):
 class SearchSpec(TrainConfig):
     """A search spec: the base training config of every trial plus the search settings."""
 
-    name: str = Field("search", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
-                      description="Sweep name: letters, digits, '_', '-', '.'.")
+    name: str = Field(
+        "search", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="Sweep name: letters, digits, '_', '-', '.'."
+    )
     space: dict[str, ParamSpec] = Field(default_factory=dict)
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
     search: SearchConfig = Field(default_factory=SearchConfig)
@@ -431,13 +472,13 @@ def packaged_spec(name: str = "quickstart") -> Path:
     if name not in PACKAGED_SPECS:
         from ferray.errors import closest
 
-        raise ConfigError(f"no packaged spec {name!r}{closest(name, PACKAGED_SPECS)}; "
-                          f"packaged: {', '.join(PACKAGED_SPECS)}")
+        raise ConfigError(
+            f"no packaged spec {name!r}{closest(name, PACKAGED_SPECS)}; packaged: {', '.join(PACKAGED_SPECS)}"
+        )
     return Path(str(resources.files("ferray.search") / "specs" / f"{name}.yaml"))
 
 
-def load_search_spec(path: str | os.PathLike, *, text: str | None = None,
-                     check_backbones: bool = True) -> SearchSpec:
+def load_search_spec(path: str | os.PathLike, *, text: str | None = None, check_backbones: bool = True) -> SearchSpec:
     """Load and fully validate a search spec (before any Ray work).
 
     Beyond the types, every searched path must be a training-config field, every choice
@@ -455,11 +496,15 @@ def load_search_spec(path: str | os.PathLike, *, text: str | None = None,
     # key inside it gets a did-you-mean (pydantic's dict errors lose the model path).
     params: dict[str, ParamSpec] = {}
     if not space_raw:
-        errors.append(f"{_where(doc, ('space',))}space: the space is empty; add at least one parameter, "
-                      "e.g. optim.lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}")
+        errors.append(
+            f"{_where(doc, ('space',))}space: the space is empty; add at least one parameter, "
+            "e.g. optim.lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}"
+        )
     elif not isinstance(space_raw, dict):
-        errors.append(f"{_where(doc, ('space',))}space: expected a mapping of dotted path -> parameter, "
-                      f"got {type(space_raw).__name__}")
+        errors.append(
+            f"{_where(doc, ('space',))}space: expected a mapping of dotted path -> parameter, "
+            f"got {type(space_raw).__name__}"
+        )
     else:
         for key, entry in space_raw.items():
             prefix = ("space", key)
@@ -536,8 +581,7 @@ def resolve_path(path: str) -> tuple[Any, str | None]:
                 return None, f"'{path}': '{'.'.join(done)}' is a value, not a section"
             current = sub
         elif sub is not None:
-            return None, (f"'{path}' is a section; name one of its fields, e.g. "
-                          f"{path}.{next(iter(sub.model_fields))}")
+            return None, (f"'{path}' is a section; name one of its fields, e.g. {path}.{next(iter(sub.model_fields))}")
     return annotation, None
 
 
@@ -603,8 +647,11 @@ def check_space(spec: SearchSpec, doc: YamlDoc | None = None, *, check_backbones
                 elif other.type == "categorical":
                     never = [v for v in values if not any(_same(v, c) for c in other.choices)]
                     if never:
-                        err(cloc, f"{never} is not among the choices of '{cond_path}' {other.choices}; "
-                                  "the condition could never hold")
+                        err(
+                            cloc,
+                            f"{never} is not among the choices of '{cond_path}' {other.choices}; "
+                            "the condition could never hold",
+                        )
             else:
                 _, problem = resolve_path(cond_path)
                 if problem:
@@ -612,8 +659,11 @@ def check_space(spec: SearchSpec, doc: YamlDoc | None = None, *, check_backbones
                     from ferray.errors import closest
 
                     hint = closest(cond_path, list(spec.space))
-                    err(cloc, f"'{cond_path}' is neither a parameter of the space nor a training-config "
-                              f"field{hint or (': ' + problem)}")
+                    err(
+                        cloc,
+                        f"'{cond_path}' is neither a parameter of the space nor a training-config "
+                        f"field{hint or (': ' + problem)}",
+                    )
     if not errors:
         cycle = _find_cycle(spec.space)
         if cycle:
@@ -622,8 +672,17 @@ def check_space(spec: SearchSpec, doc: YamlDoc | None = None, *, check_backbones
 
 
 def _same(a: Any, b: Any) -> bool:
-    return type(a) is type(b) and a == b or (isinstance(a, (int, float)) and isinstance(b, (int, float))
-                                            and not isinstance(a, bool) and not isinstance(b, bool) and a == b)
+    return (
+        type(a) is type(b)
+        and a == b
+        or (
+            isinstance(a, (int, float))
+            and isinstance(b, (int, float))
+            and not isinstance(a, bool)
+            and not isinstance(b, bool)
+            and a == b
+        )
+    )
 
 
 def _find_cycle(space: dict[str, ParamSpec]) -> list[str] | None:
@@ -635,7 +694,7 @@ def _find_cycle(space: dict[str, ParamSpec]) -> list[str] | None:
             if dep not in space:
                 continue
             if state.get(dep) == 1:
-                return stack[stack.index(dep):] + [dep] if dep in stack else [node, dep, node]
+                return stack[stack.index(dep) :] + [dep] if dep in stack else [node, dep, node]
             if dep not in state:
                 found = visit(dep, stack + [dep])
                 if found:

@@ -48,23 +48,27 @@ def summarise_trials(rows: list[dict], metric: str = "accuracy", mode: str = "ma
         best = min(epochs, key=lambda r: sign * r["metric"]) if epochs else None
         last = max(epochs, key=lambda r: r["epoch"]) if epochs else {}
         std_key = f"val_{metric}_std"
-        out.append({
-            "trial_id": trial_id,
-            "trial_number": first.get("trial_number"),
-            "state": first.get("state"),
-            "error": first.get("error"),
-            "epochs": int(last.get("epoch", 0)) if epochs else 0,
-            "metric": best["metric"] if best else None,
-            "metric_std": best.get(std_key) if best else None,
-            "best_epoch": int(best["epoch"]) if best else None,
-            "last_metric": last.get("metric"),
-            **{key: next((r.get(key) for r in reversed(trial_rows) if _finite(r.get(key))), None)
-               for key in ("oof_accuracy", "holdout_accuracy", "holdout_clean_accuracy")},
-            "seconds": sum(r.get("epoch_seconds") or 0.0 for r in trial_rows if _finite(r.get("epoch_seconds"))),
-            # trial start -> first training step, from the trial's first epoch report
-            "startup_s": next((r["startup_s"] for r in trial_rows if _finite(r.get("startup_s"))), None),
-            "params": {k[len("param."):]: v for k, v in first.items() if k.startswith("param.") and v is not None},
-        })
+        out.append(
+            {
+                "trial_id": trial_id,
+                "trial_number": first.get("trial_number"),
+                "state": first.get("state"),
+                "error": first.get("error"),
+                "epochs": int(last.get("epoch", 0)) if epochs else 0,
+                "metric": best["metric"] if best else None,
+                "metric_std": best.get(std_key) if best else None,
+                "best_epoch": int(best["epoch"]) if best else None,
+                "last_metric": last.get("metric"),
+                **{
+                    key: next((r.get(key) for r in reversed(trial_rows) if _finite(r.get(key))), None)
+                    for key in ("oof_accuracy", "holdout_accuracy", "holdout_clean_accuracy")
+                },
+                "seconds": sum(r.get("epoch_seconds") or 0.0 for r in trial_rows if _finite(r.get("epoch_seconds"))),
+                # trial start -> first training step, from the trial's first epoch report
+                "startup_s": next((r["startup_s"] for r in trial_rows if _finite(r.get("startup_s"))), None),
+                "params": {k[len("param.") :]: v for k, v in first.items() if k.startswith("param.") and v is not None},
+            }
+        )
     out.sort(key=lambda t: (t["metric"] is None, sign * t["metric"] if t["metric"] is not None else 0.0))
     return out
 
@@ -183,11 +187,21 @@ def get_status(run_dir: str | os.PathLike, *, disk: bool = False, intervals: boo
     best = (completed or scored or [None])[0]
     layout = RunLayout(run)
     for t in trials:
-        t["intervals"] = trial_intervals(layout.trial(t["trial_id"]).root, compute=t is best) \
-            if intervals and _safe_id(t["trial_id"]) else {}
-    out = {"run_dir": str(run.absolute()), "name": name, "metric": metric, "mode": mode,
-           "budget_trials": trials_budget, "counts": {k: v for k, v in counts.items() if v},
-           "trials": trials, "best": best}
+        t["intervals"] = (
+            trial_intervals(layout.trial(t["trial_id"]).root, compute=t is best)
+            if intervals and _safe_id(t["trial_id"])
+            else {}
+        )
+    out = {
+        "run_dir": str(run.absolute()),
+        "name": name,
+        "metric": metric,
+        "mode": mode,
+        "budget_trials": trials_budget,
+        "counts": {k: v for k, v in counts.items() if v},
+        "trials": trials,
+        "best": best,
+    }
     if disk:
         from ferray.search._retention import disk_usage
 
@@ -197,8 +211,9 @@ def get_status(run_dir: str | os.PathLike, *, disk: bool = False, intervals: boo
 
 def _safe_id(trial_id: Any) -> bool:
     """A trial id that names a folder inside the run (ids come from a file anyone could edit)."""
-    return isinstance(trial_id, str) and trial_id not in ("", ".", "..") and "/" not in trial_id \
-        and "\\" not in trial_id
+    return (
+        isinstance(trial_id, str) and trial_id not in ("", ".", "..") and "/" not in trial_id and "\\" not in trial_id
+    )
 
 
 def _fmt(v: Any, digits: int = 4) -> str:
@@ -221,41 +236,72 @@ def render_status(status: dict):
 
     colours = {"COMPLETED": "green", "PRUNED": "yellow", "ERROR": "red", "RUNNING": "cyan", "STOPPED": "magenta"}
     table = Table(title=f"{status['name']}: {status['metric']} ({status['mode']}), fold mean ± std, best first")
-    for col in ("#", "trial", "state", "epochs", f"{status['metric']}", "OOF acc [95% CI]",
-                "holdout acc [95% CI]", "params / error"):
+    for col in (
+        "#",
+        "trial",
+        "state",
+        "epochs",
+        f"{status['metric']}",
+        "OOF acc [95% CI]",
+        "holdout acc [95% CI]",
+        "params / error",
+    ):
         table.add_column(col, overflow="fold")
     for t in status["trials"]:
         detail = ", ".join(f"{k}={_short(v)}" for k, v in t["params"].items())
         if t["error"]:
             detail = (detail + "\n" if detail else "") + f"[red]{t['error']}[/red]"
         metric = f"{_fmt(t['metric'])} ± {_fmt(t['metric_std'])}" if t["metric"] is not None else "-"
-        table.add_row(str(t["trial_number"] if t["trial_number"] is not None else ""), t["trial_id"],
-                      f"[{colours.get(t['state'], 'white')}]{t['state']}[/]", str(t["epochs"]), metric,
-                      _with_interval(t, "oof"), _with_interval(t, "holdout"), detail)
+        table.add_row(
+            str(t["trial_number"] if t["trial_number"] is not None else ""),
+            t["trial_id"],
+            f"[{colours.get(t['state'], 'white')}]{t['state']}[/]",
+            str(t["epochs"]),
+            metric,
+            _with_interval(t, "oof"),
+            _with_interval(t, "holdout"),
+            detail,
+        )
     counts = ", ".join(f"{n} {s.lower()}" for s, n in status["counts"].items()) or "no trials yet"
-    parts: list = [table, Text(f"trials: {counts}" + (f" (budget {status['budget_trials']})"
-                                                       if status.get("budget_trials") else ""))]
+    parts: list = [
+        table,
+        Text(f"trials: {counts}" + (f" (budget {status['budget_trials']})" if status.get("budget_trials") else "")),
+    ]
     if status.get("disk"):
         d = status["disk"]
         line = f"run directory: {d['bytes'] / 1e6:.1f} MB"
         if d["removed_files"]:
-            line += (f"; the retention policy removed {d['removed_bytes'] / 1e6:.1f} MB in {d['removed_files']} "
-                     f"file(s) from {d['cleaned_trials']} trial(s)")
+            line += (
+                f"; the retention policy removed {d['removed_bytes'] / 1e6:.1f} MB in {d['removed_files']} "
+                f"file(s) from {d['cleaned_trials']} trial(s)"
+            )
         parts.append(Text(line))
     startups = sorted(t["startup_s"] for t in status["trials"] if _finite(t.get("startup_s")))
     if startups:
-        parts.append(Text(f"start-up (trial start to first training step): median {statistics.median(startups):.1f} s, "
-                          f"{startups[0]:.1f}-{startups[-1]:.1f} s over {len(startups)} trial(s)"))
+        parts.append(
+            Text(
+                f"start-up (trial start to first training step): median {statistics.median(startups):.1f} s, "
+                f"{startups[0]:.1f}-{startups[-1]:.1f} s over {len(startups)} trial(s)"
+            )
+        )
     best = status["best"]
     if best:
-        parts.append(Text(f"best: trial {best['trial_id']} ({best['state'].lower()}), {status['metric']} "
-                          f"{_fmt(best['metric'])} ± {_fmt(best['metric_std'])} at epoch {best['best_epoch']}"))
+        parts.append(
+            Text(
+                f"best: trial {best['trial_id']} ({best['state'].lower()}), {status['metric']} "
+                f"{_fmt(best['metric'])} ± {_fmt(best['metric_std'])} at epoch {best['best_epoch']}"
+            )
+        )
         for k, v in best["params"].items():
             parts.append(Text(f"  {k}: {v}"))
         names = {"oof": "OOF", "holdout": "holdout", "holdout_clean": "holdout without training duplicates"}
         for split, ci in (best.get("intervals") or {}).items():
-            parts.append(Text(f"  {names[split]}: accuracy {_with_interval(best, split)}, macro-F1 "
-                              f"{_with_interval(best, split, 'macro_f1')} (95% bootstrap interval, {ci['source']})"))
+            parts.append(
+                Text(
+                    f"  {names[split]}: accuracy {_with_interval(best, split)}, macro-F1 "
+                    f"{_with_interval(best, split, 'macro_f1')} (95% bootstrap interval, {ci['source']})"
+                )
+            )
         if "holdout_clean" not in (best.get("intervals") or {}) and _finite(best.get("holdout_clean_accuracy")):
             parts.append(Text(f"  {names['holdout_clean']}: accuracy {_fmt(best['holdout_clean_accuracy'])}"))
     return Group(*parts)

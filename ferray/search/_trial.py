@@ -110,8 +110,9 @@ def trial_name(trial) -> str:
     return get() if get is not None else trial.trial_id
 
 
-def trial_fn(config: dict, *, base: dict, shared: dict, plan: Any, resources: Any, experiment: str,
-             stall: StallLimits) -> None:
+def trial_fn(
+    config: dict, *, base: dict, shared: dict, plan: Any, resources: Any, experiment: str, stall: StallLimits
+) -> None:
     """One Tune trial (see the module docstring).
 
     Checkpoints, prediction files, metrics and weights (and, on a local run, the epoch log) go
@@ -123,8 +124,8 @@ def trial_fn(config: dict, *, base: dict, shared: dict, plan: Any, resources: An
     import ray.tune
 
     from ferray._io import atomic_write_text
-    from ferray.search._reaper import PlacementGroupReporter
     from ferray.search._plan import trial_config
+    from ferray.search._reaper import PlacementGroupReporter
     from ferray.training import TrainingFailed, build_trainer, failure_reason
 
     cfg = trial_config(base, config)
@@ -153,12 +154,22 @@ def trial_fn(config: dict, *, base: dict, shared: dict, plan: Any, resources: An
     else:
         import yaml
 
-        atomic_write_text(f"{storage}/{TrialLayout.CONFIG}", yaml.safe_dump(cfg.model_dump(mode="json"),
-                                                                           sort_keys=False))
+        atomic_write_text(
+            f"{storage}/{TrialLayout.CONFIG}", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+        )
     hub = shared["hub"]
     callbacks = [ForwardReports(hub, trial_id), PlacementGroupReporter(hub, trial_id)]
-    trainer = build_trainer(cfg, shared["data"], plan, resources, output_dir=output_dir, name="checkpoints",
-                            storage_path=storage, callbacks=callbacks, started_at=started_at)
+    trainer = build_trainer(
+        cfg,
+        shared["data"],
+        plan,
+        resources,
+        output_dir=output_dir,
+        name="checkpoints",
+        storage_path=storage,
+        callbacks=callbacks,
+        started_at=started_at,
+    )
 
     def take(timeout: float) -> list:
         return hub_call(hub.take, trial_id, timeout)

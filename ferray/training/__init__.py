@@ -72,16 +72,43 @@ __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 
 if _TYPE_CHECKING:  # pragma: no cover - for static analysers only
+    from ferray.training._trial import (
+        TrainingFailed,
+        TrainResult,
+        build_trainer,
+        ensure_ray,
+        failure_reason,
+        load_data,
+        make_fold_plan,
+        train,
+    )
     from ferray.training.augment import ImageTransform, apply_batch, build_eval_transform, build_train_transform
+    from ferray.training.config import TrainConfig, load_train_config
     from ferray.training.ema import ModelEma
-    from ferray.training.losses import LOSSES, AULoss, FERLoss, FocalLoss, SoftCrossEntropy, build_loss, register_loss, soft_cross_entropy
+    from ferray.training.losses import (
+        LOSSES,
+        AULoss,
+        FERLoss,
+        FocalLoss,
+        SoftCrossEntropy,
+        build_loss,
+        register_loss,
+        soft_cross_entropy,
+    )
     from ferray.training.metrics import accuracy, au_f1, log_loss, macro_f1, per_class_metrics
     from ferray.training.mixing import MixupCutmix, cutmix, cutmix_box, mixup
-    from ferray.training.models import BACKBONE_FAMILIES, HEADS, NUM_AUS, FERModel, LoadReport, build_model, check_backbone, load_pretrained, param_groups
+    from ferray.training.models import (
+        BACKBONE_FAMILIES,
+        HEADS,
+        NUM_AUS,
+        FERModel,
+        LoadReport,
+        build_model,
+        check_backbone,
+        load_pretrained,
+        param_groups,
+    )
     from ferray.training.schedules import SCHEDULES, build_optimizer, build_scheduler, register_schedule
     from ferray.training.tta import TTA_VIEWS, predict_proba
-    from ferray.training._trial import (TrainingFailed, TrainResult, build_trainer, ensure_ray, failure_reason,
-                                        load_data, make_fold_plan, train)
-    from ferray.training.weights import load_fold_models, read_weights_meta, save_weights
     from ferray.training.watch import StallLimits, TrainingStalled, fit_watched
-    from ferray.training.config import TrainConfig, load_train_config
+    from ferray.training.weights import load_fold_models, read_weights_meta, save_weights

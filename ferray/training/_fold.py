@@ -60,8 +60,9 @@ def _seed(*parts: int) -> int:
 class _Rows(Dataset):
     """Selected rows of a FERData, transformed on access."""
 
-    def __init__(self, images: np.ndarray, targets: np.ndarray, aus: np.ndarray | None,
-                 index: np.ndarray, transform) -> None:
+    def __init__(
+        self, images: np.ndarray, targets: np.ndarray, aus: np.ndarray | None, index: np.ndarray, transform
+    ) -> None:
         self.images, self.targets, self.aus = images, targets, aus
         self.index = index
         self.transform = transform
@@ -89,8 +90,16 @@ class FoldTrainer:
         device: torch device; ``None`` picks CUDA when available.
     """
 
-    def __init__(self, cfg: TrainConfig, data: FERData, train_index: np.ndarray,
-                 val_index: np.ndarray, *, fold: int = 0, device: torch.device | str | None = None):
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        data: FERData,
+        train_index: np.ndarray,
+        val_index: np.ndarray,
+        *,
+        fold: int = 0,
+        device: torch.device | str | None = None,
+    ):
         self.cfg, self.data, self.fold = cfg, data, fold
         self.train_index = np.asarray(train_index)
         self.val_index = np.asarray(val_index)
@@ -122,16 +131,21 @@ class FoldTrainer:
 
         with torch.random.fork_rng(devices=[]):  # seeded init without touching the caller's RNG
             torch.manual_seed(_seed(cfg.run.seed, fold, 0xF01D))
-            self.model = build_model(cfg.model, num_classes=data.num_classes, in_chans=self.channels,
-                                     img_size=self.size).to(self.device)
+            self.model = build_model(
+                cfg.model, num_classes=data.num_classes, in_chans=self.channels, img_size=self.size
+            ).to(self.device)
         if cfg.run.channels_last and self.device.type == "cuda":
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.loss_fn = build_loss(cfg.loss, num_classes=data.num_classes, class_counts=self.class_counts,
-                                  au_pos_rate=au_rate, au_weight=cfg.model.au_weight).to(self.device)
+        self.loss_fn = build_loss(
+            cfg.loss,
+            num_classes=data.num_classes,
+            class_counts=self.class_counts,
+            au_pos_rate=au_rate,
+            au_weight=cfg.model.au_weight,
+        ).to(self.device)
         self.optimizer = build_optimizer(self.model, cfg.optim)
         self.steps_per_epoch = self._steps_per_epoch()
-        self.scheduler = build_scheduler(self.optimizer, cfg.optim.schedule, self.steps_per_epoch,
-                                         cfg.run.epochs)
+        self.scheduler = build_scheduler(self.optimizer, cfg.optim.schedule, self.steps_per_epoch, cfg.run.epochs)
         self.amp_dtype = self._amp_dtype()
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         self.ema = ModelEma(self.model, cfg.optim.ema_decay) if cfg.optim.ema_decay else None
@@ -166,20 +180,28 @@ class FoldTrainer:
         cfg = self.cfg
         seed = _seed(cfg.run.seed, self.fold, epoch)
         transform = build_train_transform(self.size, self.channels, cfg.augment.strength, seed=seed)
-        rows = _Rows(self.data.images, self.targets, self.data.aus if self.predicts_aus else None,
-                     self.train_index, transform)
+        rows = _Rows(
+            self.data.images, self.targets, self.data.aus if self.predicts_aus else None, self.train_index, transform
+        )
         gen = torch.Generator().manual_seed(seed)
         n_samples = self.steps_per_epoch * cfg.run.batch_size
         if cfg.loss.balanced_sampling:
             weights = 1.0 / np.maximum(self.class_counts, 1)
             sampler = WeightedRandomSampler(
                 torch.as_tensor(weights[self.data.labels[self.train_index]], dtype=torch.double),
-                num_samples=n_samples, replacement=True, generator=gen)
+                num_samples=n_samples,
+                replacement=True,
+                generator=gen,
+            )
         else:
-            sampler = RandomSampler(rows, replacement=len(rows) < n_samples, num_samples=n_samples,
-                                    generator=gen)
-        return DataLoader(rows, batch_size=min(cfg.run.batch_size, n_samples), sampler=sampler,
-                          num_workers=cfg.run.loader_workers, pin_memory=self.device.type == "cuda")
+            sampler = RandomSampler(rows, replacement=len(rows) < n_samples, num_samples=n_samples, generator=gen)
+        return DataLoader(
+            rows,
+            batch_size=min(cfg.run.batch_size, n_samples),
+            sampler=sampler,
+            num_workers=cfg.run.loader_workers,
+            pin_memory=self.device.type == "cuda",
+        )
 
     # -- training -----------------------------------------------------------------------
     def train_epoch(self, epoch: int | None = None) -> EpochStats:
@@ -189,10 +211,14 @@ class FoldTrainer:
         self.model.train()
         mixer = None
         if cfg.augment.mixup_alpha > 0 or cfg.augment.cutmix_alpha > 0:
-            mixer = MixupCutmix(self.data.num_classes, mixup_alpha=cfg.augment.mixup_alpha,
-                                cutmix_alpha=cfg.augment.cutmix_alpha, prob=cfg.augment.mix_prob,
-                                warmup_epochs=cfg.augment.mix_warmup_epochs,
-                                generator=torch.Generator().manual_seed(_seed(cfg.run.seed, self.fold, epoch, 7)))
+            mixer = MixupCutmix(
+                self.data.num_classes,
+                mixup_alpha=cfg.augment.mixup_alpha,
+                cutmix_alpha=cfg.augment.cutmix_alpha,
+                prob=cfg.augment.mix_prob,
+                warmup_epochs=cfg.augment.mix_warmup_epochs,
+                generator=torch.Generator().manual_seed(_seed(cfg.run.seed, self.fold, epoch, 7)),
+            )
         start = time.perf_counter()
         total, seen, steps = 0.0, 0, 0
         non_blocking = self.device.type == "cuda"
@@ -229,9 +255,12 @@ class FoldTrainer:
             if self.first_step_at is None:
                 self.first_step_at, self.first_step_cpu_s = time.time(), time.process_time()
         self.epoch = epoch + 1
-        return EpochStats(train_loss=total / max(seen, 1), images=seen,
-                          seconds=time.perf_counter() - start,
-                          lr=float(self.optimizer.param_groups[0]["lr"]))
+        return EpochStats(
+            train_loss=total / max(seen, 1),
+            images=seen,
+            seconds=time.perf_counter() - start,
+            lr=float(self.optimizer.param_groups[0]["lr"]),
+        )
 
     @property
     def eval_model(self) -> torch.nn.Module:
@@ -242,8 +271,14 @@ class FoldTrainer:
         """Class (and AU) probabilities for rows ``index``; ``tta`` views are averaged."""
         bs = self.cfg.run.eval_batch_size or max(self.cfg.run.batch_size, 128)
         with self._autocast():
-            probs, au_probs = predict_proba(self.eval_model, self.data.images[index], self.eval_transform,
-                                            tta=tta or [], batch_size=bs, device=self.device)
+            probs, au_probs = predict_proba(
+                self.eval_model,
+                self.data.images[index],
+                self.eval_transform,
+                tta=tta or [],
+                batch_size=bs,
+                device=self.device,
+            )
         return probs.astype(np.float32), (au_probs.astype(np.float32) if au_probs is not None else None)
 
     def evaluate(self, index: np.ndarray | None = None, tta: list[str] | None = None) -> dict:
@@ -256,8 +291,11 @@ class FoldTrainer:
         labels = self.data.labels[index]
         target = self.targets[index]
         loss = float(-(target * np.log(np.clip(probs, 1e-7, 1.0))).sum(axis=1).mean())
-        out = {"loss": loss, "accuracy": accuracy(labels, probs),
-               "macro_f1": macro_f1(labels, probs, num_classes=self.data.num_classes)}
+        out = {
+            "loss": loss,
+            "accuracy": accuracy(labels, probs),
+            "macro_f1": macro_f1(labels, probs, num_classes=self.data.num_classes),
+        }
         if au_probs is not None and self.data.aus is not None:
             out["au_f1"] = au_f1(self.data.aus[index], au_probs)[0]
         return out
@@ -295,4 +333,3 @@ def fold_stats(values: list[float]) -> tuple[float, float]:
     if not len(arr) or not np.all(np.isfinite(arr)):
         return math.nan, math.nan
     return float(arr.mean()), float(arr.std())
-

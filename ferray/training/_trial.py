@@ -23,8 +23,16 @@ from ferray.training.watch import StallLimits, TrainingStalled, fit_watched
 if TYPE_CHECKING:  # the fold plan needs scikit-learn, which a trial driver never loads
     from ferray.data import FERData, FoldPlan
 
-__all__ = ["train", "TrainResult", "build_trainer", "load_data", "make_fold_plan", "ensure_ray",
-           "TrainingFailed", "failure_reason"]
+__all__ = [
+    "train",
+    "TrainResult",
+    "build_trainer",
+    "load_data",
+    "make_fold_plan",
+    "ensure_ray",
+    "TrainingFailed",
+    "failure_reason",
+]
 
 
 class TrainingFailed(FerrayError):
@@ -68,12 +76,19 @@ def load_data(cfg: TrainConfig, source: str | None = None) -> FERData:
 def make_fold_plan(cfg: TrainConfig, data: FERData) -> FoldPlan:
     from ferray.data import plan_folds
 
-    return plan_folds(data, cfg.folds.k, seed=cfg.folds.seed, holdout=cfg.folds.holdout,
-                      group_by_subject=cfg.folds.group_by_subject, group_duplicates=cfg.folds.group_duplicates)
+    return plan_folds(
+        data,
+        cfg.folds.k,
+        seed=cfg.folds.seed,
+        holdout=cfg.folds.holdout,
+        group_by_subject=cfg.folds.group_by_subject,
+        group_duplicates=cfg.folds.group_duplicates,
+    )
 
 
-def ensure_ray(address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None,
-               log_to_driver: bool = True) -> dict:
+def ensure_ray(
+    address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None, log_to_driver: bool = True
+) -> dict:
     """Connect to Ray at ``address`` or start a local instance; return the cluster's resources.
 
     ``log_to_driver=False`` leaves workers' output in Ray's session folder instead of
@@ -84,8 +99,12 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, num_gpus
     if not ray.is_initialized():
         # No dashboard: nothing here uses the state API (see _trainer_class), and it costs
         # seconds of start-up and a few hundred MB.
-        kwargs: dict[str, Any] = {"configure_logging": True, "logging_level": "WARNING", "log_to_driver": log_to_driver,
-                                  "include_dashboard": False}
+        kwargs: dict[str, Any] = {
+            "configure_logging": True,
+            "logging_level": "WARNING",
+            "log_to_driver": log_to_driver,
+            "include_dashboard": False,
+        }
         address = address or os.environ.get("RAY_ADDRESS")
         if address:
             _check_listening(address)
@@ -95,7 +114,8 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, num_gpus
                 raise FerrayError(
                     f"cannot connect to the Ray cluster at {address} ({exc}); is it running there, and, as Ray 2.60 "
                     "clusters require a token, is it in RAY_AUTH_TOKEN (or ~/.ray/auth_token, or the file named by "
-                    "RAY_AUTH_TOKEN_PATH)?") from None
+                    "RAY_AUTH_TOKEN_PATH)?"
+                ) from None
         else:
             from ferray._ray_compat import local_ray_environment
 
@@ -117,14 +137,25 @@ def _check_listening(address: str, timeout: float = 5.0) -> None:
             pass
     except OSError as exc:
         why = "connection refused" if isinstance(exc, ConnectionRefusedError) else (str(exc) or type(exc).__name__)
-        raise FerrayError(f"no Ray cluster answers at {address} ({why}); is the head running? --address takes the "
-                          "head's GCS address, HOST:6379 by default (the job server's http://HOST:8265 is for "
-                          "`ferray submit`)") from None
+        raise FerrayError(
+            f"no Ray cluster answers at {address} ({why}); is the head running? --address takes the "
+            "head's GCS address, HOST:6379 by default (the job server's http://HOST:8265 is for "
+            "`ferray submit`)"
+        ) from None
 
 
-def build_trainer(cfg: TrainConfig, data_ref: Any, plan: FoldPlan, resources: ResourcePlan, *,
-                  output_dir: str, name: str = "checkpoints", storage_path: str | None = None,
-                  callbacks: list | None = None, started_at: float | None = None):
+def build_trainer(
+    cfg: TrainConfig,
+    data_ref: Any,
+    plan: FoldPlan,
+    resources: ResourcePlan,
+    *,
+    output_dir: str,
+    name: str = "checkpoints",
+    storage_path: str | None = None,
+    callbacks: list | None = None,
+    started_at: float | None = None,
+):
     """The TorchTrainer of one trial: ``plan.k`` workers, worker ``i`` trains fold ``i``.
 
     ``data_ref`` is an object reference (or the :class:`FERData` itself) every worker reads;
@@ -154,15 +185,20 @@ def build_trainer(cfg: TrainConfig, data_ref: Any, plan: FoldPlan, resources: Re
             "trial_started_at": started_at,
             # Where Train keeps this run's checkpoints; on local or shared storage the workers
             # write their epoch state straight there (see fold_worker's checkpoint block).
-            "checkpoint_dir": None if "://" in str(storage_path or output_dir)
+            "checkpoint_dir": None
+            if "://" in str(storage_path or output_dir)
             else os.path.join(os.path.abspath(str(storage_path or output_dir)), name),
         },
         # gloo on GPUs too: the folds train independent models, and their only collective is the
         # per-epoch exchange of metrics and predictions (small pickled objects, on CPU); nccl would
         # also fail on a worker given a GPU resource on a node without CUDA.
         torch_config=TorchConfig(backend="gloo"),
-        scaling_config=ScalingConfig(num_workers=plan.k, use_gpu=bool(resources.gpus_per_worker),
-                                     resources_per_worker=res, placement_strategy=resources.ray_placement),
+        scaling_config=ScalingConfig(
+            num_workers=plan.k,
+            use_gpu=bool(resources.gpus_per_worker),
+            resources_per_worker=res,
+            placement_strategy=resources.ray_placement,
+        ),
         run_config=RunConfig(
             name=name,
             storage_path=storage_path or output_dir,
@@ -227,17 +263,23 @@ def _format_report(r: dict) -> str:
     parts.append(f"train_loss {r['train_loss_mean']:.4f}")
     parts.append(f"{r['epoch_seconds']:.1f}s")
     if r.get("final"):
-        tail = [f"{k} {v:.4f}" for k, v in r.items()
-                if k.startswith(("oof_", "holdout_")) and isinstance(v, float)]
+        tail = [f"{k} {v:.4f}" for k, v in r.items() if k.startswith(("oof_", "holdout_")) and isinstance(v, float)]
         parts.append("| " + ", ".join(tail))
     return "  ".join(parts)
 
 
-def train(config: TrainConfig | str | os.PathLike | dict, *, source: str | None = None,
-          data: FERData | None = None,
-          output_dir: str | os.PathLike | None = None, address: str | None = None,
-          num_cpus: int | None = None, progress: bool = True, echo=print,
-          limits: StallLimits | None = None) -> TrainResult:
+def train(
+    config: TrainConfig | str | os.PathLike | dict,
+    *,
+    source: str | None = None,
+    data: FERData | None = None,
+    output_dir: str | os.PathLike | None = None,
+    address: str | None = None,
+    num_cpus: int | None = None,
+    progress: bool = True,
+    echo=print,
+    limits: StallLimits | None = None,
+) -> TrainResult:
     """Train one configuration on every fold, the folds in parallel on Ray Train.
 
     Args:
@@ -287,9 +329,14 @@ def train(config: TrainConfig | str | os.PathLike | dict, *, source: str | None 
 
     ensure_ray(address, num_cpus=num_cpus)
     timings["ray_start"] = time.perf_counter() - t
-    resources = plan_resources(plan.k, nodes=ray_nodes(), cpus_per_worker=cfg.resources.cpus_per_worker,
-                               gpus_per_worker=cfg.resources.gpus_per_worker,
-                               folds_per_gpu=cfg.resources.folds_per_gpu, placement=cfg.resources.placement)
+    resources = plan_resources(
+        plan.k,
+        nodes=ray_nodes(),
+        cpus_per_worker=cfg.resources.cpus_per_worker,
+        gpus_per_worker=cfg.resources.gpus_per_worker,
+        folds_per_gpu=cfg.resources.folds_per_gpu,
+        placement=cfg.resources.placement,
+    )
     t = time.perf_counter()
     data_ref = ray.put(data)
     timings["data_put"] = time.perf_counter() - t
@@ -297,13 +344,15 @@ def train(config: TrainConfig | str | os.PathLike | dict, *, source: str | None 
     from ray.util.queue import Queue
 
     queue = Queue(actor_options={"num_cpus": 0})
-    trainer = build_trainer(cfg, data_ref, plan, resources, output_dir=str(out),
-                            callbacks=[_progress_callback(queue)])
+    trainer = build_trainer(cfg, data_ref, plan, resources, output_dir=str(out), callbacks=[_progress_callback(queue)])
     t = time.perf_counter()
     try:
-        result = fit_watched(trainer, lambda timeout: queue_take(queue, timeout),
-                             (lambda report: echo(_format_report(report))) if progress else (lambda report: None),
-                             limits)
+        result = fit_watched(
+            trainer,
+            lambda timeout: queue_take(queue, timeout),
+            (lambda report: echo(_format_report(report))) if progress else (lambda report: None),
+            limits,
+        )
     except TrainingStalled as exc:
         raise TrainingFailed(f"training stopped: {exc}") from None
     except Exception as exc:  # Ray wraps worker errors; show the reason, not Ray's traceback.

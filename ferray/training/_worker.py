@@ -46,8 +46,17 @@ METRICS = ("loss", "accuracy", "macro_f1", "au_f1")
 #: step done. Also ``startup_cpu_s``: CPU seconds the k fold worker processes spent until
 #: their first step (summed), and ``heavy_modules``: modules of :data:`HEAVY_MODULES` a fold
 #: worker had imported by the end of its first epoch (the union; ``[]`` is the goal).
-STARTUP_KEYS = ("trial_setup_s", "worker_start_s", "worker_spawn_s", "worker_process_s", "import_s",
-                "data_get_s", "model_build_s", "first_batch_s", "startup_s")
+STARTUP_KEYS = (
+    "trial_setup_s",
+    "worker_start_s",
+    "worker_spawn_s",
+    "worker_process_s",
+    "import_s",
+    "data_get_s",
+    "model_build_s",
+    "first_batch_s",
+    "startup_s",
+)
 #: Modules a fold worker never needs; each costs seconds of every trial's start-up.
 HEAVY_MODULES = ("sklearn", "optuna", "wandb", "tensorboard", "torch.utils.tensorboard")
 
@@ -191,8 +200,12 @@ def fold_worker(config: dict) -> None:
         with checkpoint.as_directory() as d:
             state = load_fold_state(Path(d) / f"fold_{rank}.pt", device)
         trainer.load_state_dict(state["trainer"])
-        history, best, best_epoch, since_best = (state["history"], state["best"], state["best_epoch"],
-                                                 state["since_best"])
+        history, best, best_epoch, since_best = (
+            state["history"],
+            state["best"],
+            state["best_epoch"],
+            state["since_best"],
+        )
         # Say again what the checkpointed epochs reported: a checkpoint is registered before
         # the reports reach a sweep's driver, so a driver killed in between never recorded
         # them. Receivers keep one row (and one Optuna value) per epoch.
@@ -208,18 +221,31 @@ def fold_worker(config: dict) -> None:
             stats = trainer.train_epoch(epoch)
             val = trainer.evaluate()
             if startup is None:
-                startup = _startup_report(marks, config, trainer.first_step_at or time.time(),
-                                          trainer.first_step_cpu_s or time.process_time())
+                startup = _startup_report(
+                    marks, config, trainer.first_step_at or time.time(), trainer.first_step_cpu_s or time.process_time()
+                )
                 started = startup
             else:
                 started = {}
-            mine = {"fold": rank, "val": val, "train_loss": stats.train_loss, "lr": stats.lr,
-                    "seconds": stats.seconds, "images": stats.images, **started}
+            mine = {
+                "fold": rank,
+                "val": val,
+                "train_loss": stats.train_loss,
+                "lr": stats.lr,
+                "seconds": stats.seconds,
+                "images": stats.images,
+                **started,
+            }
         except NonFiniteLossError as exc:
             error, mine = str(exc), None
         except torch.cuda.OutOfMemoryError:
-            error, mine = (f"fold {rank}: GPU out of memory at batch size {cfg.run.batch_size}, image size "
-                           f"{trainer.size}x{trainer.size}; lower run.batch_size or data.size"), None
+            error, mine = (
+                (
+                    f"fold {rank}: GPU out of memory at batch size {cfg.run.batch_size}, image size "
+                    f"{trainer.size}x{trainer.size}; lower run.batch_size or data.size"
+                ),
+                None,
+            )
         gathered = _gather({"error": error, "stats": mine})
         errors = [g["error"] for g in gathered if g["error"]]
         if errors:
@@ -244,23 +270,34 @@ def fold_worker(config: dict) -> None:
         # either). On local or shared storage it goes straight into the run's checkpoint
         # folder (one write, no copy); elsewhere (s3://...) to a scratch folder that Train
         # uploads on its own thread while the next epoch trains, then deletes.
-        state = {"trainer": trainer.state_dict(), "history": history, "best": best,
-                 "best_epoch": best_epoch, "since_best": since_best}
+        state = {
+            "trainer": trainer.state_dict(),
+            "history": history,
+            "best": best,
+            "best_epoch": best_epoch,
+            "since_best": since_best,
+        }
         name = f"epoch_{epoch + 1:04d}"
         direct = config.get("checkpoint_dir")
         if direct and os.path.isdir(direct):  # not on a node that lacks the shared folder
             folder = os.path.join(direct, name)
             save_fold_state(state, Path(folder) / f"fold_{rank}.pt", durable=False)
-            ray.train.report(report, checkpoint=ray.train.Checkpoint.from_directory(folder),
-                             checkpoint_dir_name=name,
-                             checkpoint_upload_mode=ray.train.CheckpointUploadMode.NO_UPLOAD)
+            ray.train.report(
+                report,
+                checkpoint=ray.train.Checkpoint.from_directory(folder),
+                checkpoint_dir_name=name,
+                checkpoint_upload_mode=ray.train.CheckpointUploadMode.NO_UPLOAD,
+            )
         else:
             tmp = tempfile.mkdtemp(prefix=f"ferray-ckpt-{rank}-")
             save_fold_state(state, Path(tmp) / f"fold_{rank}.pt", durable=False)
-            ray.train.report(report, checkpoint=ray.train.Checkpoint.from_directory(tmp),
-                             checkpoint_dir_name=name,
-                             checkpoint_upload_mode=ray.train.CheckpointUploadMode.ASYNC,
-                             delete_local_checkpoint_after_upload=True)
+            ray.train.report(
+                report,
+                checkpoint=ray.train.Checkpoint.from_directory(tmp),
+                checkpoint_dir_name=name,
+                checkpoint_upload_mode=ray.train.CheckpointUploadMode.ASYNC,
+                delete_local_checkpoint_after_upload=True,
+            )
         if epoch_log is not None:
             epoch_log.append(epoch + 1, report["epoch_seconds"])
         if done:
@@ -291,11 +328,15 @@ class _EpochLog:
         from ferray._io import append_line, atomic_write, resolve_fs
         from ferray.layout import TrialLayout
 
-        line = json.dumps({"epoch": epoch, "seconds": round(float(seconds), 3), "time": time.time(),
-                           "pid": os.getpid()})
+        line = json.dumps(
+            {"epoch": epoch, "seconds": round(float(seconds), 3), "time": time.time(), "pid": os.getpid()}
+        )
         remote = "://" in str(self.output_dir)
-        target = (f"{str(self.output_dir).rstrip('/')}/{TrialLayout.EPOCHS}" if remote
-                  else TrialLayout(Path(self.output_dir)).epochs)
+        target = (
+            f"{str(self.output_dir).rstrip('/')}/{TrialLayout.EPOCHS}"
+            if remote
+            else TrialLayout(Path(self.output_dir)).epochs
+        )
         try:
             if not remote:
                 append_line(target, line)
@@ -311,9 +352,14 @@ class _EpochLog:
             return True
         except OSError as exc:  # a bookkeeping line is never worth a failed trial
             level = logging.DEBUG if self.warned else logging.WARNING
-            logger.log(level, "could not append epoch %d to %s: %s; this trial's record of trained epochs "
-                       "will miss it%s", epoch, target, exc,
-                       "" if self.warned else " (further failures of this worker are logged at debug level)")
+            logger.log(
+                level,
+                "could not append epoch %d to %s: %s; this trial's record of trained epochs will miss it%s",
+                epoch,
+                target,
+                exc,
+                "" if self.warned else " (further failures of this worker are logged at debug level)",
+            )
             self.warned = True
             return False
 
@@ -325,8 +371,9 @@ def _intervals(labels: np.ndarray, probs: np.ndarray, num_classes: int) -> dict:
     return {m: ci._asdict() for m, ci in bootstrap_metrics(labels, probs, num_classes=num_classes, seed=0).items()}
 
 
-def _final_outputs(trainer: FoldTrainer, data: FERData, fold_of: np.ndarray, rank: int,
-                   cfg: TrainConfig, config: dict) -> dict:
+def _final_outputs(
+    trainer: FoldTrainer, data: FERData, fold_of: np.ndarray, rank: int, cfg: TrainConfig, config: dict
+) -> dict:
     """Predict out-of-fold and holdout rows with TTA; rank 0 writes the prediction files."""
     import ray
 
@@ -335,8 +382,11 @@ def _final_outputs(trainer: FoldTrainer, data: FERData, fold_of: np.ndarray, ran
     tta = list(cfg.augment.tta)
     _save_fold_weights(trainer, data, rank, cfg, config)
     val_probs, val_au = trainer.predict(trainer.val_index, tta)
-    hold_probs, hold_au = (trainer.predict(holdout_index, tta) if len(holdout_index)
-                           else (np.zeros((0, data.num_classes), np.float32), None))
+    hold_probs, hold_au = (
+        trainer.predict(holdout_index, tta)
+        if len(holdout_index)
+        else (np.zeros((0, data.num_classes), np.float32), None)
+    )
     gathered = _gather((rank, val_probs, val_au, hold_probs, hold_au, ray.get_runtime_context().get_node_id()))
     # Rank 0 writes the files; every rank then reports (and checkpoints) the same figures.
     return _gather(_write_outputs(gathered, trainer, data, fold_of, tta, config, start) if rank == 0 else None)[0]
@@ -350,26 +400,41 @@ def _save_fold_weights(trainer: FoldTrainer, data: FERData, rank: int, cfg: Trai
     output_dir = config.get("output_dir")
     if not output_dir:
         return
-    meta = {"train": cfg.model_dump(mode="json"), "num_classes": int(data.num_classes),
-            "in_chans": int(trainer.channels), "img_size": int(trainer.size),
-            "class_names": list(data.class_names), "fold": int(rank), "k": int(np.max(config["folds"])) + 1,
-            "ema": trainer.ema is not None, "normalise": {"mean": 0.5, "std": 0.5},
-            "data_fingerprint": config.get("fingerprint", "")}
-    path = str(TrialLayout(Path(str(output_dir))).weights(rank)) if "://" not in str(output_dir) else \
-        f"{str(output_dir).rstrip('/')}/{TrialLayout.WEIGHTS}/fold_{rank}.safetensors"
+    meta = {
+        "train": cfg.model_dump(mode="json"),
+        "num_classes": int(data.num_classes),
+        "in_chans": int(trainer.channels),
+        "img_size": int(trainer.size),
+        "class_names": list(data.class_names),
+        "fold": int(rank),
+        "k": int(np.max(config["folds"])) + 1,
+        "ema": trainer.ema is not None,
+        "normalise": {"mean": 0.5, "std": 0.5},
+        "data_fingerprint": config.get("fingerprint", ""),
+    }
+    path = (
+        str(TrialLayout(Path(str(output_dir))).weights(rank))
+        if "://" not in str(output_dir)
+        else f"{str(output_dir).rstrip('/')}/{TrialLayout.WEIGHTS}/fold_{rank}.safetensors"
+    )
     save_weights(trainer.eval_model, path, meta)
 
 
-def _write_outputs(gathered: list, trainer: FoldTrainer, data: FERData, fold_of: np.ndarray, tta: list[str],
-                   config: dict, start: float) -> dict:
+def _write_outputs(
+    gathered: list, trainer: FoldTrainer, data: FERData, fold_of: np.ndarray, tta: list[str], config: dict, start: float
+) -> dict:
     from ferray.training.metrics import per_class_metrics
     from ferray.training.outputs import Predictions, write_json_atomic, write_predictions
 
     out: dict = {}
     holdout_index = np.flatnonzero(fold_of < 0)
     k = len(gathered)
-    meta = {"class_names": list(data.class_names), "k": k, "data_fingerprint": config.get("fingerprint", ""),
-            "tta": tta}
+    meta = {
+        "class_names": list(data.class_names),
+        "k": k,
+        "data_fingerprint": config.get("fingerprint", ""),
+        "tta": tta,
+    }
     has_au = gathered[0][2] is not None
     oof_rows = [np.flatnonzero(fold_of == f) for f, *_ in gathered]
     rows = np.concatenate(oof_rows)
@@ -377,46 +442,65 @@ def _write_outputs(gathered: list, trainer: FoldTrainer, data: FERData, fold_of:
     probs = np.concatenate([g[1] for g in gathered])
     au = np.concatenate([g[2] for g in gathered]) if has_au else None
     order = np.argsort(rows, kind="stable")
-    oof = Predictions(rows[order], data.ids[rows[order]], folds[order], data.labels[rows[order]],
-                      probs[order], au[order] if au is not None else None, {**meta, "kind": "oof"})
+    oof = Predictions(
+        rows[order],
+        data.ids[rows[order]],
+        folds[order],
+        data.labels[rows[order]],
+        probs[order],
+        au[order] if au is not None else None,
+        {**meta, "kind": "oof"},
+    )
     hold_rows = np.tile(holdout_index, k)
-    hold = Predictions(hold_rows, data.ids[hold_rows], np.repeat([g[0] for g in gathered], len(holdout_index)),
-                       data.labels[hold_rows], np.concatenate([g[3] for g in gathered]),
-                       np.concatenate([g[4] for g in gathered]) if has_au and len(holdout_index) else None,
-                       {**meta, "kind": "holdout"})
+    hold = Predictions(
+        hold_rows,
+        data.ids[hold_rows],
+        np.repeat([g[0] for g in gathered], len(holdout_index)),
+        data.labels[hold_rows],
+        np.concatenate([g[3] for g in gathered]),
+        np.concatenate([g[4] for g in gathered]) if has_au and len(holdout_index) else None,
+        {**meta, "kind": "holdout"},
+    )
     output_dir = str(config["output_dir"]).rstrip("/")
     write_predictions(oof, f"{output_dir}/oof.parquet")
     write_predictions(hold, f"{output_dir}/holdout.parquet")
 
     oof_metrics = trainer.metrics_of(oof.rows, oof.probs, oof.au_probs)
     out.update({f"oof_{name}": float(v) for name, v in oof_metrics.items()})
-    summary = {"class_names": list(data.class_names), "oof": oof_metrics,
-               "oof_per_class": per_class_metrics(oof.labels, oof.probs, list(data.class_names)),
-               # the Ray node each fold trained on (where a trial's workers were placed)
-               "fold_nodes": [{"fold": int(g[0]), "node_id": g[5]} for g in gathered],
-               # seeded bootstrap 95% intervals of accuracy and macro-F1 (`ferray status` shows them)
-               "oof_ci": _intervals(oof.labels, oof.probs, data.num_classes)}
+    summary = {
+        "class_names": list(data.class_names),
+        "oof": oof_metrics,
+        "oof_per_class": per_class_metrics(oof.labels, oof.probs, list(data.class_names)),
+        # the Ray node each fold trained on (where a trial's workers were placed)
+        "fold_nodes": [{"fold": int(g[0]), "node_id": g[5]} for g in gathered],
+        # seeded bootstrap 95% intervals of accuracy and macro-F1 (`ferray status` shows them)
+        "oof_ci": _intervals(oof.labels, oof.probs, data.num_classes),
+    }
     if len(holdout_index):
         mean_probs = np.mean([g[3] for g in gathered], axis=0)
         mean_au = np.mean([g[4] for g in gathered], axis=0) if has_au else None
         hold_metrics = trainer.metrics_of(holdout_index, mean_probs, mean_au)
         out.update({f"holdout_{name}": float(v) for name, v in hold_metrics.items()})
         summary["holdout"] = hold_metrics
-        summary["holdout_per_class"] = per_class_metrics(data.labels[holdout_index], mean_probs,
-                                                         list(data.class_names))
+        summary["holdout_per_class"] = per_class_metrics(data.labels[holdout_index], mean_probs, list(data.class_names))
         # Holdout rows with an exact or near copy among the training rows score memory, not
         # generalisation: report the rows without one too, and bootstrap intervals.
         from ferray.data import clean_holdout_mask
 
         clean = clean_holdout_mask(data, fold_of)[holdout_index]
         if not clean.all():
-            clean_metrics = trainer.metrics_of(holdout_index[clean], mean_probs[clean],
-                                               mean_au[clean] if mean_au is not None else None)
+            clean_metrics = trainer.metrics_of(
+                holdout_index[clean], mean_probs[clean], mean_au[clean] if mean_au is not None else None
+            )
             out.update({f"holdout_clean_{name}": float(v) for name, v in clean_metrics.items()})
-            summary["holdout_clean"] = {**clean_metrics, "rows": int(clean.sum()),
-                                        "rows_with_duplicate": int((~clean).sum())}
-            summary["holdout_clean_ci"] = _intervals(data.labels[holdout_index[clean]], mean_probs[clean],
-                                                     data.num_classes)
+            summary["holdout_clean"] = {
+                **clean_metrics,
+                "rows": int(clean.sum()),
+                "rows_with_duplicate": int((~clean).sum()),
+            }
+            summary["holdout_clean_ci"] = _intervals(
+                data.labels[holdout_index[clean]], mean_probs[clean], data.num_classes
+            )
         summary["holdout_ci"] = _intervals(data.labels[holdout_index], mean_probs, data.num_classes)
     write_json_atomic(summary, f"{output_dir}/metrics.json")
     out["predict_seconds"] = time.perf_counter() - start

@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import os
 
+import albumentations as A
 import cv2
 import numpy as np
-
-import albumentations as A
 
 __all__ = ["ImageTransform", "build_train_transform", "build_eval_transform", "apply_batch", "to_chw_float"]
 
@@ -43,9 +42,7 @@ class ImageTransform:
         augment: the albumentations pipeline, or None for no augmentation.
     """
 
-    def __init__(
-        self, size: int, channels: int, augment: A.Compose | None = None, seed: int | None = None
-    ) -> None:
+    def __init__(self, size: int, channels: int, augment: A.Compose | None = None, seed: int | None = None) -> None:
         if channels not in (1, 3):
             raise ValueError(f"channels is {channels}, but must be 1 or 3")
         if size < 1:
@@ -71,9 +68,7 @@ class ImageTransform:
 
         info = torch.utils.data.get_worker_info()
         if info is not None and self.augment is not None:
-            seed = None if self.seed is None else int(
-                np.random.SeedSequence([self.seed, info.id]).generate_state(1)[0]
-            )
+            seed = None if self.seed is None else int(np.random.SeedSequence([self.seed, info.id]).generate_state(1)[0])
             self.augment.set_random_seed(seed)
 
     def prepare(self, image: np.ndarray) -> np.ndarray:

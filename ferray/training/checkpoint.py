@@ -56,8 +56,9 @@ def load_fold_state(path: str | os.PathLike, device: str | torch.device = "cpu")
         raise DataError(f"{path}: checkpoint file not found") from None
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"{path}: not a ferray checkpoint that can be loaded safely (tensors and plain values "
-                        f"only): {first}") from None
+        raise DataError(
+            f"{path}: not a ferray checkpoint that can be loaded safely (tensors and plain values only): {first}"
+        ) from None
 
 
 def load_fold_history(path: str | os.PathLike) -> list[dict]:

@@ -54,7 +54,9 @@ class FoldConfig(StrictModel):
     holdout: str | float = "auto"
     group_by_subject: bool = True
     group_duplicates: bool = Field(
-        True, description="Keep exact and near-duplicate images (perceptual hash) in one fold, out of a fractional holdout's folds."
+        True,
+        description="Keep exact and near-duplicate images (perceptual hash) in one fold, "
+        "out of a fractional holdout's folds.",
     )
 
 
@@ -79,8 +81,11 @@ class ModelConfig(StrictModel):
 class LossConfig(StrictModel):
     """Emotion loss (the AU loss is BCE with positive weighting when the head predicts AUs)."""
 
-    name: str = Field("ce", description="A registered loss: ce, label_smoothing, focal, soft_ce, or one "
-                      "added with ferray.training.register_loss.")
+    name: str = Field(
+        "ce",
+        description="A registered loss: ce, label_smoothing, focal, soft_ce, or one "
+        "added with ferray.training.register_loss.",
+    )
     label_smoothing: float = Field(0.1, ge=0.0, lt=1.0, description="Used by 'label_smoothing'.")
     focal_gamma: float = Field(2.0, ge=0.0, le=10.0, description="Used by 'focal'.")
     focal_alpha: Literal["none", "balanced"] = Field(
@@ -110,8 +115,11 @@ class AugmentConfig(StrictModel):
 
 
 class ScheduleConfig(StrictModel):
-    name: str = Field("cosine", description="A registered schedule: cosine, onecycle, poly, step, constant, "
-                      "or one added with ferray.training.register_schedule.")
+    name: str = Field(
+        "cosine",
+        description="A registered schedule: cosine, onecycle, poly, step, constant, "
+        "or one added with ferray.training.register_schedule.",
+    )
     warmup_epochs: float = Field(0.0, ge=0.0)
     min_lr_ratio: float = Field(0.01, ge=0.0, le=1.0)
     power: float = Field(1.0, gt=0.0, description="Used by 'poly'.")
@@ -159,11 +167,14 @@ class ResourceConfig(StrictModel):
 
     cpus_per_worker: float | None = Field(None, gt=0.0, description="None: share the machine's CPUs.")
     gpus_per_worker: float | Literal["auto"] = Field(
-        0.0, description="0: CPU; a fraction of one GPU (0.5: two folds share it); whole GPUs; auto: the folds "
-                         "of a trial on as few GPUs as hold them, at most folds_per_gpu on one (0 without GPUs).")
+        0.0,
+        description="0: CPU; a fraction of one GPU (0.5: two folds share it); whole GPUs; auto: the folds "
+        "of a trial on as few GPUs as hold them, at most folds_per_gpu on one (0 without GPUs).",
+    )
     folds_per_gpu: int = Field(4, ge=1, le=64, description="With gpus_per_worker: auto, most folds on one GPU.")
     placement: Literal["spread", "pack"] = Field(
-        "spread", description="How a trial's fold workers are placed on the nodes (Ray Train placement_strategy).")
+        "spread", description="How a trial's fold workers are placed on the nodes (Ray Train placement_strategy)."
+    )
     max_failures: int = Field(0, ge=-1, description="Worker-group restarts from the last checkpoint.")
 
     @field_validator("gpus_per_worker")

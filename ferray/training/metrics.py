@@ -19,9 +19,20 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["accuracy", "macro_f1", "per_class_metrics", "au_f1", "log_loss", "to_labels",
-           "Interval", "bootstrap_metrics", "bootstrap_ci", "paired_bootstrap",
-           "paired_bootstrap_metrics", "cross_dataset_scores"]
+__all__ = [
+    "accuracy",
+    "macro_f1",
+    "per_class_metrics",
+    "au_f1",
+    "log_loss",
+    "to_labels",
+    "Interval",
+    "bootstrap_metrics",
+    "bootstrap_ci",
+    "paired_bootstrap",
+    "paired_bootstrap_metrics",
+    "cross_dataset_scores",
+]
 
 
 def to_labels(y_pred: np.ndarray) -> np.ndarray:
@@ -55,16 +66,16 @@ def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int | None = N
 
 def per_class_metrics(y_true: np.ndarray, proba: np.ndarray, class_names: Sequence[str]) -> dict[str, dict]:
     """``{class_name: {"precision", "recall", "f1", "support"}}`` for every class, in order."""
-    p, r, f, s = _prf(np.asarray(y_true).astype(np.int64, copy=False), to_labels(proba),
-                      np.arange(len(class_names)))
+    p, r, f, s = _prf(np.asarray(y_true).astype(np.int64, copy=False), to_labels(proba), np.arange(len(class_names)))
     return {
         name: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
         for i, name in enumerate(class_names)
     }
 
 
-def _prf(y_true: np.ndarray, y_pred: np.ndarray, labels: np.ndarray
-         ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _prf(
+    y_true: np.ndarray, y_pred: np.ndarray, labels: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Precision, recall, F1 and support of each of ``labels`` (0 where undefined)."""
     labels = np.asarray(labels, dtype=np.int64)
     tp = np.array([np.sum((y_true == c) & (y_pred == c)) for c in labels], dtype=np.float64)
@@ -258,8 +269,9 @@ def paired_bootstrap_metrics(
     return {m: _interval(full[m][0], np.concatenate([p[m] for p in parts]), level) for m in _BOOT_METRICS}
 
 
-def paired_bootstrap(y_true: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray, *, metric: str = "accuracy",
-                     **kwargs) -> Interval:
+def paired_bootstrap(
+    y_true: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray, *, metric: str = "accuracy", **kwargs
+) -> Interval:
     """One metric (``"accuracy"`` or ``"macro_f1"``) of :func:`paired_bootstrap_metrics`."""
     if metric not in _BOOT_METRICS:
         raise ValueError(f"metric is {metric!r}, but must be one of {list(_BOOT_METRICS)}")

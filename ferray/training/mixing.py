@@ -175,7 +175,11 @@ class MixupCutmix:
         return float(torch.rand((), generator=self.generator).item())
 
     def __call__(
-        self, x: Tensor, target: Tensor, aus: Tensor | None = None, epoch: float = 0,
+        self,
+        x: Tensor,
+        target: Tensor,
+        aus: Tensor | None = None,
+        epoch: float = 0,
         groups: Tensor | None = None,
     ) -> tuple[Tensor, Tensor, Tensor | None]:
         """Mix a batch: images ``(B, C, H, W)``, soft targets ``(B, K)``, AUs ``(B, 18)``.

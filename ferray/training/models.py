@@ -24,6 +24,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ferray.errors import ConfigError, closest
+from ferray.training.config import ModelConfig
+
 
 def _import_timm():
     """``import timm``, without the optional ``import wandb`` timm runs on the way.
@@ -47,9 +50,6 @@ def _import_timm():
 
 
 timm = _import_timm()
-
-from ferray.errors import ConfigError, closest
-from ferray.training.config import ModelConfig
 
 __all__ = [
     "BACKBONE_FAMILIES",
@@ -215,8 +215,7 @@ def _create_backbone(cfg: ModelConfig, in_chans: int, img_size: int | None, pret
 
 def _kwargs_error(cfg: ModelConfig, err: Exception) -> ConfigError:
     return ConfigError(
-        f"model.backbone {cfg.backbone!r} rejected its arguments "
-        f"(backbone_kwargs={cfg.backbone_kwargs!r}): {err}"
+        f"model.backbone {cfg.backbone!r} rejected its arguments (backbone_kwargs={cfg.backbone_kwargs!r}): {err}"
     )
 
 
@@ -340,8 +339,10 @@ def _adapt(model: FERModel, key: str, value: Tensor, target: Tensor) -> Tensor |
         from timm.layers import resample_abs_pos_embed
 
         grid = getattr(getattr(model.backbone, "patch_embed", None), "grid_size", None)
-        prefix = 0 if getattr(model.backbone, "no_embed_class", False) else int(
-            getattr(model.backbone, "num_prefix_tokens", 1)
+        prefix = (
+            0
+            if getattr(model.backbone, "no_embed_class", False)
+            else int(getattr(model.backbone, "num_prefix_tokens", 1))
         )
         if grid is not None:
             try:

@@ -57,8 +57,16 @@ class RowMeans(NamedTuple):
 class Predictions:
     """Predictions of fold models for rows of a dataset (see the module docstring)."""
 
-    def __init__(self, rows: np.ndarray, ids: np.ndarray, folds: np.ndarray, labels: np.ndarray,
-                 probs: np.ndarray, au_probs: np.ndarray | None, meta: dict):
+    def __init__(
+        self,
+        rows: np.ndarray,
+        ids: np.ndarray,
+        folds: np.ndarray,
+        labels: np.ndarray,
+        probs: np.ndarray,
+        au_probs: np.ndarray | None,
+        meta: dict,
+    ):
         self.rows = np.asarray(rows, dtype=np.int64)
         self.ids = np.asarray(ids, dtype=object)
         self.folds = np.asarray(folds, dtype=np.int8)
@@ -84,8 +92,13 @@ class Predictions:
             np.add.at(out, inverse, values.astype(np.float64))
             return out / np.maximum(counts, 1)
 
-        return RowMeans(rows, self.ids[first], self.labels[first], mean(self.probs),
-                        None if self.au_probs is None else mean(self.au_probs))
+        return RowMeans(
+            rows,
+            self.ids[first],
+            self.labels[first],
+            mean(self.probs),
+            None if self.au_probs is None else mean(self.au_probs),
+        )
 
     @property
     def class_names(self) -> list[str]:
@@ -102,7 +115,8 @@ class Predictions:
         }
         if self.au_probs is not None:
             cols["au_probs"] = pa.FixedSizeListArray.from_arrays(
-                pa.array(self.au_probs.reshape(-1)), self.au_probs.shape[1])
+                pa.array(self.au_probs.reshape(-1)), self.au_probs.shape[1]
+            )
         return pa.table(cols).replace_schema_metadata({_META_KEY: json.dumps(self.meta).encode()})
 
     @classmethod

@@ -47,8 +47,10 @@ class Registry(dict):
     def check(self, name: str) -> str:
         """``name`` when valid; else ``ValueError`` naming it, the nearest match and the valid names."""
         if name not in self.names():
-            raise ValueError(f"unknown {self.kind} {name!r}{closest(name, self.names())}; registered "
-                             f"{self.kind} names: {', '.join(self.names())}")
+            raise ValueError(
+                f"unknown {self.kind} {name!r}{closest(name, self.names())}; registered "
+                f"{self.kind} names: {', '.join(self.names())}"
+            )
         return name
 
     def factory(self, name: str):
@@ -59,5 +61,6 @@ class Registry(dict):
 
 
 LOSS_REGISTRY = Registry("loss", "ferray.training.losses", ("ce", "label_smoothing", "focal", "soft_ce"))
-SCHEDULE_REGISTRY = Registry("schedule", "ferray.training.schedules",
-                             ("cosine", "onecycle", "poly", "step", "constant"))
+SCHEDULE_REGISTRY = Registry(
+    "schedule", "ferray.training.schedules", ("cosine", "onecycle", "poly", "step", "constant")
+)

@@ -25,10 +25,24 @@ from dataclasses import asdict, dataclass
 
 from ferray.errors import ConfigError
 
-__all__ = ["ResourcePlan", "plan_resources", "RESOURCE_QUANTUM", "StartupEstimate", "estimate_startup",
-           "STARTUP_WORKER_CPU_S", "STARTUP_TRIAL_CPU_S", "STARTUP_WAIT_S", "NodeSpec", "nodes_from_ray",
-           "ray_nodes", "with_node_groups", "nodes_from_launcher", "node_totals", "gpu_share_problem",
-           "PLACEMENTS"]
+__all__ = [
+    "ResourcePlan",
+    "plan_resources",
+    "RESOURCE_QUANTUM",
+    "StartupEstimate",
+    "estimate_startup",
+    "STARTUP_WORKER_CPU_S",
+    "STARTUP_TRIAL_CPU_S",
+    "STARTUP_WAIT_S",
+    "NodeSpec",
+    "nodes_from_ray",
+    "ray_nodes",
+    "with_node_groups",
+    "nodes_from_launcher",
+    "node_totals",
+    "gpu_share_problem",
+    "PLACEMENTS",
+]
 
 #: Ray tracks fractional resources in units of 1e-4.
 RESOURCE_QUANTUM = 1e-4
@@ -146,8 +160,12 @@ def nodes_from_ray(table: Iterable[Mapping]) -> list[NodeSpec]:
             name = f"worker ({', '.join(accel)})"
         key = (head, name, float(res.get("CPU", 0.0)), float(res.get("GPU", 0.0)))
         groups[key] = groups.get(key, 0) + 1
-    return [NodeSpec(name, cpus, gpus, count, head) for (head, name, cpus, gpus), count
-            in sorted(groups.items(), key=lambda kv: (not kv[0][0], kv[0][1], kv[0][2], kv[0][3]))]
+    return [
+        NodeSpec(name, cpus, gpus, count, head)
+        for (head, name, cpus, gpus), count in sorted(
+            groups.items(), key=lambda kv: (not kv[0][0], kv[0][1], kv[0][2], kv[0][3])
+        )
+    ]
 
 
 def ray_nodes() -> list[NodeSpec]:
@@ -169,15 +187,19 @@ def with_node_groups(live: Sequence[NodeSpec], groups: Sequence[Mapping] | None)
     A group of ``max_count`` 0 (the head's, on the cluster launcher) or whose name is the
     head's holds no worker that can be added.
     """
-    scalable = [g for g in groups or () if int(g.get("max_count", 0)) > 0
-                and not any(n.head and n.name == g.get("name") for n in live)]
+    scalable = [
+        g
+        for g in groups or ()
+        if int(g.get("max_count", 0)) > 0 and not any(n.head and n.name == g.get("name") for n in live)
+    ]
     if not scalable:
         return list(live)
     nodes = [n for n in live if n.head]
     for g in scalable:
         res = g.get("resources") or {}
-        nodes.append(NodeSpec(str(g.get("name")), float(res.get("CPU", 0)), float(res.get("GPU", 0)),
-                              int(g["max_count"])))
+        nodes.append(
+            NodeSpec(str(g.get("name")), float(res.get("CPU", 0)), float(res.get("GPU", 0)), int(g["max_count"]))
+        )
     return nodes
 
 
@@ -197,8 +219,10 @@ def nodes_from_launcher(config: Mapping, source: str = "cluster config") -> list
     for name, node in types.items():
         res = (node or {}).get("resources") or {}
         if "CPU" not in res:
-            raise ConfigError(f"{source}: available_node_types.{name}.resources has no CPU; declare the node "
-                              "type's resources, e.g. resources: {CPU: 8, GPU: 1}, so the plan can count them")
+            raise ConfigError(
+                f"{source}: available_node_types.{name}.resources has no CPU; declare the node "
+                "type's resources, e.g. resources: {CPU: 8, GPU: 1}, so the plan can count them"
+            )
         count = 1 if name == head else int(node.get("max_workers", 0))
         if count > 0:
             nodes.append(NodeSpec(str(name), float(res["CPU"]), float(res.get("GPU", 0)), count, name == head))
@@ -231,8 +255,10 @@ def _node_slots(node: NodeSpec, cpus_per_worker: float, gpus_per_worker: float, 
 def gpu_share_problem(value: float) -> str | None:
     """Why ``value`` is no GPU share Ray can give a fold worker (a fraction of one GPU or whole GPUs), else None."""
     if value < 0 or (value > 1 and abs(value - round(value)) > 1e-9):
-        return (f"{value:g} is not accepted: a fold worker takes a fraction of one GPU (0 < value <= 1, e.g. 0.5), "
-                "whole GPUs (1, 2, ...), 0 (CPU) or auto")
+        return (
+            f"{value:g} is not accepted: a fold worker takes a fraction of one GPU (0 < value <= 1, e.g. 0.5), "
+            "whole GPUs (1, 2, ...), 0 (CPU) or auto"
+        )
     return None
 
 
@@ -297,16 +323,23 @@ class ResourcePlan:
         return PLACEMENTS[self.placement]
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "cluster_cpus": self.cluster_cpus, "cluster_gpus": self.cluster_gpus,
-                "threads_per_worker": self.threads_per_worker, "trial_cpus": self.trial_cpus,
-                "trial_gpus": self.trial_gpus}
+        return {
+            **asdict(self),
+            "cluster_cpus": self.cluster_cpus,
+            "cluster_gpus": self.cluster_gpus,
+            "threads_per_worker": self.threads_per_worker,
+            "trial_cpus": self.trial_cpus,
+            "trial_gpus": self.trial_gpus,
+        }
 
     def explain(self) -> str:
         """A few lines for ``--dry-run``: the nodes, what each trial holds and why this many run at once."""
         gpu = f", {self.gpus_per_worker:g} GPU" if self.gpus_per_worker else ""
         n_nodes = sum(n.count for n in self.nodes)
-        lines = [f"cluster: {self.cluster_cpus:g} CPUs, {self.cluster_gpus:g} GPUs"
-                 + (f" on {n_nodes} nodes" if n_nodes > 1 else "")]
+        lines = [
+            f"cluster: {self.cluster_cpus:g} CPUs, {self.cluster_gpus:g} GPUs"
+            + (f" on {n_nodes} nodes" if n_nodes > 1 else "")
+        ]
         if len(self.nodes) > 1 or (self.nodes and self.nodes[0].count > 1):
             width = max(9, *(len(n.name) for n in self.nodes))
             lines.append(f"  {'node type':<{width}}  nodes   CPUs   GPUs  fold workers per node")
@@ -328,19 +361,27 @@ class ResourcePlan:
             + (f", on {', '.join(holding)}" if holding and len(self.nodes) > 1 else "")
             + f"; torch threads per fold worker: {self.threads_per_worker}",
             f"trials at once: {self.concurrent_trials} (each trial's whole demand fits on the nodes, "
-            + ("the drivers on the head node" if self.drivers_on_head else
-               "every node keeping room for all running trials' drivers")
+            + (
+                "the drivers on the head node"
+                if self.drivers_on_head
+                else "every node keeping room for all running trials' drivers"
+            )
             + ", so no trial's workers wait on what another trial's driver holds)",
         ]
         if self.startup is not None:
             s = self.startup
-            lines.append(f"start-up per trial (estimate): {s.cpu_s:g} CPU-s, {s.alone_s:g} s alone; one starting "
-                         f"while others train takes ~{s.cost_s:.1f} s from them and saves ~{s.saving_s:.1f} s ("
-                         + ("worth it" if s.pays else "not worth it") + ")")
+            lines.append(
+                f"start-up per trial (estimate): {s.cpu_s:g} CPU-s, {s.alone_s:g} s alone; one starting "
+                f"while others train takes ~{s.cost_s:.1f} s from them and saves ~{s.saving_s:.1f} s ("
+                + ("worth it" if s.pays else "not worth it")
+                + ")"
+            )
             if self.asked_concurrent is not None:
-                lines.append(f"  -> {self.concurrent_trials} at once, not the {self.asked_concurrent} asked: on "
-                             f"{self.cluster_cpus:g} CPUs an extra trial's start-up costs the running trials more "
-                             "than it saves (set resources.cpus_per_worker to share the CPUs anyway)")
+                lines.append(
+                    f"  -> {self.concurrent_trials} at once, not the {self.asked_concurrent} asked: on "
+                    f"{self.cluster_cpus:g} CPUs an extra trial's start-up costs the running trials more "
+                    "than it saves (set resources.cpus_per_worker to share the CPUs anyway)"
+                )
         return "\n".join(lines)
 
 
@@ -391,13 +432,16 @@ class _Cluster:
         return None
 
 
-def _resolve_gpus(gpus_per_worker: float | str, k: int, folds_per_gpu: int, total_gpus: float
-                  ) -> tuple[float, str | None]:
+def _resolve_gpus(
+    gpus_per_worker: float | str, k: int, folds_per_gpu: int, total_gpus: float
+) -> tuple[float, str | None]:
     """``gpus_per_worker`` as a number; ``auto`` packs the k folds onto as few GPUs as hold them."""
     if gpus_per_worker != "auto":
         if isinstance(gpus_per_worker, str):
-            raise ConfigError(f"resources.gpus_per_worker = {gpus_per_worker!r} is not accepted; give a number "
-                              "(0.5: two folds share a GPU) or auto")
+            raise ConfigError(
+                f"resources.gpus_per_worker = {gpus_per_worker!r} is not accepted; give a number "
+                "(0.5: two folds share a GPU) or auto"
+            )
         problem = gpu_share_problem(float(gpus_per_worker))
         if problem:
             raise ConfigError(f"resources.gpus_per_worker = {problem}")
@@ -409,8 +453,10 @@ def _resolve_gpus(gpus_per_worker: float | str, k: int, folds_per_gpu: int, tota
     n_gpus = math.ceil(k / folds_per_gpu)
     per_gpu = math.ceil(k / n_gpus)
     gpus = _floor_q(1.0 / per_gpu)
-    return gpus, (f"auto = {gpus:g}: the {k} folds of a trial on {n_gpus} GPU{'s' if n_gpus > 1 else ''}, "
-                  f"{per_gpu} per GPU (resources.folds_per_gpu: {folds_per_gpu})")
+    return gpus, (
+        f"auto = {gpus:g}: the {k} folds of a trial on {n_gpus} GPU{'s' if n_gpus > 1 else ''}, "
+        f"{per_gpu} per GPU (resources.folds_per_gpu: {folds_per_gpu})"
+    )
 
 
 def _round_share(cpus: float) -> float:
@@ -473,8 +519,7 @@ def plan_resources(
     if max_concurrent is not None and max_concurrent < 1:
         raise ConfigError(f"max_concurrent = {max_concurrent} is not accepted; it must be >= 1")
     one_node = nodes is None
-    nodes = tuple(nodes) if nodes is not None else (NodeSpec("this cluster", float(cluster_cpus),
-                                                             float(cluster_gpus)),)
+    nodes = tuple(nodes) if nodes is not None else (NodeSpec("this cluster", float(cluster_cpus), float(cluster_gpus)),)
     total_cpus, total_gpus = node_totals(nodes)
     if total_cpus <= 0:
         raise ConfigError("the Ray cluster reports no CPUs; start it with num_cpus >= 1")
@@ -499,7 +544,9 @@ def plan_resources(
         else:
             raise ConfigError(
                 f"no CPUs are left for {k} fold workers: the cluster has {total_cpus:g} CPUs"
-                + (" on the nodes with GPUs" if gpus > 0 else "") + f" and the trial driver holds {driver_cpus:g}")
+                + (" on the nodes with GPUs" if gpus > 0 else "")
+                + f" and the trial driver holds {driver_cpus:g}"
+            )
     if cpus_per_worker <= 0:
         raise ConfigError(f"resources.cpus_per_worker = {cpus_per_worker:g} is not accepted; it must be > 0")
     if not cluster.fits(cpus_per_worker, 1):
@@ -524,35 +571,60 @@ def plan_resources(
 
 def _refuse_gpus(nodes, k, gpus, total_gpus, asked, folds_per_gpu, one_node) -> None:
     if total_gpus <= 0:
-        where = "the cluster has no GPUs" if one_node else \
-            "no node of the cluster has a GPU (" + "; ".join(n.describe() for n in nodes) + ")"
-        raise ConfigError(f"one trial needs {k * gpus:g} GPUs ({k} fold workers x {gpus:g}) but {where}; set "
-                          "resources.gpus_per_worker: 0 (0 trains on CPU) or auto, or add GPU nodes")
+        where = (
+            "the cluster has no GPUs"
+            if one_node
+            else "no node of the cluster has a GPU (" + "; ".join(n.describe() for n in nodes) + ")"
+        )
+        raise ConfigError(
+            f"one trial needs {k * gpus:g} GPUs ({k} fold workers x {gpus:g}) but {where}; set "
+            "resources.gpus_per_worker: 0 (0 trains on CPU) or auto, or add GPU nodes"
+        )
     best = _max_gpus_per_worker(nodes, k)
-    fix = (f"set resources.gpus_per_worker <= {best:g}" + (" (folds then share GPUs)" if best < 1 else "")
-           if best else "use fewer folds")
+    fix = (
+        f"set resources.gpus_per_worker <= {best:g}" + (" (folds then share GPUs)" if best < 1 else "")
+        if best
+        else "use fewer folds"
+    )
     if asked == "auto":
-        fix = (f"raise resources.folds_per_gpu (now {folds_per_gpu}) to {math.ceil(k / math.floor(total_gpus))}"
-               if total_gpus >= 1 else "add GPU nodes")
-    where = f"the cluster has {total_gpus:g}" if one_node else \
-        f"the cluster's GPUs hold {_gpu_capacity(nodes, gpus)} such workers at once (" + "; ".join(n.describe() for n in nodes if n.gpus) + ")"
-    raise ConfigError(f"one trial needs {k * gpus:g} GPUs ({k} fold workers x {gpus:g}) but {where}; {fix}, "
-                      "or add GPU nodes")
+        fix = (
+            f"raise resources.folds_per_gpu (now {folds_per_gpu}) to {math.ceil(k / math.floor(total_gpus))}"
+            if total_gpus >= 1
+            else "add GPU nodes"
+        )
+    where = (
+        f"the cluster has {total_gpus:g}"
+        if one_node
+        else f"the cluster's GPUs hold {_gpu_capacity(nodes, gpus)} such workers at once ("
+        + "; ".join(n.describe() for n in nodes if n.gpus)
+        + ")"
+    )
+    raise ConfigError(
+        f"one trial needs {k * gpus:g} GPUs ({k} fold workers x {gpus:g}) but {where}; {fix}, or add GPU nodes"
+    )
 
 
 def _refuse_cpus(cluster: _Cluster, cpus_per_worker: float, total_cpus: float, one_node: bool) -> None:
     k, d, g = cluster.k, cluster.d, cluster.g
     need = d + k * cpus_per_worker
     best = cluster.best_cpus(1)
-    fix = (f"Set resources.cpus_per_worker <= {math.floor(best * 1000 + 1e-6) / 1000:g} or use fewer folds"
-           if best else "Use fewer folds or bigger nodes")
+    fix = (
+        f"Set resources.cpus_per_worker <= {math.floor(best * 1000 + 1e-6) / 1000:g} or use fewer folds"
+        if best
+        else "Use fewer folds or bigger nodes"
+    )
     each = f"{cpus_per_worker:g}" + (f" (with {g:g} GPU)" if g else "")
     if one_node:
         where = f"the cluster has {total_cpus:g}"
     else:
         held = ", ".join(f"{n.name} {s}" for n, s in zip(cluster.nodes, cluster.slots(cpus_per_worker, 1)))
-        keeps = f"the head keeps {d:g} CPU for the driver" if cluster.head is not None else \
-            f"each node keeps {d:g} CPU for the driver"
+        keeps = (
+            f"the head keeps {d:g} CPU for the driver"
+            if cluster.head is not None
+            else f"each node keeps {d:g} CPU for the driver"
+        )
         where = f"the nodes hold {cluster.capacity(cpus_per_worker, 1)} such workers at once ({held} per node; {keeps})"
-    raise ConfigError(f"one trial needs {need:g} CPUs (driver {d:g} + {k} fold workers x {each}) but {where}: "
-                      f"it could never start. {fix}")
+    raise ConfigError(
+        f"one trial needs {need:g} CPUs (driver {d:g} + {k} fold workers x {each}) but {where}: "
+        f"it could never start. {fix}"
+    )

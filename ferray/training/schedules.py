@@ -67,9 +67,7 @@ def _progress(step: int, start: int, total: int) -> float:
 @register_schedule("cosine")
 def _cosine(cfg: ScheduleConfig, total: int, warmup: int, steps_per_epoch: int) -> Callable[[int], float]:
     m = cfg.min_lr_ratio
-    return _with_warmup(
-        warmup, lambda s: m + (1 - m) * 0.5 * (1 + math.cos(math.pi * _progress(s, warmup, total)))
-    )
+    return _with_warmup(warmup, lambda s: m + (1 - m) * 0.5 * (1 + math.cos(math.pi * _progress(s, warmup, total))))
 
 
 @register_schedule("poly")

@@ -57,12 +57,18 @@ class StallLimits:
         if silent_s <= limit:
             return None
         what = "the first report" if longest_epoch_s is None else "a report"
-        return (f"{STALLED}: no report from the workers for {silent_s:.0f} s while waiting for {what} "
-                f"(limit {limit:.0f} s)")
+        return (
+            f"{STALLED}: no report from the workers for {silent_s:.0f} s while waiting for {what} (limit {limit:.0f} s)"
+        )
 
 
-def fit_watched(trainer, take: Callable[[float], list], on_report: Callable[[dict], Any],
-                limits: StallLimits = StallLimits(), poll_s: float = 1.0):
+def fit_watched(
+    trainer,
+    take: Callable[[float], list],
+    on_report: Callable[[dict], Any],
+    limits: StallLimits = StallLimits(),
+    poll_s: float = 1.0,
+):
     """``trainer.fit()`` with every report handed to ``on_report`` and a bound on silence.
 
     ``take(timeout)`` returns the reports posted since the last call (waiting at most

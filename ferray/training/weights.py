@@ -25,8 +25,9 @@ __all__ = ["save_weights", "load_weights", "read_weights_meta", "load_fold_model
 WEIGHTS_FORMAT = "1"
 
 
-def save_weights(model: torch.nn.Module, path: str | os.PathLike, meta: dict, *,
-                 dtype: torch.dtype | None = None) -> None:
+def save_weights(
+    model: torch.nn.Module, path: str | os.PathLike, meta: dict, *, dtype: torch.dtype | None = None
+) -> None:
     """Write ``model``'s state dict to ``path`` (atomically) with JSON-able ``meta``."""
     from safetensors.torch import save
 
@@ -75,23 +76,33 @@ def load_fold_models(trial: str | os.PathLike | TrialLayout, *, device: str = "c
     from ferray.training.models import build_model
 
     layout = trial if isinstance(trial, TrialLayout) else TrialLayout(Path(trial))
-    files = sorted(layout.weights_dir.glob("fold_*.safetensors"), key=lambda p: int(p.stem.split("_")[1])) \
-        if layout.weights_dir.is_dir() else []
+    files = (
+        sorted(layout.weights_dir.glob("fold_*.safetensors"), key=lambda p: int(p.stem.split("_")[1]))
+        if layout.weights_dir.is_dir()
+        else []
+    )
     if not files:
-        raise DataError(f"{layout.root}: no model weights ({layout.weights_dir}/fold_*.safetensors); "
-                        "only trials that finished keep them, and the retention policy keeps them for the best "
-                        "completed trials only (the spec's retention.keep_top; see its retention.json)")
+        raise DataError(
+            f"{layout.root}: no model weights ({layout.weights_dir}/fold_*.safetensors); "
+            "only trials that finished keep them, and the retention policy keeps them for the best "
+            "completed trials only (the spec's retention.keep_top; see its retention.json)"
+        )
     models = []
     for path in files:
         meta = read_weights_meta(path)
         cfg = TrainConfig.model_validate(meta["train"])
         model_cfg = cfg.model.model_copy(update={"pretrained": False})
-        model = build_model(model_cfg, num_classes=int(meta["num_classes"]), in_chans=int(meta["in_chans"]),
-                            img_size=int(meta["img_size"]))
+        model = build_model(
+            model_cfg,
+            num_classes=int(meta["num_classes"]),
+            in_chans=int(meta["in_chans"]),
+            img_size=int(meta["img_size"]),
+        )
         state = {k: v.float() if v.is_floating_point() else v for k, v in load_weights(path).items()}
         missing, unexpected = model.load_state_dict(state, strict=False)
         if missing or unexpected:
-            raise DataError(f"{path}: weights do not fit {cfg.model.backbone} "
-                            f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+            raise DataError(
+                f"{path}: weights do not fit {cfg.model.backbone} (missing {missing[:3]}, unexpected {unexpected[:3]})"
+            )
         models.append(model.to(device).eval())
     return models

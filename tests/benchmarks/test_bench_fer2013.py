@@ -79,7 +79,8 @@ def test_score_table_gains_are_paired_and_zero_for_the_baseline(bench):
     latency = {bench.BASELINE: {"batch_1": 2.0, "batch_64": 0.5}}
     rows = bench.score_table(y, probs, masks, n_boot=200, seed=3, latency=latency)
     assert [(r["subset"], r["model"]) for r in rows] == [
-        (s, m) for s in ("all", "half") for m in (bench.BASELINE, "same", "perfect")]
+        (s, m) for s in ("all", "half") for m in (bench.BASELINE, "same", "perfect")
+    ]
     by = {(r["subset"], r["model"]): r for r in rows}
     base, same, perfect = (by[("all", m)] for m in (bench.BASELINE, "same", "perfect"))
     assert base["gain_accuracy"] is None and base["latency_ms_batch_1"] == 2.0
@@ -101,8 +102,9 @@ def test_score_table_needs_its_baseline(bench):
 def test_tables_show_every_subset_model_and_interval(bench):
     y = np.array([0, 1, 2, 0, 1, 2])
     probs = {bench.BASELINE: _probs(np.array([0, 1, 1, 0, 2, 2])), "greedy": _probs(y)}
-    rows = bench.score_table(y, probs, {"PublicTest": np.ones(6, bool)}, n_boot=50,
-                             latency={"greedy": {"batch_1": 3.25, "batch_64": 0.125}})
+    rows = bench.score_table(
+        y, probs, {"PublicTest": np.ones(6, bool)}, n_boot=50, latency={"greedy": {"batch_1": 3.25, "batch_64": 0.125}}
+    )
     text, md = bench.format_table(rows), bench.markdown_table(rows)
     assert "PublicTest (6 images)" in text and "**PublicTest** (6 images)" in md
     for out in (text, md):

@@ -55,13 +55,29 @@ class _Nodes:
     def start(self, args: list[str]) -> str:
         tmp = tempfile.mkdtemp(prefix="ferray-node-", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
         # No drain on SIGTERM: Ray 2.60 otherwise waits up to 30 s for a node with nothing left to drain.
-        env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": self.token,
-               "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"}
+        env = {
+            **os.environ,
+            "RAY_AUTH_MODE": "token",
+            "RAY_AUTH_TOKEN": self.token,
+            "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0",
+        }
         for var in ("RAY_ADDRESS", "RAY_AUTH_TOKEN_PATH"):
             env.pop(var, None)
-        cmd = ["ray", "start", "--block", "--node-ip-address", "127.0.0.1", *args,
-               "--dashboard-agent-listen-port", str(_free_port()), "--metrics-export-port", str(_free_port()),
-               "--temp-dir", tmp, "--disable-usage-stats"]
+        cmd = [
+            "ray",
+            "start",
+            "--block",
+            "--node-ip-address",
+            "127.0.0.1",
+            *args,
+            "--dashboard-agent-listen-port",
+            str(_free_port()),
+            "--metrics-export-port",
+            str(_free_port()),
+            "--temp-dir",
+            tmp,
+            "--disable-usage-stats",
+        ]
         log = os.path.join(tmp, "ray-start.log")
         with open(log, "w") as out:
             proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
@@ -71,8 +87,9 @@ class _Nodes:
     def check_alive(self, what: str, waited: float) -> None:
         for proc, _, log in self.procs:
             if proc.poll() is not None:
-                pytest.fail(f"{what}: a `ray start` exited ({proc.returncode}) after {waited:.0f} s; see {log}:\n"
-                            + _tail(log))
+                pytest.fail(
+                    f"{what}: a `ray start` exited ({proc.returncode}) after {waited:.0f} s; see {log}:\n" + _tail(log)
+                )
 
     def stop(self) -> None:
         for proc, _, _ in self.procs:  # all at once: a node drains for up to 30 s, the waits overlap
@@ -101,8 +118,20 @@ def _get(url: str, token: str):
 def _start_cluster(nodes: _Nodes, head_args: list[str], workers: list[list[str]]) -> RayHead:
     """Start the head, wait for its job server, start the other nodes and wait until all are alive."""
     dash, gcs = _free_port(), _free_port()
-    log = nodes.start(["--head", "--port", str(gcs), "--include-dashboard", "true", "--dashboard-host", "127.0.0.1",
-                       "--dashboard-port", str(dash), *head_args])
+    log = nodes.start(
+        [
+            "--head",
+            "--port",
+            str(gcs),
+            "--include-dashboard",
+            "true",
+            "--dashboard-host",
+            "127.0.0.1",
+            "--dashboard-port",
+            str(dash),
+            *head_args,
+        ]
+    )
     address = f"http://127.0.0.1:{dash}"
     start = time.monotonic()
     while not ((r := _get(f"{address}/api/version", nodes.token)) is not None and r.status_code == 200):
@@ -123,8 +152,7 @@ def _start_cluster(nodes: _Nodes, head_args: list[str], workers: list[list[str]]
             return head
         nodes.check_alive(f"waiting for {want} alive nodes (have {alive})", time.monotonic() - start)
         if time.monotonic() - start > 90:
-            pytest.fail(f"{want} Ray nodes were not alive within 90 s (have {alive}); see "
-                        + ", ".join(head.node_logs))
+            pytest.fail(f"{want} Ray nodes were not alive within 90 s (have {alive}); see " + ", ".join(head.node_logs))
         time.sleep(1)
 
 

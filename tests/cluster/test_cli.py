@@ -31,25 +31,58 @@ def test_every_command_has_a_handler():
     parser = _parser()
     assert set(cluster_cli.COMMANDS) == {"submit", "jobs", "logs", "stop", "pull"}
     for word, handler in cluster_cli.COMMANDS.items():
-        argv = {"submit": ["submit"], "jobs": ["jobs"], "logs": ["logs", "j"], "stop": ["stop", "j"],
-                "pull": ["pull", "file:///x"]}[word]
+        argv = {
+            "submit": ["submit"],
+            "jobs": ["jobs"],
+            "logs": ["logs", "j"],
+            "stop": ["stop", "j"],
+            "pull": ["pull", "file:///x"],
+        }[word]
         assert parser.parse_args(argv).func is handler
 
 
 def test_submit_arguments():
-    args = _parser().parse_args(["submit", "spec.yaml", "--address", "http://head:8265", "--storage", "s3://b/f",
-                                 "--name", "r1", "--wait", "--env", "WANDB_API_KEY", "--env", "HF_TOKEN"])
-    assert (args.spec, args.address, args.storage, args.name, args.wait) == ("spec.yaml", "http://head:8265",
-                                                                             "s3://b/f", "r1", True)
+    args = _parser().parse_args(
+        [
+            "submit",
+            "spec.yaml",
+            "--address",
+            "http://head:8265",
+            "--storage",
+            "s3://b/f",
+            "--name",
+            "r1",
+            "--wait",
+            "--env",
+            "WANDB_API_KEY",
+            "--env",
+            "HF_TOKEN",
+        ]
+    )
+    assert (args.spec, args.address, args.storage, args.name, args.wait) == (
+        "spec.yaml",
+        "http://head:8265",
+        "s3://b/f",
+        "r1",
+        True,
+    )
     assert args.env == ["WANDB_API_KEY", "HF_TOKEN"] and args.resume is None and not args.no_ship_ferray
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["submit", "spec.yaml", "--resume", "s3://b/f/r1"],
-     r"--resume RUN continues a sweep from its run folder; give no SPEC with it"),
-    (["submit", "--resume", "s3://b/f/r1", "--storage", "s3://c"], r"--storage: a resumed sweep keeps its run folder"),
-    (["submit", "spec.yaml", "--extend", "3"], r"--extend and --retry-errored go with --resume RUN"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (
+            ["submit", "spec.yaml", "--resume", "s3://b/f/r1"],
+            r"--resume RUN continues a sweep from its run folder; give no SPEC with it",
+        ),
+        (
+            ["submit", "--resume", "s3://b/f/r1", "--storage", "s3://c"],
+            r"--storage: a resumed sweep keeps its run folder",
+        ),
+        (["submit", "spec.yaml", "--extend", "3"], r"--extend and --retry-errored go with --resume RUN"),
+    ],
+)
 def test_contradictory_submit_flags_are_refused(argv, message):
     args = _parser().parse_args(argv)
     with pytest.raises(ConfigError, match=message):

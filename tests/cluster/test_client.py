@@ -70,15 +70,20 @@ def fake_head():
     server.server_close()
 
 
-@pytest.mark.parametrize("given, url", [("127.0.0.1:8265", "http://127.0.0.1:8265"),
-                                        ("https://head.example:443/", "https://head.example:443")])
+@pytest.mark.parametrize(
+    "given, url",
+    [("127.0.0.1:8265", "http://127.0.0.1:8265"), ("https://head.example:443/", "https://head.example:443")],
+)
 def test_addresses_are_job_server_urls(given, url):
     assert normalise_address(given) == url
 
 
 def test_a_ray_client_address_is_refused_with_what_to_give():
-    with pytest.raises(ClusterError, match=r"--address ray://head:10001: ferray submits jobs over HTTP to the head's "
-                                           r"dashboard port \(http://HEAD:8265\), not ray://"):
+    with pytest.raises(
+        ClusterError,
+        match=r"--address ray://head:10001: ferray submits jobs over HTTP to the head's "
+        r"dashboard port \(http://HEAD:8265\), not ray://",
+    ):
         normalise_address("ray://head:10001")
 
 
@@ -114,8 +119,11 @@ def test_an_unreadable_token_path_is_an_error_not_a_fallback(no_token, monkeypat
 def test_nothing_listening_fails_within_seconds_naming_the_address(no_token):
     port = _free_port()
     start = time.monotonic()
-    with pytest.raises(ClusterError, match=rf"no Ray job server answers at http://127.0.0.1:{port} \(connection "
-                                           r"refused\); is the head running with its dashboard"):
+    with pytest.raises(
+        ClusterError,
+        match=rf"no Ray job server answers at http://127.0.0.1:{port} \(connection "
+        r"refused\); is the head running with its dashboard",
+    ):
         connect(f"127.0.0.1:{port}", timeout=5)
     assert time.monotonic() - start < 10
 
@@ -136,11 +144,14 @@ def _skip():
 
 def test_a_token_protected_head_without_a_token_says_how_to_supply_one(no_token, fake_head, monkeypatch):
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # a local setting never turns the cluster's auth off
-    with pytest.raises(ClusterError, match=r"requires a token \(token authentication is on\) and none was found "
-                                           r"\(RAY_AUTH_MODE=disabled in this shell does not turn the cluster's "
-                                           r"authentication off\): set RAY_AUTH_TOKEN to the token, or "
-                                           r"RAY_AUTH_TOKEN_PATH to a file that holds it, or put it in "
-                                           r"~/.ray/auth_token"):
+    with pytest.raises(
+        ClusterError,
+        match=r"requires a token \(token authentication is on\) and none was found "
+        r"\(RAY_AUTH_MODE=disabled in this shell does not turn the cluster's "
+        r"authentication off\): set RAY_AUTH_TOKEN to the token, or "
+        r"RAY_AUTH_TOKEN_PATH to a file that holds it, or put it in "
+        r"~/.ray/auth_token",
+    ):
         connect(fake_head, timeout=5)
 
 

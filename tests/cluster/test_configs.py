@@ -59,15 +59,21 @@ def test_a_misspelt_head_node_type_is_refused(tmp_path, aws):
 
 def test_an_unknown_key_is_refused_with_its_path(tmp_path, aws):
     aws["available_node_types"]["gpu_worker"]["min_worker"] = 1
-    with pytest.raises(ConfigError, match=r"available_node_types.gpu_worker: Additional properties are not allowed "
-                                          r"\('min_worker' was unexpected\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"available_node_types.gpu_worker: Additional properties are not allowed "
+        r"\('min_worker' was unexpected\)",
+    ):
         check_launcher_config(_write(tmp_path, aws))
 
 
 def test_min_workers_above_max_workers_is_refused(tmp_path, aws):
     aws["available_node_types"]["gpu_worker"].update(min_workers=3, max_workers=2)
-    with pytest.raises(ConfigError, match=r"cluster.yaml: available_node_types.gpu_worker: min_workers is 3, but must "
-                                          r"be <= max_workers \(2\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"cluster.yaml: available_node_types.gpu_worker: min_workers is 3, but must "
+        r"be <= max_workers \(2\)",
+    ):
         check_launcher_config(_write(tmp_path, aws))
 
 
@@ -78,8 +84,11 @@ def test_without_rays_private_checks_the_schema_and_ferrays_rules_still_apply(tm
     with pytest.raises(ConfigError, match=r"cluster.yaml: max_workers: 'four' is not of type 'integer'"):
         check_launcher_config(_write(tmp_path, aws))
     aws["max_workers"], aws["head_node_type"] = 4, "haed"
-    with pytest.raises(ConfigError, match=r"head_node_type 'haed' is not one of available_node_types "
-                                          r"\(gpu_worker, head\); did you mean 'head'\?"):
+    with pytest.raises(
+        ConfigError,
+        match=r"head_node_type 'haed' is not one of available_node_types "
+        r"\(gpu_worker, head\); did you mean 'head'\?",
+    ):
         check_launcher_config(_write(tmp_path, aws))
 
 
@@ -136,22 +145,38 @@ def test_the_rayjob_runs_a_sweep_and_deletes_its_cluster():
     load_search_spec(key, text=config_map["data"][key], check_backbones=False)
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda j: j["spec"].update(shutdownAfterJobFinish=True),
-     r"spec.shutdownAfterJobFinish: unknown RayJobSpec field; did you mean 'shutdownAfterJobFinishes'"),
-    (lambda j: j["spec"].update(shutdownAfterJobFinishes=False),
-     r"spec.ttlSecondsAfterFinished is 600, but only applies with shutdownAfterJobFinishes: true"),
-    (lambda j: j["spec"].pop("entrypoint"), r"spec.entrypoint: required, the command the job runs"),
-    (lambda j: j["spec"]["rayClusterSpec"].update(rayVersion="2.40.0"),
-     r"spec.rayClusterSpec.rayVersion is '2.40.0', but authOptions.mode 'token' needs rayVersion >= 2.52"),
-    (lambda j: j["spec"]["rayClusterSpec"]["headGroupSpec"]["rayStartParams"].update({"num-cpus": 4}),
-     r"spec.rayClusterSpec.headGroupSpec.rayStartParams.num-cpus is 4, but must be a string \(quote it: '4'\)"),
-    (lambda j: j["spec"]["rayClusterSpec"]["workerGroupSpecs"][0].update(minReplicas=5),
-     r"spec.rayClusterSpec.workerGroupSpecs\[0\]: minReplicas is 5, but must be <= maxReplicas \(4\)"),
-    (lambda j: j["spec"].update(submissionMode="HttpMode"),
-     r"spec.submissionMode is 'HttpMode', but must be one of K8sJobMode, HTTPMode, InteractiveMode, SidecarMode; "
-     r"did you mean 'HTTPMode'\?"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (
+            lambda j: j["spec"].update(shutdownAfterJobFinish=True),
+            r"spec.shutdownAfterJobFinish: unknown RayJobSpec field; did you mean 'shutdownAfterJobFinishes'",
+        ),
+        (
+            lambda j: j["spec"].update(shutdownAfterJobFinishes=False),
+            r"spec.ttlSecondsAfterFinished is 600, but only applies with shutdownAfterJobFinishes: true",
+        ),
+        (lambda j: j["spec"].pop("entrypoint"), r"spec.entrypoint: required, the command the job runs"),
+        (
+            lambda j: j["spec"]["rayClusterSpec"].update(rayVersion="2.40.0"),
+            r"spec.rayClusterSpec.rayVersion is '2.40.0', but authOptions.mode 'token' needs rayVersion >= 2.52",
+        ),
+        (
+            lambda j: j["spec"]["rayClusterSpec"]["headGroupSpec"]["rayStartParams"].update({"num-cpus": 4}),
+            r"spec.rayClusterSpec.headGroupSpec.rayStartParams.num-cpus is 4, but must be a string \(quote it: '4'\)",
+        ),
+        (
+            lambda j: j["spec"]["rayClusterSpec"]["workerGroupSpecs"][0].update(minReplicas=5),
+            r"spec.rayClusterSpec.workerGroupSpecs\[0\]: minReplicas is 5, but must be <= maxReplicas \(4\)",
+        ),
+        (
+            lambda j: j["spec"].update(submissionMode="HttpMode"),
+            r"spec.submissionMode is 'HttpMode', but must be one of "
+            r"K8sJobMode, HTTPMode, InteractiveMode, SidecarMode; "
+            r"did you mean 'HTTPMode'\?",
+        ),
+    ],
+)
 def test_kuberay_mistakes_are_refused_with_the_field_path(tmp_path, edit, message):
     docs = list(yaml.safe_load_all((CLUSTERS / "kuberay" / "rayjob.yaml").read_text()))
     edit(docs[1])
@@ -172,8 +197,9 @@ def test_the_slurm_script_is_valid_bash_and_starts_ray_on_every_node():
     assert "ray symmetric-run" in text and '--min-nodes "$SLURM_JOB_NUM_NODES"' in text
     assert "export RAY_AUTH_MODE=token" in text and "--storage" in text and "ferray resume" in text
     if shutil.which("shellcheck"):
-        lint = subprocess.run(["shellcheck", "-S", "warning", str(script)], capture_output=True, text=True,
-                              timeout=60, check=False)
+        lint = subprocess.run(
+            ["shellcheck", "-S", "warning", str(script)], capture_output=True, text=True, timeout=60, check=False
+        )
         assert lint.returncode == 0, lint.stdout
 
 

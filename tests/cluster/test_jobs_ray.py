@@ -22,8 +22,11 @@ def test_a_client_without_the_token_is_refused_with_how_to_supply_it(ray_head, m
     for var in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_AUTH_MODE"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
-    with pytest.raises(ClusterError, match=rf"the Ray cluster at {ray_head.address} requires a token \(token "
-                                           r"authentication is on\) and none was found: set RAY_AUTH_TOKEN"):
+    with pytest.raises(
+        ClusterError,
+        match=rf"the Ray cluster at {ray_head.address} requires a token \(token "
+        r"authentication is on\) and none was found: set RAY_AUTH_TOKEN",
+    ):
         connect(ray_head.address, timeout=10)
     monkeypatch.setenv("RAY_AUTH_TOKEN", "wrong")
     with pytest.raises(ClusterError, match=r"refused the token from RAY_AUTH_TOKEN \(HTTP 403\)"):
@@ -59,8 +62,7 @@ def test_submit_ships_the_spec_and_ferray_then_jobs_logs_and_stop(with_token, tm
 
 @pytest.mark.timeout(180)
 def test_submit_wait_follows_a_failing_job_to_its_end_and_exits_1(with_token, tmp_path, capsys):
-    code = _cli(["submit", "--resume", f"file://{tmp_path / 'no-such-run'}", "--address", with_token.address,
-                 "--wait"])
+    code = _cli(["submit", "--resume", f"file://{tmp_path / 'no-such-run'}", "--address", with_token.address, "--wait"])
     out = capsys.readouterr().out
     assert code == 1, out
     assert "nothing there (give the run folder on storage: STORAGE/NAME)" in out
@@ -69,6 +71,9 @@ def test_submit_wait_follows_a_failing_job_to_its_end_and_exits_1(with_token, tm
 
 @pytest.mark.timeout(60)
 def test_an_unknown_job_is_named(with_token):
-    with pytest.raises(ClusterError, match=r"no job 'raysubmit_nope' on http://127.0.0.1:\d+; `ferray jobs "
-                                           r"--address http://127.0.0.1:\d+` lists them"):
+    with pytest.raises(
+        ClusterError,
+        match=r"no job 'raysubmit_nope' on http://127.0.0.1:\d+; `ferray jobs "
+        r"--address http://127.0.0.1:\d+` lists them",
+    ):
         logs("raysubmit_nope", with_token.address)

@@ -37,8 +37,15 @@ ensemble: {enabled: true, top_k: 2, methods: [mean], export: true}
 def _job(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "160"}
     env.pop("RAY_ADDRESS", None)
-    return subprocess.run([sys.executable, "-m", "ferray.cluster", *args, "--num-cpus", "2", "--push-every", "5"],
-                          capture_output=True, text=True, env=env, cwd=cwd, timeout=700, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "ferray.cluster", *args, "--num-cpus", "2", "--push-every", "5"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=700,
+        check=False,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -69,8 +76,13 @@ def test_the_run_folder_on_storage_is_complete(remote_sweep):
         on_storage = TrialLayout(store / trial["trial_id"])
         assert on_storage.config.is_file() and on_storage.checkpoints.is_dir()
         if trial["state"] == "COMPLETED":  # the fold workers wrote these through pyarrow, not to Tune's trial dir
-            for path in (on_storage.oof, on_storage.holdout, on_storage.metrics, on_storage.weights(0),
-                         on_storage.weights(1)):
+            for path in (
+                on_storage.oof,
+                on_storage.holdout,
+                on_storage.metrics,
+                on_storage.weights(0),
+                on_storage.weights(1),
+            ):
                 assert path.is_file(), path
             assert (laptop / trial["trial_id"] / TrialLayout.OOF).is_file()
             assert not (laptop / trial["trial_id"] / TrialLayout.WEIGHTS).exists()
@@ -84,8 +96,12 @@ def test_a_new_name_is_required_and_the_sweep_resumes_from_storage(remote_sweep)
     root, uri, first = remote_sweep
     assert first.returncode == 0
     again = _job(["search", "tiny.yaml", "--storage", uri.rsplit("/", 1)[0], "--name", "t1"], root)
-    assert again.returncode == 2 and f"{uri} already holds a sweep (or part of one): continue it with `ferray " \
-        f"submit --resume {uri} --address ...`, or pass another --name" in again.stdout
+    assert (
+        again.returncode == 2
+        and f"{uri} already holds a sweep (or part of one): continue it with `ferray "
+        f"submit --resume {uri} --address ...`, or pass another --name"
+        in again.stdout
+    )
     work = root / "elsewhere"  # a new job: nothing of the first one's local folder
     work.mkdir()
     out = _job(["resume", uri, "--extend", "1", "--no-finish"], work)

@@ -66,7 +66,13 @@ def test_push_copies_the_driver_files_but_not_trial_folders(tmp_path):
     n = push_run(run, f"file://{store}", echo=lines.append)
     assert n == 6 and lines and "pushed 6 files" in lines[0]
     assert sorted(p.relative_to(store).as_posix() for p in store.rglob("*") if p.is_file()) == [
-        "ferray_run.json", "folds.parquet", "optuna.db", "results.parquet", "spec.yaml", "tensorboard/t1/events.out"]
+        "ferray_run.json",
+        "folds.parquet",
+        "optuna.db",
+        "results.parquet",
+        "spec.yaml",
+        "tensorboard/t1/events.out",
+    ]
     db = sqlite3.connect(store / "optuna.db")  # a consistent snapshot of the study
     assert db.execute("select value from trials").fetchall() == [(0.5,)]
     db.close()
@@ -90,8 +96,10 @@ def test_push_skips_work_in_progress_and_mirrors_the_stages_folders(tmp_path):
     (layout.bundle / "weights" / "new").mkdir()
     (layout.bundle / "weights" / "new" / "fold_0.safetensors").write_bytes(b"new member")
     push_run(run, f"file://{store}")
-    assert sorted(p.relative_to(store / "bundle").as_posix() for p in (store / "bundle").rglob("*") if p.is_file()) \
-        == ["manifest.json", "weights/new/fold_0.safetensors"]
+    assert sorted(p.relative_to(store / "bundle").as_posix() for p in (store / "bundle").rglob("*") if p.is_file()) == [
+        "manifest.json",
+        "weights/new/fold_0.safetensors",
+    ]
     assert (store / "tuner.pkl").is_file()  # outside the stages' folders nothing is deleted
 
 
@@ -145,8 +153,11 @@ def test_pull_refuses_what_is_not_a_run(tmp_path):
     with pytest.raises(ClusterError, match=r"nothing there \(give the run folder on storage: STORAGE/NAME\)"):
         pull_run(f"file://{tmp_path / 'missing'}", tmp_path / "x")
     _trial_on_storage(tmp_path / "store" / "r1")
-    with pytest.raises(ClusterError, match=r"not a ferray run directory \(no ferray_run.json\); its trials are "
-                                           r"there but the driver's files were never pushed"):
+    with pytest.raises(
+        ClusterError,
+        match=r"not a ferray run directory \(no ferray_run.json\); its trials are "
+        r"there but the driver's files were never pushed",
+    ):
         pull_run(f"file://{tmp_path / 'store' / 'r1'}", tmp_path / "x")
 
 

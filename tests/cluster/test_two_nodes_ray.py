@@ -52,22 +52,34 @@ def _spec(tmp_path, resources: str = RESOURCES):
 def _node_ids(head) -> set[str]:
     import requests
 
-    r = requests.get(f"{head.address}/nodes?view=summary", headers={"Authorization": f"Bearer {head.token}"},
-                     timeout=10)
+    r = requests.get(
+        f"{head.address}/nodes?view=summary", headers={"Authorization": f"Bearer {head.token}"}, timeout=10
+    )
     return {n["raylet"]["nodeId"] for n in r.json()["data"]["summary"] if n["raylet"]["state"] == "ALIVE"}
 
 
 def _ferray(args: list[str], token: str | None, cwd) -> subprocess.CompletedProcess:
     """The ``ferray`` command in its own process (its Ray client holds the token it started with)."""
     repo = str(Path(__file__).resolve().parents[2])
-    env = {**os.environ, "HOME": str(cwd), "PYTHONUNBUFFERED": "1",
-           "PYTHONPATH": os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH")) if p)}
+    env = {
+        **os.environ,
+        "HOME": str(cwd),
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONPATH": os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH")) if p),
+    }
     for var in ("RAY_ADDRESS", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_AUTH_MODE"):
         env.pop(var, None)
     if token is not None:
         env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token)
-    return subprocess.run([sys.executable, "-m", "ferray.cli", *args], capture_output=True, text=True, env=env,
-                          cwd=cwd, timeout=150, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "ferray.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=150,
+        check=False,
+    )
 
 
 @pytest.mark.timeout(180)
@@ -85,19 +97,34 @@ def test_the_dry_run_plans_against_the_clusters_nodes_and_refuses_what_cannot_be
     assert "fold workers: placement spread, on head, worker" in out
     assert "trials at once: 1" in out  # budget.max_concurrent: 1
 
-    done = _ferray(["search", str(_spec(tmp_path, "gpus_per_worker: 2")), "--dry-run", "--address", head.gcs],
-                   head.token, tmp_path)
+    done = _ferray(
+        ["search", str(_spec(tmp_path, "gpus_per_worker: 2")), "--dry-run", "--address", head.gcs], head.token, tmp_path
+    )
     assert done.returncode == 2, done.stdout[-2000:] + done.stderr[-2000:]
-    assert ("error: this sweep can never be placed: one trial needs 4 GPUs (2 fold workers x 2) but the cluster's "
-            "GPUs hold 0 such workers at once (head: 1 x (1 CPU, 1 GPU); worker: 1 x (1 CPU, 1 GPU)); set "
-            "resources.gpus_per_worker <= 1, or add GPU nodes") in done.stderr
+    assert (
+        "error: this sweep can never be placed: one trial needs 4 GPUs (2 fold workers x 2) but the cluster's "
+        "GPUs hold 0 such workers at once (head: 1 x (1 CPU, 1 GPU); worker: 1 x (1 CPU, 1 GPU)); set "
+        "resources.gpus_per_worker <= 1, or add GPU nodes"
+    ) in done.stderr
 
 
 @pytest.mark.timeout(240)
 def test_a_submitted_sweep_trains_its_folds_on_both_nodes(with_token, tmp_path, capsys):
     store = tmp_path / "store"
-    code = _cli(["submit", str(_spec(tmp_path)), "--address", with_token.address, "--storage", str(store),
-                 "--name", "two", "--wait", "--no-finish"])
+    code = _cli(
+        [
+            "submit",
+            str(_spec(tmp_path)),
+            "--address",
+            with_token.address,
+            "--storage",
+            str(store),
+            "--name",
+            "two",
+            "--wait",
+            "--no-finish",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0, out[-6000:]
     assert out.rstrip().splitlines()[-1].endswith(f"SUCCEEDED; run directory: {store}/two"), out[-2000:]

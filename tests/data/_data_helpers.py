@@ -8,7 +8,9 @@ import numpy as np
 from PIL import Image
 
 
-def write_image(path: Path, rng: np.random.Generator, size: int = 8, mode: str = "L", fmt: str | None = None) -> np.ndarray:
+def write_image(
+    path: Path, rng: np.random.Generator, size: int = 8, mode: str = "L", fmt: str | None = None
+) -> np.ndarray:
     """Write a random image and return the pixels written (before any format conversion)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     shape = (size, size) if mode == "L" else (size, size, 3)
@@ -17,7 +19,9 @@ def write_image(path: Path, rng: np.random.Generator, size: int = 8, mode: str =
     return arr
 
 
-def make_folder(root: Path, classes: dict[str, int], rng: np.random.Generator, split: str | None = None, ext: str = ".png") -> None:
+def make_folder(
+    root: Path, classes: dict[str, int], rng: np.random.Generator, split: str | None = None, ext: str = ".png"
+) -> None:
     """``root[/split]/<class>/<i>.png`` with ``classes[name]`` images each."""
     base = root / split if split else root
     for name, n in classes.items():

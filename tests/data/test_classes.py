@@ -54,7 +54,9 @@ def test_canonical_class(name, concept):
     assert canonical_class(name) == concept
 
 
-@pytest.mark.parametrize("names", [FER2013_CLASSES, FERPLUS_CLASSES, RAFCE_CLASSES, RAFDB_CLASSES, *TAXONOMIES.values()])
+@pytest.mark.parametrize(
+    "names", [FER2013_CLASSES, FERPLUS_CLASSES, RAFCE_CLASSES, RAFDB_CLASSES, *TAXONOMIES.values()]
+)
 def test_every_builtin_class_list_is_canonical(names):
     assert all(canonical_class(n) is not None for n in names)
 
@@ -65,10 +67,16 @@ def test_every_builtin_class_list_is_canonical(names):
         (["1 - Happy", "2 - Sad", "3 - Angry"], ("angry", "happy", "sad"), "basic7"),
         (["Surprised", "anger", "sadness", "Neutral"], ("angry", "sad", "surprise", "neutral"), "basic7"),
         # CK+: contempt (and no neutral) takes basic8's order and spelling
-        (["anger", "contempt", "disgust", "fear", "happy", "sadness", "surprise"],
-         ("happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt"), "basic8"),
-        (["Happily surprised", "Sadly angry", "happily sad"],
-         ("happily_surprised", "sadly_angry", "happily_sad"), "compound14"),
+        (
+            ["anger", "contempt", "disgust", "fear", "happy", "sadness", "surprise"],
+            ("happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt"),
+            "basic8",
+        ),
+        (
+            ["Happily surprised", "Sadly angry", "happily sad"],
+            ("happily_surprised", "sadly_angry", "happily_sad"),
+            "compound14",
+        ),
     ],
 )
 def test_map_class_names_canonical_order_and_spelling(folders, classes, taxonomy):
@@ -91,7 +99,11 @@ def test_unknown_names_are_kept_after_known_ones():
         (["a", "b"], {"a": "happy", "b": "happiness"}, r"\['a', 'b'\] all map to class 'happy'"),
         (["anger", "contempt"], "basic7", r"\['contempt'\] do not map onto classes=basic7 \['angry', 'disgust'"),
         (["happy", "sad"], {"hapy": "happy"}, r"names \['hapy'\].*did you mean 'happy'"),
-        (["happy", "sad"], "basic9", r"classes='basic9' is not accepted: use one of .*did you mean 'basic8' or 'basic7'"),
+        (
+            ["happy", "sad"],
+            "basic9",
+            r"classes='basic9' is not accepted: use one of .*did you mean 'basic8' or 'basic7'",
+        ),
     ],
 )
 def test_bad_mappings_are_clear_errors(folders, classes, message):

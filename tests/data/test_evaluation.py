@@ -31,8 +31,15 @@ from ferray.training.metrics import (
 def test_match_classes_between_public_sets():
     mapping, unknown = match_classes(FER2013_CLASSES, FERPLUS_CLASSES)
     assert unknown == ["contempt"]
-    assert mapping == {"neutral": "neutral", "happiness": "happy", "surprise": "surprise", "sadness": "sad",
-                       "anger": "angry", "disgust": "disgust", "fear": "fear"}
+    assert mapping == {
+        "neutral": "neutral",
+        "happiness": "happy",
+        "surprise": "surprise",
+        "sadness": "sad",
+        "anger": "angry",
+        "disgust": "disgust",
+        "fear": "fear",
+    }
     mapping, unknown = match_classes(FERPLUS_CLASSES, RAFDB_CLASSES)
     assert unknown == [] and mapping["happiness"] == "happiness" and mapping["anger"] == "anger"
     mapping, unknown = match_classes(["1 - Happy", "2 - Sad"], ["SAD", "Happily surprised", "blur"])

@@ -42,7 +42,7 @@ def _bad_csv(tmp_path, replace):
         (lambda line: line + ",x", r"fer2013\.csv:3: expected 3 columns"),
         (lambda line: line.replace(" ", " 1 ", 1), r"fer2013\.csv:3: pixels must be 2304 .* found 2305 value"),
         (lambda line: line.replace(" ", " 2.5 ", 1), r"fer2013\.csv:3: pixels must be .*not all integers"),
-        (lambda line: "0,300" + line[line.index(" "):], r"fer2013\.csv:3: pixel value 300 is outside 0\.\.255"),
+        (lambda line: "0,300" + line[line.index(" ") :], r"fer2013\.csv:3: pixel value 300 is outside 0\.\.255"),
     ],
 )
 def test_fer2013_bad_rows_name_the_line(tmp_path, replace, match):
@@ -115,7 +115,9 @@ def test_ferplus_usage_disagrees(tmp_path):
 
 def test_unknown_option_lists_valid(tmp_path):
     _ferplus(tmp_path, VOTES)
-    with pytest.raises(DataError, match=r"option 'imgs' is not accepted by a ferplus source .*valid options: channels, images, mode"):
+    with pytest.raises(
+        DataError, match=r"option 'imgs' is not accepted by a ferplus source .*valid options: channels, images, mode"
+    ):
         load_source(f"{tmp_path}?imgs=x")
 
 

@@ -117,8 +117,11 @@ def dup_data(n_base=200, classes=3, subjects=None, test_fraction=0.0, seed=0):
         current = images[base]
         for _ in range(int(rng.integers(1, 4))):
             near = rng.random() < 0.6
-            copy = np.clip(current.astype(int) + rng.integers(-2, 3, current.shape), 0, 255).astype(np.uint8) \
-                if near else current.copy()
+            copy = (
+                np.clip(current.astype(int) + rng.integers(-2, 3, current.shape), 0, 255).astype(np.uint8)
+                if near
+                else current.copy()
+            )
             images.append(copy)
             # now and then a copy carries another label or subject, as in FER2013
             labels.append(labels[base] if rng.random() < 0.9 else int(rng.integers(classes)))
@@ -130,9 +133,15 @@ def dup_data(n_base=200, classes=3, subjects=None, test_fraction=0.0, seed=0):
     labels = np.asarray(labels)[order]
     splits = np.where(rng.random(n) < test_fraction, "test", "train").astype(object)
     subj = np.array([f"s{i}" for i in np.asarray(who)[order]], dtype=object) if subjects else None
-    return FERData(images=images, labels=labels, class_names=tuple(f"c{i}" for i in range(classes)),
-                   ids=np.array([f"r{i}" for i in range(n)], dtype=object), splits=splits,
-                   sources=np.array(["mem"] * n, dtype=object), subjects=subj)
+    return FERData(
+        images=images,
+        labels=labels,
+        class_names=tuple(f"c{i}" for i in range(classes)),
+        ids=np.array([f"r{i}" for i in range(n)], dtype=object),
+        splits=splits,
+        sources=np.array(["mem"] * n, dtype=object),
+        subjects=subj,
+    )
 
 
 def brute_clusters(data, t=3):
@@ -227,7 +236,10 @@ def test_plans_save_and_load_the_grouping_figures(tmp_path):
     loaded = FoldPlan.load(plan.save(tmp_path / "folds.parquet"))
     assert loaded == plan
     assert (loaded.duplicate_rows, loaded.duplicate_clusters, loaded.holdout_leaks) == (
-        plan.duplicate_rows, plan.duplicate_clusters, plan.holdout_leaks)
+        plan.duplicate_rows,
+        plan.duplicate_clusters,
+        plan.holdout_leaks,
+    )
     # a plan written before duplicate grouping existed still loads
     table = pq.read_table(tmp_path / "folds.parquet")
     old = {"k": 3, "seed": 0, "grouped": False, "holdout": "test", "data_fingerprint": plan.data_fingerprint}
@@ -271,9 +283,14 @@ def test_too_few_duplicate_groups_for_k_is_an_error():
     rng = np.random.default_rng(0)
     two = [smooth(rng), smooth(rng)]
     images = np.stack([two[i % 2] for i in range(12)])[..., None]
-    data = FERData(images=images, labels=np.arange(12) % 2, class_names=("a", "b"),
-                   ids=np.array([f"r{i}" for i in range(12)], dtype=object),
-                   splits=np.array(["train"] * 12, dtype=object), sources=np.array(["mem"] * 12, dtype=object))
+    data = FERData(
+        images=images,
+        labels=np.arange(12) % 2,
+        class_names=("a", "b"),
+        ids=np.array([f"r{i}" for i in range(12)], dtype=object),
+        splits=np.array(["train"] * 12, dtype=object),
+        sources=np.array(["mem"] * 12, dtype=object),
+    )
     with pytest.raises(DataError, match=r"k = 3 is larger than the number of groups of duplicate images \(2\)"):
         plan_folds(data, 3)
     assert len(set(plan_folds(data, 3, group_duplicates=False).fold.tolist())) == 3

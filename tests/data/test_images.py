@@ -92,7 +92,9 @@ def test_not_an_image(tmp_path):
         decode_image(path)
 
 
-@pytest.mark.parametrize("kwargs, match", [({"channels": 2}, "channels is 2, but must be 1 or 3"), ({"size": 0}, "size is 0")])
+@pytest.mark.parametrize(
+    "kwargs, match", [({"channels": 2}, "channels is 2, but must be 1 or 3"), ({"size": 0}, "size is 0")]
+)
 def test_bad_arguments(kwargs, match):
     with pytest.raises(DataError, match=match):
         decode_image(b"", **kwargs)

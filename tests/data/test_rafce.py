@@ -89,14 +89,18 @@ def test_duplicate_id(tmp_path):
 def test_ids_differ_between_files(tmp_path):
     _rafce(tmp_path, ROWS)
     (tmp_path / "RAFCE_AUlabel.txt").write_text("0001.jpg 1\n0002.jpg 2\n0004.jpg 4\n")
-    with pytest.raises(DataError, match=r"list different ids: 1 only in RAFCE_partition\.txt \(e\.g\. \['0003\.jpg'\]\)"):
+    with pytest.raises(
+        DataError, match=r"list different ids: 1 only in RAFCE_partition\.txt \(e\.g\. \['0003\.jpg'\]\)"
+    ):
         load_source(tmp_path)
 
 
 @pytest.mark.parametrize("label", ["14", "-1", "x"])
 def test_emotion_out_of_range(tmp_path, label):
     _rafce(tmp_path, [*ROWS[:2], ("0003.jpg", 1, label, "null")])
-    with pytest.raises(DataError, match=rf"RAFCE_emolabel\.txt:3: emotion label '{label}' for '0003\.jpg' must be an integer 0\.\.13"):
+    with pytest.raises(
+        DataError, match=rf"RAFCE_emolabel\.txt:3: emotion label '{label}' for '0003\.jpg' must be an integer 0\.\.13"
+    ):
         load_source(tmp_path)
 
 
@@ -130,7 +134,11 @@ def test_real_rafce_labels(real_rafce, tmp_path):
     data = prepare(real_rafce, tmp_path / "rafce.parquet", size=6, workers=1)
     assert len(data) == 4549 and data.class_names == RAFCE_CLASSES
     assert data.class_counts().tolist() == [676, 279, 171, 230, 120, 835, 195, 603, 36, 210, 977, 177, 11, 29]
-    assert {s: int((data.splits == s).sum()) for s in ("train", "val", "test")} == {"train": 2709, "val": 931, "test": 909}
+    assert {s: int((data.splits == s).sum()) for s in ("train", "val", "test")} == {
+        "train": 2709,
+        "val": 931,
+        "test": 909,
+    }
     nonzero = (data.aus.sum(axis=1) > 0).mean()
     assert nonzero > 0.9, f"only {nonzero:.0%} of rows have AUs: parser broken?"
     by_id = dict(zip(data.ids, data.aus))

@@ -31,7 +31,11 @@ def test_query_options_and_keyword_override(tmp_path):
     assert load_source(f"folder:{tmp_path}?size=4", size=6).image_shape == (6, 6, 1)
     with pytest.raises(DataError, match=r"option size='big' .* must be an integer"):
         load_source(f"{tmp_path}?size=big")
-    with pytest.raises(DataError, match=r"option 'mode' is not accepted by a folder source .*valid options: channels, classes, size, strict, subject, workers"):
+    with pytest.raises(
+        DataError,
+        match=r"option 'mode' is not accepted by a folder source "
+        r".*valid options: channels, classes, size, strict, subject, workers",
+    ):
         load_source(tmp_path, mode="x")
     with pytest.raises(DataError, match=r"channels is 2, but must be 1 \(grayscale\) or 3"):
         load_source(tmp_path, channels=2)

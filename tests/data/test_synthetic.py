@@ -48,8 +48,15 @@ def test_ids_origin_and_round_trip_through_the_table():
     assert data.ids[19] == "synthetic:basic7:000019"
     assert data.origin == synthetic_spec("basic7", count=20, seed=5)
     assert parse_synthetic_spec(data.origin) == {
-        "taxonomy": "basic7", "count": 20, "size": 48, "channels": 1, "seed": 5,
-        "difficulty": 0.5, "subjects": 50, "occlusion": 0.0, "test_fraction": 0.0,
+        "taxonomy": "basic7",
+        "count": 20,
+        "size": 48,
+        "channels": 1,
+        "seed": 5,
+        "difficulty": 0.5,
+        "subjects": 50,
+        "occlusion": 0.0,
+        "test_fraction": 0.0,
     }
     table = data.to_table()
     assert table.num_rows == 20 and "aus" in table.column_names and "subject" in table.column_names
@@ -211,6 +218,7 @@ def test_render_grid_writes_a_labelled_png(tmp_path):
 def _train_and_score(difficulty: float) -> float:
     """Accuracy on unseen subjects of a small CNN trained briefly on 1,400 48-px faces."""
     import torch
+
     nn = torch.nn
     torch.manual_seed(0)
 
@@ -249,6 +257,7 @@ def _train_and_score(difficulty: float) -> float:
 @pytest.fixture(scope="module")
 def accuracy() -> dict[float, float]:
     import torch
+
     threads = torch.get_num_threads()
     # One thread: ~5 CPU-seconds per run, and no OpenMP spin-waiting on a busy 2-core box.
     torch.set_num_threads(1)

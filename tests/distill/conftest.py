@@ -89,9 +89,18 @@ def _write_trial(layout: RunLayout, spec, data: FERData, plan: FoldPlan, trial_i
     for fold in range(plan.k):
         torch.manual_seed(seed * 100 + fold)
         model = build_model(cfg.model, num_classes=data.num_classes, in_chans=c, img_size=h).eval()
-        meta = {"train": cfg.model_dump(mode="json"), "num_classes": data.num_classes, "in_chans": c,
-                "img_size": h, "class_names": list(data.class_names), "fold": fold, "k": plan.k, "ema": False,
-                "normalise": {"mean": 0.5, "std": 0.5}, "data_fingerprint": plan.data_fingerprint}
+        meta = {
+            "train": cfg.model_dump(mode="json"),
+            "num_classes": data.num_classes,
+            "in_chans": c,
+            "img_size": h,
+            "class_names": list(data.class_names),
+            "fold": fold,
+            "k": plan.k,
+            "ema": False,
+            "normalise": {"mean": 0.5, "std": 0.5},
+            "data_fingerprint": plan.data_fingerprint,
+        }
         save_weights(model, trial.weights(fold), meta)
         val = plan.val_index(fold)
         oof[val] = predict_proba(model, data.images[val], transform, tta=["hflip"])[0]
@@ -101,18 +110,27 @@ def _write_trial(layout: RunLayout, spec, data: FERData, plan: FoldPlan, trial_i
 
 def _write_predictions(trial, data: FERData, plan: FoldPlan, oof: np.ndarray, probs: list, tta: list) -> None:
     """A trial's OOF (each row from the fold that held it out) and holdout (one block per fold) files."""
-    meta = {"class_names": list(data.class_names), "k": plan.k, "data_fingerprint": plan.data_fingerprint,
-            "tta": tta}
+    meta = {"class_names": list(data.class_names), "k": plan.k, "data_fingerprint": plan.data_fingerprint, "tta": tta}
     cv, hold = plan.cv_index, plan.holdout_index
-    write_predictions(Predictions(cv, data.ids[cv], plan.fold[cv], data.labels[cv], oof[cv], None,
-                                  {**meta, "kind": "oof"}), trial.oof)
+    write_predictions(
+        Predictions(cv, data.ids[cv], plan.fold[cv], data.labels[cv], oof[cv], None, {**meta, "kind": "oof"}), trial.oof
+    )
     rows = np.tile(hold, plan.k)
-    write_predictions(Predictions(rows, data.ids[rows], np.repeat(np.arange(plan.k), len(hold)), data.labels[rows],
-                                  np.concatenate(probs), None, {**meta, "kind": "holdout"}), trial.holdout)
+    write_predictions(
+        Predictions(
+            rows,
+            data.ids[rows],
+            np.repeat(np.arange(plan.k), len(hold)),
+            data.labels[rows],
+            np.concatenate(probs),
+            None,
+            {**meta, "kind": "holdout"},
+        ),
+        trial.holdout,
+    )
 
 
-def _train_trial(layout: RunLayout, spec, data: FERData, plan: FoldPlan, trial_id: str, lr: float,
-                 epochs: int) -> None:
+def _train_trial(layout: RunLayout, spec, data: FERData, plan: FoldPlan, trial_id: str, lr: float, epochs: int) -> None:
     """One finished trial trained as a sweep trains it: k FoldTrainers, their weights and predictions."""
     from ferray.training._fold import FoldTrainer
     from ferray.training.weights import save_weights
@@ -133,10 +151,18 @@ def _train_trial(layout: RunLayout, spec, data: FERData, plan: FoldPlan, trial_i
         trainer = FoldTrainer(cfg, data, plan.train_index(fold), plan.val_index(fold), fold=fold, device="cpu")
         for epoch in range(epochs):
             trainer.train_epoch(epoch)
-        meta = {"train": cfg.model_dump(mode="json"), "num_classes": data.num_classes, "in_chans": c,
-                "img_size": h, "class_names": list(data.class_names), "fold": fold, "k": plan.k,
-                "ema": cfg.optim.ema_decay is not None, "normalise": {"mean": 0.5, "std": 0.5},
-                "data_fingerprint": plan.data_fingerprint}
+        meta = {
+            "train": cfg.model_dump(mode="json"),
+            "num_classes": data.num_classes,
+            "in_chans": c,
+            "img_size": h,
+            "class_names": list(data.class_names),
+            "fold": fold,
+            "k": plan.k,
+            "ema": cfg.optim.ema_decay is not None,
+            "normalise": {"mean": 0.5, "std": 0.5},
+            "data_fingerprint": plan.data_fingerprint,
+        }
         save_weights(trainer.eval_model, trial.weights(fold), meta)
         val = plan.val_index(fold)
         oof[val] = trainer.predict(val, tta)[0]
@@ -149,27 +175,51 @@ def _write_results(layout: RunLayout) -> None:
 
     table = ResultsTable()
     for i, trial_id in enumerate(TRIALS):
-        table.add_result(trial_id, {"model.backbone": "test_resnet"},
-                         {"epoch": 1, "metric": 0.3 - 0.1 * i, "final": True}, number=i)
+        table.add_result(
+            trial_id, {"model.backbone": "test_resnet"}, {"epoch": 1, "metric": 0.3 - 0.1 * i, "final": True}, number=i
+        )
         table.set_state(trial_id, "COMPLETED")
     table.write(layout.results)
 
 
 def write_ensemble(layout: RunLayout, data: FERData, plan: FoldPlan, teacher: np.ndarray) -> None:
     files = EnsembleLayout(layout.ensemble)
-    meta = {"class_names": list(data.class_names), "k": plan.k, "data_fingerprint": plan.data_fingerprint,
-            "tta": ["hflip"]}
+    meta = {
+        "class_names": list(data.class_names),
+        "k": plan.k,
+        "data_fingerprint": plan.data_fingerprint,
+        "tta": ["hflip"],
+    }
     cv, hold = plan.cv_index, plan.holdout_index
-    write_predictions(Predictions(cv, data.ids[cv], plan.fold[cv], data.labels[cv], teacher[cv], None,
-                                  {**meta, "kind": "oof"}), files.oof)
-    write_predictions(Predictions(hold, data.ids[hold], np.full(len(hold), -1), data.labels[hold], teacher[hold],
-                                  None, {**meta, "kind": "holdout"}), files.holdout)
+    write_predictions(
+        Predictions(cv, data.ids[cv], plan.fold[cv], data.labels[cv], teacher[cv], None, {**meta, "kind": "oof"}),
+        files.oof,
+    )
+    write_predictions(
+        Predictions(
+            hold,
+            data.ids[hold],
+            np.full(len(hold), -1),
+            data.labels[hold],
+            teacher[hold],
+            None,
+            {**meta, "kind": "holdout"},
+        ),
+        files.holdout,
+    )
     # ensemble.json as ``ferray ensemble`` writes it (the keys distillation reads).
-    files.summary.write_text(json.dumps({
-        "members": [{"trial_id": t, "rank": i + 1} for i, t in enumerate(TRIALS)],
-        "methods": {"greedy": {"method": "greedy", "weights": [1.0, 0.0]}, "mean": {"method": "mean",
-                                                                              "weights": [0.5, 0.5]}},
-        "chosen": "greedy"}))
+    files.summary.write_text(
+        json.dumps(
+            {
+                "members": [{"trial_id": t, "rank": i + 1} for i, t in enumerate(TRIALS)],
+                "methods": {
+                    "greedy": {"method": "greedy", "weights": [1.0, 0.0]},
+                    "mean": {"method": "mean", "weights": [0.5, 0.5]},
+                },
+                "chosen": "greedy",
+            }
+        )
+    )
 
 
 def build_tiny_run(root: Path, *, ensemble: bool = True) -> TinyRun:
@@ -194,8 +244,15 @@ def build_tiny_run(root: Path, *, ensemble: bool = True) -> TinyRun:
     return TinyRun(layout, data, plan, teacher)
 
 
-def build_trained_run(root: Path, *, source: str, epochs: int, lrs: tuple[float, ...] = (3e-3, 1e-2),
-                      methods: str = "mean", batch_size: int = 32) -> TinyRun:
+def build_trained_run(
+    root: Path,
+    *,
+    source: str,
+    epochs: int,
+    lrs: tuple[float, ...] = (3e-3, 1e-2),
+    methods: str = "mean",
+    batch_size: int = 32,
+) -> TinyRun:
     """A run of ``len(lrs)`` trained ``test_resnet`` trials and their ensemble (``ferray ensemble``'s code).
 
     ``teacher`` of the returned run is the ensemble's probabilities (OOF rows and holdout rows).
@@ -220,8 +277,12 @@ def build_trained_run(root: Path, *, source: str, epochs: int, lrs: tuple[float,
         _train_trial(layout, spec, data, plan, trial_id, lr, epochs)
         oof = read_predictions(layout.trial(trial_id).oof)
         metric = float(np.mean(oof.probs.argmax(1) == oof.labels))
-        table.add_result(trial_id, {"model.backbone": "test_resnet", "optim.lr": lr},
-                         {"epoch": epochs, "metric": metric, "final": True}, number=i)
+        table.add_result(
+            trial_id,
+            {"model.backbone": "test_resnet", "optim.lr": lr},
+            {"epoch": epochs, "metric": metric, "final": True},
+            number=i,
+        )
         table.set_state(trial_id, "COMPLETED")
     table.write(layout.results)
     build_ensembles(root, top=len(lrs), methods=methods, echo=None)

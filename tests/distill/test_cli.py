@@ -26,8 +26,9 @@ def test_arguments_reach_the_library_call(monkeypatch):
         raise ConfigError("stop here")
 
     monkeypatch.setattr("ferray.distill.distill_run", fake)
-    args = _parser().parse_args(["distill", "runs/x", "--student", "test_resnet", "--epochs", "2",
-                                 "--num-cpus", "2", "--alpha", "0.5"])
+    args = _parser().parse_args(
+        ["distill", "runs/x", "--student", "test_resnet", "--epochs", "2", "--num-cpus", "2", "--alpha", "0.5"]
+    )
     assert args.func is COMMANDS["distill"]
     with pytest.raises(ConfigError, match="stop here"):
         args.func(args)
@@ -45,8 +46,20 @@ def test_candidates_teacher_and_latency_cap_reach_the_library_call(monkeypatch):
         raise ConfigError("stop here")
 
     monkeypatch.setattr("ferray.distill.distill_run", fake)
-    args = _parser().parse_args(["distill", "runs/x", "--student", "test_resnet,resnet10t", "--student",
-                                 "mobilenetv3_small_050", "--teacher", "fixed", "--max-latency-ms", "2.5"])
+    args = _parser().parse_args(
+        [
+            "distill",
+            "runs/x",
+            "--student",
+            "test_resnet,resnet10t",
+            "--student",
+            "mobilenetv3_small_050",
+            "--teacher",
+            "fixed",
+            "--max-latency-ms",
+            "2.5",
+        ]
+    )
     with pytest.raises(ConfigError, match="stop here"):
         args.func(args)
     assert seen["student"] == ["test_resnet", "resnet10t", "mobilenetv3_small_050"]

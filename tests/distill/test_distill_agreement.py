@@ -35,16 +35,19 @@ def test_online_student_agrees_with_the_ensemble_more_than_a_hard_label_student(
     agreement, summaries = {}, {}
     for alpha in (1.0, 0.0):
         lines = []
-        result = distill_run(run.root, student="test_resnet", epochs=STUDENT_EPOCHS, alpha=alpha,
-                             teacher="online", echo=lines.append)
+        result = distill_run(
+            run.root, student="test_resnet", epochs=STUDENT_EPOCHS, alpha=alpha, teacher="online", echo=lines.append
+        )
         print("\n".join(lines[-2:]), {k: round(v, 1) for k, v in result.timings.items()})
         student = read_predictions(run.layout.distill_files.holdout)
         np.testing.assert_array_equal(student.rows, ensemble.rows)
         agreement[alpha] = float(np.mean(student.probs.argmax(1) == ensemble.probs.argmax(1)))
         summaries[alpha] = json.loads(run.layout.distill_files.summary.read_text())
-    print(f"holdout agreement with the ensemble: online alpha 1 {agreement[1.0]:.3f}, hard labels {agreement[0.0]:.3f}; "
-          f"accuracy: ensemble {summaries[1.0]['ensemble']['accuracy']:.3f}, online "
-          f"{summaries[1.0]['student']['accuracy']:.3f}, hard {summaries[0.0]['student']['accuracy']:.3f}")
+    print(
+        f"holdout agreement with the ensemble: online alpha 1 {agreement[1.0]:.3f}, hard labels {agreement[0.0]:.3f}; "
+        f"accuracy: ensemble {summaries[1.0]['ensemble']['accuracy']:.3f}, online "
+        f"{summaries[1.0]['student']['accuracy']:.3f}, hard {summaries[0.0]['student']['accuracy']:.3f}"
+    )
     for alpha, s in summaries.items():
         assert s["teacher"]["mode"] == "online" and s["teacher"]["alpha"] == alpha
         assert s["training"]["epochs"] == STUDENT_EPOCHS and s["training"]["student"] == "test_resnet"

@@ -28,11 +28,11 @@ def local_ray():
 @pytest.mark.timeout(300)
 def test_distill_writes_a_loadable_student_and_compares_it(tiny_run, local_ray):
     """Two candidates, transfer images, the online teacher (the default): every section of distill.json."""
+    import yaml
+
     from ferray.distill import distill_run
     from ferray.training.outputs import read_predictions
     from ferray.training.weights import load_fold_models, read_weights_meta
-
-    import yaml
 
     # With transfer images: 21 extra faces labelled by the ensemble's member models.
     spec = yaml.safe_load(tiny_run.layout.spec.read_text())

@@ -27,8 +27,13 @@ def test_ferray_distill_fails_as_stalled_when_its_student_never_reports(tiny_run
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("RAY_ADDRESS", None)
     with open(stdout, "wb") as o, open(stderr, "wb") as e:
-        proc = subprocess.Popen([sys.executable, "-m", "ferray.cli", "distill", str(tiny_run.root), "--epochs", "1",
-                                 "--num-cpus", "2"], stdout=o, stderr=e, env=env, start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ferray.cli", "distill", str(tiny_run.root), "--epochs", "1", "--num-cpus", "2"],
+            stdout=o,
+            stderr=e,
+            env=env,
+            start_new_session=True,
+        )
     try:
         with Freezer() as freezer:
             # The student's Train run hangs from its start: its controller and worker freeze as soon
@@ -40,9 +45,13 @@ def test_ferray_distill_fails_as_stalled_when_its_student_never_reports(tiny_run
             kill_tree(proc)
     err = stderr.read_text()
     assert code == 1, err[-3000:]
-    silent = re.search(r"^error: distillation stopped: stalled: no report from the workers for (\d+) s while "
-                       r"waiting for the first report \(limit 10 s\) \(budget\.startup_timeout_s / "
-                       r"budget\.stall_timeout_s\)$", err, re.M)
+    silent = re.search(
+        r"^error: distillation stopped: stalled: no report from the workers for (\d+) s while "
+        r"waiting for the first report \(limit 10 s\) \(budget\.startup_timeout_s / "
+        r"budget\.stall_timeout_s\)$",
+        err,
+        re.M,
+    )
     assert silent, err[-3000:]
     assert 10 <= int(silent[1]) <= 15
     assert not tiny_run.layout.distill.exists()

@@ -77,11 +77,13 @@ def test_soften_identity_sharpen_and_flatten():
     np.testing.assert_allclose(soften(p, 1e3), np.full((1, 3), 1 / 3), atol=1e-3)
     # p^(1/T) renormalised == softmax(log p / T), numpy and torch agree
     torch.testing.assert_close(soften(torch.from_numpy(p), 4.0), torch.from_numpy(hot), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(hot, (p ** 0.25) / (p ** 0.25).sum(), rtol=1e-5)
+    np.testing.assert_allclose(hot, (p**0.25) / (p**0.25).sum(), rtol=1e-5)
 
 
-@pytest.mark.parametrize("kwargs, match", [({"alpha": 1.5, "temperature": 1.0}, "alpha is 1.5"),
-                                           ({"alpha": 0.5, "temperature": 0.0}, "temperature is 0.0")])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [({"alpha": 1.5, "temperature": 1.0}, "alpha is 1.5"), ({"alpha": 0.5, "temperature": 0.0}, "temperature is 0.0")],
+)
 def test_bad_weights_are_refused(kwargs, match):
     with pytest.raises(ValueError, match=match):
         DistillationLoss(**kwargs)
@@ -92,6 +94,7 @@ def test_packed_targets_must_be_twice_the_classes():
     loss = DistillationLoss(alpha=0.5, temperature=2.0)
     packed = torch.cat([teacher, hard], dim=1)
     assert float(loss(logits, packed)) == pytest.approx(
-        float(distillation_loss(logits, teacher, hard, alpha=0.5, temperature=2.0)))
+        float(distillation_loss(logits, teacher, hard, alpha=0.5, temperature=2.0))
+    )
     with pytest.raises(ValueError, match=r"\(B, 10\) = \[teacher \| hard\]"):
         loss(logits, teacher)

@@ -67,8 +67,8 @@ def test_a_row_of_fold_f_is_scored_by_each_members_fold_f_model_only():
             np.testing.assert_allclose(P[m, row], expected, rtol=1e-5, err_msg=f"member {m}, row {row}")
     # Each fold model saw exactly its fold's rows (and every transfer row), never another fold's.
     for m in range(2):
-        assert [len(s) for s in members[m][0].seen] == [1, 2]   # rows 3 (transfer) then 0 and 4 (fold 0)
-        assert [len(s) for s in members[m][1].seen] == [1, 2]   # rows 3 (transfer) then 1 and 2 (fold 1)
+        assert [len(s) for s in members[m][0].seen] == [1, 2]  # rows 3 (transfer) then 0 and 4 (fold 0)
+        assert [len(s) for s in members[m][1].seen] == [1, 2]  # rows 3 (transfer) then 1 and 2 (fold 1)
         np.testing.assert_array_equal(members[m][0].seen[1], x[[0, 4]])
         np.testing.assert_array_equal(members[m][1].seen[1], x[[1, 2]])
 
@@ -127,8 +127,9 @@ def test_the_pack_rebuilds_the_members_fold_models(tiny_run):
     path = tiny_run.layout.ensemble / "ensemble.json"
     path.write_text(json.dumps({**json.loads(path.read_text()), "chosen": "mean"}))
     members = read_ensemble_members(tiny_run.layout)
-    pack = pack_teacher(tiny_run.layout, members, fingerprint=plan.data_fingerprint, k=plan.k,
-                        num_classes=data.num_classes, in_chans=1)
+    pack = pack_teacher(
+        tiny_run.layout, members, fingerprint=plan.data_fingerprint, k=plan.k, num_classes=data.num_classes, in_chans=1
+    )
     assert [m.trial_id for m in pack.members] == ["t0001", "t0002"] and pack.combiner.weights == (0.5, 0.5)
     teacher = OnlineTeacher.from_pack(pack)
     x = torch.randn(4, 1, 48, 48)
@@ -163,7 +164,7 @@ def test_groups_are_the_rows_folds_and_transfer_elsewhere(tiny_run):
     cv = plan.cv_index
     g = teacher_groups(len(tiny_run.data) + 3, plan.fold, cv)
     np.testing.assert_array_equal(g[cv], plan.fold[cv])
-    assert (g[len(tiny_run.data):] == TRANSFER_GROUP).all() and (g[plan.holdout_index] == TRANSFER_GROUP).all()
+    assert (g[len(tiny_run.data) :] == TRANSFER_GROUP).all() and (g[plan.holdout_index] == TRANSFER_GROUP).all()
 
 
 def test_mixing_partners_stay_in_their_group():
@@ -196,8 +197,12 @@ def test_the_teacher_sees_the_augmented_mixed_batch_the_student_sees(tiny_run, m
     data, plan = tiny_run.data, tiny_run.plan
     spec = load_search_spec(tiny_run.layout.spec, check_backbones=False)
     cfg = student_config(spec.base_config(), DistillConfig(student="test_resnet", epochs=1, batch_size=32))
-    cfg = cfg.model_copy(update={"augment": cfg.augment.model_copy(update={**mix, "mix_prob": 1.0, "strength": 0.0}),
-                                 "run": cfg.run.model_copy(update={"max_steps_per_epoch": 2})})
+    cfg = cfg.model_copy(
+        update={
+            "augment": cfg.augment.model_copy(update={**mix, "mix_prob": 1.0, "strength": 0.0}),
+            "run": cfg.run.model_copy(update={"max_steps_per_epoch": 2}),
+        }
+    )
     value = {0: 40, 1: 200}
     images = np.zeros_like(data.images)
     cv = plan.cv_index
@@ -206,8 +211,17 @@ def test_the_teacher_sees_the_augmented_mixed_batch_the_student_sees(tiny_run, m
     data = replace(data, images=images)
     targets = pack_targets(len(data), data.num_classes, cv, tiny_run.teacher[cv], data.labels[cv], 2.0)
     teacher = Recorder(soften(tiny_run.teacher[cv[:1]], 1.0)[0])
-    trainer = StudentTrainer(cfg, data, cv, targets, alpha=1.0, temperature=2.0, device="cpu", teacher=teacher,
-                             groups=teacher_groups(len(data), plan.fold, cv))
+    trainer = StudentTrainer(
+        cfg,
+        data,
+        cv,
+        targets,
+        alpha=1.0,
+        temperature=2.0,
+        device="cpu",
+        teacher=teacher,
+        groups=teacher_groups(len(data), plan.fold, cv),
+    )
     seen, logits = [], []
     trainer.model.register_forward_pre_hook(lambda mod, args: seen.append(args[0].detach().clone()))
     trainer.model.register_forward_hook(lambda mod, args, out: logits.append(out["logits"].detach().clone()))
@@ -222,6 +236,8 @@ def test_the_teacher_sees_the_augmented_mixed_batch_the_student_sees(tiny_run, m
             torch.testing.assert_close(rows, torch.full_like(rows, v / 127.5 - 1.0))  # never mixed across folds
     # The soft target is the teacher's answer softened at T (alpha 1: the hard labels play no part).
     target = soften(teacher.probs, 2.0)
-    losses = [float(distillation_loss(z, target.expand(len(z), -1), torch.zeros_like(z), alpha=1.0, temperature=2.0))
-              * len(z) for z in logits]
+    losses = [
+        float(distillation_loss(z, target.expand(len(z), -1), torch.zeros_like(z), alpha=1.0, temperature=2.0)) * len(z)
+        for z in logits
+    ]
     assert stats.train_loss == pytest.approx(sum(losses) / sum(len(z) for z in logits), rel=1e-5)

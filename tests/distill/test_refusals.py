@@ -43,9 +43,14 @@ def test_unknown_student_backbone(tiny_run):
     assert _leftovers(tiny_run) == []
 
 
-@pytest.mark.parametrize("kwargs, match", [({"epochs": 0}, "distill.epochs"),
-                                           ({"alpha": 2.0}, "distill.alpha"),
-                                           ({"temperature": -1.0}, "distill.temperature")])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"epochs": 0}, "distill.epochs"),
+        ({"alpha": 2.0}, "distill.alpha"),
+        ({"temperature": -1.0}, "distill.temperature"),
+    ],
+)
 def test_bad_settings(tiny_run, kwargs, match):
     with pytest.raises(ConfigError, match=match):
         distill_run(tiny_run.root, **kwargs)
@@ -70,11 +75,14 @@ def test_holdout_file_with_cv_rows(tiny_run):
         distill_run(tiny_run.root)
 
 
-@pytest.mark.parametrize("student, match", [
-    (["test_resnet", "mobilenetv3_smal_050"], r"--student: unknown backbone 'mobilenetv3_smal_050'; did you mean"),
-    ([], r"distill.student: .*empty list"),
-    (["test_resnet", "test_resnet"], r"distill.student: .*'test_resnet' twice"),
-])
+@pytest.mark.parametrize(
+    "student, match",
+    [
+        (["test_resnet", "mobilenetv3_smal_050"], r"--student: unknown backbone 'mobilenetv3_smal_050'; did you mean"),
+        ([], r"distill.student: .*empty list"),
+        (["test_resnet", "test_resnet"], r"distill.student: .*'test_resnet' twice"),
+    ],
+)
 def test_bad_candidates(tiny_run, student, match):
     with pytest.raises(ConfigError, match=match):
         distill_run(tiny_run.root, student=student)
@@ -83,10 +91,12 @@ def test_bad_candidates(tiny_run, student, match):
 
 def test_a_latency_cap_no_candidate_meets_names_the_measured_latencies(tiny_run):
     lines = []
-    with pytest.raises(ConfigError, match=r"distill.max_latency_ms is 1e-06, but no student candidate .*\(measured: "
-                                          r"test_resnet [0-9.e+-]+ ms, test_efficientnet [0-9.e+-]+ ms\)"):
-        distill_run(tiny_run.root, student=["test_resnet", "test_efficientnet"], max_latency_ms=1e-6,
-                    echo=lines.append)
+    with pytest.raises(
+        ConfigError,
+        match=r"distill.max_latency_ms is 1e-06, but no student candidate .*\(measured: "
+        r"test_resnet [0-9.e+-]+ ms, test_efficientnet [0-9.e+-]+ ms\)",
+    ):
+        distill_run(tiny_run.root, student=["test_resnet", "test_efficientnet"], max_latency_ms=1e-6, echo=lines.append)
     assert any(line.startswith("distill: candidates at batch 1") for line in lines)
     assert _leftovers(tiny_run) == []
 

@@ -14,8 +14,11 @@ def test_the_cap_drops_the_slower_candidates_in_the_given_order():
 
 
 def test_a_cap_no_candidate_meets_names_every_measured_latency():
-    with pytest.raises(ConfigError, match=r"distill.max_latency_ms is 0.2, but no student candidate is that fast "
-                                          r"at batch 1 on this CPU \(measured: b 3 ms, a 0.5 ms\); raise"):
+    with pytest.raises(
+        ConfigError,
+        match=r"distill.max_latency_ms is 0.2, but no student candidate is that fast "
+        r"at batch 1 on this CPU \(measured: b 3 ms, a 0.5 ms\); raise",
+    ):
         apply_latency_cap({"b": 3.0, "a": 0.5}, 0.2)
 
 
@@ -36,8 +39,7 @@ def test_candidates_are_timed_as_built_models():
         built.append(name)
         return build_model(ModelConfig(backbone=name), num_classes=7, in_chans=1, img_size=48)
 
-    lat = candidate_latencies(["test_resnet", "test_efficientnet"], build, (1, 48, 48), max_repeats=3,
-                              min_seconds=0.0)
+    lat = candidate_latencies(["test_resnet", "test_efficientnet"], build, (1, 48, 48), max_repeats=3, min_seconds=0.0)
     assert built == ["test_resnet", "test_efficientnet"] and list(lat) == built and all(v > 0 for v in lat.values())
 
 

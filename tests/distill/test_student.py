@@ -4,16 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from ferray.distill import StudentTrainer, count_parameters, group_latency, holdout_scores, pack_targets, \
-    student_config
+from ferray.distill import StudentTrainer, count_parameters, group_latency, holdout_scores, pack_targets, student_config
 from ferray.search import DistillConfig, load_search_spec
 from ferray.training.outputs import Predictions
 
 
 def _cfg(run, **distill):
     spec = load_search_spec(run.layout.spec, check_backbones=False)
-    cfg = student_config(spec.base_config(), DistillConfig(student="test_resnet", epochs=1, batch_size=16,
-                                                           **distill))
+    cfg = student_config(spec.base_config(), DistillConfig(student="test_resnet", epochs=1, batch_size=16, **distill))
     return cfg
 
 
@@ -30,8 +28,12 @@ def test_student_config_keeps_the_base_and_swaps_the_backbone(tiny_run):
 @pytest.mark.parametrize("mix", [{}, {"mixup_alpha": 0.4}, {"cutmix_alpha": 1.0}])
 def test_student_trains_on_packed_targets_and_every_parameter_learns(tiny_run, mix):
     cfg = _cfg(tiny_run)
-    cfg = cfg.model_copy(update={"augment": cfg.augment.model_copy(update=mix),
-                                 "run": cfg.run.model_copy(update={"max_steps_per_epoch": 2})})
+    cfg = cfg.model_copy(
+        update={
+            "augment": cfg.augment.model_copy(update=mix),
+            "run": cfg.run.model_copy(update={"max_steps_per_epoch": 2}),
+        }
+    )
     data, plan = tiny_run.data, tiny_run.plan
     cv = plan.cv_index
     targets = pack_targets(len(data), data.num_classes, cv, tiny_run.teacher[cv], data.labels[cv], 4.0)
@@ -51,8 +53,15 @@ def test_student_trains_on_packed_targets_and_every_parameter_learns(tiny_run, m
 def test_student_refuses_targets_of_the_wrong_width(tiny_run):
     data = tiny_run.data
     with pytest.raises(ValueError, match="targets must be"):
-        StudentTrainer(_cfg(tiny_run), data, tiny_run.plan.cv_index, np.zeros((len(data), data.num_classes)),
-                       alpha=0.5, temperature=2.0, device="cpu")
+        StudentTrainer(
+            _cfg(tiny_run),
+            data,
+            tiny_run.plan.cv_index,
+            np.zeros((len(data), data.num_classes)),
+            alpha=0.5,
+            temperature=2.0,
+            device="cpu",
+        )
 
 
 def test_latency_and_parameters_of_a_group_add_up():
@@ -69,7 +78,14 @@ def test_latency_and_parameters_of_a_group_add_up():
 def test_holdout_scores_average_the_fold_models_per_row():
     # Two fold models: fold 0 right on row 5, fold 1 wrong but less sure -> the mean is right.
     p = np.array([[0.9, 0.1], [0.4, 0.6], [0.2, 0.8], [0.3, 0.7]], np.float32)
-    pred = Predictions(np.array([5, 5, 6, 6]), np.array(["a", "a", "b", "b"]), np.array([0, 1, 0, 1]),
-                       np.array([0, 0, 1, 1]), p, None, {"class_names": ["x", "y"]})
+    pred = Predictions(
+        np.array([5, 5, 6, 6]),
+        np.array(["a", "a", "b", "b"]),
+        np.array([0, 1, 0, 1]),
+        np.array([0, 0, 1, 1]),
+        p,
+        None,
+        {"class_names": ["x", "y"]},
+    )
     s = holdout_scores(pred, 2)
     assert s == {"holdout_rows": 2, "accuracy": 1.0, "macro_f1": 1.0}

@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 
 from ferray import ensemble
-from ferray.distill import (pack_targets, read_ensemble_members, read_ensemble_predictions, soften,
-                            teacher_targets)
+from ferray.distill import pack_targets, read_ensemble_members, read_ensemble_predictions, soften, teacher_targets
 from ferray.errors import ConfigError, DataError
 from ferray.layout import EnsembleLayout
 from ferray.training.outputs import Predictions
@@ -17,9 +16,21 @@ from ferray.training.outputs import Predictions
 def _oof(run, order=None, **change):
     data, plan = run.data, run.plan
     cv = plan.cv_index if order is None else order
-    fields = dict(rows=cv, ids=data.ids[cv], folds=plan.fold[cv], labels=data.labels[cv], probs=run.teacher[cv],
-                  au_probs=None, meta={"class_names": list(data.class_names), "k": plan.k, "kind": "oof",
-                                       "data_fingerprint": plan.data_fingerprint, "tta": []})
+    fields = dict(
+        rows=cv,
+        ids=data.ids[cv],
+        folds=plan.fold[cv],
+        labels=data.labels[cv],
+        probs=run.teacher[cv],
+        au_probs=None,
+        meta={
+            "class_names": list(data.class_names),
+            "k": plan.k,
+            "kind": "oof",
+            "data_fingerprint": plan.data_fingerprint,
+            "tta": [],
+        },
+    )
     fields.update(change)
     return Predictions(**fields)
 

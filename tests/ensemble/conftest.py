@@ -32,8 +32,9 @@ def balanced_labels(n: int, n_classes: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).permutation(np.arange(n) % n_classes)
 
 
-def member_proba(y: np.ndarray, n_classes: int, *, seed: int, strength: float = 2.0,
-                 expert: tuple[int, ...] | None = None) -> np.ndarray:
+def member_proba(
+    y: np.ndarray, n_classes: int, *, seed: int, strength: float = 2.0, expert: tuple[int, ...] | None = None
+) -> np.ndarray:
     """A member's probabilities: noisy logits with the true class raised by ``strength``.
 
     An ``expert`` member is sure (strength x 2.5) on rows of its classes and hardly better
@@ -54,9 +55,13 @@ def complementary(n_rows: int = 400, n_classes: int = 4, seed: int = 0) -> tuple
     y = balanced_labels(n_rows, n_classes, seed)
     half = tuple(range(n_classes // 2))
     rest = tuple(range(n_classes // 2, n_classes))
-    P = np.stack([member_proba(y, n_classes, seed=seed + 1, expert=half),
-                  member_proba(y, n_classes, seed=seed + 2, expert=rest),
-                  member_proba(y, n_classes, seed=seed + 3, strength=1.0)])
+    P = np.stack(
+        [
+            member_proba(y, n_classes, seed=seed + 1, expert=half),
+            member_proba(y, n_classes, seed=seed + 2, expert=rest),
+            member_proba(y, n_classes, seed=seed + 3, strength=1.0),
+        ]
+    )
     return P, y
 
 
@@ -96,8 +101,17 @@ class SyntheticRun:
         return RunLayout(self.root)
 
 
-def write_run(root: Path, trials: list[TrialSpec], *, n_rows: int = 240, n_holdout: int = 60, k: int = 3,
-              seed: int = 0, spec_text: str | None = None, n_aus: int = 0) -> SyntheticRun:
+def write_run(
+    root: Path,
+    trials: list[TrialSpec],
+    *,
+    n_rows: int = 240,
+    n_holdout: int = 60,
+    k: int = 3,
+    seed: int = 0,
+    spec_text: str | None = None,
+    n_aus: int = 0,
+) -> SyntheticRun:
     """A run folder as a finished sweep leaves it (see the module docstring).
 
     ``n_aus`` > 0 gives every prediction file AU probabilities (a multi-task run).
@@ -123,32 +137,62 @@ def write_run(root: Path, trials: list[TrialSpec], *, n_rows: int = 240, n_holdo
         table.add_trial(t.trial_id, params, number=number)
         if t.metric is not None:
             for epoch, frac in ((1, 0.8), (2, 1.0)):
-                table.add_result(t.trial_id, params, {"epoch": epoch, "metric": t.metric * frac,
-                                                      "val_accuracy_mean": t.metric * frac,
-                                                      "val_accuracy_std": 0.01})
+                table.add_result(
+                    t.trial_id,
+                    params,
+                    {
+                        "epoch": epoch,
+                        "metric": t.metric * frac,
+                        "val_accuracy_mean": t.metric * frac,
+                        "val_accuracy_std": 0.01,
+                    },
+                )
         table.set_state(t.trial_id, t.state, error="TrainingFailed: boom" if t.state == "ERROR" else None)
         trial_dir = run.trial(t.trial_id)
         trial_dir.root.mkdir(parents=True, exist_ok=True)
-        meta = {"class_names": CLASSES, "k": k, "data_fingerprint": t.fingerprint or "fp-run",
-                "tta": ["hflip"]}
+        meta = {"class_names": CLASSES, "k": k, "data_fingerprint": t.fingerprint or "fp-run", "tta": ["hflip"]}
         tseed = seed + 1000 * (number + 1)
         if "oof" in t.files:
-            rows = cv_rows[t.drop_rows:]
-            f = (folds[t.drop_rows:] + t.fold_shift) % k
+            rows = cv_rows[t.drop_rows :]
+            f = (folds[t.drop_rows :] + t.fold_shift) % k
             probs = member_proba(labels[rows], n_classes, seed=tseed, strength=t.strength, expert=t.expert)
             au = _au(rows, n_aus, tseed)
             order = np.random.default_rng(tseed).permutation(len(rows))  # files need not be sorted
-            write_predictions(Predictions(rows[order], ids[rows[order]], f[order], labels[rows[order]],
-                                          probs[order], None if au is None else au[order],
-                                          {**meta, "kind": "oof"}), trial_dir.oof)
+            write_predictions(
+                Predictions(
+                    rows[order],
+                    ids[rows[order]],
+                    f[order],
+                    labels[rows[order]],
+                    probs[order],
+                    None if au is None else au[order],
+                    {**meta, "kind": "oof"},
+                ),
+                trial_dir.oof,
+            )
         if "holdout" in t.files:
             hrows = np.tile(holdout_rows, k)
             hfolds = np.repeat(np.arange(k), n_holdout)
-            probs = np.concatenate([member_proba(labels[holdout_rows], n_classes, seed=tseed + 1 + j,
-                                                 strength=t.strength, expert=t.expert) for j in range(k)])
-            write_predictions(Predictions(hrows, ids[hrows], hfolds, labels[hrows], probs,
-                                          _au(hrows, n_aus, tseed + 7), {**meta, "kind": "holdout"}),
-                              trial_dir.holdout)
+            probs = np.concatenate(
+                [
+                    member_proba(
+                        labels[holdout_rows], n_classes, seed=tseed + 1 + j, strength=t.strength, expert=t.expert
+                    )
+                    for j in range(k)
+                ]
+            )
+            write_predictions(
+                Predictions(
+                    hrows,
+                    ids[hrows],
+                    hfolds,
+                    labels[hrows],
+                    probs,
+                    _au(hrows, n_aus, tseed + 7),
+                    {**meta, "kind": "holdout"},
+                ),
+                trial_dir.holdout,
+            )
     table.write(run.results)
     return SyntheticRun(root, trials, labels, cv_rows, holdout_rows, folds, k)
 

@@ -1,8 +1,7 @@
 from __future__ import annotations
 
-import re
-
 import json
+import re
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -30,15 +29,24 @@ def test_writes_the_table_the_summary_and_the_chosen_predictions(make_run):
     files = RunLayout(run.root).ensemble_files
     assert report.path == run.layout.ensemble
     assert sorted(p.name for p in report.path.iterdir()) == sorted(
-        [files.TABLE, files.SUMMARY, files.OOF, files.HOLDOUT])
+        [files.TABLE, files.SUMMARY, files.OOF, files.HOLDOUT]
+    )
     assert [p.name for p in run.root.iterdir() if p.name.startswith(".")] == []  # no temp folders left
 
     table = pq.read_table(files.table).to_pylist()
     assert [(r["kind"], r["name"]) for r in table] == [
-        ("member", "t_a"), ("member", "t_b"), ("member", "t_c"), ("member", "t_d"),
-        ("ensemble", "greedy"), ("ensemble", "stacking"), ("ensemble", "mean"), ("ensemble", "vote")]
-    assert table == [{k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()}
-                     for r in report.table]
+        ("member", "t_a"),
+        ("member", "t_b"),
+        ("member", "t_c"),
+        ("member", "t_d"),
+        ("ensemble", "greedy"),
+        ("ensemble", "stacking"),
+        ("ensemble", "mean"),
+        ("ensemble", "vote"),
+    ]
+    assert table == [
+        {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()} for r in report.table
+    ]
     for r in table:
         assert all(r[k] is not None for k in SCORES)
     base = table[0]
@@ -58,8 +66,7 @@ def test_writes_the_table_the_summary_and_the_chosen_predictions(make_run):
     for name in ("stacking", "mean", "vote"):
         assert summary["methods"][name]["members"] == ["t_a", "t_b", "t_c", "t_d"]
     # The top-level members are the chosen method's: what export and distillation load.
-    assert [m["trial_id"] for m in summary["members"]] == summary["methods"][report.chosen]["members"] \
-        == report.members
+    assert [m["trial_id"] for m in summary["members"]] == summary["methods"][report.chosen]["members"] == report.members
     first = next(m for m in summary["members"] if m["trial_id"] == "t_a")
     assert first["params"] == {"optim.lr": 0.001, "model.backbone": "resnet10t"} and first["rank"] == 1
     assert first["fold_mean"] == pytest.approx(0.71)
@@ -108,8 +115,13 @@ def test_mean_method_is_the_average_of_members_and_holdout_the_mean_of_fold_mode
 def test_defaults_come_from_the_spec(make_run):
     report = _build(make_run())  # quickstart: ensemble.top_k 3, methods [greedy, stacking, mean]
     assert report.top_members == ["t_a", "t_b", "t_c"] and report.methods == ["greedy", "stacking", "mean"]
-    assert report.summary["methods"]["greedy"]["settings"] == {"iterations": 25, "metric": "log_loss", "seed": 0,
-                                                                  "bags": 1, "bag_fraction": 0.5}
+    assert report.summary["methods"]["greedy"]["settings"] == {
+        "iterations": 25,
+        "metric": "log_loss",
+        "seed": 0,
+        "bags": 1,
+        "bag_fraction": 0.5,
+    }
     assert report.summary["greedy_pool"] == "all"
     spec = packaged_spec("quickstart").read_text()
     spec = re.sub(r"\n  top_k: 3[^\n]*", "\n  top_k: 2", spec)
@@ -196,9 +208,12 @@ def test_report_renders_and_serialises(make_run):
 
 def test_more_members_than_finished_trials_is_refused(make_run):
     run = make_run()
-    with pytest.raises(ConfigError, match=r"top = 9 asks for 9 members, but the run has 4 finished trial\(s\) with "
-                                          r"predictions \(t_a, t_b, t_c, t_d\); ask for at most 4 "
-                                          r"\(or add --include-pruned: 1 pruned trial\(s\) with predictions\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"top = 9 asks for 9 members, but the run has 4 finished trial\(s\) with "
+        r"predictions \(t_a, t_b, t_c, t_d\); ask for at most 4 "
+        r"\(or add --include-pruned: 1 pruned trial\(s\) with predictions\)",
+    ):
         _build(run, top=9)
     spec = packaged_spec("quickstart").read_text().replace("top_k: 3", "top_k: 6")
     with pytest.raises(ConfigError, match=r"ensemble.top_k = 6 \(.*spec.yaml\) asks for 6 members"):
@@ -214,16 +229,22 @@ def test_bad_top_is_refused(make_run, top):
 def test_members_from_different_data_are_refused_by_name(make_run):
     trials = standard_trials()
     trials[2].fingerprint = "fp-other"
-    with pytest.raises(DataError, match=r"do not share one dataset and fold plan: data fingerprint fp-run for "
-                                        r"t_a, t_b; data fingerprint fp-other for t_c"):
+    with pytest.raises(
+        DataError,
+        match=r"do not share one dataset and fold plan: data fingerprint fp-run for "
+        r"t_a, t_b; data fingerprint fp-other for t_c",
+    ):
         _build(make_run(trials), top=3)
 
 
 def test_members_with_different_folds_are_refused_by_name(make_run):
     trials = standard_trials()
     trials[1].fold_shift = 1
-    with pytest.raises(DataError, match=r"do not share one fold plan: trial t_b puts 240 OOF row\(s\) in a "
-                                        r"different fold than trial t_a"):
+    with pytest.raises(
+        DataError,
+        match=r"do not share one fold plan: trial t_b puts 240 OOF row\(s\) in a "
+        r"different fold than trial t_a",
+    ):
         _build(make_run(trials), top=2)
 
 
@@ -235,16 +256,21 @@ def test_members_with_different_rows_are_refused(make_run):
 
 
 def test_a_run_where_every_trial_errored_is_refused(make_run):
-    trials = [TrialSpec("e1", state="ERROR", metric=None, files=()), TrialSpec("e2", state="ERROR", metric=None,
-                                                                              files=())]
+    trials = [
+        TrialSpec("e1", state="ERROR", metric=None, files=()),
+        TrialSpec("e2", state="ERROR", metric=None, files=()),
+    ]
     with pytest.raises(DataError, match=r"nothing to ensemble: every trial errored \(2 error\); see `ferray status"):
         _build(make_run(trials))
 
 
 def test_a_run_without_oof_files_is_refused(make_run):
     trials = [TrialSpec("a", files=("holdout",)), TrialSpec("b", files=())]
-    with pytest.raises(DataError, match=r"no finished trial has oof.parquet and holdout.parquet: a \(no "
-                                        r"oof.parquet\), b \(no oof.parquet or holdout.parquet\)"):
+    with pytest.raises(
+        DataError,
+        match=r"no finished trial has oof.parquet and holdout.parquet: a \(no "
+        r"oof.parquet\), b \(no oof.parquet or holdout.parquet\)",
+    ):
         _build(make_run(trials))
 
 

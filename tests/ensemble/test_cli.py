@@ -21,10 +21,30 @@ def _run(argv: list[str]) -> int:
 
 
 def test_arguments_parse():
-    args = _parser().parse_args(["ensemble", "runs/x", "--top", "3", "--method", "greedy", "--method",
-                                 "stacking,vote", "--include-pruned", "--json", "--seed", "2"])
+    args = _parser().parse_args(
+        [
+            "ensemble",
+            "runs/x",
+            "--top",
+            "3",
+            "--method",
+            "greedy",
+            "--method",
+            "stacking,vote",
+            "--include-pruned",
+            "--json",
+            "--seed",
+            "2",
+        ]
+    )
     assert (args.run, args.top, args.method, args.include_pruned, args.json, args.seed) == (
-        "runs/x", 3, ["greedy", "stacking,vote"], True, True, 2)
+        "runs/x",
+        3,
+        ["greedy", "stacking,vote"],
+        True,
+        True,
+        2,
+    )
     assert args.func is COMMANDS["ensemble"]
     defaults = _parser().parse_args(["ensemble", "runs/x"])
     assert defaults.top is None and defaults.method is None and not defaults.include_pruned

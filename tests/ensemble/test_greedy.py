@@ -56,8 +56,7 @@ def test_improves_over_the_best_member_when_members_complement_each_other(member
 def test_keeps_the_best_prefix_of_the_trajectory():
     # Member 0 is sure of row 0 and wrong on row 1, member 1 the other way round: the 50/50
     # average (round 2) beats every later round, whose ensembles lean to one member.
-    P = np.array([[[0.9, 0.1], [0.6, 0.4]],
-                  [[0.4, 0.6], [0.1, 0.9]]])
+    P = np.array([[[0.9, 0.1], [0.6, 0.4]], [[0.4, 0.6], [0.1, 0.9]]])
     y = np.array([0, 1])
     est = GreedyEnsemble(iterations=5).fit(P, y)
     assert len(est.trajectory_) == 5
@@ -89,19 +88,23 @@ def test_fit_keeps_settings_and_clone_is_unfitted(members_data):
     est = GreedyEnsemble(iterations=5, seed=3, metric="accuracy")
     before = est.get_params()
     assert est.fit(P, y) is est
-    assert est.get_params() == before == {"iterations": 5, "seed": 3, "metric": "accuracy", "bags": 1,
-                                          "bag_fraction": 0.5}
+    assert (
+        est.get_params() == before == {"iterations": 5, "seed": 3, "metric": "accuracy", "bags": 1, "bag_fraction": 0.5}
+    )
     copy = clone(est)
     assert copy.get_params() == before and not hasattr(copy, "weights_")
 
 
-@pytest.mark.parametrize("settings, match", [
-    ({"iterations": 0}, r"The value of iterations is 0, but must be iterations >= 1"),
-    ({"iterations": 2.5}, r"The value of iterations is 2.5, but must be an integer"),
-    ({"metric": "auc"}, r"The value of metric is 'auc'; must be one of 'log_loss', 'accuracy'"),
-    ({"metric": "logloss"}, r"did you mean 'log_loss'"),
-    ({"seed": -1}, r"The value of seed is -1, but must be seed >= 0"),
-])
+@pytest.mark.parametrize(
+    "settings, match",
+    [
+        ({"iterations": 0}, r"The value of iterations is 0, but must be iterations >= 1"),
+        ({"iterations": 2.5}, r"The value of iterations is 2.5, but must be an integer"),
+        ({"metric": "auc"}, r"The value of metric is 'auc'; must be one of 'log_loss', 'accuracy'"),
+        ({"metric": "logloss"}, r"did you mean 'log_loss'"),
+        ({"seed": -1}, r"The value of seed is -1, but must be seed >= 0"),
+    ],
+)
 def test_bad_settings_are_refused_at_fit(members_data, settings, match):
     P, y = members_data
     est = GreedyEnsemble(**settings)  # __init__ only stores (scikit-learn's contract)
@@ -109,13 +112,16 @@ def test_bad_settings_are_refused_at_fit(members_data, settings, match):
         est.fit(P, y)
 
 
-@pytest.mark.parametrize("P, y, match", [
-    (np.full((4, 2), 0.5), [0, 1, 0, 1], r"shape \(4, 2\), but must be \(n_members, n_rows, n_classes\)"),
-    (np.full((1, 2, 2), 3.0), [0, 1], r"outside \[0, 1\] .*not logits"),
-    (np.full((1, 2, 2), np.nan), [0, 1], r"holds 4 non-finite values \(NaN or inf\)"),
-    (np.full((1, 2, 2), 0.5), [0, 2], r"y holds class 2, but P has 2 classes"),
-    (np.full((1, 2, 2), 0.5), [0], r"y has shape \(1,\), but P has 2 rows"),
-])
+@pytest.mark.parametrize(
+    "P, y, match",
+    [
+        (np.full((4, 2), 0.5), [0, 1, 0, 1], r"shape \(4, 2\), but must be \(n_members, n_rows, n_classes\)"),
+        (np.full((1, 2, 2), 3.0), [0, 1], r"outside \[0, 1\] .*not logits"),
+        (np.full((1, 2, 2), np.nan), [0, 1], r"holds 4 non-finite values \(NaN or inf\)"),
+        (np.full((1, 2, 2), 0.5), [0, 2], r"y holds class 2, but P has 2 classes"),
+        (np.full((1, 2, 2), 0.5), [0], r"y has shape \(1,\), but P has 2 rows"),
+    ],
+)
 def test_bad_input_is_refused(P, y, match):
     with pytest.raises(ValueError, match=match):
         GreedyEnsemble().fit(P, y)
@@ -160,13 +166,17 @@ def test_bagging_is_seeded_and_one_bag_is_plain_selection():
     a = GreedyEnsemble(iterations=10, seed=3, bags=5).fit(P_fit, y_fit)
     b = GreedyEnsemble(iterations=10, seed=3, bags=5).fit(P_fit, y_fit)
     assert np.array_equal(a.weights_, b.weights_)
-    assert np.array_equal(GreedyEnsemble(iterations=10, seed=3, bags=1).fit(P_fit, y_fit).weights_,
-                          GreedyEnsemble(iterations=10, seed=3).fit(P_fit, y_fit).weights_)
+    assert np.array_equal(
+        GreedyEnsemble(iterations=10, seed=3, bags=1).fit(P_fit, y_fit).weights_,
+        GreedyEnsemble(iterations=10, seed=3).fit(P_fit, y_fit).weights_,
+    )
     assert a.to_dict()["bag_members"] == a.bag_members_.tolist()
 
 
-@pytest.mark.parametrize("setting, value, match", [("bags", 0, r"bags >= 1"), ("bag_fraction", 0.0, r"bag_fraction"),
-                                                   ("bag_fraction", 1.5, r"bag_fraction <= 1")])
+@pytest.mark.parametrize(
+    "setting, value, match",
+    [("bags", 0, r"bags >= 1"), ("bag_fraction", 0.0, r"bag_fraction"), ("bag_fraction", 1.5, r"bag_fraction <= 1")],
+)
 def test_bagging_settings_are_checked_at_fit(setting, value, match):
     P_fit, y_fit, _, _ = _noisy_members(0)
     with pytest.raises(ValueError, match=match):

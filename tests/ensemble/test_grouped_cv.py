@@ -29,8 +29,9 @@ from .conftest import balanced_labels, softmax
 N_CLASSES = 4
 
 
-def duplicated_noise(n_faces: int = 120, copies: int = 4, n_members: int = 3,
-                     seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def duplicated_noise(
+    n_faces: int = 120, copies: int = 4, n_members: int = 3, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(P, y, groups)``: ``n_faces`` rows, each ``copies`` times (one group), in a seeded order.
 
     The member probabilities carry no information about the labels: whatever a method
@@ -147,8 +148,16 @@ def save_plan(run, groups_of_cv_rows: np.ndarray | None) -> FoldPlan:
     if groups_of_cv_rows is not None:
         groups = np.full(n, -1, np.int64)
         groups[run.cv_rows] = groups_of_cv_rows
-    plan = FoldPlan(fold=fold, ids=np.array([f"img_{i:04d}" for i in range(n)], dtype=object), k=run.k, seed=0,
-                    grouped=groups is not None, holdout="fraction=0.2", data_fingerprint="fp-run", groups=groups)
+    plan = FoldPlan(
+        fold=fold,
+        ids=np.array([f"img_{i:04d}" for i in range(n)], dtype=object),
+        k=run.k,
+        seed=0,
+        grouped=groups is not None,
+        holdout="fraction=0.2",
+        data_fingerprint="fp-run",
+        groups=groups,
+    )
     plan.save(run.layout.folds)
     return plan
 
@@ -188,20 +197,28 @@ def test_build_ensembles_scores_and_chooses_with_grouped_inner_folds(make_run):
     save_plan(run, groups)
     lines: list[str] = []
     report = build_ensembles(run.root, top=3, methods="greedy,stacking,mean", seed=4, echo=lines.append)
-    assert report.summary["inner_groups"] == {"grouped": True, "groups": len(np.unique(groups)),
-                                              "rows": len(run.cv_rows)}
+    assert report.summary["inner_groups"] == {
+        "grouped": True,
+        "groups": len(np.unique(groups)),
+        "rows": len(run.cv_rows),
+    }
     assert any(line.startswith("inner folds: 5, stratified by label and grouped") for line in lines)
 
     members = load_members(run.layout, [{"trial_id": t} for t in report.top_members])
-    fits = {f.name: f for f in fit_methods(members, ["greedy", "stacking"], seed=4,
-                                           settings={"greedy": {"seed": 4}, "stacking": {"seed": 4}})}
+    fits = {
+        f.name: f
+        for f in fit_methods(
+            members, ["greedy", "stacking"], seed=4, settings={"greedy": {"seed": 4}, "stacking": {"seed": 4}}
+        )
+    }
     stack = StackingEnsemble(seed=4).fit(members.oof, members.labels, groups=groups)
     np.testing.assert_allclose(fits["stacking"].oof, stack.oof_proba_)
     greedy = cross_val_proba(GreedyEnsemble(seed=4), members.oof, members.labels, seed=4, groups=groups)
     np.testing.assert_allclose(fits["greedy"].oof, greedy)
     # ... and the table scores those predictions, not label-only ones
     assert report.row("stacking")["oof_log_loss"] == pytest.approx(
-        float(-np.mean(np.log(np.clip(stack.oof_proba_[np.arange(len(members.labels)), members.labels], 1e-7, 1)))))
+        float(-np.mean(np.log(np.clip(stack.oof_proba_[np.arange(len(members.labels)), members.labels], 1e-7, 1))))
+    )
     label_only = StackingEnsemble(seed=4).fit(members.oof, members.labels)
     assert not np.allclose(label_only.oof_proba_, stack.oof_proba_)
 

@@ -80,9 +80,11 @@ def test_chosen_against_best_single_is_a_paired_bootstrap_and_a_clear_gain_here(
     console.print(report.render())
     text = console.export_text()
     acc = comp["holdout"]["accuracy"]
-    assert (f"chosen {report.chosen} vs best single trial t_a: {100 * acc['value']:+.1f} points "
-            f"[{100 * acc['low']:+.1f}, {100 * acc['high']:+.1f}] holdout accuracy (paired bootstrap, 1000 "
-            "resamples): a clear gain") in text
+    assert (
+        f"chosen {report.chosen} vs best single trial t_a: {100 * acc['value']:+.1f} points "
+        f"[{100 * acc['low']:+.1f}, {100 * acc['high']:+.1f}] holdout accuracy (paired bootstrap, 1000 "
+        "resamples): a clear gain"
+    ) in text
     assert "OOF accuracy (paired bootstrap" in text
     low = report.row("t_a")["oof_accuracy_low"]
     assert f"[{low:.3f}, " in text
@@ -96,8 +98,12 @@ def test_an_ensemble_identical_to_the_best_trial_differs_by_exactly_zero(make_ru
     report = build_ensembles(run.root, top=1, methods=["mean"], echo=None)
     for part in ("oof", "holdout"):
         for metric in ("accuracy", "macro_f1"):
-            assert report.comparison[part][metric] == {"value": 0.0, "low": 0.0, "high": 0.0,
-                                                       "verdict": "no difference (the same rows right and wrong)"}
+            assert report.comparison[part][metric] == {
+                "value": 0.0,
+                "low": 0.0,
+                "high": 0.0,
+                "verdict": "no difference (the same rows right and wrong)",
+            }
 
 
 def test_without_holdout_rows_only_the_oof_comparison(make_run):
@@ -108,20 +114,31 @@ def test_without_holdout_rows_only_the_oof_comparison(make_run):
     assert report.row("mean")["holdout_accuracy_low"] is None or np.isnan(report.row("mean")["holdout_accuracy_low"])
 
 
-@pytest.mark.parametrize("interval, expected", [
-    ({"value": 0.011, "low": -0.004, "high": 0.026}, "not a clear gain"),
-    ({"value": -0.01, "low": -0.03, "high": 0.002}, "not a clear loss"),
-    ({"value": 0.02, "low": 0.001, "high": 0.04}, "a clear gain"),
-    ({"value": -0.02, "low": -0.04, "high": -0.001}, "a clear loss"),
-    ({"value": 0.0, "low": 0.0, "high": 0.0}, "no difference (the same rows right and wrong)"),
-])
+@pytest.mark.parametrize(
+    "interval, expected",
+    [
+        ({"value": 0.011, "low": -0.004, "high": 0.026}, "not a clear gain"),
+        ({"value": -0.01, "low": -0.03, "high": 0.002}, "not a clear loss"),
+        ({"value": 0.02, "low": 0.001, "high": 0.04}, "a clear gain"),
+        ({"value": -0.02, "low": -0.04, "high": -0.001}, "a clear loss"),
+        ({"value": 0.0, "low": 0.0, "high": 0.0}, "no difference (the same rows right and wrong)"),
+    ],
+)
 def test_a_gain_is_clear_only_when_its_interval_excludes_zero(interval, expected):
     assert verdict(interval) == expected
 
 
 def test_comparison_line_reads_as_points_with_the_interval():
-    comp = {"ensemble": "stacking", "baseline": "t03", "n_boot": 1000, "oof": None,
-            "holdout": {"accuracy": {"value": 0.011, "low": -0.004, "high": 0.026, "verdict": "not a clear gain"}}}
+    comp = {
+        "ensemble": "stacking",
+        "baseline": "t03",
+        "n_boot": 1000,
+        "oof": None,
+        "holdout": {"accuracy": {"value": 0.011, "low": -0.004, "high": 0.026, "verdict": "not a clear gain"}},
+    }
     assert comparison_lines(comp) == [
-        ("chosen stacking vs best single trial t03: +1.1 points [-0.4, +2.6] holdout accuracy "
-         "(paired bootstrap, 1000 resamples): not a clear gain")]
+        (
+            "chosen stacking vs best single trial t03: +1.1 points [-0.4, +2.6] holdout accuracy "
+            "(paired bootstrap, 1000 resamples): not a clear gain"
+        )
+    ]

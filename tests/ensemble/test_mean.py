@@ -16,6 +16,7 @@ def test_mean_is_the_plain_average_with_equal_weights(members_data):
 def test_mean_learns_nothing_from_the_labels(members_data):
     P, y = members_data
     shuffled = np.random.default_rng(0).permutation(y)
-    np.testing.assert_array_equal(MeanEnsemble().fit(P, y).predict_proba(P),
-                                  MeanEnsemble().fit(P, shuffled).predict_proba(P))
+    np.testing.assert_array_equal(
+        MeanEnsemble().fit(P, y).predict_proba(P), MeanEnsemble().fit(P, shuffled).predict_proba(P)
+    )
     assert not MeanEnsemble.learns_from_labels

@@ -24,10 +24,12 @@ ALL = ["t_a", "t_b", "t_c", "t_d"]
 
 
 def pool_trials() -> list[TrialSpec]:
-    return [TrialSpec("t_a", metric=0.80, expert=(0, 1), strength=1.0),
-            TrialSpec("t_b", metric=0.78, expert=(0, 1), strength=1.0),
-            TrialSpec("t_c", metric=0.60, expert=(2, 3), strength=1.0),  # rank 3: sure where the top two guess
-            TrialSpec("t_d", metric=0.55, strength=0.3)]
+    return [
+        TrialSpec("t_a", metric=0.80, expert=(0, 1), strength=1.0),
+        TrialSpec("t_b", metric=0.78, expert=(0, 1), strength=1.0),
+        TrialSpec("t_c", metric=0.60, expert=(2, 3), strength=1.0),  # rank 3: sure where the top two guess
+        TrialSpec("t_d", metric=0.55, strength=0.3),
+    ]
 
 
 def _mark_weights(run, trials=ALL) -> None:
@@ -65,8 +67,11 @@ def test_pool_of_n_and_the_spec_setting(make_run):
     assert _build(run, methods="greedy", pool=3).pool == ["t_a", "t_b", "t_c"]
     assert _build(run, methods="greedy", pool="4").pool == ALL  # `ferray ensemble --pool 4`
     assert _build(run, methods="greedy", pool=1).pool == ["t_a", "t_b"]  # never fewer than the top
-    spec = packaged_spec("quickstart").read_text().replace("greedy: {iterations: 25}",
-                                                           "greedy: {iterations: 25, pool: top_k}")
+    spec = (
+        packaged_spec("quickstart")
+        .read_text()
+        .replace("greedy: {iterations: 25}", "greedy: {iterations: 25, pool: top_k}")
+    )
     run = make_run(pool_trials(), spec_text=spec)
     _mark_weights(run)
     report = _build(run, methods="greedy")
@@ -79,15 +84,20 @@ def test_the_pool_holds_only_trials_whose_weights_are_on_disk(make_run):
     lines: list[str] = []
     report = _build(run, methods="greedy", echo=lines.append)
     assert report.pool == ["t_a", "t_b", "t_d"] and "t_c" not in report.method_members["greedy"]
-    assert any(line.startswith("greedy's pool (ensemble.greedy.pool: all): 3 trial(s), the top 2 and 1 more")
-               and line.endswith("left out 1 without weights (removed by the retention policy): t_c")
-               for line in lines)
+    assert any(
+        line.startswith("greedy's pool (ensemble.greedy.pool: all): 3 trial(s), the top 2 and 1 more")
+        and line.endswith("left out 1 without weights (removed by the retention policy): t_c")
+        for line in lines
+    )
 
 
 @pytest.mark.parametrize("pool", ["al", 0, -2, True, 2.5, "top"])
 def test_a_bad_pool_is_refused_naming_what_is_accepted(make_run, pool):
-    with pytest.raises(ConfigError, match=rf"greedy pool is {pool!r}, but must be 'all' \(.*\), 'top_k' \(.*\) or an "
-                                          r"integer >= 1"):
+    with pytest.raises(
+        ConfigError,
+        match=rf"greedy pool is {pool!r}, but must be 'all' \(.*\), 'top_k' \(.*\) or an "
+        r"integer >= 1",
+    ):
         _build(make_run(pool_trials()), methods="greedy", pool=pool)
 
 
@@ -147,10 +157,15 @@ def test_old_ensemble_files_with_one_member_list_still_read(make_run):
 
     run = make_run(pool_trials())
     _build(run, methods="mean")  # the predictions files an old run has
-    old = {"chosen": "greedy", "top": 3, "members": [{"trial_id": t, "rank": i + 1, "state": "COMPLETED"}
-                                                     for i, t in enumerate(["t_a", "t_b", "t_c"])],
-           "methods": {"greedy": {"method": "greedy", "weights": [0.6, 0.0, 0.4], "indices": [0, 2, 0]},
-                       "mean": {"method": "mean", "weights": [1 / 3] * 3}}}
+    old = {
+        "chosen": "greedy",
+        "top": 3,
+        "members": [{"trial_id": t, "rank": i + 1, "state": "COMPLETED"} for i, t in enumerate(["t_a", "t_b", "t_c"])],
+        "methods": {
+            "greedy": {"method": "greedy", "weights": [0.6, 0.0, 0.4], "indices": [0, 2, 0]},
+            "mean": {"method": "mean", "weights": [1 / 3] * 3},
+        },
+    }
     run.layout.ensemble_files.summary.write_text(json.dumps(old))
     exported = read_ensemble_summary(run.layout.ensemble_files.summary)
     assert exported["members"] == ["t_a", "t_b", "t_c"] and exported["weights"] == [0.6, 0.0, 0.4]
@@ -194,10 +209,22 @@ def _real_weights(trial: TrialLayout, seed: int, k: int) -> None:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed * 10 + fold)
             model = build_model(cfg.model, num_classes=len(CLASSES), in_chans=1, img_size=16)
-        save_weights(model, trial.weights(fold), {
-            "train": cfg.model_dump(mode="json"), "num_classes": len(CLASSES), "in_chans": 1, "img_size": 16,
-            "class_names": CLASSES, "fold": fold, "k": k, "ema": False, "normalise": {"mean": 0.5, "std": 0.5},
-            "data_fingerprint": "fp-run"})
+        save_weights(
+            model,
+            trial.weights(fold),
+            {
+                "train": cfg.model_dump(mode="json"),
+                "num_classes": len(CLASSES),
+                "in_chans": 1,
+                "img_size": 16,
+                "class_names": CLASSES,
+                "fold": fold,
+                "k": k,
+                "ema": False,
+                "normalise": {"mean": 0.5, "std": 0.5},
+                "data_fingerprint": "fp-run",
+            },
+        )
 
 
 def test_a_member_from_outside_the_top_is_exported(make_run, tmp_path):
@@ -217,4 +244,5 @@ def test_a_member_from_outside_the_top_is_exported(make_run, tmp_path):
     # The temperature is fitted on the chosen ensemble's OOF rows: they belong to these members.
     assert manifest["calibration"]["ensemble"]["fitted_on"] == "out-of-fold"
     assert RunLayout(run.root).ensemble_files.oof.is_file() and np.isfinite(
-        manifest["calibration"]["ensemble"]["temperature"])
+        manifest["calibration"]["ensemble"]["temperature"]
+    )

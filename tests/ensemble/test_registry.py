@@ -19,8 +19,12 @@ from ferray.search import EnsembleConfig
 
 
 def test_every_method_is_registered_by_the_name_a_spec_uses():
-    assert list(ENSEMBLE_METHODS.items()) == [("greedy", GreedyEnsemble), ("stacking", StackingEnsemble),
-                                              ("mean", MeanEnsemble), ("vote", VoteEnsemble)]
+    assert list(ENSEMBLE_METHODS.items()) == [
+        ("greedy", GreedyEnsemble),
+        ("stacking", StackingEnsemble),
+        ("mean", MeanEnsemble),
+        ("vote", VoteEnsemble),
+    ]
     # ... and the spec's ensemble.methods accepts exactly these names.
     assert EnsembleConfig(methods=list(ENSEMBLE_METHODS)).methods == list(ENSEMBLE_METHODS)
 
@@ -30,18 +34,27 @@ def test_make_ensemble_passes_settings():
     assert isinstance(est, GreedyEnsemble) and est.get_params()["iterations"] == 3
 
 
-@pytest.mark.parametrize("name, match", [
-    ("gredy", r"unknown ensemble method 'gredy'; did you mean 'greedy'\?; valid methods: greedy, stacking, mean, vote"),
-    ("blend", r"unknown ensemble method 'blend'; valid methods: greedy, stacking, mean, vote"),
-])
+@pytest.mark.parametrize(
+    "name, match",
+    [
+        (
+            "gredy",
+            r"unknown ensemble method 'gredy'; did you mean 'greedy'\?; valid methods: greedy, stacking, mean, vote",
+        ),
+        ("blend", r"unknown ensemble method 'blend'; valid methods: greedy, stacking, mean, vote"),
+    ],
+)
 def test_unknown_method_lists_the_valid_names(name, match):
     with pytest.raises(ValueError, match=match):
         make_ensemble(name)
 
 
 def test_unknown_setting_is_refused_not_dropped():
-    with pytest.raises(ConfigError, match=r"'greedy' has no setting 'iteration'; did you mean 'iterations'\?; "
-                                          r"its settings: bag_fraction, bags, iterations, metric, seed"):
+    with pytest.raises(
+        ConfigError,
+        match=r"'greedy' has no setting 'iteration'; did you mean 'iterations'\?; "
+        r"its settings: bag_fraction, bags, iterations, metric, seed",
+    ):
         make_ensemble("greedy", iteration=10)
     with pytest.raises(ConfigError, match=r"'mean' has no setting 'seed'.*its settings: none"):
         make_ensemble("mean", seed=0)

@@ -90,14 +90,17 @@ def test_same_seed_same_fit_and_settings_untouched(members_data):
     np.testing.assert_array_equal(a.coef_, b.coef_)
 
 
-@pytest.mark.parametrize("settings, match", [
-    ({"C": 0}, r"The value of C is 0, but must be C > 0"),
-    ({"meta": "xgboost"}, r"The value of meta is 'xgboost'; must be one of 'logistic'"),
-    ({"inner_folds": 1}, r"The value of inner_folds is 1, but must be inner_folds >= 2"),
-    ({"inner_folds": 500}, r"The value of inner_folds is 500, but there are only 400 rows"),
-    ({"inner_folds": np.zeros(400, dtype=int)}, r"names a single fold; at least two are needed"),
-    ({"inner_folds": np.arange(3)}, r"inner_folds has shape \(3,\), but there are 400 rows"),
-])
+@pytest.mark.parametrize(
+    "settings, match",
+    [
+        ({"C": 0}, r"The value of C is 0, but must be C > 0"),
+        ({"meta": "xgboost"}, r"The value of meta is 'xgboost'; must be one of 'logistic'"),
+        ({"inner_folds": 1}, r"The value of inner_folds is 1, but must be inner_folds >= 2"),
+        ({"inner_folds": 500}, r"The value of inner_folds is 500, but there are only 400 rows"),
+        ({"inner_folds": np.zeros(400, dtype=int)}, r"names a single fold; at least two are needed"),
+        ({"inner_folds": np.arange(3)}, r"inner_folds has shape \(3,\), but there are 400 rows"),
+    ],
+)
 def test_bad_settings_are_refused_at_fit(members_data, settings, match):
     P, y = members_data
     with pytest.raises(ValueError, match=match):

@@ -12,19 +12,18 @@ def _P(*members):
 
 
 def test_majority_vote_and_probabilities_are_vote_shares():
-    P = _P([[0.6, 0.3, 0.1], [0.1, 0.1, 0.8]],
-           [[0.5, 0.4, 0.1], [0.2, 0.7, 0.1]],
-           [[0.2, 0.7, 0.1], [0.1, 0.2, 0.7]])
+    P = _P([[0.6, 0.3, 0.1], [0.1, 0.1, 0.8]], [[0.5, 0.4, 0.1], [0.2, 0.7, 0.1]], [[0.2, 0.7, 0.1], [0.1, 0.2, 0.7]])
     est = VoteEnsemble().fit(P, [0, 2])
     proba = est.predict_proba(P)
     np.testing.assert_array_equal(est.predict(P), [0, 2])
-    np.testing.assert_allclose(proba, [[2 / 3, 1 / 3, 0], [0, 1 / 3, 2 / 3]], atol=VOTE_NUDGE)  # shares, nudged by at most VOTE_NUDGE
+    np.testing.assert_allclose(
+        proba, [[2 / 3, 1 / 3, 0], [0, 1 / 3, 2 / 3]], atol=VOTE_NUDGE
+    )  # shares, nudged by at most VOTE_NUDGE
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
 
 
 def test_a_tied_vote_goes_to_the_higher_mean_probability_then_the_lower_class():
-    P = _P([[0.9, 0.1, 0.0], [0.5, 0.5, 0.0]],
-           [[0.4, 0.6, 0.0], [0.5, 0.5, 0.0]])
+    P = _P([[0.9, 0.1, 0.0], [0.5, 0.5, 0.0]], [[0.4, 0.6, 0.0], [0.5, 0.5, 0.0]])
     # Row 0: one vote each for 0 and 1; class 0's mean probability (0.65) is higher.
     # Row 1: both members tie internally (argmax -> class 0), so class 0 wins 2-0.
     est = VoteEnsemble().fit(P, [0, 0])

@@ -29,16 +29,30 @@ def make_trial(folder: Path, seed: int, *, backbone: str = "test_resnet", k: int
     from ferray.training.models import build_model
     from ferray.training.weights import save_weights
 
-    cfg = TrainConfig.model_validate({"model": {"backbone": backbone, "pretrained": False},
-                                      "folds": {"k": 2, "seed": 0}, "data": {"source": "synthetic:basic7"}})
+    cfg = TrainConfig.model_validate(
+        {
+            "model": {"backbone": backbone, "pretrained": False},
+            "folds": {"k": 2, "seed": 0},
+            "data": {"source": "synthetic:basic7"},
+        }
+    )
     for fold in range(k):
         torch.manual_seed(seed * 10 + fold)
         model = build_model(cfg.model, num_classes=len(CLASSES), in_chans=1, img_size=48)
         with torch.no_grad():
             model.emotion_head.weight.mul_(20.0)  # probabilities that differ between images
-        meta = {"train": cfg.model_dump(mode="json"), "num_classes": len(CLASSES), "in_chans": 1, "img_size": 48,
-                "class_names": CLASSES, "fold": fold, "k": k, "ema": False, "normalise": {"mean": 0.5, "std": 0.5},
-                "data_fingerprint": "fp-explain"}
+        meta = {
+            "train": cfg.model_dump(mode="json"),
+            "num_classes": len(CLASSES),
+            "in_chans": 1,
+            "img_size": 48,
+            "class_names": CLASSES,
+            "fold": fold,
+            "k": k,
+            "ema": False,
+            "normalise": {"mean": 0.5, "std": 0.5},
+            "data_fingerprint": "fp-explain",
+        }
         save_weights(model, TrialLayout(folder).weights(fold), meta)
     TrialLayout(folder).config.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
     return folder
@@ -60,8 +74,9 @@ def explain_run(tmp_path_factory) -> Path:
         table.set_state(tid, "COMPLETED")
     table.write(run.results)
     run.ensemble.mkdir()
-    run.ensemble_files.summary.write_text(json.dumps({"method": "greedy", "members": ["t_a", "t_b"],
-                                                      "weights": WEIGHTS}))
+    run.ensemble_files.summary.write_text(
+        json.dumps({"method": "greedy", "members": ["t_a", "t_b"], "weights": WEIGHTS})
+    )
     return run.root
 
 
@@ -77,8 +92,13 @@ def explain_bundle(explain_run, tmp_path_factory) -> Path:
     probs[np.arange(300), guess] = 1.0
     probs /= probs.sum(axis=1, keepdims=True)
     run = Path(explain_run)
-    return export_bundle([run / "t_a", run / "t_b"], tmp_path_factory.mktemp("explain_bundle") / "bundle",
-                         method="greedy", weights=WEIGHTS, calibration={"ensemble": fit_calibration(labels, probs)})
+    return export_bundle(
+        [run / "t_a", run / "t_b"],
+        tmp_path_factory.mktemp("explain_bundle") / "bundle",
+        method="greedy",
+        weights=WEIGHTS,
+        calibration={"ensemble": fit_calibration(labels, probs)},
+    )
 
 
 @pytest.fixture(scope="session")

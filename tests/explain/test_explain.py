@@ -28,8 +28,9 @@ def test_run_ensemble_map_is_the_weighted_mean_of_member_maps(explain_run, faces
         expected = WEIGHTS[0] * item.maps["t_a"] + WEIGHTS[1] * item.maps["t_b"]
         np.testing.assert_allclose(item.ensemble_map, expected, rtol=1e-6, atol=1e-6)
         assert item.ensemble_map.shape == (48, 48)
-        np.testing.assert_allclose(item.probs, WEIGHTS[0] * item.member_probs["t_a"]
-                                   + WEIGHTS[1] * item.member_probs["t_b"], rtol=1e-5)
+        np.testing.assert_allclose(
+            item.probs, WEIGHTS[0] * item.member_probs["t_a"] + WEIGHTS[1] * item.member_probs["t_b"], rtol=1e-5
+        )
         assert item.target == int(np.argmax(item.probs))  # default: the predicted class
         assert item.file.is_file() and Image.open(item.file).size[0] > 0
     doc = json.loads((tmp_path / "explain.json").read_text())
@@ -74,8 +75,9 @@ def test_bundle_uses_its_weights_and_its_graph(explain_bundle, faces, tmp_path):
     assert np.array_equal(shown.argmax(axis=1), raw.argmax(axis=1)) and shown.max() < raw.max()
     for item in result.images:
         assert item.target == CLASSES.index("happy")
-        np.testing.assert_allclose(item.ensemble_map, WEIGHTS[0] * item.maps["t_a"] + WEIGHTS[1] * item.maps["t_b"],
-                                   atol=1e-6)
+        np.testing.assert_allclose(
+            item.ensemble_map, WEIGHTS[0] * item.maps["t_a"] + WEIGHTS[1] * item.maps["t_b"], atol=1e-6
+        )
     # the file names carry the method: gradcam++ -> gradcampp, never gradcam's name
     names = [f"{k:03d}_array_{k}_gradcampp.png" for k in range(len(faces))]
     assert [i.file.name for i in result.images] == names
@@ -97,8 +99,9 @@ def test_integrated_gradients_ensemble_map_is_the_weighted_mean(explain_run, fac
     result = explain(explain_run, faces[:2], method="ig", ig_steps=4, target="happy", write=False)
     for item in result.images:
         assert set(item.maps) == {"t_a", "t_b"} and item.ensemble_map.shape == (48, 48)
-        np.testing.assert_allclose(item.ensemble_map, WEIGHTS[0] * item.maps["t_a"] + WEIGHTS[1] * item.maps["t_b"],
-                                   atol=1e-6)
+        np.testing.assert_allclose(
+            item.ensemble_map, WEIGHTS[0] * item.maps["t_a"] + WEIGHTS[1] * item.maps["t_b"], atol=1e-6
+        )
         assert not np.allclose(item.maps["t_a"], item.maps["t_b"])
 
 
@@ -130,26 +133,34 @@ def test_faces_are_cropped_by_the_detector(explain_run, faces):
 
     images = np.concatenate([faces[:1], np.zeros((1, 64, 64, 3), np.uint8)])
     result = explain(explain_run, images, faces=detector, write=False)
-    assert [(i.source, i.face, i.box) for i in result.images] == [("array[0]", 0, (8, 8, 40, 40)),
-                                                                  ("array[0]", 1, (0, 0, 32, 32))]
+    assert [(i.source, i.face, i.box) for i in result.images] == [
+        ("array[0]", 0, (8, 8, 40, 40)),
+        ("array[0]", 1, (0, 0, 32, 32)),
+    ]
     assert result.skipped == [{"source": "array[1]", "reason": "no face found"}]
     assert result.images[0].image.shape == (48, 48, 1)
 
 
-@pytest.mark.parametrize("member, match", [
-    ("t_c", r"unknown member 't_c'; did you mean 't_[ab]'.*\(members: 0 \(t_a\), 1 \(t_b\)\)"),
-    (5, r"member 5 does not exist \(members: 0 \(t_a\), 1 \(t_b\)\)"),
-    ("student", r"no distilled student \(members: 0 \(t_a\), 1 \(t_b\)\)"),
-])
+@pytest.mark.parametrize(
+    "member, match",
+    [
+        ("t_c", r"unknown member 't_c'; did you mean 't_[ab]'.*\(members: 0 \(t_a\), 1 \(t_b\)\)"),
+        (5, r"member 5 does not exist \(members: 0 \(t_a\), 1 \(t_b\)\)"),
+        ("student", r"no distilled student \(members: 0 \(t_a\), 1 \(t_b\)\)"),
+    ],
+)
 def test_unknown_member_names_the_valid_ones(explain_run, faces, member, match):
     with pytest.raises(ConfigError, match=match):
         explain(explain_run, faces, member=member, write=False)
 
 
-@pytest.mark.parametrize("target, match", [
-    ("happiness", r"unknown target class 'happiness'.*classes: angry, happy, neutral, sad"),
-    (7, r"target class 7 does not exist; classes: 0 \(angry\), 1 \(happy\)"),
-])
+@pytest.mark.parametrize(
+    "target, match",
+    [
+        ("happiness", r"unknown target class 'happiness'.*classes: angry, happy, neutral, sad"),
+        (7, r"target class 7 does not exist; classes: 0 \(angry\), 1 \(happy\)"),
+    ],
+)
 def test_unknown_target_names_the_classes(explain_run, faces, target, match):
     with pytest.raises(ConfigError, match=match):
         explain(explain_run, faces, target=target, write=False)
@@ -194,8 +205,19 @@ def _cli(argv: list[str]) -> argparse.Namespace:
 def test_cli(explain_run, faces, tmp_path, capsys):
     img = tmp_path / "face.png"
     Image.fromarray(faces[0]).save(img)
-    args = _cli(["explain", str(explain_run), str(img), "--method", "layercam", "--target", "sad",
-                 "--out", str(tmp_path / "out")])
+    args = _cli(
+        [
+            "explain",
+            str(explain_run),
+            str(img),
+            "--method",
+            "layercam",
+            "--target",
+            "sad",
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
     assert args.func(args) == 0
     out = capsys.readouterr().out.strip().splitlines()
     assert out[0].endswith("target sad") and out[-1] == str(tmp_path / "out" / "grid.png")

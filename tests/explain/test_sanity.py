@@ -40,7 +40,7 @@ def trained():
         model.train()
         perm = torch.randperm(n_train, generator=g)
         for i in range(0, n_train, 32):
-            b = perm[i:i + 32]
+            b = perm[i : i + 32]
             loss = torch.nn.functional.cross_entropy(model(x[b])["logits"], y[b])
             opt.zero_grad()
             loss.backward()

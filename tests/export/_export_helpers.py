@@ -20,9 +20,18 @@ FINGERPRINT = "fp-test-0001"
 _CACHE: dict[str, dict] = {}
 
 
-def make_trial(folder: Path, backbone: str = "test_resnet", *, k: int = 2, seed: int = 0, size: int = SIZE,
-               channels: int = 1, classes: list[str] | None = None, cv: float | None = 0.5,
-               sharpen: float = 40.0) -> Path:
+def make_trial(
+    folder: Path,
+    backbone: str = "test_resnet",
+    *,
+    k: int = 2,
+    seed: int = 0,
+    size: int = SIZE,
+    channels: int = 1,
+    classes: list[str] | None = None,
+    cv: float | None = 0.5,
+    sharpen: float = 40.0,
+) -> Path:
     """A finished trial folder: ``weights/fold_<i>.safetensors`` (+ ``metrics.json`` when ``cv``)."""
     from ferray.layout import TrialLayout
     from ferray.training.config import TrainConfig
@@ -30,17 +39,31 @@ def make_trial(folder: Path, backbone: str = "test_resnet", *, k: int = 2, seed:
     from ferray.training.weights import save_weights
 
     classes = list(classes or CLASSES)
-    cfg = TrainConfig.model_validate({"model": {"backbone": backbone, "pretrained": False},
-                                      "folds": {"k": max(k, 2), "seed": 7}, "run": {"metric": "accuracy"}})
+    cfg = TrainConfig.model_validate(
+        {
+            "model": {"backbone": backbone, "pretrained": False},
+            "folds": {"k": max(k, 2), "seed": 7},
+            "run": {"metric": "accuracy"},
+        }
+    )
     layout = TrialLayout(folder)
     for fold in range(k):
         torch.manual_seed(seed * 100 + fold)
         model = build_model(cfg.model, num_classes=len(classes), in_chans=channels, img_size=size)
         with torch.no_grad():
             model.emotion_head.weight.mul_(sharpen)
-        meta = {"train": cfg.model_dump(mode="json"), "num_classes": len(classes), "in_chans": channels,
-                "img_size": size, "class_names": classes, "fold": fold, "k": k, "ema": False,
-                "normalise": {"mean": 0.5, "std": 0.5}, "data_fingerprint": FINGERPRINT}
+        meta = {
+            "train": cfg.model_dump(mode="json"),
+            "num_classes": len(classes),
+            "in_chans": channels,
+            "img_size": size,
+            "class_names": classes,
+            "fold": fold,
+            "k": k,
+            "ema": False,
+            "normalise": {"mean": 0.5, "std": 0.5},
+            "data_fingerprint": FINGERPRINT,
+        }
         save_weights(model, layout.weights(fold), meta)
     if cv is not None:
         layout.metrics.write_text(json.dumps({"class_names": classes, "oof": {"accuracy": cv, "macro_f1": cv - 0.1}}))
@@ -77,10 +100,24 @@ def shared_bundle(tmp_path_factory) -> dict:
         t3 = make_trial(root / "trial_c", "test_resnet", seed=3, cv=0.40)
         student = make_trial(root / "distill", "test_resnet", k=1, seed=4, cv=None)
         lines: list[str] = []
-        bundle = export_bundle([t1, t2, t3], root / "bundle", method="greedy", weights=[3, 1, 0],
-                               student=student, manifest_extra={"note": "test"}, echo=lines.append)
-        _CACHE["greedy"] = {"bundle": bundle, "members": [t1, t2], "pruned": t3, "weights": [0.75, 0.25],
-                            "student": student, "root": root, "echo": lines}
+        bundle = export_bundle(
+            [t1, t2, t3],
+            root / "bundle",
+            method="greedy",
+            weights=[3, 1, 0],
+            student=student,
+            manifest_extra={"note": "test"},
+            echo=lines.append,
+        )
+        _CACHE["greedy"] = {
+            "bundle": bundle,
+            "members": [t1, t2],
+            "pruned": t3,
+            "weights": [0.75, 0.25],
+            "student": student,
+            "root": root,
+            "echo": lines,
+        }
     return _CACHE["greedy"]
 
 
@@ -123,11 +160,23 @@ def calibrated_run(tmp_path_factory) -> dict:
             labels = (softmax_t(probs, 3.0).cumsum(axis=1) > rng.random((n, 1))).argmax(axis=1)
             rows = np.arange(n) + (0 if kind == "oof" else 1000)
             folds = rows % 2 if kind == "oof" else np.full(n, -1)
-            meta = {"class_names": CLASSES, "k": 2, "data_fingerprint": FINGERPRINT, "tta": [], "kind": kind,
-                    "ensemble": "greedy", "members": ids}
+            meta = {
+                "class_names": CLASSES,
+                "k": 2,
+                "data_fingerprint": FINGERPRINT,
+                "tta": [],
+                "kind": kind,
+                "ensemble": "greedy",
+                "members": ids,
+            }
             write_predictions(Predictions(rows, [f"r{r}" for r in rows], folds, labels, probs, None, meta), path)
             written[kind] = (labels, probs)
         bundle = export_run(run.root)
-        _CACHE["calibrated"] = {"run": run, "bundle": bundle, "oof": written["oof"], "holdout": written["holdout"],
-                                "members": ids}
+        _CACHE["calibrated"] = {
+            "run": run,
+            "bundle": bundle,
+            "oof": written["oof"],
+            "holdout": written["holdout"],
+            "members": ids,
+        }
     return _CACHE["calibrated"]

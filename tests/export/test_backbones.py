@@ -10,8 +10,10 @@ from ferray.training.config import ModelConfig
 from ferray.training.models import BACKBONE_FAMILIES, build_model
 
 # Alternate heads and channel counts so both AU heads and RGB input are covered without doubling the cost.
-CASES = [(family, head, channels) for (family, head, channels) in zip(
-    BACKBONE_FAMILIES, ["emotion", "au_attention", "multitask"] * 3, [1, 3] * 4)]
+CASES = [
+    (family, head, channels)
+    for (family, head, channels) in zip(BACKBONE_FAMILIES, ["emotion", "au_attention", "multitask"] * 3, [1, 3] * 4)
+]
 
 
 @pytest.mark.parametrize("family, head, channels", CASES)

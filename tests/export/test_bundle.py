@@ -62,8 +62,15 @@ def test_manifest(greedy_bundle):
     m = json.loads((root / "manifest.json").read_text())
     assert m["format"] == BundleLayout.FORMAT == 1
     assert m["classes"] == CLASSES
-    assert m["input"] == {"name": "images", "dtype": "uint8", "layout": "NHWC", "size": 48, "channels": 1,
-                          "color": "grayscale", "range": [0, 255]}
+    assert m["input"] == {
+        "name": "images",
+        "dtype": "uint8",
+        "layout": "NHWC",
+        "size": 48,
+        "channels": 1,
+        "color": "grayscale",
+        "range": [0, 255],
+    }
     assert m["normalise"] == {"mean": 0.5, "std": 0.5, "in_graph": True}
     ens = m["ensemble"]
     assert ens["method"] == "greedy" and ens["weights"] == [0.75, 0.25]
@@ -130,13 +137,25 @@ def test_disagreement_names_the_member(greedy_bundle):
     members = [Member.from_trial(t) for t in greedy_bundle["members"]]
     with torch.no_grad():
         members[1].models[0].emotion_head.bias.add_(torch.tensor([3.0, 0.0, 0.0, 0.0]))
-    graph = EnsembleGraph([FoldMean(m.models) for m in members],
-                          build_combiner("greedy", n_members=2, n_classes=4, weights=[3, 1]), Preprocess(channels=1))
-    with pytest.raises(ExportError, match=r"ensemble.onnx: ONNX output '(member_)?probs' differs from PyTorch by "
-                                          r".* > 0.0001; member 'trial_b' differs by"):
-        check_onnx(graph, BundleLayout(greedy_bundle["bundle"]).ensemble, size=48, channels=1,
-                   output_names=["probs", "member_probs"], what="ensemble.onnx",
-                   parts={"member_probs": ["trial_a", "trial_b"]})
+    graph = EnsembleGraph(
+        [FoldMean(m.models) for m in members],
+        build_combiner("greedy", n_members=2, n_classes=4, weights=[3, 1]),
+        Preprocess(channels=1),
+    )
+    with pytest.raises(
+        ExportError,
+        match=r"ensemble.onnx: ONNX output '(member_)?probs' differs from PyTorch by "
+        r".* > 0.0001; member 'trial_b' differs by",
+    ):
+        check_onnx(
+            graph,
+            BundleLayout(greedy_bundle["bundle"]).ensemble,
+            size=48,
+            channels=1,
+            output_names=["probs", "member_probs"],
+            what="ensemble.onnx",
+            parts={"member_probs": ["trial_a", "trial_b"]},
+        )
 
 
 def test_falls_back_to_torchscript_exporter(tmp_path, greedy_bundle, monkeypatch):

@@ -42,8 +42,10 @@ def test_oof_of_another_ensemble_or_classes_keeps_t_1(calibrated):
     ens = calibrated["run"].ensemble_files
     ids = calibrated["members"]
     other = ensemble_calibration(ens, method="stacking", members=ids, classes=CLASSES)
-    assert other["temperature"] == 1.0 and "predictions of ensemble 'greedy', but the bundle exports 'stacking'" \
-        in other["reason"]
+    assert (
+        other["temperature"] == 1.0
+        and "predictions of ensemble 'greedy', but the bundle exports 'stacking'" in other["reason"]
+    )
     fewer = ensemble_calibration(ens, method="greedy", members=ids[:1], classes=CLASSES)
     assert fewer["temperature"] == 1.0 and "members" in fewer["reason"]
     renamed = ensemble_calibration(ens, method="greedy", members=ids, classes=CLASSES[::-1])
@@ -60,18 +62,24 @@ def test_a_run_without_oof_rows_and_a_broken_oof_file(tmp_path):
 
 def test_export_bundle_without_calibration_records_why(greedy_bundle):
     cal = _manifest(greedy_bundle["bundle"])["calibration"]
-    assert cal["ensemble"] == {"temperature": 1.0, "fitted_on": None,
-                               "reason": "no out-of-fold predictions were given to fit a temperature on (T = 1)"}
+    assert cal["ensemble"] == {
+        "temperature": 1.0,
+        "fitted_on": None,
+        "reason": "no out-of-fold predictions were given to fit a temperature on (T = 1)",
+    }
     assert cal["student"]["temperature"] == 1.0 and "trained on every cross-validation row" in cal["student"]["reason"]
     assert any(line.startswith("calibration: ensemble T = 1") for line in greedy_bundle["echo"])
 
 
-@pytest.mark.parametrize("calibration, match", [
-    ({"ensemble": {"temperature": 0}}, r"calibration\.ensemble\.temperature is 0, but must be a finite number > 0"),
-    ({"ensemble": {"temperature": "warm"}}, r"calibration\.ensemble\.temperature is 'warm'"),
-    ({"teacher": {"temperature": 2.0}}, r"unknown graph\(s\) \['teacher'\]; valid keys: ensemble, student"),
-    ({"student": {"temperature": 2.0}}, "a 'student' entry, but no student is exported"),
-])
+@pytest.mark.parametrize(
+    "calibration, match",
+    [
+        ({"ensemble": {"temperature": 0}}, r"calibration\.ensemble\.temperature is 0, but must be a finite number > 0"),
+        ({"ensemble": {"temperature": "warm"}}, r"calibration\.ensemble\.temperature is 'warm'"),
+        ({"teacher": {"temperature": 2.0}}, r"unknown graph\(s\) \['teacher'\]; valid keys: ensemble, student"),
+        ({"student": {"temperature": 2.0}}, "a 'student' entry, but no student is exported"),
+    ],
+)
 def test_bad_calibration_is_refused_before_exporting(tmp_path, greedy_bundle, calibration, match):
     with pytest.raises(ConfigError, match=match):
         export_bundle(greedy_bundle["members"], tmp_path / "b", method="mean", calibration=calibration)
@@ -100,8 +108,18 @@ def test_student_with_its_own_oof_rows_is_fitted(tmp_path):
     labels = rng.integers(0, 4, 50)
     none = student_calibration(folder, classes=CLASSES)  # `ferray distill` trains on every CV row: no OOF rows
     assert none["temperature"] == 1.0 and none["fitted_on"] is None and "holdout" in none["reason"]
-    write_predictions(Predictions(np.arange(50), [str(i) for i in range(50)], np.arange(50) % 2, labels, probs, None,
-                                  {"class_names": CLASSES, "k": 2, "kind": "oof"}), folder.oof)
+    write_predictions(
+        Predictions(
+            np.arange(50),
+            [str(i) for i in range(50)],
+            np.arange(50) % 2,
+            labels,
+            probs,
+            None,
+            {"class_names": CLASSES, "k": 2, "kind": "oof"},
+        ),
+        folder.oof,
+    )
     entry = student_calibration(folder, classes=CLASSES)
     assert entry["fitted_on"] == "out-of-fold" and entry["rows"] == 50
     assert entry["temperature"] == pytest.approx(fit_temperature(labels, probs), rel=1e-5)

@@ -31,13 +31,19 @@ def _stacking_summary(member_ids: list[str]) -> dict:
     stack = ensemble.StackingEnsemble(inner_folds=2).fit(P, y)
     greedy = ensemble.GreedyEnsemble().fit(P, y)
     return {
-        "run": "exp", "metric": "accuracy", "class_names": CLASSES, "data_fingerprint": "fp",
-        "members": [{"trial_id": t, "rank": i + 1, "state": "TERMINATED", "fold_mean": 0.5} for i, t in
-                    enumerate(member_ids)],
-        "methods": {"stacking": {**stack.to_dict(), "oof_source": "inner_cv", "oof_accuracy": 0.7,
-                                 "holdout_accuracy": 0.65},
-                    "greedy": {**greedy.to_dict(), "oof_source": "in_sample", "oof_accuracy": 0.69}},
-        "chosen": "stacking", "chosen_by": "oof_log_loss",
+        "run": "exp",
+        "metric": "accuracy",
+        "class_names": CLASSES,
+        "data_fingerprint": "fp",
+        "members": [
+            {"trial_id": t, "rank": i + 1, "state": "TERMINATED", "fold_mean": 0.5} for i, t in enumerate(member_ids)
+        ],
+        "methods": {
+            "stacking": {**stack.to_dict(), "oof_source": "inner_cv", "oof_accuracy": 0.7, "holdout_accuracy": 0.65},
+            "greedy": {**greedy.to_dict(), "oof_source": "in_sample", "oof_accuracy": 0.69},
+        },
+        "chosen": "stacking",
+        "chosen_by": "oof_log_loss",
     }, stack
 
 
@@ -52,7 +58,9 @@ def run_dir(tmp_path_factory):
     run.ensemble_files.summary.write_text(json.dumps(summary))
     make_trial(run.distill, "test_resnet", k=1, seed=7, cv=None)
     run.distill_files.summary.write_text(json.dumps({"student": {"holdout_accuracy": 0.55}}))
-    (run.root / "ferray_run.json").write_text(json.dumps({"format": 1, "created": "2026-11-30", "spec": {"name": "exp"}}))
+    (run.root / "ferray_run.json").write_text(
+        json.dumps({"format": 1, "created": "2026-11-30", "spec": {"name": "exp"}})
+    )
     return run, ids, stack
 
 
@@ -95,9 +103,17 @@ def test_export_without_ensemble(tmp_path):
 
 def test_read_ensemble_summary_forms(tmp_path):
     path = tmp_path / "ensemble.json"
-    path.write_text(json.dumps({"members": [{"trial_id": "a"}, {"trial_id": "b"}], "chosen": "greedy",
-                                "methods": {"greedy": {"method": "greedy", "weights": [0.75, 0.25],
-                                                       "oof_accuracy": 0.8, "oof_source": "x"}}}))
+    path.write_text(
+        json.dumps(
+            {
+                "members": [{"trial_id": "a"}, {"trial_id": "b"}],
+                "chosen": "greedy",
+                "methods": {
+                    "greedy": {"method": "greedy", "weights": [0.75, 0.25], "oof_accuracy": 0.8, "oof_source": "x"}
+                },
+            }
+        )
+    )
     s = read_ensemble_summary(path)
     assert (s["method"], s["members"], s["weights"], s["stacker"]) == ("greedy", ["a", "b"], [0.75, 0.25], None)
     assert s["scores"] == {"oof_accuracy": 0.8}

@@ -29,17 +29,23 @@ def test_registry_names():
 
 
 def test_unknown_method_lists_valid_ones():
-    with pytest.raises(ConfigError, match=r"unknown ensemble method 'greddy'; did you mean 'greedy'\?.*"
-                                          r"valid methods: mean, greedy, vote, stacking"):
+    with pytest.raises(
+        ConfigError,
+        match=r"unknown ensemble method 'greddy'; did you mean 'greedy'\?.*"
+        r"valid methods: mean, greedy, vote, stacking",
+    ):
         build_combiner("greddy", n_members=2, n_classes=3, weights=[1, 1])
 
 
-@pytest.mark.parametrize("weights, match", [
-    (None, "method 'greedy' needs the members' weights"),
-    ([1.0], r"1 weight\(s\) for 2 member\(s\)"),
-    ([1.0, -0.5], "must be finite, >= 0 and not all 0"),
-    ([0.0, 0.0], "must be finite, >= 0 and not all 0"),
-])
+@pytest.mark.parametrize(
+    "weights, match",
+    [
+        (None, "method 'greedy' needs the members' weights"),
+        ([1.0], r"1 weight\(s\) for 2 member\(s\)"),
+        ([1.0, -0.5], "must be finite, >= 0 and not all 0"),
+        ([0.0, 0.0], "must be finite, >= 0 and not all 0"),
+    ],
+)
 def test_greedy_weights_are_checked(weights, match):
     with pytest.raises(ConfigError, match=match):
         build_combiner("greedy", n_members=2, n_classes=3, weights=weights)
@@ -85,8 +91,9 @@ def test_stacking_formula_and_checks():
     P = _member_probs(n_members=2, n_classes=3)
     rng = np.random.default_rng(0)
     coef, intercept = rng.normal(size=(3, 6)), rng.normal(size=3)
-    module = build_combiner("stacking", n_members=2, n_classes=3,
-                            stacker={"coef": coef, "intercept": intercept, "input": "log_proba"})
+    module = build_combiner(
+        "stacking", n_members=2, n_classes=3, stacker={"coef": coef, "intercept": intercept, "input": "log_proba"}
+    )
     X = np.log(np.clip(P, 1e-7, 1)).transpose(1, 0, 2).reshape(P.shape[1], -1)
     z = X @ coef.T + intercept
     expected = np.exp(z - z.max(1, keepdims=True))
@@ -97,8 +104,9 @@ def test_stacking_formula_and_checks():
     with pytest.raises(ConfigError, match="needs a stacker"):
         build_combiner("stacking", n_members=2, n_classes=3)
     with pytest.raises(ConfigError, match="stacker input 'logits'"):
-        build_combiner("stacking", n_members=2, n_classes=3,
-                       stacker={"coef": coef, "intercept": intercept, "input": "logits"})
+        build_combiner(
+            "stacking", n_members=2, n_classes=3, stacker={"coef": coef, "intercept": intercept, "input": "logits"}
+        )
 
 
 @pytest.mark.parametrize("channels", [1, 3])

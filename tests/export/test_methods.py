@@ -51,8 +51,10 @@ class Members:
     def __init__(self, root: Path) -> None:
         self.run = RunLayout(root / "exp")
         self.ids = [f"t{i:05d}" for i in range(1, N_MEMBERS + 1)]
-        self.trials = [make_trial(self.run.root / tid, "test_resnet", k=k, seed=60 + i)
-                       for i, (tid, k) in enumerate(zip(self.ids, (2, 1, 1)), start=1)]
+        self.trials = [
+            make_trial(self.run.root / tid, "test_resnet", k=k, seed=60 + i)
+            for i, (tid, k) in enumerate(zip(self.ids, (2, 1, 1)), start=1)
+        ]
         # Fit rows, stand-ins for the out-of-fold rows, labelled by a draw from the members'
         # mean probability: labels the members explain together, so greedy selection keeps
         # all three (on random labels it drops one, and the graph would combine two).
@@ -75,9 +77,10 @@ class Members:
         tie_rows = np.flatnonzero(clear & tied & (tie_gap > _MARGIN) & (tie_winner != winners.min(axis=0)))[:4]
         # Rows where a majority of two outvotes the class of highest mean probability.
         overruled = np.flatnonzero(clear & ~tied & (majority != mean.argmax(axis=1)))[:3]
-        others = np.setdiff1d(np.flatnonzero(clear & ~tied), overruled)[:8 - len(overruled)]
-        assert len(tie_rows) == 4 and len(overruled) >= 1 and len(others) + len(overruled) == 8, \
+        others = np.setdiff1d(np.flatnonzero(clear & ~tied), overruled)[: 8 - len(overruled)]
+        assert len(tie_rows) == 4 and len(overruled) >= 1 and len(others) + len(overruled) == 8, (
             "the seeds no longer give tied, overruled and plain test rows"
+        )
         rows = np.concatenate([tie_rows, overruled, others])
         self.images, self.P = pool[rows], P[:, rows]
         self.tied = np.isin(rows, tie_rows)
@@ -93,8 +96,11 @@ class Members:
         if method not in self._cache:
             est = make_ensemble(method).fit(self.P_fit, self.y_fit)
             self.run.ensemble.mkdir(parents=True, exist_ok=True)
-            summary = {"chosen": method, "members": [{"trial_id": t} for t in self.ids],
-                       "methods": {method: est.to_dict()}}
+            summary = {
+                "chosen": method,
+                "members": [{"trial_id": t} for t in self.ids],
+                "methods": {method: est.to_dict()},
+            }
             self.run.ensemble_files.summary.write_text(json.dumps(summary, default=_json_default))
             bundle = export_run(self.run.root, self.run.root / f"bundle-{method}")
             self._cache[method] = (est, bundle)

@@ -65,8 +65,11 @@ def _edit_manifest(bundle, **changes):
 
 def test_newer_format(bundle_copy):
     _edit_manifest(bundle_copy, format=2)
-    with pytest.raises(DataError, match=r"manifest\.json: bundle format 2 is newer than this ferray reads "
-                                        r"\(format 1\); upgrade ferray"):
+    with pytest.raises(
+        DataError,
+        match=r"manifest\.json: bundle format 2 is newer than this ferray reads "
+        r"\(format 1\); upgrade ferray",
+    ):
         Bundle.load(bundle_copy)
 
 

@@ -172,11 +172,21 @@ def test_faces_with_a_given_detector(greedy_bundle, tmp_path):
         return boxes if gray.shape == (200, 300) else []
 
     preds = predict(greedy_bundle["bundle"], tmp_path, faces=detector, progress=False)
-    assert [(Path(p.source).name, p.face, p.box) for p in preds] == [("group.png", 0, boxes[0]), ("group.png", 1, boxes[1])]
+    assert [(Path(p.source).name, p.face, p.box) for p in preds] == [
+        ("group.png", 0, boxes[0]),
+        ("group.png", 1, boxes[1]),
+    ]
     assert [(Path(s.source).name, s.reason) for s in preds.skipped] == [("wall.png", "no face found")]
-    crops = np.stack([np.asarray(Image.fromarray(photo).crop((x, y, x + w, y + h))
-                                 .resize((48, 48), Image.Resampling.BILINEAR, reducing_gap=2.0))[:, :, None]
-                      for x, y, w, h in boxes])
+    crops = np.stack(
+        [
+            np.asarray(
+                Image.fromarray(photo)
+                .crop((x, y, x + w, y + h))
+                .resize((48, 48), Image.Resampling.BILINEAR, reducing_gap=2.0)
+            )[:, :, None]
+            for x, y, w, h in boxes
+        ]
+    )
     assert np.abs(preds.probs() - torch_ensemble_probs(greedy_bundle, crops)).max() <= 1e-4
 
 
@@ -228,8 +238,9 @@ def test_writers(greedy_bundle, photo_folder, tmp_path):
     write_csv(preds, tmp_path / "p.csv")
     with open(tmp_path / "p.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
-    assert list(rows[0]) == ["source", "face", "x", "y", "w", "h", "label", "score"] + \
-        [f"prob_{c}" for c in CLASSES] + ["temperature", "error"]
+    assert list(rows[0]) == ["source", "face", "x", "y", "w", "h", "label", "score"] + [
+        f"prob_{c}" for c in CLASSES
+    ] + ["temperature", "error"]
     assert rows[0]["temperature"] == "1" and rows[-1]["temperature"] == ""  # the shared bundle stores T = 1
     assert len(rows) == 6 and rows[-1]["label"] == "" and "unreadable image" in rows[-1]["error"]
     assert float(rows[0]["prob_happy"]) == pytest.approx(preds[0].probs["happy"], abs=1e-6)

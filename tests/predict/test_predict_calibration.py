@@ -1,4 +1,7 @@
-"""``predict`` applies the bundle's temperature by default; ``--no-calibration`` and old bundles give raw probabilities."""
+"""``predict`` applies the bundle's temperature by default.
+
+``--no-calibration`` and old bundles give raw probabilities.
+"""
 
 from __future__ import annotations
 
@@ -28,8 +31,10 @@ def faces() -> np.ndarray:
 def test_predict_applies_the_stored_temperature(calibrated, faces):
     bundle = Bundle.load(calibrated["bundle"])
     t = bundle.temperature()
-    assert t == json.loads((calibrated["bundle"] / "manifest.json").read_text())["calibration"]["ensemble"][
-        "temperature"] and t > 1.5
+    assert (
+        t == json.loads((calibrated["bundle"] / "manifest.json").read_text())["calibration"]["ensemble"]["temperature"]
+        and t > 1.5
+    )
     raw = bundle.run(faces)
     preds = predict(bundle, faces, progress=False)
     assert preds.calibrated is True and preds.temperature == t
@@ -56,8 +61,10 @@ def test_no_calibration_gives_the_graphs_probabilities(calibrated, faces, tmp_pa
     folder.mkdir()
     for i, face in enumerate(faces[:3]):
         Image.fromarray(face[:, :, 0]).save(folder / f"f{i}.png")
-    assert main([str(bundle.path), str(folder), "--out", str(tmp_path / "raw.json"), "--no-calibration",
-                 "--no-progress"]) == 0
+    assert (
+        main([str(bundle.path), str(folder), "--out", str(tmp_path / "raw.json"), "--no-calibration", "--no-progress"])
+        == 0
+    )
     assert "probabilities: raw" in capsys.readouterr().err
     doc = json.loads((tmp_path / "raw.json").read_text())
     assert doc["calibrated"] is False and doc["temperature"] == 1.0
@@ -95,14 +102,21 @@ def test_a_bundle_from_before_calibration_reads_as_t_1(calibrated, faces, tmp_pa
     assert "probabilities: T = 1: the bundle stores no temperature" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("edit, match", [
-    (lambda m: m["calibration"]["ensemble"].update(temperature=-2.0),
-     r"manifest\.json: calibration\.ensemble\.temperature is -2\.0, but must be a finite number > 0"),
-    (lambda m: m["calibration"]["ensemble"].update(temperature="hot"),
-     r"calibration\.ensemble\.temperature is 'hot'"),
-    (lambda m: m.update(calibration=[1.5]), r"calibration is \[1\.5\], but must be an object"),
-    (lambda m: m["files"]["ensemble.onnx"].update(sha256="0" * 64), r"ensemble\.onnx: sha256 differs"),
-])
+@pytest.mark.parametrize(
+    "edit, match",
+    [
+        (
+            lambda m: m["calibration"]["ensemble"].update(temperature=-2.0),
+            r"manifest\.json: calibration\.ensemble\.temperature is -2\.0, but must be a finite number > 0",
+        ),
+        (
+            lambda m: m["calibration"]["ensemble"].update(temperature="hot"),
+            r"calibration\.ensemble\.temperature is 'hot'",
+        ),
+        (lambda m: m.update(calibration=[1.5]), r"calibration is \[1\.5\], but must be an object"),
+        (lambda m: m["files"]["ensemble.onnx"].update(sha256="0" * 64), r"ensemble\.onnx: sha256 differs"),
+    ],
+)
 def test_a_tampered_manifest_is_refused(calibrated, tmp_path, edit, match):
     copy = tmp_path / "bundle"
     shutil.copytree(calibrated["bundle"], copy)
@@ -121,8 +135,14 @@ def test_calibrated_predict_needs_neither_torch_nor_scipy(calibrated, faces, tmp
     out = tmp_path / "sub.json"
     wrapper = _WRAPPER.replace("for name in (", "for name in ('scipy', ")
     env = {**os.environ, "PYTHONPATH": str(_REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.run([sys.executable, "-c", wrapper, str(calibrated["bundle"]), str(folder), "--out", str(out),
-                           "--no-progress"], check=False, capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", wrapper, str(calibrated["bundle"]), str(folder), "--out", str(out), "--no-progress"],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(out.read_text())
     assert doc["calibrated"] is True and doc["temperature"] > 1.5

@@ -23,16 +23,38 @@ _REPO = Path(__file__).resolve().parents[2]
 # Beyond torch and Ray, nothing that `pip install ferray[predict]` alone would lack (numpy, Pillow,
 # onnxruntime, OpenCV) may be needed either: no tqdm/rich (a plain progress line instead), no
 # pydantic/yaml/pyarrow/safetensors/onnx.
-_BLOCKED = ("torch", "torchvision", "ray", "timm", "albumentations", "ferray.training", "ferray.search",
-            "ferray.export", "ferray.data", "ferray.ensemble", "ferray.distill", "pyarrow", "pandas", "pydantic",
-            "yaml", "sklearn", "optuna", "safetensors", "onnx", "onnxscript", "tqdm", "rich")
+_BLOCKED = (
+    "torch",
+    "torchvision",
+    "ray",
+    "timm",
+    "albumentations",
+    "ferray.training",
+    "ferray.search",
+    "ferray.export",
+    "ferray.data",
+    "ferray.ensemble",
+    "ferray.distill",
+    "pyarrow",
+    "pandas",
+    "pydantic",
+    "yaml",
+    "sklearn",
+    "optuna",
+    "safetensors",
+    "onnx",
+    "onnxscript",
+    "tqdm",
+    "rich",
+)
 _WRAPPER = (
     "import sys\n"
     f"for name in {_BLOCKED!r}:\n"
     "    sys.modules[name] = None\n"
     "from ferray.predict.__main__ import main\n"
     "rc = main(sys.argv[1:])\n"
-    f"loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'ray', 'timm') and sys.modules[m] is not None)\n"
+    "loaded = sorted(m for m in sys.modules\n"
+    "                if m.split('.')[0] in ('torch', 'ray', 'timm') and sys.modules[m] is not None)\n"
     "print('LOADED', loaded, file=sys.stderr)\n"
     "sys.exit(rc)\n"
 )
@@ -59,8 +81,22 @@ def test_csv_and_json_out(greedy_bundle, images, tmp_path, capsys):
     assert "skipped: " in err and "zz_broken.png" in err and "5 prediction(s), 1 skipped" in err
     with open(tmp_path / "p.csv", newline="") as fh:
         assert len(list(csv.DictReader(fh))) == 6
-    assert main([str(greedy_bundle["bundle"]), str(images), "--out", str(tmp_path / "p.json"), "--tta",
-                 "--student", "--batch-size", "2", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                str(greedy_bundle["bundle"]),
+                str(images),
+                "--out",
+                str(tmp_path / "p.json"),
+                "--tta",
+                "--student",
+                "--batch-size",
+                "2",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     doc = json.loads((tmp_path / "p.json").read_text())
     assert doc["model"] == "student" and doc["tta"] is True and len(doc["predictions"]) == 5
 
@@ -84,8 +120,14 @@ def test_runs_without_torch_or_ray(greedy_bundle, images, tmp_path):
     """A fresh interpreter where importing torch/ray/timm fails gives the in-process probabilities."""
     out = tmp_path / "sub.json"
     env = {**os.environ, "PYTHONPATH": str(_REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.run([sys.executable, "-c", _WRAPPER, str(greedy_bundle["bundle"]), str(images), "--out", str(out),
-                           "--tta"], check=False, capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", _WRAPPER, str(greedy_bundle["bundle"]), str(images), "--out", str(out), "--tta"],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "LOADED []" in proc.stderr
     assert "predict: 6/6 images" in proc.stderr  # the plain progress line (tqdm is blocked)
@@ -112,11 +154,18 @@ def test_ferray_cli_predict_without_torch(greedy_bundle, images, tmp_path):
     assert ferray.cli.COMMANDS["predict"] is COMMANDS["predict"]
     code = _WRAPPER.replace(repr(_BLOCKED), repr(("torch", "torchvision", "ray", "timm"))).replace(
         "from ferray.predict.__main__ import main\nrc = main(sys.argv[1:])",
-        "from ferray.cli import main\nrc = main(['predict', *sys.argv[1:]])")
+        "from ferray.cli import main\nrc = main(['predict', *sys.argv[1:]])",
+    )
     assert "from ferray.cli import main" in code and "'albumentations'" not in code
     env = {**os.environ, "PYTHONPATH": str(_REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     out = tmp_path / "cli.json"
-    proc = subprocess.run([sys.executable, "-c", code, str(greedy_bundle["bundle"]), str(images), "--out", str(out),
-                           "--no-progress"], check=False, capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(greedy_bundle["bundle"]), str(images), "--out", str(out), "--no-progress"],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "LOADED []" in proc.stderr and len(json.loads(out.read_text())["predictions"]) == 5

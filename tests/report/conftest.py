@@ -69,9 +69,18 @@ def _save_models(folder: Path, cfg: dict, k: int, classes: list[str], fingerprin
     for fold in range(k):
         torch.manual_seed(seed * 10 + fold)
         model = build_model(tc.model, num_classes=len(classes), in_chans=1, img_size=48)
-        meta = {"train": cfg, "num_classes": len(classes), "in_chans": 1, "img_size": 48, "class_names": classes,
-                "fold": fold, "k": k, "ema": False, "normalise": {"mean": 0.5, "std": 0.5},
-                "data_fingerprint": fingerprint}
+        meta = {
+            "train": cfg,
+            "num_classes": len(classes),
+            "in_chans": 1,
+            "img_size": 48,
+            "class_names": classes,
+            "fold": fold,
+            "k": k,
+            "ema": False,
+            "normalise": {"mean": 0.5, "std": 0.5},
+            "data_fingerprint": fingerprint,
+        }
         save_weights(model, TrialLayout(folder).weights(fold), meta)
 
 
@@ -111,43 +120,78 @@ def build_run(root: Path) -> dict:
         params = {"optim.lr": lr, "model.backbone": "resnet10t", "loss.name": loss}
         for epoch in range(1, epochs + 1):
             acc = 0.2 + 0.3 * quality * epoch / 3
-            results.add_result(tid, params, {"epoch": epoch, "metric": acc, "val_accuracy_mean": acc,
-                                             "val_accuracy_std": 0.01 * (number + 1), "epoch_seconds": 2.0,
-                                             "timestamp": t0 + 10 * epoch + number}, number=number)
+            results.add_result(
+                tid,
+                params,
+                {
+                    "epoch": epoch,
+                    "metric": acc,
+                    "val_accuracy_mean": acc,
+                    "val_accuracy_std": 0.01 * (number + 1),
+                    "epoch_seconds": 2.0,
+                    "timestamp": t0 + 10 * epoch + number,
+                },
+                number=number,
+            )
         results.set_state(tid, state)
         if state != "COMPLETED":
             continue
         _save_models(trial.root, tcfg, 2, classes, fingerprint, seed=number)
         oof = _probs(data.labels[cv], len(classes), quality, rng)
-        trial.metrics.write_text(json.dumps({"class_names": classes, "oof": {"accuracy": float(
-            np.mean(oof.argmax(1) == data.labels[cv]))}}))
-        write_predictions(Predictions(cv, data.ids[cv], fold[cv], data.labels[cv], oof,
-                                      _au_probs(data.aus[cv], rng), {**meta, "kind": "oof"}), trial.oof)
+        trial.metrics.write_text(
+            json.dumps({"class_names": classes, "oof": {"accuracy": float(np.mean(oof.argmax(1) == data.labels[cv]))}})
+        )
+        write_predictions(
+            Predictions(
+                cv, data.ids[cv], fold[cv], data.labels[cv], oof, _au_probs(data.aus[cv], rng), {**meta, "kind": "oof"}
+            ),
+            trial.oof,
+        )
         h_rows = np.tile(hold, 2)
         h_probs = _probs(data.labels[h_rows], len(classes), quality, rng)
-        write_predictions(Predictions(h_rows, data.ids[h_rows], np.repeat([0, 1], len(hold)), data.labels[h_rows],
-                                      h_probs, _au_probs(data.aus[h_rows], rng), {**meta, "kind": "holdout"}),
-                          trial.holdout)
+        write_predictions(
+            Predictions(
+                h_rows,
+                data.ids[h_rows],
+                np.repeat([0, 1], len(hold)),
+                data.labels[h_rows],
+                h_probs,
+                _au_probs(data.aus[h_rows], rng),
+                {**meta, "kind": "holdout"},
+            ),
+            trial.holdout,
+        )
     results.set_state("t_00004", "ERROR", error="fold 0: loss is NaN at epoch 1")
     results.write(run.results)
 
     storage = f"sqlite:///{run.study}"
     study = optuna.create_study(study_name=spec["name"], storage=storage, direction="maximize")
-    dist = {"optim.lr": optuna.distributions.FloatDistribution(1e-3, 1e-2, log=True),
-            "model.backbone": optuna.distributions.CategoricalDistribution(["resnet10t", "mobilenetv3_small_050"]),
-            "loss.name": optuna.distributions.CategoricalDistribution(["ce", "focal"])}
+    dist = {
+        "optim.lr": optuna.distributions.FloatDistribution(1e-3, 1e-2, log=True),
+        "model.backbone": optuna.distributions.CategoricalDistribution(["resnet10t", "mobilenetv3_small_050"]),
+        "loss.name": optuna.distributions.CategoricalDistribution(["ce", "focal"]),
+    }
     extra = [(0.003, "ce", 0.41), (0.006, "focal", 0.38), (0.0015, "ce", 0.33)]  # more completed trials
-    for number, (tid, (state, lr, loss, quality, epochs)) in enumerate(TRIALS.items()):
+    for state, lr, loss, quality, epochs in TRIALS.values():
         values = {e: 0.2 + 0.3 * quality * e / 3 for e in range(1, epochs + 1)}
-        study.add_trial(optuna.trial.create_trial(
-            state=optuna.trial.TrialState.COMPLETE if state == "COMPLETED" else optuna.trial.TrialState.PRUNED,
-            value=values[epochs] if state == "COMPLETED" else None, intermediate_values=values,
-            params={"optim.lr": lr, "model.backbone": "resnet10t", "loss.name": loss}, distributions=dist))
+        study.add_trial(
+            optuna.trial.create_trial(
+                state=optuna.trial.TrialState.COMPLETE if state == "COMPLETED" else optuna.trial.TrialState.PRUNED,
+                value=values[epochs] if state == "COMPLETED" else None,
+                intermediate_values=values,
+                params={"optim.lr": lr, "model.backbone": "resnet10t", "loss.name": loss},
+                distributions=dist,
+            )
+        )
     for lr, loss, value in extra:
-        study.add_trial(optuna.trial.create_trial(
-            state=optuna.trial.TrialState.COMPLETE, value=value,
-            params={"optim.lr": lr, "model.backbone": "mobilenetv3_small_050", "loss.name": loss},
-            distributions=dist))
+        study.add_trial(
+            optuna.trial.create_trial(
+                state=optuna.trial.TrialState.COMPLETE,
+                value=value,
+                params={"optim.lr": lr, "model.backbone": "mobilenetv3_small_050", "loss.name": loss},
+                distributions=dist,
+            )
+        )
 
     build_ensembles(run.root, top=3, methods=["greedy", "stacking", "mean"], seed=0, echo=None)
 
@@ -156,12 +200,26 @@ def build_run(root: Path) -> dict:
     _save_models(distill.root, student_cfg, 1, classes, fingerprint, seed=9)
     distill.config.write_text(yaml.safe_dump(student_cfg, sort_keys=False))
     rng = np.random.default_rng(9)
-    write_predictions(Predictions(hold, data.ids[hold], np.zeros(len(hold)), data.labels[hold],
-                                  _probs(data.labels[hold], len(classes), 2.0, rng), None,
-                                  {**meta, "kind": "holdout", "model": "student"}), distill.holdout)
-    distill.summary.write_text(json.dumps({"student": {"accuracy": 0.5, "params": 12345,
-                                                       "latency_ms_per_image": {"batch_1": 1.0}},
-                                           "training": {"student": "test_resnet", "epochs": 2}}))
+    write_predictions(
+        Predictions(
+            hold,
+            data.ids[hold],
+            np.zeros(len(hold)),
+            data.labels[hold],
+            _probs(data.labels[hold], len(classes), 2.0, rng),
+            None,
+            {**meta, "kind": "holdout", "model": "student"},
+        ),
+        distill.holdout,
+    )
+    distill.summary.write_text(
+        json.dumps(
+            {
+                "student": {"accuracy": 0.5, "params": 12345, "latency_ms_per_image": {"batch_1": 1.0}},
+                "training": {"student": "test_resnet", "epochs": 2},
+            }
+        )
+    )
     return {"run": run.root, "data": data, "fold": fold, "classes": classes}
 
 

@@ -25,8 +25,9 @@ def _chromium() -> str:
 @pytest.fixture(scope="module")
 def browser():
     executable = _chromium()
-    sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed: "
-                                                                 "pip install playwright")
+    sync_api = pytest.importorskip(
+        "playwright.sync_api", reason="Playwright for Python is not installed: pip install playwright"
+    )
     with sync_api.sync_playwright() as p:
         b = p.chromium.launch(executable_path=executable, args=["--no-sandbox", "--disable-gpu"])
         yield b
@@ -41,8 +42,10 @@ def _render(browser, page_path, screenshot) -> dict:
     failed: list[str] = []
     page.on("requestfailed", lambda r: failed.append(r.url))
     page.goto(page_path.as_uri(), wait_until="load")
-    images = page.evaluate("Array.from(document.images).map(i => ({src: i.getAttribute('src').slice(0, 80), "
-                           "complete: i.complete, width: i.naturalWidth, height: i.naturalHeight}))")
+    images = page.evaluate(
+        "Array.from(document.images).map(i => ({src: i.getAttribute('src').slice(0, 80), "
+        "complete: i.complete, width: i.naturalWidth, height: i.naturalHeight}))"
+    )
     page.screenshot(path=str(screenshot), full_page=True)
     title = page.title()
     page.close()
@@ -61,8 +64,7 @@ def test_run_report_renders_with_every_figure(browser, run_report, tmp_path):
 
 
 def test_inline_bundle_report_renders(browser, report_bundle, tmp_path):
-    page = build_report(report_bundle, data="synthetic:basic8?count=24&size=48&seed=2", out=tmp_path / "r",
-                        inline=True)
+    page = build_report(report_bundle, data="synthetic:basic8?count=24&size=48&seed=2", out=tmp_path / "r", inline=True)
     shutil.rmtree(tmp_path / "r" / "figures")  # inlined: the page needs no file beside it
     seen = _render(browser, page, tmp_path / "bundle_report.png")
     assert seen["errors"] == [] and seen["failed"] == []

@@ -36,8 +36,9 @@ def test_models_and_their_numbers(run_report):
         row = best["holdout"]["per_class"][c]
         got = (row["precision"], row["recall"], row["f1"], row["support"])
         assert got == pytest.approx((prec[i], rec[i], f1[i], sup[i]))
-    assert best["holdout"]["weighted_f1"] == pytest.approx(f1_score(y, p.argmax(1), average="weighted",
-                                                                    labels=range(len(classes)), zero_division=0))
+    assert best["holdout"]["weighted_f1"] == pytest.approx(
+        f1_score(y, p.argmax(1), average="weighted", labels=range(len(classes)), zero_division=0)
+    )
     assert np.asarray(best["confusion"]["counts"]).sum() == len(y)
     assert best["most_confused"] and all(m["true"] != m["predicted"] for m in best["most_confused"])
     oof = read_predictions(run / "t_00000" / "oof.parquet")
@@ -93,9 +94,19 @@ def test_search_history_and_study(run_report):
 
 def test_figures_are_written_and_listed(run_report):
     doc, out = run_report["doc"], run_report["page"].parent
-    expected = {"confusion_best_trial", "reliability_best_trial", "au_best_trial", "confusion_ensemble",
-                "confusion_student", "per_class_f1", "comparison", "best_so_far", "learning_curves", "importances",
-                "parallel_coordinates"}
+    expected = {
+        "confusion_best_trial",
+        "reliability_best_trial",
+        "au_best_trial",
+        "confusion_ensemble",
+        "confusion_student",
+        "per_class_f1",
+        "comparison",
+        "best_so_far",
+        "learning_curves",
+        "importances",
+        "parallel_coordinates",
+    }
     assert expected <= set(doc["figures"])
     for rel in doc["figures"].values():
         assert (out / rel).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -32,7 +32,7 @@ def sampled(n: int, scale: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray
 def test_ece_by_hand():
     # confidences .9 .9 .6 .6, correct 1 0 1 1; 10 bins: |.5 - .9| * 2/4 + |1 - .6| * 2/4
     y = np.array([0, 1, 0, 0])
-    p = np.array([[.9, .1], [.9, .1], [.6, .4], [.6, .4]])
+    p = np.array([[0.9, 0.1], [0.9, 0.1], [0.6, 0.4], [0.6, 0.4]])
     assert expected_calibration_error(y, p, n_bins=10) == pytest.approx(0.4)
     bins = reliability(y, p, n_bins=10)
     assert sum(bins["count"]) == 4 and len(bins["edges"]) == 11

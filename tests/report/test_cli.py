@@ -43,8 +43,10 @@ def test_bad_target_is_a_ferray_error(tmp_path):
 
 
 def test_cli_modules_import_nothing_heavy():
-    code = ("import sys, ferray.report._cli, ferray.explain._cli; "
-            "heavy = [m for m in ('torch', 'timm', 'sklearn', 'matplotlib', 'pyarrow', 'pytorch_grad_cam', 'numpy') "
-            "if m in sys.modules]; print(heavy)")
+    code = (
+        "import sys, ferray.report._cli, ferray.explain._cli; "
+        "heavy = [m for m in ('torch', 'timm', 'sklearn', 'matplotlib', 'pyarrow', 'pytorch_grad_cam', 'numpy') "
+        "if m in sys.modules]; print(heavy)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -36,7 +36,8 @@ def test_scores_match_sklearn_and_classes_the_model_lacks_are_listed_and_exclude
     pred = predict(report_bundle, data.images, progress=False).probs().argmax(axis=1)
     assert sum(ev.excluded_predicted["contempt"].values()) == contempt.sum()
     assert ev.excluded_predicted["contempt"] == {
-        c: int(n) for c, n in zip(ev.model_classes, np.bincount(pred[contempt], minlength=7)) if n}
+        c: int(n) for c, n in zip(ev.model_classes, np.bincount(pred[contempt], minlength=7)) if n
+    }
     model_index = {c: i for i, c in enumerate(ev.model_classes)}
     y = np.array([model_index[ev.matched[names[label]]] for label in data.labels[~contempt]])
     p = pred[~contempt]

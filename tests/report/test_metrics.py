@@ -37,8 +37,9 @@ def test_summary_matches_sklearn(fixed):
     labels = list(range(5))
     prec, rec, f1, sup = precision_recall_fscore_support(y, pred, labels=labels, zero_division=0)
     for i, c in enumerate(NAMES):
-        assert s["per_class"][c] == pytest.approx({"precision": prec[i], "recall": rec[i], "f1": f1[i],
-                                                   "support": sup[i]})
+        assert s["per_class"][c] == pytest.approx(
+            {"precision": prec[i], "recall": rec[i], "f1": f1[i], "support": sup[i]}
+        )
     assert s["accuracy"] == pytest.approx(accuracy_score(y, pred))
     with pytest.warns(UserWarning):  # y_pred has classes y_true lacks: scikit-learn warns, and ignores them
         assert s["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(y, pred))
@@ -67,8 +68,10 @@ def test_confusion_matches_sklearn(fixed):
 def test_most_confused_pairs():
     counts = [[5, 3, 0], [1, 6, 3], [0, 0, 4]]
     pairs = most_confused(counts, ["a", "b", "c"], top=2)
-    assert pairs == [{"true": "a", "predicted": "b", "count": 3, "share": 3 / 8},
-                     {"true": "b", "predicted": "c", "count": 3, "share": 0.3}]
+    assert pairs == [
+        {"true": "a", "predicted": "b", "count": 3, "share": 3 / 8},
+        {"true": "b", "predicted": "c", "count": 3, "share": 0.3},
+    ]
     assert most_confused([[2, 0], [0, 2]], ["a", "b"]) == []
 
 

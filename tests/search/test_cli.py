@@ -16,8 +16,9 @@ def _parser():
 
 
 def test_search_arguments_parse():
-    args = _parser().parse_args(["search", "spec.yaml", "--dry-run", "--storage", "s3://b/runs", "--name", "x",
-                                 "--num-cpus", "2"])
+    args = _parser().parse_args(
+        ["search", "spec.yaml", "--dry-run", "--storage", "s3://b/runs", "--name", "x", "--num-cpus", "2"]
+    )
     assert args.spec == "spec.yaml" and args.dry_run and args.storage == "s3://b/runs" and args.num_cpus == 2
     assert _parser().parse_args(["search"]).spec is None  # the packaged quickstart
 

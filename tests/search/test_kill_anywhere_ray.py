@@ -50,8 +50,13 @@ def _ferray(*args: str, log: Path) -> subprocess.Popen:
     env.pop("RAY_ADDRESS", None)
     with open(log, "ab") as out:
         out.write(f"\n$ ferray {' '.join(args)}\n".encode())
-        return subprocess.Popen([sys.executable, "-m", "ferray.cli", *args, "--no-live", "--num-cpus", "2"],
-                                stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        return subprocess.Popen(
+            [sys.executable, "-m", "ferray.cli", *args, "--no-live", "--num-cpus", "2"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
 
 
 def _kill_when(proc: subprocess.Popen, condition, what: str, log: Path, timeout: float = 300) -> float:
@@ -117,8 +122,11 @@ def test_a_sweep_killed_anywhere_resumes_to_what_an_uninterrupted_run_gives(tmp_
 
     # 2. During a later trial's start-up, before its first report (the ghost of a RUNNING trial).
     proc = _ferray("resume", str(run), log=log)
-    kills.append(_kill_when(proc, lambda: len(_ended(run)) >= 1 and _starting(run, 1),
-                            "a second trial's start after one ended", log))
+    kills.append(
+        _kill_when(
+            proc, lambda: len(_ended(run)) >= 1 and _starting(run, 1), "a second trial's start after one ended", log
+        )
+    )
 
     # 3. Between two trials: as soon as one more trial has ended.
     proc = _ferray("resume", str(run), log=log)
@@ -127,8 +135,15 @@ def test_a_sweep_killed_anywhere_resumes_to_what_an_uninterrupted_run_gives(tmp_
 
     # 4. In the ensemble/export stage, after the last trial.
     proc = _ferray("resume", str(run), log=log)
-    kills.append(_kill_when(proc, lambda: (run / "ensemble").exists() or any(run.glob(".ensemble*")),
-                            "the ensemble stage", log, timeout=400))
+    kills.append(
+        _kill_when(
+            proc,
+            lambda: (run / "ensemble").exists() or any(run.glob(".ensemble*")),
+            "the ensemble stage",
+            log,
+            timeout=400,
+        )
+    )
 
     # 5. Resume to the end.
     proc = _ferray("resume", str(run), log=log)

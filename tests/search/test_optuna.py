@@ -16,9 +16,16 @@ SPACE = {"optim.lr": ParamSpec(type="float", low=1e-4, high=1e-1, log=True)}
 
 def _searcher(scheduler):
     storage = optuna.storages.InMemoryStorage()
-    s = PruneAwareOptunaSearch(define_by_run(SPACE), metric="metric", mode="max",
-                               sampler=optuna.samplers.RandomSampler(seed=0), study_name="t", storage=storage,
-                               scheduler=scheduler, max_epochs=3)
+    s = PruneAwareOptunaSearch(
+        define_by_run(SPACE),
+        metric="metric",
+        mode="max",
+        sampler=optuna.samplers.RandomSampler(seed=0),
+        study_name="t",
+        storage=storage,
+        scheduler=scheduler,
+        max_epochs=3,
+    )
     return s, storage
 
 
@@ -27,8 +34,7 @@ def _result(epoch, metric, **extra):
 
 
 def test_asha_records_only_trials_it_stops_before_the_last_epoch():
-    asha = PruningASHA(time_attr="epoch", metric="metric", mode="max", max_t=3, grace_period=1,
-                       reduction_factor=2)
+    asha = PruningASHA(time_attr="epoch", metric="metric", mode="max", max_t=3, grace_period=1, reduction_factor=2)
     good, bad = SimpleNamespace(trial_id="good"), SimpleNamespace(trial_id="bad")
     asha.on_trial_add(None, good)
     asha.on_trial_add(None, bad)
@@ -73,9 +79,17 @@ def test_searcher_state_survives_tune_checkpointing(tmp_path):
 
 def _sqlite_searcher(path, scheduler=None, seed=None):
     storage = optuna.storages.RDBStorage(f"sqlite:///{path}")
-    return PruneAwareOptunaSearch(define_by_run(SPACE), metric="metric", mode="max",
-                                  sampler=optuna.samplers.TPESampler(seed=0, n_startup_trials=1), study_name="t",
-                                  storage=storage, scheduler=scheduler, max_epochs=3, seed=seed)
+    return PruneAwareOptunaSearch(
+        define_by_run(SPACE),
+        metric="metric",
+        mode="max",
+        sampler=optuna.samplers.TPESampler(seed=0, n_startup_trials=1),
+        study_name="t",
+        storage=storage,
+        scheduler=scheduler,
+        max_epochs=3,
+        seed=seed,
+    )
 
 
 def test_restored_searcher_hands_out_optuna_trials_tune_never_recorded(tmp_path):
@@ -123,7 +137,7 @@ def test_a_tune_trial_the_restored_searcher_never_saw_keeps_its_own_optuna_trial
     db = tmp_path / "optuna.db"
     before = _sqlite_searcher(db)
     before.save(str(tmp_path / "s.pkl"))
-    config = before.suggest("a")
+    before.suggest("a")
     after = _sqlite_searcher(db)
     after.restore(str(tmp_path / "s.pkl"))
     after.adopt({"a"})
@@ -147,9 +161,9 @@ def test_a_restored_searcher_takes_reports_and_ends_from_the_study(tmp_path, rec
     before.on_trial_result("b", _result(1, 0.2))
     after = _sqlite_searcher(db)
     after.restore(str(tmp_path / "s.pkl"))
-    after.on_trial_result("a", _result(3, 0.5))       # Tune replays the ended trial
+    after.on_trial_result("a", _result(3, 0.5))  # Tune replays the ended trial
     after.on_trial_complete("a", _result(3, 0.5))
-    after.on_trial_result("b", _result(1, 0.25))      # b's epoch 1, recomputed
+    after.on_trial_result("b", _result(1, 0.25))  # b's epoch 1, recomputed
     after.on_trial_result("b", _result(2, 0.3))
     assert not [w for w in recwarn if "optuna" in str(w.filename) or "reported" in str(w.message)]
     study = optuna.load_study(study_name="t", storage=f"sqlite:///{db}")
@@ -177,7 +191,7 @@ def test_a_seeded_searcher_samples_each_trial_as_an_uninterrupted_one_whatever_s
     straight = _sqlite_searcher(tmp_path / "straight.db", seed=7)
     expected = [straight.suggest(t) for t in ("a", "b", "c")]
     before = _sqlite_searcher(tmp_path / "killed.db", seed=7)
-    before.save(str(tmp_path / "s.pkl"))          # the last state Tune saved
+    before.save(str(tmp_path / "s.pkl"))  # the last state Tune saved
     assert before.suggest("a") == expected[0]
     after = _sqlite_searcher(tmp_path / "killed.db", seed=7)
     after.restore(str(tmp_path / "s.pkl"))
@@ -192,8 +206,8 @@ def test_an_orphan_killed_before_its_parameters_were_drawn_draws_what_the_uninte
     expected = [straight.suggest(t) for t in ("a", "b", "c")]
     before = _sqlite_searcher(tmp_path / "killed.db", seed=7)
     assert [before.suggest(t) for t in ("a", "b")] == expected[:2]
-    before.save(str(tmp_path / "s.pkl"))          # the sampler's generator, two draws in
-    before._ot_study.ask()                        # trial 2 in the study, no parameters yet
+    before.save(str(tmp_path / "s.pkl"))  # the sampler's generator, two draws in
+    before._ot_study.ask()  # trial 2 in the study, no parameters yet
     after = _sqlite_searcher(tmp_path / "killed.db", seed=7)
     after.restore(str(tmp_path / "s.pkl"))
     after.adopt({"a", "b"})
@@ -208,7 +222,7 @@ def test_recomputed_epochs_after_a_resume_keep_their_first_value(tmp_path):
     searcher.suggest("a")
     searcher.on_trial_result("a", _result(1, 0.3))
     searcher.on_trial_result("a", {"epoch": 1, "training_iteration": 1, "metric": 0.31})  # epoch 1 again
-    searcher.on_trial_result("a", {"epoch": 2, "training_iteration": 1, "metric": 0.4})   # Tune's count restarted
+    searcher.on_trial_result("a", {"epoch": 2, "training_iteration": 1, "metric": 0.4})  # Tune's count restarted
     searcher.on_trial_complete("a", {"epoch": 3, "training_iteration": 2, "metric": 0.5})
     (trial,) = optuna.load_study(study_name="t", storage=f"sqlite:///{tmp_path / 'optuna.db'}").trials
     assert trial.intermediate_values == {1: 0.3, 2: 0.4, 3: 0.5}
@@ -221,8 +235,18 @@ def _replay(asha, events):
 def test_asha_rungs_survive_a_restart_and_decide_as_an_uninterrupted_run():
     kwargs = dict(time_attr="epoch", metric="metric", mode="max", max_t=8, grace_period=1, reduction_factor=2)
     trials = ["a", "b", "c", "d", "e"]
-    events = [("a", 1, 0.5), ("b", 1, 0.4), ("a", 2, 0.6), ("c", 1, 0.45), ("b", 2, 0.3), ("d", 1, 0.2),
-              ("e", 1, 0.1), ("a", 4, 0.7), ("c", 2, 0.5), ("c", 4, 0.65)]
+    events = [
+        ("a", 1, 0.5),
+        ("b", 1, 0.4),
+        ("a", 2, 0.6),
+        ("c", 1, 0.45),
+        ("b", 2, 0.3),
+        ("d", 1, 0.2),
+        ("e", 1, 0.1),
+        ("a", 4, 0.7),
+        ("c", 2, 0.5),
+        ("c", 4, 0.65),
+    ]
     whole = PruningASHA(**kwargs)
     for t in trials:
         whole.on_trial_add(None, SimpleNamespace(trial_id=t))

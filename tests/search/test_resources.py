@@ -10,9 +10,13 @@ from ferray.search._run import DRIVER_CPUS
 def _spec(**budget_resources) -> SearchSpec:
     budget = {k: v for k, v in budget_resources.items() if k in ("max_concurrent",)}
     resources = {k: v for k, v in budget_resources.items() if k in ("cpus_per_worker", "gpus_per_worker")}
-    return SearchSpec.model_validate({"space": {"optim.lr": {"type": "float", "low": 0.001, "high": 0.01}},
-                                      "budget": {"trials": 4, "max_epochs": 2, **budget},
-                                      "resources": resources})
+    return SearchSpec.model_validate(
+        {
+            "space": {"optim.lr": {"type": "float", "low": 0.001, "high": 0.01}},
+            "budget": {"trials": 4, "max_epochs": 2, **budget},
+            "resources": resources,
+        }
+    )
 
 
 def test_two_cpus_two_folds_two_trials_fit_with_their_drivers():

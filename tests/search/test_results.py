@@ -9,8 +9,16 @@ from ferray.search._optuna import trial_state
 
 
 def _report(epoch, metric, done=False, **extra):
-    return {"epoch": epoch, "metric": metric, "val_accuracy_mean": metric, "val_accuracy_std": 0.01,
-            "epoch_seconds": 2.0, "final": done, "ignored_key": 1, **extra}
+    return {
+        "epoch": epoch,
+        "metric": metric,
+        "val_accuracy_mean": metric,
+        "val_accuracy_std": 0.01,
+        "epoch_seconds": 2.0,
+        "final": done,
+        "ignored_key": 1,
+        **extra,
+    }
 
 
 def _table():
@@ -47,8 +55,13 @@ def test_repeated_epoch_replaces_row():
 def test_write_is_atomic_and_leaves_no_temp_files(tmp_path):
     path = tmp_path / "results.parquet"
     write_table_atomic([{"trial_id": "a", "state": "RUNNING", "epoch": 1}], path)
-    write_table_atomic([{"trial_id": "a", "state": "COMPLETED", "epoch": 1, "x": "mixed"},
-                        {"trial_id": "b", "state": "RUNNING", "epoch": 1, "x": 3}], path)
+    write_table_atomic(
+        [
+            {"trial_id": "a", "state": "COMPLETED", "epoch": 1, "x": "mixed"},
+            {"trial_id": "b", "state": "RUNNING", "epoch": 1, "x": 3},
+        ],
+        path,
+    )
     assert [p.name for p in tmp_path.iterdir()] == ["results.parquet"]
     assert [r["x"] for r in read_results(path)] == ["mixed", "3"]  # mixed types kept as text
 
@@ -72,8 +85,10 @@ def test_get_status_best_first_and_best_config(tmp_path):
 
 def test_get_status_loss_is_minimised(tmp_path):
     t = ResultsTable()
-    t.add_result("a", {}, {"epoch": 1, "metric": 1.2, "final": True}); t.set_state("a", "COMPLETED")
-    t.add_result("b", {}, {"epoch": 1, "metric": 0.9, "final": True}); t.set_state("b", "COMPLETED")
+    t.add_result("a", {}, {"epoch": 1, "metric": 1.2, "final": True})
+    t.set_state("a", "COMPLETED")
+    t.add_result("b", {}, {"epoch": 1, "metric": 0.9, "final": True})
+    t.set_state("b", "COMPLETED")
     t.write(tmp_path / "results.parquet")
     (tmp_path / "spec.yaml").write_text("name: demo\nrun: {metric: loss}\n")
     assert get_status(tmp_path)["best"]["trial_id"] == "b"
@@ -88,17 +103,20 @@ def test_get_status_of_a_non_run_dir(tmp_path):
         get_status(tmp_path / "missing")
 
 
-@pytest.mark.parametrize("result, error, pruned, expected", [
-    ({"metric": 0.5, "epoch": 3}, False, False, ("COMPLETE", 0.5)),
-    ({"metric": 0.5, "epoch": 2, "stopped_early": True}, False, False, ("COMPLETE", 0.5)),  # own patience
-    ({"metric": 0.3, "epoch": 1}, False, True, ("PRUNED", None)),
-    ({"metric": 0.3, "epoch": 2, "done": True}, False, False, ("PRUNED", None)),  # Tune's done: time limit
-    ({"metric": 0.4, "epoch": 2, "final": True}, False, False, ("COMPLETE", 0.4)),  # the worker's own end
-    ({"metric": 0.3, "epoch": 1}, True, False, ("FAIL", None)),
-    ({"metric": 0.3, "epoch": 3}, True, False, ("FAIL", None)),      # an error beats a last value
-    (None, True, False, ("FAIL", None)),
-    ({"metric": math.nan, "epoch": 3}, False, False, ("FAIL", None)),
-])
+@pytest.mark.parametrize(
+    "result, error, pruned, expected",
+    [
+        ({"metric": 0.5, "epoch": 3}, False, False, ("COMPLETE", 0.5)),
+        ({"metric": 0.5, "epoch": 2, "stopped_early": True}, False, False, ("COMPLETE", 0.5)),  # own patience
+        ({"metric": 0.3, "epoch": 1}, False, True, ("PRUNED", None)),
+        ({"metric": 0.3, "epoch": 2, "done": True}, False, False, ("PRUNED", None)),  # Tune's done: time limit
+        ({"metric": 0.4, "epoch": 2, "final": True}, False, False, ("COMPLETE", 0.4)),  # the worker's own end
+        ({"metric": 0.3, "epoch": 1}, True, False, ("FAIL", None)),
+        ({"metric": 0.3, "epoch": 3}, True, False, ("FAIL", None)),  # an error beats a last value
+        (None, True, False, ("FAIL", None)),
+        ({"metric": math.nan, "epoch": 3}, False, False, ("FAIL", None)),
+    ],
+)
 def test_trial_state_for_optuna(result, error, pruned, expected):
     assert trial_state(result, error=error, pruned=pruned, metric="metric", max_epochs=3) == expected
 

@@ -69,8 +69,7 @@ def test_settings_that_change_no_trial_and_settings_a_newer_ferray_added_do_not_
     import json
 
     # The stages after the trials (ensemble, distillation) and what the folder keeps may change.
-    (run / "spec.yaml").write_text(SPEC + "ensemble: {top_k: 2}\ndistill: {temperature: 2.0}\n"
-                                          "retention: {margin: 0}\n")
+    (run / "spec.yaml").write_text(SPEC + "ensemble: {top_k: 2}\ndistill: {temperature: 2.0}\nretention: {margin: 0}\n")
     check_resumable(run)
     # A sweep started by a ferray that had one setting fewer and one more than this one.
     doc = json.loads((run / MANIFEST).read_text())

@@ -44,9 +44,13 @@ def _ferray(*args: str, log: Path) -> subprocess.Popen:
     with open(log, "ab") as out:
         # The interruption contract is about the trials; the stages after them have their own tests.
         extra = ["--no-finish"] if args[0] in ("search", "resume") else []
-        return subprocess.Popen([sys.executable, "-m", "ferray.cli", *args, *extra], stdout=out,
-                                stderr=subprocess.STDOUT,
-                                env=env, start_new_session=True)
+        return subprocess.Popen(
+            [sys.executable, "-m", "ferray.cli", *args, *extra],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
 
 
 def _wait_for(proc: subprocess.Popen, condition, timeout: float, what: str, log: Path) -> None:
@@ -134,8 +138,18 @@ def test_interrupted_sweep_resumes_to_the_same_contract(tmp_path):
             frozen.setdefault(tid, rows)
 
     # 1. Ctrl-C during the first trial: a clean stop that names the resume command.
-    proc = _ferray("search", str(spec), "--storage", str(tmp_path / "runs"), "--name", "resume", "--no-live",
-                   "--num-cpus", "2", log=log)
+    proc = _ferray(
+        "search",
+        str(spec),
+        "--storage",
+        str(tmp_path / "runs"),
+        "--name",
+        "resume",
+        "--no-live",
+        "--num-cpus",
+        "2",
+        log=log,
+    )
     _wait_for(proc, lambda: len(_ledger(run)) >= 1, 240, "the first epoch", log)
     os.kill(proc.pid, signal.SIGINT)
     assert proc.wait(timeout=120) == 130, log.read_text()[-3000:]
@@ -205,8 +219,18 @@ def test_extend_and_retry_errored_on_a_finished_sweep(tmp_path):
     spec.write_text(SPEC.replace("trials: 5", "trials: 2").replace("max_epochs: 4", "max_epochs: 3"))
     run = tmp_path / "runs" / "small"
     log = tmp_path / "log.txt"
-    proc = _ferray("search", str(spec), "--storage", str(tmp_path / "runs"), "--name", "small", "--no-live",
-                   "--num-cpus", "2", log=log)
+    proc = _ferray(
+        "search",
+        str(spec),
+        "--storage",
+        str(tmp_path / "runs"),
+        "--name",
+        "small",
+        "--no-live",
+        "--num-cpus",
+        "2",
+        log=log,
+    )
     # A fold worker dies (resources.max_failures is 0): its trial errors, the sweep goes on.
     _wait_for(proc, lambda: bool(_ledger(run)), 240, "the first epoch", log)
     victim_trial = _ledger(run)[0][0]
@@ -217,8 +241,7 @@ def test_extend_and_retry_errored_on_a_finished_sweep(tmp_path):
     assert {r["state"] for r in rows if r["trial_id"] == victim_trial} == {"ERROR"}
     before = {t: r for t, r in _ended(run).items() if t != victim_trial}
 
-    proc = _ferray("resume", str(run), "--extend", "1", "--retry-errored", "--no-live", "--num-cpus", "2",
-                   log=log)
+    proc = _ferray("resume", str(run), "--extend", "1", "--retry-errored", "--no-live", "--num-cpus", "2", log=log)
     assert proc.wait(timeout=600) == 0, log.read_text()[-4000:]
     after = _ended(run)
     assert len(after) == 3 and all(after[t] == r for t, r in before.items())
@@ -239,7 +262,8 @@ def test_a_killed_fold_worker_resumes_from_its_checkpoint(tmp_path):
     cfg.write_text(
         'data: {source: "synthetic:basic7?count=280&size=48&seed=0"}\n'
         "folds: {k: 2, holdout: none}\nmodel: {backbone: test_resnet}\naugment: {tta: []}\n"
-        "run: {epochs: 4, batch_size: 32}\nresources: {max_failures: 1}\n")
+        "run: {epochs: 4, batch_size: 32}\nresources: {max_failures: 1}\n"
+    )
     out = tmp_path / "out"
     log = tmp_path / "log.txt"
     proc = _ferray("train", str(cfg), "--output", str(out), "--num-cpus", "2", log=log)
@@ -257,8 +281,7 @@ def test_a_killed_fold_worker_resumes_from_its_checkpoint(tmp_path):
 
     # Kill a fold worker once Train has registered epoch 1's checkpoint: the restarted workers
     # must continue from it, not train epoch 1 again.
-    _wait_for(proc, lambda: registered() >= "epoch_0001" and len(lines()) >= 1, 240,
-              "epoch 1's checkpoint", log)
+    _wait_for(proc, lambda: registered() >= "epoch_0001" and len(lines()) >= 1, 240, "epoch 1's checkpoint", log)
     victim = lines()[0]["pid"]
     os.kill(victim, signal.SIGKILL)
     assert proc.wait(timeout=400) == 0, log.read_text()[-4000:]

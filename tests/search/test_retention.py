@@ -48,8 +48,7 @@ POOL_ALL = SPEC.replace("ensemble: {top_k: 2, greedy: {pool: top_k}}", "ensemble
 
 
 def _metrics(epoch: int, metric: float, final: bool) -> dict:
-    return {"epoch": epoch, "metric": metric, "val_accuracy_mean": metric, "val_accuracy_std": 0.01,
-            "final": final}
+    return {"epoch": epoch, "metric": metric, "val_accuracy_mean": metric, "val_accuracy_std": 0.01, "final": final}
 
 
 def write_snapshot(ckpt_dir: Path, names: list[str], metrics: list[dict]) -> None:
@@ -57,20 +56,31 @@ def write_snapshot(ckpt_dir: Path, names: list[str], metrics: list[dict]) -> Non
     import ray
 
     results = [{"version": 0, "checkpoint_dir_name": n, "metrics": m} for n, m in zip(names, metrics)]
-    doc = {"ray_version": ray.__version__, "checkpoint_results": results,
-           "checkpoint_report_indices": list(range(len(names))),
-           "latest_checkpoint_result": results[-1] if results else None, "pending_training_results": [],
-           "pending_validation_specs": [], "current_report_index": len(names),
-           "validated_checkpoint_dir_names": [], "timed_out_validation_checkpoint_dir_names": [],
-           "failed_validation_checkpoint_dir_names": []}
+    doc = {
+        "ray_version": ray.__version__,
+        "checkpoint_results": results,
+        "checkpoint_report_indices": list(range(len(names))),
+        "latest_checkpoint_result": results[-1] if results else None,
+        "pending_training_results": [],
+        "pending_validation_specs": [],
+        "current_report_index": len(names),
+        "validated_checkpoint_dir_names": [],
+        "timed_out_validation_checkpoint_dir_names": [],
+        "failed_validation_checkpoint_dir_names": [],
+    }
     (ckpt_dir / SNAPSHOT).write_text(json.dumps(doc))
 
 
 def fold_state(epoch: int, history: list[dict]) -> dict:
     g = torch.Generator().manual_seed(epoch)
     w = torch.randn(128, 128, generator=g)  # 64 KB: weights + two optimiser moments
-    return {"trainer": {"epoch": epoch, "model": {"w": w}, "optimizer": {"m": w * 0.1, "v": w * w}},
-            "history": history, "best": history[-1]["metric"], "best_epoch": epoch, "since_best": 0}
+    return {
+        "trainer": {"epoch": epoch, "model": {"w": w}, "optimizer": {"m": w * 0.1, "v": w * w}},
+        "history": history,
+        "best": history[-1]["metric"],
+        "best_epoch": epoch,
+        "since_best": 0,
+    }
 
 
 _MODEL_CACHE: dict = {}
@@ -86,9 +96,18 @@ def tiny_weights(trial: TrialLayout, seed: int) -> None:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed * 10 + fold)
             model = build_model(cfg.model, num_classes=len(CLASSES), in_chans=1, img_size=16)
-        meta = {"train": cfg.model_dump(mode="json"), "num_classes": len(CLASSES), "in_chans": 1, "img_size": 16,
-                "class_names": CLASSES, "fold": fold, "k": K, "ema": False, "normalise": {"mean": 0.5, "std": 0.5},
-                "data_fingerprint": "fp"}
+        meta = {
+            "train": cfg.model_dump(mode="json"),
+            "num_classes": len(CLASSES),
+            "in_chans": 1,
+            "img_size": 16,
+            "class_names": CLASSES,
+            "fold": fold,
+            "k": K,
+            "ema": False,
+            "normalise": {"mean": 0.5, "std": 0.5},
+            "data_fingerprint": "fp",
+        }
         save_weights(model, trial.weights(fold), meta)
 
 
@@ -99,18 +118,35 @@ def predictions(trial: TrialLayout, seed: int, n: int = 40, n_hold: int = 10) ->
     meta = {"class_names": CLASSES, "k": K, "data_fingerprint": "fp", "tta": []}
     rows = np.arange(n)
     probs = rng.dirichlet(np.ones(len(CLASSES)), n).astype(np.float32)
-    write_predictions(Predictions(rows, ids[rows], rows % K, labels[rows], probs, None, {**meta, "kind": "oof"}),
-                      trial.oof)
+    write_predictions(
+        Predictions(rows, ids[rows], rows % K, labels[rows], probs, None, {**meta, "kind": "oof"}), trial.oof
+    )
     hrows = np.tile(np.arange(n, n + n_hold), K)
     hprobs = rng.dirichlet(np.ones(len(CLASSES)), len(hrows)).astype(np.float32)
-    write_predictions(Predictions(hrows, ids[hrows], np.repeat(np.arange(K), n_hold), labels[hrows], hprobs, None,
-                                  {**meta, "kind": "holdout"}), trial.holdout)
+    write_predictions(
+        Predictions(
+            hrows, ids[hrows], np.repeat(np.arange(K), n_hold), labels[hrows], hprobs, None, {**meta, "kind": "holdout"}
+        ),
+        trial.holdout,
+    )
     trial.metrics.write_text(json.dumps({"oof": {"accuracy": 0.5}}))
 
 
-def add_trial(run: RunLayout, table: ResultsTable, tid: str, state: str, metric: float | None, *, number: int,
-              epochs: int = 2, listed: int = 1, partial: bool = False, weights: bool = False,
-              preds: bool = False, table_state: str | None = None) -> TrialLayout:
+def add_trial(
+    run: RunLayout,
+    table: ResultsTable,
+    tid: str,
+    state: str,
+    metric: float | None,
+    *,
+    number: int,
+    epochs: int = 2,
+    listed: int = 1,
+    partial: bool = False,
+    weights: bool = False,
+    preds: bool = False,
+    table_state: str | None = None,
+) -> TrialLayout:
     """A trial folder as a sweep leaves it: ``epochs`` trained, the last ``listed`` checkpoints in
     Train's list, ``partial``: a further epoch's copy cut short (unlisted, one fold's file torn)."""
     trial = run.trial(tid)
@@ -120,7 +156,9 @@ def add_trial(run: RunLayout, table: ResultsTable, tid: str, state: str, metric:
     table.add_trial(tid, params, number=number)
     history = []
     for epoch in range(1, epochs + 1):
-        m = _metrics(epoch, (metric or 0.1) * (0.8 + 0.2 * epoch / epochs), final=epoch == epochs and state == "COMPLETED")
+        m = _metrics(
+            epoch, (metric or 0.1) * (0.8 + 0.2 * epoch / epochs), final=epoch == epochs and state == "COMPLETED"
+        )
         history.append(m)
         if metric is not None:
             table.add_result(tid, params, m)
@@ -144,8 +182,9 @@ def add_trial(run: RunLayout, table: ResultsTable, tid: str, state: str, metric:
     return trial
 
 
-def make_run(root: Path, spec: str = SPEC, retention: str = "", running: tuple[str, ...] = ()
-             ) -> tuple[RunLayout, dict[str, TrialLayout]]:
+def make_run(
+    root: Path, spec: str = SPEC, retention: str = "", running: tuple[str, ...] = ()
+) -> tuple[RunLayout, dict[str, TrialLayout]]:
     """Seven completed trials (c1 best .. c7), one pruned, one errored with an older checkpoint
     and a torn copy, one running and one stopped; ensemble.top_k 2, retention margin 2 (default).
     Trials named in ``running`` are RUNNING in the results table (their end not yet recorded)."""
@@ -156,8 +195,17 @@ def make_run(root: Path, spec: str = SPEC, retention: str = "", running: tuple[s
     trials = {}
     for i in range(7):
         tid = f"c{i + 1}"
-        trials[tid] = add_trial(run, table, tid, "COMPLETED", 0.9 - 0.05 * i, number=i, weights=True, preds=True,
-                                table_state="RUNNING" if tid in running else None)
+        trials[tid] = add_trial(
+            run,
+            table,
+            tid,
+            "COMPLETED",
+            0.9 - 0.05 * i,
+            number=i,
+            weights=True,
+            preds=True,
+            table_state="RUNNING" if tid in running else None,
+        )
     trials["p1"] = add_trial(run, table, "p1", "PRUNED", 0.3, number=7, epochs=1)
     trials["e1"] = add_trial(run, table, "e1", "ERROR", 0.5, number=8, epochs=3, listed=2, partial=True, weights=True)
     trials["r1"] = add_trial(run, table, "r1", "RUNNING", 0.6, number=9, epochs=2, listed=2, partial=True)
@@ -187,6 +235,7 @@ def run(tmp_path):
 
 
 # -- the policy ----------------------------------------------------------------------------------
+
 
 def test_policy_keeps_weights_of_candidates_and_predictions_of_all(run):
     layout, trials = run
@@ -254,8 +303,11 @@ def test_prune_dry_run_changes_nothing(run):
     assert planned.dry_run and planned.trials and planned.bytes > 0
     assert "would remove" in "\n".join(planned.lines())
     done = apply_retention(layout.root)
-    assert ({t.trial_id for t in done.trials}, done.bytes, done.files) == \
-        ({t.trial_id for t in planned.trials}, planned.bytes, planned.files)
+    assert ({t.trial_id for t in done.trials}, done.bytes, done.files) == (
+        {t.trial_id for t in planned.trials},
+        planned.bytes,
+        planned.files,
+    )
     assert abs(planned.size_after - done.size_after) < 0.01 * planned.size_before  # the records it writes
 
 
@@ -273,14 +325,21 @@ def test_status_shows_size_and_what_was_removed(run):
 
     layout, _ = run
     status = get_status(layout.root, disk=True)
-    assert status["disk"] == {"bytes": directory_size(layout.root), "removed_bytes": 0, "removed_files": 0,
-                              "cleaned_trials": 0}
+    assert status["disk"] == {
+        "bytes": directory_size(layout.root),
+        "removed_bytes": 0,
+        "removed_files": 0,
+        "cleaned_trials": 0,
+    }
     assert "disk" not in get_status(layout.root)  # library callers do not pay for the walk
     report = apply_retention(layout.root)
     disk = get_status(layout.root, disk=True)["disk"]
     assert disk["bytes"] == directory_size(layout.root)
-    assert (disk["removed_bytes"], disk["removed_files"], disk["cleaned_trials"]) == \
-        (report.bytes, report.files, len(report.trials))
+    assert (disk["removed_bytes"], disk["removed_files"], disk["cleaned_trials"]) == (
+        report.bytes,
+        report.files,
+        len(report.trials),
+    )
     console = Console(width=200, record=True)
     console.print(render_status(get_status(layout.root, disk=True)))
     text = console.export_text()
@@ -302,6 +361,7 @@ def test_keep_top_overrides_and_ensemble_members_stay(run):
 
 # -- greedy selection's pool (ensemble.greedy.pool) ---------------------------------------------------
 
+
 def _ensemble_json(layout: RunLayout, doc: dict) -> None:
     layout.ensemble.mkdir(exist_ok=True)
     layout.ensemble_files.summary.write_text(json.dumps(doc))
@@ -321,8 +381,15 @@ def test_pool_all_keeps_completed_weights_until_an_ensemble_considered_them(tmp_
     assert not trials["p1"].weights_dir.exists()  # pruned trials are not in the pool
     assert any("no ensemble has considered yet" in line and "c5, c6, c7" in line for line in report.lines())
     # The ensemble drew from c1..c6 (c7 ended after it, say) and picked c1 and c6.
-    _ensemble_json(layout, {"members": [{"trial_id": "c1"}, {"trial_id": "c6"}], "top_members": ["c1", "c2"],
-                            "pool": [f"c{i}" for i in range(1, 7)], "greedy_pool": "all"})
+    _ensemble_json(
+        layout,
+        {
+            "members": [{"trial_id": "c1"}, {"trial_id": "c6"}],
+            "top_members": ["c1", "c2"],
+            "pool": [f"c{i}" for i in range(1, 7)],
+            "greedy_pool": "all",
+        },
+    )
     report = apply_retention(layout.root)
     assert report.awaiting == ["c7"]
     assert _with_weights(trials) == ["c1", "c2", "c3", "c4", "c6", "c7", "e1"]  # c5 went: considered, not picked
@@ -344,11 +411,14 @@ def test_pool_all_waits_only_for_trials_the_ensemble_could_use(tmp_path):
     assert report.awaiting == ["c5", "c7"] and not trials["c6"].weights_dir.exists()
 
 
-@pytest.mark.parametrize("ensemble, kept", [
-    ("ensemble: {top_k: 2, greedy: {pool: 3}}", 5),  # max(top_k, keep_top, 3) + margin 2
-    ("ensemble: {top_k: 2, greedy: {pool: 6}}\nretention: {margin: 0}", 6),
-    ("ensemble: {top_k: 2, methods: [mean, stacking]}", 4),  # no greedy: its pool does not count
-])
+@pytest.mark.parametrize(
+    "ensemble, kept",
+    [
+        ("ensemble: {top_k: 2, greedy: {pool: 3}}", 5),  # max(top_k, keep_top, 3) + margin 2
+        ("ensemble: {top_k: 2, greedy: {pool: 6}}\nretention: {margin: 0}", 6),
+        ("ensemble: {top_k: 2, methods: [mean, stacking]}", 4),  # no greedy: its pool does not count
+    ],
+)
 def test_pool_of_n_or_no_greedy_is_a_rank_rule(tmp_path, ensemble, kept):
     layout, trials = make_run(tmp_path / "run", spec=POOL_ALL.replace("ensemble: {top_k: 2}", ensemble))
     report = apply_retention(layout.root)
@@ -359,10 +429,17 @@ def test_pool_of_n_or_no_greedy_is_a_rank_rule(tmp_path, ensemble, kept):
 
 def test_greedy_pool_in_the_spec_is_checked(tmp_path):
     path = tmp_path / "spec.yaml"
-    for value, match in (("al", (r"ensemble\.greedy\.pool: .*pool is 'al', but must be 'all' .*, 'top_k' .* or an "
-                                 r"integer >= 1 .*; did you mean 'all'\?")),
-                         ("0", r"ensemble\.greedy\.pool: .*pool is 0, but must be"),
-                         ("true", r"ensemble\.greedy\.pool: .*pool is True, but must be")):
+    for value, match in (
+        (
+            "al",
+            (
+                r"ensemble\.greedy\.pool: .*pool is 'al', but must be 'all' .*, 'top_k' .* or an "
+                r"integer >= 1 .*; did you mean 'all'\?"
+            ),
+        ),
+        ("0", r"ensemble\.greedy\.pool: .*pool is 0, but must be"),
+        ("true", r"ensemble\.greedy\.pool: .*pool is True, but must be"),
+    ):
         path.write_text(POOL_ALL.replace("ensemble: {top_k: 2}", f"ensemble: {{top_k: 2, greedy: {{pool: {value}}}}}"))
         with pytest.raises(ConfigError, match=match):
             load_search_spec(path, check_backbones=False)
@@ -407,6 +484,7 @@ def test_pruned_weights_kept_on_request(tmp_path):
 
 
 # -- resume and retry ----------------------------------------------------------------------------
+
 
 def test_errored_trial_retry_continues_from_its_last_checkpoint(run):
     layout, trials = run
@@ -464,11 +542,15 @@ def test_resume_accepts_a_changed_retention_section(tmp_path):
 
 # -- the spec section and the CLI ------------------------------------------------------------------
 
-@pytest.mark.parametrize("section, match", [
-    ("retention: {keep_topp: 3}\n", r"retention\.keep_topp.*keep_top"),
-    ("retention: {margin: -1}\n", r"retention\.margin"),
-    ("retention: {keep_top: 0}\n", r"retention\.keep_top"),
-])
+
+@pytest.mark.parametrize(
+    "section, match",
+    [
+        ("retention: {keep_topp: 3}\n", r"retention\.keep_topp.*keep_top"),
+        ("retention: {margin: -1}\n", r"retention\.margin"),
+        ("retention: {keep_top: 0}\n", r"retention\.keep_top"),
+    ],
+)
 def test_spec_retention_section_is_checked(tmp_path, section, match):
     path = tmp_path / "spec.yaml"
     path.write_text(SPEC + section)
@@ -480,8 +562,14 @@ def test_spec_retention_defaults(tmp_path):
     path = tmp_path / "spec.yaml"
     path.write_text(SPEC)
     r = load_search_spec(path, check_backbones=False).retention
-    assert (r.enabled, r.keep_top, r.margin, r.half_precision_weights, r.keep_pruned_weights,
-            r.keep_errored_checkpoint) == (True, None, 2, False, False, True)
+    assert (
+        r.enabled,
+        r.keep_top,
+        r.margin,
+        r.half_precision_weights,
+        r.keep_pruned_weights,
+        r.keep_errored_checkpoint,
+    ) == (True, None, 2, False, False, True)
     assert r.candidates(top_k=5) == 7 and r.candidates(top_k=5, keep_top=1) == 1
 
 
@@ -511,6 +599,7 @@ def test_prune_cli_dry_run_then_prune(run, capsys):
 
 # -- the sweep's callback ------------------------------------------------------------------------
 
+
 def test_callback_cleans_trials_as_they_end(tmp_path):
     from types import SimpleNamespace
 
@@ -523,8 +612,9 @@ def test_callback_cleans_trials_as_they_end(tmp_path):
     layout, trials = make_run(tmp_path / "run", running=("c1", "c5"))
     results = ResultsCallback(layout.results, max_epochs=2, resume=True)
     spec = load_search_spec(layout.spec, check_backbones=False)
-    cb = RetentionCallback(layout.root, spec.retention, top_k=2, results=results, metric="accuracy", mode="max",
-                           settle_s=3600)
+    cb = RetentionCallback(
+        layout.root, spec.retention, top_k=2, results=results, metric="accuracy", mode="max", settle_s=3600
+    )
     trial = SimpleNamespace(trial_id="c5", config={}, last_result={"epoch": 2, "metric": 0.7, "final": True})
     results.on_trial_complete(0, [], trial)
     cb.on_trial_complete(0, [], trial)
@@ -554,8 +644,16 @@ def test_callback_keeps_greedy_pools_weights_for_the_ensemble(tmp_path):
     layout, trials = make_run(tmp_path / "run", spec=POOL_ALL, running=("c1", "c5"))
     results = ResultsCallback(layout.results, max_epochs=2, resume=True)
     spec = load_search_spec(layout.spec, check_backbones=False)
-    cb = RetentionCallback(layout.root, spec.retention, top_k=2, results=results, metric="accuracy", mode="max",
-                           settle_s=3600, pool=spec.ensemble.greedy_pool)
+    cb = RetentionCallback(
+        layout.root,
+        spec.retention,
+        top_k=2,
+        results=results,
+        metric="accuracy",
+        mode="max",
+        settle_s=3600,
+        pool=spec.ensemble.greedy_pool,
+    )
     for tid, metric in (("c5", 0.7), ("c1", 0.9)):
         trial = SimpleNamespace(trial_id=tid, config={}, last_result={"epoch": 2, "metric": metric, "final": True})
         results.on_trial_complete(0, [], trial)

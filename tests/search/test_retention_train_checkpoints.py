@@ -68,8 +68,9 @@ def _register(manager, folder: Path, metrics: dict) -> None:
     from ray.train.v2._internal.execution.training_report import _TrainingReport
 
     async def run():
-        manager.register_checkpoint(_TrainingReport(checkpoint=Checkpoint(path=str(folder)), metrics=metrics,
-                                                    validation=False))
+        manager.register_checkpoint(
+            _TrainingReport(checkpoint=Checkpoint(path=str(folder)), metrics=metrics, validation=False)
+        )
 
     asyncio.run(run())
 
@@ -95,15 +96,21 @@ def test_one_checkpoint_kept_and_the_previous_stays_until_the_new_one_is_listed(
         def spy():
             write()  # Train's list now names the new checkpoint ...
             doc = json.loads((trial.checkpoints / "checkpoint_manager_snapshot.json").read_text())
-            seen.append(([r["checkpoint_dir_name"] for r in doc["checkpoint_results"]],
-                         sorted(p.name for p in trial.checkpoint_epochs())))  # ... and the old one still exists
+            seen.append(
+                (
+                    [r["checkpoint_dir_name"] for r in doc["checkpoint_results"]],
+                    sorted(p.name for p in trial.checkpoint_epochs()),
+                )
+            )  # ... and the old one still exists
 
         manager._write_state_to_storage = spy
 
     _train(trial, 3, watch=watch)
-    assert seen == [(["epoch_0001"], ["epoch_0001"]),
-                    (["epoch_0002"], ["epoch_0001", "epoch_0002"]),
-                    (["epoch_0003"], ["epoch_0002", "epoch_0003"])]
+    assert seen == [
+        (["epoch_0001"], ["epoch_0001"]),
+        (["epoch_0002"], ["epoch_0001", "epoch_0002"]),
+        (["epoch_0003"], ["epoch_0002", "epoch_0003"]),
+    ]
     assert [p.name for p in trial.checkpoint_epochs()] == ["epoch_0003"]
 
 

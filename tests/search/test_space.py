@@ -73,10 +73,13 @@ def test_conditional_params_only_present_when_condition_holds():
 
 
 def test_conditional_params_are_real_optuna_conditions():
-    space = {"loss.name": ParamSpec(type="categorical", choices=["ce", "focal"]),
-             "loss.focal_gamma": ParamSpec(type="float", low=0.5, high=3, when={"loss.name": "focal"})}
-    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0, multivariate=True, group=True,
-                                                                   n_startup_trials=3))
+    space = {
+        "loss.name": ParamSpec(type="categorical", choices=["ce", "focal"]),
+        "loss.focal_gamma": ParamSpec(type="float", low=0.5, high=3, when={"loss.name": "focal"}),
+    }
+    study = optuna.create_study(
+        sampler=optuna.samplers.TPESampler(seed=0, multivariate=True, group=True, n_startup_trials=3)
+    )
     fn = define_by_run(space)
     for _ in range(20):
         trial = study.ask()
@@ -115,12 +118,14 @@ def test_spec_space_values_build_valid_configs(seed, write_spec):
     from ferray.search import load_search_spec
     from ferray.search._run import trial_config
 
-    spec = load_search_spec(write_spec("""
+    spec = load_search_spec(
+        write_spec("""
         optim.lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}
         loss.name: {type: categorical, choices: [ce, focal]}
         loss.focal_gamma: {type: float, low: 0.5, high: 3, when: {loss.name: focal}}
         run.batch_size: {type: int, low: 16, high: 64, step: 16}
-    """))
+    """)
+    )
     for params in _sample(spec.space, 30, seed=seed, base=spec.base_dict()):
         cfg = trial_config(spec.base_dict(), params)
         assert cfg.optim.lr == params["optim.lr"] and cfg.loss.name == params["loss.name"]

@@ -18,8 +18,8 @@ from ferray.testing import Freezer, processes_below
 def test_startup_limit_applies_until_the_first_report():
     limits = StallLimits(startup_s=900, every_s=None, factor=5, min_s=300)
     assert limits.limit(None) == 900
-    assert limits.limit(10.0) == 300          # 5 x 10 s is under the floor
-    assert limits.limit(200.0) == 1000        # 5 x the longest epoch
+    assert limits.limit(10.0) == 300  # 5 x 10 s is under the floor
+    assert limits.limit(200.0) == 1000  # 5 x the longest epoch
     assert StallLimits(every_s=30).limit(200.0) == 30
     assert StallLimits(startup_s=60).driver_limit(None, margin_s=120) == 180
 
@@ -27,11 +27,17 @@ def test_startup_limit_applies_until_the_first_report():
 def test_spec_budget_sets_the_stall_limits(write_spec):
     from ferray.search import load_search_spec
 
-    spec = load_search_spec(write_spec("optim.lr: {type: float, low: 0.001, high: 0.01}",
-                                       extra="", base=(
-        "name: t\ndata: {source: 'synthetic:basic7?count=70'}\nfolds: {k: 2}\n"
-        "model: {backbone: test_resnet}\nbudget: {trials: 2, max_epochs: 2, startup_timeout_s: 60, "
-        "stall_timeout_s: 15}\n")))
+    spec = load_search_spec(
+        write_spec(
+            "optim.lr: {type: float, low: 0.001, high: 0.01}",
+            extra="",
+            base=(
+                "name: t\ndata: {source: 'synthetic:basic7?count=70'}\nfolds: {k: 2}\n"
+                "model: {backbone: test_resnet}\nbudget: {trials: 2, max_epochs: 2, startup_timeout_s: 60, "
+                "stall_timeout_s: 15}\n"
+            ),
+        )
+    )
     limits = spec.budget.stall_limits()
     assert limits.limit(None) == 60 and limits.limit(1.0) == 15
 
@@ -40,9 +46,13 @@ def test_a_non_positive_stall_timeout_is_refused_with_its_key(write_spec):
     from ferray.errors import ConfigError
     from ferray.search import load_search_spec
 
-    path = write_spec("optim.lr: {type: float, low: 0.001, high: 0.01}", base=(
-        "name: t\ndata: {source: 'synthetic:basic7?count=70'}\nfolds: {k: 2}\nmodel: {backbone: test_resnet}\n"
-        "budget: {trials: 2, max_epochs: 2, stall_timeout_s: 0}\n"))
+    path = write_spec(
+        "optim.lr: {type: float, low: 0.001, high: 0.01}",
+        base=(
+            "name: t\ndata: {source: 'synthetic:basic7?count=70'}\nfolds: {k: 2}\nmodel: {backbone: test_resnet}\n"
+            "budget: {trials: 2, max_epochs: 2, stall_timeout_s: 0}\n"
+        ),
+    )
     with pytest.raises(ConfigError, match=r"budget\.stall_timeout_s"):
         load_search_spec(path)
 
@@ -50,7 +60,7 @@ def test_a_non_positive_stall_timeout_is_refused_with_its_key(write_spec):
 def test_background_writer_runs_jobs_in_order_and_keeps_only_the_newest_of_a_key():
     writer = BackgroundWriter("test-writer")
     gate, seen = threading.Event(), []
-    writer.submit(None, gate.wait)              # hold the thread so the next jobs queue up
+    writer.submit(None, gate.wait)  # hold the thread so the next jobs queue up
     for i in range(5):
         writer.submit("table", lambda i=i: seen.append(("table", i)))
     writer.submit(None, lambda: seen.append(("other", 0)))
@@ -98,7 +108,8 @@ search: {sampler: random, seed: 0}
 #: Sweeps whose trials never report (``% (trials, startup_timeout_s)``).
 SILENT_SPEC = STALL_SPEC.replace("count=280", "count=140").replace(
     "budget: {trials: 2, max_epochs: 5, early_stopping: false, max_concurrent: 1, stall_timeout_s: 20}",
-    "budget: {trials: %d, max_epochs: 1, early_stopping: false, max_concurrent: 1, startup_timeout_s: %d}")
+    "budget: {trials: %d, max_epochs: 1, early_stopping: false, max_concurrent: 1, startup_timeout_s: %d}",
+)
 
 
 def _ours(*names: str):
@@ -180,9 +191,11 @@ def test_trials_that_never_send_their_first_report_end_stalled_at_the_startup_li
     trials = get_status(result.run_dir)["trials"]
     assert [t["state"] for t in trials] == ["ERROR", "ERROR"], trials
     for trial in trials:
-        silent = re.fullmatch(r"TrialStalled: stalled: no report from the workers for (\d+) s while waiting for the "
-                              r"first report \(limit 10 s\) \(budget\.stall_timeout_s / budget\.startup_timeout_s\)",
-                              trial["error"] or "")
+        silent = re.fullmatch(
+            r"TrialStalled: stalled: no report from the workers for (\d+) s while waiting for the "
+            r"first report \(limit 10 s\) \(budget\.stall_timeout_s / budget\.startup_timeout_s\)",
+            trial["error"] or "",
+        )
         assert silent, trial["error"]
         assert 10 <= int(silent[1]) <= 15
 
@@ -210,7 +223,8 @@ def test_the_driver_stops_a_trial_whose_own_actor_hangs(tmp_path, local_ray, mon
     assert freezer.frozen, "the trial's actor was not found"
     (trial,) = get_status(result.run_dir)["trials"]
     assert trial["state"] == "ERROR", trial
-    silent = re.fullmatch(r"stalled: the trial sent nothing for (\d+) s \(driver limit 8 s\); its actor was stopped",
-                          trial["error"] or "")
+    silent = re.fullmatch(
+        r"stalled: the trial sent nothing for (\d+) s \(driver limit 8 s\); its actor was stopped", trial["error"] or ""
+    )
     assert silent, trial["error"]
     assert 8 <= int(silent[1]) <= 12

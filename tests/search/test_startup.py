@@ -12,9 +12,18 @@ from ferray.training.resources import estimate_startup
 
 
 def _first_epoch(metric: float, startup: float, heavy: list[str]) -> dict:
-    return {"epoch": 1, "metric": metric, "val_accuracy_mean": metric, "val_accuracy_std": 0.0, "epoch_seconds": 2.0,
-            "startup_s": startup, "import_s": 3.0, "worker_start_s": 9.0, "startup_cpu_s": 11.0,
-            "heavy_modules": heavy}
+    return {
+        "epoch": 1,
+        "metric": metric,
+        "val_accuracy_mean": metric,
+        "val_accuracy_std": 0.0,
+        "epoch_seconds": 2.0,
+        "startup_s": startup,
+        "import_s": 3.0,
+        "worker_start_s": 9.0,
+        "startup_cpu_s": 11.0,
+        "heavy_modules": heavy,
+    }
 
 
 def test_results_keep_every_startup_key_the_workers_report():
@@ -39,8 +48,10 @@ def test_startup_survives_results_parquet_and_status_shows_its_median(tmp_path):
     assert {t["trial_id"]: t["startup_s"] for t in status["trials"]} == {"a": 20.0, "b": 30.0, "c": 24.0}
     console = Console(width=200, record=True)
     console.print(render_status(status))
-    assert "start-up (trial start to first training step): median 24.0 s, 20.0-30.0 s over 3 trial(s)" in \
-        console.export_text()
+    assert (
+        "start-up (trial start to first training step): median 24.0 s, 20.0-30.0 s over 3 trial(s)"
+        in console.export_text()
+    )
 
 
 def test_no_heavy_module_reads_back_as_an_empty_list_after_a_resume(tmp_path):
@@ -53,9 +64,13 @@ def test_no_heavy_module_reads_back_as_an_empty_list_after_a_resume(tmp_path):
 
 
 def _spec(max_concurrent=None, **resources) -> SearchSpec:
-    return SearchSpec.model_validate({"space": {"optim.lr": {"type": "float", "low": 0.001, "high": 0.01}},
-                                      "budget": {"trials": 6, "max_epochs": 2, "max_concurrent": max_concurrent},
-                                      "resources": resources})
+    return SearchSpec.model_validate(
+        {
+            "space": {"optim.lr": {"type": "float", "low": 0.001, "high": 0.01}},
+            "budget": {"trials": 6, "max_epochs": 2, "max_concurrent": max_concurrent},
+            "resources": resources,
+        }
+    )
 
 
 def test_starting_a_trial_pays_when_it_costs_the_running_ones_no_more_than_it_saves():

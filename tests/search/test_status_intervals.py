@@ -32,8 +32,7 @@ def _probs(labels: np.ndarray, rng: np.random.Generator, strength: float) -> np.
 
 
 def _ci(labels: np.ndarray, probs: np.ndarray, seed: int = 0) -> dict:
-    return {m: ci._asdict() for m, ci in bootstrap_metrics(labels, probs, num_classes=len(CLASSES),
-                                                             seed=seed).items()}
+    return {m: ci._asdict() for m, ci in bootstrap_metrics(labels, probs, num_classes=len(CLASSES), seed=seed).items()}
 
 
 def write_run(root: Path, metrics: dict[str, str]) -> dict:
@@ -56,13 +55,23 @@ def write_run(root: Path, metrics: dict[str, str]) -> dict:
         trial.root.mkdir()
         meta = {"class_names": CLASSES, "k": K, "data_fingerprint": "fp"}
         oof = _probs(labels[cv], rng, 1.5 - 0.5 * number)
-        write_predictions(Predictions(cv, cv.astype(str), cv % K, labels[cv], oof, None, {**meta, "kind": "oof"}),
-                          trial.oof)
+        write_predictions(
+            Predictions(cv, cv.astype(str), cv % K, labels[cv], oof, None, {**meta, "kind": "oof"}), trial.oof
+        )
         per_fold = [_probs(labels[hold], rng, 1.5 - 0.5 * number) for _ in range(K)]
         h_rows = np.tile(hold, K)
-        write_predictions(Predictions(h_rows, h_rows.astype(str), np.repeat(np.arange(K), len(hold)),
-                                      labels[h_rows], np.concatenate(per_fold), None, {**meta, "kind": "holdout"}),
-                          trial.holdout)
+        write_predictions(
+            Predictions(
+                h_rows,
+                h_rows.astype(str),
+                np.repeat(np.arange(K), len(hold)),
+                labels[h_rows],
+                np.concatenate(per_fold),
+                None,
+                {**meta, "kind": "holdout"},
+            ),
+            trial.holdout,
+        )
         mean = np.mean(per_fold, axis=0)
         truth[tid] = {"oof": _ci(labels[cv], oof), "holdout": _ci(labels[hold], mean)}
         doc: dict = {"class_names": CLASSES}
@@ -106,8 +115,10 @@ def test_best_trial_shows_holdout_intervals_from_metrics_json_and_computes_the_o
     text = _text(status)
     assert "OOF acc [95% CI]" in text and "holdout acc [95% CI]" in text
     assert _cell(truth["a"]["oof"]["accuracy"]) in text and _cell(truth["b"]["holdout"]["accuracy"]) in text
-    assert (f"  OOF: accuracy {_cell(truth['a']['oof']['accuracy'])}, macro-F1 "
-            f"{_cell(truth['a']['oof']['macro_f1'])} (95% bootstrap interval, oof.parquet)") in text
+    assert (
+        f"  OOF: accuracy {_cell(truth['a']['oof']['accuracy'])}, macro-F1 "
+        f"{_cell(truth['a']['oof']['macro_f1'])} (95% bootstrap interval, oof.parquet)"
+    ) in text
     assert f"  holdout: accuracy {_cell(truth['a']['holdout']['accuracy'])}" in text
 
 
@@ -116,14 +127,17 @@ def test_intervals_in_metrics_json_win_and_the_holdout_is_the_mean_of_fold_model
     best = get_status(tmp_path / "run")["best"]
     assert best["intervals"]["oof"] == {**truth["a"]["oof_file"], "source": "metrics.json"}
     assert best["intervals"]["holdout_clean"] == {**truth["a"]["holdout_clean"], "source": "metrics.json"}
-    assert (f"  holdout without training duplicates: accuracy {_cell(truth['a']['holdout_clean']['accuracy'])}"
-            in _text(get_status(tmp_path / "run")))
+    assert f"  holdout without training duplicates: accuracy {_cell(truth['a']['holdout_clean']['accuracy'])}" in _text(
+        get_status(tmp_path / "run")
+    )
 
     # A metrics.json without intervals: the best trial's are computed from its files.
     truth = write_run(tmp_path / "run2", {"a": "none", "b": "none"})
     best = get_status(tmp_path / "run2")["best"]
-    assert best["intervals"] == {"oof": {**truth["a"]["oof"], "source": "oof.parquet"},
-                                 "holdout": {**truth["a"]["holdout"], "source": "holdout.parquet"}}
+    assert best["intervals"] == {
+        "oof": {**truth["a"]["oof"], "source": "oof.parquet"},
+        "holdout": {**truth["a"]["holdout"], "source": "holdout.parquet"},
+    }
 
 
 def test_status_json_carries_the_intervals(tmp_path, capsys):

@@ -32,8 +32,9 @@ def test_status_shows_the_workers_holdout_interval_and_the_best_trials_oof_one(r
     oof = read_predictions(trial.oof)
     ci = bootstrap_metrics(oof.labels, oof.probs, num_classes=len(oof.class_names), seed=0)
     got = best["intervals"]["oof"]
-    assert (got["accuracy"]["value"], got["accuracy"]["low"], got["accuracy"]["high"]) == \
-        pytest.approx(tuple(ci["accuracy"]))
+    assert (got["accuracy"]["value"], got["accuracy"]["low"], got["accuracy"]["high"]) == pytest.approx(
+        tuple(ci["accuracy"])
+    )
     # `ferray search` printed the table with the intervals, and the ensemble's comparison under its table.
     assert "holdout acc [95% CI]" in e2e_run.stdout
     assert f"[{written['accuracy']['low']:.3f}, {written['accuracy']['high']:.3f}]" in e2e_run.stdout
@@ -45,7 +46,9 @@ def test_status_shows_the_workers_holdout_interval_and_the_best_trials_oof_one(r
 def test_the_ensemble_table_and_summary_carry_intervals_and_the_comparison(run):
     summary = json.loads(run.ensemble_files.summary.read_text())
     comp = summary["comparison"]
-    assert comp["ensemble"] == summary["chosen"] and comp["baseline"] == summary["baseline"] == summary["top_members"][0]
+    assert (
+        comp["ensemble"] == summary["chosen"] and comp["baseline"] == summary["baseline"] == summary["top_members"][0]
+    )
     for part in ("oof", "holdout"):
         ci = comp[part]["accuracy"]
         assert ci["low"] <= ci["value"] <= ci["high"]

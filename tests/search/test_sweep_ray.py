@@ -32,8 +32,9 @@ def test_results_parquet_has_a_row_per_trial_per_epoch(e2e_run):
     for r in rows:
         if r["state"] != "ERROR":
             assert 1 <= r["epoch"] <= 3 and 0.0 <= r["metric"] <= 1.0 and r["val_accuracy_std"] >= 0
-        assert ("param.loss.focal_gamma" in r and r["param.loss.focal_gamma"] is not None) == \
-            (r["param.loss.name"] == "focal")
+        assert ("param.loss.focal_gamma" in r and r["param.loss.focal_gamma"] is not None) == (
+            r["param.loss.name"] == "focal"
+        )
     completed = [r for r in rows if r["state"] == "COMPLETED"]
     assert completed and max(r["epoch"] for r in completed) == 3
     assert any(r.get("oof_accuracy") is not None for r in completed)
@@ -68,8 +69,15 @@ def test_run_directory_layout(e2e_run):
     for path in (run.spec, run.folds, run.study, run.results, run.manifest, run.log):
         assert path.is_file(), path
     trial = run.trial(best["trial_id"])
-    for path in (trial.config, trial.oof, trial.holdout, trial.metrics, trial.epochs, trial.weights(0),
-                 trial.weights(1)):
+    for path in (
+        trial.config,
+        trial.oof,
+        trial.holdout,
+        trial.metrics,
+        trial.epochs,
+        trial.weights(0),
+        trial.weights(1),
+    ):
         assert path.is_file(), path
     assert list(run.root.glob("experiment_state*.json")) or list(run.root.glob("tuner.pkl"))
 
@@ -83,8 +91,16 @@ def test_tensorboard_and_wandb_offline_files(e2e_run):
 
 def test_output_in_a_pipe_is_ferrays_own(e2e_run):
     out = e2e_run.output
-    for noise in ("Token authentication", "PreemptionWatcher", "SweepGenerator", "PruningASHA",
-                  "worker processes have been started", "/tmp/ray/session", "A new study created", "(raylet)"):
+    for noise in (
+        "Token authentication",
+        "PreemptionWatcher",
+        "SweepGenerator",
+        "PruningASHA",
+        "worker processes have been started",
+        "/tmp/ray/session",
+        "A new study created",
+        "(raylet)",
+    ):
         assert noise not in out, f"{noise!r} in the output:\n{out[-4000:]}"
     run = e2e_run.run_dir
     assert f"tensorboard --logdir {run / 'tensorboard'}" in out
@@ -107,8 +123,10 @@ def test_ended_trials_keep_only_what_later_stages_need(e2e_run):
     run = RunLayout(e2e_run.run_dir)
     status = get_status(run.root, disk=True)
     completed = [t["trial_id"] for t in status["trials"] if t["state"] == "COMPLETED" and t["metric"] is not None]
-    members = {m["trial_id"] if isinstance(m, dict) else m
-               for m in __import__("json").loads(run.ensemble_files.summary.read_text())["members"]}
+    members = {
+        m["trial_id"] if isinstance(m, dict) else m
+        for m in __import__("json").loads(run.ensemble_files.summary.read_text())["members"]
+    }
     for t in status["trials"]:
         trial = run.trial(t["trial_id"])
         assert len(trial.checkpoint_epochs()) <= 1

@@ -18,11 +18,20 @@ def test_defaults_and_a_full_file_load(tmp_path):
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("optim:\n  lr: 0.1\n  shedule: {name: cosine}\n", r"train.yaml:3: optim.shedule: unknown key; did you mean 'schedule'\?"),
+        (
+            "optim:\n  lr: 0.1\n  shedule: {name: cosine}\n",
+            r"train.yaml:3: optim.shedule: unknown key; did you mean 'schedule'\?",
+        ),
         ("run:\n  epochs: 0\n", r"train.yaml:2: run.epochs: Input should be greater than or equal to 1"),
-        ("loss:\n  name: focl\n", r"train.yaml:2: loss.name: .*unknown loss 'focl'; did you mean 'focal'.*registered loss names: ce, focal, "
-         r"label_smoothing, soft_ce"),
-        ("model:\n  head: emotion\nmodel:\n  head: multitask\n", r"train.yaml:3: key 'model' appears twice \(first at line 1\)"),
+        (
+            "loss:\n  name: focl\n",
+            r"train.yaml:2: loss.name: .*unknown loss 'focl'; did you mean 'focal'.*registered loss names: ce, focal, "
+            r"label_smoothing, soft_ce",
+        ),
+        (
+            "model:\n  head: emotion\nmodel:\n  head: multitask\n",
+            r"train.yaml:3: key 'model' appears twice \(first at line 1\)",
+        ),
         ("model: [1, 2\n", r"train.yaml:\d+: not valid YAML"),
         ("- 1\n- 2\n", r"expected a mapping of keys at the top level"),
     ],

@@ -19,8 +19,11 @@ def data():
 
 
 def config(**sections) -> TrainConfig:
-    base = {"model": {"backbone": "test_resnet"}, "run": {"epochs": 3, "batch_size": 16, "max_steps_per_epoch": 3},
-            "augment": {"strength": 0.5, "mixup_alpha": 0.2, "tta": ["hflip"]}}
+    base = {
+        "model": {"backbone": "test_resnet"},
+        "run": {"epochs": 3, "batch_size": 16, "max_steps_per_epoch": 3},
+        "augment": {"strength": 0.5, "mixup_alpha": 0.2, "tta": ["hflip"]},
+    }
     for key, value in sections.items():
         base[key] = {**base.get(key, {}), **value}
     return TrainConfig.model_validate(base)
@@ -57,8 +60,9 @@ def test_metrics_and_tta_probabilities(data):
 
 def test_multitask_head_reports_au_f1(data):
     plan = plan_folds(data, 2, seed=0)
-    trainer = FoldTrainer(config(model={"head": "au_attention", "au_weight": 0.5}), data,
-                          plan.train_index(0), plan.val_index(0), fold=0)
+    trainer = FoldTrainer(
+        config(model={"head": "au_attention", "au_weight": 0.5}), data, plan.train_index(0), plan.val_index(0), fold=0
+    )
     trainer.train_epoch(0)
     assert "au_f1" in trainer.evaluate()
 
@@ -67,8 +71,7 @@ def test_nan_weights_stop_training_with_the_reason(data, tmp_path):
     # A corrupt local "pretrained" file: every weight NaN.
     cfg = config()
     model = build_model(cfg.model, num_classes=data.num_classes, in_chans=1, img_size=48)
-    state = {k: torch.full_like(v, float("nan")) if v.is_floating_point() else v
-             for k, v in model.state_dict().items()}
+    state = {k: torch.full_like(v, float("nan")) if v.is_floating_point() else v for k, v in model.state_dict().items()}
     path = tmp_path / "corrupt.pth"
     torch.save(state, path)
     cfg = config(model={"pretrained": str(path)})
@@ -93,8 +96,10 @@ def test_a_fold_state_round_trips_through_the_safe_loader(data, tmp_path):
     trainer = FoldTrainer(config(optim={"ema_decay": 0.9}), data, plan.train_index(0), plan.val_index(0), fold=0)
     trainer.train_epoch(0)
     history = [{"epoch": 1, "metric": 0.25, "final": False, "stopped_early": False}]
-    save_fold_state({"trainer": trainer.state_dict(), "history": history, "best": 0.25, "best_epoch": 1,
-                     "since_best": 0}, tmp_path / "fold_0.pt")
+    save_fold_state(
+        {"trainer": trainer.state_dict(), "history": history, "best": 0.25, "best_epoch": 1, "since_best": 0},
+        tmp_path / "fold_0.pt",
+    )
     state = load_fold_state(tmp_path / "fold_0.pt")
     assert state["history"] == history
     restored = FoldTrainer(config(optim={"ema_decay": 0.9}), data, plan.train_index(0), plan.val_index(0), fold=0)

@@ -49,9 +49,12 @@ SEED = 0
 K = 2
 #: Synthetic faces at difficulty 0: clear prototypes, pose and light varying a little.
 DATA = "synthetic:basic7?count=1400&size=48&difficulty=0&seed={seed}"
-CONFIG = {"model": {"backbone": "test_resnet", "pretrained": False},
-          "run": {"epochs": 6, "batch_size": 32, "amp": "off", "channels_last": False},
-          "optim": {"lr": 3e-3}, "augment": {"strength": 0.0, "tta": []}}
+CONFIG = {
+    "model": {"backbone": "test_resnet", "pretrained": False},
+    "run": {"epochs": 6, "batch_size": 32, "amp": "off", "channels_last": False},
+    "optim": {"lr": 3e-3},
+    "augment": {"strength": 0.0, "tta": []},
+}
 CHANCE = 1 / 7
 #: Below every accuracy measured on the true labels (0.56 and up), 2.8 times chance.
 FLOOR = 0.40

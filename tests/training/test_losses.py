@@ -105,5 +105,7 @@ def test_fer_loss_adds_weighted_au_loss() -> None:
 
 def test_unknown_loss_name_lists_registered_losses() -> None:
     cfg = LossConfig.model_construct(**{**LossConfig().model_dump(), "name": "focall"})
-    with pytest.raises(ConfigError, match="unknown loss 'focall'; did you mean 'focal'.*registered loss names: ce, focal"):
+    with pytest.raises(
+        ConfigError, match="unknown loss 'focall'; did you mean 'focal'.*registered loss names: ce, focal"
+    ):
         build_loss(cfg, C, np.ones(C), None, 1.0)

@@ -48,11 +48,13 @@ def test_log_loss_hard_and_soft() -> None:
 @pytest.mark.parametrize("seed", range(5))
 def test_f1_equals_scikit_learn_without_importing_it(seed) -> None:
     import sklearn.metrics as sklearn_metrics
+
     rng = np.random.default_rng(seed)
     y, pred = rng.integers(0, 6, 40), rng.integers(0, 5, 40)
     assert macro_f1(y, pred) == pytest.approx(sklearn_metrics.f1_score(y, pred, average="macro", zero_division=0))
     assert macro_f1(y, pred, num_classes=7) == pytest.approx(
-        sklearn_metrics.f1_score(y, pred, labels=list(range(7)), average="macro", zero_division=0))
+        sklearn_metrics.f1_score(y, pred, labels=list(range(7)), average="macro", zero_division=0)
+    )
     p, r, f, s = sklearn_metrics.precision_recall_fscore_support(y, pred, labels=list(range(7)), zero_division=0)
     out = per_class_metrics(y, np.eye(7)[pred], [str(c) for c in range(7)])
     assert [out[str(c)]["f1"] for c in range(7)] == pytest.approx(list(f))

@@ -22,8 +22,11 @@ def test_an_unknown_loss_in_a_config_file_names_the_file_line_and_nearest(tmp_pa
 
     path = tmp_path / "train.yaml"
     path.write_text("model: {backbone: test_resnet}\nloss:\n  name: focall\n")
-    with pytest.raises(ConfigError, match=r"train\.yaml:3: loss\.name: .*unknown loss 'focall'; did you mean "
-                                          r"'focal'.*registered loss names: ce, focal"):
+    with pytest.raises(
+        ConfigError,
+        match=r"train\.yaml:3: loss\.name: .*unknown loss 'focall'; did you mean "
+        r"'focal'.*registered loss names: ce, focal",
+    ):
         load_train_config(path)
 
 
@@ -51,9 +54,11 @@ def test_a_registered_schedule_is_valid_in_a_search_space(tmp_path):
     from ferray.training import register_schedule
 
     path = tmp_path / "spec.yaml"
-    path.write_text("name: t\ndata: {source: 'synthetic:basic7?count=70'}\nfolds: {k: 2}\n"
-                    "model: {backbone: test_resnet}\nbudget: {trials: 2, max_epochs: 2}\nspace:\n"
-                    "  optim.schedule.name: {type: categorical, choices: [cosine, test_flat]}\n")
+    path.write_text(
+        "name: t\ndata: {source: 'synthetic:basic7?count=70'}\nfolds: {k: 2}\n"
+        "model: {backbone: test_resnet}\nbudget: {trials: 2, max_epochs: 2}\nspace:\n"
+        "  optim.schedule.name: {type: categorical, choices: [cosine, test_flat]}\n"
+    )
 
     @register_schedule("test_flat")
     def _flat(cfg, total, warmup, steps_per_epoch):

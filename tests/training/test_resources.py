@@ -52,9 +52,12 @@ def test_a_cpu_head_and_two_gpu_nodes_hold_workers_only_where_there_are_gpus():
     assert plan.cpus_per_worker == 4  # the GPU nodes' CPUs shared among those workers, drivers on the head
     assert plan.drivers_on_head and plan.driver_resources["node:__internal_head__"] > 0
     # 3 folds x (5 CPU, 0.5 GPU): the totals (24 CPUs, 2 GPUs) would hold them, the nodes hold 2
-    with pytest.raises(ConfigError, match=r"one trial needs 15.01 CPUs \(driver 0.01 \+ 3 fold workers x 5 \(with "
-                                          r"0.5 GPU\)\) but the nodes hold 2 such workers at once \(head 0, gpu 1 "
-                                          r"per node; .*Set resources.cpus_per_worker <= 4 or use fewer folds"):
+    with pytest.raises(
+        ConfigError,
+        match=r"one trial needs 15.01 CPUs \(driver 0.01 \+ 3 fold workers x 5 \(with "
+        r"0.5 GPU\)\) but the nodes hold 2 such workers at once \(head 0, gpu 1 "
+        r"per node; .*Set resources.cpus_per_worker <= 4 or use fewer folds",
+    ):
         plan_resources(3, nodes=nodes, cpus_per_worker=5, gpus_per_worker=0.5, driver_cpus=0.01)
 
 
@@ -79,8 +82,9 @@ def test_without_a_head_every_node_keeps_room_for_all_drivers():
     assert "every node keeping room for all running trials' drivers" in plan.explain()
 
 
-@pytest.mark.parametrize("k, folds_per_gpu, gpus, on", [(2, 4, 0.5, 1), (4, 4, 0.25, 1), (5, 4, 0.3333, 2),
-                                                        (4, 2, 0.5, 2), (3, 1, 1.0, 3)])
+@pytest.mark.parametrize(
+    "k, folds_per_gpu, gpus, on", [(2, 4, 0.5, 1), (4, 4, 0.25, 1), (5, 4, 0.3333, 2), (4, 2, 0.5, 2), (3, 1, 1.0, 3)]
+)
 def test_auto_gpus_put_a_trials_folds_on_as_few_gpus_as_hold_them(k, folds_per_gpu, gpus, on):
     nodes = [HEAD, NodeSpec("gpu4", 32, 4, count=2)]
     plan = plan_resources(k, nodes=nodes, gpus_per_worker="auto", folds_per_gpu=folds_per_gpu, driver_cpus=0.01)
@@ -100,15 +104,28 @@ def test_auto_gpus_train_on_cpu_without_gpus():
     assert plan.gpus_per_worker == 0 and "no GPUs" in plan.gpu_note
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"gpus_per_worker": 0.5}, (r"one trial needs 1 GPUs \(2 fold workers x 0.5\) but no node of the cluster has a "
-                                r"GPU \(head: 1 x \(8 CPU, 0 GPU\)\); set resources.gpus_per_worker: 0")),
-    ({"gpus_per_worker": 2}, (r"needs 4 GPUs .* hold 0 such workers at once .* set resources.gpus_per_worker <= 0.5 "
-                              r"\(folds then share GPUs\)")),
-    ({"gpus_per_worker": "auto", "folds_per_gpu": 1}, r"raise resources.folds_per_gpu \(now 1\) to 2"),
-    ({"gpus_per_worker": 1.5}, r"gpus_per_worker = 1.5 is not accepted"),
-    ({"placement": "strict"}, r"resources.placement = 'strict' is not accepted; use one of spread, pack"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (
+            {"gpus_per_worker": 0.5},
+            (
+                r"one trial needs 1 GPUs \(2 fold workers x 0.5\) but no node of the cluster has a "
+                r"GPU \(head: 1 x \(8 CPU, 0 GPU\)\); set resources.gpus_per_worker: 0"
+            ),
+        ),
+        (
+            {"gpus_per_worker": 2},
+            (
+                r"needs 4 GPUs .* hold 0 such workers at once .* set resources.gpus_per_worker <= 0.5 "
+                r"\(folds then share GPUs\)"
+            ),
+        ),
+        ({"gpus_per_worker": "auto", "folds_per_gpu": 1}, r"raise resources.folds_per_gpu \(now 1\) to 2"),
+        ({"gpus_per_worker": 1.5}, r"gpus_per_worker = 1.5 is not accepted"),
+        ({"placement": "strict"}, r"resources.placement = 'strict' is not accepted; use one of spread, pack"),
+    ],
+)
 def test_impossible_demands_are_refused_saying_what_to_change(kwargs, message):
     nodes = [HEAD] if kwargs.get("gpus_per_worker") == 0.5 else [HEAD, NodeSpec("gpu", 8, 1, count=1)]
     with pytest.raises(ConfigError, match=message):
@@ -120,7 +137,9 @@ def test_explain_lists_each_node_type_and_where_workers_go():
     text = plan.explain()
     assert "cluster: 24 CPUs, 2 GPUs on 3 nodes" in text
     assert [ln.split()[:5] for ln in text.splitlines() if ln.startswith(("  head", "  gpu"))] == [
-        ["head", "1", "8", "0", "0"], ["gpu", "2", "8", "1", "2"]]
+        ["head", "1", "8", "0", "0"],
+        ["gpu", "2", "8", "1", "2"],
+    ]
     assert "0 (no GPU)" in text and "placement spread, on gpu;" in text
 
 
@@ -132,11 +151,18 @@ def test_nodes_are_read_from_rays_node_table_and_a_launcher_config():
         {"Alive": False, "Resources": {"CPU": 8.0, "GPU": 1.0}},
         {"Alive": True, "Resources": {"CPU": 32.0, "GPU": 4.0}, "Labels": {"ray.io/node-group": "big"}},
     ]
-    assert nodes_from_ray(table) == [NodeSpec("head", 2, 0, 1, head=True), NodeSpec("big", 32, 4, 1),
-                                     NodeSpec("worker (T4)", 8, 1, 2)]
-    config = {"head_node_type": "head", "available_node_types": {
-        "head": {"resources": {"CPU": 8, "GPU": 0}, "max_workers": 0},
-        "gpu": {"resources": {"CPU": 48, "GPU": 4}, "min_workers": 0, "max_workers": 3}}}
+    assert nodes_from_ray(table) == [
+        NodeSpec("head", 2, 0, 1, head=True),
+        NodeSpec("big", 32, 4, 1),
+        NodeSpec("worker (T4)", 8, 1, 2),
+    ]
+    config = {
+        "head_node_type": "head",
+        "available_node_types": {
+            "head": {"resources": {"CPU": 8, "GPU": 0}, "max_workers": 0},
+            "gpu": {"resources": {"CPU": 48, "GPU": 4}, "min_workers": 0, "max_workers": 3},
+        },
+    }
     assert nodes_from_launcher(config) == [NodeSpec("head", 8, 0, 1, head=True), NodeSpec("gpu", 48, 4, 3)]
     del config["available_node_types"]["gpu"]["resources"]["CPU"]
     with pytest.raises(ConfigError, match=r"c.yaml: available_node_types.gpu.resources has no CPU"):
@@ -147,8 +173,10 @@ def test_an_autoscaling_cluster_is_planned_at_its_node_groups_maxima():
     from ferray.training.resources import with_node_groups
 
     live = [NodeSpec("head", 4, 0, head=True)]  # no GPU node up yet: the cluster scales from zero
-    groups = [{"name": "headgroup", "resources": {"CPU": 4}, "max_count": 0},
-              {"name": "gpu", "resources": {"CPU": 8, "GPU": 1}, "max_count": 4}]
+    groups = [
+        {"name": "headgroup", "resources": {"CPU": 4}, "max_count": 0},
+        {"name": "gpu", "resources": {"CPU": 8, "GPU": 1}, "max_count": 4},
+    ]
     nodes = with_node_groups(live, groups)
     assert nodes == [NodeSpec("head", 4, 0, head=True), NodeSpec("gpu", 8, 1, 4)]
     plan = plan_resources(2, nodes=nodes, gpus_per_worker=1, cpus_per_worker=8, driver_cpus=0.01)
@@ -171,7 +199,10 @@ def test_a_ray_address_where_nothing_listens_fails_within_seconds():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # free once closed: nothing listens there
     start = time.monotonic()
-    with pytest.raises(FerrayError, match=rf"no Ray cluster answers at 127.0.0.1:{port} \(connection refused\); is "
-                                          r"the head running\? --address takes the head's GCS address"):
+    with pytest.raises(
+        FerrayError,
+        match=rf"no Ray cluster answers at 127.0.0.1:{port} \(connection refused\); is "
+        r"the head running\? --address takes the head's GCS address",
+    ):
         ensure_ray(f"127.0.0.1:{port}")
     assert time.monotonic() - start < 10 and not ray.is_initialized()

@@ -58,9 +58,7 @@ def _loss(name: str, au_weight: float = 1.0):
     return build_loss(LossConfig(name=name), NUM_CLASSES, counts, np.full(NUM_AUS, 0.2), au_weight)
 
 
-FAMILY_CASES = [
-    pytest.param(fam, c, id=f"{fam}-{c}ch") for fam in BACKBONE_FAMILIES for c in (1, 3)
-]
+FAMILY_CASES = [pytest.param(fam, c, id=f"{fam}-{c}ch") for fam in BACKBONE_FAMILIES for c in (1, 3)]
 
 
 @pytest.mark.parametrize(("family", "in_chans"), FAMILY_CASES)

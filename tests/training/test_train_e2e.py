@@ -31,7 +31,9 @@ def test_ferray_train_runs_three_folds_in_parallel_and_leaves_the_contract(tmp_p
     out = tmp_path / "run"
     proc = subprocess.run(
         [sys.executable, "-m", "ferray.cli", "train", str(config), "--output", str(out), "--num-cpus", "2"],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     epoch_lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("epoch")]
@@ -78,8 +80,10 @@ def test_a_loss_that_becomes_nan_stops_the_trial_with_its_reason(tmp_path):
     # A corrupt local weights file (every weight NaN) makes the first loss NaN in every fold.
     model = build_model(ModelConfig(backbone="test_resnet"), num_classes=7, in_chans=1, img_size=48)
     weights = tmp_path / "corrupt.pth"
-    torch.save({k: torch.full_like(v, float("nan")) if v.is_floating_point() else v
-                for k, v in model.state_dict().items()}, weights)
+    torch.save(
+        {k: torch.full_like(v, float("nan")) if v.is_floating_point() else v for k, v in model.state_dict().items()},
+        weights,
+    )
     config = tmp_path / "nan.yaml"
     config.write_text(
         'data: {source: "synthetic:basic7?count=140&size=48"}\n'
@@ -87,9 +91,20 @@ def test_a_loss_that_becomes_nan_stops_the_trial_with_its_reason(tmp_path):
         "folds: {k: 2}\nrun: {epochs: 2, batch_size: 16}\n"
     )
     proc = subprocess.run(
-        [sys.executable, "-m", "ferray.cli", "train", str(config), "--output", str(tmp_path / "run"),
-         "--num-cpus", "2"],
-        capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "ferray.cli",
+            "train",
+            str(config),
+            "--output",
+            str(tmp_path / "run"),
+            "--num-cpus",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "training stopped: fold" in proc.stderr
@@ -99,8 +114,9 @@ def test_a_loss_that_becomes_nan_stops_the_trial_with_its_reason(tmp_path):
 def test_unknown_backbone_fails_before_ray_starts(tmp_path):
     config = tmp_path / "typo.yaml"
     config.write_text("model:\n  backbone: resnet181\n")
-    proc = subprocess.run([sys.executable, "-m", "ferray.cli", "train", str(config)],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "ferray.cli", "train", str(config)], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 2
     assert "unknown backbone 'resnet181'; did you mean 'resnet18'" in proc.stderr
     assert "ray" not in proc.stderr.lower()
@@ -131,7 +147,9 @@ def test_fold_workers_learn_far_above_chance_and_only_from_the_labels(tmp_path, 
     out = tmp_path / "run"
     proc = subprocess.run(
         [sys.executable, "-m", "ferray.cli", "train", str(config), "--output", str(out), "--num-cpus", "2"],
-        capture_output=True, text=True, timeout=540,
+        capture_output=True,
+        text=True,
+        timeout=540,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())

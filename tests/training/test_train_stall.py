@@ -33,9 +33,25 @@ def test_ferray_train_fails_as_stalled_when_a_fold_worker_hangs(tmp_path):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("RAY_ADDRESS", None)
     with open(stdout, "wb") as o, open(stderr, "wb") as e:
-        proc = subprocess.Popen([sys.executable, "-m", "ferray.cli", "train", str(config), "--output", str(out),
-                                 "--num-cpus", "2", "--stall-timeout", "5"], stdout=o, stderr=e, env=env,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "ferray.cli",
+                "train",
+                str(config),
+                "--output",
+                str(out),
+                "--num-cpus",
+                "2",
+                "--stall-timeout",
+                "5",
+            ],
+            stdout=o,
+            stderr=e,
+            env=env,
+            start_new_session=True,
+        )
 
     def rank_0() -> list[int]:
         # Once the command has printed its first epoch, the fold worker of rank 0 (it writes the
@@ -56,8 +72,12 @@ def test_ferray_train_fails_as_stalled_when_a_fold_worker_hangs(tmp_path):
     err = stderr.read_text()
     assert freezer.frozen, err[-3000:]
     assert code == 1, err[-3000:]
-    silent = re.search(r"^error: training stopped: stalled: no report from the workers for (\d+) s while waiting "
-                       r"for a report \(limit 5 s\)$", err, re.M)
+    silent = re.search(
+        r"^error: training stopped: stalled: no report from the workers for (\d+) s while waiting "
+        r"for a report \(limit 5 s\)$",
+        err,
+        re.M,
+    )
     assert silent, err[-3000:]
     assert 5 <= int(silent[1]) <= 10
     assert "--stall-timeout" in err.splitlines()[-1]

@@ -12,19 +12,24 @@ from ferray.training._worker import HEAVY_MODULES, STARTUP_KEYS, _startup_report
 
 #: What a fold worker process imports besides Ray: fold_worker's own imports, the dataset's class
 #: (unpickled from the object store) and what the last epoch uses to write its files.
-FOLD_WORKER_IMPORTS = ("import torch; import ferray.training._worker; from ferray.training._fold import FoldTrainer; "
-                       "import ferray.training.checkpoint, ferray.training.outputs, ferray.training.weights; "
-                       "import ferray.data._table")
+FOLD_WORKER_IMPORTS = (
+    "import torch; import ferray.training._worker; from ferray.training._fold import FoldTrainer; "
+    "import ferray.training.checkpoint, ferray.training.outputs, ferray.training.weights; "
+    "import ferray.data._table"
+)
 #: What a sweep's trial function imports to validate its config and build its trainer.
-TRIAL_DRIVER_IMPORTS = ("import ferray.search._trial; from ferray.search._plan import trial_config; "
-                        "from ferray.search._reaper import PlacementGroupReporter; "
-                        "from ferray.training import build_trainer, TrainingFailed, failure_reason; "
-                        "import ferray.training._worker")
+TRIAL_DRIVER_IMPORTS = (
+    "import ferray.search._trial; from ferray.search._plan import trial_config; "
+    "from ferray.search._reaper import PlacementGroupReporter; "
+    "from ferray.training import build_trainer, TrainingFailed, failure_reason; "
+    "import ferray.training._worker"
+)
 
 
 def _run(code: str):
-    out = subprocess.run([sys.executable, "-c", f"import json, sys; {code}"], capture_output=True, text=True,
-                         timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", f"import json, sys; {code}"], capture_output=True, text=True, timeout=300
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -32,9 +37,11 @@ def _run(code: str):
 @pytest.fixture(scope="module")
 def fold_worker_process() -> dict:
     """A fresh process after a fold worker's imports: what it loaded, and whether wandb still imports."""
-    return _run(f"{FOLD_WORKER_IMPORTS}; loaded = sorted(m for m in {HEAVY_MODULES!r} if m in sys.modules)\n"
-                "try:\n    import wandb; later = wandb.__name__\nexcept ImportError:\n    later = None\n"
-                "print(json.dumps({'loaded': loaded, 'wandb_later': later}))")
+    return _run(
+        f"{FOLD_WORKER_IMPORTS}; loaded = sorted(m for m in {HEAVY_MODULES!r} if m in sys.modules)\n"
+        "try:\n    import wandb; later = wandb.__name__\nexcept ImportError:\n    later = None\n"
+        "print(json.dumps({'loaded': loaded, 'wandb_later': later}))"
+    )
 
 
 def test_a_fold_worker_imports_none_of_the_heavy_modules(fold_worker_process):
@@ -58,8 +65,15 @@ def test_startup_phases_add_up_to_the_whole():
     out = _startup_report(MARKS, {"submitted_at": 100.0, "trial_started_at": 97.0}, 115.0, 6.5)
     assert out["trial_setup_s"] == 3.0 and out["worker_spawn_s"] == 4.0 and out["worker_process_s"] == 6.0
     assert (out["import_s"], out["data_get_s"], out["model_build_s"], out["first_batch_s"]) == (3.0, 0.5, 0.5, 1.0)
-    phases = ("trial_setup_s", "worker_spawn_s", "worker_process_s", "import_s", "data_get_s", "model_build_s",
-              "first_batch_s")
+    phases = (
+        "trial_setup_s",
+        "worker_spawn_s",
+        "worker_process_s",
+        "import_s",
+        "data_get_s",
+        "model_build_s",
+        "first_batch_s",
+    )
     assert sum(out[k] for k in phases) == pytest.approx(out["startup_s"]) == 18.0
     assert out["worker_start_s"] == 10.0 and out["startup_cpu_s"] == 6.5
     assert isinstance(out["heavy_modules"], list)
@@ -73,14 +87,26 @@ def test_startup_of_ferray_train_counts_from_submission_and_a_reused_process_spa
 
 
 def _fold(fold, acc, **startup):
-    return {"fold": fold, "val": {"accuracy": acc, "loss": 1.0}, "train_loss": 1.2, "lr": 0.01, "seconds": 2.0,
-            "images": 64, **startup}
+    return {
+        "fold": fold,
+        "val": {"accuracy": acc, "loss": 1.0},
+        "train_loss": 1.2,
+        "lr": 0.01,
+        "seconds": 2.0,
+        "images": 64,
+        **startup,
+    }
 
 
 def test_the_first_epoch_reports_the_fold_that_started_last():
     early = {"startup_s": 10.0, "import_s": 2.0, "worker_start_s": 5.0, "startup_cpu_s": 4.0, "heavy_modules": []}
-    late = {"startup_s": 12.0, "import_s": 3.0, "worker_start_s": 4.0, "startup_cpu_s": 5.0,
-            "heavy_modules": ["sklearn"]}
+    late = {
+        "startup_s": 12.0,
+        "import_s": 3.0,
+        "worker_start_s": 4.0,
+        "startup_cpu_s": 5.0,
+        "heavy_modules": ["sklearn"],
+    }
     report = summarise([_fold(0, 0.5, **early), _fold(1, 0.7, **late)], 1, "accuracy")
     assert report["startup_s"] == 12.0 and report["import_s"] == 3.0 and report["worker_start_s"] == 4.0
     assert report["startup_cpu_s"] == 9.0 and report["heavy_modules"] == ["sklearn"]
