@@ -186,8 +186,9 @@ def build_quickstart_run(root: Path, states: dict, k: int = 2, rows: int = 1400,
     """The trial folders of a finished quickstart sweep as the code before this change left them."""
     import numpy as np
 
-    from ferray.layout import RunLayout
-    from ferray.search import ResultsTable, packaged_spec
+    from ferray.run.layout import RunLayout
+    from ferray.run.results import ResultsTable
+    from ferray.search import packaged_spec
     from ferray.training.checkpoint import save_fold_state
     from ferray.training.outputs import Predictions, write_predictions
 
@@ -261,8 +262,9 @@ def build_quickstart_run(root: Path, states: dict, k: int = 2, rows: int = 1400,
 def bench_run_size(states: dict, work: Path) -> dict:
     import yaml
 
-    from ferray.layout import RunLayout, directory_size
-    from ferray.search import apply_retention
+    from ferray.run.disk import directory_size
+    from ferray.run.layout import RunLayout
+    from ferray.run.retention import apply_retention
 
     root = build_quickstart_run(work / "quickstart", states)
     run = RunLayout(root)
@@ -292,8 +294,9 @@ def bench_run_size(states: dict, work: Path) -> dict:
 
 def bench_sweep(work: Path, timeout: int) -> dict:
     """A real quickstart sweep (``ferray search --no-finish``), then the pipeline's policy pass."""
-    from ferray.layout import directory_size
-    from ferray.search import apply_retention, get_status
+    from ferray.run.disk import directory_size
+    from ferray.run.retention import apply_retention
+    from ferray.run.status import get_status
 
     t = time.perf_counter()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}

@@ -141,8 +141,8 @@ def main() -> None:
     import ray
 
     from ferray.ensemble import build_ensembles  # noqa: F401 - fail early when a stage is missing
-    from ferray.layout import RunLayout
     from ferray.pipeline import finish_run
+    from ferray.run.layout import RunLayout
     from ferray.search import run_search
 
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-ensemble-"))
@@ -193,7 +193,7 @@ def main() -> None:
     h = figures["holdout"]
     print(
         f"sweep: {args.trials} trials x <= {args.epochs} epochs on {args.train} FER2013 train images, "
-        f"holdout {args.test} test images; {t_sweep:.0f} s sweep, {wall:.0f} s with ensemble/distil/export"
+        f"holdout {args.test} test images; {t_sweep:.0f} s sweep, {wall:.0f} s with ensemble/distill/export"
     )
     print(f"{'':24}{'holdout acc':>12}{'macro-F1':>10}{'vs best single':>16}")
     for name, row in h.items():

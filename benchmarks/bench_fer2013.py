@@ -342,7 +342,7 @@ def prepare(profile: Profile, cache: Path, seed: int = 0, echo=print) -> tuple[s
     train images are found, so every profile drops the same test images).
     """
     from ferray.data import load_source, write_parquet
-    from ferray.data._images import resize_array
+    from ferray.imaging import resize_array
 
     tag = (
         "full"
@@ -399,10 +399,10 @@ def score_table(
 
     Every model of a subset is scored on the same bootstrap resamples (one ``seed``), and each
     gain is ``metric(model) - metric(baseline)`` with its paired bootstrap interval
-    (:func:`ferray.training.metrics.paired_bootstrap_metrics`): the same resampled rows for
+    (:func:`ferray.metrics.paired_bootstrap_metrics`): the same resampled rows for
     both models. ``latency`` adds ``latency_ms_batch_1`` / ``latency_ms_batch_64`` per model.
     """
-    from ferray.training.metrics import bootstrap_metrics, paired_bootstrap_metrics
+    from ferray.metrics import bootstrap_metrics, paired_bootstrap_metrics
 
     if baseline not in probs:
         raise ValueError(f"baseline {baseline!r} is not among the models {list(probs)}")
@@ -579,10 +579,10 @@ def run_benchmark(
 
     from ferray.data import FoldPlan, clean_holdout_mask, read_parquet
     from ferray.ensemble import build_ensembles
-    from ferray.layout import EnsembleLayout, RunLayout
     from ferray.pipeline import ensemble_members_available, finish_run
+    from ferray.run.layout import EnsembleLayout, RunLayout
+    from ferray.runtime import ensure_ray
     from ferray.search import run_search
-    from ferray.training import ensure_ray
 
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
@@ -749,7 +749,7 @@ def summary_lines(figures: dict) -> list[str]:
     lines.append(
         f"wall time: {t['total']:.0f} s (data {t.get('data', 0):.0f}, sweep {t.get('sweep', 0):.0f}, "
         f"ensembles one by one {t.get('ensembles_one_by_one', 0):.0f}, latency {t.get('latency', 0):.0f}, "
-        f"ensemble + distil{export} {t.get('finish', 0):.0f})"
+        f"ensemble + distill{export} {t.get('finish', 0):.0f})"
     )
     lines.append(
         f"[95% bootstrap intervals, {figures['n_boot']} resamples; gains: model minus best single trial, "

@@ -98,7 +98,7 @@ def make_spec(source: str, strategy: str, seed: int, *, trials: int, max_epochs:
 
 def trace(results_path: Path) -> list[tuple[int, float]]:
     """(cumulative epochs, best fold-mean accuracy so far) in arrival order."""
-    from ferray.search import read_results
+    from ferray.run.results import read_results
 
     rows = [r for r in read_results(results_path) if r.get("epoch") is not None and r.get("metric") is not None]
     rows.sort(key=lambda r: r["timestamp"])

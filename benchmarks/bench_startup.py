@@ -115,7 +115,8 @@ def _quickstart_spec(work: Path, trials: int | None, epochs: int | None) -> Path
 
 def sweep(num_cpus: int, trials: int | None, epochs: int | None, work: Path) -> dict:
     """``ferray search`` on the quickstart (as a user runs it), then its start-up figures from results.parquet."""
-    from ferray.search import load_search_spec, read_results
+    from ferray.run.results import read_results
+    from ferray.search import load_search_spec
     from ferray.search._plan import plan_search_resources
 
     spec_path = _quickstart_spec(work, trials, epochs)

@@ -40,9 +40,9 @@ def _version(name: str) -> str | None:
 
 def diagnose(*, clean_ray_sessions: bool = False) -> dict:
     """Versions, Ray internals ferray relies on (available or fallen back), devices, Ray's temp usage."""
-    from ferray import _ray_compat as compat
-    from ferray._logs import clean_ray_sessions as clean
-    from ferray._logs import ray_session_usage
+    from ferray.runtime import compat
+    from ferray.runtime.logs import clean_ray_sessions as clean
+    from ferray.runtime.logs import ray_session_usage
 
     checks = compat.check()
     missing_required = [w.name for w, ok, _ in checks if not ok and w.required]

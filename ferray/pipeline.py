@@ -1,8 +1,8 @@
-"""After a sweep, the stages its spec asks for: ensemble -> distil -> export.
+"""After a sweep, the stages its spec asks for: ensemble -> distill -> export.
 
 :func:`finish_run` is what ``ferray search`` and ``ferray resume`` run once the trials have
 ended (and what a Python user calls after :func:`ferray.search.run_search`): it ensembles
-the best finished trials (``ensemble:`` section, ``enabled: true`` by default), distils the
+the best finished trials (``ensemble:`` section, ``enabled: true`` by default), distills the
 chosen ensemble into a student when ``distill.enabled``, and exports the bundle
 (``ensemble.export``, on by default) to ``RUN/bundle``. It sits above the stages it runs,
 so none of them imports another stage's code to do this.
@@ -22,7 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ferray.layout import RunLayout
+from ferray.run.layout import RunLayout
+from ferray.run.retention import apply_retention
+from ferray.run.spec import read_run_spec
+from ferray.run.status import get_status
 
 __all__ = ["finish_run", "FinishResult", "ensemble_members_available"]
 
@@ -42,7 +45,6 @@ class FinishResult:
 
 def ensemble_members_available(run_dir: str | os.PathLike, include_pruned: bool = False) -> int:
     """Finished trials of a run that left the prediction files an ensemble needs."""
-    from ferray.search import get_status
 
     layout = RunLayout(run_dir)
     if not layout.results.exists():
@@ -67,10 +69,8 @@ def finish_run(
     in :attr:`FinishResult.skipped`; a stage that fails raises (its own error, naming the
     file or setting), leaving earlier stages' outputs in place.
     """
-    from ferray.search import load_search_spec
-
     layout = RunLayout(Path(run_dir).absolute())
-    spec = load_search_spec(layout.spec, check_backbones=False)
+    spec = read_run_spec(layout.root)
     out = FinishResult(run_dir=layout.root)
     if not spec.ensemble.enabled:
         out.skipped["ensemble"] = "ensemble.enabled is false"
@@ -95,7 +95,6 @@ def finish_run(
     out.ensemble = build_ensembles(layout.root, top=top, echo=echo)
     out.seconds["ensemble"] = time.perf_counter() - t
     # Trials that are neither members nor near the top no longer need their weights.
-    from ferray.search import apply_retention
 
     out.retention = apply_retention(layout.root)
 

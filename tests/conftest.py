@@ -102,7 +102,7 @@ def local_ray(monkeypatch):
     """A local Ray with 2 CPUs, started in (and so below) this test's process, as ferray starts one."""
     import ray
 
-    from ferray._ray_compat import local_ray_environment
+    from ferray.runtime.compat import local_ray_environment
 
     for key, value in local_ray_environment().items():  # inherited by Ray's workers
         monkeypatch.setenv(key, value)

@@ -73,6 +73,7 @@ def test_the_site_builds_strict(tmp_path):
         ("report", "build_report"),
         ("explain", "CAMExplainer"),
         ("cluster", "submit"),
+        ("runtime", "plan_resources"),
     ]:
         page = (site / "api" / package / "index.html").read_text()
         assert f'id="ferray.{package}.{name}"' in page or f'id="ferray.{package}._' in page and name in page, (

@@ -1,4 +1,4 @@
-"""The shared sweep, after its trials: ensemble -> distil -> export -> predict, as `ferray search` ran them."""
+"""The shared sweep, after its trials: ensemble -> distill -> export -> predict, as `ferray search` ran them."""
 
 from __future__ import annotations
 
@@ -16,13 +16,13 @@ pytestmark = [pytest.mark.ray, pytest.mark.filterwarnings("ignore"), pytest.mark
 @pytest.fixture(scope="module")
 def run(e2e_run):
     assert e2e_run.returncode == 0, e2e_run.output[-5000:]
-    from ferray.layout import RunLayout
+    from ferray.run.layout import RunLayout
 
     return RunLayout(e2e_run.run_dir)
 
 
 def test_the_ensemble_combines_the_best_completed_trials(run):
-    from ferray.search import get_status
+    from ferray.run.status import get_status
 
     summary = json.loads(run.ensemble_files.summary.read_text())
     completed = [t["trial_id"] for t in get_status(run.root)["trials"] if t["state"] == "COMPLETED"]

@@ -17,7 +17,8 @@ repository's ``clusters/`` folder; :func:`check_launcher_config` and
 from ferray.cluster._client import Connection, connect, find_token
 from ferray.cluster._config import check_kuberay_manifest, check_launcher_config
 from ferray.cluster._errors import ClusterError
-from ferray.cluster._jobs import (
+from ferray.cluster._storage import join_uri, pull_run, push_run
+from ferray.cluster._submit import (
     TERMINAL,
     JobInfo,
     SubmittedJob,
@@ -29,7 +30,6 @@ from ferray.cluster._jobs import (
     submit_resume,
     wait,
 )
-from ferray.cluster._storage import join_uri, pull_run, push_run
 
 __all__ = [
     # jobs

@@ -2,6 +2,6 @@
 
 import sys
 
-from ferray.cluster._job import main
+from ferray.cluster._entrypoint import main
 
 sys.exit(main())

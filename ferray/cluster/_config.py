@@ -4,7 +4,7 @@
 Ray's defaults for the provider merged in, then Ray's own validation (``ray-schema.json``,
 ``head_node_type`` among ``available_node_types``, the workers' ``min_workers`` within
 ``max_workers``); ferray adds per-node-type rules Ray leaves to launch time. Ray keeps those
-functions in a private module: :mod:`ferray._ray_compat` names them, and when Ray moves them
+functions in a private module: :mod:`ferray.runtime.compat` names them, and when Ray moves them
 the check falls back to the JSON schema and ferray's own rules.
 
 :func:`check_kuberay_manifest` checks KubeRay ``RayCluster`` and ``RayJob`` manifests for the
@@ -183,7 +183,7 @@ def check_launcher_config(path: str | os.PathLike) -> dict:
     """
     import jsonschema
 
-    from ferray._ray_compat import launcher_config_checks
+    from ferray.runtime.compat import launcher_config_checks
 
     cfg = _load(path, multi=False)
     if not isinstance(cfg, dict):

@@ -11,7 +11,7 @@ With a storage URI, a sweep writes its files in two places:
 
 :func:`push_run` copies the second onto the first, so that ``URI/NAME`` is a complete run
 directory (a cluster job does this while the sweep runs and when it ends, see
-:mod:`ferray.cluster._job`); :func:`pull_run` copies a run directory from storage to a local
+:mod:`ferray.cluster._entrypoint`); :func:`pull_run` copies a run directory from storage to a local
 folder, where ``ferray status``, ``ensemble``, ``export`` and ``report`` read it.
 
 Both go through pyarrow's filesystems, the same code path for ``s3://``, ``gs://`` and
@@ -28,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ferray.cluster._errors import ClusterError
-from ferray.layout import RunLayout, TrialLayout
+from ferray.run.layout import RunLayout, TrialLayout
 
 __all__ = ["push_run", "pull_run", "join_uri", "is_uri", "run_uri", "is_empty"]
 

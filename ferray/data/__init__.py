@@ -15,13 +15,12 @@ _EXPORTS = {
     "FERData": "ferray.data._table",
     "read_parquet": "ferray.data._table",
     "write_parquet": "ferray.data._table",
-    "EMOTION_AUS": "ferray.data._synthetic",
-    "TAXONOMIES": "ferray.data._synthetic",
+    "EMOTION_AUS": "ferray.data._taxonomies",
+    "TAXONOMIES": "ferray.data._taxonomies",
     "generate": "ferray.data._synthetic",
     "parse_synthetic_spec": "ferray.data._synthetic",
-    "render_grid": "ferray.data._synthetic",
+    "render_grid": "ferray.data._grid",
     "synthetic_spec": "ferray.data._synthetic",
-    "decode_image": "ferray.data._images",
     "FER2013_CLASSES": "ferray.data._fer2013",
     "FERPLUS_CLASSES": "ferray.data._fer2013",
     "RAFCE_CLASSES": "ferray.data._rafce",
@@ -66,7 +65,6 @@ __all__ = [
     "prepare",
     "check",
     "CheckReport",
-    "decode_image",
     "parse_au_tokens",
     "FER2013_CLASSES",
     "FERPLUS_CLASSES",
@@ -112,17 +110,11 @@ if _TYPE_CHECKING:  # pragma: no cover - for static analysers only
     from ferray.data._duplicates import NEAR_DUPLICATE_DISTANCE, clean_holdout_mask, duplicate_pairs
     from ferray.data._fer2013 import FER2013_CLASSES, FERPLUS_CLASSES
     from ferray.data._folds import HOLDOUT, FoldPlan, grouped_stratified_folds, plan_folds
-    from ferray.data._images import decode_image
+    from ferray.data._grid import render_grid
     from ferray.data._prepare import prepare
     from ferray.data._rafce import RAFCE_CLASSES, RAFDB_CLASSES, parse_au_tokens
     from ferray.data._sources import SOURCE_KINDS, load_source
     from ferray.data._subjects import SUBJECT_SCHEMES, detect_subjects
-    from ferray.data._synthetic import (
-        EMOTION_AUS,
-        TAXONOMIES,
-        generate,
-        parse_synthetic_spec,
-        render_grid,
-        synthetic_spec,
-    )
+    from ferray.data._synthetic import generate, parse_synthetic_spec, synthetic_spec
     from ferray.data._table import AU_IDS, SPLITS, FERData, read_parquet, write_parquet
+    from ferray.data._taxonomies import EMOTION_AUS, TAXONOMIES

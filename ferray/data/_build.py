@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ferray.data._images import decode_many, probe_images
 from ferray.data._subjects import resolve_subjects
 from ferray.data._table import FERData
 from ferray.errors import DataError
+from ferray.imaging import decode_many, probe_images
 
 __all__ = ["LoadInfo", "MAX_DEFAULT_SIZE", "check_size_channels", "from_files", "summarise"]
 

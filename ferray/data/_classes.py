@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from ferray.data._synthetic import TAXONOMIES
+from ferray.data._taxonomies import TAXONOMIES
 from ferray.errors import DataError, closest
 
 __all__ = [

@@ -23,9 +23,9 @@ import numpy as np
 
 from ferray.data._build import LoadInfo, check_size_channels
 from ferray.data._folder import FER2013_CLASSES
-from ferray.data._images import resize_array
 from ferray.data._table import FERData
 from ferray.errors import DataError
+from ferray.imaging import resize_array
 
 __all__ = [
     "FER2013_CLASSES",

@@ -20,9 +20,9 @@ import numpy as np
 
 from ferray.data._build import LoadInfo, from_files, summarise
 from ferray.data._classes import map_class_names
-from ferray.data._images import IMAGE_EXTENSIONS
 from ferray.data._table import FERData
 from ferray.errors import DataError
+from ferray.imaging import IMAGE_EXTENSIONS
 
 __all__ = ["FER2013_CLASSES", "SPLIT_ALIASES", "load_folder"]
 

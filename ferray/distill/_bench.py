@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ferray.training.metrics import accuracy, macro_f1
+from ferray.metrics import accuracy, macro_f1
 from ferray.training.outputs import Predictions
 
 __all__ = ["count_parameters", "measure_latency", "group_latency", "holdout_scores"]

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ferray.errors import DataError
-from ferray.layout import RunLayout, TrialLayout
+from ferray.run.layout import RunLayout, TrialLayout
 
 __all__ = [
     "TRANSFER_GROUP",

@@ -51,7 +51,11 @@ import numpy as np
 
 from ferray._io import json_safe, replace_folder
 from ferray.errors import ConfigError, DataError, FerrayError
-from ferray.layout import DistillLayout, RunLayout
+from ferray.run.layout import DistillLayout, RunLayout
+from ferray.run.sections import DistillConfig
+from ferray.run.spec import read_run_spec
+from ferray.run.status import get_status
+from ferray.run.weights import WeightsMeta
 
 __all__ = ["distill_run", "DistillResult", "DISTILL_SUMMARY"]
 
@@ -97,7 +101,6 @@ def _check_run(run_dir: str | os.PathLike) -> RunLayout:
 
 def _distill_settings(spec, overrides: dict):
     from ferray._config import validate_model
-    from ferray.search import DistillConfig
     from ferray.training.models import check_backbone
 
     given = {k: v for k, v in overrides.items() if v is not None}
@@ -228,8 +231,7 @@ def _compare(
     import torch
 
     from ferray.distill._bench import holdout_scores
-    from ferray.search import get_status
-    from ferray.training.metrics import accuracy, macro_f1
+    from ferray.metrics import accuracy, macro_f1
     from ferray.training.outputs import read_predictions
     from ferray.training.weights import load_fold_models
 
@@ -318,7 +320,7 @@ def distill_run(
     """Distil a sweep's chosen ensemble into one small student and compare the three.
 
     Settings come from the run's spec (``distill:`` section, see
-    :class:`~ferray.search.DistillConfig`); the keyword arguments override them. The
+    :class:`~ferray.run.DistillConfig`); the keyword arguments override them. The
     ``enabled`` flag is not consulted: calling this is the request.
 
     Args:
@@ -353,18 +355,18 @@ def distill_run(
         teacher_targets,
     )
     from ferray.distill._worker import CHECKPOINT_HOLDOUT, CHECKPOINT_WEIGHTS
-    from ferray.search import DistillConfig, load_search_spec
-    from ferray.training import ensure_ray, load_data
+    from ferray.metrics import accuracy
+    from ferray.runtime.planner import plan_resources
+    from ferray.runtime.startup import ensure_ray
+    from ferray.training import load_data
     from ferray.training.augment import build_eval_transform
-    from ferray.training.metrics import accuracy
     from ferray.training.outputs import Predictions, write_predictions
-    from ferray.training.resources import plan_resources
 
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     # -- everything the user can get wrong, checked before Ray starts -----------------------------
     layout = _check_run(run_dir)
-    spec = load_search_spec(layout.spec, check_backbones=False)
+    spec = read_run_spec(layout.root)
     settings = _distill_settings(
         spec,
         {
@@ -478,25 +480,25 @@ def distill_run(
     limits = spec.budget.stall_limits()
 
     def meta_of(cfg) -> dict:
-        return {
-            "train": cfg.model_dump(mode="json"),
-            "num_classes": int(n_classes),
-            "in_chans": int(channels),
-            "img_size": int(size),
-            "class_names": list(data.class_names),
-            "fold": 0,
-            "k": 1,
-            "ema": cfg.optim.ema_decay is not None,
-            "normalise": {"mean": 0.5, "std": 0.5},
-            "data_fingerprint": fingerprint,
-            "distill": {
+        return WeightsMeta(
+            train=cfg.model_dump(mode="json"),
+            num_classes=int(n_classes),
+            in_chans=int(channels),
+            img_size=int(size),
+            class_names=list(data.class_names),
+            fold=0,
+            k=1,
+            ema=cfg.optim.ema_decay is not None,
+            normalise={"mean": 0.5, "std": 0.5},
+            data_fingerprint=fingerprint,
+            distill={
                 "student": cfg.model.backbone,
                 "temperature": settings.temperature,
                 "alpha": settings.alpha,
                 "teacher": settings.teacher,
                 "ensemble": str(layout.ensemble),
             },
-        }
+        ).to_dict()
 
     teacher_words = (
         f"online teacher ({len(pack.members)} member(s) x {plan.k} fold models, {pack.combiner.rule})"
@@ -730,15 +732,15 @@ def _fit(
     from ray.train.v2.api.config import LoggingConfig
     from ray.util.queue import Queue
 
-    from ferray._ray_compat import trainer_without_pg_cleaner
     from ferray.distill._worker import CHECKPOINT_HISTORY, student_worker
+    from ferray.runtime.compat import trainer_without_pg_cleaner
     from ferray.training import (
         TrainingFailed,
         TrainingStalled,
         failure_reason,
         fit_watched,
     )
-    from ferray.training._trial import queue_take
+    from ferray.training._kfold import queue_take
 
     res = {"CPU": resources.cpus_per_worker}
     if resources.gpus_per_worker:

@@ -1,7 +1,7 @@
 """The teacher: the chosen ensemble's out-of-fold probabilities, checked against the run.
 
 ``ferray ensemble RUN`` writes the chosen ensemble's predictions into ``ensemble/``
-(:class:`~ferray.layout.EnsembleLayout`): ``oof.parquet`` has one row per
+(:class:`~ferray.run.layout.EnsembleLayout`): ``oof.parquet`` has one row per
 cross-validation row, each predicted by fold models that never trained on it, and
 ``holdout.parquet`` one row per holdout row. The student learns from the OOF rows only;
 the holdout is what it is scored on, so no holdout prediction ever becomes a target.
@@ -21,7 +21,8 @@ import numpy as np
 
 from ferray.data import HOLDOUT, FERData, FoldPlan
 from ferray.errors import ConfigError, DataError
-from ferray.layout import EnsembleLayout, RunLayout
+from ferray.metrics import accuracy
+from ferray.run.layout import EnsembleLayout, RunLayout
 from ferray.training.outputs import Predictions, read_predictions
 
 __all__ = [
@@ -51,7 +52,7 @@ class TeacherTargets:
 
     def agreement(self) -> float:
         """Fraction of rows whose teacher argmax is the hard label (the teacher's OOF accuracy)."""
-        return float(np.mean(self.probs.argmax(axis=1) == self.labels)) if len(self.rows) else float("nan")
+        return accuracy(self.labels, self.probs) if len(self.rows) else float("nan")
 
 
 def read_ensemble_predictions(run: RunLayout) -> tuple[Predictions, Predictions]:

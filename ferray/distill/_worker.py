@@ -33,7 +33,7 @@ import torch
 
 from ferray.data import FERData
 from ferray.distill._loss import soften
-from ferray.training._fold import EpochStats, FoldTrainer, NonFiniteLossError, _seed
+from ferray.training._fold import FoldTrainer, NonFiniteLossError
 from ferray.training.config import TrainConfig
 from ferray.training.losses import FERLoss
 from ferray.training.mixing import MixupCutmix
@@ -80,7 +80,7 @@ class StudentTrainer(FoldTrainer):
     ) -> None:
         from ferray.distill._loss import DistillationLoss
 
-        super().__init__(cfg, data, train_index, np.zeros(0, np.int64), fold=0, device=device)
+        super().__init__(cfg, data, train_index, np.zeros(0, np.int64), fold=0, device=device, name="student")
         c = data.num_classes
         targets = np.ascontiguousarray(targets, dtype=np.float32)
         if targets.shape != (len(data), 2 * c):
@@ -102,76 +102,34 @@ class StudentTrainer(FoldTrainer):
             DistillationLoss(alpha, temperature), self.loss_fn.au, au_weight=self.loss_fn.au_weight
         ).to(self.device)
 
-    def train_epoch(self, epoch: int | None = None) -> EpochStats:
-        """One epoch of distillation; the loop of :meth:`FoldTrainer.train_epoch` with packed targets."""
-        epoch = self.epoch if epoch is None else epoch
-        cfg = self.cfg
+    def _mix_batch(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        aus: torch.Tensor | None,
+        mixer: MixupCutmix | None,
+        epoch: int,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """The batch with packed ``[teacher | hard]`` targets: stored or scored by the online teacher, then mixed."""
         c = self.data.num_classes
-        self.model.train()
-        mixer = None
-        if cfg.augment.mixup_alpha > 0 or cfg.augment.cutmix_alpha > 0:
-            mixer = MixupCutmix(
-                c,
-                mixup_alpha=cfg.augment.mixup_alpha,
-                cutmix_alpha=cfg.augment.cutmix_alpha,
-                prob=cfg.augment.mix_prob,
-                warmup_epochs=cfg.augment.mix_warmup_epochs,
-                generator=torch.Generator().manual_seed(_seed(cfg.run.seed, self.fold, epoch, 7)),
-            )
-        start = time.perf_counter()
-        total, seen, steps = 0.0, 0, 0
-        for batch in self.train_loader(epoch):
-            x = batch[0].to(self.device)
-            y = batch[1].to(self.device)
-            aus = batch[2].to(self.device) if len(batch) > 2 else None
-            if cfg.run.channels_last and self.device.type == "cuda":
-                x = x.contiguous(memory_format=torch.channels_last)
-            if self.teacher is None:
-                teacher, hard = y[:, :c], y[:, c:]
-                if mixer is not None:
-                    x, teacher, aus = mixer(x, teacher, aus, epoch=epoch)
-                    if mixer.last_perm is not None:  # the same partner and weight for the hard half
-                        lam, perm = mixer.last_lam, mixer.last_perm.to(hard.device)
-                        hard = hard * lam + hard[perm] * (1.0 - lam)
-            else:
-                hard, groups = y[:, c : 2 * c], y[:, 2 * c].round().long()
-                if mixer is not None:
-                    x, hard, aus = mixer(x, hard, aus, epoch=epoch, groups=groups)
-                with torch.no_grad(), self._autocast():  # the very batch the student sees next
-                    teacher = soften(self.teacher(x, groups).float(), self.temperature)
-            with self._autocast():
-                out = self.model(x)
-                loss, _ = self.loss_fn(out, torch.cat([teacher, hard], dim=1), aus)
-            if not torch.isfinite(loss):
-                raise NonFiniteLossError(
-                    f"student: training loss became {loss.item()} at epoch {epoch + 1}, step {steps + 1} "
-                    f"(lr {self.optimizer.param_groups[0]['lr']:.3g}); lower the learning rate or enable "
-                    "optim.grad_clip"
-                )
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            if cfg.optim.grad_clip:
-                self.scaler.unscale_(self.optimizer)
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip)
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            self.scheduler.step()
-            if self.ema is not None:
-                self.ema.update(self.model)
-            total += loss.item() * len(x)
-            seen += len(x)
-            steps += 1
-        self.epoch = epoch + 1
-        return EpochStats(
-            train_loss=total / max(seen, 1),
-            images=seen,
-            seconds=time.perf_counter() - start,
-            lr=float(self.optimizer.param_groups[0]["lr"]),
-        )
+        if self.teacher is None:
+            teacher, hard = y[:, :c], y[:, c:]
+            if mixer is not None:
+                x, teacher, aus = mixer(x, teacher, aus, epoch=epoch)
+                if mixer.last_perm is not None:  # the same partner and weight for the hard half
+                    lam, perm = mixer.last_lam, mixer.last_perm.to(hard.device)
+                    hard = hard * lam + hard[perm] * (1.0 - lam)
+        else:
+            hard, groups = y[:, c : 2 * c], y[:, 2 * c].round().long()
+            if mixer is not None:
+                x, hard, aus = mixer(x, hard, aus, epoch=epoch, groups=groups)
+            with torch.no_grad(), self._autocast():  # the very batch the student sees next
+                teacher = soften(self.teacher(x, groups).float(), self.temperature)
+        return x, torch.cat([teacher, hard], dim=1), aus
 
     def metrics_of(self, index: np.ndarray, probs: np.ndarray, au_probs: np.ndarray | None) -> dict:
         """Accuracy and macro-F1 against the hard labels (the packed targets are no distribution)."""
-        from ferray.training.metrics import accuracy, macro_f1
+        from ferray.metrics import accuracy, macro_f1
 
         labels = self.data.labels[index]
         loss = (
@@ -191,7 +149,7 @@ def student_worker(config: dict) -> None:
     import ray
     import ray.train
 
-    from ferray._ray_compat import quiet_train_context_logger
+    from ferray.runtime.compat import quiet_train_context_logger
     from ferray.training.weights import save_weights
 
     quiet_train_context_logger()

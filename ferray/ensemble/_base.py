@@ -19,7 +19,7 @@ from sklearn.utils.validation import check_is_fitted
 
 __all__ = ["EnsembleMethod", "check_member_proba", "check_labels"]
 
-#: Probabilities are clipped to this before a logarithm (as :func:`ferray.training.metrics.log_loss`).
+#: Probabilities are clipped to this before a logarithm (as :func:`ferray.metrics.log_loss`).
 EPS = 1e-7
 
 # Member probabilities are float32 TTA means: allow rounding above 1.

@@ -12,7 +12,7 @@ trial whose weights are still on disk, the ``top`` included. A weaker trial whos
 differ from the leaders' can earn weight that way. The pool is limited to trials with weights
 because whatever greedy picks must be exportable; the retention policy keeps a completed
 trial's weights until an ensemble has considered it (``pool`` in ``ensemble.json``) and
-prunes the non-members afterwards (:mod:`ferray.search._retention`).
+prunes the non-members afterwards (:mod:`ferray.run.retention`).
 
 * ``ensembles.parquet``: one row per trial a method used (the ``top`` and every trial greedy
   picked) and per method with OOF and holdout accuracy, macro-F1 (each with its bootstrap 95%
@@ -64,7 +64,9 @@ from ferray.ensemble._cv import INNER_FOLDS, cross_val_proba
 from ferray.ensemble._members import Members, load_members, run_status, select_members, select_pool
 from ferray.ensemble._registry import ENSEMBLE_METHODS, make_ensemble
 from ferray.errors import ConfigError, DataError, FerrayError
-from ferray.layout import EnsembleLayout, RunLayout
+from ferray.run.layout import EnsembleLayout, RunLayout
+from ferray.run.sections import check_greedy_pool
+from ferray.run.spec import read_run_spec
 
 __all__ = ["build_ensembles", "EnsembleReport", "fit_methods", "compare_to_best_single", "CHOSEN_BY"]
 
@@ -108,7 +110,7 @@ class EnsembleReport:
 
     Attributes:
         run_dir: the run directory.
-        path: its ``ensemble/`` folder (see :class:`ferray.layout.EnsembleLayout`).
+        path: its ``ensemble/`` folder (see :class:`ferray.run.layout.EnsembleLayout`).
         metric: the run's fold-mean metric, which ranked the trials.
         members: the chosen method's members (trial ids, best first): what export loads.
         methods: the methods fitted, in the order asked.
@@ -272,7 +274,7 @@ def comparison_lines(comparison: dict) -> list[str]:
 
 
 def _scores(y: np.ndarray, proba: np.ndarray, n_classes: int) -> dict[str, float]:
-    from ferray.training.metrics import accuracy, log_loss, macro_f1
+    from ferray.metrics import accuracy, log_loss, macro_f1
 
     if len(y) == 0:
         return {m: float("nan") for m in _METRICS}
@@ -415,7 +417,7 @@ def _table(
 
 
 def _prefixed(members: Members, oof: np.ndarray, hold: np.ndarray, n_classes: int, seed: int = 0) -> dict:
-    from ferray.training.metrics import bootstrap_metrics
+    from ferray.metrics import bootstrap_metrics
 
     out: dict = {}
     for part, y, proba in (("oof", members.labels, oof), ("holdout", members.holdout_labels, hold)):
@@ -432,10 +434,10 @@ def compare_to_best_single(members: Members, fit: MethodFit, *, seed: int = 0) -
     Per split (``oof``, and ``holdout`` when it has rows; else ``None``) and metric
     (``accuracy``, ``macro_f1``): ``{"value", "low", "high", "verdict"}``, the difference
     ensemble minus trial (positive: the ensemble is better) with its paired bootstrap
-    interval (:func:`ferray.training.metrics.paired_bootstrap_metrics`, seeded). A gain is clear
+    interval (:func:`ferray.metrics.paired_bootstrap_metrics`, seeded). A gain is clear
     only when the interval excludes 0.
     """
-    from ferray.training.metrics import paired_bootstrap_metrics
+    from ferray.metrics import paired_bootstrap_metrics
 
     n_classes = members.oof.shape[2]
     out: dict = {
@@ -563,11 +565,9 @@ def build_ensembles(
     >>> report = build_ensembles("runs/quickstart-20261130-120000", top=3)  # doctest: +SKIP
     >>> report.chosen, report.members, report.row(report.chosen)["holdout_accuracy"]  # doctest: +SKIP
     """
-    from ferray.search import check_greedy_pool, load_search_spec
-
     say = echo or (lambda _s: None)
     run, status = run_status(run_dir)
-    cfg = load_search_spec(run.spec, check_backbones=False).ensemble
+    cfg = read_run_spec(run.root).ensemble
     top_source = None
     if top is None:
         top, top_source = cfg.top_k, f"ensemble.top_k = {cfg.top_k} ({run.spec})"

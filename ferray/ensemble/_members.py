@@ -19,7 +19,8 @@ import numpy as np
 
 from ferray.data import FoldPlan
 from ferray.errors import ConfigError, DataError
-from ferray.layout import RunLayout, TrialLayout
+from ferray.run.layout import RunLayout, TrialLayout
+from ferray.run.status import get_status
 from ferray.training.outputs import Predictions, read_predictions
 
 __all__ = ["Members", "select_members", "select_pool", "load_members", "run_status", "has_weights"]
@@ -30,7 +31,7 @@ class Members:
     """Aligned predictions of an ensemble's members (member order: best trial first).
 
     Attributes:
-        trials: the members' summaries from :func:`ferray.search.get_status` (``trial_id``,
+        trials: the members' summaries from :func:`ferray.run.get_status` (``trial_id``,
             ``state``, ``metric``, ``params``, ...).
         class_names: the classes, in column order.
         meta: the first member's OOF file metadata (``k``, ``data_fingerprint``, ``tta``).
@@ -87,8 +88,7 @@ class Members:
 
 
 def run_status(run_dir: str | os.PathLike) -> tuple[RunLayout, dict]:
-    """The run's layout and :func:`ferray.search.get_status`; ``ConfigError`` for a folder that is no run."""
-    from ferray.search import get_status
+    """The run's layout and :func:`ferray.run.get_status`; ``ConfigError`` for a folder that is no run."""
 
     run = RunLayout(Path(run_dir))
     if not run.root.is_dir():
@@ -193,7 +193,7 @@ def select_pool(
     trial) or an integer N (those among the best N, never fewer than ``top``). A trial beyond
     ``top`` whose weights are gone (the retention policy removed them) is left out: greedy may
     only pick a trial the export stage can load, and the policy keeps the weights of
-    ``pool: all`` until an ensemble has considered them (:mod:`ferray.search._retention`).
+    ``pool: all`` until an ensemble has considered them (:mod:`ferray.run.retention`).
     """
     if pool == "top_k":
         return list(top)

@@ -20,6 +20,7 @@ import numpy as np
 from ferray.ensemble._base import EPS, EnsembleMethod, check_setting
 from ferray.ensemble._cv import INNER_FOLDS, inner_splits
 from ferray.ensemble._registry import register_ensemble
+from ferray.metrics import accuracy, log_loss
 
 __all__ = ["StackingEnsemble", "stacking_features"]
 
@@ -119,9 +120,8 @@ class StackingEnsemble(EnsembleMethod):
             final = clone(learner).fit(X, y)
         # cross_val_predict fills a class absent from a training split with 0: keep rows summing to 1.
         self.oof_proba_ = oof / oof.sum(axis=1, keepdims=True)
-        rows = np.arange(len(y))
-        self.inner_cv_score_ = float(-np.mean(np.log(np.clip(self.oof_proba_[rows, y], EPS, 1.0))))
-        self.inner_cv_accuracy_ = float(np.mean(self.oof_proba_.argmax(axis=1) == y))
+        self.inner_cv_score_ = log_loss(y, self.oof_proba_, eps=EPS)
+        self.inner_cv_accuracy_ = accuracy(y, self.oof_proba_)
         coef, intercept = final.coef_, final.intercept_ - final.coef_ @ centre
         if n_classes == 2 and coef.shape[0] == 1:
             coef = np.vstack([-coef[0] / 2, coef[0] / 2])

@@ -34,7 +34,8 @@ from ferray.explain._models import (
     describe,
     load_explain_source,
 )
-from ferray.predict._calibration import apply_temperature
+from ferray.metrics.calibration import apply_temperature
+from ferray.run.layout import ReportLayout, RunLayout
 
 __all__ = ["explain", "Explanation", "ExplainedImage", "member_maps", "EXPLAIN_JSON", "GRID_FILE", "MAX_GRID_ROWS"]
 
@@ -296,8 +297,6 @@ def explain(
 
 
 def _default_out(source: ExplainSource) -> Path:
-    from ferray.layout import ReportLayout, RunLayout
-
     if source.kind == "run":
         return RunLayout(source.path).report_files.explain
     return ReportLayout(source.path.parent / f"{source.path.name}-report").explain

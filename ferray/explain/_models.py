@@ -15,7 +15,9 @@ import numpy as np
 from torch import nn
 
 from ferray.errors import ConfigError, DataError
-from ferray.layout import BundleLayout, RunLayout
+from ferray.run.layout import BundleLayout, RunLayout
+from ferray.run.status import get_status
+from ferray.run.weights import WeightsMeta
 
 __all__ = ["ExplainMember", "ExplainSource", "load_explain_source", "load_weight_files", "describe"]
 
@@ -60,20 +62,20 @@ def load_weight_files(files: list[Path]) -> tuple[list[nn.Module], dict]:
     Raises:
         DataError: an unreadable file, or weights that do not fit the model their metadata names.
     """
-    from ferray.training.config import TrainConfig
     from ferray.training.models import build_model
     from ferray.training.weights import load_weights, read_weights_meta
 
     models, first = [], None
     for path in files:
-        meta = read_weights_meta(path)
-        first = first or meta
-        cfg = TrainConfig.model_validate(meta["train"])
+        doc = read_weights_meta(path)
+        first = first or doc
+        meta = WeightsMeta.from_dict(doc, source=path)
+        cfg = meta.train_config()
         model = build_model(
             cfg.model.model_copy(update={"pretrained": False}),
-            num_classes=int(meta["num_classes"]),
-            in_chans=int(meta["in_chans"]),
-            img_size=int(meta["img_size"]),
+            num_classes=meta.num_classes,
+            in_chans=meta.in_chans,
+            img_size=meta.img_size,
         )
         state = {k: v.float() if v.is_floating_point() else v for k, v in load_weights(path).items()}
         missing, unexpected = model.load_state_dict(state, strict=False)
@@ -187,8 +189,6 @@ def _run_source(path: Path, member) -> ExplainSource:
             )
         weights = weights or [1.0] * len(ids)
     else:
-        from ferray.search import get_status
-
         best = get_status(run.root)["best"] if run.root.is_dir() else None
         if best is None:
             raise DataError(f"{path}: no finished trial and no ensemble to explain")

@@ -29,8 +29,8 @@ from ferray.export._graph import (
 )
 from ferray.export._members import Member, as_member, check_compatible, unique_names
 from ferray.export._onnx import INPUT_NAME, TOLERANCE, check_onnx, export_onnx
-from ferray.layout import BundleLayout
-from ferray.predict._calibration import describe_calibration
+from ferray.metrics.calibration import describe_calibration
+from ferray.run.layout import BundleLayout
 
 __all__ = ["export_bundle", "sha256_file"]
 

@@ -1,7 +1,7 @@
 """The temperature a bundle stores for each graph, fitted on rows its models never trained on.
 
 ``ferray predict`` applies ``softmax(log p / T)`` to a graph's probabilities (see
-:mod:`ferray.predict._calibration`). ``T`` is fitted by negative log-likelihood on the
+:mod:`ferray.metrics.calibration`). ``T`` is fitted by negative log-likelihood on the
 ensemble's out-of-fold predictions (``RUN/ensemble/oof.parquet``: every row predicted by the
 fold models that did not train on it), and its effect is measured there and, when the run
 has one, on the holdout (rows that did not choose ``T``). A graph without such rows keeps
@@ -18,15 +18,15 @@ from pathlib import Path
 import numpy as np
 
 from ferray.errors import ConfigError, DataError
-from ferray.layout import DistillLayout, EnsembleLayout
-from ferray.predict._calibration import (
+from ferray.metrics import log_loss
+from ferray.metrics.calibration import (
     N_BINS,
     apply_temperature,
     expected_calibration_error,
     fit_temperature,
     is_temperature,
 )
-from ferray.training.metrics import log_loss
+from ferray.run.layout import DistillLayout, EnsembleLayout
 
 __all__ = [
     "fit_calibration",

@@ -10,7 +10,7 @@ from pathlib import Path
 from torch import nn
 
 from ferray.errors import DataError
-from ferray.layout import TrialLayout, check_run_name
+from ferray.run.layout import TrialLayout, check_run_name
 
 __all__ = ["Member", "as_member", "check_compatible", "unique_names"]
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ferray.errors import DataError
-from ferray.layout import DistillLayout, RunLayout
+from ferray.run.layout import DistillLayout, RunLayout
 
 __all__ = ["export_run", "find_student", "read_ensemble_summary"]
 

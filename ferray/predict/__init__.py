@@ -10,13 +10,13 @@
     >>> write_predictions(preds, "predictions.csv")         # doctest: +SKIP
 
 This package imports nothing from torch, Ray, timm or ``ferray.training``/``ferray.search``;
-OpenCV is imported only for ``faces=True``.
+OpenCV is imported only for ``faces=True``. Images decode through :mod:`ferray.imaging` and
+the temperature applies through :func:`ferray.metrics.apply_temperature`, both numpy and
+Pillow only.
 """
 
 from ferray.predict._bundle import Bundle
-from ferray.predict._calibration import apply_temperature
 from ferray.predict._faces import FaceDetector, HaarFaceDetector
-from ferray.predict._images import IMAGE_EXTENSIONS
 from ferray.predict._predict import (
     Prediction,
     Predictions,
@@ -33,14 +33,12 @@ from ferray.predict._writers import (
 )
 
 __all__ = [
-    "IMAGE_EXTENSIONS",
     "Bundle",
     "FaceDetector",
     "HaarFaceDetector",
     "Prediction",
     "Predictions",
     "Skipped",
-    "apply_temperature",
     "calibration_note",
     "format_table",
     "iter_predictions",

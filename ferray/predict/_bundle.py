@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 
 from ferray.errors import DataError
-from ferray.layout import BundleLayout
-from ferray.predict._calibration import is_temperature
+from ferray.metrics.calibration import is_temperature
+from ferray.run.layout import BundleLayout
 
 __all__ = ["Bundle"]
 

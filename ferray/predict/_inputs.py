@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from ferray.errors import DataError
-from ferray.predict._images import IMAGE_EXTENSIONS, from_array, open_image, resize
+from ferray.imaging import IMAGE_EXTENSIONS, from_array, open_image, resize
 
 __all__ = ["Item", "collect_inputs", "load_crops"]
 

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ferray.errors import DataError
+from ferray.metrics.calibration import apply_temperature, describe_calibration
 from ferray.predict._bundle import Bundle
-from ferray.predict._calibration import apply_temperature, describe_calibration
 from ferray.predict._faces import FaceDetector, resolve_detector
 from ferray.predict._inputs import collect_inputs, load_crops
 

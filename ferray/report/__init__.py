@@ -1,24 +1,25 @@
 """Reports of a run or a bundle: where a model fails, how sure it is, how the search got there.
 
 :func:`build_report` writes one offline HTML page with PNG figures and the same numbers as
-JSON (``RUN/report/``; see :class:`ferray.layout.ReportLayout`). The pieces are plain
+JSON (``RUN/report/``; see :class:`ferray.run.layout.ReportLayout`). The pieces are plain
 functions on numpy arrays, usable on their own:
 
 * :func:`classification_summary`, :func:`confusion`, :func:`most_confused`,
   :func:`fold_spread`, :func:`per_au_f1`: per-class precision/recall/F1/support, macro and
   weighted F1, balanced accuracy (they match scikit-learn);
-* :func:`reliability`, :func:`expected_calibration_error`, :func:`fit_temperature`,
-  :func:`apply_temperature`: calibration and temperature scaling of probabilities.
+* :func:`calibration_summary`: ECE and reliability bins before and after a temperature.
 
-:func:`evaluate_bundle` scores an exported bundle on another dataset (``ferray evaluate``):
-accuracy and macro-F1 with bootstrap intervals, classes matched by name, the classes the
-model lacks listed with their rows and excluded.
+The scores themselves (accuracy, F1, ECE, temperature scaling, bootstrap intervals) are
+:mod:`ferray.metrics`'s. :func:`evaluate_bundle` scores an exported bundle on another dataset
+(``ferray evaluate``; :func:`cross_dataset_scores` on arrays): accuracy and macro-F1 with
+bootstrap intervals, classes matched by name, the classes the model lacks listed with their
+rows and excluded.
 
 >>> import numpy as np
->>> from ferray.report import expected_calibration_error, fit_temperature
+>>> from ferray.report import classification_summary
 >>> y = np.array([0, 1, 1, 0]); p = np.array([[.9, .1], [.2, .8], [.7, .3], [.6, .4]])
->>> round(expected_calibration_error(y, p, n_bins=5), 3)
-0.25
+>>> classification_summary(y, p, ["a", "b"])["balanced_accuracy"]
+0.75
 >>> build_report("runs/quickstart-20261130-120000")  # doctest: +SKIP
 """
 
@@ -37,14 +38,11 @@ _EXPORTS = {
     "most_confused": "ferray.report._metrics",
     "fold_spread": "ferray.report._metrics",
     "per_au_f1": "ferray.report._metrics",
-    "reliability": "ferray.report._calibration",
-    "expected_calibration_error": "ferray.report._calibration",
-    "fit_temperature": "ferray.report._calibration",
-    "apply_temperature": "ferray.report._calibration",
     "calibration_summary": "ferray.report._calibration",
     "search_history": "ferray.report._search",
     "param_importances": "ferray.report._search",
     "evaluate_bundle": "ferray.report._evaluate_bundle",
+    "cross_dataset_scores": "ferray.report._cross_dataset",
     "Evaluation": "ferray.report._evaluate_bundle",
 }
 
@@ -59,10 +57,6 @@ __all__ = [
     "fold_spread",
     "per_au_f1",
     # calibration
-    "reliability",
-    "expected_calibration_error",
-    "fit_temperature",
-    "apply_temperature",
     "calibration_summary",
     # search history
     "search_history",
@@ -70,6 +64,7 @@ __all__ = [
     # a bundle on another dataset
     "evaluate_bundle",
     "Evaluation",
+    "cross_dataset_scores",
 ]
 
 
@@ -78,13 +73,8 @@ __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 if _TYPE_CHECKING:  # pragma: no cover - for static analysers only
     from ferray.report._build import REPORT_FORMAT, build_report, default_report_dir
-    from ferray.report._calibration import (
-        apply_temperature,
-        calibration_summary,
-        expected_calibration_error,
-        fit_temperature,
-        reliability,
-    )
+    from ferray.report._calibration import calibration_summary
+    from ferray.report._cross_dataset import cross_dataset_scores
     from ferray.report._evaluate_bundle import Evaluation, evaluate_bundle
     from ferray.report._metrics import classification_summary, confusion, fold_spread, most_confused, per_au_f1
     from ferray.report._search import param_importances, search_history

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ferray.errors import DataError
-from ferray.layout import BundleLayout, ReportLayout, RunLayout
+from ferray.run.layout import BundleLayout, ReportLayout, RunLayout
 
 __all__ = ["build_report", "REPORT_FORMAT", "default_report_dir"]
 
@@ -41,7 +41,7 @@ def build_report(
     """Write the report of a run directory or an exported bundle; return the page's path.
 
     Writes ``out/index.html`` (opens offline), ``out/report.json`` (the same numbers) and
-    ``out/figures/*.png`` (see :class:`~ferray.layout.ReportLayout`).
+    ``out/figures/*.png`` (see :class:`~ferray.run.layout.ReportLayout`).
 
     For a run: the best single trial, the chosen ensemble and the distilled student, each
     with per-class precision/recall/F1/support, macro and weighted F1, balanced accuracy,

@@ -1,32 +1,25 @@
 """How sure a model is, and whether it should be: the report's calibration summary.
 
-The numpy helpers (reliability bins, ECE, temperature scaling, ``softmax(log p / T)``) live
-in :mod:`ferray.predict._calibration`, the one implementation that ``ferray export`` fits a
-bundle's temperature with and ``ferray predict`` applies; this module re-exports them for
-``ferray.report``. Fit ``T`` on out-of-fold rows and judge it on the holdout: rows that
-chose the temperature do not score it.
+The numbers (reliability bins, ECE, temperature scaling, ``softmax(log p / T)``) come from
+:mod:`ferray.metrics.calibration`, the one implementation that ``ferray export`` fits a
+bundle's temperature with and ``ferray predict`` applies. Fit ``T`` on out-of-fold rows and
+judge it on the holdout: rows that chose the temperature do not score it.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ferray.predict._calibration import (
+from ferray.metrics import (
     N_BINS,
     apply_temperature,
     expected_calibration_error,
     fit_temperature,
+    log_loss,
     reliability,
 )
 
-__all__ = [
-    "reliability",
-    "expected_calibration_error",
-    "fit_temperature",
-    "apply_temperature",
-    "calibration_summary",
-    "N_BINS",
-]
+__all__ = ["calibration_summary"]
 
 
 def calibration_summary(
@@ -43,8 +36,6 @@ def calibration_summary(
 
     Without fit rows (``fit_y is None``) there is no temperature: only the raw calibration.
     """
-    from ferray.training.metrics import log_loss
-
     out: dict = {
         "n_bins": n_bins,
         "evaluated_on": evaluated_on,

@@ -8,7 +8,7 @@ to the model's by canonical name (:func:`ferray.data.match_classes`: ``happiness
 them, and left out of every score; data sharing no class with the model is an error.
 
 Accuracy and macro-F1 (over the matched classes) come with seeded percentile-bootstrap
-intervals (:func:`ferray.training.metrics.cross_dataset_scores`); balanced accuracy is the
+intervals (:func:`ferray.report.cross_dataset_scores`); balanced accuracy is the
 mean recall over matched classes with rows (scikit-learn's ``balanced_accuracy_score``).
 """
 
@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from ferray.errors import ConfigError, DataError
-from ferray.layout import BundleLayout, RunLayout
+from ferray.run.layout import BundleLayout, RunLayout
 
 __all__ = ["Evaluation", "evaluate_bundle", "resolve_bundle"]
 
@@ -203,13 +203,10 @@ def evaluate_bundle(
     (Interval(value=0.61, low=0.6, high=0.62), {'contempt': 216})
     """
     from ferray.data import match_classes
+    from ferray.metrics import balanced_accuracy, bootstrap_metrics, per_class_metrics
     from ferray.predict import Bundle
     from ferray.report._bundle import load_data, predict_probs
-    from ferray.training.metrics import (
-        bootstrap_metrics,
-        cross_dataset_scores,
-        per_class_metrics,
-    )
+    from ferray.report._cross_dataset import cross_dataset_scores
 
     say = echo or (lambda _s: None)
     bootstrap_metrics(np.zeros(0), np.zeros(0), n_boot=n_boot, level=level)  # checks them before any work
@@ -242,7 +239,6 @@ def evaluate_bundle(
     matched_model = [c for c in model_classes if c in mapping.values()]
     data_of = {m: d for d, m in mapping.items()}
     per_class = {c: {"data_class": data_of[c], **per[c]} for c in matched_model}
-    recalls = [v["recall"] for v in per_class.values() if v["support"] > 0]
     unseen = [c for c in model_classes if c not in mapping.values()]
     excluded_predicted = {}
     for name in scores["excluded"]:
@@ -264,7 +260,9 @@ def evaluate_bundle(
         unseen_predicted={c: int(said_known[model_index[c]]) for c in unseen},
         accuracy=scores["accuracy"],
         macro_f1=scores["macro_f1"],
-        balanced_accuracy=float(np.mean(recalls)) if recalls else float("nan"),
+        balanced_accuracy=balanced_accuracy(
+            target[known], probs[known], labels=[model_index[c] for c in matched_model]
+        ),
         per_class=per_class,
         n_boot=n_boot,
         level=level,

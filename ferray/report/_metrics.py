@@ -16,7 +16,16 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ferray.training.metrics import log_loss, per_class_metrics, to_labels
+from ferray.metrics import (
+    accuracy,
+    au_f1,
+    balanced_accuracy,
+    confusion_matrix,
+    log_loss,
+    macro_f1,
+    per_class_metrics,
+    to_labels,
+)
 
 __all__ = ["classification_summary", "confusion", "most_confused", "fold_spread", "per_au_f1", "row_normalised"]
 
@@ -42,12 +51,13 @@ def classification_summary(y_true: np.ndarray, proba: np.ndarray, class_names: S
         }
     pred = to_labels(proba)
     per_class = per_class_metrics(y, pred, class_names)
-    r, f, s = (np.array([c[k] for c in per_class.values()], dtype=np.float64) for k in ("recall", "f1", "support"))
+    f, s = (np.array([c[k] for c in per_class.values()], dtype=np.float64) for k in ("f1", "support"))
+    n = len(class_names)
     return {
         "rows": len(y),
-        "accuracy": float(np.mean(pred == y)),
-        "balanced_accuracy": float(np.mean(r[s > 0])),
-        "macro_f1": float(np.mean(f)),
+        "accuracy": accuracy(y, pred),
+        "balanced_accuracy": balanced_accuracy(y, pred, num_classes=n),
+        "macro_f1": macro_f1(y, pred, num_classes=n),
         "weighted_f1": float(np.sum(f * s) / np.sum(s)),
         "log_loss": log_loss(y, proba) if proba.ndim == 2 else float("nan"),
         "per_class": per_class,
@@ -56,10 +66,7 @@ def classification_summary(y_true: np.ndarray, proba: np.ndarray, class_names: S
 
 def confusion(y_true: np.ndarray, proba: np.ndarray, n_classes: int) -> dict:
     """``{"counts": C x C, "normalised": rows summing to 1 (0 for a class without rows)}``; row = true class."""
-    y = np.asarray(y_true, dtype=np.int64)
-    pred = to_labels(proba)
-    counts = np.zeros((n_classes, n_classes), dtype=np.int64)
-    np.add.at(counts, (y, pred), 1)
+    counts = confusion_matrix(y_true, proba, n_classes)
     return {"counts": counts.tolist(), "normalised": row_normalised(counts)}
 
 
@@ -117,8 +124,6 @@ def fold_spread(y_true: np.ndarray, proba: np.ndarray, folds: np.ndarray, class_
 
 def per_au_f1(au_true: np.ndarray, au_prob: np.ndarray, au_ids: Sequence[int | str], *, threshold: float = 0.5) -> dict:
     """F1 per action unit (``None`` where an AU never occurs), their mean, and each AU's support."""
-    from ferray.training.metrics import au_f1
-
     mean, per = au_f1(au_true, au_prob, threshold=threshold)
     support = (np.asarray(au_true) > 0.5).sum(axis=0)
     return {

@@ -1,6 +1,6 @@
 """The numbers of a run's report: its models' predictions, the ensemble table, the search.
 
-Reads only files of the run directory (through :class:`~ferray.layout.RunLayout`), plus the
+Reads only files of the run directory (through :class:`~ferray.run.layout.RunLayout`), plus the
 run's dataset when a multi-task model's AU F1 needs its AU labels.
 """
 
@@ -15,8 +15,10 @@ import numpy as np
 
 from ferray._io import json_safe
 from ferray.errors import ConfigError, DataError, FerrayError
-from ferray.layout import RunLayout
 from ferray.report._evaluate import Split, evaluate_model
+from ferray.run.layout import RunLayout
+from ferray.run.results import read_results
+from ferray.run.status import get_status
 
 __all__ = ["collect_run"]
 
@@ -100,8 +102,6 @@ class _AULabels:
 
 
 def _status(run: RunLayout, notes: list[str]) -> dict | None:
-    from ferray.search import get_status
-
     try:
         # The report scores the best trial from its prediction files itself; status's intervals
         # would read them (and every trial's metrics.json) once more for numbers the page does not show.
@@ -119,7 +119,6 @@ def collect_run(run_dir: str | Path, *, echo: Callable[[str], Any] | None = None
     """
     from ferray.data import AU_IDS
     from ferray.report._search import param_importances, search_history, study_trials
-    from ferray.search import read_results
 
     say = echo or (lambda _s: None)
     run = RunLayout(Path(run_dir).absolute())

@@ -9,7 +9,7 @@ import math
 import warnings
 from typing import Any
 
-from ferray.layout import RunLayout
+from ferray.run.layout import RunLayout
 
 __all__ = ["search_history", "study_trials", "param_importances", "MIN_TRIALS_FOR_IMPORTANCE"]
 

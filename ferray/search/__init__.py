@@ -1,45 +1,24 @@
-"""Hyperparameter search: typed search specs, the Optuna space, the Ray Tune sweep, status.
+"""Hyperparameter search: the Optuna space, the Ray Tune sweep, resume, the packaged specs.
+
+What a run *is* (its spec schema, layout, results, status, retention) lives below every
+stage in :mod:`ferray.run`; this package runs the sweep that fills a run directory.
+:func:`load_search_spec`, :class:`SearchSpec` and :class:`ParamSpec` are re-exported from
+:mod:`ferray.run.spec` as the names a search user starts from.
 
 >>> from ferray.search import load_search_spec, packaged_spec
 >>> spec = load_search_spec(packaged_spec("quickstart"))  # doctest: +SKIP
 >>> result = run_search(spec, storage="runs")              # doctest: +SKIP
->>> get_status(result.run_dir)["best"]["params"]           # doctest: +SKIP
+>>> result.best["params"]                                  # doctest: +SKIP
 """
 
-from ferray.search._results import ResultsTable, read_results, write_table_atomic
-from ferray.search._retention import RetentionReport, apply_retention, disk_usage
+from ferray.run.spec import ParamSpec, SearchSpec, load_search_spec
 from ferray.search._space import apply_params, define_by_run, is_active
-from ferray.search._spec import (
-    PACKAGED_SPECS,
-    BudgetConfig,
-    DistillConfig,
-    EnsembleConfig,
-    GreedyConfig,
-    ParamSpec,
-    RetentionConfig,
-    SearchConfig,
-    SearchSpec,
-    TrackingConfig,
-    WandbConfig,
-    check_greedy_pool,
-    load_search_spec,
-    packaged_spec,
-)
-from ferray.search._status import get_status, render_status
+from ferray.search._spec import PACKAGED_SPECS, packaged_spec
 
 __all__ = [
     # specs
     "SearchSpec",
     "ParamSpec",
-    "BudgetConfig",
-    "SearchConfig",
-    "TrackingConfig",
-    "WandbConfig",
-    "EnsembleConfig",
-    "GreedyConfig",
-    "check_greedy_pool",
-    "DistillConfig",
-    "RetentionConfig",
     "load_search_spec",
     "packaged_spec",
     "PACKAGED_SPECS",
@@ -54,16 +33,6 @@ __all__ = [
     "SearchResult",
     "SearchInterrupted",
     "plan_search_resources",
-    # results and status
-    "ResultsTable",
-    "read_results",
-    "write_table_atomic",
-    "get_status",
-    "render_status",
-    # retention
-    "apply_retention",
-    "RetentionReport",
-    "disk_usage",
 ]
 
 _LAZY = {"run_search", "resume_search", "dry_run", "SearchResult", "SearchInterrupted", "plan_search_resources"}

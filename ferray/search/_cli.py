@@ -10,19 +10,18 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 
 __all__ = ["COMMANDS", "add_commands"]
 
-
-#: Called with (result, args) after a sweep ends well: the stages above search
-#: (ensemble, distill, export) are wired in by ``ferray/cli.py``; search never imports them.
-_AFTER_SWEEP = None
+#: ``after_sweep(result, args) -> exit code``: what runs after a sweep ends well.
+AfterSweep = Callable[[object, argparse.Namespace], int]
 
 
 def _report(result, args) -> int:
     """Print a finished sweep's table and run directory; 1 when no trial produced a metric."""
     from ferray._console import print_wide
-    from ferray.search import render_status
+    from ferray.run.status import render_status
 
     print_wide(render_status(result.status))
     print(f"run directory: {result.run_dir} ({result.wall_seconds:.0f}s)")
@@ -30,8 +29,9 @@ def _report(result, args) -> int:
     if best is None or best["metric"] is None:
         print("no trial produced a fold-mean metric; see `ferray status` for the errors", file=sys.stderr)
         return 1
-    if _AFTER_SWEEP is not None and not getattr(args, "no_finish", False):
-        return _AFTER_SWEEP(result, args)
+    after_sweep = getattr(args, "after_sweep", None)
+    if after_sweep is not None and not getattr(args, "no_finish", False):
+        return after_sweep(result, args)
     return 0
 
 
@@ -95,7 +95,7 @@ def _cmd_resume(args: argparse.Namespace) -> int:
 
 def _cmd_status(args: argparse.Namespace) -> int:
     from ferray._console import print_json, print_wide
-    from ferray.search import get_status, render_status
+    from ferray.run.status import get_status, render_status
 
     status = get_status(args.run, disk=True)
     if args.json:
@@ -105,13 +105,14 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_commands(subparsers: argparse._SubParsersAction, after_sweep=None) -> None:
+def add_commands(subparsers: argparse._SubParsersAction, after_sweep: AfterSweep | None = None) -> None:
     """Add ``search``, ``resume`` and ``status`` to the ``ferray`` command's sub-parsers.
 
-    ``after_sweep(result, args) -> exit code`` runs when a sweep or resume ends with a result.
+    ``after_sweep(result, args) -> exit code`` runs when a sweep or resume ends with a result
+    (unless ``--no-finish``): the stages above search (ensemble, distill, export) are wired in
+    by ``ferray/cli.py``; search never imports them. It rides on the parsed arguments as
+    ``args.after_sweep``.
     """
-    global _AFTER_SWEEP
-    _AFTER_SWEEP = after_sweep
     p = subparsers.add_parser(
         "search",
         help="run a hyperparameter sweep from a search spec (Optuna TPE + ASHA on Ray Tune)",
@@ -148,7 +149,7 @@ def add_commands(subparsers: argparse._SubParsersAction, after_sweep=None) -> No
         action="store_true",
         help="stop after the trials: no ensemble, distillation or export (`ferray ensemble` later)",
     )
-    p.set_defaults(func=_cmd_search)
+    p.set_defaults(func=_cmd_search, after_sweep=after_sweep)
 
     p = subparsers.add_parser(
         "resume",
@@ -173,7 +174,7 @@ def add_commands(subparsers: argparse._SubParsersAction, after_sweep=None) -> No
         action="store_true",
         help="stop after the trials: no ensemble, distillation or export (`ferray ensemble` later)",
     )
-    p.set_defaults(func=_cmd_resume)
+    p.set_defaults(func=_cmd_resume, after_sweep=after_sweep)
 
     p = subparsers.add_parser("status", help="show a sweep's trials, best first, and its best configuration")
     p.add_argument("run", help="run directory of a sweep")

@@ -16,8 +16,8 @@ from ray.tune import Callback
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 from ray.tune.search.optuna import OptunaSearch
 
-from ferray.layout import RunLayout
-from ferray.search._spec import SearchSpec
+from ferray.run.layout import RunLayout
+from ferray.run.spec import SearchSpec
 
 __all__ = [
     "PruningASHA",

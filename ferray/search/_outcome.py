@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ferray.layout import RunLayout
+from ferray.run.layout import RunLayout
 
 __all__ = ["SweepOutcome", "sweep_outcome", "outcome_differences", "trained_in_one_process"]
 
@@ -40,8 +40,8 @@ def sweep_outcome(run_dir: str | os.PathLike) -> SweepOutcome:
     """Read a sweep's end from ``results.parquet``, ``optuna.db``, the manifest and the bundle."""
     import optuna
 
-    from ferray.search._results import read_results
-    from ferray.search._resume import read_manifest
+    from ferray.run.manifest import read_manifest
+    from ferray.run.results import read_results
 
     layout = RunLayout(Path(run_dir))
     manifest = read_manifest(layout.root)

@@ -10,18 +10,11 @@ from datetime import datetime
 from pathlib import Path
 
 from ferray.errors import ConfigError
-from ferray.layout import check_run_name
-from ferray.search._spec import SearchSpec, load_search_spec
+from ferray.run.layout import check_run_name
+from ferray.run.spec import SearchSpec, load_search_spec
+from ferray.runtime.nodes import NodeSpec, cluster_nodes, launcher_nodes, node_totals
+from ferray.runtime.planner import ResourcePlan, estimate_startup, plan_resources
 from ferray.training.config import TrainConfig
-from ferray.training.resources import (
-    NodeSpec,
-    ResourcePlan,
-    estimate_startup,
-    node_totals,
-    nodes_from_launcher,
-    plan_resources,
-    ray_nodes,
-)
 
 __all__ = [
     "DRIVER_CPUS",
@@ -31,8 +24,6 @@ __all__ = [
     "dry_run",
     "is_uri",
     "as_spec",
-    "cluster_nodes",
-    "launcher_nodes",
 ]
 
 
@@ -64,11 +55,11 @@ def plan_search_resources(
 ) -> ResourcePlan:
     """The resource plan of a sweep: a driver of :data:`DRIVER_CPUS` plus ``k`` fold workers per trial.
 
-    Planned against ``nodes`` (the cluster's node types, :func:`cluster_nodes`) or, without
+    Planned against ``nodes`` (the cluster's node types, :func:`~ferray.runtime.nodes.cluster_nodes`) or, without
     them, one node of ``cluster_cpus`` and ``cluster_gpus``. Without
     ``resources.cpus_per_worker`` and without GPUs, ``budget.max_concurrent`` trials share the
     CPUs (overlapping one trial's start-up with another's compute); otherwise the plan gives
-    one trial the machine (see :func:`ferray.training.resources.plan_resources`). Trials
+    one trial the machine (see :func:`ferray.runtime.plan_resources`). Trials
     beyond those whose fold workers get a whole CPU each only overlap start-ups with
     training, so the plan runs them only where that pays (:class:`StartupEstimate`): on a
     CPU-bound machine, starting a trial must not take more from the running ones than it saves.
@@ -116,39 +107,6 @@ def default_run_dir(spec: SearchSpec, storage: str | os.PathLike = "runs", name:
 
 def is_uri(path: str | os.PathLike) -> bool:
     return "://" in str(path)
-
-
-def cluster_nodes(address: str | None = None, num_cpus: int | None = None) -> tuple[list[NodeSpec], str]:
-    """The node types a sweep would run on, and where they were read from.
-
-    The connected or addressed Ray cluster's alive nodes (``ray.nodes()``), else this machine
-    as one node (``num_cpus`` CPUs, default all; the GPUs torch sees).
-    """
-    import ray
-
-    if ray.is_initialized() or address or os.environ.get("RAY_ADDRESS"):
-        from ferray.training import ensure_ray
-
-        ensure_ray(address, num_cpus=num_cpus)
-        nodes = ray_nodes()
-        where = (
-            f"the Ray cluster at {address or os.environ.get('RAY_ADDRESS') or ray.get_runtime_context().gcs_address}"
-        )
-        if not nodes:
-            raise ConfigError(f"{where} reports no alive nodes")
-        return nodes, where
-    import torch
-
-    return [
-        NodeSpec("this machine", float(num_cpus or os.cpu_count() or 1), float(torch.cuda.device_count()))
-    ], "this machine"
-
-
-def launcher_nodes(path: str | os.PathLike) -> tuple[list[NodeSpec], str]:
-    """The node types of a Ray cluster launcher YAML, each at its ``max_workers``."""
-    from ferray._config import load_yaml
-
-    return nodes_from_launcher(load_yaml(path), str(path)), f"{path}, every node type at its max_workers"
 
 
 def as_spec(spec: SearchSpec | str | os.PathLike) -> tuple[SearchSpec, Path | None]:

@@ -1,4 +1,4 @@
-"""``ferray prune RUN``: argument parsing over :func:`ferray.search.apply_retention`.
+"""``ferray prune RUN``: argument parsing over :func:`ferray.run.apply_retention`.
 
 ``ferray/cli.py`` calls :func:`add_parser` with its sub-parsers and merges :data:`COMMANDS`
 into its own table. Exit codes: 0 done (or nothing to remove), 2 bad input (a
@@ -14,7 +14,7 @@ __all__ = ["COMMANDS", "add_parser"]
 
 def _cmd_prune(args: argparse.Namespace) -> int:
     from ferray._console import print_json
-    from ferray.search import apply_retention
+    from ferray.run.retention import apply_retention
 
     report = apply_retention(args.run, keep_top=args.keep_top, dry_run=args.dry_run, force=True)
     if args.json:

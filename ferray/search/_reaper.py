@@ -6,7 +6,7 @@ controller dies with it, but a placement group lives as long as its creator's *j
 sweep's driver). Train's own ``PlacementGroupCleaner`` finds dead controllers through
 Ray's state API, and takes "not found" for dead: under load it freed the placement group
 of a live trial, so ferray's trainers run without it (see
-:func:`ferray.training._trial._trainer_class`). Without any cleaner, every pruned trial
+:func:`ferray.training._kfold._trainer_class`). Without any cleaner, every pruned trial
 kept its workers' CPUs reserved, and the next trials waited for them forever (seen on 2
 CPUs: the third and fourth trials of a sweep never started their workers).
 
@@ -21,7 +21,7 @@ import logging
 
 from ray.tune import Callback
 
-from ferray._ray_compat import WorkerGroupCallback, placement_group_of
+from ferray.runtime.compat import WorkerGroupCallback, placement_group_of
 
 __all__ = ["PlacementGroupReporter", "PlacementGroupReaper"]
 

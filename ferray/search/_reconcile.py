@@ -42,7 +42,7 @@ class RestoredTrials(Callback):
         if self._done or self.searcher is None:
             return
         self._done = True
-        from ferray._ray_compat import available
+        from ferray.runtime.compat import available
 
         known = {t.trial_id for t in trials}
         self.searcher.adopt(known)

@@ -8,83 +8,33 @@ spec edited since the start (listing each changed key) and data whose content ch
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ferray.errors import ConfigError, DataError
-from ferray.layout import RunLayout
-from ferray.search._spec import SearchSpec, load_search_spec
-
-if TYPE_CHECKING:
-    from ferray.search._run import SearchResult
+from ferray.run.layout import RunLayout
+from ferray.run.manifest import MANIFEST_FORMAT, read_manifest, resolved_spec, update_manifest
+from ferray.run.spec import SearchSpec, load_search_spec, read_run_spec
+from ferray.run.status import get_status
+from ferray.run.trial_record import retry_notes
+from ferray.search._run import SearchResult, _Sweep
 
 __all__ = [
-    "write_manifest",
-    "read_manifest",
-    "update_manifest",
     "check_resumable",
     "spec_differences",
     "Resumable",
-    "MANIFEST",
     "resume_search",
-    "resume_command",
 ]
 
-MANIFEST = "ferray_run.json"
-_FORMAT = 1
 #: Files every sweep's run directory holds.
 _REQUIRED = RunLayout.REQUIRED
 #: Spec keys a resumed sweep may change (they do not change what is searched).
 #: Sections that act after the trials (or only on what the run folder keeps): editing them
 #: between a stop and ``ferray resume`` changes no trial.
 _FREE = ("retention.", "ensemble.", "distill.", "tracking.")
-
-
-def _resolved(spec: SearchSpec) -> dict:
-    return json.loads(json.dumps(spec.model_dump(mode="json")))
-
-
-def write_manifest(run: Path, spec: SearchSpec, *, spec_path: Path | None, experiment: str, trials: int) -> Path:
-    """Write ``run/ferray_run.json`` atomically."""
-    from ferray import __version__
-    from ferray.training.outputs import write_json_atomic
-
-    doc = {
-        "format": _FORMAT,
-        "ferray": __version__,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "spec": _resolved(spec),
-        "spec_source": None if spec_path is None else str(Path(spec_path).absolute()),
-        "trials": int(trials),
-        "experiment": experiment,
-    }
-    path = Path(run) / MANIFEST
-    write_json_atomic(doc, path)
-    return path
-
-
-def read_manifest(run: Path) -> dict:
-    path = Path(run) / MANIFEST
-    try:
-        doc = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{path}: unreadable run manifest ({exc})") from None
-    missing = [k for k in ("format", "spec", "trials", "experiment") if k not in doc]
-    if missing:
-        raise ConfigError(f"{path}: not a ferray run manifest (missing {', '.join(missing)})")
-    return doc
-
-
-def update_manifest(run: Path, **changes: Any) -> None:
-    from ferray.training.outputs import write_json_atomic
-
-    doc = read_manifest(run)
-    doc.update(changes)
-    write_json_atomic(doc, Path(run) / MANIFEST)
 
 
 def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
@@ -152,7 +102,6 @@ def check_resumable(run: str | os.PathLike, echo=print) -> Resumable:
         DataError: the data source now holds different data than the sweep started with.
     """
     from ferray.data import FoldPlan
-    from ferray.search._status import get_status
     from ferray.training import load_data
 
     run = Path(run)
@@ -165,12 +114,14 @@ def check_resumable(run: str | os.PathLike, echo=print) -> Resumable:
             f"{', '.join(_REQUIRED)}, results.parquet and the Tune experiment state)"
         )
     manifest = read_manifest(run)
-    if manifest["format"] != _FORMAT:
-        raise ConfigError(f"{run / MANIFEST}: format {manifest['format']} is not one this ferray reads ({_FORMAT})")
-    spec = load_search_spec(RunLayout(run).spec, check_backbones=False)
+    if manifest["format"] != MANIFEST_FORMAT:
+        raise ConfigError(
+            f"{RunLayout(run).manifest}: format {manifest['format']} is not one this ferray reads ({MANIFEST_FORMAT})"
+        )
+    spec = read_run_spec(run)
     # What the run directory keeps never changes what is searched: retention may differ (and
     # runs from before the section existed lack it).
-    changed = _search_changes(manifest["spec"], _resolved(spec))
+    changed = _search_changes(manifest["spec"], resolved_spec(spec))
     if changed:
         raise ConfigError(
             f"{run / 'spec.yaml'} was edited since the sweep started, so resuming would mix two searches:\n  "
@@ -180,7 +131,7 @@ def check_resumable(run: str | os.PathLike, echo=print) -> Resumable:
     source = manifest.get("spec_source")
     if source and Path(source).is_file():
         try:
-            now = _resolved(load_search_spec(source, check_backbones=False))
+            now = resolved_spec(load_search_spec(source, check_backbones=False))
         except ConfigError:
             now = None
         later = _search_changes(manifest["spec"], now) if now is not None else []
@@ -205,10 +156,6 @@ def check_resumable(run: str | os.PathLike, echo=print) -> Resumable:
     finished = sum(n for s, n in status["counts"].items() if s in ("COMPLETED", "PRUNED", "ERROR"))
     errored = tuple(t["trial_id"] for t in status["trials"] if t["state"] == "ERROR")
     return Resumable(spec=spec, data=data, plan=plan, manifest=manifest, finished_trials=finished, errored=errored)
-
-
-def resume_command(run_dir: str | os.PathLike) -> str:
-    return f"ferray resume {run_dir}"
 
 
 def resume_search(
@@ -237,11 +184,9 @@ def resume_search(
     """
     from ray import tune
 
-    from ferray._logs import ray_logs_to
-    from ferray._ray_compat import restored_tuner_internals
-    from ferray.layout import RunLayout
+    from ferray.runtime.compat import restored_tuner_internals
+    from ferray.runtime.logs import ray_logs_to
     from ferray.search._plan import is_uri
-    from ferray.search._run import SearchResult, _Sweep
 
     t0 = time.perf_counter()
     if extend < 0:
@@ -262,16 +207,12 @@ def resume_search(
                 else ")"
             )
         )
-        from ferray.search._status import get_status
-
         return SearchResult(
             run_dir=run, status=get_status(run), plan=None, wall_seconds=time.perf_counter() - t0, timings=timings
         )
     timings["load_data"] = time.perf_counter() - t0
     echo(f"resuming {run}: {done} of {trials} trials ended" + (f" ({extend} added)" if extend else ""))
     if retry_errored and checked.errored:
-        from ferray.search._retention import retry_notes
-
         for note in retry_notes(run, checked.errored):
             echo(f"retry {note}")
     layout = RunLayout(run)

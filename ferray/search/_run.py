@@ -15,9 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ferray._logs import ray_logs_to
 from ferray.errors import ConfigError, FerrayError
-from ferray.layout import RunLayout
+from ferray.run.layout import RunLayout
+from ferray.run.manifest import write_manifest
+from ferray.run.spec import SearchSpec, read_run_spec
+from ferray.run.status import get_status
+from ferray.runtime.logs import ray_logs_to
+from ferray.runtime.planner import ResourcePlan
 from ferray.search._plan import (
     DRIVER_CPUS,
     as_spec,
@@ -27,10 +31,7 @@ from ferray.search._plan import (
     plan_search_resources,
     trial_config,
 )
-from ferray.search._resume import resume_command
-from ferray.search._spec import SearchSpec, load_search_spec
 from ferray.training.config import TrainConfig
-from ferray.training.resources import ResourcePlan
 
 __all__ = [
     "run_search",
@@ -63,7 +64,7 @@ class SearchResult:
 
     @property
     def best(self) -> dict | None:
-        """The best trial (see :func:`ferray.search.get_status`), with its ``params``."""
+        """The best trial (see :func:`ferray.run.get_status`), with its ``params``."""
         return self.status.get("best")
 
     @property
@@ -75,7 +76,7 @@ class SearchResult:
         """The full training config of the best trial."""
         if not self.best:
             return None
-        spec = load_search_spec(RunLayout(self.run_dir).spec, check_backbones=False)
+        spec = read_run_spec(self.run_dir)
         return trial_config(spec.base_dict(), self.best["params"])
 
 
@@ -94,6 +95,11 @@ def _wandb_callback(spec: SearchSpec, run_dir: Path):
     if cfg.tags:
         kwargs["tags"] = list(cfg.tags)
     return WandbLoggerCallback(project=cfg.project, group=spec.name, **kwargs), mode
+
+
+def resume_command(run_dir: str | os.PathLike) -> str:
+    """The command that continues the sweep in ``run_dir``."""
+    return f"ferray resume {run_dir}"
 
 
 def run_search(
@@ -163,7 +169,6 @@ def run_search(
 
     from ray import tune
 
-    from ferray.search._resume import write_manifest
     from ferray.training import load_data, make_fold_plan
 
     timings: dict[str, float] = {}
@@ -229,7 +234,7 @@ def _search_generator(searcher, max_concurrent: int, trials: int):
     from ray.tune.search import ConcurrencyLimiter
     from ray.tune.search.search_generator import SearchGenerator
 
-    from ferray._ray_compat import trial_ids_from
+    from ferray.runtime.compat import trial_ids_from
 
     class SweepGenerator(SearchGenerator):
         def __init__(self, searcher, trials: int):
@@ -285,14 +290,9 @@ class _Sweep:
         import ray
         from ray import tune
 
-        from ferray._ray_compat import require, summary
-        from ferray.search._callbacks import (
-            LiveView,
-            ResultsCallback,
-            RetentionCallback,
-            StallGuard,
-            TensorBoardCallback,
-        )
+        from ferray.runtime.compat import require, summary
+        from ferray.runtime.nodes import ray_nodes
+        from ferray.runtime.startup import ensure_ray
         from ferray.search._optuna import (
             PruneAwareOptunaSearch,
             PruningASHA,
@@ -303,8 +303,13 @@ class _Sweep:
         from ferray.search._reaper import PlacementGroupReaper
         from ferray.search._space import define_by_run
         from ferray.search._trial import ReportHub, trial_fn, trial_name
-        from ferray.training import ensure_ray
-        from ferray.training.resources import ray_nodes
+        from ferray.search.callbacks import (
+            LiveView,
+            ResultsCallback,
+            RetentionCallback,
+            StallGuard,
+            TensorBoardCallback,
+        )
 
         self.spec, self.run, self.echo, self.timings, self.trials = spec, run, echo, timings, trials
         layout = RunLayout(run)
@@ -429,7 +434,6 @@ class _Sweep:
 
     def fit(self, tuner, t0: float) -> SearchResult:
         """Fit the tuner, then read the run's status; raise :class:`SearchInterrupted` on Ctrl-C."""
-        from ferray.search._status import get_status
 
         spec, run, timings = self.spec, self.run, self.timings
         interrupted = False

@@ -5,7 +5,7 @@ a conditional parameter is suggested only when its ``when`` holds, so Optuna's T
 real conditional space (not a dead dimension that still gets sampled).
 
 >>> import optuna
->>> from ferray.search._spec import ParamSpec
+>>> from ferray.run.spec import ParamSpec
 >>> space = {"loss.name": ParamSpec(type="categorical", choices=["ce", "focal"]),
 ...          "loss.focal_gamma": ParamSpec(type="float", low=0.5, high=3, when={"loss.name": "focal"})}
 >>> study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ferray.search._spec import ParamSpec, _get, _same, _set
+from ferray.run.spec import ParamSpec, get_path, same_value, set_path
 
 __all__ = ["define_by_run", "suggest", "is_active", "ordered", "apply_params"]
 
@@ -55,12 +55,12 @@ def is_active(param: ParamSpec, values: Mapping[str, Any], base: Mapping | None 
             current = values[path]
         elif base is not None:
             try:
-                current = _get(dict(base), path)
+                current = get_path(dict(base), path)
             except (KeyError, TypeError):
                 return False
         else:
             return False
-        if not any(_same(current, option) for option in options):
+        if not any(same_value(current, option) for option in options):
             return False
     return True
 
@@ -100,5 +100,5 @@ def apply_params(base: dict, params: Mapping[str, Any]) -> dict:
     """A copy of the nested ``base`` config with each dotted path of ``params`` set."""
     out = base
     for path, value in params.items():
-        out = _set(out, path, value)
+        out = set_path(out, path, value)
     return out

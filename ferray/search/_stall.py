@@ -2,7 +2,7 @@
 
 Two guards use them. The trial function itself (:mod:`ferray.search._trial`) fails its
 trial when its fold workers go quiet; a driver-side callback
-(:class:`ferray.search._callbacks.StallGuard`) stops a trial whose own actor stopped
+(:class:`ferray.search.callbacks.StallGuard`) stops a trial whose own actor stopped
 answering (it waits a margin longer, so the trial's own guard normally fires first).
 """
 

@@ -29,7 +29,7 @@ from typing import Any
 import ray
 
 from ferray.errors import FerrayError
-from ferray.layout import TrialLayout
+from ferray.run.layout import TrialLayout
 from ferray.search._stall import StallLimits, TrialStalled
 from ferray.training.watch import TrainingStalled, fit_watched
 
@@ -139,7 +139,7 @@ def trial_fn(
     # and the fold workers that write the files run on other nodes.
     output_dir = storage
     if not remote:
-        from ferray.search._retention import ended_history
+        from ferray.run.trial_record import ended_history
 
         replay = ended_history(TrialLayout(storage))
         if replay is not None:

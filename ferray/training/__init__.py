@@ -1,4 +1,6 @@
-"""Training building blocks: models, losses, augmentation, mixup, schedules, EMA, metrics, TTA.
+"""Training building blocks: models, losses, augmentation, mixup, schedules, EMA, TTA.
+
+Scores (accuracy, macro-F1, bootstrap intervals) live in :mod:`ferray.metrics`.
 
 >>> from ferray.training import FocalLoss, mixup, build_model, BACKBONE_FAMILIES
 """
@@ -23,11 +25,6 @@ _EXPORTS = {
     "build_loss": "ferray.training.losses",
     "register_loss": "ferray.training.losses",
     "soft_cross_entropy": "ferray.training.losses",
-    "accuracy": "ferray.training.metrics",
-    "au_f1": "ferray.training.metrics",
-    "log_loss": "ferray.training.metrics",
-    "macro_f1": "ferray.training.metrics",
-    "per_class_metrics": "ferray.training.metrics",
     "MixupCutmix": "ferray.training.mixing",
     "cutmix": "ferray.training.mixing",
     "cutmix_box": "ferray.training.mixing",
@@ -47,14 +44,13 @@ _EXPORTS = {
     "register_schedule": "ferray.training.schedules",
     "TTA_VIEWS": "ferray.training.tta",
     "predict_proba": "ferray.training.tta",
-    "TrainingFailed": "ferray.training._trial",
-    "TrainResult": "ferray.training._trial",
-    "train": "ferray.training._trial",
-    "build_trainer": "ferray.training._trial",
-    "ensure_ray": "ferray.training._trial",
-    "failure_reason": "ferray.training._trial",
-    "load_data": "ferray.training._trial",
-    "make_fold_plan": "ferray.training._trial",
+    "TrainingFailed": "ferray.training._kfold",
+    "TrainResult": "ferray.training._kfold",
+    "train": "ferray.training._kfold",
+    "build_trainer": "ferray.training._kfold",
+    "failure_reason": "ferray.training._kfold",
+    "load_data": "ferray.training._kfold",
+    "make_fold_plan": "ferray.training._kfold",
     "save_weights": "ferray.training.weights",
     "StallLimits": "ferray.training.watch",
     "TrainingStalled": "ferray.training.watch",
@@ -72,11 +68,10 @@ __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 
 if _TYPE_CHECKING:  # pragma: no cover - for static analysers only
-    from ferray.training._trial import (
+    from ferray.training._kfold import (
         TrainingFailed,
         TrainResult,
         build_trainer,
-        ensure_ray,
         failure_reason,
         load_data,
         make_fold_plan,
@@ -95,7 +90,6 @@ if _TYPE_CHECKING:  # pragma: no cover - for static analysers only
         register_loss,
         soft_cross_entropy,
     )
-    from ferray.training.metrics import accuracy, au_f1, log_loss, macro_f1, per_class_metrics
     from ferray.training.mixing import MixupCutmix, cutmix, cutmix_box, mixup
     from ferray.training.models import (
         BACKBONE_FAMILIES,

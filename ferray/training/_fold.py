@@ -11,29 +11,26 @@ from __future__ import annotations
 
 import math
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, RandomSampler, WeightedRandomSampler
 
 from ferray.data import FERData
+from ferray.metrics import accuracy, au_f1, macro_f1
+from ferray.training._step import NonFiniteLossError, TrainStep
 from ferray.training.augment import build_eval_transform, build_train_transform
 from ferray.training.config import TrainConfig
 from ferray.training.ema import ModelEma
 from ferray.training.losses import build_loss
-from ferray.training.metrics import accuracy, au_f1, macro_f1
 from ferray.training.mixing import MixupCutmix
 from ferray.training.models import build_model
 from ferray.training.schedules import build_optimizer, build_scheduler
 from ferray.training.tta import predict_proba
 
 __all__ = ["FoldTrainer", "NonFiniteLossError", "EpochStats", "targets_of"]
-
-
-class NonFiniteLossError(RuntimeError):
-    """The training loss became NaN or infinite."""
 
 
 @dataclass
@@ -88,6 +85,7 @@ class FoldTrainer:
         train_index, val_index: rows of ``data`` this fold trains and validates on.
         fold: fold number (mixes into the seeds).
         device: torch device; ``None`` picks CUDA when available.
+        name: what errors call this trainer (default ``"fold <fold>"``).
     """
 
     def __init__(
@@ -99,6 +97,7 @@ class FoldTrainer:
         *,
         fold: int = 0,
         device: torch.device | str | None = None,
+        name: str | None = None,
     ):
         self.cfg, self.data, self.fold = cfg, data, fold
         self.train_index = np.asarray(train_index)
@@ -149,6 +148,17 @@ class FoldTrainer:
         self.amp_dtype = self._amp_dtype()
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         self.ema = ModelEma(self.model, cfg.optim.ema_decay) if cfg.optim.ema_decay else None
+        self.train_step = TrainStep(
+            self.model,
+            self.optimizer,
+            scheduler=self.scheduler,
+            scaler=self.scaler,
+            ema=self.ema,
+            grad_clip=cfg.optim.grad_clip,
+            amp_dtype=self.amp_dtype,
+            device_type=self.device.type,
+            name=f"fold {fold}" if name is None else name,
+        )
         self.eval_transform = build_eval_transform(self.size, self.channels)
 
     # -- set-up helpers -----------------------------------------------------------------
@@ -171,9 +181,7 @@ class FoldTrainer:
         return torch.float16
 
     def _autocast(self):
-        if self.amp_dtype is None:
-            return nullcontext()
-        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+        return self.train_step.autocast()
 
     def train_loader(self, epoch: int) -> DataLoader:
         """The loader of ``epoch``: batch order and augmentation depend only on (seed, fold, epoch)."""
@@ -228,27 +236,8 @@ class FoldTrainer:
             aus = batch[2].to(self.device, non_blocking=non_blocking) if len(batch) > 2 else None
             if cfg.run.channels_last and self.device.type == "cuda":
                 x = x.contiguous(memory_format=torch.channels_last)
-            if mixer is not None:
-                x, y, aus = mixer(x, y, aus, epoch=epoch)
-            with self._autocast():
-                out = self.model(x)
-                loss, _ = self.loss_fn(out, y, aus)
-            if not torch.isfinite(loss):
-                raise NonFiniteLossError(
-                    f"fold {self.fold}: training loss became {loss.item()} at epoch {epoch + 1}, "
-                    f"step {steps + 1} (lr {self.optimizer.param_groups[0]['lr']:.3g}); "
-                    "lower the learning rate or enable optim.grad_clip"
-                )
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            if cfg.optim.grad_clip:
-                self.scaler.unscale_(self.optimizer)
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip)
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            self.scheduler.step()
-            if self.ema is not None:
-                self.ema.update(self.model)
+            x, y, aus = self._mix_batch(x, y, aus, mixer, epoch)
+            loss = self.train_step(partial(self._loss, x, y, aus), at=f"epoch {epoch + 1}, step {steps + 1}")
             total += loss.item() * len(x)
             seen += len(x)
             steps += 1
@@ -261,6 +250,25 @@ class FoldTrainer:
             seconds=time.perf_counter() - start,
             lr=float(self.optimizer.param_groups[0]["lr"]),
         )
+
+    def _mix_batch(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        aus: torch.Tensor | None,
+        mixer: MixupCutmix | None,
+        epoch: int,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """The batch the model trains on: inputs, loss targets and AU labels, mixed when mixing is on."""
+        if mixer is None:
+            return x, y, aus
+        return mixer(x, y, aus, epoch=epoch)
+
+    def _loss(self, x: torch.Tensor, y: torch.Tensor, aus: torch.Tensor | None) -> torch.Tensor:
+        """The training loss of one batch (forward pass included)."""
+        out = self.model(x)
+        loss, _ = self.loss_fn(out, y, aus)
+        return loss
 
     @property
     def eval_model(self) -> torch.nn.Module:

@@ -149,7 +149,7 @@ def _improved(value: float, best: float | None, metric: str) -> bool:
 def _quiet_ray_train() -> None:
     """Ray Train logs every report at INFO on loggers named by file path, which its own
     log-level setting does not reach; one line per fold per epoch buries ferray's output."""
-    from ferray._ray_compat import quiet_train_context_logger
+    from ferray.runtime.compat import quiet_train_context_logger
 
     quiet_train_context_logger()
 
@@ -305,7 +305,7 @@ def fold_worker(config: dict) -> None:
 
 
 #: Append-only record of every epoch a trial trained (recomputed epochs appear twice).
-EPOCH_LOG = "epochs.jsonl"  # = ferray.layout.TrialLayout.EPOCHS
+EPOCH_LOG = "epochs.jsonl"  # = ferray.run.layout.TrialLayout.EPOCHS
 
 
 class _EpochLog:
@@ -326,7 +326,7 @@ class _EpochLog:
         if not self.output_dir:
             return True
         from ferray._io import append_line, atomic_write, resolve_fs
-        from ferray.layout import TrialLayout
+        from ferray.run.layout import TrialLayout
 
         line = json.dumps(
             {"epoch": epoch, "seconds": round(float(seconds), 3), "time": time.time(), "pid": os.getpid()}
@@ -366,7 +366,7 @@ class _EpochLog:
 
 def _intervals(labels: np.ndarray, probs: np.ndarray, num_classes: int) -> dict:
     """Accuracy and macro-F1 with their bootstrap 95% intervals (seed 0), as JSON-ready dicts."""
-    from ferray.training.metrics import bootstrap_metrics
+    from ferray.metrics import bootstrap_metrics
 
     return {m: ci._asdict() for m, ci in bootstrap_metrics(labels, probs, num_classes=num_classes, seed=0).items()}
 
@@ -394,24 +394,25 @@ def _final_outputs(
 
 def _save_fold_weights(trainer: FoldTrainer, data: FERData, rank: int, cfg: TrainConfig, config: dict) -> None:
     """This fold's evaluated weights, for the ensemble, distillation and export stages."""
-    from ferray.layout import TrialLayout
+    from ferray.run.layout import TrialLayout
+    from ferray.run.weights import WeightsMeta
     from ferray.training.weights import save_weights
 
     output_dir = config.get("output_dir")
     if not output_dir:
         return
-    meta = {
-        "train": cfg.model_dump(mode="json"),
-        "num_classes": int(data.num_classes),
-        "in_chans": int(trainer.channels),
-        "img_size": int(trainer.size),
-        "class_names": list(data.class_names),
-        "fold": int(rank),
-        "k": int(np.max(config["folds"])) + 1,
-        "ema": trainer.ema is not None,
-        "normalise": {"mean": 0.5, "std": 0.5},
-        "data_fingerprint": config.get("fingerprint", ""),
-    }
+    meta = WeightsMeta(
+        train=cfg.model_dump(mode="json"),
+        num_classes=int(data.num_classes),
+        in_chans=int(trainer.channels),
+        img_size=int(trainer.size),
+        class_names=list(data.class_names),
+        fold=int(rank),
+        k=int(np.max(config["folds"])) + 1,
+        ema=trainer.ema is not None,
+        normalise={"mean": 0.5, "std": 0.5},
+        data_fingerprint=config.get("fingerprint", ""),
+    ).to_dict()
     path = (
         str(TrialLayout(Path(str(output_dir))).weights(rank))
         if "://" not in str(output_dir)
@@ -423,8 +424,9 @@ def _save_fold_weights(trainer: FoldTrainer, data: FERData, rank: int, cfg: Trai
 def _write_outputs(
     gathered: list, trainer: FoldTrainer, data: FERData, fold_of: np.ndarray, tta: list[str], config: dict, start: float
 ) -> dict:
-    from ferray.training.metrics import per_class_metrics
-    from ferray.training.outputs import Predictions, write_json_atomic, write_predictions
+    from ferray._io import atomic_write_json
+    from ferray.metrics import per_class_metrics
+    from ferray.training.outputs import Predictions, write_predictions
 
     out: dict = {}
     holdout_index = np.flatnonzero(fold_of < 0)
@@ -502,6 +504,6 @@ def _write_outputs(
                 data.labels[holdout_index[clean]], mean_probs[clean], data.num_classes
             )
         summary["holdout_ci"] = _intervals(data.labels[holdout_index], mean_probs, data.num_classes)
-    write_json_atomic(summary, f"{output_dir}/metrics.json")
+    atomic_write_json(f"{output_dir}/metrics.json", summary)
     out["predict_seconds"] = time.perf_counter() - start
     return out

@@ -18,7 +18,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from ferray._config import StrictModel, load_yaml, validate_model
-from ferray.training.resources import gpu_share_problem
+from ferray.runtime.planner import gpu_share_problem
 
 __all__ = [
     "DataConfig",

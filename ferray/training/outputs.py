@@ -36,10 +36,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ferray._io import atomic_write, atomic_write_json, resolve_fs
+from ferray._io import atomic_write, resolve_fs
 from ferray.errors import DataError
 
-__all__ = ["Predictions", "RowMeans", "write_predictions", "read_predictions", "resolve_fs", "write_json_atomic"]
+__all__ = ["Predictions", "RowMeans", "write_predictions", "read_predictions", "resolve_fs"]
 
 _META_KEY = b"ferray_predictions"
 
@@ -147,11 +147,6 @@ def write_predictions(pred: Predictions, uri: str | os.PathLike) -> None:
     """Write predictions to ``uri`` (local path or filesystem URI) atomically."""
     table = pred.to_table()
     atomic_write(uri, lambda stream: pq.write_table(table, stream))
-
-
-def write_json_atomic(obj, uri: str | os.PathLike) -> None:
-    """Write ``obj`` as indented JSON to ``uri`` atomically."""
-    atomic_write_json(uri, obj)
 
 
 def read_predictions(uri: str | os.PathLike) -> Predictions:

@@ -18,7 +18,8 @@ from pathlib import Path
 import torch
 
 from ferray.errors import DataError
-from ferray.layout import TrialLayout
+from ferray.run.layout import TrialLayout
+from ferray.run.weights import WeightsMeta
 
 __all__ = ["save_weights", "load_weights", "read_weights_meta", "load_fold_models", "WEIGHTS_FORMAT"]
 
@@ -72,7 +73,6 @@ def load_fold_models(trial: str | os.PathLike | TrialLayout, *, device: str = "c
     Raises:
         DataError: the trial has no weights (it did not finish, or they were pruned away).
     """
-    from ferray.training.config import TrainConfig
     from ferray.training.models import build_model
 
     layout = trial if isinstance(trial, TrialLayout) else TrialLayout(Path(trial))
@@ -89,15 +89,10 @@ def load_fold_models(trial: str | os.PathLike | TrialLayout, *, device: str = "c
         )
     models = []
     for path in files:
-        meta = read_weights_meta(path)
-        cfg = TrainConfig.model_validate(meta["train"])
+        meta = WeightsMeta.from_dict(read_weights_meta(path), source=path)
+        cfg = meta.train_config()
         model_cfg = cfg.model.model_copy(update={"pretrained": False})
-        model = build_model(
-            model_cfg,
-            num_classes=int(meta["num_classes"]),
-            in_chans=int(meta["in_chans"]),
-            img_size=int(meta["img_size"]),
-        )
+        model = build_model(model_cfg, num_classes=meta.num_classes, in_chans=meta.in_chans, img_size=meta.img_size)
         state = {k: v.float() if v.is_floating_point() else v for k, v in load_weights(path).items()}
         missing, unexpected = model.load_state_dict(state, strict=False)
         if missing or unexpected:

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ferray import _ray_compat
 from ferray.cluster import check_kuberay_manifest, check_launcher_config
 from ferray.errors import ConfigError
+from ferray.runtime import compat
 
 CLUSTERS = Path(__file__).resolve().parents[2] / "clusters"
 LAUNCHER = sorted(CLUSTERS.glob("*.yaml"))
@@ -78,7 +78,7 @@ def test_min_workers_above_max_workers_is_refused(tmp_path, aws):
 
 
 def test_without_rays_private_checks_the_schema_and_ferrays_rules_still_apply(tmp_path, aws, monkeypatch):
-    monkeypatch.setattr(_ray_compat, "launcher_config_checks", lambda: None)
+    monkeypatch.setattr(compat, "launcher_config_checks", lambda: None)
     assert check_launcher_config(CLUSTERS / "aws-gpu.yaml")["head_node_type"] == "head"
     aws["max_workers"] = "four"
     with pytest.raises(ConfigError, match=r"cluster.yaml: max_workers: 'four' is not of type 'integer'"):
@@ -93,8 +93,8 @@ def test_without_rays_private_checks_the_schema_and_ferrays_rules_still_apply(tm
 
 
 def test_the_compat_entry_for_rays_launcher_checks_is_registered():
-    entry = next(w for w in _ray_compat.WORKAROUNDS if w.name == "autoscaler-config-checks")
-    assert entry.fallback and entry.probe() and _ray_compat.launcher_config_checks() is not None
+    entry = next(w for w in compat.WORKAROUNDS if w.name == "autoscaler-config-checks")
+    assert entry.fallback and entry.probe() and compat.launcher_config_checks() is not None
 
 
 # -- KubeRay -------------------------------------------------------------------------------------
@@ -128,7 +128,7 @@ def test_the_rayjob_runs_a_sweep_and_deletes_its_cluster():
     _gpu_group(cluster)
     argv = shlex.split(job["entrypoint"])
     assert argv[:4] == ["python", "-m", "ferray.cluster", "search"]
-    from ferray.cluster._job import _parser
+    from ferray.cluster._entrypoint import _parser
 
     args = _parser().parse_args(argv[3:])  # the entrypoint's own argument parser accepts it
     assert args.storage.startswith("s3://") and args.name

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from ferray.cluster import pull_run
-from ferray.layout import RunLayout, TrialLayout
+from ferray.run.layout import RunLayout, TrialLayout
 
 pytestmark = pytest.mark.ray
 
@@ -67,7 +67,7 @@ def test_the_run_folder_on_storage_is_complete(remote_sweep):
         assert (store / name).is_file(), name
     assert (store / "ensemble" / "ensemble.json").is_file() and (store / "bundle" / "manifest.json").is_file()
     assert not [p for p in store.iterdir() if p.name.startswith(".bundle")]  # no export in progress left behind
-    from ferray.search import get_status
+    from ferray.run.status import get_status
 
     laptop = pull_run(uri, root / "laptop" / "t1", weights=False)
     status = get_status(laptop)
@@ -107,7 +107,7 @@ def test_a_new_name_is_required_and_the_sweep_resumes_from_storage(remote_sweep)
     out = _job(["resume", uri, "--extend", "1", "--no-finish"], work)
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
     assert "resuming" in out.stdout
-    from ferray.search import get_status
+    from ferray.run.status import get_status
 
     status = get_status(pull_run(uri, root / "laptop2" / "t1", weights=False))
     assert sum(status["counts"].values()) == 3

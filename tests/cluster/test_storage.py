@@ -9,7 +9,7 @@ import time
 import pytest
 
 from ferray.cluster import ClusterError, join_uri, pull_run, push_run
-from ferray.layout import RunLayout
+from ferray.run.layout import RunLayout
 
 
 def _driver_files(run):

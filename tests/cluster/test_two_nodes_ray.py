@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from ferray.cli import main as _cli
-from ferray.layout import RunLayout, TrialLayout
+from ferray.run.layout import RunLayout, TrialLayout
 
 pytestmark = pytest.mark.ray
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PIL import Image
 
-from ferray.data import AU_IDS, TAXONOMIES, generate, parse_synthetic_spec, render_grid, synthetic_spec
+from ferray.data import AU_IDS, TAXONOMIES, generate, parse_synthetic_spec, synthetic_spec
 from ferray.errors import DataError
 
 
@@ -196,20 +195,6 @@ def test_parse_spec_errors_name_option_value_and_rule(spec, match):
 def test_generate_rejects_bad_options(kwargs, match):
     with pytest.raises(DataError, match=match):
         generate(**{"count": 7, **kwargs})
-
-
-# --------------------------------------------------------------------------- grid
-
-
-def test_render_grid_writes_a_labelled_png(tmp_path):
-    data = generate(count=28, size=48, seed=0)
-    path = render_grid(data, tmp_path / "grid.png", per_class=3)
-    with Image.open(path) as im:
-        assert im.format == "PNG"
-        width, height = im.size
-    assert height >= 7 * 96 and width >= 3 * 96
-    with pytest.raises(DataError, match=r"per_class=0"):
-        render_grid(data, tmp_path / "x.png", per_class=0)
 
 
 # --------------------------------------------------------------------------- learnability

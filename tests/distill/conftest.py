@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from ferray.data import FERData, FoldPlan
-from ferray.layout import EnsembleLayout, RunLayout
+from ferray.run.layout import EnsembleLayout, RunLayout
 from ferray.training.outputs import Predictions, write_predictions
 
 SOURCE = "synthetic:basic7?count=140&size=48&seed=0"
@@ -171,7 +171,7 @@ def _train_trial(layout: RunLayout, spec, data: FERData, plan: FoldPlan, trial_i
 
 
 def _write_results(layout: RunLayout) -> None:
-    from ferray.search import ResultsTable
+    from ferray.run.results import ResultsTable
 
     table = ResultsTable()
     for i, trial_id in enumerate(TRIALS):
@@ -224,7 +224,7 @@ def write_ensemble(layout: RunLayout, data: FERData, plan: FoldPlan, teacher: np
 
 def build_tiny_run(root: Path, *, ensemble: bool = True) -> TinyRun:
     from ferray.search import load_search_spec
-    from ferray.training._trial import load_data, make_fold_plan
+    from ferray.training._kfold import load_data, make_fold_plan
 
     layout = RunLayout(root)
     root.mkdir(parents=True)
@@ -258,8 +258,9 @@ def build_trained_run(
     ``teacher`` of the returned run is the ensemble's probabilities (OOF rows and holdout rows).
     """
     from ferray.ensemble import build_ensembles
-    from ferray.search import ResultsTable, load_search_spec
-    from ferray.training._trial import load_data, make_fold_plan
+    from ferray.run.results import ResultsTable
+    from ferray.search import load_search_spec
+    from ferray.training._kfold import load_data, make_fold_plan
     from ferray.training.outputs import read_predictions
 
     layout = RunLayout(root)

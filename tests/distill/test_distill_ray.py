@@ -1,4 +1,4 @@
-"""End to end: distil a tiny run's ensemble into a student on a real local Ray with 2 CPUs.
+"""End to end: distill a tiny run's ensemble into a student on a real local Ray with 2 CPUs.
 
 The default (online) teacher, transfer images, and two candidate backbones: both timed, both
 trained on the cross-validation rows outside fold 0 and scored on it, the better retrained.
@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from ferray.layout import TrialLayout
+from ferray.run.layout import TrialLayout
 
 pytestmark = pytest.mark.ray
 

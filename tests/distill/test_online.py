@@ -25,7 +25,8 @@ from ferray.distill import (
     teacher_groups,
 )
 from ferray.errors import DataError
-from ferray.search import DistillConfig, load_search_spec
+from ferray.run.sections import DistillConfig
+from ferray.search import load_search_spec
 from ferray.training.mixing import MixupCutmix, group_permutation
 
 C = 5

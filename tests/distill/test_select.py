@@ -4,7 +4,8 @@ import pytest
 
 from ferray.distill import apply_latency_cap, candidate_latencies, pick_candidate, student_config
 from ferray.errors import ConfigError
-from ferray.search import DistillConfig, load_search_spec
+from ferray.run.sections import DistillConfig
+from ferray.search import load_search_spec
 
 
 def test_the_cap_drops_the_slower_candidates_in_the_given_order():

@@ -9,7 +9,7 @@ import pytest
 from ferray import ensemble
 from ferray.distill import pack_targets, read_ensemble_members, read_ensemble_predictions, soften, teacher_targets
 from ferray.errors import ConfigError, DataError
-from ferray.layout import EnsembleLayout
+from ferray.run.layout import EnsembleLayout
 from ferray.training.outputs import Predictions
 
 

@@ -2,7 +2,7 @@
 
 A synthetic run folder is data, not a fake trainer: real ``oof.parquet``/``holdout.parquet``
 files written with :func:`ferray.training.outputs.write_predictions`, a ``results.parquet``
-written with :class:`ferray.search.ResultsTable` and the packaged quickstart spec.
+written with :class:`ferray.run.ResultsTable` and the packaged quickstart spec.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ferray.layout import RunLayout
-from ferray.search import ResultsTable, packaged_spec
+from ferray.run.layout import RunLayout
+from ferray.run.results import ResultsTable
+from ferray.search import packaged_spec
 from ferray.training.outputs import Predictions, write_predictions
 
 CLASSES = ["angry", "happy", "neutral", "sad"]

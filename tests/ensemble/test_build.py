@@ -9,7 +9,7 @@ import pytest
 
 from ferray.ensemble import CHOSEN_BY, build_ensembles
 from ferray.errors import ConfigError, DataError
-from ferray.layout import RunLayout
+from ferray.run.layout import RunLayout
 from ferray.search import packaged_spec
 from ferray.training.outputs import Predictions, read_predictions, write_predictions
 
@@ -87,7 +87,7 @@ def test_writes_the_table_the_summary_and_the_chosen_predictions(make_run):
     assert oof.meta["data_fingerprint"] == "fp-run"
     np.testing.assert_allclose(oof.probs.sum(axis=1), 1.0, atol=1e-5)
     chosen = report.row(report.chosen)
-    from ferray.training.metrics import log_loss
+    from ferray.metrics import log_loss
 
     assert log_loss(oof.labels, oof.probs) == pytest.approx(chosen["oof_log_loss"], abs=1e-5)
     assert log_loss(hold.labels, hold.probs) == pytest.approx(chosen["holdout_log_loss"], abs=1e-5)

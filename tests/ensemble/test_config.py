@@ -1,4 +1,4 @@
-"""The spec's ``ensemble`` section (ferray.search.EnsembleConfig), as ferray ensemble reads it."""
+"""The spec's ``ensemble`` section (ferray.run.EnsembleConfig), as ferray ensemble reads it."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import re
 import pytest
 
 from ferray.errors import ConfigError
-from ferray.search import EnsembleConfig, load_search_spec, packaged_spec
+from ferray.run.sections import EnsembleConfig
+from ferray.search import load_search_spec, packaged_spec
 
 
 def test_every_method_is_accepted_and_greedy_stays_the_default():

@@ -6,7 +6,7 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
 from ferray.ensemble import GreedyEnsemble
-from ferray.training.metrics import accuracy, log_loss
+from ferray.metrics import accuracy, log_loss
 
 from .conftest import complementary
 

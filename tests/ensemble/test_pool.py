@@ -14,7 +14,7 @@ import pytest
 
 from ferray.ensemble import build_ensembles
 from ferray.errors import ConfigError
-from ferray.layout import RunLayout, TrialLayout
+from ferray.run.layout import RunLayout, TrialLayout
 from ferray.search import packaged_spec
 from ferray.training.outputs import read_predictions
 
@@ -176,7 +176,7 @@ def test_old_ensemble_files_with_one_member_list_still_read(make_run):
 
 
 def test_retention_keeps_the_pool_for_the_ensemble_then_prunes_non_members(make_run):
-    from ferray.search import apply_retention
+    from ferray.run.retention import apply_retention
 
     spec = packaged_spec("quickstart").read_text().replace("top_k: 3", "top_k: 2").replace("margin: 2", "margin: 0")
     trials = pool_trials() + [TrialSpec("t_e", metric=0.50, strength=0.3)]

@@ -15,7 +15,7 @@ from ferray.ensemble import (
     register_ensemble,
 )
 from ferray.errors import ConfigError
-from ferray.search import EnsembleConfig
+from ferray.run.sections import EnsembleConfig
 
 
 def test_every_method_is_registered_by_the_name_a_spec_uses():

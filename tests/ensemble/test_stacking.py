@@ -7,7 +7,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 
 from ferray.ensemble import StackingEnsemble
-from ferray.training.metrics import accuracy, log_loss
+from ferray.metrics import accuracy, log_loss
 
 from .conftest import balanced_labels, complementary, member_proba, softmax
 

@@ -2,7 +2,7 @@
 
 The run is data, not a fake trainer: two trials of real ``test_resnet`` FERModels (random
 weights, 2 folds, 48x48 grey) saved with :func:`ferray.training.weights.save_weights`, the
-packaged quickstart spec, a ``results.parquet`` from :class:`ferray.search.ResultsTable` and
+packaged quickstart spec, a ``results.parquet`` from :class:`ferray.run.ResultsTable` and
 an ``ensemble.json`` with greedy weights; the bundle comes from the real
 :func:`ferray.export.export_bundle`.
 """
@@ -24,7 +24,7 @@ WEIGHTS = [0.75, 0.25]
 def make_trial(folder: Path, seed: int, *, backbone: str = "test_resnet", k: int = 2) -> Path:
     import torch
 
-    from ferray.layout import TrialLayout
+    from ferray.run.layout import TrialLayout
     from ferray.training.config import TrainConfig
     from ferray.training.models import build_model
     from ferray.training.weights import save_weights
@@ -61,8 +61,9 @@ def make_trial(folder: Path, seed: int, *, backbone: str = "test_resnet", k: int
 @pytest.fixture(scope="session")
 def explain_run(tmp_path_factory) -> Path:
     """A run with two finished trials and a greedy ensemble of them (weights 0.75, 0.25)."""
-    from ferray.layout import RunLayout
-    from ferray.search import ResultsTable, packaged_spec
+    from ferray.run.layout import RunLayout
+    from ferray.run.results import ResultsTable
+    from ferray.search import packaged_spec
 
     run = RunLayout(tmp_path_factory.mktemp("explain") / "run")
     run.root.mkdir()

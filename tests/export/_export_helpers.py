@@ -33,7 +33,7 @@ def make_trial(
     sharpen: float = 40.0,
 ) -> Path:
     """A finished trial folder: ``weights/fold_<i>.safetensors`` (+ ``metrics.json`` when ``cv``)."""
-    from ferray.layout import TrialLayout
+    from ferray.run.layout import TrialLayout
     from ferray.training.config import TrainConfig
     from ferray.training.models import build_model
     from ferray.training.weights import save_weights
@@ -143,7 +143,7 @@ def calibrated_run(tmp_path_factory) -> dict:
     """
     if "calibrated" not in _CACHE:
         from ferray.export import export_run
-        from ferray.layout import RunLayout
+        from ferray.run.layout import RunLayout
         from ferray.training.outputs import Predictions, write_predictions
 
         run = RunLayout(tmp_path_factory.mktemp("calibrated") / "exp")

@@ -29,7 +29,7 @@ from ferray.export._graph import (
     build_combiner,
 )
 from ferray.export._onnx import check_onnx, export_onnx
-from ferray.layout import BundleLayout
+from ferray.run.layout import BundleLayout
 
 
 def _run(path, images, outputs=("probs",)):

@@ -11,7 +11,7 @@ from _export_helpers import CLASSES, make_trial
 from ferray.errors import ConfigError, DataError
 from ferray.export import export_bundle, fit_calibration
 from ferray.export._calibrate import ensemble_calibration
-from ferray.report import expected_calibration_error, fit_temperature
+from ferray.metrics import expected_calibration_error, fit_temperature
 
 
 def _manifest(bundle) -> dict:
@@ -99,7 +99,7 @@ def test_fit_calibration_checks_its_rows():
 
 def test_student_with_its_own_oof_rows_is_fitted(tmp_path):
     from ferray.export._calibrate import student_calibration
-    from ferray.layout import DistillLayout
+    from ferray.run.layout import DistillLayout
     from ferray.training.outputs import Predictions, write_predictions
 
     folder = DistillLayout(make_trial(tmp_path / "distill", k=1, cv=None))

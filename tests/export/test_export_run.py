@@ -14,7 +14,7 @@ from ferray import ensemble
 from ferray.errors import DataError
 from ferray.export import _cli as export_cli
 from ferray.export import read_ensemble_summary
-from ferray.layout import RunLayout
+from ferray.run.layout import RunLayout
 
 
 def _cli(argv: list[str]) -> int:

@@ -21,8 +21,8 @@ from _export_helpers import CLASSES, SIZE, make_trial, torch_member_probs
 
 from ferray.ensemble import ENSEMBLE_METHODS, make_ensemble
 from ferray.export import export_run
-from ferray.layout import RunLayout
 from ferray.predict import Bundle, predict
+from ferray.run.layout import RunLayout
 
 TOL = 1e-4
 N_MEMBERS = 3

@@ -13,8 +13,8 @@ from _fer_faces import fer_faces
 from PIL import Image
 
 from ferray.errors import DataError
+from ferray.imaging import decode_image
 from ferray.predict import (
-    IMAGE_EXTENSIONS,
     Bundle,
     Predictions,
     format_table,
@@ -22,7 +22,6 @@ from ferray.predict import (
     write_csv,
     write_json,
 )
-from ferray.predict._images import open_image, resize
 
 
 def _image(rng, h, w, mode):
@@ -55,26 +54,7 @@ def photo_folder(tmp_path) -> Path:
     return root
 
 
-def test_extensions_match_ferray_data():
-    from ferray.data._images import IMAGE_EXTENSIONS as DATA_EXTENSIONS
-
-    assert set(IMAGE_EXTENSIONS) == set(DATA_EXTENSIONS)
-
-
-def test_decoding_matches_training_data(photo_folder):
-    from ferray.data import decode_image
-
-    files = [p for p in sorted(photo_folder.rglob("*")) if p.suffix in IMAGE_EXTENSIONS and "broken" not in p.name]
-    assert len(files) == 5
-    for path in files:
-        for channels in (1, 3):
-            ours = resize(open_image(path, channels, 48), 48)
-            np.testing.assert_array_equal(ours, decode_image(path, size=48, channels=channels), err_msg=str(path))
-
-
 def test_folder_unreadable_listed_rest_predicted(greedy_bundle, photo_folder):
-    from ferray.data import decode_image
-
     preds = predict(greedy_bundle["bundle"], photo_folder, batch_size=2, progress=False)
     assert isinstance(preds, Predictions)
     names = [Path(p.source).relative_to(photo_folder).as_posix() for p in preds]

@@ -5,7 +5,7 @@
   weights) saved with :func:`ferray.training.weights.save_weights`, and ``oof.parquet`` /
   ``holdout.parquet`` (:mod:`ferray.training.outputs`) holding seeded probabilities of known
   quality on the real fold plan of the data, AU probabilities from the data's AU labels;
-* a pruned trial and an errored one, ``results.parquet`` (:class:`ferray.search.ResultsTable`)
+* a pruned trial and an errored one, ``results.parquet`` (:class:`ferray.run.ResultsTable`)
   and a real Optuna study in ``optuna.db``;
 * ``ensemble/`` from the real :func:`ferray.ensemble.build_ensembles`, a distilled student's
   ``distill/`` folder, and (``report_bundle``, on first use) ``bundle/`` from the real
@@ -60,7 +60,7 @@ def _trial_config(spec: dict) -> dict:
 def _save_models(folder: Path, cfg: dict, k: int, classes: list[str], fingerprint: str, seed: int) -> None:
     import torch
 
-    from ferray.layout import TrialLayout
+    from ferray.run.layout import TrialLayout
     from ferray.training.config import TrainConfig
     from ferray.training.models import build_model
     from ferray.training.weights import save_weights
@@ -89,8 +89,9 @@ def build_run(root: Path) -> dict:
 
     from ferray.data import load_source, plan_folds
     from ferray.ensemble import build_ensembles
-    from ferray.layout import RunLayout
-    from ferray.search import ResultsTable, packaged_spec
+    from ferray.run.layout import RunLayout
+    from ferray.run.results import ResultsTable
+    from ferray.search import packaged_spec
     from ferray.training.outputs import Predictions, write_predictions
 
     run = RunLayout(root / "quickstart-20261130-120000")

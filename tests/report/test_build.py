@@ -10,7 +10,8 @@ import pytest
 from sklearn.metrics import f1_score, precision_recall_fscore_support
 
 from ferray.errors import ConfigError, DataError
-from ferray.report import build_report, fit_temperature, param_importances
+from ferray.metrics import fit_temperature
+from ferray.report import build_report, param_importances
 from ferray.training.outputs import read_predictions
 
 

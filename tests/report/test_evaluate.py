@@ -18,8 +18,8 @@ def test_scores_match_sklearn_and_classes_the_model_lacks_are_listed_and_exclude
     from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, precision_recall_fscore_support
 
     from ferray.data import load_source
+    from ferray.metrics import bootstrap_metrics
     from ferray.predict import predict
-    from ferray.training.metrics import bootstrap_metrics
 
     ev = evaluate_bundle(report_bundle, FERPLUS_LIKE)
     assert isinstance(ev, Evaluation) and ev.model == "ensemble" and ev.bundle == report_bundle

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 from ray import cloudpickle
 from rich.console import Console
 
-from ferray.search._callbacks import LiveView
+from ferray.search.callbacks import LiveView
 
 
 def _trial(trial_id, **config):

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from ferray.search import ResultsTable
+from ferray.run.results import ResultsTable
 from ferray.search._cli import add_commands
 
 
@@ -21,6 +21,17 @@ def test_search_arguments_parse():
     )
     assert args.spec == "spec.yaml" and args.dry_run and args.storage == "s3://b/runs" and args.num_cpus == 2
     assert _parser().parse_args(["search"]).spec is None  # the packaged quickstart
+
+
+def test_the_after_sweep_hook_rides_on_the_parsed_arguments():
+    def hook(result, args):
+        return 0
+
+    parser = argparse.ArgumentParser(prog="ferray")
+    add_commands(parser.add_subparsers(dest="command"), after_sweep=hook)
+    assert parser.parse_args(["search"]).after_sweep is hook
+    assert parser.parse_args(["resume", "runs/x", "--no-finish"]).after_sweep is hook
+    assert _parser().parse_args(["search"]).after_sweep is None  # no hook: the sweep alone
 
 
 def test_status_json(tmp_path, capsys, monkeypatch):

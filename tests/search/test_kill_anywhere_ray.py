@@ -74,7 +74,7 @@ def _kill_when(proc: subprocess.Popen, condition, what: str, log: Path, timeout:
 
 
 def _rows(run: Path) -> list[dict]:
-    from ferray.search import read_results
+    from ferray.run.results import read_results
 
     try:
         return read_results(run / "results.parquet")

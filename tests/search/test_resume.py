@@ -6,9 +6,12 @@ import pytest
 
 from ferray.cli import main
 from ferray.errors import ConfigError, DataError
-from ferray.search import ResultsTable, load_search_spec, resume_search
-from ferray.search._resume import MANIFEST, check_resumable, spec_differences, write_manifest
-from ferray.training._trial import load_data, make_fold_plan
+from ferray.run.layout import RunLayout
+from ferray.run.manifest import write_manifest
+from ferray.run.results import ResultsTable
+from ferray.search import load_search_spec, resume_search
+from ferray.search._resume import check_resumable, spec_differences
+from ferray.training._kfold import load_data, make_fold_plan
 
 SPEC = """\
 name: r
@@ -49,7 +52,7 @@ def test_not_a_run_directory(tmp_path):
     with pytest.raises(ConfigError, match="no such run directory"):
         check_resumable(tmp_path / "missing")
     (tmp_path / "notes.txt").write_text("hi")
-    with pytest.raises(ConfigError, match=f"is not a ferray run directory: it lacks {MANIFEST}, spec.yaml"):
+    with pytest.raises(ConfigError, match=f"is not a ferray run directory: it lacks {RunLayout.MANIFEST}, spec.yaml"):
         check_resumable(tmp_path)
     assert main(["resume", str(tmp_path)]) == 2
 
@@ -72,10 +75,10 @@ def test_settings_that_change_no_trial_and_settings_a_newer_ferray_added_do_not_
     (run / "spec.yaml").write_text(SPEC + "ensemble: {top_k: 2}\ndistill: {temperature: 2.0}\nretention: {margin: 0}\n")
     check_resumable(run)
     # A sweep started by a ferray that had one setting fewer and one more than this one.
-    doc = json.loads((run / MANIFEST).read_text())
+    doc = json.loads((run / RunLayout.MANIFEST).read_text())
     del doc["spec"]["budget"]["max_concurrent"]
     doc["spec"]["budget"]["gone_since"] = 1
-    (run / MANIFEST).write_text(json.dumps(doc))
+    (run / RunLayout.MANIFEST).write_text(json.dumps(doc))
     check_resumable(run)
     # A search setting still may not.
     (run / "spec.yaml").write_text(SPEC.replace("trials: 2", "trials: 3"))

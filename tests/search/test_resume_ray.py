@@ -107,7 +107,7 @@ def _checkpoints(run: Path) -> set[str]:
 
 
 def _rows(run: Path) -> list[dict]:
-    from ferray.search import read_results
+    from ferray.run.results import read_results
 
     path = run / "results.parquet"
     return read_results(path) if path.exists() else []
@@ -274,7 +274,7 @@ def test_a_killed_fold_worker_resumes_from_its_checkpoint(tmp_path):
 
     def registered() -> str:
         """The latest checkpoint Train has registered ('' before the first)."""
-        from ferray._ray_compat import TRAIN_SNAPSHOT, read_train_snapshot, snapshot_checkpoints
+        from ferray.runtime.compat import TRAIN_SNAPSHOT, read_train_snapshot, snapshot_checkpoints
 
         doc = read_train_snapshot(out / "checkpoints" / TRAIN_SNAPSHOT)
         return (snapshot_checkpoints(doc)[1] or "") if doc else ""

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from ferray.search._callbacks import BackgroundWriter, StallGuard
 from ferray.search._stall import StallLimits
+from ferray.search.callbacks import BackgroundWriter, StallGuard
 from ferray.testing import Freezer, processes_below
 
 
@@ -123,8 +123,10 @@ def _ours(*names: str):
 def test_a_trial_whose_workers_freeze_ends_stalled_and_resume_retries_it_from_its_checkpoint(tmp_path, monkeypatch):
     import ray
 
-    from ferray._ray_compat import local_ray_environment
-    from ferray.search import get_status, read_results, run_search
+    from ferray.run.results import read_results
+    from ferray.run.status import get_status
+    from ferray.runtime.compat import local_ray_environment
+    from ferray.search import run_search
 
     for key, value in local_ray_environment().items():  # as ferray starts Ray (one process less a trial)
         monkeypatch.setenv(key, value)
@@ -177,7 +179,8 @@ def test_a_trial_whose_workers_freeze_ends_stalled_and_resume_retries_it_from_it
 @pytest.mark.ray
 @pytest.mark.timeout(300)
 def test_trials_that_never_send_their_first_report_end_stalled_at_the_startup_limit(tmp_path, local_ray):
-    from ferray.search import get_status, run_search
+    from ferray.run.status import get_status
+    from ferray.search import run_search
 
     spec = tmp_path / "startup.yaml"
     spec.write_text(SILENT_SPEC % (2, 10))
@@ -210,9 +213,10 @@ class _PromptGuard(StallGuard):
 @pytest.mark.ray
 @pytest.mark.timeout(300)
 def test_the_driver_stops_a_trial_whose_own_actor_hangs(tmp_path, local_ray, monkeypatch):
-    from ferray.search import get_status, run_search
+    from ferray.run.status import get_status
+    from ferray.search import run_search
 
-    monkeypatch.setattr("ferray.search._callbacks.StallGuard", _PromptGuard)
+    monkeypatch.setattr("ferray.search.callbacks.StallGuard", _PromptGuard)
     spec = tmp_path / "guard.yaml"
     spec.write_text(SILENT_SPEC % (1, 5))
     # The trial's own actor (Tune's ImplicitFunc running trial_fn) freezes as soon as it runs the

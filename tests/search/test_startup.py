@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 from rich.console import Console
 
-from ferray.search import ResultsTable, SearchSpec, get_status, plan_search_resources, read_results, render_status
-from ferray.search._results import RESULT_KEYS
+from ferray.run.results import RESULT_KEYS, ResultsTable, read_results
+from ferray.run.status import get_status, render_status
+from ferray.runtime.planner import estimate_startup
+from ferray.search import SearchSpec, plan_search_resources
 from ferray.training._worker import STARTUP_KEYS
-from ferray.training.resources import estimate_startup
 
 
 def _first_epoch(metric: float, startup: float, heavy: list[str]) -> dict:

@@ -14,14 +14,14 @@ pytestmark = [pytest.mark.ray, pytest.mark.filterwarnings("ignore"), pytest.mark
 @pytest.fixture(scope="module")
 def run(e2e_run):
     assert e2e_run.returncode == 0, e2e_run.output[-5000:]
-    from ferray.layout import RunLayout
+    from ferray.run.layout import RunLayout
 
     return RunLayout(e2e_run.run_dir)
 
 
 def test_status_shows_the_workers_holdout_interval_and_the_best_trials_oof_one(run, e2e_run):
-    from ferray.search import get_status
-    from ferray.training.metrics import bootstrap_metrics
+    from ferray.metrics import bootstrap_metrics
+    from ferray.run.status import get_status
     from ferray.training.outputs import read_predictions
 
     status = get_status(run.root)

@@ -16,7 +16,7 @@ pytestmark = [pytest.mark.ray, pytest.mark.filterwarnings("ignore"), pytest.mark
 
 def test_the_sweep_finishes_and_reports_every_trial(e2e_run):
     assert e2e_run.returncode == 0, e2e_run.output[-5000:]
-    from ferray.search import get_status
+    from ferray.run.status import get_status
 
     status = get_status(e2e_run.run_dir)
     assert sum(status["counts"].values()) == 8
@@ -24,7 +24,7 @@ def test_the_sweep_finishes_and_reports_every_trial(e2e_run):
 
 
 def test_results_parquet_has_a_row_per_trial_per_epoch(e2e_run):
-    from ferray.search import read_results
+    from ferray.run.results import read_results
 
     rows = read_results(e2e_run.run_dir / "results.parquet")
     assert len({r["trial_id"] for r in rows}) == 8
@@ -53,15 +53,15 @@ def test_asha_pruned_trials_are_pruned_in_optuna_with_intermediate_values(e2e_ru
         assert t.intermediate_values and max(t.intermediate_values) < 3
     for t in complete:
         assert sorted(t.intermediate_values) == [1, 2, 3] and t.value == t.intermediate_values[3]
-    from ferray.search import get_status
+    from ferray.run.status import get_status
 
     status_pruned = {t["trial_number"] for t in get_status(e2e_run.run_dir)["trials"] if t["state"] == "PRUNED"}
     assert status_pruned == {t.number for t in pruned}
 
 
 def test_run_directory_layout(e2e_run):
-    from ferray.layout import RunLayout
-    from ferray.search import get_status
+    from ferray.run.layout import RunLayout
+    from ferray.run.status import get_status
 
     run = RunLayout(e2e_run.run_dir)
     best = get_status(run.root)["best"]
@@ -117,8 +117,8 @@ def test_the_summary_names_the_best_trial_and_the_bundle(e2e_run):
 
 
 def test_ended_trials_keep_only_what_later_stages_need(e2e_run):
-    from ferray.layout import RunLayout
-    from ferray.search import get_status
+    from ferray.run.layout import RunLayout
+    from ferray.run.status import get_status
 
     run = RunLayout(e2e_run.run_dir)
     status = get_status(run.root, disk=True)
@@ -141,7 +141,7 @@ def test_ended_trials_keep_only_what_later_stages_need(e2e_run):
 
 
 def test_fold_workers_import_nothing_they_do_not_use(e2e_run):
-    from ferray.search import read_results
+    from ferray.run.results import read_results
 
     first = [r for r in read_results(e2e_run.run_dir / "results.parquet") if r.get("epoch") == 1]
     assert first and all(r.get("heavy_modules") == [] for r in first), [r.get("heavy_modules") for r in first]

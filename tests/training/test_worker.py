@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 
-from ferray.layout import TrialLayout
+from ferray.run.layout import TrialLayout
 from ferray.training._worker import _EpochLog
 
 _LOGGER = "ferray.training._worker"
