@@ -1,14 +1,39 @@
-"""Package exports that load on first use.
+"""Package exports: one way for every ``ferray`` package ``__init__``.
 
 ferray's packages re-export their public names from private modules, but importing a
 package must stay cheap: ``ferray --help`` imports every command's module, a fold worker
 imports ``ferray.data`` for one class, and a predict-only install has no torch at all.
-Each package lists ``name -> module`` and lets this module resolve a name when it is first
-used::
 
-    _EXPORTS = {"GreedyEnsemble": "ferray.ensemble._greedy", ...}
-    __all__ = sorted(_EXPORTS)
+The rule, for every ``ferray/**/__init__.py``, light packages (``ferray.metrics``,
+``ferray.imaging``, ``ferray.run``) included:
+
+* one ``_EXPORTS`` dict literal, ``public name -> module that defines it``, in the order the
+  API page lists them (comments may group them): the package's curated public API, what a
+  user imports, not every helper;
+* ``__all__ = list(_EXPORTS)``, never written out by hand;
+* ``__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)``: a name's module is imported
+  the first time the name is used;
+* an ``if TYPE_CHECKING:`` block importing the same names from the same modules, for type
+  checkers and for the API pages (griffe reads it to know what each name is; the docs hook
+  ``docs/hooks/docstrings.py`` reads ``__all__`` from ``_EXPORTS``).
+
+``tests/test_lazy.py`` checks that the three agree and that each module defines its names::
+
+    from typing import TYPE_CHECKING
+
+    from ferray._lazy import lazy_exports
+
+    _EXPORTS = {
+        "GreedyEnsemble": "ferray.ensemble._greedy",
+        ...
+    }
+
+    __all__ = list(_EXPORTS)
+
     __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+
+    if TYPE_CHECKING:
+        from ferray.ensemble._greedy import GreedyEnsemble
 """
 
 from __future__ import annotations

@@ -10,18 +10,24 @@ from __future__ import annotations
 import argparse
 import sys
 import textwrap
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
-from ferray.cluster._cli import COMMANDS as _CLUSTER
-from ferray.distill._cli import COMMANDS as _DISTILL
-from ferray.ensemble._cli import COMMANDS as _ENSEMBLE
+# Each stage's command module imports argparse alone; its handlers import the stage when run.
+from ferray.cluster import _cli as _cluster_cli
+from ferray.distill import _cli as _distill_cli
+from ferray.ensemble import _cli as _ensemble_cli
 from ferray.errors import FerrayError
-from ferray.explain._cli import COMMANDS as _EXPLAIN
-from ferray.export._cli import COMMANDS as _EXPORT
-from ferray.predict._cli import COMMANDS as _PREDICT
-from ferray.report._cli import COMMANDS as _REPORT
+from ferray.explain import _cli as _explain_cli
+from ferray.export import _cli as _export_cli
+from ferray.predict import _cli as _predict_cli
+from ferray.report import _cli as _report_cli
+from ferray.search import _cli as _search_cli
+from ferray.search import _prune_cli
 
-__all__ = ["COMMANDS", "main"]
+__all__ = ["command_table", "iter_commands", "main"]
+
+#: A command's handler: parsed arguments -> exit code.
+Handler = Callable[[argparse.Namespace], int]
 
 
 class _HelpFormatter(argparse.HelpFormatter):
@@ -44,7 +50,7 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
 
-def _print_help_of(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
+def _print_help_of(parser: argparse.ArgumentParser) -> Handler:
     """The handler of a command word given without its subcommand (``ferray data``): its help, exit 2."""
 
     def show(args: argparse.Namespace) -> int:
@@ -285,52 +291,50 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_train)
 
-    from ferray.cluster._cli import add_parser as add_cluster_parser
-    from ferray.distill._cli import add_parser as add_distill_parser
-    from ferray.ensemble._cli import add_parser as add_ensemble_parser
-    from ferray.explain._cli import add_parser as add_explain_parser
-    from ferray.export._cli import add_parser as add_export_parser
-    from ferray.predict._cli import add_parser as add_predict_parser
-    from ferray.report._cli import add_evaluate_parser
-    from ferray.report._cli import add_parser as add_report_parser
-    from ferray.search._cli import add_commands as add_search_commands
-    from ferray.search._prune_cli import add_parser as add_prune_parser
-
-    add_search_commands(commands, after_sweep=_finish)
-    add_prune_parser(commands)
-    add_ensemble_parser(commands)
-    add_distill_parser(commands)
-    add_export_parser(commands)
-    add_predict_parser(commands)
-    add_cluster_parser(commands)
-    add_report_parser(commands)
-    add_evaluate_parser(commands)
-    add_explain_parser(commands)
+    # The stages' commands, each added by its stage's ``add_commands``, in `ferray --help`'s order.
+    _search_cli.add_commands(commands, after_sweep=_finish)
+    _prune_cli.add_commands(commands)
+    _ensemble_cli.add_commands(commands)
+    _distill_cli.add_commands(commands)
+    _export_cli.add_commands(commands)
+    _predict_cli.add_commands(commands)
+    _cluster_cli.add_commands(commands)
+    _report_cli.add_commands(commands)
+    _explain_cli.add_commands(commands)
     return parser
 
 
-#: Command words -> handler. ``search``, ``resume``, ``status`` (:mod:`ferray.search._cli`) and ``prune``
-#: (:mod:`ferray.search._prune_cli`) are not listed: importing ``ferray.search`` loads pydantic, which a
-#: predict-only install lacks.
-COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "data prepare": _cmd_data_prepare,
-    "data check": _cmd_data_check,
-    "data grid": _cmd_data_grid,
-    "data folds": _cmd_data_folds,
-    "train": _cmd_train,
-    "doctor": _cmd_doctor,
-}
-# The stages' commands (their modules import only argparse; each handler imports its stage lazily).
-COMMANDS.update({**_ENSEMBLE, **_DISTILL, **_EXPORT, **_PREDICT, **_CLUSTER, **_REPORT, **_EXPLAIN})
+def iter_commands(
+    parser: argparse.ArgumentParser, words: tuple[str, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], argparse.ArgumentParser, str]]:
+    """``(command words, sub-parser, one-line help)`` for every command that runs something, in the
+    parser's order (``ferray data`` is a group: its ``prepare``, ``check``, ... are listed instead)."""
+    for action in parser._actions:
+        if not isinstance(action, argparse._SubParsersAction):
+            continue
+        helps = {a.dest: a.help for a in action._choices_actions}
+        for name, sub in action.choices.items():
+            if any(isinstance(a, argparse._SubParsersAction) for a in sub._actions):
+                yield from iter_commands(sub, (*words, name))
+            else:
+                yield (*words, name), sub, helps.get(name) or ""
+
+
+def command_table(parser: argparse.ArgumentParser | None = None) -> dict[str, Handler]:
+    """Command words -> handler of every command ``parser`` (by default ``ferray``'s) runs.
+
+    >>> command_table()["data prepare"].__name__
+    '_cmd_data_prepare'
+    """
+    parser = _build_parser() if parser is None else parser
+    return {" ".join(words): sub.get_default("func") for words, sub, _ in iter_commands(parser)}
 
 
 def _predict_only_parser() -> argparse.ArgumentParser:
     """``ferray predict`` alone: its parser imports nothing but the predict package, so it runs
     where only ``ferray[predict]``'s packages are installed (no torch, Ray or pydantic)."""
-    from ferray.predict._cli import add_parser as add_predict_parser
-
     parser = _Parser(prog="ferray")
-    add_predict_parser(parser.add_subparsers(dest="command", metavar="COMMAND"))
+    _predict_cli.add_commands(parser.add_subparsers(dest="command", metavar="COMMAND"))
     return parser
 
 

@@ -25,9 +25,11 @@ def one_torch_thread():
 
 
 def parse_cli(cli: ModuleType, argv: list[str]) -> argparse.Namespace:
-    """``argv`` parsed by the parser ``cli.add_parser`` adds; checks ``cli.COMMANDS`` maps the command to it."""
+    """``argv`` parsed by the parser ``cli.add_commands`` adds; checks the command has its handler."""
+    from ferray.cli import command_table
+
     parser = argparse.ArgumentParser(prog="ferray")
-    cli.add_parser(parser.add_subparsers(dest="command"))
+    cli.add_commands(parser.add_subparsers(dest="command"))
     args = parser.parse_args(argv)
-    assert cli.COMMANDS[args.command] is args.func
+    assert command_table(parser)[args.command] is args.func
     return args

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from _ray_helpers import ferray_env, run_ferray, start_local_ray
 
 _REPO = Path(__file__).resolve().parents[1]
 
@@ -63,51 +64,38 @@ class E2ERun:
 def e2e_run(tmp_path_factory) -> E2ERun:
     """``ferray search`` on a tiny spec of 8 trials with sub-second epochs (every trial's end is a
     chance for the end-of-trial report race), with ensemble, distillation and export enabled."""
-    import subprocess
-    import sys
     import time
 
     root = tmp_path_factory.mktemp("e2e")
     spec = root / "e2e.yaml"
     spec.write_text(E2E_SPEC)
-    env = {**os.environ, "WANDB_DISABLE_GIT": "true", "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
-    env.pop("RAY_ADDRESS", None)
     start = time.monotonic()
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ferray.cli",
-            "search",
-            str(spec),
-            "--storage",
-            str(root / "runs"),
-            "--name",
-            "e2e",
-            "--no-live",
-            "--num-cpus",
-            "2",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=1100,
+    out = run_ferray(
+        "search",
+        str(spec),
+        "--storage",
+        str(root / "runs"),
+        "--name",
+        "e2e",
+        "--no-live",
+        "--num-cpus",
+        "2",
+        env=ferray_env(WANDB_DISABLE_GIT="true", COLUMNS="200"),
         cwd=root,
+        timeout=1100,
     )
     return E2ERun(root, out.returncode, out.stdout, out.stderr, time.monotonic() - start)
 
 
+# -- a local Ray in this process, for the tests that use Ray in-process ------------------------------
+
+
 @pytest.fixture
-def local_ray(monkeypatch):
-    """A local Ray with 2 CPUs, started in (and so below) this test's process, as ferray starts one."""
-    import ray
+def local_ray():
+    """A local Ray with 2 CPUs, started in (and so below) this test's process, as ferray starts one.
 
-    from ferray.runtime.compat import local_ray_environment
-
-    for key, value in local_ray_environment().items():  # inherited by Ray's workers
-        monkeypatch.setenv(key, value)
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
-    try:
+    One per test (a test's frozen or killed processes are its own), shut down within a bound:
+    see :func:`_ray_helpers.start_local_ray`.
+    """
+    with start_local_ray(num_cpus=2):
         yield
-    finally:
-        ray.shutdown()

@@ -58,9 +58,9 @@ def test_the_site_builds_strict(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-5000:]
     cli = (site / "cli" / "index.html").read_text()
-    from ferray.cli import COMMANDS
+    from ferray.cli import command_table
 
-    for words in [*COMMANDS, "search", "resume", "status", "prune"]:
+    for words in command_table():
         assert f"ferray {words}" in cli, f"the CLI reference lacks `ferray {words}`"
     for package, name in [
         ("data", "plan_folds"),

@@ -7,7 +7,6 @@ one section per command (``ferray data prepare``, ``ferray search``, ...) with t
 
 from __future__ import annotations
 
-import argparse
 import os
 
 MARKER = "<!-- ferray-cli-reference -->"
@@ -35,29 +34,15 @@ PAGES = {
 }
 
 
-def _commands(parser: argparse.ArgumentParser, words: tuple[str, ...] = ()):
-    """``(words, parser, summary)`` for every command that does something, in the parser's order."""
-    for action in parser._actions:
-        if not isinstance(action, argparse._SubParsersAction):
-            continue
-        helps = {a.dest: a.help for a in action._choices_actions}
-        for name, sub in action.choices.items():
-            nested = any(isinstance(a, argparse._SubParsersAction) for a in sub._actions)
-            if nested:
-                yield from _commands(sub, (*words, name))
-            else:
-                yield (*words, name), sub, helps.get(name) or ""
-
-
 def reference() -> str:
-    from ferray.cli import _build_parser
+    from ferray.cli import _build_parser, iter_commands
 
     old = os.environ.get("COLUMNS")
     os.environ["COLUMNS"] = WIDTH  # argparse wraps help at the terminal's width
     try:
         parser = _build_parser()
         parts = ["## `ferray`", "", "```text", parser.format_help().rstrip(), "```", ""]
-        for words, sub, summary in _commands(parser):
+        for words, sub, summary in iter_commands(parser):
             parts += [f"## `ferray {' '.join(words)}`", ""]
             line = summary[0].upper() + summary[1:] + "." if summary else ""
             title, link = PAGES.get(" ".join(words)) or PAGES.get(words[0]) or (None, None)

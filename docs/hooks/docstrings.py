@@ -11,9 +11,10 @@ extension rewrites each docstring before it is parsed, leaving the source untouc
   ``:exc:`` and ``:obj:`` become inline code (``name()`` for functions and methods);
 * a paragraph ending in ``::`` before an indented literal block ends in ``:``.
 
-It also reads a package's exports where ``__all__ = sorted(_EXPORTS)`` (the lazily loaded
-packages, see ``ferray/_lazy.py``): griffe reads source without running it, so it takes the
-names from the ``_EXPORTS`` dict literal.
+It also reads a package's exports, ``__all__ = list(_EXPORTS)`` (every package, see
+``ferray/_lazy.py``): griffe reads source without running it, so it takes the names, in
+order, from the ``_EXPORTS`` dict literal; the package's ``if TYPE_CHECKING:`` imports give
+griffe the object each name is.
 """
 
 from __future__ import annotations
@@ -96,4 +97,4 @@ class MarkdownDocstrings(griffe.Extension):
         except (ValueError, SyntaxError, AttributeError):
             return
         if isinstance(names, dict):
-            mod.exports = sorted(names)
+            mod.exports = list(names)

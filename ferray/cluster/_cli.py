@@ -1,6 +1,6 @@
 """``ferray submit | jobs | logs | stop | pull``: argument parsing over :mod:`ferray.cluster`.
 
-``ferray/cli.py`` calls :func:`add_parser` with its sub-parsers; each handler imports the
+``ferray/cli.py`` calls :func:`add_commands` with its sub-parsers; each handler imports the
 library lazily. Exit codes: 0 done (a followed job succeeded), 1 a followed job failed or
 was stopped, 2 bad input or a cluster that cannot be used (the message says why).
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-__all__ = ["COMMANDS", "add_parser"]
+__all__ = ["add_commands"]
 
 
 def _err(line: str) -> None:
@@ -130,7 +130,7 @@ def _address(p: argparse.ArgumentParser) -> None:
     )
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Add ``submit``, ``jobs``, ``logs``, ``stop`` and ``pull`` to the ``ferray`` command's sub-parsers."""
     p = subparsers.add_parser(
         "submit",
@@ -231,7 +231,3 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="leave the fold weights on storage (status and report do not need them)",
     )
     p.set_defaults(func=_cmd_pull)
-
-
-#: Command words -> handler, for ferray.cli.COMMANDS.
-COMMANDS = {"submit": _cmd_submit, "jobs": _cmd_jobs, "logs": _cmd_logs, "stop": _cmd_stop, "pull": _cmd_pull}

@@ -2,8 +2,9 @@
 
 # Exports load on first use: a fold worker unpickling a FERData needs ferray.data._table
 # only, not scikit-learn (fold plans) or the source readers.
-import importlib as _importlib
-from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import TYPE_CHECKING
+
+from ferray._lazy import lazy_exports
 
 _EXPORTS = {
     "HOLDOUT": "ferray.data._folds",
@@ -15,22 +16,22 @@ _EXPORTS = {
     "FERData": "ferray.data._table",
     "read_parquet": "ferray.data._table",
     "write_parquet": "ferray.data._table",
-    "EMOTION_AUS": "ferray.data._taxonomies",
     "TAXONOMIES": "ferray.data._taxonomies",
+    "EMOTION_AUS": "ferray.data._taxonomies",
     "generate": "ferray.data._synthetic",
     "parse_synthetic_spec": "ferray.data._synthetic",
-    "render_grid": "ferray.data._grid",
     "synthetic_spec": "ferray.data._synthetic",
+    "render_grid": "ferray.data._grid",
+    "SOURCE_KINDS": "ferray.data._sources",
+    "load_source": "ferray.data._sources",
+    "prepare": "ferray.data._prepare",
+    "check": "ferray.data._check",
+    "CheckReport": "ferray.data._check",
+    "parse_au_tokens": "ferray.data._rafce",
     "FER2013_CLASSES": "ferray.data._fer2013",
     "FERPLUS_CLASSES": "ferray.data._fer2013",
     "RAFCE_CLASSES": "ferray.data._rafce",
     "RAFDB_CLASSES": "ferray.data._rafce",
-    "parse_au_tokens": "ferray.data._rafce",
-    "SOURCE_KINDS": "ferray.data._sources",
-    "load_source": "ferray.data._sources",
-    "prepare": "ferray.data._prepare",
-    "CheckReport": "ferray.data._check",
-    "check": "ferray.data._check",
     "NEAR_DUPLICATE_DISTANCE": "ferray.data._duplicates",
     "clean_holdout_mask": "ferray.data._duplicates",
     "duplicate_pairs": "ferray.data._duplicates",
@@ -44,60 +45,11 @@ _EXPORTS = {
     "remap_labels": "ferray.data._classes",
 }
 
-__all__ = [
-    "HOLDOUT",
-    "FoldPlan",
-    "plan_folds",
-    "grouped_stratified_folds",
-    "AU_IDS",
-    "SPLITS",
-    "FERData",
-    "read_parquet",
-    "write_parquet",
-    "TAXONOMIES",
-    "EMOTION_AUS",
-    "generate",
-    "parse_synthetic_spec",
-    "synthetic_spec",
-    "render_grid",
-    "SOURCE_KINDS",
-    "load_source",
-    "prepare",
-    "check",
-    "CheckReport",
-    "parse_au_tokens",
-    "FER2013_CLASSES",
-    "FERPLUS_CLASSES",
-    "RAFCE_CLASSES",
-    "RAFDB_CLASSES",
-    "NEAR_DUPLICATE_DISTANCE",
-    "clean_holdout_mask",
-    "duplicate_pairs",
-    "SUBJECT_SCHEMES",
-    "detect_subjects",
-    "BASIC_CONCEPTS",
-    "ClassMap",
-    "canonical_class",
-    "map_class_names",
-    "match_classes",
-    "remap_labels",
-]
+__all__ = list(_EXPORTS)
 
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'ferray.data' has no attribute {name!r}")
-    value = getattr(_importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
-
-
-if _TYPE_CHECKING:  # pragma: no cover - for static analysers only
+if TYPE_CHECKING:
     from ferray.data._check import CheckReport, check
     from ferray.data._classes import (
         BASIC_CONCEPTS,

@@ -14,7 +14,7 @@ student is scored on the holdout next to the ensemble and the best single trial
 """
 
 # Exports load on first use: the loss and teacher checks need torch, distill_run needs Ray.
-from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import TYPE_CHECKING
 
 from ferray._lazy import lazy_exports
 
@@ -22,7 +22,6 @@ _EXPORTS = {
     "distill_run": "ferray.distill._run",
     "DistillResult": "ferray.distill._run",
     "student_config": "ferray.distill._run",
-    "DISTILL_SUMMARY": "ferray.distill._run",
     "soften": "ferray.distill._loss",
     "distillation_loss": "ferray.distill._loss",
     "DistillationLoss": "ferray.distill._loss",
@@ -35,7 +34,6 @@ _EXPORTS = {
     "label_images": "ferray.distill._teacher",
     "StudentTrainer": "ferray.distill._worker",
     "OnlineTeacher": "ferray.distill._online",
-    "TeacherPack": "ferray.distill._online",
     "Combiner": "ferray.distill._online",
     "combiner_of": "ferray.distill._online",
     "pack_teacher": "ferray.distill._online",
@@ -50,25 +48,22 @@ _EXPORTS = {
     "holdout_scores": "ferray.distill._bench",
 }
 
-__all__ = sorted(_EXPORTS)
-
+__all__ = list(_EXPORTS)
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
-
-if _TYPE_CHECKING:  # pragma: no cover - for static analysers only
+if TYPE_CHECKING:
     from ferray.distill._bench import count_parameters, group_latency, holdout_scores, measure_latency
     from ferray.distill._loss import DistillationLoss, distillation_loss, soften
     from ferray.distill._online import (
         TRANSFER_GROUP,
         Combiner,
         OnlineTeacher,
-        TeacherPack,
         combiner_of,
         pack_teacher,
         teacher_groups,
     )
-    from ferray.distill._run import DISTILL_SUMMARY, DistillResult, distill_run, student_config
+    from ferray.distill._run import DistillResult, distill_run, student_config
     from ferray.distill._select import apply_latency_cap, candidate_latencies, pick_candidate
     from ferray.distill._teacher import (
         EnsembleMembers,

@@ -1,6 +1,6 @@
 """``ferray distill RUN``: argument parsing over :func:`ferray.distill.distill_run`.
 
-``ferray/cli.py`` adds the command with :func:`add_parser`, next to the search commands.
+``ferray/cli.py`` adds the command with :func:`add_commands`, next to the search commands.
 
 Exit codes: 0 done, 1 the student's training stopped, 2 bad input (a
 :class:`~ferray.errors.FerrayError`: not a run, no ensemble, unknown backbone), 130 interrupted.
@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-__all__ = ["COMMANDS", "add_parser"]
+__all__ = ["add_commands"]
 
 
 def _cmd_distill(args: argparse.Namespace) -> int:
@@ -60,7 +60,7 @@ def _num(v, width: int = 9, digits: int = 4) -> str:
     return f"{v:>{width}.{digits}f}" if isinstance(v, (int, float)) else f"{'-':>{width}}"
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+def add_commands(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``distill`` to the ``ferray`` command's sub-parsers."""
     p = subparsers.add_parser(
         "distill",
@@ -121,7 +121,3 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--num-cpus", type=int, default=None, metavar="N", help="CPUs of a new local Ray (default: all)")
     p.set_defaults(func=_cmd_distill)
     return p
-
-
-#: Command words -> handler, for ferray.cli.COMMANDS.
-COMMANDS = {"distill": _cmd_distill}

@@ -734,13 +734,8 @@ def _fit(
 
     from ferray.distill._worker import CHECKPOINT_HISTORY, student_worker
     from ferray.runtime.compat import trainer_without_pg_cleaner
-    from ferray.training import (
-        TrainingFailed,
-        TrainingStalled,
-        failure_reason,
-        fit_watched,
-    )
-    from ferray.training._kfold import queue_take
+    from ferray.training._kfold import TrainingFailed, failure_reason, queue_take
+    from ferray.training.watch import TrainingStalled, fit_watched
 
     res = {"CPU": resources.cpus_per_worker}
     if resources.gpus_per_worker:

@@ -25,81 +25,53 @@ array([0, 1])
 
 # Exports load on first use: `ferray --help` imports this package's CLI module, and must not
 # pay for scikit-learn. Any export loads the built-in methods first, so the registry is full.
-import importlib as _importlib
-from typing import TYPE_CHECKING as _TYPE_CHECKING
+import importlib
+from typing import TYPE_CHECKING
 
 from ferray._lazy import lazy_exports
 
 _EXPORTS = {
+    # estimators
     "EnsembleMethod": "ferray.ensemble._base",
-    "check_member_proba": "ferray.ensemble._base",
     "GreedyEnsemble": "ferray.ensemble._greedy",
     "StackingEnsemble": "ferray.ensemble._stacking",
-    "stacking_features": "ferray.ensemble._stacking",
     "MeanEnsemble": "ferray.ensemble._mean",
     "VoteEnsemble": "ferray.ensemble._vote",
+    # registry
     "ENSEMBLE_METHODS": "ferray.ensemble._registry",
     "register_ensemble": "ferray.ensemble._registry",
     "make_ensemble": "ferray.ensemble._registry",
+    # honest out-of-fold scores
     "cross_val_proba": "ferray.ensemble._cv",
     "inner_splits": "ferray.ensemble._cv",
     "INNER_FOLDS": "ferray.ensemble._cv",
+    # a run's ensembles
     "build_ensembles": "ferray.ensemble._build",
     "EnsembleReport": "ferray.ensemble._build",
     "fit_methods": "ferray.ensemble._build",
     "CHOSEN_BY": "ferray.ensemble._build",
-    "compare_to_best_single": "ferray.ensemble._build",
     "Members": "ferray.ensemble._members",
     "load_members": "ferray.ensemble._members",
     "select_members": "ferray.ensemble._members",
     "select_pool": "ferray.ensemble._members",
 }
 
-__all__ = [
-    # estimators
-    "EnsembleMethod",
-    "GreedyEnsemble",
-    "StackingEnsemble",
-    "MeanEnsemble",
-    "VoteEnsemble",
-    "stacking_features",
-    "check_member_proba",
-    # registry
-    "ENSEMBLE_METHODS",
-    "register_ensemble",
-    "make_ensemble",
-    # honest out-of-fold scores
-    "cross_val_proba",
-    "inner_splits",
-    "INNER_FOLDS",
-    # a run's ensembles
-    "build_ensembles",
-    "EnsembleReport",
-    "fit_methods",
-    "CHOSEN_BY",
-    "compare_to_best_single",
-    "Members",
-    "load_members",
-    "select_members",
-    "select_pool",
-]
+__all__ = list(_EXPORTS)
 
 
 def _load_builtin_methods() -> None:
-    # Any export first loads the built-in methods, so the registry is full.
-    _importlib.import_module("ferray.ensemble._builtin")
+    importlib.import_module("ferray.ensemble._builtin")
 
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, before=_load_builtin_methods)
 
-
-if _TYPE_CHECKING:  # pragma: no cover - for static analysers only
-    from ferray.ensemble._base import EnsembleMethod, check_member_proba
-    from ferray.ensemble._build import CHOSEN_BY, EnsembleReport, build_ensembles, compare_to_best_single, fit_methods
+if TYPE_CHECKING:
+    from ferray.ensemble._base import EnsembleMethod
+    from ferray.ensemble._build import CHOSEN_BY, EnsembleReport, build_ensembles, fit_methods
     from ferray.ensemble._cv import INNER_FOLDS, cross_val_proba, inner_splits
     from ferray.ensemble._greedy import GreedyEnsemble
     from ferray.ensemble._mean import MeanEnsemble
     from ferray.ensemble._members import Members, load_members, select_members, select_pool
     from ferray.ensemble._registry import ENSEMBLE_METHODS, make_ensemble, register_ensemble
-    from ferray.ensemble._stacking import StackingEnsemble, stacking_features
+    from ferray.ensemble._stacking import StackingEnsemble
     from ferray.ensemble._vote import VoteEnsemble

@@ -1,16 +1,16 @@
 """``ferray ensemble RUN``: argument parsing over :func:`ferray.ensemble.build_ensembles`.
 
-``ferray/cli.py`` calls :func:`add_parser` with its sub-parsers and merges :data:`COMMANDS`
-into its own table. Exit codes: 0 the ensemble was written, 2 bad input (a
-:class:`~ferray.errors.FerrayError`: not a run, too many members asked for, no finished
-trial with predictions, members from different fold plans), 130 interrupted.
+``ferray/cli.py`` calls :func:`add_commands` with its sub-parsers. Exit codes: 0 the
+ensemble was written, 2 bad input (a :class:`~ferray.errors.FerrayError`: not a run, too
+many members asked for, no finished trial with predictions, members from different fold
+plans), 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
 
-__all__ = ["COMMANDS", "add_parser"]
+__all__ = ["add_commands"]
 
 _METHOD_CHOICES = ("greedy", "stacking", "mean", "vote", "all")
 
@@ -39,7 +39,7 @@ def _cmd_ensemble(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+def add_commands(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``ensemble`` to the ``ferray`` command's sub-parsers."""
     p = subparsers.add_parser(
         "ensemble",
@@ -89,7 +89,3 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_cmd_ensemble)
     return p
-
-
-#: Command words -> handler, for ferray.cli.COMMANDS.
-COMMANDS = {"ensemble": _cmd_ensemble}

@@ -15,7 +15,7 @@
 
 # Exports load on first use: `ferray --help` imports this package's CLI module and must not
 # pay for torch, timm or pytorch-grad-cam.
-from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import TYPE_CHECKING
 
 from ferray._lazy import lazy_exports
 
@@ -23,7 +23,6 @@ _EXPORTS = {
     "CAMExplainer": "ferray.explain._cam",
     "CAM_METHODS": "ferray.explain._cam",
     "METHODS": "ferray.explain._cam",
-    "LogitsOnly": "ferray.explain._cam",
     "integrated_gradients": "ferray.explain._cam",
     "ig_map": "ferray.explain._cam",
     "FAMILIES": "ferray.explain._families",
@@ -34,35 +33,13 @@ _EXPORTS = {
     "explain": "ferray.explain._explain",
     "Explanation": "ferray.explain._explain",
     "ExplainedImage": "ferray.explain._explain",
-    "member_maps": "ferray.explain._explain",
-    "load_explain_source": "ferray.explain._models",
 }
 
-__all__ = [
-    "CAMExplainer",
-    "CAM_METHODS",
-    "METHODS",
-    "LogitsOnly",
-    "integrated_gradients",
-    "ig_map",
-    "FAMILIES",
-    "Family",
-    "register_family",
-    "family_of",
-    "choose_target_layer",
-    "explain",
-    "Explanation",
-    "ExplainedImage",
-    "member_maps",
-    "load_explain_source",
-]
-
+__all__ = list(_EXPORTS)
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
-
-if _TYPE_CHECKING:  # pragma: no cover - for static analysers only
-    from ferray.explain._cam import CAM_METHODS, METHODS, CAMExplainer, LogitsOnly, ig_map, integrated_gradients
-    from ferray.explain._explain import ExplainedImage, Explanation, explain, member_maps
+if TYPE_CHECKING:
+    from ferray.explain._cam import CAM_METHODS, METHODS, CAMExplainer, ig_map, integrated_gradients
+    from ferray.explain._explain import ExplainedImage, Explanation, explain
     from ferray.explain._families import FAMILIES, Family, choose_target_layer, family_of, register_family
-    from ferray.explain._models import load_explain_source

@@ -1,9 +1,9 @@
 """``ferray explain BUNDLE|RUN IMAGE...``: argument parsing over :func:`ferray.explain.explain`.
 
-``ferray/cli.py`` calls :func:`add_parser` with its sub-parsers and merges :data:`COMMANDS`
-into its own table. Exit codes: 0 overlays written, 1 every input was skipped, 2 bad input
-(a :class:`~ferray.errors.FerrayError`: unknown method, class or member, a bundle without
-safetensors weights, a backbone without a known CAM layer), 130 interrupted.
+``ferray/cli.py`` calls :func:`add_commands` with its sub-parsers. Exit codes: 0 overlays
+written, 1 every input was skipped, 2 bad input (a :class:`~ferray.errors.FerrayError`:
+unknown method, class or member, a bundle without safetensors weights, a backbone without a
+known CAM layer), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-__all__ = ["COMMANDS", "add_parser"]
+__all__ = ["add_commands"]
 
 #: Kept in step with ferray.explain.METHODS (tests check it); here so `--help` needs no torch.
 _METHODS = ("gradcam", "gradcam++", "scorecam", "eigencam", "layercam", "hirescam", "ig")
@@ -51,7 +51,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+def add_commands(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``explain`` to the ``ferray`` command's sub-parsers."""
     p = subparsers.add_parser(
         "explain",
@@ -107,7 +107,3 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--json", action="store_true", help="print explain.json instead of the files")
     p.set_defaults(func=_cmd_explain)
     return p
-
-
-#: Command words -> handler, for ferray.cli.COMMANDS.
-COMMANDS = {"explain": _cmd_explain}

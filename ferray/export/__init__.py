@@ -16,19 +16,17 @@ PosixPath('runs/exp1/bundle')
 
 # Exports load on first use: `ferray --help` imports this package's CLI module and must not
 # pay for torch.
-from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import TYPE_CHECKING
 
 from ferray._lazy import lazy_exports
 
 _EXPORTS = {
     "export_bundle": "ferray.export._bundle",
-    "sha256_file": "ferray.export._bundle",
     "COMBINERS": "ferray.export._graph",
     "EnsembleGraph": "ferray.export._graph",
     "ModelGraph": "ferray.export._graph",
     "build_combiner": "ferray.export._graph",
     "Member": "ferray.export._members",
-    "TOLERANCE": "ferray.export._onnx",
     "ExportError": "ferray.export._onnx",
     "export_run": "ferray.export._run",
     "fit_calibration": "ferray.export._calibrate",
@@ -36,16 +34,14 @@ _EXPORTS = {
     "read_ensemble_summary": "ferray.export._run",
 }
 
-__all__ = sorted(_EXPORTS)
-
+__all__ = list(_EXPORTS)
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
-
-if _TYPE_CHECKING:  # pragma: no cover
-    from ferray.export._bundle import export_bundle, sha256_file
+if TYPE_CHECKING:
+    from ferray.export._bundle import export_bundle
     from ferray.export._calibrate import fit_calibration, no_calibration
     from ferray.export._graph import COMBINERS, EnsembleGraph, ModelGraph, build_combiner
     from ferray.export._members import Member
-    from ferray.export._onnx import TOLERANCE, ExportError
+    from ferray.export._onnx import ExportError
     from ferray.export._run import export_run, read_ensemble_summary

@@ -1,6 +1,6 @@
 """``ferray export``: argument parsing over :func:`ferray.export.export_run`.
 
-``ferray/cli.py`` calls :func:`add_parser` with its sub-parsers. Exit codes: 0 the bundle
+``ferray/cli.py`` calls :func:`add_commands` with its sub-parsers. Exit codes: 0 the bundle
 was written, 1 a graph failed to export or disagreed with PyTorch, 2 bad input.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-__all__ = ["COMMANDS", "add_parser"]
+__all__ = ["add_commands"]
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
@@ -25,7 +25,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Add ``export`` to the ``ferray`` command's sub-parsers."""
     p = subparsers.add_parser(
         "export",
@@ -39,7 +39,3 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--out", default=None, help="bundle folder to write (default RUN/bundle; an old bundle there is replaced)"
     )
     p.set_defaults(func=_cmd_export)
-
-
-#: Command words -> handler, for ferray.cli.COMMANDS.
-COMMANDS = {"export": _cmd_export}

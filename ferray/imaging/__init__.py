@@ -19,27 +19,36 @@ bilinear resize.
 (32, 32, 3)
 """
 
-from ferray.imaging._batch import DecodeResult, decode_many, probe_images, resize_array
-from ferray.imaging._decode import (
-    IMAGE_EXTENSIONS,
-    decode_image,
-    from_array,
-    is_gray,
-    open_image,
-    resize,
-    to_channels,
-)
+from typing import TYPE_CHECKING
 
-__all__ = [
-    "IMAGE_EXTENSIONS",
-    "decode_image",
-    "open_image",
-    "from_array",
-    "to_channels",
-    "resize",
-    "is_gray",
-    "DecodeResult",
-    "decode_many",
-    "probe_images",
-    "resize_array",
-]
+from ferray._lazy import lazy_exports
+
+_EXPORTS = {
+    "IMAGE_EXTENSIONS": "ferray.imaging._decode",
+    "decode_image": "ferray.imaging._decode",
+    "open_image": "ferray.imaging._decode",
+    "from_array": "ferray.imaging._decode",
+    "to_channels": "ferray.imaging._decode",
+    "resize": "ferray.imaging._decode",
+    "is_gray": "ferray.imaging._decode",
+    "DecodeResult": "ferray.imaging._batch",
+    "decode_many": "ferray.imaging._batch",
+    "probe_images": "ferray.imaging._batch",
+    "resize_array": "ferray.imaging._batch",
+}
+
+__all__ = list(_EXPORTS)
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+
+if TYPE_CHECKING:
+    from ferray.imaging._batch import DecodeResult, decode_many, probe_images, resize_array
+    from ferray.imaging._decode import (
+        IMAGE_EXTENSIONS,
+        decode_image,
+        from_array,
+        is_gray,
+        open_image,
+        resize,
+        to_channels,
+    )

@@ -22,51 +22,60 @@ scikit-learn's.
 0.75
 """
 
-from ferray.metrics.bootstrap import (
-    Interval,
-    bootstrap_ci,
-    bootstrap_metrics,
-    paired_bootstrap,
-    paired_bootstrap_metrics,
-)
-from ferray.metrics.calibration import (
-    N_BINS,
-    apply_temperature,
-    expected_calibration_error,
-    fit_temperature,
-    reliability,
-)
-from ferray.metrics.classification import (
-    accuracy,
-    au_f1,
-    balanced_accuracy,
-    confusion_matrix,
-    log_loss,
-    macro_f1,
-    per_class_metrics,
-    to_labels,
-)
+from typing import TYPE_CHECKING
 
-__all__ = [
+from ferray._lazy import lazy_exports
+
+_EXPORTS = {
     # classification
-    "accuracy",
-    "macro_f1",
-    "balanced_accuracy",
-    "per_class_metrics",
-    "confusion_matrix",
-    "log_loss",
-    "au_f1",
-    "to_labels",
+    "accuracy": "ferray.metrics.classification",
+    "macro_f1": "ferray.metrics.classification",
+    "balanced_accuracy": "ferray.metrics.classification",
+    "per_class_metrics": "ferray.metrics.classification",
+    "confusion_matrix": "ferray.metrics.classification",
+    "log_loss": "ferray.metrics.classification",
+    "au_f1": "ferray.metrics.classification",
+    "to_labels": "ferray.metrics.classification",
     # bootstrap intervals
-    "Interval",
-    "bootstrap_metrics",
-    "bootstrap_ci",
-    "paired_bootstrap_metrics",
-    "paired_bootstrap",
+    "Interval": "ferray.metrics.bootstrap",
+    "bootstrap_metrics": "ferray.metrics.bootstrap",
+    "bootstrap_ci": "ferray.metrics.bootstrap",
+    "paired_bootstrap_metrics": "ferray.metrics.bootstrap",
+    "paired_bootstrap": "ferray.metrics.bootstrap",
     # calibration
-    "expected_calibration_error",
-    "reliability",
-    "fit_temperature",
-    "apply_temperature",
-    "N_BINS",
-]
+    "expected_calibration_error": "ferray.metrics.calibration",
+    "reliability": "ferray.metrics.calibration",
+    "fit_temperature": "ferray.metrics.calibration",
+    "apply_temperature": "ferray.metrics.calibration",
+    "N_BINS": "ferray.metrics.calibration",
+}
+
+__all__ = list(_EXPORTS)
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+
+if TYPE_CHECKING:
+    from ferray.metrics.bootstrap import (
+        Interval,
+        bootstrap_ci,
+        bootstrap_metrics,
+        paired_bootstrap,
+        paired_bootstrap_metrics,
+    )
+    from ferray.metrics.calibration import (
+        N_BINS,
+        apply_temperature,
+        expected_calibration_error,
+        fit_temperature,
+        reliability,
+    )
+    from ferray.metrics.classification import (
+        accuracy,
+        au_f1,
+        balanced_accuracy,
+        confusion_matrix,
+        log_loss,
+        macro_f1,
+        per_class_metrics,
+        to_labels,
+    )

@@ -15,35 +15,32 @@ the temperature applies through :func:`ferray.metrics.apply_temperature`, both n
 Pillow only.
 """
 
-from ferray.predict._bundle import Bundle
-from ferray.predict._faces import FaceDetector, HaarFaceDetector
-from ferray.predict._predict import (
-    Prediction,
-    Predictions,
-    Skipped,
-    calibration_note,
-    iter_predictions,
-    predict,
-)
-from ferray.predict._writers import (
-    format_table,
-    write_csv,
-    write_json,
-    write_predictions,
-)
+from typing import TYPE_CHECKING
 
-__all__ = [
-    "Bundle",
-    "FaceDetector",
-    "HaarFaceDetector",
-    "Prediction",
-    "Predictions",
-    "Skipped",
-    "calibration_note",
-    "format_table",
-    "iter_predictions",
-    "predict",
-    "write_csv",
-    "write_json",
-    "write_predictions",
-]
+from ferray._lazy import lazy_exports
+
+_EXPORTS = {
+    "Bundle": "ferray.predict._bundle",
+    "FaceDetector": "ferray.predict._faces",
+    "HaarFaceDetector": "ferray.predict._faces",
+    "Prediction": "ferray.predict._predict",
+    "Predictions": "ferray.predict._predict",
+    "Skipped": "ferray.predict._predict",
+    "calibration_note": "ferray.predict._predict",
+    "format_table": "ferray.predict._writers",
+    "iter_predictions": "ferray.predict._predict",
+    "predict": "ferray.predict._predict",
+    "write_csv": "ferray.predict._writers",
+    "write_json": "ferray.predict._writers",
+    "write_predictions": "ferray.predict._writers",
+}
+
+__all__ = list(_EXPORTS)
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+
+if TYPE_CHECKING:
+    from ferray.predict._bundle import Bundle
+    from ferray.predict._faces import FaceDetector, HaarFaceDetector
+    from ferray.predict._predict import Prediction, Predictions, Skipped, calibration_note, iter_predictions, predict
+    from ferray.predict._writers import format_table, write_csv, write_json, write_predictions

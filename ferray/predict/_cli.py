@@ -1,6 +1,6 @@
 """``ferray predict``: argument parsing over :func:`ferray.predict.predict` (no torch, no Ray).
 
-``ferray/cli.py`` calls :func:`add_parser` with its sub-parsers; ``python -m ferray.predict``
+``ferray/cli.py`` calls :func:`add_commands` with its sub-parsers; ``python -m ferray.predict``
 runs the same command alone. Exit codes: 0 predictions written, 1 every input was skipped,
 2 bad input (a :class:`~ferray.errors.FerrayError`: bundle, paths, options).
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-__all__ = ["COMMANDS", "add_arguments", "add_parser"]
+__all__ = ["add_arguments", "add_commands"]
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
@@ -83,7 +83,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.set_defaults(func=_cmd_predict)
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Add ``predict`` to the ``ferray`` command's sub-parsers."""
     p = subparsers.add_parser(
         "predict",
@@ -91,7 +91,3 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description=DESCRIPTION,
     )
     add_arguments(p)
-
-
-#: Command words -> handler, for ferray.cli.COMMANDS.
-COMMANDS = {"predict": _cmd_predict}

@@ -25,54 +25,35 @@ rows and excluded.
 
 # Exports load on first use: `ferray --help` imports this package's CLI module and must not
 # pay for scikit-learn, pyarrow or matplotlib.
-from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import TYPE_CHECKING
 
 from ferray._lazy import lazy_exports
 
 _EXPORTS = {
     "build_report": "ferray.report._build",
-    "default_report_dir": "ferray.report._build",
-    "REPORT_FORMAT": "ferray.report._build",
+    # classification
     "classification_summary": "ferray.report._metrics",
     "confusion": "ferray.report._metrics",
     "most_confused": "ferray.report._metrics",
     "fold_spread": "ferray.report._metrics",
     "per_au_f1": "ferray.report._metrics",
+    # calibration
     "calibration_summary": "ferray.report._calibration",
+    # search history
     "search_history": "ferray.report._search",
     "param_importances": "ferray.report._search",
+    # a bundle on another dataset
     "evaluate_bundle": "ferray.report._evaluate_bundle",
-    "cross_dataset_scores": "ferray.report._cross_dataset",
     "Evaluation": "ferray.report._evaluate_bundle",
+    "cross_dataset_scores": "ferray.report._cross_dataset",
 }
 
-__all__ = [
-    "build_report",
-    "default_report_dir",
-    "REPORT_FORMAT",
-    # classification
-    "classification_summary",
-    "confusion",
-    "most_confused",
-    "fold_spread",
-    "per_au_f1",
-    # calibration
-    "calibration_summary",
-    # search history
-    "search_history",
-    "param_importances",
-    # a bundle on another dataset
-    "evaluate_bundle",
-    "Evaluation",
-    "cross_dataset_scores",
-]
-
+__all__ = list(_EXPORTS)
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
-
-if _TYPE_CHECKING:  # pragma: no cover - for static analysers only
-    from ferray.report._build import REPORT_FORMAT, build_report, default_report_dir
+if TYPE_CHECKING:
+    from ferray.report._build import build_report
     from ferray.report._calibration import calibration_summary
     from ferray.report._cross_dataset import cross_dataset_scores
     from ferray.report._evaluate_bundle import Evaluation, evaluate_bundle

@@ -1,8 +1,7 @@
 """``ferray report RUN|BUNDLE`` and ``ferray evaluate BUNDLE|RUN --data SOURCE``: argument parsing over
 :func:`ferray.report.build_report` and :func:`ferray.report.evaluate_bundle`.
 
-``ferray/cli.py`` calls :func:`add_parser` and :func:`add_evaluate_parser` with its sub-parsers
-and merges :data:`COMMANDS` into its own table. Exit codes: 0 the report was written (the
+``ferray/cli.py`` calls :func:`add_commands` with its sub-parsers. Exit codes: 0 the report was written (the
 evaluation printed), 2 bad input (a :class:`~ferray.errors.FerrayError`: not a run or bundle,
 unreadable files, ``--data`` on a run without a bundle, data sharing no class with the model),
 130 interrupted.
@@ -13,7 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 
-__all__ = ["COMMANDS", "add_evaluate_parser", "add_parser"]
+__all__ = ["add_commands"]
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -35,7 +34,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+def _add_report_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``report`` to the ``ferray`` command's sub-parsers."""
     p = subparsers.add_parser(
         "report",
@@ -101,7 +100,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+def _add_evaluate_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``evaluate`` to the ``ferray`` command's sub-parsers."""
     p = subparsers.add_parser(
         "evaluate",
@@ -131,5 +130,7 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
     return p
 
 
-#: Command words -> handler, for ferray.cli.COMMANDS.
-COMMANDS = {"report": _cmd_report, "evaluate": _cmd_evaluate}
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``report`` and ``evaluate`` to the ``ferray`` command's sub-parsers."""
+    _add_report_parser(subparsers)
+    _add_evaluate_parser(subparsers)

@@ -23,17 +23,19 @@ and how to read it, and imports no stage (and neither torch nor Ray):
 
 # Exports load on first use: `ferray.predict` reads a bundle through `ferray.run.layout` and
 # must not pay for pydantic specs or pyarrow tables it never uses.
-from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import TYPE_CHECKING
 
 from ferray._lazy import lazy_exports
 
 _EXPORTS = {
+    # layout
     "RunLayout": "ferray.run.layout",
     "TrialLayout": "ferray.run.layout",
     "EnsembleLayout": "ferray.run.layout",
     "DistillLayout": "ferray.run.layout",
     "BundleLayout": "ferray.run.layout",
     "ReportLayout": "ferray.run.layout",
+    # the spec and its sections
     "SearchSpec": "ferray.run.spec",
     "ParamSpec": "ferray.run.spec",
     "load_search_spec": "ferray.run.spec",
@@ -46,55 +48,24 @@ _EXPORTS = {
     "GreedyConfig": "ferray.run.sections",
     "DistillConfig": "ferray.run.sections",
     "RetentionConfig": "ferray.run.sections",
+    # what the run recorded
     "read_manifest": "ferray.run.manifest",
     "ResultsTable": "ferray.run.results",
     "read_results": "ferray.run.results",
     "get_status": "ferray.run.status",
     "render_status": "ferray.run.status",
     "WeightsMeta": "ferray.run.weights",
+    # what it keeps
     "apply_retention": "ferray.run.retention",
     "RetentionReport": "ferray.run.retention",
     "disk_usage": "ferray.run.disk",
 }
 
-__all__ = [
-    # layout
-    "RunLayout",
-    "TrialLayout",
-    "EnsembleLayout",
-    "DistillLayout",
-    "BundleLayout",
-    "ReportLayout",
-    # the spec and its sections
-    "SearchSpec",
-    "ParamSpec",
-    "load_search_spec",
-    "read_run_spec",
-    "BudgetConfig",
-    "SearchConfig",
-    "TrackingConfig",
-    "WandbConfig",
-    "EnsembleConfig",
-    "GreedyConfig",
-    "DistillConfig",
-    "RetentionConfig",
-    # what the run recorded
-    "read_manifest",
-    "ResultsTable",
-    "read_results",
-    "get_status",
-    "render_status",
-    "WeightsMeta",
-    # what it keeps
-    "apply_retention",
-    "RetentionReport",
-    "disk_usage",
-]
+__all__ = list(_EXPORTS)
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
-
-if _TYPE_CHECKING:  # pragma: no cover - for static analysers only
+if TYPE_CHECKING:
     from ferray.run.disk import disk_usage
     from ferray.run.layout import BundleLayout, DistillLayout, EnsembleLayout, ReportLayout, RunLayout, TrialLayout
     from ferray.run.manifest import read_manifest

@@ -14,7 +14,7 @@ access ferray makes is named in :mod:`ferray.runtime.compat`, with its fallback.
 
 # Exports load on first use: ``ferray.training.config`` checks GPU shares with the planner
 # and must not pay for Ray.
-from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import TYPE_CHECKING
 
 from ferray._lazy import lazy_exports
 
@@ -34,13 +34,11 @@ _EXPORTS = {
     "RayCompatError": "ferray.runtime.compat",
 }
 
-__all__ = sorted(_EXPORTS)
-
+__all__ = list(_EXPORTS)
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
-
-if _TYPE_CHECKING:  # pragma: no cover - for static analysers only
+if TYPE_CHECKING:
     from ferray.runtime.compat import RayCompatError
     from ferray.runtime.logs import clean_ray_sessions, ray_logs_to, ray_session_usage
     from ferray.runtime.nodes import NodeSpec, nodes_from_launcher, nodes_from_ray, ray_nodes

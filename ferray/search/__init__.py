@@ -11,41 +11,40 @@ stage in :mod:`ferray.run`; this package runs the sweep that fills a run directo
 >>> result.best["params"]                                  # doctest: +SKIP
 """
 
-from ferray.run.spec import ParamSpec, SearchSpec, load_search_spec
-from ferray.search._space import apply_params, define_by_run, is_active
-from ferray.search._spec import PACKAGED_SPECS, packaged_spec
+# Exports load on first use: the sweep imports Ray, and spec tooling (`ferray search --dry-run`,
+# the CLI) must not pay for it.
+from typing import TYPE_CHECKING
 
-__all__ = [
+from ferray._lazy import lazy_exports
+
+_EXPORTS = {
     # specs
-    "SearchSpec",
-    "ParamSpec",
-    "load_search_spec",
-    "packaged_spec",
-    "PACKAGED_SPECS",
+    "SearchSpec": "ferray.run.spec",
+    "ParamSpec": "ferray.run.spec",
+    "load_search_spec": "ferray.run.spec",
+    "packaged_spec": "ferray.search._spec",
+    "PACKAGED_SPECS": "ferray.search._spec",
     # space
-    "define_by_run",
-    "is_active",
-    "apply_params",
-    # sweep (imported lazily: they pull in Ray)
-    "run_search",
-    "resume_search",
-    "dry_run",
-    "SearchResult",
-    "SearchInterrupted",
-    "plan_search_resources",
-]
+    "define_by_run": "ferray.search._space",
+    "is_active": "ferray.search._space",
+    "apply_params": "ferray.search._space",
+    # sweep
+    "run_search": "ferray.search._run",
+    "resume_search": "ferray.search._resume",
+    "dry_run": "ferray.search._plan",
+    "SearchResult": "ferray.search._run",
+    "SearchInterrupted": "ferray.search._run",
+    "plan_search_resources": "ferray.search._plan",
+}
 
-_LAZY = {"run_search", "resume_search", "dry_run", "SearchResult", "SearchInterrupted", "plan_search_resources"}
+__all__ = list(_EXPORTS)
 
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
-def __getattr__(name: str):
-    # The sweep module imports Ray; keep `import ferray.search` light for spec tooling.
-    if name == "resume_search":
-        from ferray.search import _resume
-
-        return _resume.resume_search
-    if name in _LAZY:
-        from ferray.search import _run
-
-        return getattr(_run, name)
-    raise AttributeError(f"module 'ferray.search' has no attribute {name!r}")
+if TYPE_CHECKING:
+    from ferray.run.spec import ParamSpec, SearchSpec, load_search_spec
+    from ferray.search._plan import dry_run, plan_search_resources
+    from ferray.search._resume import resume_search
+    from ferray.search._run import SearchInterrupted, SearchResult, run_search
+    from ferray.search._space import apply_params, define_by_run, is_active
+    from ferray.search._spec import PACKAGED_SPECS, packaged_spec

@@ -12,7 +12,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
-__all__ = ["COMMANDS", "add_commands"]
+__all__ = ["add_commands"]
 
 #: ``after_sweep(result, args) -> exit code``: what runs after a sweep ends well.
 AfterSweep = Callable[[object, argparse.Namespace], int]
@@ -180,7 +180,3 @@ def add_commands(subparsers: argparse._SubParsersAction, after_sweep: AfterSweep
     p.add_argument("run", help="run directory of a sweep")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_cmd_status)
-
-
-#: Command words -> handler, for ferray.cli.COMMANDS.
-COMMANDS = {"search": _cmd_search, "resume": _cmd_resume, "status": _cmd_status}

@@ -1,15 +1,15 @@
 """``ferray prune RUN``: argument parsing over :func:`ferray.run.apply_retention`.
 
-``ferray/cli.py`` calls :func:`add_parser` with its sub-parsers and merges :data:`COMMANDS`
-into its own table. Exit codes: 0 done (or nothing to remove), 2 bad input (a
-:class:`~ferray.errors.FerrayError`: not a run directory, ``--keep-top`` < 1).
+``ferray/cli.py`` calls :func:`add_commands` with its sub-parsers. Exit codes: 0 done (or
+nothing to remove), 2 bad input (a :class:`~ferray.errors.FerrayError`: not a run directory,
+``--keep-top`` < 1).
 """
 
 from __future__ import annotations
 
 import argparse
 
-__all__ = ["COMMANDS", "add_parser"]
+__all__ = ["add_commands"]
 
 
 def _cmd_prune(args: argparse.Namespace) -> int:
@@ -26,7 +26,7 @@ def _cmd_prune(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+def add_commands(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``prune`` to the ``ferray`` command's sub-parsers."""
     p = subparsers.add_parser(
         "prune",
@@ -54,7 +54,3 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_cmd_prune)
     return p
-
-
-#: Command words -> handler, for ferray.cli.COMMANDS.
-COMMANDS = {"prune": _cmd_prune}

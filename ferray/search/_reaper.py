@@ -22,6 +22,7 @@ import logging
 from ray.tune import Callback
 
 from ferray.runtime.compat import WorkerGroupCallback, placement_group_of
+from ferray.search._hub import PLACEMENT_GROUPS, hub_call
 
 __all__ = ["PlacementGroupReporter", "PlacementGroupReaper"]
 
@@ -36,8 +37,6 @@ class PlacementGroupReporter(WorkerGroupCallback):
         self._trial_id = trial_id
 
     def after_worker_group_start(self, worker_group) -> None:
-        from ferray.search._trial import PLACEMENT_GROUPS, hub_call
-
         try:
             pg = placement_group_of(worker_group)
             if pg is not None:
@@ -59,8 +58,6 @@ class PlacementGroupReaper(Callback):
         return {"_hub": None, "_groups": {}}
 
     def _drain(self) -> None:
-        from ferray.search._trial import PLACEMENT_GROUPS, hub_call
-
         if self._hub is None:
             return
         try:

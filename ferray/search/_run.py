@@ -293,6 +293,7 @@ class _Sweep:
         from ferray.runtime.compat import require, summary
         from ferray.runtime.nodes import ray_nodes
         from ferray.runtime.startup import ensure_ray
+        from ferray.search._hub import ReportHub
         from ferray.search._optuna import (
             PruneAwareOptunaSearch,
             PruningASHA,
@@ -302,7 +303,7 @@ class _Sweep:
         )
         from ferray.search._reaper import PlacementGroupReaper
         from ferray.search._space import define_by_run
-        from ferray.search._trial import ReportHub, trial_fn, trial_name
+        from ferray.search._trial import trial_fn, trial_name
         from ferray.search.callbacks import (
             LiveView,
             ResultsCallback,

@@ -9,7 +9,7 @@ it consumes (Ray 2.60, seen as a sweep stuck at RUNNING with nothing running).
 
 Here the trial function itself is the only reporter: ``trainer.fit()`` runs on a helper
 thread, the Train controller posts each rank-0 report to the sweep's :class:`ReportHub`
-actor, and the trial function's own thread takes them from the hub and calls
+actor (:mod:`ferray.search._hub`), and the trial function's own thread takes them from the hub and calls
 ``ray.tune.report`` (public API). It returns only after ``fit`` has returned *and* every
 report has been handed to Tune, so the end-of-trial marker always comes last.
 
@@ -21,65 +21,19 @@ the first epoch, or for :meth:`StallLimits.limit` afterwards, fails the trial wi
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from typing import Any
 
-import ray
-
-from ferray.errors import FerrayError
 from ferray.run.layout import TrialLayout
+from ferray.search._hub import hub_call
+from ferray.search._reaper import PlacementGroupReporter
 from ferray.search._stall import StallLimits, TrialStalled
 from ferray.training.watch import TrainingStalled, fit_watched
 
-__all__ = ["ReportHub", "ForwardReports", "trial_fn", "trial_name", "hub_call", "PLACEMENT_GROUPS"]
+__all__ = ["ForwardReports", "trial_fn", "trial_name"]
 
 logger = logging.getLogger(__name__)
-
-#: Hub key under which trials' controllers post their placement groups (for the reaper).
-PLACEMENT_GROUPS = "__placement_groups__"
-#: Bound on one call to the hub actor; past it the hub is taken for dead.
-HUB_CALL_TIMEOUT_S = 120.0
-
-
-@ray.remote(num_cpus=0)
-class ReportHub:
-    """One per sweep (an async actor): mailboxes keyed by trial id.
-
-    The Train controllers post reports (``put``); each trial function takes its own
-    (``take``, waiting at most ``timeout`` seconds). Items are taken in the order posted.
-    """
-
-    def __init__(self) -> None:
-        self._items: dict[str, list] = {}
-        self._events: dict[str, asyncio.Event] = {}
-
-    async def put(self, key: str, item: Any) -> None:
-        self._items.setdefault(key, []).append(item)
-        event = self._events.get(key)
-        if event is not None:
-            event.set()
-
-    async def take(self, key: str, timeout: float = 0.0) -> list:
-        if not self._items.get(key) and timeout > 0:
-            event = self._events.setdefault(key, asyncio.Event())
-            event.clear()
-            try:
-                await asyncio.wait_for(event.wait(), timeout)
-            except asyncio.TimeoutError:
-                pass
-        return self._items.pop(key, [])
-
-
-def hub_call(method, *args, timeout: float = HUB_CALL_TIMEOUT_S):
-    """Call a hub method and wait at most ``timeout`` seconds for its answer."""
-    ref = method.remote(*args)
-    try:
-        return ray.get(ref, timeout=timeout)
-    except ray.exceptions.GetTimeoutError:
-        name = getattr(method, "_method_name", "a call")
-        raise FerrayError(f"the sweep's report hub did not answer {name}() within {timeout:.0f} s") from None
 
 
 def _forward_class():
@@ -125,7 +79,6 @@ def trial_fn(
 
     from ferray._io import atomic_write_text
     from ferray.search._plan import trial_config
-    from ferray.search._reaper import PlacementGroupReporter
     from ferray.training import TrainingFailed, build_trainer, failure_reason
 
     cfg = trial_config(base, config)

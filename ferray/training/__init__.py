@@ -7,7 +7,7 @@ Scores (accuracy, macro-F1, bootstrap intervals) live in :mod:`ferray.metrics`.
 
 # Exports load on first use: ``import ferray.training.config`` (spec validation, the CLI)
 # must not pay for torch, timm and albumentations.
-from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import TYPE_CHECKING
 
 from ferray._lazy import lazy_exports
 
@@ -27,7 +27,6 @@ _EXPORTS = {
     "soft_cross_entropy": "ferray.training.losses",
     "MixupCutmix": "ferray.training.mixing",
     "cutmix": "ferray.training.mixing",
-    "cutmix_box": "ferray.training.mixing",
     "mixup": "ferray.training.mixing",
     "BACKBONE_FAMILIES": "ferray.training.models",
     "HEADS": "ferray.training.models",
@@ -54,20 +53,17 @@ _EXPORTS = {
     "save_weights": "ferray.training.weights",
     "StallLimits": "ferray.training.watch",
     "TrainingStalled": "ferray.training.watch",
-    "fit_watched": "ferray.training.watch",
     "load_fold_models": "ferray.training.weights",
     "read_weights_meta": "ferray.training.weights",
     "TrainConfig": "ferray.training.config",
     "load_train_config": "ferray.training.config",
 }
 
-__all__ = sorted(_EXPORTS)
-
+__all__ = list(_EXPORTS)
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
-
-if _TYPE_CHECKING:  # pragma: no cover - for static analysers only
+if TYPE_CHECKING:
     from ferray.training._kfold import (
         TrainingFailed,
         TrainResult,
@@ -90,7 +86,7 @@ if _TYPE_CHECKING:  # pragma: no cover - for static analysers only
         register_loss,
         soft_cross_entropy,
     )
-    from ferray.training.mixing import MixupCutmix, cutmix, cutmix_box, mixup
+    from ferray.training.mixing import MixupCutmix, cutmix, mixup
     from ferray.training.models import (
         BACKBONE_FAMILIES,
         HEADS,
@@ -104,5 +100,5 @@ if _TYPE_CHECKING:  # pragma: no cover - for static analysers only
     )
     from ferray.training.schedules import SCHEDULES, build_optimizer, build_scheduler, register_schedule
     from ferray.training.tta import TTA_VIEWS, predict_proba
-    from ferray.training.watch import StallLimits, TrainingStalled, fit_watched
+    from ferray.training.watch import StallLimits, TrainingStalled
     from ferray.training.weights import load_fold_models, read_weights_meta, save_weights

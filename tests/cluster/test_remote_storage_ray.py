@@ -7,12 +7,11 @@ to a "laptop" folder where ``ferray status`` works, and resume from storage alon
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from _ray_helpers import ferray_env, run_ferray
 
 from ferray.cluster import pull_run
 from ferray.run.layout import RunLayout, TrialLayout
@@ -35,16 +34,16 @@ ensemble: {enabled: true, top_k: 2, methods: [mean], export: true}
 
 
 def _job(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "160"}
-    env.pop("RAY_ADDRESS", None)
-    return subprocess.run(
-        [sys.executable, "-m", "ferray.cluster", *args, "--num-cpus", "2", "--push-every", "5"],
-        capture_output=True,
-        text=True,
-        env=env,
+    return run_ferray(
+        *args,
+        "--num-cpus",
+        "2",
+        "--push-every",
+        "5",
+        module="ferray.cluster",
+        env=ferray_env(COLUMNS="160"),
         cwd=cwd,
         timeout=700,
-        check=False,
     )
 
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from _ray_helpers import ferray_env, run_ferray
 
 from ferray.cli import main as _cli
 from ferray.run.layout import RunLayout, TrialLayout
@@ -61,25 +61,12 @@ def _node_ids(head) -> set[str]:
 def _ferray(args: list[str], token: str | None, cwd) -> subprocess.CompletedProcess:
     """The ``ferray`` command in its own process (its Ray client holds the token it started with)."""
     repo = str(Path(__file__).resolve().parents[2])
-    env = {
-        **os.environ,
-        "HOME": str(cwd),
-        "PYTHONUNBUFFERED": "1",
-        "PYTHONPATH": os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH")) if p),
-    }
-    for var in ("RAY_ADDRESS", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_AUTH_MODE"):
+    env = ferray_env(HOME=str(cwd), PYTHONPATH=os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH")) if p))
+    for var in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_AUTH_MODE"):
         env.pop(var, None)
     if token is not None:
         env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token)
-    return subprocess.run(
-        [sys.executable, "-m", "ferray.cli", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=cwd,
-        timeout=150,
-        check=False,
-    )
+    return run_ferray(*args, env=env, cwd=cwd, timeout=150)
 
 
 @pytest.mark.timeout(180)

@@ -14,17 +14,6 @@ from ferray.run.layout import TrialLayout
 pytestmark = pytest.mark.ray
 
 
-@pytest.fixture
-def local_ray():
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
-    try:
-        yield
-    finally:
-        ray.shutdown()
-
-
 @pytest.mark.timeout(300)
 def test_distill_writes_a_loadable_student_and_compares_it(tiny_run, local_ray):
     """Two candidates, transfer images, the online teacher (the default): every section of distill.json."""

@@ -6,13 +6,11 @@ frozen, and the test's own process never hosts the frozen run's driver.
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 
 import pytest
 import yaml
+from _ray_helpers import ferray_cli
 
 from ferray.testing import Freezer, kill_tree, processes_below
 
@@ -24,16 +22,7 @@ def test_ferray_distill_fails_as_stalled_when_its_student_never_reports(tiny_run
     spec["budget"]["startup_timeout_s"] = 10
     tiny_run.layout.spec.write_text(yaml.safe_dump(spec, sort_keys=False))
     stdout, stderr = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env.pop("RAY_ADDRESS", None)
-    with open(stdout, "wb") as o, open(stderr, "wb") as e:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "ferray.cli", "distill", str(tiny_run.root), "--epochs", "1", "--num-cpus", "2"],
-            stdout=o,
-            stderr=e,
-            env=env,
-            start_new_session=True,
-        )
+    proc = ferray_cli("distill", str(tiny_run.root), "--epochs", "1", "--num-cpus", "2", log=stdout, stderr=stderr)
     try:
         with Freezer() as freezer:
             # The student's Train run hangs from its start: its controller and worker freeze as soon

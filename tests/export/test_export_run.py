@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 
 import numpy as np
@@ -11,6 +12,7 @@ from _export_helpers import CLASSES, make_trial, random_images, torch_member_pro
 from _fer_helpers import parse_cli
 
 from ferray import ensemble
+from ferray.cli import command_table
 from ferray.errors import DataError
 from ferray.export import _cli as export_cli
 from ferray.export import read_ensemble_summary
@@ -90,7 +92,9 @@ def test_export_command_writes_the_runs_bundle(run_dir, capsys):
 
 
 def test_commands_table():
-    assert set(export_cli.COMMANDS) == {"export"}
+    parser = argparse.ArgumentParser(prog="ferray")
+    export_cli.add_commands(parser.add_subparsers(dest="command"))
+    assert set(command_table(parser)) == {"export"}
 
 
 def test_export_without_ensemble(tmp_path):

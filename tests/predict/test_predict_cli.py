@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import os
@@ -13,9 +14,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ferray.cli import command_table
 from ferray.predict import predict
 from ferray.predict.__main__ import main
-from ferray.predict._cli import COMMANDS
+from ferray.predict._cli import add_commands
 
 _REPO = Path(__file__).resolve().parents[2]
 
@@ -72,7 +74,9 @@ def images(tmp_path) -> Path:
 
 
 def test_commands_table():
-    assert set(COMMANDS) == {"predict"}
+    parser = argparse.ArgumentParser(prog="ferray")
+    add_commands(parser.add_subparsers(dest="command"))
+    assert set(command_table(parser)) == {"predict"}
 
 
 def test_csv_and_json_out(greedy_bundle, images, tmp_path, capsys):
@@ -151,7 +155,8 @@ def test_ferray_cli_predict_without_torch(greedy_bundle, images, tmp_path):
     """``ferray predict`` through ``ferray.cli`` (which wires predict in) stays torch-free."""
     import ferray.cli
 
-    assert ferray.cli.COMMANDS["predict"] is COMMANDS["predict"]
+    predict_only = ferray.cli.command_table(ferray.cli._predict_only_parser())
+    assert ferray.cli.command_table()["predict"] is predict_only["predict"]
     code = _WRAPPER.replace(repr(_BLOCKED), repr(("torch", "torchvision", "ray", "timm"))).replace(
         "from ferray.predict.__main__ import main\nrc = main(sys.argv[1:])",
         "from ferray.cli import main\nrc = main(['predict', *sys.argv[1:]])",

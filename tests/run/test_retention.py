@@ -575,10 +575,10 @@ def test_spec_retention_defaults(tmp_path):
 def _prune(argv: list[str]) -> int:
     import argparse
 
-    from ferray.search._prune_cli import add_parser
+    from ferray.search._prune_cli import add_commands
 
     parser = argparse.ArgumentParser(prog="ferray")
-    add_parser(parser.add_subparsers(dest="command"))
+    add_commands(parser.add_subparsers(dest="command"))
     args = parser.parse_args(argv)
     return args.func(args)
 

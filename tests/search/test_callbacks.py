@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 import io
+import threading
+import time
 from types import SimpleNamespace
 
 from ray import cloudpickle
 from rich.console import Console
 
-from ferray.search.callbacks import LiveView
+from ferray.search.callbacks import BackgroundWriter, LiveView
 
 
 def _trial(trial_id, **config):
@@ -47,3 +49,34 @@ def test_live_view_tracks_best_and_states_in_plain_lines():
     assert "b epoch 1: val_accuracy_mean 0.5500" in text and "a completed" in text and "b pruned" in text
     # 3 epochs done; 2 trials never started x 3 epochs left -> a finite upper bound
     assert view._eta().startswith("<= ")
+
+
+def test_background_writer_runs_jobs_in_order_and_keeps_only_the_newest_of_a_key():
+    writer = BackgroundWriter("test-writer")
+    gate, seen = threading.Event(), []
+    writer.submit(None, gate.wait)  # hold the thread so the next jobs queue up
+    for i in range(5):
+        writer.submit("table", lambda i=i: seen.append(("table", i)))
+    writer.submit(None, lambda: seen.append(("other", 0)))
+    gate.set()
+    assert writer.flush(timeout=10)
+    assert seen == [("table", 4), ("other", 0)]
+
+
+def test_background_writer_survives_a_failing_job(caplog):
+    writer = BackgroundWriter("test-writer-2")
+    writer.submit("x", lambda: 1 / 0)
+    done = []
+    writer.submit("y", lambda: done.append(1))
+    assert writer.flush(timeout=10) and done == [1]
+    assert "failed" in caplog.text
+
+
+def test_flush_is_bounded():
+    writer = BackgroundWriter("test-writer-3")
+    release = threading.Event()
+    writer.submit(None, lambda: release.wait(5))
+    start = time.monotonic()
+    assert writer.flush(timeout=0.2) is False
+    assert time.monotonic() - start < 2
+    release.set()

@@ -11,13 +11,12 @@ bundle. The uninterrupted run is also a short sweep's learning floor.
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from _ray_helpers import ended_trials, ferray_cli, wait_for
 
 from ferray.search._outcome import outcome_differences, sweep_outcome, trained_in_one_process
 from ferray.testing import kill_tree
@@ -39,47 +38,20 @@ ensemble: {enabled: true, top_k: 3, methods: [greedy, mean], export: true}
 distill: {enabled: false}
 """
 
-FINAL = {"COMPLETED", "PRUNED", "ERROR"}
 #: The faces and model of tests/training/test_learning.py; FoldTrainer alone on 600-row folds
 #: after 5 epochs: 0.46-0.48 at lr 3e-3, 0.32-0.48 at 1e-2 (chance 0.143).
 SWEEP_FLOOR = 0.28
 
 
 def _ferray(*args: str, log: Path) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env.pop("RAY_ADDRESS", None)
-    with open(log, "ab") as out:
-        out.write(f"\n$ ferray {' '.join(args)}\n".encode())
-        return subprocess.Popen(
-            [sys.executable, "-m", "ferray.cli", *args, "--no-live", "--num-cpus", "2"],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-        )
+    return ferray_cli(*args, "--no-live", "--num-cpus", "2", log=log)
 
 
 def _kill_when(proc: subprocess.Popen, condition, what: str, log: Path, timeout: float = 300) -> float:
     """SIGKILL the process tree as soon as ``condition()`` holds; the time of the kill."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if condition():
-            kill_tree(proc)
-            return time.time()
-        if proc.poll() is not None:
-            pytest.fail(f"the run exited ({proc.returncode}) before {what}:\n{log.read_text()[-4000:]}")
-        time.sleep(0.05)
+    wait_for(proc, condition, timeout, what, log, poll=0.05)
     kill_tree(proc)
-    pytest.fail(f"timed out waiting for {what}:\n{log.read_text()[-4000:]}")
-
-
-def _rows(run: Path) -> list[dict]:
-    from ferray.run.results import read_results
-
-    try:
-        return read_results(run / "results.parquet")
-    except (OSError, ValueError):
-        return []
+    return time.time()
 
 
 def _trial_dirs(run: Path) -> list[Path]:
@@ -94,7 +66,7 @@ def _starting(run: Path, before: int) -> bool:
 
 
 def _ended(run: Path) -> set[str]:
-    return {r["trial_id"] for r in _rows(run) if r["state"] in FINAL}
+    return set(ended_trials(run))
 
 
 def test_a_sweep_killed_anywhere_resumes_to_what_an_uninterrupted_run_gives(tmp_path):

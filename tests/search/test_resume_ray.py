@@ -10,12 +10,12 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from _ray_helpers import FINAL_STATES, ended_trials, ferray_cli, ferray_env, results_rows, wait_for
 
 from ferray.testing import kill_tree
 
@@ -35,34 +35,11 @@ budget: {trials: 5, max_epochs: 4, grace_period: 1, reduction_factor: 2, max_con
 search: {sampler: tpe, seed: 0, n_startup_trials: 2}
 """
 
-FINAL = ("COMPLETED", "PRUNED", "ERROR")
-
 
 def _ferray(*args: str, log: Path) -> subprocess.Popen:
-    env = {**os.environ, "RAY_DEDUP_LOGS": "0", "PYTHONUNBUFFERED": "1"}
-    env.pop("RAY_ADDRESS", None)
-    with open(log, "ab") as out:
-        # The interruption contract is about the trials; the stages after them have their own tests.
-        extra = ["--no-finish"] if args[0] in ("search", "resume") else []
-        return subprocess.Popen(
-            [sys.executable, "-m", "ferray.cli", *args, *extra],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-        )
-
-
-def _wait_for(proc: subprocess.Popen, condition, timeout: float, what: str, log: Path) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if condition():
-            return
-        if proc.poll() is not None:
-            pytest.fail(f"the sweep exited ({proc.returncode}) before {what}:\n{log.read_text()[-4000:]}")
-        time.sleep(0.1)
-    kill_tree(proc)
-    pytest.fail(f"timed out waiting for {what}:\n{log.read_text()[-4000:]}")
+    # The interruption contract is about the trials; the stages after them have their own tests.
+    extra = ["--no-finish"] if args[0] in ("search", "resume") else []
+    return ferray_cli(*args, *extra, log=log, env=ferray_env(RAY_DEDUP_LOGS="0"))
 
 
 def _timed_ledger(run: Path) -> list[tuple[str, int, float]]:
@@ -106,22 +83,6 @@ def _checkpoints(run: Path) -> set[str]:
     return {str(p.relative_to(run)) for p in run.glob("*/checkpoints/epoch_*")}
 
 
-def _rows(run: Path) -> list[dict]:
-    from ferray.run.results import read_results
-
-    path = run / "results.parquet"
-    return read_results(path) if path.exists() else []
-
-
-def _ended(run: Path) -> dict[str, list[dict]]:
-    by: dict[str, list[dict]] = {}
-    for r in _rows(run):
-        if r["state"] in FINAL:
-            # Columns another trial added later read as None in this trial's rows: not a change.
-            by.setdefault(r["trial_id"], []).append({k: v for k, v in r.items() if v is not None})
-    return by
-
-
 def test_interrupted_sweep_resumes_to_the_same_contract(tmp_path):
     import optuna
 
@@ -134,7 +95,7 @@ def test_interrupted_sweep_resumes_to_the_same_contract(tmp_path):
     stops: list[float] = []
 
     def snapshot():
-        for tid, rows in _ended(run).items():
+        for tid, rows in ended_trials(run).items():
             frozen.setdefault(tid, rows)
 
     # 1. Ctrl-C during the first trial: a clean stop that names the resume command.
@@ -150,7 +111,7 @@ def test_interrupted_sweep_resumes_to_the_same_contract(tmp_path):
         "2",
         log=log,
     )
-    _wait_for(proc, lambda: len(_ledger(run)) >= 1, 240, "the first epoch", log)
+    wait_for(proc, lambda: len(_ledger(run)) >= 1, 240, "the first epoch", log)
     os.kill(proc.pid, signal.SIGINT)
     assert proc.wait(timeout=120) == 130, log.read_text()[-3000:]
     stops.append(time.time())
@@ -161,7 +122,7 @@ def test_interrupted_sweep_resumes_to_the_same_contract(tmp_path):
     # 2. SIGKILL the whole tree right after a new epoch checkpoint appears (mid checkpoint write).
     proc = _ferray("resume", str(run), "--no-live", "--num-cpus", "2", log=log)
     seen = _checkpoints(run)
-    _wait_for(proc, lambda: bool(_checkpoints(run) - seen), 240, "a new checkpoint", log)
+    wait_for(proc, lambda: bool(_checkpoints(run) - seen), 240, "a new checkpoint", log)
     in_flight += 2
     kill_tree(proc)
     stops.append(time.time())
@@ -171,7 +132,7 @@ def test_interrupted_sweep_resumes_to_the_same_contract(tmp_path):
     # the other moments of a sweep's life, is test_kill_anywhere_ray's.)
     proc = _ferray("resume", str(run), "--no-live", "--num-cpus", "2", log=log)
     trained = len(_ledger(run))
-    _wait_for(proc, lambda: len(_ledger(run)) > trained, 240, "an epoch after resuming", log)
+    wait_for(proc, lambda: len(_ledger(run)) > trained, 240, "an epoch after resuming", log)
     in_flight += 2
     kill_tree(proc)
     stops.append(time.time())
@@ -181,14 +142,14 @@ def test_interrupted_sweep_resumes_to_the_same_contract(tmp_path):
     proc = _ferray("resume", str(run), "--no-live", "--num-cpus", "2", log=log)
     assert proc.wait(timeout=600) == 0, log.read_text()[-5000:]
 
-    rows = _rows(run)
+    rows = results_rows(run)
     trials = {r["trial_id"] for r in rows}
     assert len(trials) == 5, sorted(trials)
-    assert {r["state"] for r in rows} <= set(FINAL)
+    assert {r["state"] for r in rows} <= set(FINAL_STATES)
     epochs = Counter((r["trial_id"], r["epoch"]) for r in rows)
     assert max(epochs.values()) == 1, "an epoch row is duplicated"
     # Trials that had ended before an interruption are untouched, row for row.
-    final = _ended(run)
+    final = ended_trials(run)
     for tid, before in frozen.items():
         assert final[tid] == before, tid
     # Optuna: one trial per Tune trial, in the matching state.
@@ -232,18 +193,18 @@ def test_extend_and_retry_errored_on_a_finished_sweep(tmp_path):
         log=log,
     )
     # A fold worker dies (resources.max_failures is 0): its trial errors, the sweep goes on.
-    _wait_for(proc, lambda: bool(_ledger(run)), 240, "the first epoch", log)
+    wait_for(proc, lambda: bool(_ledger(run)), 240, "the first epoch", log)
     victim_trial = _ledger(run)[0][0]
     pid = json.loads((run / victim_trial / "epochs.jsonl").read_text().splitlines()[0])["pid"]
     os.kill(pid, signal.SIGKILL)
     assert proc.wait(timeout=600) == 0, log.read_text()[-4000:]
-    rows = _rows(run)
+    rows = results_rows(run)
     assert {r["state"] for r in rows if r["trial_id"] == victim_trial} == {"ERROR"}
-    before = {t: r for t, r in _ended(run).items() if t != victim_trial}
+    before = {t: r for t, r in ended_trials(run).items() if t != victim_trial}
 
     proc = _ferray("resume", str(run), "--extend", "1", "--retry-errored", "--no-live", "--num-cpus", "2", log=log)
     assert proc.wait(timeout=600) == 0, log.read_text()[-4000:]
-    after = _ended(run)
+    after = ended_trials(run)
     assert len(after) == 3 and all(after[t] == r for t, r in before.items())
     assert {r["state"] for r in after[victim_trial]} <= {"COMPLETED", "PRUNED"}
     assert all(r.get("error") is None for r in after[victim_trial])
@@ -281,7 +242,7 @@ def test_a_killed_fold_worker_resumes_from_its_checkpoint(tmp_path):
 
     # Kill a fold worker once Train has registered epoch 1's checkpoint: the restarted workers
     # must continue from it, not train epoch 1 again.
-    _wait_for(proc, lambda: registered() >= "epoch_0001" and len(lines()) >= 1, 240, "epoch 1's checkpoint", log)
+    wait_for(proc, lambda: registered() >= "epoch_0001" and len(lines()) >= 1, 240, "epoch 1's checkpoint", log)
     victim = lines()[0]["pid"]
     os.kill(victim, signal.SIGKILL)
     assert proc.wait(timeout=400) == 0, log.read_text()[-4000:]

@@ -9,10 +9,8 @@ the fold-mean metric Tune and Optuna are told.
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
+from _ray_helpers import run_ferray
 
 from ferray.run.results import read_results
 
@@ -39,23 +37,16 @@ CEILING = 0.25
 def test_a_sweep_on_shuffled_labels_stays_near_chance(tmp_path):
     spec = tmp_path / "shuffled.yaml"
     spec.write_text(SPEC)
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ferray.cli",
-            "search",
-            str(spec),
-            "--storage",
-            str(tmp_path / "runs"),
-            "--name",
-            "shuffled",
-            "--no-live",
-            "--num-cpus",
-            "2",
-        ],
-        capture_output=True,
-        text=True,
+    proc = run_ferray(
+        "search",
+        str(spec),
+        "--storage",
+        str(tmp_path / "runs"),
+        "--name",
+        "shuffled",
+        "--no-live",
+        "--num-cpus",
+        "2",
         timeout=540,
     )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]

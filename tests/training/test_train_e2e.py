@@ -1,12 +1,11 @@
 """End to end: ``ferray train`` with k=3 fold workers on a real local Ray with 2 CPUs."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
+from _ray_helpers import run_ferray
 
 from ferray.data import FoldPlan, load_source
 from ferray.training.outputs import read_predictions
@@ -29,12 +28,7 @@ def test_ferray_train_runs_three_folds_in_parallel_and_leaves_the_contract(tmp_p
     config = tmp_path / "train.yaml"
     config.write_text(CONFIG)
     out = tmp_path / "run"
-    proc = subprocess.run(
-        [sys.executable, "-m", "ferray.cli", "train", str(config), "--output", str(out), "--num-cpus", "2"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    proc = run_ferray("train", str(config), "--output", str(out), "--num-cpus", "2", timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     epoch_lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("epoch")]
     assert len(epoch_lines) == 2, proc.stdout
@@ -90,22 +84,7 @@ def test_a_loss_that_becomes_nan_stops_the_trial_with_its_reason(tmp_path):
         f"model: {{backbone: test_resnet, pretrained: '{weights}'}}\n"
         "folds: {k: 2}\nrun: {epochs: 2, batch_size: 16}\n"
     )
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ferray.cli",
-            "train",
-            str(config),
-            "--output",
-            str(tmp_path / "run"),
-            "--num-cpus",
-            "2",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    proc = run_ferray("train", str(config), "--output", str(tmp_path / "run"), "--num-cpus", "2", timeout=600)
     assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "training stopped: fold" in proc.stderr
     assert "training loss became nan at epoch 1, step 1" in proc.stderr
@@ -114,9 +93,7 @@ def test_a_loss_that_becomes_nan_stops_the_trial_with_its_reason(tmp_path):
 def test_unknown_backbone_fails_before_ray_starts(tmp_path):
     config = tmp_path / "typo.yaml"
     config.write_text("model:\n  backbone: resnet181\n")
-    proc = subprocess.run(
-        [sys.executable, "-m", "ferray.cli", "train", str(config)], capture_output=True, text=True, timeout=120
-    )
+    proc = run_ferray("train", str(config), timeout=120)
     assert proc.returncode == 2
     assert "unknown backbone 'resnet181'; did you mean 'resnet18'" in proc.stderr
     assert "ray" not in proc.stderr.lower()
@@ -145,12 +122,7 @@ def test_fold_workers_learn_far_above_chance_and_only_from_the_labels(tmp_path, 
     config = tmp_path / "learn.yaml"
     config.write_text(LEARN.format(shuffle="&shuffle_labels=1000" if shuffled else ""))
     out = tmp_path / "run"
-    proc = subprocess.run(
-        [sys.executable, "-m", "ferray.cli", "train", str(config), "--output", str(out), "--num-cpus", "2"],
-        capture_output=True,
-        text=True,
-        timeout=540,
-    )
+    proc = run_ferray("train", str(config), "--output", str(out), "--num-cpus", "2", timeout=540)
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
     oof = read_predictions(out / "oof.parquet")

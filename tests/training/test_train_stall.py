@@ -6,12 +6,10 @@ Only processes below the ``ferray train`` this test starts (its own local Ray) a
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 
 import pytest
+from _ray_helpers import ferray_cli
 
 from ferray.testing import Freezer, kill_tree, processes_below
 
@@ -30,28 +28,9 @@ def test_ferray_train_fails_as_stalled_when_a_fold_worker_hangs(tmp_path):
     config = tmp_path / "train.yaml"
     config.write_text(CONFIG)
     out, stdout, stderr = tmp_path / "out", tmp_path / "stdout.txt", tmp_path / "stderr.txt"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env.pop("RAY_ADDRESS", None)
-    with open(stdout, "wb") as o, open(stderr, "wb") as e:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "ferray.cli",
-                "train",
-                str(config),
-                "--output",
-                str(out),
-                "--num-cpus",
-                "2",
-                "--stall-timeout",
-                "5",
-            ],
-            stdout=o,
-            stderr=e,
-            env=env,
-            start_new_session=True,
-        )
+    proc = ferray_cli(
+        "train", str(config), "--output", str(out), "--num-cpus", "2", "--stall-timeout", "5", log=stdout, stderr=stderr
+    )
 
     def rank_0() -> list[int]:
         # Once the command has printed its first epoch, the fold worker of rank 0 (it writes the

@@ -16,13 +16,12 @@ microseconds, not the seconds a TensorBoard import or a Parquet write on a slow 
 """
 
 # Exports load on first use: every callback imports Ray Tune.
-from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import TYPE_CHECKING
 
 from ferray._lazy import lazy_exports
 
 _EXPORTS = {
     "ResultsCallback": "ferray.search.callbacks._results",
-    "error_reason": "ferray.search.callbacks._results",
     "RetentionCallback": "ferray.search.callbacks._retention",
     "TensorBoardCallback": "ferray.search.callbacks._tensorboard",
     "StallGuard": "ferray.search.callbacks._stall",
@@ -31,15 +30,13 @@ _EXPORTS = {
     "background_writer": "ferray.search.callbacks._writer",
 }
 
-__all__ = sorted(_EXPORTS)
-
+__all__ = list(_EXPORTS)
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
-
-if _TYPE_CHECKING:  # pragma: no cover - for static analysers only
+if TYPE_CHECKING:
     from ferray.search.callbacks._live import LiveView
-    from ferray.search.callbacks._results import ResultsCallback, error_reason
+    from ferray.search.callbacks._results import ResultsCallback
     from ferray.search.callbacks._retention import RetentionCallback
     from ferray.search.callbacks._stall import StallGuard
     from ferray.search.callbacks._tensorboard import TensorBoardCallback

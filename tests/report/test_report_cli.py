@@ -1,4 +1,4 @@
-"""``ferray report``: the parser and its handler (cli.py wires ``add_parser`` and ``COMMANDS``)."""
+"""``ferray report``: the parser and its handler (cli.py wires it with ``add_commands``)."""
 
 from __future__ import annotations
 

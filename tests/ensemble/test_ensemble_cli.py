@@ -5,13 +5,14 @@ import json
 
 import pytest
 
-from ferray.ensemble._cli import COMMANDS, add_parser
+from ferray.cli import command_table
+from ferray.ensemble._cli import add_commands
 from ferray.errors import ConfigError
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ferray")
-    add_parser(parser.add_subparsers(dest="command"))
+    add_commands(parser.add_subparsers(dest="command"))
     return parser
 
 
@@ -45,7 +46,7 @@ def test_arguments_parse():
         True,
         2,
     )
-    assert args.func is COMMANDS["ensemble"]
+    assert args.func is command_table(_parser())["ensemble"]
     defaults = _parser().parse_args(["ensemble", "runs/x"])
     assert defaults.top is None and defaults.method is None and not defaults.include_pruned
 

@@ -5,15 +5,15 @@ import argparse
 
 import pytest
 
-from ferray.cli import main
-from ferray.distill._cli import COMMANDS, add_parser
+from ferray.cli import command_table, main
+from ferray.distill._cli import add_commands
 from ferray.errors import ConfigError
 
 
 def _parser():
     """``distill``'s sub-parser alone, under a bare ``ferray`` parser."""
     parser = argparse.ArgumentParser(prog="ferray")
-    add_parser(parser.add_subparsers(dest="command"))
+    add_commands(parser.add_subparsers(dest="command"))
     return parser
 
 
@@ -29,7 +29,7 @@ def test_arguments_reach_the_library_call(monkeypatch):
     args = _parser().parse_args(
         ["distill", "runs/x", "--student", "test_resnet", "--epochs", "2", "--num-cpus", "2", "--alpha", "0.5"]
     )
-    assert args.func is COMMANDS["distill"]
+    assert args.func is command_table(_parser())["distill"]
     with pytest.raises(ConfigError, match="stop here"):
         args.func(args)
     assert seen["run"] == "runs/x" and seen["student"] == "test_resnet" and seen["epochs"] == 2

@@ -4,7 +4,7 @@ import pytest
 
 from ferray.errors import ConfigError
 from ferray.search import SearchSpec, plan_search_resources
-from ferray.search._run import DRIVER_CPUS
+from ferray.search._plan import DRIVER_CPUS
 
 
 def _spec(**budget_resources) -> SearchSpec:
