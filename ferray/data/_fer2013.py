@@ -24,6 +24,7 @@ import numpy as np
 from ferray.data._build import LoadInfo, check_size_channels
 from ferray.data._folder import FER2013_CLASSES
 from ferray.data._table import FERData
+from ferray.data._taxonomies import TAXONOMIES
 from ferray.errors import DataError
 from ferray.imaging import resize_array
 
@@ -39,16 +40,7 @@ __all__ = [
 ]
 
 #: The eight FER+ emotions in FER+ label order.
-FERPLUS_CLASSES: tuple[str, ...] = (
-    "neutral",
-    "happiness",
-    "surprise",
-    "sadness",
-    "anger",
-    "disgust",
-    "fear",
-    "contempt",
-)
+FERPLUS_CLASSES: tuple[str, ...] = TAXONOMIES["basic8"]
 #: Columns of ``fer2013new.csv``.
 FERPLUS_HEADER: tuple[str, ...] = ("Usage", "Image name", *FERPLUS_CLASSES, "unknown", "NF")
 #: ``Usage`` values and the canonical split each maps to.

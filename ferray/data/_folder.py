@@ -21,13 +21,14 @@ import numpy as np
 from ferray.data._build import LoadInfo, from_files, summarise
 from ferray.data._classes import map_class_names
 from ferray.data._table import FERData
+from ferray.data._taxonomies import TAXONOMIES
 from ferray.errors import DataError
 from ferray.imaging import IMAGE_EXTENSIONS
 
 __all__ = ["FER2013_CLASSES", "SPLIT_ALIASES", "load_folder"]
 
 #: FER2013's seven basic emotions in its label order (CSV labels 0..6).
-FER2013_CLASSES: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+FER2013_CLASSES: tuple[str, ...] = TAXONOMIES["basic7"]
 #: Folder names (lower case) accepted for each canonical split.
 SPLIT_ALIASES: dict[str, str] = {
     "train": "train",

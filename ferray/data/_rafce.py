@@ -21,6 +21,7 @@ import numpy as np
 
 from ferray.data._build import LoadInfo, from_files, summarise
 from ferray.data._table import AU_IDS, FERData
+from ferray.data._taxonomies import TAXONOMIES
 from ferray.errors import DataError
 
 __all__ = [
@@ -35,22 +36,7 @@ __all__ = [
 ]
 
 #: RAF-CE's 14 compound classes in label order (0..13).
-RAFCE_CLASSES: tuple[str, ...] = (
-    "happily_surprised",
-    "happily_disgusted",
-    "sadly_fearful",
-    "sadly_angry",
-    "sadly_surprised",
-    "sadly_disgusted",
-    "fearfully_angry",
-    "fearfully_surprised",
-    "fearfully_disgusted",
-    "angrily_surprised",
-    "angrily_disgusted",
-    "disgustedly_surprised",
-    "happily_fearful",
-    "happily_sad",
-)
+RAFCE_CLASSES: tuple[str, ...] = TAXONOMIES["compound14"]
 #: RAF-DB's basic classes in label order (file labels 1..7 map to 0..6).
 RAFDB_CLASSES: tuple[str, ...] = ("surprise", "fear", "disgust", "happiness", "sadness", "anger", "neutral")
 #: ``(partition, emotion labels, action units)`` file names of RAF-CE; the last is optional.
