@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from types import ModuleType
 
+import numpy as np
 import pytest
 
 
@@ -33,3 +34,18 @@ def parse_cli(cli: ModuleType, argv: list[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     assert command_table(parser)[args.command] is args.func
     return args
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def sampled(n: int, scale: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Labels drawn from softmax(z) and the probabilities softmax(scale * z): calibrated when scale == 1."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(0, 1.5, (n, 5))
+    true = softmax(z)
+    y = (true.cumsum(axis=1) > rng.random((n, 1))).argmax(axis=1)
+    return y, softmax(scale * z)

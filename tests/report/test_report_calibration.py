@@ -2,26 +2,11 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
+from _fer_helpers import sampled
 
 from ferray.metrics import apply_temperature, expected_calibration_error, fit_temperature
 from ferray.report import calibration_summary
-
-
-def softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
-def sampled(n: int, scale: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Labels drawn from softmax(z) and the probabilities softmax(scale * z): calibrated when scale == 1."""
-    rng = np.random.default_rng(seed)
-    z = rng.normal(0, 1.5, (n, 5))
-    true = softmax(z)
-    y = (true.cumsum(axis=1) > rng.random((n, 1))).argmax(axis=1)
-    return y, softmax(scale * z)
 
 
 def test_summary_fits_on_one_split_and_judges_on_another():
