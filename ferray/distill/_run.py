@@ -28,7 +28,7 @@ end, so a failed or interrupted distillation leaves the previous ``distill/`` (o
     distill/
       weights/fold_0.safetensors   the student (ferray.training.weights format; load_fold_models reads it)
       config.yaml                  the student's training config
-      holdout.parquet              its holdout probabilities (ferray.training.outputs format)
+      holdout.parquet              its holdout probabilities (ferray.run.predictions format)
       distill.json                 student vs ensemble vs best single trial: accuracy, macro-F1,
                                    parameters, latency per image at batch 1 and 64; the teacher,
                                    the candidates and how the student was chosen
@@ -232,7 +232,7 @@ def _compare(
 
     from ferray.distill._bench import holdout_scores
     from ferray.metrics import accuracy, macro_f1
-    from ferray.training.outputs import read_predictions
+    from ferray.run.predictions import read_predictions
     from ferray.training.weights import load_fold_models
 
     c = data.num_classes
@@ -356,11 +356,11 @@ def distill_run(
     )
     from ferray.distill._worker import CHECKPOINT_HOLDOUT, CHECKPOINT_WEIGHTS
     from ferray.metrics import accuracy
+    from ferray.run.predictions import Predictions, write_predictions
     from ferray.runtime.planner import plan_resources
     from ferray.runtime.startup import ensure_ray
     from ferray.training import load_data
     from ferray.training.augment import build_eval_transform
-    from ferray.training.outputs import Predictions, write_predictions
 
     timings: dict[str, float] = {}
     t0 = time.perf_counter()

@@ -23,7 +23,7 @@ from ferray.data import HOLDOUT, FERData, FoldPlan
 from ferray.errors import ConfigError, DataError
 from ferray.metrics import accuracy
 from ferray.run.layout import EnsembleLayout, RunLayout
-from ferray.training.outputs import Predictions, read_predictions
+from ferray.run.predictions import Predictions, read_predictions
 
 __all__ = [
     "TeacherTargets",

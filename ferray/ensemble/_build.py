@@ -27,7 +27,7 @@ prunes the non-members afterwards (:mod:`ferray.run.retention`).
   macro-F1 with a paired bootstrap 95% interval;
   ``inner_groups``: whether the inner folds were grouped, over how many groups and rows;
 * ``oof.parquet`` and ``holdout.parquet``: the chosen ensemble's predictions in the format of
-  :mod:`ferray.training.outputs` (holdout: one row per holdout row, ``fold`` -1), the soft
+  :mod:`ferray.run.predictions` (holdout: one row per holdout row, ``fold`` -1), the soft
   targets of ``ferray distill``. The OOF file holds the predictions the table scores: made
   without the row's own label (stacking's inner cross-validation; greedy cross-fitted on the
   same kind of inner folds; mean and vote as they are), so they are as honest as the members'
@@ -483,7 +483,7 @@ def _write_predictions(folder: Path, members: Members, fit: MethodFit) -> None:
 
     AU probabilities (multi-task runs) are the plain mean of the members the method uses.
     """
-    from ferray.training.outputs import Predictions, write_predictions
+    from ferray.run.predictions import Predictions, write_predictions
 
     meta = {
         "class_names": members.class_names,

@@ -25,7 +25,7 @@ __all__ = ["collect_run"]
 
 def _splits(oof_path: Path | None, holdout_path: Path | None) -> tuple[Split | None, Split | None, dict]:
     """OOF and holdout splits of a pair of prediction files (holdout averaged over fold models)."""
-    from ferray.training.outputs import read_predictions
+    from ferray.run.predictions import read_predictions
 
     oof = hold = None
     meta: dict = {}

@@ -25,7 +25,7 @@ through :class:`RunLayout` and :class:`TrialLayout` instead of repeating file na
         config.yaml                       the trial's resolved training config
         checkpoints/epoch_NNNN/fold_i.pt  resumable training state per epoch
         weights/fold_i.safetensors        the weights that made oof/holdout predictions
-        oof.parquet  holdout.parquet      predictions (see ferray.training.outputs)
+        oof.parquet  holdout.parquet      predictions (see ferray.run.predictions)
         metrics.json  epochs.jsonl
         retention.json                    what the retention policy removed (and the reports to replay)
 

@@ -101,7 +101,7 @@ def _computed_interval(predictions_file: Path, *, fold_mean: bool) -> dict | Non
 
     from ferray.errors import DataError
     from ferray.metrics import bootstrap_metrics
-    from ferray.training.outputs import read_predictions
+    from ferray.run.predictions import read_predictions
 
     if not predictions_file.is_file():
         return None

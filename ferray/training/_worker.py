@@ -426,7 +426,7 @@ def _write_outputs(
 ) -> dict:
     from ferray._io import atomic_write_json
     from ferray.metrics import per_class_metrics
-    from ferray.training.outputs import Predictions, write_predictions
+    from ferray.run.predictions import Predictions, write_predictions
 
     out: dict = {}
     holdout_index = np.flatnonzero(fold_of < 0)
