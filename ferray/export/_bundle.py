@@ -15,6 +15,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from ferray._io import replace_folder
@@ -252,7 +253,7 @@ def _copy_weights(member: Member, layout: BundleLayout, folder: str) -> dict:
         else:
             from ferray.training.weights import save_weights
 
-            save_weights(model, dst, {**member.meta, "fold": i, "k": len(member.models)})
+            save_weights(model, dst, replace(member.meta, fold=i, k=len(member.models)).to_dict())
         files.append(dst.relative_to(layout.root).as_posix())
     doc["weights"] = files
     return doc
@@ -269,8 +270,8 @@ def _manifest(
     first: Member,
     extra: dict | None,
 ) -> dict:
-    fingerprints = {m.meta.get("data_fingerprint") or None for m in members}
-    train = first.meta.get("train") or {}
+    fingerprints = {m.meta.data_fingerprint or None for m in members}
+    train = first.meta.train or {}
     folds = train.get("folds") or {}
     exporters = sorted({g["exporter"] for g in graphs.values()})
     return {
@@ -286,7 +287,7 @@ def _manifest(
         "data": {
             "fingerprint": fingerprints.pop() if len(fingerprints) == 1 else None,
             "fold_seed": folds.get("seed"),
-            "k": first.meta.get("k"),
+            "k": first.meta.k,
         },
         "exporter": exporters[0] if len(exporters) == 1 else exporters,
         "versions": _versions(),
