@@ -37,6 +37,8 @@ from torch import Tensor, nn
 from ferray.errors import DataError
 from ferray.run.layout import RunLayout, TrialLayout
 from ferray.run.weights import WeightsMeta
+from ferray.training.augment import apply_batch
+from ferray.training.weights import load_fold_models, read_weights_meta
 
 __all__ = [
     "TRANSFER_GROUP",
@@ -183,7 +185,6 @@ def pack_teacher(run: RunLayout, members, *, fingerprint: str, k: int, num_class
     Raises:
         DataError: a member's weights are missing (pruned away), or belong to other data or folds.
     """
-    from ferray.training.weights import read_weights_meta
 
     out = []
     for trial_id in members.trial_ids:
@@ -280,7 +281,6 @@ class OnlineTeacher:
     @classmethod
     def from_pack(cls, pack: TeacherPack, *, device: torch.device | str = "cpu") -> OnlineTeacher:
         """Rebuild the members' models from a :class:`TeacherPack`'s bytes (through ferray's own loader)."""
-        from ferray.training.weights import load_fold_models
 
         members = []
         with tempfile.TemporaryDirectory(prefix="ferray-teacher-") as tmp:
@@ -342,7 +342,6 @@ class OnlineTeacher:
 
         ``groups`` defaults to :data:`TRANSFER_GROUP` for every image (all fold models).
         """
-        from ferray.training.augment import apply_batch
 
         n = len(images)
         groups = np.full(n, TRANSFER_GROUP, np.int64) if groups is None else np.asarray(groups, np.int64)

@@ -14,10 +14,13 @@ from pathlib import Path
 import numpy as np
 from torch import nn
 
-from ferray.errors import ConfigError, DataError
+from ferray.errors import ConfigError, DataError, closest
+from ferray.predict import Bundle
 from ferray.run.layout import BundleLayout, RunLayout
 from ferray.run.status import get_status
 from ferray.run.weights import WeightsMeta
+from ferray.training.models import build_model
+from ferray.training.weights import load_fold_models, load_weights, read_weights_meta
 
 __all__ = ["ExplainMember", "ExplainSource", "load_explain_source", "load_weight_files", "describe"]
 
@@ -62,8 +65,6 @@ def load_weight_files(files: list[Path]) -> tuple[list[nn.Module], WeightsMeta]:
     Raises:
         DataError: no file, an unreadable file, or weights that do not fit the model their metadata names.
     """
-    from ferray.training.models import build_model
-    from ferray.training.weights import load_weights, read_weights_meta
 
     if not files:
         raise DataError("no weights files to build models from")
@@ -109,7 +110,6 @@ def _pick(names: list[str], member: int | str | None, has_student: bool, where: 
         return [member]
     if member in names:
         return [names.index(member)]
-    from ferray.errors import closest
 
     raise ConfigError(
         f"{where}: unknown member {member!r}{closest(str(member), names)} (members: {_choices(names, has_student)})"
@@ -117,8 +117,6 @@ def _pick(names: list[str], member: int | str | None, has_student: bool, where: 
 
 
 def _bundle_source(path: Path, member) -> ExplainSource:
-    from ferray.predict import Bundle
-
     bundle = Bundle.load(path)
     ens = bundle.manifest.get("ensemble") or {}
     docs = [m for m in ens.get("members", []) if isinstance(m, dict)]
@@ -169,8 +167,6 @@ def _bundle_source(path: Path, member) -> ExplainSource:
 
 
 def _run_source(path: Path, member) -> ExplainSource:
-    from ferray.training.weights import load_fold_models, read_weights_meta
-
     run = RunLayout(path)
     notes: list[str] = []
     method = None

@@ -8,6 +8,7 @@ non-empty folder is refused.
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata as md
 import json
 import os
 import platform
@@ -45,8 +46,6 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 
 
 def _versions() -> dict[str, str | None]:
-    import importlib.metadata as md
-
     from ferray import __version__
 
     out: dict[str, str | None] = {"ferray": __version__, "python": platform.python_version()}

@@ -12,6 +12,7 @@ from torch import nn
 from ferray.errors import DataError
 from ferray.run.layout import TrialLayout, check_run_name
 from ferray.run.weights import WeightsMeta
+from ferray.training.weights import load_fold_models, read_weights_meta
 
 __all__ = ["Member", "as_member", "check_compatible", "unique_names"]
 
@@ -45,7 +46,6 @@ class Member:
         Raises:
             DataError: no weights, unreadable weights, or folds that disagree on the model's shape.
         """
-        from ferray.training.weights import load_fold_models, read_weights_meta
 
         layout = trial if isinstance(trial, TrialLayout) else TrialLayout(Path(trial))
         models = load_fold_models(layout)

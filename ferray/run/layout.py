@@ -38,6 +38,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from ferray.errors import ConfigError
+
 __all__ = [
     "RunLayout",
     "TrialLayout",
@@ -57,7 +59,6 @@ def check_run_name(name: str, what: str = "--name") -> str:
     >>> check_run_name("exp1")
     'exp1'
     """
-    from ferray.errors import ConfigError
 
     if not isinstance(name, str) or not _NAME.match(name) or name in (".", "..") or ".." in name:
         raise ConfigError(
