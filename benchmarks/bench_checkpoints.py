@@ -187,10 +187,10 @@ def build_quickstart_run(root: Path, states: dict, k: int = 2, rows: int = 1400,
     import numpy as np
 
     from ferray.run.layout import RunLayout
+    from ferray.run.predictions import Predictions, write_predictions
     from ferray.run.results import ResultsTable
     from ferray.search import packaged_spec
     from ferray.training.checkpoint import save_fold_state
-    from ferray.training.outputs import Predictions, write_predictions
 
     run = RunLayout(root)
     root.mkdir(parents=True)

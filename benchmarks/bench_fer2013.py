@@ -525,7 +525,7 @@ def members_used(method_summary: Mapping, members: Sequence[str]) -> list[str]:
 
 
 def _holdout(path: Path):
-    from ferray.training.outputs import read_predictions
+    from ferray.run.predictions import read_predictions
 
     return read_predictions(path).row_means()
 

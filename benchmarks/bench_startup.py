@@ -42,7 +42,7 @@ BASELINE = "import torch, timm, albumentations"
 #: what the last epoch uses to write predictions and weights).
 FOLD_WORKER = (
     "import torch; import ferray.training._worker; from ferray.training._fold import FoldTrainer; "
-    "import ferray.training.checkpoint, ferray.training.outputs, ferray.training.weights; "
+    "import ferray.training.checkpoint, ferray.run.predictions, ferray.training.weights; "
     "import ferray.data._table"
 )
 HEAVY = ("sklearn", "optuna", "wandb", "tensorboard", "torch.utils.tensorboard", "pandas", "scipy")

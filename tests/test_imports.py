@@ -174,3 +174,61 @@ def test_light_entry_points_load_no_heavy_dependency(statement):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+#: Modules cheap to import, or already loaded by any ferray module: imported at the top of a module.
+LIGHT_PACKAGES = ("ferray.run", "ferray.metrics", "ferray.imaging", "ferray.errors", "ferray._io")
+
+#: Function-local imports of light modules left in modules that import torch or Ray at top level.
+#: Such a module pays for torch or Ray anyway, so hiding a light import in a function buys no
+#: start-up time; lower this number when one goes, never raise it.
+MAX_LIGHT_LOCAL_IMPORTS_IN_HEAVY_MODULES = 0
+
+
+def _is_light(module: str) -> bool:
+    return module.split(".")[0] in sys.stdlib_module_names or any(
+        module == p or module.startswith(p + ".") for p in LIGHT_PACKAGES
+    )
+
+
+def _imported_modules(node: ast.Import | ast.ImportFrom, name: str) -> list[str]:
+    if isinstance(node, ast.Import):
+        return [alias.name for alias in node.names]
+    base = node.module or ""
+    if node.level:
+        package = name.split(".")[: len(name.split(".")) - node.level]
+        base = ".".join([*package, base] if base else package)
+    return [base]
+
+
+def light_local_imports_in_heavy_modules() -> list[str]:
+    """``path:line module`` of each function-local light import in a module importing torch or Ray at top level."""
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path.name == "__init__.py":
+            continue
+        name, tree = _module_name(path), ast.parse(path.read_text(), str(path))
+        top = {
+            m.split(".")[0]
+            for node in tree.body
+            if isinstance(node, (ast.Import, ast.ImportFrom))
+            for m in _imported_modules(node, name)
+        }
+        if not top & {"torch", "ray"}:
+            continue
+        functions = [f for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))]
+        local = {id(n): n for f in functions for n in _imports(f)}  # nested functions counted once
+        for node in sorted(local.values(), key=lambda n: n.lineno):
+            light = [m for m in _imported_modules(node, name) if _is_light(m)]
+            found += [f"{path.relative_to(ROOT).as_posix()}:{node.lineno} {m}" for m in light]
+    return found
+
+
+def test_modules_that_import_torch_or_ray_import_light_modules_at_the_top():
+    found = light_local_imports_in_heavy_modules()
+    for line in found:
+        print("function-local light import: " + line)
+    assert len(found) <= MAX_LIGHT_LOCAL_IMPORTS_IN_HEAVY_MODULES, (
+        f"{len(found)} function-local imports of light modules in modules that import torch or Ray "
+        f"(at most {MAX_LIGHT_LOCAL_IMPORTS_IN_HEAVY_MODULES}); move them to the top:\n" + "\n".join(found)
+    )

@@ -26,6 +26,7 @@ import threading
 from contextlib import nullcontext
 from pathlib import Path
 
+from ferray.errors import FerrayError
 from ferray.run.status import render_status
 
 __all__ = ["main", "Pusher"]
@@ -206,7 +207,6 @@ def main(argv: list[str] | None = None) -> int:
         f"ferray job: {args.command} with ferray {ferray.__version__} from {Path(ferray.__file__).parent}, "
         f"Ray at {os.environ.get('RAY_ADDRESS') or '(a new local Ray)'}"
     )
-    from ferray.errors import FerrayError
 
     try:
         return _search(args) if args.command == "search" else _resume(args)

@@ -27,6 +27,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from ferray._io import atomic_write, resolve_fs
 from ferray.cluster._errors import ClusterError
 from ferray.run.layout import RunLayout, TrialLayout
 
@@ -64,8 +65,6 @@ def run_uri(storage: str, name: str) -> str:
 
 def _filesystem(uri: str):
     import pyarrow as pa
-
-    from ferray._io import resolve_fs
 
     try:
         fs, path = resolve_fs(uri)
@@ -206,7 +205,6 @@ def pull_run(
     Raises:
         ClusterError: nothing at ``uri``, or it is not a ferray run directory.
     """
-    from ferray._io import atomic_write
 
     fs, root = _filesystem(uri)
     try:

@@ -24,7 +24,9 @@ from pathlib import Path
 from ferray.cluster._client import DEFAULT_TIMEOUT_S, Connection, connect
 from ferray.cluster._errors import ClusterError
 from ferray.cluster._storage import is_uri, run_uri
+from ferray.errors import ConfigError
 from ferray.run.layout import check_run_name
+from ferray.run.spec import load_search_spec
 
 __all__ = [
     "submit",
@@ -106,8 +108,6 @@ def _ferray_package() -> Path:
 
 
 def _check_env(env: list[str] | tuple[str, ...]) -> list[str]:
-    from ferray.errors import ConfigError
-
     for name in env:
         if "=" in name or not name.isidentifier():
             raise ConfigError(
@@ -224,7 +224,6 @@ def submit(
         ConfigError: the spec is invalid. ClusterError: the cluster cannot be reached or
         refused the job (the message says why and what to do).
     """
-    from ferray.run.spec import load_search_spec
     from ferray.search import packaged_spec
 
     env = _check_env(env)
@@ -294,7 +293,6 @@ def submit_resume(
     trials are kept, unfinished ones continue from their last checkpoint. Other arguments
     as :func:`submit` (``extend`` and ``retry_errored`` as ``ferray resume``).
     """
-    from ferray.errors import ConfigError
 
     if extend < 0:
         raise ConfigError(f"--extend {extend}: the number of trials to add must be >= 0")

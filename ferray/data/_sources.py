@@ -28,6 +28,7 @@ run that must stay at chance (:func:`shuffle_labels`).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -260,7 +261,6 @@ def shuffle_labels(data: FERData, seed: int) -> FERData:
     labelled the same way, so a run that learns on the real labels and stays at chance on
     these shows that its accuracy comes from pairing each image with its own label.
     """
-    import dataclasses
 
     import numpy as np
 

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ferray.metrics import accuracy, macro_f1
-from ferray.training.outputs import Predictions
+from ferray.run.predictions import Predictions
 
 __all__ = ["count_parameters", "measure_latency", "group_latency", "holdout_scores"]
 

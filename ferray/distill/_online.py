@@ -36,6 +36,9 @@ from torch import Tensor, nn
 
 from ferray.errors import DataError
 from ferray.run.layout import RunLayout, TrialLayout
+from ferray.run.weights import WeightsMeta
+from ferray.training.augment import apply_batch
+from ferray.training.weights import load_fold_models, read_weights_meta
 
 __all__ = [
     "TRANSFER_GROUP",
@@ -182,7 +185,6 @@ def pack_teacher(run: RunLayout, members, *, fingerprint: str, k: int, num_class
     Raises:
         DataError: a member's weights are missing (pruned away), or belong to other data or folds.
     """
-    from ferray.training.weights import read_weights_meta
 
     out = []
     for trial_id in members.trial_ids:
@@ -203,22 +205,22 @@ def pack_teacher(run: RunLayout, members, *, fingerprint: str, k: int, num_class
         blobs, size = [], None
         for i, name in enumerate(expected):
             path = files[name]
-            meta = read_weights_meta(path)
+            meta = WeightsMeta.from_dict(read_weights_meta(path), source=path)
             problems = []
-            if meta.get("data_fingerprint") != fingerprint:
-                problems.append(f"data {meta.get('data_fingerprint')!r}, the run's is {fingerprint!r}")
-            if int(meta.get("fold", -1)) != i or int(meta.get("k", -1)) != k:
-                problems.append(f"fold {meta.get('fold')!r} of k={meta.get('k')!r}, expected fold {i} of k={k}")
-            if int(meta.get("num_classes", -1)) != num_classes or int(meta.get("in_chans", -1)) != in_chans:
+            if meta.data_fingerprint != fingerprint:
+                problems.append(f"data {meta.data_fingerprint!r}, the run's is {fingerprint!r}")
+            if meta.fold != i or meta.k != k:
+                problems.append(f"fold {meta.fold!r} of k={meta.k!r}, expected fold {i} of k={k}")
+            if meta.num_classes != num_classes or meta.in_chans != in_chans:
                 problems.append(
-                    f"{meta.get('num_classes')} classes and {meta.get('in_chans')} channels, the data has "
+                    f"{meta.num_classes} classes and {meta.in_chans} channels, the data has "
                     f"{num_classes} and {in_chans}"
                 )
             if problems:
                 raise DataError(f"{path}: made for {'; '.join(problems)}")
-            if size is not None and int(meta["img_size"]) != size:
-                raise DataError(f"{path}: image size {meta['img_size']}, but {trial_id}'s fold_0 has {size}")
-            size = int(meta["img_size"])
+            if size is not None and meta.img_size != size:
+                raise DataError(f"{path}: image size {meta.img_size}, but {trial_id}'s fold_0 has {size}")
+            size = meta.img_size
             blobs.append(path.read_bytes())
         out.append(MemberWeights(trial_id, int(size), tuple(blobs)))
     return TeacherPack(tuple(out), combiner_of(members, num_classes), members.method, int(k))
@@ -279,7 +281,6 @@ class OnlineTeacher:
     @classmethod
     def from_pack(cls, pack: TeacherPack, *, device: torch.device | str = "cpu") -> OnlineTeacher:
         """Rebuild the members' models from a :class:`TeacherPack`'s bytes (through ferray's own loader)."""
-        from ferray.training.weights import load_fold_models
 
         members = []
         with tempfile.TemporaryDirectory(prefix="ferray-teacher-") as tmp:
@@ -341,7 +342,6 @@ class OnlineTeacher:
 
         ``groups`` defaults to :data:`TRANSFER_GROUP` for every image (all fold models).
         """
-        from ferray.training.augment import apply_batch
 
         n = len(images)
         groups = np.full(n, TRANSFER_GROUP, np.int64) if groups is None else np.asarray(groups, np.int64)

@@ -28,7 +28,7 @@ end, so a failed or interrupted distillation leaves the previous ``distill/`` (o
     distill/
       weights/fold_0.safetensors   the student (ferray.training.weights format; load_fold_models reads it)
       config.yaml                  the student's training config
-      holdout.parquet              its holdout probabilities (ferray.training.outputs format)
+      holdout.parquet              its holdout probabilities (ferray.run.predictions format)
       distill.json                 student vs ensemble vs best single trial: accuracy, macro-F1,
                                    parameters, latency per image at batch 1 and 64; the teacher,
                                    the candidates and how the student was chosen
@@ -42,7 +42,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -51,7 +51,9 @@ import numpy as np
 
 from ferray._io import json_safe, replace_folder
 from ferray.errors import ConfigError, DataError, FerrayError
+from ferray.metrics import accuracy, macro_f1
 from ferray.run.layout import DistillLayout, RunLayout
+from ferray.run.predictions import Predictions, read_predictions, write_predictions
 from ferray.run.sections import DistillConfig
 from ferray.run.spec import read_run_spec
 from ferray.run.status import get_status
@@ -160,7 +162,6 @@ def _transfer_rows(settings, data, base, label) -> tuple[Any, np.ndarray | None]
     """The data with the labelled transfer images appended, and their teacher probabilities.
 
     ``label(images) -> (N, C)`` is the teacher's labelling of the new images."""
-    from dataclasses import replace
 
     from ferray.data import load_source
 
@@ -231,8 +232,6 @@ def _compare(
     import torch
 
     from ferray.distill._bench import holdout_scores
-    from ferray.metrics import accuracy, macro_f1
-    from ferray.training.outputs import read_predictions
     from ferray.training.weights import load_fold_models
 
     c = data.num_classes
@@ -355,12 +354,10 @@ def distill_run(
         teacher_targets,
     )
     from ferray.distill._worker import CHECKPOINT_HOLDOUT, CHECKPOINT_WEIGHTS
-    from ferray.metrics import accuracy
     from ferray.runtime.planner import plan_resources
     from ferray.runtime.startup import ensure_ray
     from ferray.training import load_data
     from ferray.training.augment import build_eval_transform
-    from ferray.training.outputs import Predictions, write_predictions
 
     timings: dict[str, float] = {}
     t0 = time.perf_counter()

@@ -23,7 +23,8 @@ from ferray.data import HOLDOUT, FERData, FoldPlan
 from ferray.errors import ConfigError, DataError
 from ferray.metrics import accuracy
 from ferray.run.layout import EnsembleLayout, RunLayout
-from ferray.training.outputs import Predictions, read_predictions
+from ferray.run.predictions import Predictions, read_predictions
+from ferray.run.weights import WeightsMeta
 
 __all__ = [
     "TeacherTargets",
@@ -252,13 +253,11 @@ def label_images(
         files = sorted(layout.weights_dir.glob("fold_*.safetensors")) if layout.weights_dir.is_dir() else []
         if not files:
             raise DataError(f"{layout.root}: ensemble member has no model weights; cannot label transfer images")
-        meta = read_weights_meta(files[0])
-        if meta.get("data_fingerprint") != fingerprint:
-            raise DataError(
-                f"{files[0]}: trained on data {meta.get('data_fingerprint')!r}, the run's is {fingerprint!r}"
-            )
-        tta = list((meta.get("train") or {}).get("augment", {}).get("tta", []))
-        transform = build_eval_transform(int(meta["img_size"]), int(meta["in_chans"]))
+        meta = WeightsMeta.from_dict(read_weights_meta(files[0]), source=files[0])
+        if meta.data_fingerprint != fingerprint:
+            raise DataError(f"{files[0]}: trained on data {meta.data_fingerprint!r}, the run's is {fingerprint!r}")
+        tta = list(meta.train_config().augment.tta)
+        transform = build_eval_transform(meta.img_size, meta.in_chans)
         models = load_fold_models(layout)
         with torch.inference_mode():
             probs = np.mean(

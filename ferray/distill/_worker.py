@@ -32,11 +32,14 @@ import numpy as np
 import torch
 
 from ferray.data import FERData
-from ferray.distill._loss import soften
+from ferray.distill._loss import DistillationLoss, soften
+from ferray.metrics import accuracy, macro_f1
+from ferray.runtime.compat import quiet_train_context_logger
 from ferray.training._fold import FoldTrainer, NonFiniteLossError
 from ferray.training.config import TrainConfig
 from ferray.training.losses import FERLoss
 from ferray.training.mixing import MixupCutmix
+from ferray.training.weights import save_weights
 
 __all__ = ["StudentTrainer", "student_worker", "CHECKPOINT_WEIGHTS", "CHECKPOINT_HOLDOUT", "CHECKPOINT_HISTORY"]
 
@@ -78,8 +81,6 @@ class StudentTrainer(FoldTrainer):
         teacher=None,
         groups: np.ndarray | None = None,
     ) -> None:
-        from ferray.distill._loss import DistillationLoss
-
         super().__init__(cfg, data, train_index, np.zeros(0, np.int64), fold=0, device=device, name="student")
         c = data.num_classes
         targets = np.ascontiguousarray(targets, dtype=np.float32)
@@ -129,7 +130,6 @@ class StudentTrainer(FoldTrainer):
 
     def metrics_of(self, index: np.ndarray, probs: np.ndarray, au_probs: np.ndarray | None) -> dict:
         """Accuracy and macro-F1 against the hard labels (the packed targets are no distribution)."""
-        from ferray.metrics import accuracy, macro_f1
 
         labels = self.data.labels[index]
         loss = (
@@ -148,9 +148,6 @@ def student_worker(config: dict) -> None:
     """Entry point of the student's single Ray Train worker (``train_loop_per_worker``)."""
     import ray
     import ray.train
-
-    from ferray.runtime.compat import quiet_train_context_logger
-    from ferray.training.weights import save_weights
 
     quiet_train_context_logger()
     cfg = TrainConfig.model_validate(config["train"])

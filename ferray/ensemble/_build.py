@@ -27,7 +27,7 @@ prunes the non-members afterwards (:mod:`ferray.run.retention`).
   macro-F1 with a paired bootstrap 95% interval;
   ``inner_groups``: whether the inner folds were grouped, over how many groups and rows;
 * ``oof.parquet`` and ``holdout.parquet``: the chosen ensemble's predictions in the format of
-  :mod:`ferray.training.outputs` (holdout: one row per holdout row, ``fold`` -1), the soft
+  :mod:`ferray.run.predictions` (holdout: one row per holdout row, ``fold`` -1), the soft
   targets of ``ferray distill``. The OOF file holds the predictions the table scores: made
   without the row's own label (stacking's inner cross-validation; greedy cross-fitted on the
   same kind of inner folds; mean and vote as they are), so they are as honest as the members'
@@ -64,7 +64,9 @@ from ferray.ensemble._cv import INNER_FOLDS, cross_val_proba
 from ferray.ensemble._members import Members, load_members, run_status, select_members, select_pool
 from ferray.ensemble._registry import ENSEMBLE_METHODS, make_ensemble
 from ferray.errors import ConfigError, DataError, FerrayError
+from ferray.metrics import accuracy, bootstrap_metrics, log_loss, macro_f1, paired_bootstrap_metrics
 from ferray.run.layout import EnsembleLayout, RunLayout
+from ferray.run.predictions import Predictions, write_predictions
 from ferray.run.sections import check_greedy_pool
 from ferray.run.spec import read_run_spec
 
@@ -274,8 +276,6 @@ def comparison_lines(comparison: dict) -> list[str]:
 
 
 def _scores(y: np.ndarray, proba: np.ndarray, n_classes: int) -> dict[str, float]:
-    from ferray.metrics import accuracy, log_loss, macro_f1
-
     if len(y) == 0:
         return {m: float("nan") for m in _METRICS}
     return {
@@ -417,8 +417,6 @@ def _table(
 
 
 def _prefixed(members: Members, oof: np.ndarray, hold: np.ndarray, n_classes: int, seed: int = 0) -> dict:
-    from ferray.metrics import bootstrap_metrics
-
     out: dict = {}
     for part, y, proba in (("oof", members.labels, oof), ("holdout", members.holdout_labels, hold)):
         out.update({f"{part}_{k}": v for k, v in _scores(y, proba, n_classes).items()})
@@ -437,7 +435,6 @@ def compare_to_best_single(members: Members, fit: MethodFit, *, seed: int = 0) -
     interval (:func:`ferray.metrics.paired_bootstrap_metrics`, seeded). A gain is clear
     only when the interval excludes 0.
     """
-    from ferray.metrics import paired_bootstrap_metrics
 
     n_classes = members.oof.shape[2]
     out: dict = {
@@ -483,7 +480,6 @@ def _write_predictions(folder: Path, members: Members, fit: MethodFit) -> None:
 
     AU probabilities (multi-task runs) are the plain mean of the members the method uses.
     """
-    from ferray.training.outputs import Predictions, write_predictions
 
     meta = {
         "class_names": members.class_names,

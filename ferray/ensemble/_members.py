@@ -20,8 +20,8 @@ import numpy as np
 from ferray.data import FoldPlan
 from ferray.errors import ConfigError, DataError
 from ferray.run.layout import RunLayout, TrialLayout
+from ferray.run.predictions import Predictions, read_predictions
 from ferray.run.status import get_status
-from ferray.training.outputs import Predictions, read_predictions
 
 __all__ = ["Members", "select_members", "select_pool", "load_members", "run_status", "has_weights"]
 

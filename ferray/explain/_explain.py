@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ferray._io import atomic_write_json
 from ferray.errors import ConfigError, DataError, closest
 from ferray.explain._cam import (
     CLASS_AGNOSTIC,
@@ -34,8 +35,12 @@ from ferray.explain._models import (
     describe,
     load_explain_source,
 )
+from ferray.explain._overlay import Panel, save_grid, save_overlay
 from ferray.metrics.calibration import apply_temperature
+from ferray.predict._faces import resolve_detector
+from ferray.predict._inputs import collect_inputs, load_crops
 from ferray.run.layout import ReportLayout, RunLayout
+from ferray.training.augment import apply_batch, build_eval_transform
 
 __all__ = ["explain", "Explanation", "ExplainedImage", "member_maps", "EXPLAIN_JSON", "GRID_FILE", "MAX_GRID_ROWS"]
 
@@ -108,8 +113,6 @@ def _resolve_target(target: int | str | None, classes: Sequence[str]) -> int | N
 
 def _load_images(images, size: int, channels: int, faces) -> tuple[list[tuple], list[dict]]:
     """``[(source, face, box, uint8 (size, size, C))]`` and the skipped inputs (as ``predict`` reads them)."""
-    from ferray.predict._faces import resolve_detector
-    from ferray.predict._inputs import collect_inputs, load_crops
 
     detector = resolve_detector(faces)
     _, items = collect_inputs(images)
@@ -227,7 +230,6 @@ def explain(
     if not loaded:
         why = f" ({len(skipped)} skipped: {skipped[0]['reason']})" if skipped else ""
         raise DataError(f"no image to explain{why}")
-    from ferray.training.augment import apply_batch, build_eval_transform
 
     batch = np.stack([im for *_, im in loaded])
     weights = source.weights()
@@ -303,9 +305,6 @@ def _default_out(source: ExplainSource) -> Path:
 
 
 def _write(expl: Explanation, source: ExplainSource, out, say) -> None:
-    from ferray._io import atomic_write_json
-    from ferray.explain._overlay import Panel, save_grid, save_overlay
-
     out_dir = Path(out).absolute() if out is not None else _default_out(source)
     if out_dir.exists() and not out_dir.is_dir():
         raise DataError(f"{out_dir}: exists and is not a folder; choose another --out")

@@ -16,6 +16,7 @@ small (48x48), and a stage that has pooled the face to one cell gives a constant
 
 from __future__ import annotations
 
+import importlib
 import math
 import re
 from collections.abc import Callable, Sequence
@@ -64,8 +65,6 @@ def register_family(
 
 
 def _class_of(spec: str) -> type | None:
-    import importlib
-
     module, _, cls = spec.partition(":")
     try:
         return getattr(importlib.import_module(module), cls)

@@ -14,10 +14,13 @@ from pathlib import Path
 import numpy as np
 from torch import nn
 
-from ferray.errors import ConfigError, DataError
+from ferray.errors import ConfigError, DataError, closest
+from ferray.predict import Bundle
 from ferray.run.layout import BundleLayout, RunLayout
 from ferray.run.status import get_status
 from ferray.run.weights import WeightsMeta
+from ferray.training.models import build_model
+from ferray.training.weights import load_fold_models, load_weights, read_weights_meta
 
 __all__ = ["ExplainMember", "ExplainSource", "load_explain_source", "load_weight_files", "describe"]
 
@@ -28,12 +31,12 @@ class ExplainMember:
 
     name: str
     models: list[nn.Module]
-    meta: dict
+    meta: WeightsMeta
     weight: float = 1.0
 
     @property
     def backbone(self) -> str | None:
-        return ((self.meta.get("train") or {}).get("model") or {}).get("backbone")
+        return ((self.meta.train or {}).get("model") or {}).get("backbone")
 
 
 @dataclass
@@ -56,20 +59,19 @@ class ExplainSource:
         return w / w.sum()
 
 
-def load_weight_files(files: list[Path]) -> tuple[list[nn.Module], dict]:
+def load_weight_files(files: list[Path]) -> tuple[list[nn.Module], WeightsMeta]:
     """Build fold models from :func:`ferray.training.weights.save_weights` files; ``(models, first meta)``.
 
     Raises:
-        DataError: an unreadable file, or weights that do not fit the model their metadata names.
+        DataError: no file, an unreadable file, or weights that do not fit the model their metadata names.
     """
-    from ferray.training.models import build_model
-    from ferray.training.weights import load_weights, read_weights_meta
 
-    models, first = [], None
+    if not files:
+        raise DataError("no weights files to build models from")
+    models, metas = [], []
     for path in files:
-        doc = read_weights_meta(path)
-        first = first or doc
-        meta = WeightsMeta.from_dict(doc, source=path)
+        meta = WeightsMeta.from_dict(read_weights_meta(path), source=path)
+        metas.append(meta)
         cfg = meta.train_config()
         model = build_model(
             cfg.model.model_copy(update={"pretrained": False}),
@@ -84,7 +86,7 @@ def load_weight_files(files: list[Path]) -> tuple[list[nn.Module], dict]:
                 f"{path}: weights do not fit {cfg.model.backbone} (missing {missing[:3]}, unexpected {unexpected[:3]})"
             )
         models.append(model.eval())
-    return models, first or {}
+    return models, metas[0]
 
 
 def _choices(names: list[str], has_student: bool) -> str:
@@ -108,7 +110,6 @@ def _pick(names: list[str], member: int | str | None, has_student: bool, where: 
         return [member]
     if member in names:
         return [names.index(member)]
-    from ferray.errors import closest
 
     raise ConfigError(
         f"{where}: unknown member {member!r}{closest(str(member), names)} (members: {_choices(names, has_student)})"
@@ -116,8 +117,6 @@ def _pick(names: list[str], member: int | str | None, has_student: bool, where: 
 
 
 def _bundle_source(path: Path, member) -> ExplainSource:
-    from ferray.predict import Bundle
-
     bundle = Bundle.load(path)
     ens = bundle.manifest.get("ensemble") or {}
     docs = [m for m in ens.get("members", []) if isinstance(m, dict)]
@@ -158,8 +157,8 @@ def _bundle_source(path: Path, member) -> ExplainSource:
         bundle.path,
         members,
         bundle.classes,
-        int(first["img_size"]),
-        int(first["in_chans"]),
+        first.img_size,
+        first.in_chans,
         method=method,
         all_members=picked != "student" and len(picked) == len(docs),
         bundle=bundle,
@@ -168,8 +167,6 @@ def _bundle_source(path: Path, member) -> ExplainSource:
 
 
 def _run_source(path: Path, member) -> ExplainSource:
-    from ferray.training.weights import load_fold_models, read_weights_meta
-
     run = RunLayout(path)
     notes: list[str] = []
     method = None
@@ -205,16 +202,16 @@ def _run_source(path: Path, member) -> ExplainSource:
     members = []
     for name, layout, w in chosen:
         models = load_fold_models(layout)
-        meta = read_weights_meta(layout.weights(0))
+        meta = WeightsMeta.from_dict(read_weights_meta(layout.weights(0)), source=layout.weights(0))
         members.append(ExplainMember(name, models, meta, w))
     first = members[0].meta
     return ExplainSource(
         "run",
         run.root,
         members,
-        [str(c) for c in first["class_names"]],
-        int(first["img_size"]),
-        int(first["in_chans"]),
+        list(first.class_names),
+        first.img_size,
+        first.in_chans,
         method=method,
         all_members=picked != "student" and len(picked) == len(ids),
         notes=notes,

@@ -8,6 +8,7 @@ non-empty folder is refused.
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata as md
 import json
 import os
 import platform
@@ -15,6 +16,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from ferray._io import replace_folder
@@ -44,8 +46,6 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 
 
 def _versions() -> dict[str, str | None]:
-    import importlib.metadata as md
-
     from ferray import __version__
 
     out: dict[str, str | None] = {"ferray": __version__, "python": platform.python_version()}
@@ -252,7 +252,7 @@ def _copy_weights(member: Member, layout: BundleLayout, folder: str) -> dict:
         else:
             from ferray.training.weights import save_weights
 
-            save_weights(model, dst, {**member.meta, "fold": i, "k": len(member.models)})
+            save_weights(model, dst, replace(member.meta, fold=i, k=len(member.models)).to_dict())
         files.append(dst.relative_to(layout.root).as_posix())
     doc["weights"] = files
     return doc
@@ -269,8 +269,8 @@ def _manifest(
     first: Member,
     extra: dict | None,
 ) -> dict:
-    fingerprints = {m.meta.get("data_fingerprint") or None for m in members}
-    train = first.meta.get("train") or {}
+    fingerprints = {m.meta.data_fingerprint or None for m in members}
+    train = first.meta.train or {}
     folds = train.get("folds") or {}
     exporters = sorted({g["exporter"] for g in graphs.values()})
     return {
@@ -286,7 +286,7 @@ def _manifest(
         "data": {
             "fingerprint": fingerprints.pop() if len(fingerprints) == 1 else None,
             "fold_seed": folds.get("seed"),
-            "k": first.meta.get("k"),
+            "k": first.meta.k,
         },
         "exporter": exporters[0] if len(exporters) == 1 else exporters,
         "versions": _versions(),

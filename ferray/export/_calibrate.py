@@ -27,6 +27,7 @@ from ferray.metrics.calibration import (
     is_temperature,
 )
 from ferray.run.layout import DistillLayout, EnsembleLayout
+from ferray.run.predictions import read_predictions
 
 __all__ = [
     "fit_calibration",
@@ -161,7 +162,6 @@ def check_calibration(calibration: Mapping[str, dict] | None, graphs: Sequence[s
 
 def _read(path: Path):
     """The predictions file, or None when there is none (an unreadable one raises DataError naming it)."""
-    from ferray.training.outputs import read_predictions
 
     return read_predictions(path) if path.is_file() else None
 

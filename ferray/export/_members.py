@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from torch import nn
 
 from ferray.errors import DataError
 from ferray.run.layout import TrialLayout, check_run_name
+from ferray.run.weights import WeightsMeta
+from ferray.training.weights import load_fold_models, read_weights_meta
 
 __all__ = ["Member", "as_member", "check_compatible", "unique_names"]
 
@@ -22,7 +24,7 @@ class Member:
     Attributes:
         name: its folder name in the bundle (``weights/<name>/``): the trial id.
         models: the fold models, in eval mode.
-        meta: the weights metadata (``ferray.training.weights``): ``train`` config,
+        meta: the weights metadata (:class:`ferray.run.WeightsMeta`): ``train`` config,
             ``num_classes``, ``in_chans``, ``img_size``, ``class_names``, ``normalise``, ...
         weight_files: the safetensors files the models were loaded from (copied into the
             bundle); empty for a model given in memory, whose weights are saved instead.
@@ -32,7 +34,7 @@ class Member:
 
     name: str
     models: list[nn.Module]
-    meta: dict
+    meta: WeightsMeta
     weight_files: list[Path] = field(default_factory=list)
     score: dict | None = None
     source: Path | None = None
@@ -44,18 +46,17 @@ class Member:
         Raises:
             DataError: no weights, unreadable weights, or folds that disagree on the model's shape.
         """
-        from ferray.training.weights import load_fold_models, read_weights_meta
 
         layout = trial if isinstance(trial, TrialLayout) else TrialLayout(Path(trial))
         models = load_fold_models(layout)
         files = sorted(layout.weights_dir.glob("fold_*.safetensors"), key=lambda p: int(p.stem.split("_")[1]))
-        metas = [read_weights_meta(p) for p in files]
+        metas = [WeightsMeta.from_dict(read_weights_meta(p), source=p) for p in files]
         for path, meta in zip(files[1:], metas[1:]):
             for key in ("num_classes", "in_chans", "img_size", "class_names"):
-                if meta.get(key) != metas[0].get(key):
+                if getattr(meta, key) != getattr(metas[0], key):
                     raise DataError(
-                        f"{path}: {key} is {meta.get(key)!r}, but {files[0].name} has "
-                        f"{metas[0].get(key)!r}; the folds of one trial must agree"
+                        f"{path}: {key} is {getattr(meta, key)!r}, but {files[0].name} has "
+                        f"{getattr(metas[0], key)!r}; the folds of one trial must agree"
                     )
         return cls(
             name=name or layout.trial_id,
@@ -67,37 +68,40 @@ class Member:
         )
 
     @classmethod
-    def from_models(cls, models: nn.Module | list[nn.Module], meta: dict, name: str) -> Member:
-        """A member from models in memory and their metadata (as ``save_weights`` takes it).
+    def from_models(cls, models: nn.Module | list[nn.Module], meta: WeightsMeta | dict, name: str) -> Member:
+        """A member from models in memory and their metadata.
 
-        ``meta`` needs ``num_classes``, ``in_chans``, ``img_size`` and ``class_names``;
-        ``train`` (the training config) and ``normalise`` are recorded when present.
+        ``meta``: a :class:`~ferray.run.WeightsMeta`, or its dict form, which needs
+        ``num_classes``, ``in_chans``, ``img_size`` and ``class_names``; ``train`` (the training
+        config) and ``normalise`` are recorded when present.
         """
         models = [models] if isinstance(models, nn.Module) else list(models)
-        missing = [k for k in ("num_classes", "in_chans", "img_size", "class_names") if k not in meta]
-        if missing:
-            raise DataError(f"member {name!r}: metadata lacks {', '.join(missing)}")
-        return cls(name=name, models=[m.eval() for m in models], meta=dict(meta))
+        if not isinstance(meta, WeightsMeta):
+            missing = [k for k in ("num_classes", "in_chans", "img_size", "class_names") if k not in meta]
+            if missing:
+                raise DataError(f"member {name!r}: metadata lacks {', '.join(missing)}")
+            meta = WeightsMeta.from_dict(meta, source=f"member {name!r}")
+        return cls(name=name, models=[m.eval() for m in models], meta=replace(meta))
 
     @property
     def classes(self) -> list[str]:
-        return [str(c) for c in self.meta["class_names"]]
+        return list(self.meta.class_names)
 
     @property
     def in_chans(self) -> int:
-        return int(self.meta["in_chans"])
+        return self.meta.in_chans
 
     @property
     def img_size(self) -> int:
-        return int(self.meta["img_size"])
+        return self.meta.img_size
 
     @property
     def normalise(self) -> dict:
-        return dict(self.meta.get("normalise") or {"mean": 0.5, "std": 0.5})
+        return dict(self.meta.normalise or {"mean": 0.5, "std": 0.5})
 
     def describe(self) -> dict:
         """The member's manifest entry (weights files are added by the bundle writer)."""
-        train = self.meta.get("train") or {}
+        train = self.meta.train or {}
         return {
             "name": self.name,
             "trial_id": self.source.name if self.source is not None else self.name,
@@ -105,19 +109,19 @@ class Member:
             "folds": len(self.models),
             "config": train,
             "score": self.score,
-            "data_fingerprint": self.meta.get("data_fingerprint") or None,
-            "ema": self.meta.get("ema"),
+            "data_fingerprint": self.meta.data_fingerprint or None,
+            "ema": self.meta.ema,
         }
 
 
-def _read_score(layout: TrialLayout, meta: dict) -> dict | None:
+def _read_score(layout: TrialLayout, meta: WeightsMeta) -> dict | None:
     if not layout.metrics.is_file():
         return None
     try:
         doc = json.loads(layout.metrics.read_text())
     except (OSError, json.JSONDecodeError):
         return None
-    metric = ((meta.get("train") or {}).get("run") or {}).get("metric")
+    metric = ((meta.train or {}).get("run") or {}).get("metric")
     out = {"metric": metric}
     for key in ("oof", "holdout"):
         if isinstance(doc.get(key), dict):

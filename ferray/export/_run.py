@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ferray.errors import DataError
 from ferray.run.layout import DistillLayout, RunLayout
+from ferray.run.weights import WeightsMeta
 
 __all__ = ["export_run", "find_student", "read_ensemble_summary"]
 
@@ -176,7 +177,7 @@ def _calibration(run: RunLayout, summary: dict, trials: list, student) -> dict |
     first = sorted(trials[0].weights_dir.glob("fold_*.safetensors"))
     if not first:
         return None  # export_bundle names the member without weights
-    classes = list(read_weights_meta(first[0]).get("class_names") or [])
+    classes = WeightsMeta.from_dict(read_weights_meta(first[0]), source=first[0]).class_names
     out = {
         "ensemble": ensemble_calibration(
             run.ensemble_files, method=summary["method"], members=summary["members"], classes=classes

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ferray._io import atomic_write_json, atomic_write_text, json_safe
 from ferray.errors import DataError
 from ferray.run.layout import BundleLayout, ReportLayout, RunLayout
 
@@ -72,7 +73,6 @@ def build_report(
     PosixPath('runs/quickstart-20261130-120000/report/index.html')
     """
     from ferray import __version__
-    from ferray._io import atomic_write_json, atomic_write_text, json_safe
     from ferray.report._bundle import collect_bundle, cross_dataset
     from ferray.report._figures import draw_figures
     from ferray.report._html import render_html

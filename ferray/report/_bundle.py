@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ferray._io import json_safe
 from ferray.errors import DataError
 from ferray.report._evaluate import Split, evaluate_model
 
@@ -149,7 +150,6 @@ def collect_bundle(
     path: str | Path, *, data: str | Path | None = None, echo: Callable[[str], Any] | None = None, top_confused: int = 5
 ) -> dict:
     """The report of a bundle folder as a JSON-ready dict (see :func:`ferray.report.build_report`)."""
-    from ferray._io import json_safe
     from ferray.predict import Bundle
 
     bundle = Bundle.load(path)

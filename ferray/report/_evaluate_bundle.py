@@ -22,7 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from ferray._io import json_safe
 from ferray.errors import ConfigError, DataError
+from ferray.metrics import balanced_accuracy, bootstrap_metrics, per_class_metrics
 from ferray.run.layout import BundleLayout, RunLayout
 
 __all__ = ["Evaluation", "evaluate_bundle", "resolve_bundle"]
@@ -98,7 +100,6 @@ class Evaluation:
 
     def to_dict(self) -> dict:
         """JSON-ready (``ferray evaluate --json``)."""
-        from ferray._io import json_safe
 
         return json_safe(
             {
@@ -203,7 +204,6 @@ def evaluate_bundle(
     (Interval(value=0.61, low=0.6, high=0.62), {'contempt': 216})
     """
     from ferray.data import match_classes
-    from ferray.metrics import balanced_accuracy, bootstrap_metrics, per_class_metrics
     from ferray.predict import Bundle
     from ferray.report._bundle import load_data, predict_probs
     from ferray.report._cross_dataset import cross_dataset_scores

@@ -17,6 +17,7 @@ from ferray._io import json_safe
 from ferray.errors import ConfigError, DataError, FerrayError
 from ferray.report._evaluate import Split, evaluate_model
 from ferray.run.layout import RunLayout
+from ferray.run.predictions import read_predictions
 from ferray.run.results import read_results
 from ferray.run.status import get_status
 
@@ -25,7 +26,6 @@ __all__ = ["collect_run"]
 
 def _splits(oof_path: Path | None, holdout_path: Path | None) -> tuple[Split | None, Split | None, dict]:
     """OOF and holdout splits of a pair of prediction files (holdout averaged over fold models)."""
-    from ferray.training.outputs import read_predictions
 
     oof = hold = None
     meta: dict = {}

@@ -12,6 +12,8 @@ and how to read it, and imports no stage (and neither torch nor Ray):
 * :mod:`ferray.run.manifest`: ``ferray_run.json``, what the sweep started with;
 * :mod:`ferray.run.results` and :mod:`ferray.run.status`: ``results.parquet`` and the
   sweep's state (``ferray status``);
+* :mod:`ferray.run.predictions`: the out-of-fold and holdout prediction files every trial,
+  the ensemble and the student write (:class:`Predictions`, :func:`read_predictions`);
 * :mod:`ferray.run.weights`: the metadata of every weights file (:class:`WeightsMeta`);
 * :mod:`ferray.run.retention`, :mod:`ferray.run.disk` and :mod:`ferray.run.trial_record`:
   what the run keeps of each ended trial, its size, and what a cleaned trial recorded.
@@ -54,6 +56,10 @@ _EXPORTS = {
     "read_results": "ferray.run.results",
     "get_status": "ferray.run.status",
     "render_status": "ferray.run.status",
+    # the stages' formats
+    "Predictions": "ferray.run.predictions",
+    "read_predictions": "ferray.run.predictions",
+    "write_predictions": "ferray.run.predictions",
     "WeightsMeta": "ferray.run.weights",
     # what it keeps
     "apply_retention": "ferray.run.retention",
@@ -69,6 +75,7 @@ if TYPE_CHECKING:
     from ferray.run.disk import disk_usage
     from ferray.run.layout import BundleLayout, DistillLayout, EnsembleLayout, ReportLayout, RunLayout, TrialLayout
     from ferray.run.manifest import read_manifest
+    from ferray.run.predictions import Predictions, read_predictions, write_predictions
     from ferray.run.results import ResultsTable, read_results
     from ferray.run.retention import RetentionReport, apply_retention
     from ferray.run.sections import (

@@ -25,7 +25,7 @@ through :class:`RunLayout` and :class:`TrialLayout` instead of repeating file na
         config.yaml                       the trial's resolved training config
         checkpoints/epoch_NNNN/fold_i.pt  resumable training state per epoch
         weights/fold_i.safetensors        the weights that made oof/holdout predictions
-        oof.parquet  holdout.parquet      predictions (see ferray.training.outputs)
+        oof.parquet  holdout.parquet      predictions (see ferray.run.predictions)
         metrics.json  epochs.jsonl
         retention.json                    what the retention policy removed (and the reports to replay)
 
@@ -37,6 +37,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+
+from ferray.errors import ConfigError
 
 __all__ = [
     "RunLayout",
@@ -57,7 +59,6 @@ def check_run_name(name: str, what: str = "--name") -> str:
     >>> check_run_name("exp1")
     'exp1'
     """
-    from ferray.errors import ConfigError
 
     if not isinstance(name, str) or not _NAME.match(name) or name in (".", "..") or ".." in name:
         raise ConfigError(

@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ferray._io import atomic_write
+
 __all__ = ["ResultsTable", "write_table_atomic", "read_results", "RESULT_KEYS", "STATES"]
 
 #: Trial states in results.parquet and ``ferray status``.
@@ -201,7 +203,6 @@ def write_table_atomic(rows: list[dict], path: str | os.PathLike) -> Path:
         if rows
         else pa.table({c: pa.array([], type=pa.string()) for c in columns})
     )
-    from ferray._io import atomic_write
 
     atomic_write(path, lambda stream: pq.write_table(table, stream))
     return path

@@ -12,15 +12,18 @@ OOF and holdout intervals are computed from its ``oof.parquet`` and ``holdout.pa
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import statistics
 from pathlib import Path
 from typing import Any
 
-from ferray.errors import ConfigError
+from ferray.errors import ConfigError, DataError
+from ferray.metrics import bootstrap_metrics
 from ferray.run.disk import disk_usage
 from ferray.run.layout import RunLayout, TrialLayout
+from ferray.run.predictions import read_predictions
 from ferray.run.results import STATES, read_results
 
 __all__ = ["get_status", "render_status", "summarise_trials", "trial_intervals"]
@@ -76,7 +79,6 @@ def summarise_trials(rows: list[dict], metric: str = "accuracy", mode: str = "ma
 
 def _read_intervals(metrics_file: Path) -> dict:
     """``{split: {"accuracy", "macro_f1": {value, low, high}, "source"}}`` that ``metrics.json`` holds."""
-    import json
 
     try:
         doc = json.loads(metrics_file.read_text())
@@ -98,10 +100,6 @@ def _interval_ok(v: Any) -> bool:
 def _computed_interval(predictions_file: Path, *, fold_mean: bool) -> dict | None:
     """Accuracy and macro-F1 intervals of a prediction file (holdout: each row's mean over fold models)."""
     import numpy as np
-
-    from ferray.errors import DataError
-    from ferray.metrics import bootstrap_metrics
-    from ferray.training.outputs import read_predictions
 
     if not predictions_file.is_file():
         return None

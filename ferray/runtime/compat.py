@@ -16,10 +16,12 @@ Tune ``Callback.get_state``/``set_state`` for the ASHA rungs, ``Searcher.save``/
 from __future__ import annotations
 
 import importlib
+import json
 import logging
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 __all__ = [
@@ -480,8 +482,6 @@ _SNAPSHOT_KEYS = (
 
 def read_train_snapshot(path) -> dict | None:
     """The parsed checkpoint list at ``path``; ``None`` when missing, unreadable or of another format."""
-    import json
-    from pathlib import Path
 
     try:
         doc = json.loads(Path(path).read_text())

@@ -13,9 +13,12 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
+
+from ferray.run.disk import directory_size
 
 __all__ = ["ray_logs_to", "RAY_LOGGERS", "ray_session_usage", "clean_ray_sessions"]
 
@@ -78,14 +81,11 @@ def ray_logs_to(path: str | os.PathLike, *, verbose: bool = False):
 
 
 def _sessions_root() -> Path:
-    import tempfile
-
     return Path(os.environ.get("RAY_TMPDIR") or tempfile.gettempdir()) / "ray"
 
 
 def ray_session_usage(root: str | os.PathLike | None = None) -> tuple[int, int]:
     """(number of Ray session folders, their bytes) under Ray's temporary folder."""
-    from ferray.run.disk import directory_size
 
     base = Path(root) if root is not None else _sessions_root()
     sessions = [p for p in base.glob("session_*") if p.is_dir() and not p.is_symlink()]
@@ -97,7 +97,6 @@ def clean_ray_sessions(
 ) -> tuple[int, int]:
     """Delete Ray session folders older than ``older_than_s`` (always keeping the ``keep`` newest
     and the live ``session_latest``); returns (folders removed, bytes freed)."""
-    from ferray.run.disk import directory_size
 
     base = Path(root) if root is not None else _sessions_root()
     latest = (base / "session_latest").resolve() if (base / "session_latest").exists() else None

@@ -9,6 +9,7 @@ and an address where nothing listens refused within seconds instead of Ray's min
 from __future__ import annotations
 
 import os
+import socket
 from typing import Any
 
 from ferray.errors import FerrayError
@@ -57,7 +58,6 @@ def ensure_ray(
 
 def _check_listening(address: str, timeout: float = 5.0) -> None:
     """Fail within seconds when nothing listens at a ``HOST:PORT`` Ray address (Ray itself waits minutes)."""
-    import socket
 
     host, sep, port = address.rpartition(":")
     if not sep or "://" in address or not port.isdigit():

@@ -9,9 +9,13 @@ values), errored trials FAIL, and only trials that ran to their end are COMPLETE
 
 from __future__ import annotations
 
+import logging
 import math
+import pickle
+import warnings
 from pathlib import Path
 
+import numpy as np
 from ray.tune import Callback
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 from ray.tune.search.optuna import OptunaSearch
@@ -50,7 +54,6 @@ def make_sampler(spec: SearchSpec):
         return optuna.samplers.RandomSampler(seed=spec.search.seed)
     multivariate = spec.search.multivariate
     conditional = any(p.when for p in spec.space.values())
-    import warnings
 
     with warnings.catch_warnings():
         # multivariate/group are marked experimental in Optuna; they are what conditional spaces need.
@@ -119,7 +122,6 @@ def seed_sampler(sampler, seed: int, number: int) -> None:
     back samples what the uninterrupted sweep sampled, instead of drawing an earlier trial's
     parameters again. (Optuna's samplers keep one ``numpy`` generator; they have no per-trial seed.)
     """
-    import numpy as np
 
     state = int(np.random.SeedSequence([int(seed), int(number)]).generate_state(1)[0])
     for part in (sampler, getattr(sampler, "_random_sampler", None)):
@@ -314,8 +316,6 @@ class PruneAwareOptunaSearch(OptunaSearch):
                 self._ot_study.tell(optuna.Trial(self._ot_study, storage_id), state=optuna.trial.TrialState.FAIL)
                 closed += 1
             except Exception as exc:  # noqa: BLE001 - bookkeeping never stops the sweep
-                import logging
-
                 logging.getLogger(__name__).warning("could not close Optuna trial %s: %s", storage_id, exc)
         self._orphans, self._reserved = [], {}
         return closed
@@ -398,8 +398,6 @@ class PruneAwareOptunaSearch(OptunaSearch):
         try:
             self._ot_study.tell(ot_trial, value, state=getattr(optuna.trial.TrialState, state))
         except Exception as exc:  # never let bookkeeping stop the sweep; keep the reason visible
-            import logging
-
             logging.getLogger(__name__).warning("could not tell Optuna trial %s %s: %s", trial_id, state, exc)
         self.states[trial_id] = state
         self._completed_trials.add(trial_id)
@@ -412,7 +410,6 @@ class PruneAwareOptunaSearch(OptunaSearch):
     def save(self, checkpoint_path: str) -> None:
         # Tune checkpoints the searcher with the experiment state; the scheduler is saved
         # on its own, so keep only the ids it pruned.
-        import pickle
 
         state = self.__dict__.copy()
         state.pop("_checked_live", None)  # which trials this process checked: not part of the search

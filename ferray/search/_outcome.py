@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ferray.run.layout import RunLayout
+from ferray.run.manifest import read_manifest
+from ferray.run.results import read_results
 
 __all__ = ["SweepOutcome", "sweep_outcome", "outcome_differences", "trained_in_one_process"]
 
@@ -39,9 +41,6 @@ def _key(params: dict) -> str:
 def sweep_outcome(run_dir: str | os.PathLike) -> SweepOutcome:
     """Read a sweep's end from ``results.parquet``, ``optuna.db``, the manifest and the bundle."""
     import optuna
-
-    from ferray.run.manifest import read_manifest
-    from ferray.run.results import read_results
 
     layout = RunLayout(Path(run_dir))
     manifest = read_manifest(layout.root)

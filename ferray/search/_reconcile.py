@@ -19,6 +19,8 @@ import logging
 
 from ray.tune import Callback
 
+from ferray.runtime.compat import available
+
 __all__ = ["RestoredTrials"]
 
 logger = logging.getLogger(__name__)
@@ -42,7 +44,6 @@ class RestoredTrials(Callback):
         if self._done or self.searcher is None:
             return
         self._done = True
-        from ferray.runtime.compat import available
 
         known = {t.trial_id for t in trials}
         self.searcher.adopt(known)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ferray._io import atomic_write, atomic_write_text
 from ferray.errors import ConfigError, FerrayError
 from ferray.run.layout import RunLayout
 from ferray.run.manifest import write_manifest
@@ -158,7 +159,6 @@ def run_search(
             "it. Pass another --name (or --storage), or empty the folder"
         )
     run.mkdir(parents=True, exist_ok=True)
-    from ferray._io import atomic_write, atomic_write_text
 
     if spec_path is not None and data is None:
         atomic_write(layout.spec, Path(spec_path).read_bytes())

@@ -25,6 +25,7 @@ import logging
 import time
 from typing import Any
 
+from ferray._io import atomic_write_text
 from ferray.run.layout import TrialLayout
 from ferray.search._hub import hub_call
 from ferray.search._reaper import PlacementGroupReporter
@@ -77,7 +78,6 @@ def trial_fn(
     started_at = time.time()  # the origin of the start-up the fold workers report
     import ray.tune
 
-    from ferray._io import atomic_write_text
     from ferray.search._plan import trial_config
     from ferray.training import TrainingFailed, build_trainer, failure_reason
 

@@ -19,6 +19,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, RandomSampler, WeightedRandomSampler
 
 from ferray.data import FERData
+from ferray.errors import ConfigError
 from ferray.metrics import accuracy, au_f1, macro_f1
 from ferray.training._step import NonFiniteLossError, TrainStep
 from ferray.training.augment import build_eval_transform, build_train_transform
@@ -115,8 +116,6 @@ class FoldTrainer:
 
         self.predicts_aus = cfg.model.head != "emotion"
         if self.predicts_aus and data.aus is None:
-            from ferray.errors import ConfigError
-
             raise ConfigError(
                 f"model.head: '{cfg.model.head}' needs action-unit labels but the data "
                 f"({data.origin or 'given'}) has none; use head 'emotion' or a source with AUs"

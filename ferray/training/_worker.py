@@ -22,6 +22,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ferray._io import append_line, atomic_write, atomic_write_json, resolve_fs
+from ferray.metrics import bootstrap_metrics, per_class_metrics
+from ferray.run.layout import TrialLayout
+from ferray.run.predictions import Predictions, write_predictions
+from ferray.run.weights import WeightsMeta
 from ferray.training.config import TrainConfig
 
 if TYPE_CHECKING:
@@ -325,8 +330,6 @@ class _EpochLog:
         """Append ``epoch``'s line; False (and a log record) when the file could not be written."""
         if not self.output_dir:
             return True
-        from ferray._io import append_line, atomic_write, resolve_fs
-        from ferray.run.layout import TrialLayout
 
         line = json.dumps(
             {"epoch": epoch, "seconds": round(float(seconds), 3), "time": time.time(), "pid": os.getpid()}
@@ -366,7 +369,6 @@ class _EpochLog:
 
 def _intervals(labels: np.ndarray, probs: np.ndarray, num_classes: int) -> dict:
     """Accuracy and macro-F1 with their bootstrap 95% intervals (seed 0), as JSON-ready dicts."""
-    from ferray.metrics import bootstrap_metrics
 
     return {m: ci._asdict() for m, ci in bootstrap_metrics(labels, probs, num_classes=num_classes, seed=0).items()}
 
@@ -394,8 +396,6 @@ def _final_outputs(
 
 def _save_fold_weights(trainer: FoldTrainer, data: FERData, rank: int, cfg: TrainConfig, config: dict) -> None:
     """This fold's evaluated weights, for the ensemble, distillation and export stages."""
-    from ferray.run.layout import TrialLayout
-    from ferray.run.weights import WeightsMeta
     from ferray.training.weights import save_weights
 
     output_dir = config.get("output_dir")
@@ -424,10 +424,6 @@ def _save_fold_weights(trainer: FoldTrainer, data: FERData, rank: int, cfg: Trai
 def _write_outputs(
     gathered: list, trainer: FoldTrainer, data: FERData, fold_of: np.ndarray, tta: list[str], config: dict, start: float
 ) -> dict:
-    from ferray._io import atomic_write_json
-    from ferray.metrics import per_class_metrics
-    from ferray.training.outputs import Predictions, write_predictions
-
     out: dict = {}
     holdout_index = np.flatnonzero(fold_of < 0)
     k = len(gathered)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from ferray._io import atomic_write
 from ferray.errors import DataError
 
 __all__ = ["save_fold_state", "load_fold_state", "load_fold_history"]
@@ -38,7 +39,6 @@ def save_fold_state(state: dict, path: str | os.PathLike, *, durable: bool = Tru
             tmp.unlink(missing_ok=True)
             raise
         return
-    from ferray._io import atomic_write
 
     atomic_write(path, lambda stream: torch.save(state, stream))
 

@@ -17,9 +17,11 @@ from pathlib import Path
 
 import torch
 
+from ferray._io import atomic_write
 from ferray.errors import DataError
 from ferray.run.layout import TrialLayout
 from ferray.run.weights import WeightsMeta
+from ferray.training.models import build_model
 
 __all__ = ["save_weights", "load_weights", "read_weights_meta", "load_fold_models", "WEIGHTS_FORMAT"]
 
@@ -31,8 +33,6 @@ def save_weights(
 ) -> None:
     """Write ``model``'s state dict to ``path`` (atomically) with JSON-able ``meta``."""
     from safetensors.torch import save
-
-    from ferray._io import atomic_write
 
     tensors = {}
     for key, value in model.state_dict().items():
@@ -73,7 +73,6 @@ def load_fold_models(trial: str | os.PathLike | TrialLayout, *, device: str = "c
     Raises:
         DataError: the trial has no weights (it did not finish, or they were pruned away).
     """
-    from ferray.training.models import build_model
 
     layout = trial if isinstance(trial, TrialLayout) else TrialLayout(Path(trial))
     files = (

@@ -23,7 +23,7 @@ import yaml
 
 from ferray.data import FERData, FoldPlan
 from ferray.run.layout import EnsembleLayout, RunLayout
-from ferray.training.outputs import Predictions, write_predictions
+from ferray.run.predictions import Predictions, write_predictions
 
 SOURCE = "synthetic:basic7?count=140&size=48&seed=0"
 # The trained run (build_trained_run / trained_run): enough faces and epochs for members with opinions.
@@ -258,10 +258,10 @@ def build_trained_run(
     ``teacher`` of the returned run is the ensemble's probabilities (OOF rows and holdout rows).
     """
     from ferray.ensemble import build_ensembles
+    from ferray.run.predictions import read_predictions
     from ferray.run.results import ResultsTable
     from ferray.search import load_search_spec
     from ferray.training._kfold import load_data, make_fold_plan
-    from ferray.training.outputs import read_predictions
 
     layout = RunLayout(root)
     root.mkdir(parents=True)

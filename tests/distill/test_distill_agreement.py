@@ -28,7 +28,7 @@ MARGIN = 0.05
 @pytest.mark.timeout(600)
 def test_online_student_agrees_with_the_ensemble_more_than_a_hard_label_student(trained_run, local_ray):
     from ferray.distill import distill_run
-    from ferray.training.outputs import read_predictions
+    from ferray.run.predictions import read_predictions
 
     run = trained_run
     ensemble = read_predictions(run.layout.ensemble / "holdout.parquet").row_means()

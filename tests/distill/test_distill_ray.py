@@ -20,7 +20,7 @@ def test_distill_writes_a_loadable_student_and_compares_it(tiny_run, local_ray):
     import yaml
 
     from ferray.distill import distill_run
-    from ferray.training.outputs import read_predictions
+    from ferray.run.predictions import read_predictions
     from ferray.training.weights import load_fold_models, read_weights_meta
 
     # With transfer images: 21 extra faces labelled by the ensemble's member models.

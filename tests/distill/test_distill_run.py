@@ -5,7 +5,7 @@ import pytest
 
 from ferray.distill import distill_run
 from ferray.errors import ConfigError, DataError
-from ferray.training.outputs import read_predictions, write_predictions
+from ferray.run.predictions import read_predictions, write_predictions
 
 
 @pytest.fixture(autouse=True)

@@ -103,7 +103,7 @@ def test_a_member_trained_at_another_size_sees_the_batch_resized():
 def test_members_combine_as_their_ensemble_does(tiny_run, method):
     """The rule applied to the members' holdout probabilities gives the ensemble's holdout file."""
     from ferray.ensemble import build_ensembles
-    from ferray.training.outputs import read_predictions
+    from ferray.run.predictions import read_predictions
 
     shutil.rmtree(tiny_run.layout.ensemble)
     build_ensembles(tiny_run.root, top=2, methods=method, echo=None)

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from ferray.distill import StudentTrainer, count_parameters, group_latency, holdout_scores, pack_targets, student_config
+from ferray.run.predictions import Predictions
 from ferray.run.sections import DistillConfig
 from ferray.search import load_search_spec
-from ferray.training.outputs import Predictions
 
 
 def _cfg(run, **distill):

@@ -10,7 +10,7 @@ from ferray import ensemble
 from ferray.distill import pack_targets, read_ensemble_members, read_ensemble_predictions, soften, teacher_targets
 from ferray.errors import ConfigError, DataError
 from ferray.run.layout import EnsembleLayout
-from ferray.training.outputs import Predictions
+from ferray.run.predictions import Predictions
 
 
 def _oof(run, order=None, **change):

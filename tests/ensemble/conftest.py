@@ -1,7 +1,7 @@
 """Fixtures for the ensemble tests: seeded member probabilities and synthetic run folders.
 
 A synthetic run folder is data, not a fake trainer: real ``oof.parquet``/``holdout.parquet``
-files written with :func:`ferray.training.outputs.write_predictions`, a ``results.parquet``
+files written with :func:`ferray.run.predictions.write_predictions`, a ``results.parquet``
 written with :class:`ferray.run.ResultsTable` and the packaged quickstart spec.
 """
 
@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 from ferray.run.layout import RunLayout
+from ferray.run.predictions import Predictions, write_predictions
 from ferray.run.results import ResultsTable
 from ferray.search import packaged_spec
-from ferray.training.outputs import Predictions, write_predictions
 
 CLASSES = ["angry", "happy", "neutral", "sad"]
 

@@ -10,8 +10,8 @@ import pytest
 from ferray.ensemble import CHOSEN_BY, build_ensembles
 from ferray.errors import ConfigError, DataError
 from ferray.run.layout import RunLayout
+from ferray.run.predictions import Predictions, read_predictions, write_predictions
 from ferray.search import packaged_spec
-from ferray.training.outputs import Predictions, read_predictions, write_predictions
 
 from .conftest import CLASSES, TrialSpec, standard_trials
 
@@ -180,7 +180,7 @@ def test_rebuilding_replaces_the_folder_and_a_failure_keeps_the_old_one(make_run
     def boom(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr("ferray.training.outputs.write_predictions", boom)
+    monkeypatch.setattr("ferray.ensemble._build.write_predictions", boom)
     with pytest.raises(OSError, match="disk full"):
         _build(run, top=3, methods="vote")
     assert {p.name: p.read_bytes() for p in files.root.iterdir()} == before

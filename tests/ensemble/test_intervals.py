@@ -11,7 +11,7 @@ import pytest
 from ferray.ensemble import build_ensembles
 from ferray.ensemble._build import comparison_lines, verdict
 from ferray.metrics import bootstrap_metrics, paired_bootstrap
-from ferray.training.outputs import read_predictions
+from ferray.run.predictions import read_predictions
 
 from .conftest import CLASSES, TrialSpec
 

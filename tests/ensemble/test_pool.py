@@ -15,8 +15,8 @@ import pytest
 from ferray.ensemble import build_ensembles
 from ferray.errors import ConfigError
 from ferray.run.layout import RunLayout, TrialLayout
+from ferray.run.predictions import read_predictions
 from ferray.search import packaged_spec
-from ferray.training.outputs import read_predictions
 
 from .conftest import CLASSES, TrialSpec
 

@@ -136,7 +136,7 @@ def softmax_t(probs: np.ndarray, temperature: float) -> np.ndarray:
 def calibrated_run(tmp_path_factory) -> dict:
     """A run whose chosen greedy ensemble has out-of-fold and holdout predictions, exported once.
 
-    The predictions files (:mod:`ferray.training.outputs` format) hold seeded, varied
+    The predictions files (:mod:`ferray.run.predictions` format) hold seeded, varied
     probabilities with labels drawn from the softened ``softmax(log p / 3)``: over-confident
     probabilities, so the fitted temperature is well above 1. One fold per member and no
     student keep the export short (the shared bundle has a student).
@@ -144,7 +144,7 @@ def calibrated_run(tmp_path_factory) -> dict:
     if "calibrated" not in _CACHE:
         from ferray.export import export_run
         from ferray.run.layout import RunLayout
-        from ferray.training.outputs import Predictions, write_predictions
+        from ferray.run.predictions import Predictions, write_predictions
 
         run = RunLayout(tmp_path_factory.mktemp("calibrated") / "exp")
         ids = ["t00001", "t00002"]

@@ -100,7 +100,7 @@ def test_fit_calibration_checks_its_rows():
 def test_student_with_its_own_oof_rows_is_fitted(tmp_path):
     from ferray.export._calibrate import student_calibration
     from ferray.run.layout import DistillLayout
-    from ferray.training.outputs import Predictions, write_predictions
+    from ferray.run.predictions import Predictions, write_predictions
 
     folder = DistillLayout(make_trial(tmp_path / "distill", k=1, cv=None))
     rng = np.random.default_rng(1)

@@ -3,7 +3,7 @@
 * the packaged quickstart spec, its data source shrunk to 140 synthetic faces;
 * three trials with real tiny FERModels (``test_resnet``, multitask head, 48x48 grey, random
   weights) saved with :func:`ferray.training.weights.save_weights`, and ``oof.parquet`` /
-  ``holdout.parquet`` (:mod:`ferray.training.outputs`) holding seeded probabilities of known
+  ``holdout.parquet`` (:mod:`ferray.run.predictions`) holding seeded probabilities of known
   quality on the real fold plan of the data, AU probabilities from the data's AU labels;
 * a pruned trial and an errored one, ``results.parquet`` (:class:`ferray.run.ResultsTable`)
   and a real Optuna study in ``optuna.db``;
@@ -90,9 +90,9 @@ def build_run(root: Path) -> dict:
     from ferray.data import load_source, plan_folds
     from ferray.ensemble import build_ensembles
     from ferray.run.layout import RunLayout
+    from ferray.run.predictions import Predictions, write_predictions
     from ferray.run.results import ResultsTable
     from ferray.search import packaged_spec
-    from ferray.training.outputs import Predictions, write_predictions
 
     run = RunLayout(root / "quickstart-20261130-120000")
     run.root.mkdir(parents=True)

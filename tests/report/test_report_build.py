@@ -12,7 +12,7 @@ from sklearn.metrics import f1_score, precision_recall_fscore_support
 from ferray.errors import ConfigError, DataError
 from ferray.metrics import fit_temperature
 from ferray.report import build_report, param_importances
-from ferray.training.outputs import read_predictions
+from ferray.run.predictions import read_predictions
 
 
 def _holdout_mean(path: Path) -> tuple[np.ndarray, np.ndarray]:

@@ -19,13 +19,13 @@ import torch
 from ferray.errors import ConfigError, DataError
 from ferray.run.disk import directory_size
 from ferray.run.layout import RunLayout, TrialLayout
+from ferray.run.predictions import Predictions, write_predictions
 from ferray.run.results import ResultsTable
 from ferray.run.retention import apply_retention
 from ferray.run.status import get_status, render_status
 from ferray.run.trial_record import ended_history, retry_notes
 from ferray.search import load_search_spec
 from ferray.training.checkpoint import load_fold_state, save_fold_state
-from ferray.training.outputs import Predictions, write_predictions
 
 CLASSES = ["angry", "happy", "neutral", "sad"]
 K = 2

@@ -2,7 +2,7 @@
 
 The run folder is data written the way a sweep writes it: ``results.parquet`` through
 :class:`ferray.run.ResultsTable`, prediction files through
-:func:`ferray.training.outputs.write_predictions`, and ``metrics.json`` with the intervals
+:func:`ferray.run.predictions.write_predictions`, and ``metrics.json`` with the intervals
 the training worker computes (:func:`ferray.metrics.bootstrap_metrics`, seed 0).
 """
 
@@ -17,9 +17,9 @@ import pytest
 
 from ferray.metrics import bootstrap_metrics
 from ferray.run.layout import RunLayout
+from ferray.run.predictions import Predictions, write_predictions
 from ferray.run.results import ResultsTable
 from ferray.run.status import get_status, render_status
-from ferray.training.outputs import Predictions, write_predictions
 
 CLASSES = ["angry", "happy", "neutral"]
 K = 2

@@ -21,8 +21,8 @@ def run(e2e_run):
 
 def test_status_shows_the_workers_holdout_interval_and_the_best_trials_oof_one(run, e2e_run):
     from ferray.metrics import bootstrap_metrics
+    from ferray.run.predictions import read_predictions
     from ferray.run.status import get_status
-    from ferray.training.outputs import read_predictions
 
     status = get_status(run.root)
     best = status["best"]

@@ -40,10 +40,10 @@ import pytest
 from _fer_helpers import one_torch_thread  # noqa: F401 - autouse: one torch thread for these tests
 
 from ferray.data import FERData, load_source, plan_folds
+from ferray.run.predictions import read_predictions
 from ferray.training._fold import FoldTrainer
 from ferray.training._worker import _write_outputs
 from ferray.training.config import TrainConfig
-from ferray.training.outputs import read_predictions
 
 SEED = 0
 K = 2

@@ -8,7 +8,7 @@ import torch
 from _ray_helpers import run_ferray
 
 from ferray.data import FoldPlan, load_source
-from ferray.training.outputs import read_predictions
+from ferray.run.predictions import read_predictions
 
 pytestmark = pytest.mark.ray
 

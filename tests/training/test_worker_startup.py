@@ -14,7 +14,7 @@ from ferray.training._worker import HEAVY_MODULES, STARTUP_KEYS, _startup_report
 #: (unpickled from the object store) and what the last epoch uses to write its files.
 FOLD_WORKER_IMPORTS = (
     "import torch; import ferray.training._worker; from ferray.training._fold import FoldTrainer; "
-    "import ferray.training.checkpoint, ferray.training.outputs, ferray.training.weights; "
+    "import ferray.training.checkpoint, ferray.run.predictions, ferray.training.weights; "
     "import ferray.data._table"
 )
 #: What a sweep's trial function imports to validate its config and build its trainer.

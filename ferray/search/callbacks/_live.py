@@ -7,6 +7,8 @@ import time
 from typing import Any
 
 from ray.tune import Callback
+from rich.console import Console
+from rich.table import Table
 
 from ferray.run.results import ResultsTable
 from ferray.search._optuna import finished
@@ -38,8 +40,6 @@ class LiveView(Callback):
         panel: bool = True,
         echo=None,
     ):
-        from rich.console import Console
-
         self.console = console or Console(stderr=True)
         self.panel = panel  # False: plain lines even on a terminal
         self.echo = echo
@@ -73,8 +73,6 @@ class LiveView(Callback):
         return state
 
     def __setstate__(self, state: dict) -> None:
-        from rich.console import Console
-
         self.__dict__.update(state)
         self.console = Console(stderr=True)
 
@@ -100,8 +98,6 @@ class LiveView(Callback):
         return f"<= {seconds / 60:.1f} min"
 
     def _render(self):
-        from rich.table import Table
-
         counts = {
             s: sum(1 for v in self._states.values() if v == s)
             for s in ("RUNNING", "COMPLETED", "PRUNED", "ERROR", "STOPPED")

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from ray.tune import Callback
 
+from ferray.run.retention import clean_trials, plan_retention
+from ferray.run.status import summarise_trials
 from ferray.search.callbacks._results import ResultsCallback
 from ferray.search.callbacks._writer import background_writer
 
@@ -82,8 +84,6 @@ class RetentionCallback(Callback):
         background_writer().submit(f"retention:{self.run_dir}", lambda: self._apply(rows, settled))
 
     def _apply(self, rows: list[dict], settled: frozenset) -> None:  # background thread
-        from ferray.run.retention import clean_trials, plan_retention
-        from ferray.run.status import summarise_trials
 
         trials = summarise_trials(rows, self.metric, self.mode)
         cleanups, _ = plan_retention(self.run_dir, trials, self.config, top_k=self.top_k, only=settled, pool=self.pool)

@@ -9,6 +9,9 @@ from typing import Any
 
 from ray.tune import Callback
 
+from ferray.runtime.compat import trial_actor
+from ferray.search._stall import STALLED
+
 __all__ = ["StallGuard"]
 
 logger = logging.getLogger(__name__)
@@ -85,9 +88,6 @@ class StallGuard(Callback):
 
     def _stop(self, trial, silent: float, limit: float) -> None:
         import ray
-
-        from ferray.runtime.compat import trial_actor
-        from ferray.search._stall import STALLED
 
         reason = (
             f"{STALLED}: the trial sent nothing for {silent:.0f} s (driver limit {limit:.0f} s); its actor was stopped"

@@ -1,6 +1,9 @@
-"""What a finished trial leaves behind: out-of-fold and holdout predictions.
+"""The prediction files of a run: out-of-fold and holdout probabilities.
 
-These files are the contract between training and the ensemble stage.
+A finished trial leaves ``oof.parquet`` and ``holdout.parquet``, and so do the ensemble stage
+(``RUN/ensemble/``) and the student (``RUN/distill/``); the ensemble, distillation, report
+and export stages and ``ferray status`` read them. This module is the format, torch-free:
+:class:`Predictions`, :func:`write_predictions` and :func:`read_predictions`.
 
 ``oof.parquet``: one row per cross-validation row of the dataset, predicted by the one
 fold model that did not train on it.
@@ -19,7 +22,7 @@ column          type                                    meaning
 ``holdout.parquet``: the same columns, one row per holdout row *per fold model*
 (``fold`` says which model), so an ensemble can average or weigh fold models.
 
-Both carry schema metadata ``ferray_predictions`` (JSON): ``class_names``, ``k``,
+Both carry schema metadata ``ferray_predictions`` (:data:`META_KEY`, JSON): ``class_names``, ``k``,
 ``data_fingerprint``, ``kind`` (``oof`` or ``holdout``), ``tta``.
 
 Files are written to a temporary name and renamed, on local disk or any pyarrow
@@ -39,9 +42,10 @@ import pyarrow.parquet as pq
 from ferray._io import atomic_write, resolve_fs
 from ferray.errors import DataError
 
-__all__ = ["Predictions", "RowMeans", "write_predictions", "read_predictions", "resolve_fs"]
+__all__ = ["META_KEY", "Predictions", "RowMeans", "write_predictions", "read_predictions"]
 
-_META_KEY = b"ferray_predictions"
+#: The schema metadata key of a predictions file; its value is the JSON of :attr:`Predictions.meta`.
+META_KEY = b"ferray_predictions"
 
 
 class RowMeans(NamedTuple):
@@ -117,11 +121,11 @@ class Predictions:
             cols["au_probs"] = pa.FixedSizeListArray.from_arrays(
                 pa.array(self.au_probs.reshape(-1)), self.au_probs.shape[1]
             )
-        return pa.table(cols).replace_schema_metadata({_META_KEY: json.dumps(self.meta).encode()})
+        return pa.table(cols).replace_schema_metadata({META_KEY: json.dumps(self.meta).encode()})
 
     @classmethod
     def from_table(cls, table: pa.Table) -> Predictions:
-        meta = json.loads((table.schema.metadata or {}).get(_META_KEY, b"{}"))
+        meta = json.loads((table.schema.metadata or {}).get(META_KEY, b"{}"))
         if "class_names" not in meta:
             raise DataError("not a ferray predictions file (no 'ferray_predictions' metadata)")
         n = table.num_rows
