@@ -1,4 +1,4 @@
-"""Training building blocks: models, losses, augmentation, mixup, schedules, EMA, TTA.
+"""Training building blocks: models, losses, augmentation (per image and per batch), mixup, schedules, EMA, TTA.
 
 Scores (accuracy, macro-F1, bootstrap intervals) live in :mod:`ferray.metrics`.
 
@@ -16,6 +16,7 @@ _EXPORTS = {
     "apply_batch": "ferray.training.augment",
     "build_eval_transform": "ferray.training.augment",
     "build_train_transform": "ferray.training.augment",
+    "BatchAugment": "ferray.training.batch_augment",
     "ModelEma": "ferray.training.ema",
     "LOSSES": "ferray.training.losses",
     "AULoss": "ferray.training.losses",
@@ -74,6 +75,7 @@ if TYPE_CHECKING:
         train,
     )
     from ferray.training.augment import ImageTransform, apply_batch, build_eval_transform, build_train_transform
+    from ferray.training.batch_augment import BatchAugment
     from ferray.training.config import TrainConfig, load_train_config
     from ferray.training.ema import ModelEma
     from ferray.training.losses import (

@@ -5,29 +5,37 @@ trains it epoch by epoch on that fold's training rows. The Ray Train worker
 (:mod:`ferray.training._worker`) runs one of these per fold; benchmarks and tests use it
 directly. Each epoch's randomness (batch order, augmentation, mixup) is derived from
 ``(seed, fold, epoch)``, so an epoch replayed after a restore draws the same batches.
+
+Training batches come from one of two data paths (``run.data_path``, see
+:mod:`ferray.training.resident`): the fold's images resident on its device, augmented a
+batch at a time there, or a DataLoader augmenting image by image with albumentations. Both
+draw the same rows in the same order for an epoch; evaluation is the same for both.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, RandomSampler, WeightedRandomSampler
+from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler, WeightedRandomSampler
 
 from ferray.data import FERData
 from ferray.errors import ConfigError
 from ferray.metrics import accuracy, au_f1, macro_f1
 from ferray.training._step import NonFiniteLossError, TrainStep
 from ferray.training.augment import build_eval_transform, build_train_transform
+from ferray.training.batch_augment import BatchAugment
 from ferray.training.config import TrainConfig
 from ferray.training.ema import ModelEma
 from ferray.training.losses import build_loss
 from ferray.training.mixing import MixupCutmix
 from ferray.training.models import build_model
+from ferray.training.resident import BUDGET_FRACTION, choose_data_path, free_bytes, resident_images
 from ferray.training.schedules import build_optimizer, build_scheduler
 from ferray.training.tta import predict_proba
 
@@ -87,6 +95,12 @@ class FoldTrainer:
         fold: fold number (mixes into the seeds).
         device: torch device; ``None`` picks CUDA when available.
         name: what errors call this trainer (default ``"fold <fold>"``).
+        data_budget: bytes the resident training images may take for ``run.data_path: auto``;
+            ``None`` means a share of the device's free memory
+            (:data:`~ferray.training.resident.BUDGET_FRACTION`).
+
+    Attributes:
+        data_path: ``"device"`` or ``"loader"``, the data path this trainer trains from.
     """
 
     def __init__(
@@ -99,6 +113,7 @@ class FoldTrainer:
         fold: int = 0,
         device: torch.device | str | None = None,
         name: str | None = None,
+        data_budget: int | None = None,
     ):
         self.cfg, self.data, self.fold = cfg, data, fold
         self.train_index = np.asarray(train_index)
@@ -159,6 +174,13 @@ class FoldTrainer:
             name=f"fold {fold}" if name is None else name,
         )
         self.eval_transform = build_eval_transform(self.size, self.channels)
+        self.data_path = self._choose_data_path(data_budget)
+        self._images: torch.Tensor | None = None
+        if self.data_path == "device":
+            self._images = torch.from_numpy(
+                resident_images(data.images, self.train_index, self.size, self.channels)
+            ).to(self.device)
+            self.batch_augment = BatchAugment(self.size, self.channels, cfg.augment.strength)
 
     # -- set-up helpers -----------------------------------------------------------------
     def _steps_per_epoch(self) -> int:
@@ -179,8 +201,36 @@ class FoldTrainer:
             return torch.bfloat16
         return torch.float16
 
+    def _choose_data_path(self, budget: int | None) -> str:
+        size = self.size
+        nbytes = len(self.train_index) * size * size * self.channels
+        mode = self.cfg.run.data_path
+        if budget is None and mode == "auto":
+            budget = int(BUDGET_FRACTION * free_bytes(self.device))
+        return choose_data_path(mode, self.device, nbytes, budget or 0, self.cfg.run.loader_workers)
+
     def _autocast(self):
         return self.train_step.autocast()
+
+    def _sampler(self, epoch: int) -> Sampler[int]:
+        """The rows (positions in ``train_index``) of ``epoch``, in order; they depend only on (seed, fold, epoch)."""
+        cfg = self.cfg
+        gen = torch.Generator().manual_seed(_seed(cfg.run.seed, self.fold, epoch))
+        n_samples = self.steps_per_epoch * cfg.run.batch_size
+        if cfg.loss.balanced_sampling:
+            weights = 1.0 / np.maximum(self.class_counts, 1)
+            return WeightedRandomSampler(
+                torch.as_tensor(weights[self.data.labels[self.train_index]], dtype=torch.double),
+                num_samples=n_samples,
+                replacement=True,
+                generator=gen,
+            )
+        n = len(self.train_index)
+        return RandomSampler(range(n), replacement=n < n_samples, num_samples=n_samples, generator=gen)
+
+    @property
+    def _batch_size(self) -> int:
+        return min(self.cfg.run.batch_size, self.steps_per_epoch * self.cfg.run.batch_size)
 
     def train_loader(self, epoch: int) -> DataLoader:
         """The loader of ``epoch``: batch order and augmentation depend only on (seed, fold, epoch)."""
@@ -190,25 +240,34 @@ class FoldTrainer:
         rows = _Rows(
             self.data.images, self.targets, self.data.aus if self.predicts_aus else None, self.train_index, transform
         )
-        gen = torch.Generator().manual_seed(seed)
-        n_samples = self.steps_per_epoch * cfg.run.batch_size
-        if cfg.loss.balanced_sampling:
-            weights = 1.0 / np.maximum(self.class_counts, 1)
-            sampler = WeightedRandomSampler(
-                torch.as_tensor(weights[self.data.labels[self.train_index]], dtype=torch.double),
-                num_samples=n_samples,
-                replacement=True,
-                generator=gen,
-            )
-        else:
-            sampler = RandomSampler(rows, replacement=len(rows) < n_samples, num_samples=n_samples, generator=gen)
         return DataLoader(
             rows,
-            batch_size=min(cfg.run.batch_size, n_samples),
-            sampler=sampler,
+            batch_size=self._batch_size,
+            sampler=self._sampler(epoch),
             num_workers=cfg.run.loader_workers,
             pin_memory=self.device.type == "cuda",
         )
+
+    def train_batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]:
+        """``(x, y, aus)`` batches of ``epoch`` on the trainer's device, from :attr:`data_path`."""
+        if self._images is None:
+            non_blocking = self.device.type == "cuda"
+            for batch in self.train_loader(epoch):
+                x = batch[0].to(self.device, non_blocking=non_blocking)
+                y = batch[1].to(self.device, non_blocking=non_blocking)
+                aus = batch[2].to(self.device, non_blocking=non_blocking) if len(batch) > 2 else None
+                yield x, y, aus
+            return
+        # Targets are read each epoch: a subclass (the distillation student) may replace them.
+        targets = torch.from_numpy(np.ascontiguousarray(self.targets[self.train_index])).to(self.device)
+        aus = None
+        if self.predicts_aus:
+            aus = torch.from_numpy(self.data.aus[self.train_index].astype(np.float32)).to(self.device)
+        order = torch.as_tensor(list(self._sampler(epoch)), dtype=torch.long).to(self.device)
+        gen = torch.Generator(self.device).manual_seed(_seed(self.cfg.run.seed, self.fold, epoch, 11))
+        for rows in order.split(self._batch_size):
+            x = self.batch_augment(self._images.index_select(0, rows), gen)
+            yield x, targets.index_select(0, rows), (aus.index_select(0, rows) if aus is not None else None)
 
     # -- training -----------------------------------------------------------------------
     def train_epoch(self, epoch: int | None = None) -> EpochStats:
@@ -228,11 +287,7 @@ class FoldTrainer:
             )
         start = time.perf_counter()
         total, seen, steps = 0.0, 0, 0
-        non_blocking = self.device.type == "cuda"
-        for batch in self.train_loader(epoch):
-            x = batch[0].to(self.device, non_blocking=non_blocking)
-            y = batch[1].to(self.device, non_blocking=non_blocking)
-            aus = batch[2].to(self.device, non_blocking=non_blocking) if len(batch) > 2 else None
+        for x, y, aus in self.train_batches(epoch):
             if cfg.run.channels_last and self.device.type == "cuda":
                 x = x.contiguous(memory_format=torch.channels_last)
             x, y, aus = self._mix_batch(x, y, aus, mixer, epoch)

@@ -159,6 +159,12 @@ class RunConfig(StrictModel):
     amp: Literal["auto", "bf16", "fp16", "off"] = "auto"
     channels_last: bool = True
     loader_workers: int = Field(0, ge=0, le=64, description="DataLoader worker processes per fold.")
+    data_path: Literal["auto", "device", "loader"] = Field(
+        "auto",
+        description="device: a fold's training images stay on its device and batches are augmented there; "
+        "loader: a DataLoader augments image by image (albumentations); auto: device when the images fit "
+        "a tenth of the device's free memory (on the CPU only with loader_workers 0), else loader.",
+    )
     max_steps_per_epoch: int | None = Field(None, ge=1, description="Cap steps per epoch (smoke runs).")
 
 
