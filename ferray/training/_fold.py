@@ -202,8 +202,7 @@ class FoldTrainer:
         return torch.float16
 
     def _choose_data_path(self, budget: int | None) -> str:
-        size = self.size
-        nbytes = len(self.train_index) * size * size * self.channels
+        nbytes = len(self.train_index) * self.size * self.size * self.channels
         mode = self.cfg.run.data_path
         if budget is None and mode == "auto":
             budget = int(BUDGET_FRACTION * free_bytes(self.device))
@@ -228,10 +227,6 @@ class FoldTrainer:
         n = len(self.train_index)
         return RandomSampler(range(n), replacement=n < n_samples, num_samples=n_samples, generator=gen)
 
-    @property
-    def _batch_size(self) -> int:
-        return min(self.cfg.run.batch_size, self.steps_per_epoch * self.cfg.run.batch_size)
-
     def train_loader(self, epoch: int) -> DataLoader:
         """The loader of ``epoch``: batch order and augmentation depend only on (seed, fold, epoch)."""
         cfg = self.cfg
@@ -242,7 +237,7 @@ class FoldTrainer:
         )
         return DataLoader(
             rows,
-            batch_size=self._batch_size,
+            batch_size=cfg.run.batch_size,
             sampler=self._sampler(epoch),
             num_workers=cfg.run.loader_workers,
             pin_memory=self.device.type == "cuda",
@@ -265,7 +260,7 @@ class FoldTrainer:
             aus = torch.from_numpy(self.data.aus[self.train_index].astype(np.float32)).to(self.device)
         order = torch.as_tensor(list(self._sampler(epoch)), dtype=torch.long).to(self.device)
         gen = torch.Generator(self.device).manual_seed(_seed(self.cfg.run.seed, self.fold, epoch, 11))
-        for rows in order.split(self._batch_size):
+        for rows in order.split(self.cfg.run.batch_size):
             x = self.batch_augment(self._images.index_select(0, rows), gen)
             yield x, targets.index_select(0, rows), (aus.index_select(0, rows) if aus is not None else None)
 
