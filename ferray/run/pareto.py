@@ -96,24 +96,28 @@ def crowding_distance(values: Sequence[Sequence[float | None]], modes: Sequence[
     """NSGA-II's crowding distance of each point among ``values`` (one front): larger is lonelier.
 
     The extreme points of each objective get ``inf``; the others the sum over objectives of
-    the gap between their neighbours, as a share of the objective's range.
+    the gap between their neighbours, as a share of the objective's range. Equal points get
+    the same distance.
     """
     costs = _minimised(values, modes)
-    n = len(costs)
+    # Equal points are one point (ties get the same distance), counted once.
+    unique = sorted(set(costs))
+    n = len(unique)
     distance = [0.0] * n
     if n <= 2:
-        return [math.inf] * n
+        return [math.inf] * len(costs)
     for m in range(len(modes)):
-        order = sorted(range(n), key=lambda i: costs[i][m])
-        low, high = costs[order[0]][m], costs[order[-1]][m]
+        order = sorted(range(n), key=lambda i: unique[i][m])
+        low, high = unique[order[0]][m], unique[order[-1]][m]
         distance[order[0]] = distance[order[-1]] = math.inf
         span = high - low
         if not math.isfinite(span) or span == 0:
             continue
         for k in range(1, n - 1):
-            gap = costs[order[k + 1]][m] - costs[order[k - 1]][m]
+            gap = unique[order[k + 1]][m] - unique[order[k - 1]][m]
             distance[order[k]] += gap / span if math.isfinite(gap) else math.inf
-    return distance
+    of = {point: d for point, d in zip(unique, distance)}
+    return [of[c] for c in costs]
 
 
 def rank_keys(values: Sequence[Sequence[float | None]], modes: Sequence[str]) -> list[tuple[int, float, float]]:

@@ -61,3 +61,11 @@ def test_rank_keys_order_by_front_then_crowding_then_first_objective():
     # front 0: 0, 1, 2, 3 (extremes 1 and 0 first, the best accuracy first); front 1: 4
     assert order[:2] == [1, 0] and order[-1] == 4
     assert keys[4][0] == 1
+
+
+def test_equal_points_are_true_ties():
+    points = [[0.5, 1.0], [0.5, 1.0], [0.5, 1.0], [0.5, 1.0]]
+    assert len(set(crowding_distance(points, MAX_MIN))) == 1
+    assert len(set(rank_keys(points, MAX_MIN))) == 1
+    keys = rank_keys([[0.9], [0.8], [0.8], [0.8], [0.7]], ["max"])
+    assert keys[1] == keys[2] == keys[3] and keys[0] < keys[1] < keys[4]
