@@ -62,3 +62,11 @@ def test_search_metric_must_agree_with_the_first_objective(write_spec):
     extra = "search:\n  metric: loss\n  objectives: [{metric: accuracy}, {metric: macs}]\n"
     with pytest.raises(ConfigError, match=r"metric is 'loss' but objectives\[0\] is 'accuracy'"):
         load_search_spec(write_spec(SPACE, extra=extra))
+
+
+def test_the_latency_example_spec_searches_accuracy_against_latency():
+    from pathlib import Path
+
+    spec = load_search_spec(Path(__file__).resolve().parents[2] / "search_spaces" / "quickstart_latency.yaml")
+    assert [(o.metric, o.mode) for o in spec.search.objectives] == [("accuracy", "max"), ("latency_ms", "min")]
+    assert spec.budget.early_stopping
