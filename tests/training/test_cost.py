@@ -62,3 +62,32 @@ def test_measure_cost_on_a_real_backbone() -> None:
     assert cost["latency_ms"] > 0 and cost["latency_ms_b64"] > 0
     assert cost["latency_threads"] == torch.get_num_threads()
     assert set(measure_cost(model, (1, 32, 32), latency=False)) == {"params", "macs"}
+
+
+def test_measuring_a_fold_model_leaves_its_training_unchanged():
+    """The fold worker measures the fresh model before its first epoch: the epoch trains as without it."""
+    from ferray.data import generate, plan_folds
+    from ferray.training._fold import FoldTrainer
+    from ferray.training._worker import _trial_cost
+    from ferray.training.config import TrainConfig
+
+    data = generate(count=64, size=48, seed=0)
+    plan = plan_folds(data, 2, seed=0)
+    cfg = TrainConfig.model_validate(
+        {
+            "model": {"backbone": "test_resnet", "pretrained": False, "drop_rate": 0.2},
+            "run": {"epochs": 1, "batch_size": 16, "amp": "off"},
+            "optim": {"ema_decay": 0.9},
+        }
+    )
+
+    def trained(measure: bool) -> dict:
+        torch.manual_seed(0)
+        trainer = FoldTrainer(cfg, data, plan.train_index(0), plan.val_index(0), fold=0, device="cpu")
+        cost = _trial_cost(trainer, latency=True) if measure else {}
+        trainer.train_epoch(0)
+        return {"cost": cost, "state": trainer.state_dict()["model"]}
+
+    measured, plain = trained(True), trained(False)
+    assert measured["cost"]["latency_ms"] > 0 and measured["cost"]["params"] > 0
+    assert all(torch.equal(measured["state"][k], plain["state"][k]) for k in plain["state"])
