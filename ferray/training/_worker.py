@@ -49,9 +49,9 @@ METRICS = ("loss", "accuracy", "macro_f1", "au_f1")
 #: until the worker process existed (Train controller, placement group, process spawn) and
 #: ``worker_process_s`` the process's own start (Ray, torch, the process-group rendezvous);
 #: ``import_s`` timm, albumentations and ferray's training code; ``data_get_s`` the dataset
-#: from the object store; ``model_build_s`` model, optimiser and loss; ``first_batch_s``
-#: the first training step; ``startup_s`` the whole, trial start (or submission) -> first
-#: step done. Also ``startup_cpu_s``: CPU seconds the k fold worker processes spent until
+#: from the object store; ``model_build_s`` model, optimiser and loss (on fold 0 also the
+#: model's cost); ``first_batch_s`` the first training step; ``startup_s`` the whole, trial
+#: start (or submission) -> first step done. Also ``startup_cpu_s``: CPU seconds the k fold worker processes spent until
 #: their first step (summed), and ``heavy_modules``: modules of :data:`HEAVY_MODULES` a fold
 #: worker had imported by the end of its first epoch (the union; ``[]`` is the goal).
 STARTUP_KEYS = (
