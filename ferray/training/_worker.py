@@ -51,9 +51,10 @@ METRICS = ("loss", "accuracy", "macro_f1", "au_f1")
 #: ``import_s`` timm, albumentations and ferray's training code; ``data_get_s`` the dataset
 #: from the object store; ``model_build_s`` model, optimiser and loss (on fold 0 also the
 #: model's cost); ``first_batch_s`` the first training step; ``startup_s`` the whole, trial
-#: start (or submission) -> first step done. Also ``startup_cpu_s``: CPU seconds the k fold worker processes spent until
-#: their first step (summed), and ``heavy_modules``: modules of :data:`HEAVY_MODULES` a fold
-#: worker had imported by the end of its first epoch (the union; ``[]`` is the goal).
+#: start (or submission) -> first step done. Also ``startup_cpu_s``: CPU seconds the k fold
+#: worker processes spent until their first step (summed), and ``heavy_modules``: modules of
+#: :data:`HEAVY_MODULES` a fold worker had imported by the end of its first epoch (the union;
+#: ``[]`` is the goal).
 STARTUP_KEYS = (
     "trial_setup_s",
     "worker_start_s",
