@@ -6,7 +6,10 @@ it in a Tune ``Callback`` on the driver. Columns: ``trial_id``, ``trial_number``
 for each sampled parameter, ``epoch``, the fold-mean/std metrics, ``epoch_seconds``,
 ``time_total_s`` and ``timestamp``; the last epoch of a finished trial carries ``oof_*``
 and ``holdout_*`` metrics, and the first epoch the trial's start-up (``startup_s`` and its
-phases, ``heavy_modules``; see :data:`ferray.training._worker.STARTUP_KEYS`).
+phases, ``heavy_modules``; see :data:`ferray.training._worker.STARTUP_KEYS`). Every row
+carries the model's ``params`` and ``macs``; the last row of a finished trial its trained
+model's ``latency_ms`` (batch 1, ms per image), ``latency_ms_b64`` (ms per batch of 64) and
+``latency_threads`` (see :mod:`ferray.training.cost`).
 """
 
 from __future__ import annotations
@@ -59,6 +62,13 @@ RESULT_KEYS = (
     "first_batch_s",
     "startup_cpu_s",
     "heavy_modules",
+    # The trial's cost (= ferray.training.cost.COST_KEYS): parameters and MACs in every row,
+    # latency in the last row (and in every row when a latency objective asked for it).
+    "params",
+    "macs",
+    "latency_ms",
+    "latency_ms_b64",
+    "latency_threads",
 )
 
 

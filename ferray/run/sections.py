@@ -3,7 +3,7 @@
 A spec file (:mod:`ferray.run.spec`) holds, besides the training config and the space:
 
 * ``budget``: trials, epochs, early stopping (ASHA) and stall limits (:class:`BudgetConfig`);
-* ``search``: sampler, seed, metric override (:class:`SearchConfig`);
+* ``search``: sampler, seed, metric override, objectives (:class:`SearchConfig`, :class:`Objective`);
 * ``tracking``: TensorBoard (always) and Weights & Biases (:class:`TrackingConfig`);
 * ``ensemble``, ``distill`` and ``retention``: settings the stages after the sweep read
   (:class:`EnsembleConfig`, :class:`DistillConfig`, :class:`RetentionConfig`).
@@ -25,6 +25,8 @@ from ferray.training.watch import StallLimits
 __all__ = [
     "BudgetConfig",
     "SearchConfig",
+    "Objective",
+    "OBJECTIVE_METRICS",
     "WandbConfig",
     "TrackingConfig",
     "GreedyConfig",
@@ -72,6 +74,67 @@ class BudgetConfig(StrictModel):
         return self
 
 
+#: Metrics ``search.objectives`` accepts -> the direction that is better. accuracy, macro_f1 and
+#: loss are fold means (per epoch); the others are a trial's cost, fixed by its architecture:
+#: latency_ms (ms per image at batch 1), latency_ms_b64 (ms per batch of 64), params, macs.
+OBJECTIVE_METRICS = {
+    "accuracy": "max",
+    "macro_f1": "max",
+    "loss": "min",
+    "latency_ms": "min",
+    "latency_ms_b64": "min",
+    "params": "min",
+    "macs": "min",
+}
+
+#: The objective metrics that a trial's epochs score (the others are its cost).
+QUALITY_METRICS = ("accuracy", "macro_f1", "loss")
+
+
+class Objective(StrictModel):
+    """One objective of a multi-objective search: a metric and the direction that is better."""
+
+    metric: str = Field(description="One of " + ", ".join(OBJECTIVE_METRICS) + ".")
+    direction: Literal["max", "min"] | None = Field(
+        None, description="max or min; None: the metric's own (max for accuracy and macro_f1, min for the others)."
+    )
+
+    @field_validator("metric")
+    @classmethod
+    def _metric(cls, value: str) -> str:
+        if value not in OBJECTIVE_METRICS:
+            accepted = ", ".join(OBJECTIVE_METRICS)
+            raise ValueError(f"metric is {value!r}, but must be one of {accepted}{closest(value, OBJECTIVE_METRICS)}")
+        return value
+
+    @model_validator(mode="after")
+    def _direction(self) -> Objective:
+        natural = OBJECTIVE_METRICS[self.metric]
+        if self.direction is None:
+            self.direction = natural
+        elif self.direction != natural:
+            word = "maximised" if natural == "max" else "minimised"
+            raise ValueError(
+                f"direction is {self.direction!r}, but {self.metric} can only be {word} (direction: {natural})"
+            )
+        return self
+
+    @property
+    def mode(self) -> str:
+        """``"max"`` or ``"min"`` (the direction, always set after validation)."""
+        return self.direction or OBJECTIVE_METRICS[self.metric]
+
+    @property
+    def key(self) -> str:
+        """The key of this objective in a trial's reports and in ``results.parquet``."""
+        return f"val_{self.metric}_mean" if self.metric in QUALITY_METRICS else self.metric
+
+    @property
+    def is_cost(self) -> bool:
+        """Whether the metric is a trial's cost (fixed by its architecture), not a score."""
+        return self.metric not in QUALITY_METRICS
+
+
 class SearchConfig(StrictModel):
     """The searcher."""
 
@@ -84,6 +147,47 @@ class SearchConfig(StrictModel):
     metric: Literal["accuracy", "macro_f1", "loss"] | None = Field(
         None, description="Overrides run.metric: the fold mean that is optimised."
     )
+    objectives: list[Objective] | None = Field(
+        None,
+        description="Several objectives searched together (a Pareto front, e.g. accuracy against "
+        "latency_ms); None: the one fold mean of search.metric / run.metric.",
+    )
+
+    @field_validator("objectives")
+    @classmethod
+    def _objectives(cls, value: list[Objective] | None) -> list[Objective] | None:
+        if value is None:
+            return None
+        if len(value) < 2:
+            raise ValueError(
+                f"objectives lists {len(value)} objective(s), but needs at least 2; for one fold mean "
+                "set search.metric (accuracy, macro_f1 or loss) instead"
+            )
+        names = [o.metric for o in value]
+        twice = [n for i, n in enumerate(names) if n in names[:i]]
+        if twice:
+            raise ValueError(f"objectives name {twice[0]!r} twice; list each metric once")
+        if value[0].metric not in QUALITY_METRICS:
+            raise ValueError(
+                f"objectives[0] is {value[0].metric!r}, but the first objective must be a fold mean "
+                f"({', '.join(QUALITY_METRICS)}): it ranks the trials for early stopping's ties, the "
+                "best trial and the ensemble"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _metric_and_objectives(self) -> SearchConfig:
+        if self.objectives and self.metric is not None and self.metric != self.objectives[0].metric:
+            raise ValueError(
+                f"metric is {self.metric!r} but objectives[0] is {self.objectives[0].metric!r}; "
+                "drop search.metric (the first objective is the optimised fold mean) or make them the same"
+            )
+        return self
+
+    @property
+    def multi_objective(self) -> bool:
+        """Whether the search has several objectives (``objectives`` set)."""
+        return bool(self.objectives)
 
 
 class WandbConfig(StrictModel):

@@ -155,7 +155,10 @@ class SearchSpec(TrainConfig):
 
     @property
     def metric(self) -> str:
-        """The fold-mean metric optimised (``search.metric`` or ``run.metric``)."""
+        """The fold-mean metric optimised (``search.metric`` or ``run.metric``; with several
+        objectives, the first, a fold mean)."""
+        if self.search.objectives:
+            return self.search.objectives[0].metric
         return self.search.metric or self.run.metric
 
     @property

@@ -19,12 +19,16 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from ferray.errors import ConfigError, DataError
 from ferray.metrics import bootstrap_metrics
 from ferray.run.disk import disk_usage
 from ferray.run.layout import RunLayout, TrialLayout
+from ferray.run.pareto import pareto_front
 from ferray.run.predictions import read_predictions
 from ferray.run.results import STATES, read_results
+from ferray.run.sections import Objective
 
 __all__ = ["get_status", "render_status", "summarise_trials", "trial_intervals"]
 
@@ -36,10 +40,15 @@ def _finite(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def summarise_trials(rows: list[dict], metric: str = "accuracy", mode: str = "max") -> list[dict]:
+def summarise_trials(
+    rows: list[dict], metric: str = "accuracy", mode: str = "max", objectives: list[Objective] | None = None
+) -> list[dict]:
     """One summary per trial from results rows, best first (best epoch's fold mean).
 
-    Trials without a finite fold mean (errored before their first epoch) come last.
+    Trials without a finite fold mean (errored before their first epoch) come last. With
+    ``objectives``, each summary has ``objectives``: ``{metric: value}``, a fold mean at the
+    trial's best epoch, a cost from its last row that has it (the trained model's latency
+    once the trial finished).
     """
     by_trial: dict[str, list[dict]] = {}
     for row in rows:
@@ -73,6 +82,13 @@ def summarise_trials(rows: list[dict], metric: str = "accuracy", mode: str = "ma
                 "params": {k[len("param.") :]: v for k, v in first.items() if k.startswith("param.") and v is not None},
             }
         )
+        if objectives:
+            out[-1]["objectives"] = {
+                o.metric: (best or {}).get(o.key)
+                if not o.is_cost
+                else next((r.get(o.key) for r in reversed(trial_rows) if _finite(r.get(o.key))), None)
+                for o in objectives
+            }
     out.sort(key=lambda t: (t["metric"] is None, sign * t["metric"] if t["metric"] is not None else 0.0))
     return out
 
@@ -143,7 +159,10 @@ def get_status(run_dir: str | os.PathLike, *, disk: bool = False, intervals: boo
 
     Keys: ``run_dir``, ``name``, ``metric``, ``mode``, ``budget_trials``, ``counts``
     (trials per state), ``trials`` (best first, see :func:`summarise_trials`), ``best``
-    (the best COMPLETED trial, else the best of any state, or ``None``); with ``disk``
+    (the best COMPLETED trial, else the best of any state, or ``None``); with several
+    objectives (``search.objectives``) also ``objectives`` (``[{metric, direction}]``) and
+    ``pareto`` (the ids of the Pareto-optimal trials among the completed and pruned ones),
+    and each trial has ``objectives`` (its values) and ``pareto`` (True/False); with ``disk``
     also ``disk``: the run directory's size and what the retention policy removed
     (:func:`ferray.run.disk.disk_usage`).
 
@@ -160,12 +179,16 @@ def get_status(run_dir: str | os.PathLike, *, disk: bool = False, intervals: boo
     if not run.is_dir():
         raise ConfigError(f"{run}: no such run directory")
     metric, mode, name, trials_budget = "accuracy", "max", run.name, None
+    objectives: list[Objective] | None = None
     spec_file = RunLayout(run).spec
     if spec_file.is_file():
         import yaml
 
         raw = yaml.safe_load(spec_file.read_text()) or {}
+        objectives = _objectives(raw, spec_file)
         metric = (raw.get("search") or {}).get("metric") or (raw.get("run") or {}).get("metric") or metric
+        if objectives:
+            metric = objectives[0].metric
         mode = "min" if metric == "loss" else "max"
         name = raw.get("name", name)
         trials_budget = (raw.get("budget") or {}).get("trials")
@@ -175,7 +198,9 @@ def get_status(run_dir: str | os.PathLike, *, disk: bool = False, intervals: boo
         rows: list[dict] = []
     else:
         rows = read_results(results)
-    trials = summarise_trials(rows, metric, mode)
+    trials = summarise_trials(rows, metric, mode, objectives)
+    if objectives:
+        _mark_pareto(trials, objectives)
     counts = {s: 0 for s in STATES}
     for t in trials:
         counts[t["state"]] = counts.get(t["state"], 0) + 1
@@ -199,9 +224,50 @@ def get_status(run_dir: str | os.PathLike, *, disk: bool = False, intervals: boo
         "trials": trials,
         "best": best,
     }
+    if objectives:
+        out["objectives"] = [{"metric": o.metric, "direction": o.mode} for o in objectives]
+        out["pareto"] = [t["trial_id"] for t in trials if t["pareto"]]
     if disk:
         out["disk"] = disk_usage(run)
     return out
+
+
+#: Trial states whose objective values enter the Pareto front (a pruned trial with its values
+#: at the epoch it was stopped: its cost is its architecture's, its score a lower bound).
+PARETO_STATES = ("COMPLETED", "PRUNED")
+
+
+def _objectives(raw: dict, spec_file: Path) -> list[Objective] | None:
+    """The spec's ``search.objectives`` (``None``: one metric)."""
+    entries = (raw.get("search") or {}).get("objectives")
+    if not entries:
+        return None
+    out = []
+    for i, entry in enumerate(entries):
+        try:
+            out.append(Objective.model_validate(entry))
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            where = ".".join(str(p) for p in ("search.objectives", i, *error["loc"]))
+            raise ConfigError(f"{spec_file}: {where}: {error['msg'].removeprefix('Value error, ')}") from None
+    return out
+
+
+def _mark_pareto(trials: list[dict], objectives: list[Objective]) -> None:
+    """Set each trial's ``pareto``: whether it is on the Pareto front of the ended trials.
+
+    Only completed and pruned trials with a finite value of every objective compete.
+    """
+    for t in trials:
+        t["pareto"] = False
+    ranked = [
+        t
+        for t in trials
+        if t["state"] in PARETO_STATES and all(_finite(t["objectives"].get(o.metric)) for o in objectives)
+    ]
+    vectors = [[t["objectives"][o.metric] for o in objectives] for t in ranked]
+    for i in pareto_front(vectors, [o.mode for o in objectives]):
+        ranked[i]["pareto"] = True
 
 
 def _safe_id(trial_id: Any) -> bool:
@@ -231,28 +297,30 @@ def render_status(status: dict):
 
     colours = {"COMPLETED": "green", "PRUNED": "yellow", "ERROR": "red", "RUNNING": "cyan", "STOPPED": "magenta"}
     table = Table(title=f"{status['name']}: {status['metric']} ({status['mode']}), fold mean ± std, best first")
-    for col in (
-        "#",
-        "trial",
-        "state",
-        "epochs",
-        f"{status['metric']}",
-        "OOF acc [95% CI]",
-        "holdout acc [95% CI]",
-        "params / error",
-    ):
+    objectives = status.get("objectives")
+    costs = [o["metric"] for o in objectives or [] if o["metric"] != status["metric"]]
+    columns = ["#", "trial", "state", "epochs", f"{status['metric']}"]
+    if objectives:
+        columns = ["pareto", *columns, *costs]
+    for col in (*columns, "OOF acc [95% CI]", "holdout acc [95% CI]", "params / error"):
         table.add_column(col, overflow="fold")
     for t in status["trials"]:
         detail = ", ".join(f"{k}={_short(v)}" for k, v in t["params"].items())
         if t["error"]:
             detail = (detail + "\n" if detail else "") + f"[red]{t['error']}[/red]"
         metric = f"{_fmt(t['metric'])} ± {_fmt(t['metric_std'])}" if t["metric"] is not None else "-"
-        table.add_row(
+        cells = [
             str(t["trial_number"] if t["trial_number"] is not None else ""),
             t["trial_id"],
             f"[{colours.get(t['state'], 'white')}]{t['state']}[/]",
             str(t["epochs"]),
             metric,
+        ]
+        if objectives:
+            values = t.get("objectives") or {}
+            cells = ["[bold]*[/bold]" if t.get("pareto") else "", *cells, *(_cost(values.get(c)) for c in costs)]
+        table.add_row(
+            *cells,
             _with_interval(t, "oof"),
             _with_interval(t, "holdout"),
             detail,
@@ -279,6 +347,14 @@ def render_status(status: dict):
                 f"{startups[0]:.1f}-{startups[-1]:.1f} s over {len(startups)} trial(s)"
             )
         )
+    if objectives:
+        names = ", ".join(f"{o['metric']} ({o['direction']})" for o in objectives)
+        parts.append(
+            Text(
+                f"Pareto front over {names}: {len(status['pareto'])} trial(s) marked * "
+                "(completed and pruned trials; a pruned trial's fold mean is at the epoch it was stopped)"
+            )
+        )
     best = status["best"]
     if best:
         parts.append(
@@ -300,6 +376,17 @@ def render_status(status: dict):
         if "holdout_clean" not in (best.get("intervals") or {}) and _finite(best.get("holdout_clean_accuracy")):
             parts.append(Text(f"  {names['holdout_clean']}: accuracy {_fmt(best['holdout_clean_accuracy'])}"))
     return Group(*parts)
+
+
+def _cost(v: Any) -> str:
+    """A cost figure: milliseconds with 3 significant digits, counts as 1.2M / 35.1k."""
+    if not _finite(v):
+        return "-"
+    if abs(v) >= 1e6:
+        return f"{v / 1e6:.3g}M"
+    if abs(v) >= 1e4:
+        return f"{v / 1e3:.3g}k"
+    return f"{v:.3g}"
 
 
 def _short(v: Any) -> str:

@@ -90,26 +90,39 @@ def finished(result: dict | None, max_epochs: int) -> bool:
     )
 
 
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def trial_state(
-    result: dict | None, *, error: bool, pruned: bool, metric: str, max_epochs: int
-) -> tuple[str, float | None]:
-    """The Optuna state name and value to tell for a finished Tune trial.
+    result: dict | None, *, error: bool, pruned: bool, metric: str | list[str], max_epochs: int
+) -> tuple[str, float | list[float] | None]:
+    """The Optuna state name and value(s) to tell for a finished Tune trial.
 
     ``error`` -> FAIL; stopped by the scheduler (``pruned``) or ended before its last epoch
     without an error (time limit, interrupt) -> PRUNED, with no value (Optuna takes the
     last intermediate value); a finite final value -> COMPLETE; NaN/inf/missing -> FAIL.
+    With several objectives (``metric`` a list) the value is the list of their values, every
+    one finite for COMPLETE.
 
     >>> trial_state({"metric": 0.5, "epoch": 3}, error=False, pruned=False, metric="metric", max_epochs=3)
     ('COMPLETE', 0.5)
     >>> trial_state({"metric": 0.3, "epoch": 1}, error=False, pruned=True, metric="metric", max_epochs=3)
     ('PRUNED', None)
+    >>> trial_state({"a": 0.5, "b": 2.0, "epoch": 3}, error=False, pruned=False, metric=["a", "b"], max_epochs=3)
+    ('COMPLETE', [0.5, 2.0])
     """
     if error:
         return "FAIL", None
     if pruned or (result is not None and not finished(result, max_epochs)):
         return "PRUNED", None
+    if isinstance(metric, list):
+        values = [(result or {}).get(m) for m in metric]
+        if not all(_finite(v) for v in values):
+            return "FAIL", None
+        return "COMPLETE", [float(v) for v in values]
     value = (result or {}).get(metric)
-    if value is None or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if not _finite(value):
         return "FAIL", None
     return "COMPLETE", float(value)
 
@@ -196,7 +209,7 @@ class SchedulerState(Callback):
     rungs restored are exactly as current as the trials restored.
     """
 
-    def __init__(self, scheduler: PruningASHA) -> None:
+    def __init__(self, scheduler) -> None:  # PruningASHA or MultiObjectiveASHA
         self.scheduler = scheduler
 
     def get_state(self) -> dict:
@@ -209,13 +222,19 @@ class SchedulerState(Callback):
 class PruneAwareOptunaSearch(OptunaSearch):
     """``OptunaSearch`` that tells PRUNED for trials the scheduler stopped, FAIL for errors.
 
+    With ``metric`` and ``mode`` lists the study has several objectives (Optuna's
+    ``directions``): a trial that ran to its end is told the values of all of them, a
+    stopped one PRUNED, and no intermediate values are reported (Optuna keeps none for a
+    multi-objective trial; the scheduler ranks the epochs' vectors itself).
+
     Args:
-        scheduler: the :class:`PruningASHA` of the same run (``None``: nothing is pruned by
-            a scheduler, e.g. TPE without early stopping).
+        scheduler: the :class:`PruningASHA` or
+            :class:`~ferray.search._moasha.MultiObjectiveASHA` of the same run (``None``:
+            nothing is pruned by a scheduler, e.g. TPE without early stopping).
         **kwargs: :class:`ray.tune.search.optuna.OptunaSearch` arguments.
     """
 
-    def __init__(self, *args, max_epochs: int, scheduler: PruningASHA | None = None, seed: int | None = None, **kwargs):
+    def __init__(self, *args, max_epochs: int, scheduler=None, seed: int | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self._trial_seed = seed
         self._scheduler = scheduler
@@ -356,10 +375,15 @@ class PruneAwareOptunaSearch(OptunaSearch):
         self._reported[trial_id] = set()
         self.states.pop(trial_id, None)
 
+    @property
+    def multi_objective(self) -> bool:
+        """Whether the study has several objectives (``metric`` and ``mode`` lists)."""
+        return isinstance(self._metric, list)
+
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         self._reopen(trial_id)
-        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
-            return
+        if trial_id in self._completed_trials or trial_id not in self._ot_trials or self.multi_objective:
+            return  # Optuna keeps no intermediate values of a multi-objective trial
         value, step = result.get(self._metric), self._step(result)
         if step in self._reported.get(trial_id, set()):
             return  # an epoch recomputed after a resume: Optuna keeps the first value
@@ -386,7 +410,7 @@ class PruneAwareOptunaSearch(OptunaSearch):
         # Tune hands the result that made the scheduler stop a trial (and a trial's last
         # result) to on_trial_complete only: record it as an intermediate value too.
         step = self._step(result or {})
-        value_now = (result or {}).get(self._metric)
+        value_now = None if self.multi_objective else (result or {}).get(self._metric)
         if (
             not error
             and step

@@ -24,6 +24,7 @@ __all__ = [
     "dry_run",
     "is_uri",
     "as_spec",
+    "objectives_text",
 ]
 
 
@@ -115,6 +116,14 @@ def as_spec(spec: SearchSpec | str | os.PathLike) -> tuple[SearchSpec, Path | No
     return load_search_spec(spec), Path(spec)
 
 
+def objectives_text(spec: SearchSpec, *, modes: bool = False) -> str:
+    """What the sweep optimises, in words: ``fold-mean accuracy`` (``modes``: ``... (max)``) or
+    ``accuracy (max), latency_ms (min)``."""
+    if not spec.search.objectives:
+        return f"fold-mean {spec.metric}" + (f" ({spec.mode})" if modes else "")
+    return ", ".join(f"{o.metric} ({o.mode})" for o in spec.search.objectives)
+
+
 def dry_run(
     spec: SearchSpec | str | os.PathLike,
     *,
@@ -153,9 +162,10 @@ def dry_run(
         if spec.search.sampler == "random"
         else (f"TPE (seed {spec.search.seed}, multivariate {spec.search.multivariate})")
     )
+    asha = "multi-objective ASHA" if spec.search.multi_objective else "ASHA"
     stopper = (
         (
-            f"ASHA on epochs: grace {spec.budget.grace_period}, reduction factor "
+            f"{asha} on epochs: grace {spec.budget.grace_period}, reduction factor "
             f"{spec.budget.reduction_factor:g}, max {spec.budget.max_epochs}"
         )
         if spec.budget.early_stopping
@@ -163,8 +173,8 @@ def dry_run(
     )
     lines += [
         "",
-        f"search: {spec.budget.trials} trials, {sampler}, optimising fold-mean {spec.metric} "
-        f"({spec.mode}); early stopping: {stopper}",
+        f"search: {spec.budget.trials} trials, {sampler}, optimising {objectives_text(spec, modes=True)}; "
+        f"early stopping: {stopper}",
     ]
     data = load_data(spec.base_config())
     plan = make_fold_plan(spec.base_config(), data)

@@ -29,6 +29,7 @@ from ferray.search._plan import (
     default_run_dir,
     dry_run,
     is_uri,
+    objectives_text,
     plan_search_resources,
     trial_config,
 )
@@ -208,15 +209,16 @@ def header(
     h, w, c = data.image_shape
     sizes = ", ".join(str(int((plan.fold == f).sum())) for f in range(plan.k))
     holdout = int((plan.fold < 0).sum())
+    asha = "multi-objective ASHA" if spec.search.multi_objective else "ASHA"
     stopper = (
-        f"ASHA (grace {spec.budget.grace_period}, reduction {spec.budget.reduction_factor:g})"
+        f"{asha} (grace {spec.budget.grace_period}, reduction {spec.budget.reduction_factor:g})"
         if spec.budget.early_stopping
         else "no early stopping"
     )
     source = str(spec_path) if spec_path is not None else "(given in Python)"
     return [
         f"ferray sweep '{spec.name}': {spec.budget.trials} trials x <= {spec.budget.max_epochs} epochs, "
-        f"{spec.search.sampler.upper()} on fold-mean {spec.metric}, {stopper}; spec {source}",
+        f"{spec.search.sampler.upper()} on {objectives_text(spec)}, {stopper}; spec {source}",
         f"data: {spec.data.source}: {len(data)} images {h}x{w}x{c}, {data.num_classes} classes",
         f"folds: k={plan.k} ({sizes} rows), holdout {holdout} rows, seed {spec.folds.seed}",
         f"run directory: {layout.root}",
@@ -294,6 +296,7 @@ class _Sweep:
         from ferray.runtime.nodes import ray_nodes
         from ferray.runtime.startup import ensure_ray
         from ferray.search._hub import ReportHub
+        from ferray.search._moasha import MultiObjectiveASHA
         from ferray.search._optuna import (
             PruneAwareOptunaSearch,
             PruningASHA,
@@ -324,8 +327,17 @@ class _Sweep:
         data_ref = ray.put(data)
 
         metric, mode = "metric", spec.mode
+        objectives = spec.search.objectives or []
         self.scheduler = scheduler = None
-        if spec.budget.early_stopping:
+        if spec.budget.early_stopping and objectives:
+            self.scheduler = scheduler = MultiObjectiveASHA(
+                [(o.key, o.mode) for o in objectives],
+                time_attr="epoch",
+                max_t=spec.budget.max_epochs,
+                grace_period=spec.budget.grace_period,
+                reduction_factor=spec.budget.reduction_factor,
+            )
+        elif spec.budget.early_stopping:
             self.scheduler = scheduler = PruningASHA(
                 time_attr="epoch",
                 max_t=spec.budget.max_epochs,
@@ -335,8 +347,9 @@ class _Sweep:
         base = spec.base_dict()
         self.searcher = searcher = PruneAwareOptunaSearch(
             define_by_run(spec.space, base),
-            metric=metric,
-            mode=mode,
+            # Several objectives: Optuna's study has one direction per objective.
+            metric=[o.key for o in objectives] if objectives else metric,
+            mode=[o.mode for o in objectives] if objectives else mode,
             sampler=make_sampler(spec),
             study_name=spec.name,
             storage=study_storage(run),
@@ -412,6 +425,7 @@ class _Sweep:
             resources=rplan,
             stall=stall,
             experiment=f"{ray_storage.rstrip('/')}/{run.name}" if ray_storage else str(run),
+            latency_at_start=any(o.metric.startswith("latency") for o in objectives),
         )
         self.trainable = tune.with_resources(trainable, rplan.driver_resources)
         self.tune_config = tune.TuneConfig(

@@ -66,9 +66,21 @@ def trial_name(trial) -> str:
 
 
 def trial_fn(
-    config: dict, *, base: dict, shared: dict, plan: Any, resources: Any, experiment: str, stall: StallLimits
+    config: dict,
+    *,
+    base: dict,
+    shared: dict,
+    plan: Any,
+    resources: Any,
+    experiment: str,
+    stall: StallLimits,
+    latency_at_start: bool = False,
 ) -> None:
     """One Tune trial (see the module docstring).
+
+    ``latency_at_start``: fold 0 measures the fresh model's latency and reports it with every
+    epoch (a latency objective ranks every rung by it); the trained model's is always
+    measured after the last epoch.
 
     Checkpoints, prediction files, metrics and weights (and, on a local run, the epoch log) go
     straight to the trial's folder in the run directory or on the storage URI, not to Tune's
@@ -122,6 +134,7 @@ def trial_fn(
         storage_path=storage,
         callbacks=callbacks,
         started_at=started_at,
+        latency_at_start=latency_at_start,
     )
 
     def take(timeout: float) -> list:

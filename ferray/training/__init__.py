@@ -17,6 +17,11 @@ _EXPORTS = {
     "build_eval_transform": "ferray.training.augment",
     "build_train_transform": "ferray.training.augment",
     "BatchAugment": "ferray.training.batch_augment",
+    "COST_KEYS": "ferray.training.cost",
+    "count_macs": "ferray.training.cost",
+    "count_params": "ferray.training.cost",
+    "measure_cost": "ferray.training.cost",
+    "measure_latency": "ferray.training.cost",
     "ModelEma": "ferray.training.ema",
     "LOSSES": "ferray.training.losses",
     "AULoss": "ferray.training.losses",
@@ -77,6 +82,7 @@ if TYPE_CHECKING:
     from ferray.training.augment import ImageTransform, apply_batch, build_eval_transform, build_train_transform
     from ferray.training.batch_augment import BatchAugment
     from ferray.training.config import TrainConfig, load_train_config
+    from ferray.training.cost import COST_KEYS, count_macs, count_params, measure_cost, measure_latency
     from ferray.training.ema import ModelEma
     from ferray.training.losses import (
         LOSSES,

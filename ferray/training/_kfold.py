@@ -98,13 +98,16 @@ def build_trainer(
     storage_path: str | None = None,
     callbacks: list | None = None,
     started_at: float | None = None,
+    latency_at_start: bool = False,
 ):
     """The TorchTrainer of one trial: ``plan.k`` workers, worker ``i`` trains fold ``i``.
 
     ``data_ref`` is an object reference (or the :class:`FERData` itself) every worker reads;
     prediction files go to ``output_dir`` and checkpoints to ``storage_path/name``.
     ``started_at`` (``time.time()``) is when the trial began, the origin of the fold workers'
-    start-up report (default: when this trainer is built).
+    start-up report (default: when this trainer is built). ``latency_at_start``: fold 0 reports
+    the fresh model's latency with every epoch (a latency objective needs it from the first
+    rung on), not only the trained model's with the last.
     """
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
@@ -126,6 +129,7 @@ def build_trainer(
             "output_dir": output_dir,
             "submitted_at": time.time(),
             "trial_started_at": started_at,
+            "latency_at_start": latency_at_start,
             # Where Train keeps this run's checkpoints; on local or shared storage the workers
             # write their epoch state straight there (see fold_worker's checkpoint block).
             "checkpoint_dir": None

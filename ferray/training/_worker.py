@@ -6,7 +6,10 @@ together with a checkpoint directory holding every fold's state (Ray merges the 
 files into one checkpoint). Inside a Tune trial, ``TuneReportCallback`` forwards rank 0's
 report. After the last epoch the fold models predict their out-of-fold rows and the
 holdout (with test-time augmentation); rank 0 writes ``oof.parquet``, ``holdout.parquet``
-and ``metrics.json`` to the output directory.
+and ``metrics.json`` to the output directory. Rank 0 also reports the model's cost
+(:mod:`ferray.training.cost`) with every epoch: parameters and MACs of the model it built
+(and its latency when ``latency_at_start``), and with the last epoch the trained model's
+latency at batch 1 and 64 on its node's CPU.
 """
 
 from __future__ import annotations
@@ -46,11 +49,12 @@ METRICS = ("loss", "accuracy", "macro_f1", "au_f1")
 #: until the worker process existed (Train controller, placement group, process spawn) and
 #: ``worker_process_s`` the process's own start (Ray, torch, the process-group rendezvous);
 #: ``import_s`` timm, albumentations and ferray's training code; ``data_get_s`` the dataset
-#: from the object store; ``model_build_s`` model, optimiser and loss; ``first_batch_s``
-#: the first training step; ``startup_s`` the whole, trial start (or submission) -> first
-#: step done. Also ``startup_cpu_s``: CPU seconds the k fold worker processes spent until
-#: their first step (summed), and ``heavy_modules``: modules of :data:`HEAVY_MODULES` a fold
-#: worker had imported by the end of its first epoch (the union; ``[]`` is the goal).
+#: from the object store; ``model_build_s`` model, optimiser and loss (on fold 0 also the
+#: model's cost); ``first_batch_s`` the first training step; ``startup_s`` the whole, trial
+#: start (or submission) -> first step done. Also ``startup_cpu_s``: CPU seconds the k fold
+#: worker processes spent until their first step (summed), and ``heavy_modules``: modules of
+#: :data:`HEAVY_MODULES` a fold worker had imported by the end of its first epoch (the union;
+#: ``[]`` is the goal).
 STARTUP_KEYS = (
     "trial_setup_s",
     "worker_start_s",
@@ -194,6 +198,10 @@ def fold_worker(config: dict) -> None:
     train_index = np.flatnonzero((fold_of != rank) & (fold_of >= 0))
     val_index = np.flatnonzero(fold_of == rank)
     trainer = FoldTrainer(cfg, data, train_index, val_index, fold=rank, device=device)
+    # What the architecture costs, reported with every epoch (a multi-objective scheduler ranks
+    # each rung's vectors by it): rank 0 measures it on the fresh model, latency only when an
+    # objective needs it; the last epoch measures the trained model again (see _trial_cost).
+    cost = _trial_cost(trainer, latency=bool(config.get("latency_at_start"))) if rank == 0 else {}
     marks["built"] = time.time()
     startup: dict | None = None  # this process's start-up, reported with its first epoch
     epoch_log = _EpochLog(config.get("output_dir")) if rank == 0 else None
@@ -257,6 +265,7 @@ def fold_worker(config: dict) -> None:
             raise TrialError(errors[0])
         per_fold = [g["stats"] for g in gathered]
         report = summarise(per_fold, epoch + 1, metric)
+        report.update(cost)
         if _improved(report["metric"], best, metric):
             best, best_epoch, since_best = report["metric"], epoch + 1, 0
         else:
@@ -267,6 +276,8 @@ def fold_worker(config: dict) -> None:
         report.update(best_metric=best, best_epoch=best_epoch, final=done, stopped_early=stopped_early)
         if done:
             report.update(_final_outputs(trainer, data, fold_of, rank, cfg, config))
+            if rank == 0:
+                report.update(_trial_cost(trainer, latency=True))
         history.append(report)
         # Train registers an epoch's checkpoint only once every fold reported its file whole,
         # and drops the previous one only then (CheckpointConfig(num_to_keep=1)): a kill
@@ -307,6 +318,14 @@ def fold_worker(config: dict) -> None:
             epoch_log.append(epoch + 1, report["epoch_seconds"])
         if done:
             break
+
+
+def _trial_cost(trainer: FoldTrainer, *, latency: bool) -> dict:
+    """Parameters, MACs and (``latency``) CPU latency of the fold's evaluated model
+    (:func:`ferray.training.cost.measure_cost`; every fold shares the architecture)."""
+    from ferray.training.cost import measure_cost
+
+    return measure_cost(trainer.eval_model, (trainer.channels, trainer.size, trainer.size), latency=latency)
 
 
 #: Append-only record of every epoch a trial trained (recomputed epochs appear twice).

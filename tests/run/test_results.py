@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from ferray.run.results import ResultsTable, read_results, write_table_atomic
+from ferray.run.results import RESULT_KEYS, ResultsTable, read_results, write_table_atomic
 from ferray.run.status import get_status
 from ferray.search._optuna import trial_state
 
@@ -137,3 +137,15 @@ def test_a_table_loads_back_row_for_row(tmp_path):
     path = _table().write(tmp_path / "results.parquet")
     again = ResultsTable.load(path).write(tmp_path / "again.parquet")
     assert read_results(again) == read_results(path)
+
+
+def test_cost_columns_are_kept_and_read_back(tmp_path):
+    from ferray.training.cost import COST_KEYS
+
+    assert set(COST_KEYS) <= set(RESULT_KEYS)
+    t = ResultsTable()
+    cost = {"params": 1234, "macs": 56789, "latency_ms": 1.5, "latency_ms_b64": 40.0, "latency_threads": 2}
+    t.add_result("a", {}, {"epoch": 1, "metric": 0.5, **cost, "not_a_column": 1})
+    path = t.write(tmp_path / "results.parquet")
+    (row,) = read_results(path)
+    assert {k: row[k] for k in cost} == cost and "not_a_column" not in row

@@ -152,3 +152,70 @@ def test_status_json_carries_the_intervals(tmp_path, capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["best"]["intervals"]["holdout"]["accuracy"] == pytest.approx(truth["a"]["holdout"]["accuracy"])
     assert out["trials"][0]["intervals"]["oof"]["macro_f1"] == pytest.approx(truth["a"]["oof"]["macro_f1"])
+
+
+def _objective_run(root: Path, objectives: str) -> Path:
+    """Trials with fold means and costs as a multi-objective sweep writes them."""
+    root.mkdir()
+    (root / "spec.yaml").write_text(f"name: mo\nsearch:\n  objectives: {objectives}\n")
+    table = ResultsTable()
+    trials = {  # id: state, [(epoch, accuracy)], latency_ms, params
+        "fast": ("COMPLETED", [(1, 0.5), (2, 0.6)], 1.0, 1000),
+        "accurate": ("COMPLETED", [(1, 0.7), (2, 0.9)], 9.0, 9000),
+        "dominated": ("COMPLETED", [(1, 0.5), (2, 0.55)], 5.0, 5000),
+        "pruned_cheap": ("PRUNED", [(1, 0.3)], 0.5, 500),
+        "errored": ("ERROR", [(1, 0.99)], 0.1, 100),
+        "running": ("RUNNING", [(1, 0.95)], 0.2, 200),
+    }
+    for tid, (state, epochs, ms, params) in trials.items():
+        for epoch, acc in epochs:
+            table.add_result(
+                tid,
+                {"optim.lr": 0.01},
+                {"epoch": epoch, "metric": acc, "val_accuracy_mean": acc, "latency_ms": ms, "params": params},
+            )
+        table.set_state(tid, state)
+    table.write(RunLayout(root).results)
+    return root
+
+
+def test_status_marks_the_pareto_front_of_ended_trials(tmp_path):
+    run = _objective_run(tmp_path / "run", "[{metric: accuracy}, {metric: latency_ms}]")
+    status = get_status(run, intervals=False)
+    assert status["objectives"] == [
+        {"metric": "accuracy", "direction": "max"},
+        {"metric": "latency_ms", "direction": "min"},
+    ]
+    # errored and running trials never compete; the pruned one is on the front by its cost.
+    assert sorted(status["pareto"]) == ["accurate", "fast", "pruned_cheap"]
+    by_id = {t["trial_id"]: t for t in status["trials"]}
+    assert by_id["accurate"]["objectives"] == {"accuracy": 0.9, "latency_ms": 9.0}
+    assert by_id["dominated"]["pareto"] is False and by_id["errored"]["pareto"] is False
+    assert status["best"]["trial_id"] == "accurate"
+
+    from rich.console import Console
+
+    console = Console(width=200, record=True)
+    console.print(render_status(status))
+    text = console.export_text()
+    assert "pareto" in text and "latency_ms" in text
+    assert "Pareto front over accuracy (max), latency_ms (min): 3 trial(s) marked *" in text
+
+
+def test_status_front_follows_the_objectives_chosen(tmp_path):
+    run = _objective_run(tmp_path / "run", "[{metric: accuracy}, {metric: params}]")
+    assert sorted(get_status(run, intervals=False)["pareto"]) == ["accurate", "fast", "pruned_cheap"]
+    one = tmp_path / "one"
+    one.mkdir()
+    (one / "spec.yaml").write_text("name: one\n")
+    assert "pareto" not in get_status(one, intervals=False)
+
+
+def test_status_names_bad_objectives_in_the_run_spec(tmp_path):
+    from ferray.errors import ConfigError
+
+    run = _objective_run(tmp_path / "run", "[{metric: accuracy}, {metric: speed}]")
+    with pytest.raises(
+        ConfigError, match=r"spec.yaml: search.objectives.1.metric: metric is 'speed', but must be one of"
+    ):
+        get_status(run, intervals=False)
