@@ -16,8 +16,8 @@ loaders build): the graph then holds a float16 initializer read from the file an
 with no match (the preprocessing constants, a combiner's weights, anything the exporter
 computed) stay in the graph file: a few kilobytes.
 
-The node metadata ``torch.onnx`` records (stack traces with the exporting machine's paths,
-module names) is dropped: it is for debugging an export, not for running a bundle, and it
+The metadata ``torch.onnx`` records on nodes, values and initializers (stack traces with
+the exporting machine's paths, module names) is dropped: it is for debugging an export, not for running a bundle, and it
 is about as large as a small model's weights.
 """
 
@@ -140,9 +140,10 @@ def link_initializers(graph_path: str | os.PathLike, root: str | os.PathLike, fi
         half += ref.length
     for i, node in enumerate(casts):
         proto.graph.node.insert(i, node)
-    for node in proto.graph.node:
-        del node.metadata_props[:]
-        node.doc_string = ""
+    graph = proto.graph
+    for item in (*graph.node, *graph.value_info, *graph.initializer, *graph.input, *graph.output):
+        del item.metadata_props[:]
+        item.doc_string = ""
     if side.exists():
         side.unlink()
     if proto.ByteSize() > EMBED_LIMIT:  # protobuf's 2 GiB cap: what is not in a weights file goes beside the graph

@@ -487,7 +487,10 @@ def test_half_precision_candidates_leave_the_members_and_unconsidered_trials_flo
     assert _float_dtypes(trials["c2"]) == _float_dtypes(trials["c3"]) == {torch.float16}  # considered, not chosen
     assert _float_dtypes(trials["c4"]) == {torch.float32}  # not considered yet: a later ensemble may choose it
     meta = WeightsMeta.from_dict(read_weights_meta(trials["c2"].weights(0)))
-    assert meta.precision == "float16" and WeightsMeta.from_dict(read_weights_meta(trials["c1"].weights(0))).precision is None
+    assert (
+        meta.precision == "float16"
+        and WeightsMeta.from_dict(read_weights_meta(trials["c1"].weights(0))).precision is None
+    )
 
 
 def test_disabled_policy_is_applied_only_on_request(tmp_path):
