@@ -7,7 +7,7 @@ only (``pip install ferray[predict]``)::
       manifest.json                        format, classes, input, members, method, versions, sha256
       ensemble.onnx                        images uint8 (N, H, W, C) -> probs (N, C), member_probs (N, M, C)
       student.onnx                         images -> probs, when a student was given
-      weights/<member>/fold_<i>.safetensors  copies of the members' weights
+      weights/<member>/fold_<i>.safetensors  the members' weights; the graphs read theirs from these files
 
 >>> from ferray.export import export_run
 >>> export_run("runs/exp1")  # doctest: +SKIP

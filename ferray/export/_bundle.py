@@ -1,4 +1,9 @@
-"""Write a bundle: the ensemble (and student) as ONNX, copies of the weights, a manifest.
+"""Write a bundle: the members' (and student's) weights, the ensemble (and student) as ONNX, a manifest.
+
+Each weight is stored once: the weights files are hard links to the trials' files where the
+file system allows (a copy where it does not), and the ONNX graphs read their weights from
+those files (ONNX external data at the tensor's offset, :mod:`ferray.export._external`).
+The manifest lists every file with its sha256; each graph's entry lists the files it reads.
 
 The bundle is built in a temporary folder beside ``out_dir`` and renamed into place, so a
 reader never sees half a bundle; an existing bundle at ``out_dir`` is replaced, any other
@@ -22,6 +27,7 @@ from pathlib import Path
 from ferray._io import replace_folder
 from ferray.errors import DataError
 from ferray.export._calibrate import check_calibration
+from ferray.export._external import link_initializers
 from ferray.export._graph import (
     EnsembleGraph,
     FoldMean,
@@ -146,6 +152,8 @@ def export_bundle(
     tmp.mkdir()
     try:
         layout = BundleLayout(tmp)
+        member_docs = [_copy_weights(m, layout, m.name) for m in members]
+        student_doc = _copy_weights(student_m, layout, "student") if student_m is not None else None
         graphs: dict[str, dict] = {}
         n_models = sum(len(m.models) for m in members)
         say(f"exporting {BundleLayout.ENSEMBLE}: {len(members)} member(s), {n_models} model(s), method {method}")
@@ -155,6 +163,7 @@ def export_bundle(
             layout.ensemble,
             first,
             ["probs", "member_probs"],
+            weights=[tmp / f for doc in member_docs for f in doc["weights"]],
             parts={"member_probs": [m.name for m in members]},
             tolerance=tolerance,
             say=say,
@@ -163,10 +172,15 @@ def export_bundle(
             say(f"exporting {BundleLayout.STUDENT}: {student_m.name} ({len(student_m.models)} model(s))")
             sgraph = ModelGraph(FoldMean(student_m.models), _preprocess(student_m))
             graphs["student"] = _export_graph(
-                sgraph, layout.student, student_m, ["probs"], parts=None, tolerance=tolerance, say=say
+                sgraph,
+                layout.student,
+                student_m,
+                ["probs"],
+                weights=[tmp / f for f in student_doc["weights"]],
+                parts=None,
+                tolerance=tolerance,
+                say=say,
             )
-        member_docs = [_copy_weights(m, layout, m.name) for m in members]
-        student_doc = _copy_weights(student_m, layout, "student") if student_m is not None else None
         manifest = _manifest(
             members, member_docs, student_doc, graphs, classes, method, combiner, first, manifest_extra
         )
@@ -205,9 +219,14 @@ def _name_of(member) -> str:
     return getattr(member, "trial_id", None) or Path(member).name
 
 
-def _export_graph(module, path: Path, member: Member, outputs: list[str], *, parts, tolerance: float, say) -> dict:
+def _export_graph(
+    module, path: Path, member: Member, outputs: list[str], *, weights: list[Path], parts, tolerance: float, say
+) -> dict:
+    """Export ``module`` to ``path``, point its initializers at ``weights`` and check the result against PyTorch."""
     what = path.name
     info = export_onnx(module, path, size=member.img_size, channels=member.in_chans, output_names=outputs, what=what)
+    linked = link_initializers(path, path.parent, weights)
+    info["external_data"] = bool(linked["files"])
     diff = check_onnx(
         module,
         path,
@@ -218,17 +237,25 @@ def _export_graph(module, path: Path, member: Member, outputs: list[str], *, par
         parts=parts,
         tolerance=tolerance,
     )
-    say(f"  {what}: {info['exporter']} exporter, opset {info['opset']}, max |onnxruntime - torch| {diff:.2g}")
-    files = [path.name] + ([path.name + ".data"] if (path.parent / (path.name + ".data")).exists() else [])
+    say(
+        f"  {what}: {info['exporter']} exporter, opset {info['opset']}, max |onnxruntime - torch| {diff:.2g}; "
+        f"{_mb(linked['linked_bytes'] + linked['float16_bytes'])} of weights read from {len(linked['files'])} "
+        f"weights file(s), {_mb(linked['embedded_bytes'])} in the graph"
+    )
     return {
         "file": path.name,
-        "files": files,
+        "files": [path.name] + linked["files"],
+        "initializers": {k: linked[k] for k in ("linked_bytes", "float16_bytes", "embedded_bytes")},
         "input": _input_spec(member),
         "outputs": outputs,
         **info,
         "max_abs_diff": diff,
         "tolerance": tolerance,
     }
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.1f} MB"
 
 
 def _link_or_copy(src: str | os.PathLike, dst: Path) -> None:

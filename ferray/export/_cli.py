@@ -31,8 +31,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "export",
         help="export a run's ensemble (and distilled student) as an ONNX bundle for `ferray predict`",
         description="Export the ensemble chosen by `ferray ensemble` (and the student of `ferray distill`, "
-        "if any) as one self-contained ONNX graph per model, with copies of the weights and a "
-        "manifest. Every graph is checked against PyTorch on random images (max difference 1e-4).",
+        "if any) as one ONNX graph per model that reads its weights from the bundle's weights files "
+        "(hard links to the trials' files where the file system allows), and a manifest. "
+        "Every graph is checked against PyTorch on random images (max difference 1e-4).",
     )
     p.add_argument("run", help="run directory of a sweep (with ensemble/ensemble.json)")
     p.add_argument(

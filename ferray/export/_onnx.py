@@ -1,11 +1,14 @@
-"""PyTorch module -> one self-contained ``.onnx`` file, checked against PyTorch eager.
+"""PyTorch module -> an ``.onnx`` file, checked against PyTorch eager.
 
 torch >= 2.9 exports through ``torch.export`` (``dynamo=True``, the default; needs
 onnxscript) and writes weights to a side ``.onnx.data`` file unless
-``external_data=False``. A bundle keeps each graph in one file, so weights are embedded
-(protobuf caps a file at 2 GiB: larger graphs keep their ``.onnx.data`` beside them and the
-manifest lists it). When ``torch.export`` cannot capture a model, the TorchScript exporter
-(``dynamo=False``) is tried; the manifest records which one wrote each graph.
+``external_data=False``. Weights are embedded (protobuf caps a file at 2 GiB: larger graphs
+keep their ``.onnx.data``); the bundle writer then points them at its weights files
+(:mod:`ferray.export._external`). The exporter's optimiser is off (``optimize=False``): it
+folds batch norms into convolutions, which changes the weights' bytes so that no weights
+file holds them any more; onnxruntime does the same fusion when it loads the graph. When
+``torch.export`` cannot capture a model, the TorchScript exporter (``dynamo=False``) is
+tried; the manifest records which one wrote each graph.
 
 The batch dimension is symbolic (``batch``). Tracing uses a batch of 2: ``torch.export``
 specialises dimensions of size 1 to constants.
@@ -22,6 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ferray.export._external import EMBED_LIMIT
+
 __all__ = ["INPUT_NAME", "TOLERANCE", "ExportError", "check_onnx", "export_onnx"]
 
 logger = logging.getLogger(__name__)
@@ -30,8 +35,6 @@ logger = logging.getLogger(__name__)
 TOLERANCE = 1e-4
 INPUT_NAME = "images"
 _TRACE_BATCH = 2
-# Protobuf refuses messages over 2 GiB; leave room for the graph itself.
-_EMBED_LIMIT = int(1.8 * 2**30)
 
 
 class ExportError(RuntimeError):
@@ -65,7 +68,7 @@ def export_onnx(
     example = torch.randint(
         0, 256, (_TRACE_BATCH, size, size, channels), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
     )
-    external = _param_bytes(module) > _EMBED_LIMIT
+    external = _param_bytes(module) > EMBED_LIMIT
     info: dict = {"external_data": external}
     try:
         batch = torch.export.Dim("batch", min=1)
@@ -80,6 +83,7 @@ def export_onnx(
                 dynamic_shapes={INPUT_NAME: {0: batch}},
                 opset_version=opset,
                 dynamo=True,
+                optimize=False,
                 external_data=external,
                 verbose=False,
             )

@@ -2,8 +2,9 @@
 
 Loading reads JSON and hands ONNX protobuf files to onnxruntime; it never unpickles or
 imports anything from the bundle. Every file the manifest lists carries its size and
-sha256; the graphs are checked on :meth:`Bundle.load` (the weights copies too with
-``verify_weights=True``), so a truncated download or an edited file is refused by name.
+sha256; :meth:`Bundle.load` checks the files each graph reads (the graph, and the weights
+files its initializers point into; the rest too with ``verify_weights=True``), so a
+truncated download or an edited file is refused by name.
 
 The manifest's optional ``calibration`` section holds each graph's temperature (``ferray
 export`` fits the ensemble's on its out-of-fold rows); a bundle without it (written before
@@ -73,8 +74,8 @@ class Bundle:
 
         Args:
             path: the folder ``ferray export`` wrote.
-            verify_weights: also check the sha256 of the weights copies (predict does not
-                read them; the ONNX graphs are always checked).
+            verify_weights: also check the sha256 of every other listed file (the graphs
+                and the weights files they read are always checked).
 
         Raises:
             DataError: no ``manifest.json``, a manifest of a newer format, a listed file
@@ -223,10 +224,10 @@ class Bundle:
                 )
 
     def _graph_files(self) -> list[str]:
-        out = []
+        out: dict[str, None] = {}
         for g in self.manifest["graphs"].values():
-            out += list(g.get("files") or [g["file"]])
-        return out
+            out.update(dict.fromkeys(g.get("files") or [g["file"]]))
+        return list(out)
 
     # -- integrity ---------------------------------------------------------------------------------------------
 

@@ -16,14 +16,21 @@ __all__ = ["disk_usage", "directory_size", "path_size"]
 
 
 def directory_size(path: str | os.PathLike) -> int:
-    """Bytes of every file below ``path`` (0 when it does not exist)."""
+    """Bytes of every file below ``path`` (0 when it does not exist), as ``du`` counts them:
+    a file with several hard links below ``path`` (a bundle's weights and its trials') once."""
     total = 0
+    seen: set[tuple[int, int]] = set()
     for base, _, files in os.walk(path):
         for f in files:
             try:
-                total += os.lstat(os.path.join(base, f)).st_size
+                st = os.lstat(os.path.join(base, f))
             except OSError:
-                pass
+                continue
+            if st.st_nlink > 1:
+                if (st.st_dev, st.st_ino) in seen:
+                    continue
+                seen.add((st.st_dev, st.st_ino))
+            total += st.st_size
     return total
 
 

@@ -176,7 +176,8 @@ class BundleLayout:
       manifest.json                      format, classes, input, members, sha256 of each file
       ensemble.onnx                      uint8 NHWC images -> class probabilities
       student.onnx                       the distilled student (when the run has one)
-      weights/<member>/fold_i.safetensors  copies of the members' weights
+      weights/<member>/fold_i.safetensors  the members' weights (hard links to the trials' files where
+                                         the file system allows); the graphs read theirs from these files
     """
 
     root: Path
@@ -208,7 +209,7 @@ class BundleLayout:
         return self.root / self.WEIGHTS
 
     def weights(self, member: str, fold: int) -> Path:
-        """The copy of ``member``'s fold ``fold`` weights."""
+        """``member``'s fold ``fold`` weights (the graphs read their tensors from this file)."""
         return self.weights_dir / member / f"fold_{fold}.safetensors"
 
 

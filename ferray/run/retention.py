@@ -15,7 +15,8 @@ STOPPED        touched here: ``ferray resume`` continues these trials from that 
 COMPLETED      ``weights/`` while among the best ``max(ensemble.top_k, keep_top) + margin``
                completed trials by fold mean (or a member of ``ensemble/ensemble.json``,
                or awaiting greedy selection's pool, below), as float16 with
-               ``half_precision_weights``; no checkpoints
+               ``half_precision_weights`` (or, with ``half_precision_candidates``, once
+               an ensemble considered the trial and did not choose it); no checkpoints
 PRUNED         nothing (``keep_pruned_weights: true``: its weights and last checkpoint)
 ERROR          its last registered checkpoint, so ``ferray resume --retry-errored`` continues
                it (``keep_errored_checkpoint: false``: nothing; a retry starts from epoch 1)
@@ -326,8 +327,9 @@ def _half_candidates(trial: TrialLayout) -> tuple[list[Path], int]:
 
 
 def _plan_trial(
-    trial: TrialLayout, state: str, *, keep_weights: bool, reason: str, cfg: RetentionConfig
+    trial: TrialLayout, state: str, *, keep_weights: bool, half: bool, reason: str, cfg: RetentionConfig
 ) -> TrialCleanup:
+    """What goes from one ended trial; ``half``: its kept weights are stored as float16."""
     plan = TrialCleanup(trial.trial_id, state, reason)
     checkpoints = trial.checkpoints
     weights = _weights_files(trial)
@@ -347,7 +349,7 @@ def _plan_trial(
     if keep_weights:
         if weights:
             kept.append("weights/")
-            if cfg.half_precision_weights and state != "ERROR":  # a retry may end without rewriting them
+            if half and state != "ERROR":  # a retry may end without rewriting them
                 plan.convert, plan.saved_bytes = _half_candidates(trial)
     elif trial.weights_dir.exists():
         plan.remove.append(trial.weights_dir)
@@ -390,7 +392,7 @@ def plan_retention(
     n = cfg.candidates(top_k, keep_top, pool)
     completed = [t["trial_id"] for t in trials if t.get("state") == "COMPLETED" and t.get("metric") is not None]
     candidates = completed[:n]
-    members, _ = _ensemble_trials(run)
+    members, considered = _ensemble_trials(run)
     awaiting = set(awaiting_ensemble(run.root, trials, pool)) if keep_top is None else set()
     protected = set(candidates) | members | awaiting
     rank = {tid: i + 1 for i, tid in enumerate(completed)}
@@ -424,7 +426,12 @@ def plan_retention(
         else:
             keep = cfg.keep_errored_checkpoint
             reason = "errored" + ("" if keep else " (keep_errored_checkpoint: false)")
-        plan = _plan_trial(trial, state, keep_weights=keep, reason=reason, cfg=cfg)
+        # Candidates only: trials an ensemble drew from and did not choose (what the bundle
+        # exports keeps the precision it was trained in).
+        half = cfg.half_precision_weights or (
+            cfg.half_precision_candidates and tid in (considered or ()) and tid not in members
+        )
+        plan = _plan_trial(trial, state, keep_weights=keep, half=half, reason=reason, cfg=cfg)
         if not plan.empty:
             out.append(plan)
     return out, candidates

@@ -400,7 +400,14 @@ class RetentionConfig(StrictModel):
         "weights too (a later `ferray ensemble --top` a little larger).",
     )
     half_precision_weights: bool = Field(
-        False, description="Store kept weights as float16 (half the bytes; predictions change in the 4th decimal)."
+        False,
+        description="Store every kept weights file as float16 when its trial ends (half the bytes; predictions "
+        "change in the 4th decimal), the ensemble's members too: the bundle then reads float16 weights.",
+    )
+    half_precision_candidates: bool = Field(
+        False,
+        description="Store as float16 the kept weights of trials an ensemble considered and did not choose "
+        "(kept only for a later `ferray ensemble`); the members keep their precision.",
     )
     keep_pruned_weights: bool = Field(
         False, description="Pruned trials keep their weights (when they wrote any) and last epoch checkpoint."

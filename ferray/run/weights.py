@@ -39,8 +39,11 @@ class WeightsMeta:
         normalise: the input normalisation, ``{"mean", "std"}`` of images scaled to [0, 1].
         data_fingerprint: the fingerprint of the data the model trained on.
         distill: a student's distillation settings (student, temperature, alpha, teacher, ensemble).
-        extra: any other key of the file (``precision`` after the retention policy stored it as
-            float16; keys a newer ferray wrote), kept so that a round trip loses nothing.
+        precision: how the file stores the float tensors: ``"float16"`` after the retention
+            policy converted it (``half_precision_weights``/``half_precision_candidates``; the
+            loaders upcast to float32), None as trained (float32).
+        extra: any other key of the file (keys a newer ferray wrote), kept so that a round trip
+            loses nothing.
 
     Optional attributes that are ``None`` are left out of :meth:`to_dict`, so a file written
     without them reads and writes back the same keys.
@@ -57,6 +60,7 @@ class WeightsMeta:
     normalise: dict | None = None
     data_fingerprint: str | None = None
     distill: dict | None = None
+    precision: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     #: The order of the keys in the files (as the fold worker has always written them).
@@ -72,6 +76,7 @@ class WeightsMeta:
         "normalise",
         "data_fingerprint",
         "distill",
+        "precision",
     )
 
     def to_dict(self) -> dict[str, Any]:

@@ -187,6 +187,14 @@ def test_bundle_without_weights_says_explain_needs_them(explain_bundle, faces, t
     copy = tmp_path / "bundle"
     shutil.copytree(explain_bundle, copy)
     shutil.rmtree(copy / "weights")
+    # The graphs read their weights from these files: the bundle is incomplete, and says which file is gone.
+    with pytest.raises(DataError, match=r"weights/.*fold_0\.safetensors: missing from the bundle"):
+        explain(copy, faces, write=False)
+    # A bundle written when graphs embedded their weights lists only the graph: explain names what it lacks.
+    manifest = json.loads((copy / "manifest.json").read_text())
+    for graph in manifest["graphs"].values():
+        graph["files"] = [graph["file"]]
+    (copy / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(DataError, match=r"explain needs the members' safetensors weights .*holds only ONNX graphs"):
         explain(copy, faces, write=False)
 

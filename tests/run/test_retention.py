@@ -466,6 +466,33 @@ def test_half_precision_weights_halve_the_bytes_and_still_load(tmp_path):
     assert report.bytes > 0 and apply_retention(layout.root).trials == []  # converted once
 
 
+def _float_dtypes(trial: TrialLayout) -> set[torch.dtype]:
+    from ferray.training.weights import load_weights
+
+    return {t.dtype for f in sorted(trial.weights_dir.glob("*.safetensors")) for t in load_weights(f).values()} - {
+        torch.int64
+    }
+
+
+def test_half_precision_candidates_leave_the_members_and_unconsidered_trials_float32(tmp_path):
+    from ferray.run.weights import WeightsMeta
+    from ferray.training.weights import read_weights_meta
+
+    layout, trials = make_run(tmp_path / "run", retention="retention: {half_precision_candidates: true}\n")
+    apply_retention(layout.root)  # no ensemble yet: nobody is known to be only a candidate
+    assert all(_float_dtypes(trials[t]) == {torch.float32} for t in ("c1", "c2", "c3", "c4"))
+    _ensemble_json(layout, {"members": [{"trial_id": "c1"}], "top_members": ["c1", "c2"], "pool": ["c1", "c2", "c3"]})
+    apply_retention(layout.root)
+    assert _float_dtypes(trials["c1"]) == {torch.float32}  # the member: what the bundle exports
+    assert _float_dtypes(trials["c2"]) == _float_dtypes(trials["c3"]) == {torch.float16}  # considered, not chosen
+    assert _float_dtypes(trials["c4"]) == {torch.float32}  # not considered yet: a later ensemble may choose it
+    meta = WeightsMeta.from_dict(read_weights_meta(trials["c2"].weights(0)))
+    assert (
+        meta.precision == "float16"
+        and WeightsMeta.from_dict(read_weights_meta(trials["c1"].weights(0))).precision is None
+    )
+
+
 def test_disabled_policy_is_applied_only_on_request(tmp_path):
     layout, trials = make_run(tmp_path / "run", retention="retention: {enabled: false}\n")
     before = tree(layout.root)
@@ -566,9 +593,10 @@ def test_spec_retention_defaults(tmp_path):
         r.keep_top,
         r.margin,
         r.half_precision_weights,
+        r.half_precision_candidates,
         r.keep_pruned_weights,
         r.keep_errored_checkpoint,
-    ) == (True, None, 2, False, False, True)
+    ) == (True, None, 2, False, False, False, True)
     assert r.candidates(top_k=5) == 7 and r.candidates(top_k=5, keep_top=1) == 1
 
 
