@@ -399,3 +399,47 @@ def test_status_shows_origins_and_the_warm_start_but_no_seeded_history(tmp_path)
     text = console.export_text()
     assert "enqueued:first" in text and "origin" in text
     assert f"warm start from {source.value}: 8 finished trials seeded the sampler" in text
+
+
+# -- the sweep's searcher ---------------------------------------------------------------------------------
+
+
+def _searcher(spec: SearchSpec, storage: str):
+    from ferray.search._optuna import PruneAwareOptunaSearch
+
+    return PruneAwareOptunaSearch(
+        define_by_run(spec.space, spec.base_dict()),
+        metric="metric",
+        mode="max",
+        sampler=make_sampler(spec),
+        study_name="second",
+        storage=optuna.storages.RDBStorage(storage),
+        max_epochs=3,
+        seed=0,
+    )
+
+
+def test_the_searcher_hands_out_enqueued_configurations_once_across_a_restore(tmp_path):
+    """What a resumed sweep does: a new searcher on the same study, restored from the saved state."""
+    spec = _spec()
+    source = open_source(str(_source_run(tmp_path, spec)))
+    d = decide(source, spec, "ffffffffffffffff", enqueue_top=3)
+    storage = f"sqlite:///{tmp_path / 'second.db'}"
+    searcher = _searcher(spec, storage)
+    apply_warm_start(searcher.study, [d])
+    first = searcher.suggest("t1")
+    assert searcher.origin("t1") == "enqueued:first"
+    assert {k: first[k] for k in d.configs[0]} == d.configs[0]
+    searcher.on_trial_complete("t1", {"epoch": 3, "metric": 0.5, "final": True})
+    searcher.save(str(tmp_path / "searcher.pkl"))
+
+    restored = _searcher(spec, storage)  # the resumed sweep's: warm start is not applied again
+    restored.restore(str(tmp_path / "searcher.pkl"))
+    origins = []
+    for tid in ("t2", "t3", "t4"):
+        params = restored.suggest(tid)
+        origins.append(restored.origin(tid))
+        restored.on_trial_complete(tid, {"epoch": 3, "metric": _score(params), "final": True})
+    assert origins == ["enqueued:first", "enqueued:first", "cold"]
+    keys = [t.user_attrs.get(KEY_ATTR) for t in restored.study.trials]
+    assert len(keys) == 4 and len(set(keys)) == 4  # each configuration ran once
