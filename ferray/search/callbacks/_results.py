@@ -139,9 +139,8 @@ class ResultsCallback(Callback):
         self._write(force=True)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self.table.add_trial(
-            trial.trial_id, dict(trial.config), self._number(trial), self._origin(trial)
-        ) if self.table.state(trial.trial_id) is None else None
+        if self.table.state(trial.trial_id) is None:
+            self.table.add_trial(trial.trial_id, dict(trial.config), self._number(trial), self._origin(trial))
         reason = self._guard.reason(trial.trial_id) if self._guard is not None else None
         self.table.set_state(trial.trial_id, "ERROR", error=reason or error_reason(trial))
         self._write(force=True)
