@@ -443,3 +443,37 @@ def test_the_searcher_hands_out_enqueued_configurations_once_across_a_restore(tm
     assert origins == ["enqueued:first", "enqueued:first", "cold"]
     keys = [t.user_attrs.get(KEY_ATTR) for t in restored.study.trials]
     assert len(keys) == 4 and len(set(keys)) == 4  # each configuration ran once
+
+
+def test_a_bad_source_stops_the_sweep_before_its_run_folder_exists(tmp_path):
+    from ferray.search import run_search
+
+    with pytest.raises(ConfigError, match=r"search.warm_start: '.*nowhere': no such file or folder"):
+        run_search(_spec(), run_dir=tmp_path / "runs" / "x", warm_start=[str(tmp_path / "nowhere")])
+    assert not (tmp_path / "runs").exists()
+
+
+def test_the_dry_run_says_what_a_warm_start_would_take(tmp_path):
+    import yaml
+
+    from ferray.search import dry_run
+
+    spec = _spec()
+    run = _source_run(tmp_path, spec)  # recorded on other data than the spec's synthetic faces
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
+    text = dry_run(path, num_cpus=2, warm_start=[str(run)])
+    assert f"warm start from {run}: other data (fingerprint {FINGERPRINT} there" in text
+    assert "configurations are evaluated first" in text
+
+
+def test_warm_start_is_a_repeatable_option_of_ferray_search():
+    import argparse
+
+    from ferray.search._cli import add_commands
+
+    parser = argparse.ArgumentParser(prog="ferray")
+    add_commands(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["search", "s.yaml", "--warm-start", "runs/a", "--warm-start", "s3://b/runs/c"])
+    assert args.warm_start == ["runs/a", "s3://b/runs/c"]
+    assert parser.parse_args(["search"]).warm_start == []
