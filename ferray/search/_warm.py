@@ -36,10 +36,10 @@ from pathlib import Path
 from typing import Any
 
 from ferray._io import atomic_write_json, resolve_fs
-from ferray.errors import ConfigError
+from ferray.errors import ConfigError, DataError
 from ferray.run.layout import RunLayout
-from ferray.run.spec import ParamSpec, SearchSpec, same_value
-from ferray.run.warm_start import ORIGIN_ATTR, SEEDED, enqueued
+from ferray.run.spec import ParamSpec, SearchSpec, read_run_spec, same_value
+from ferray.run.warm_start import ORIGIN_ATTR, SEEDED, WarmStartConfig, enqueued
 from ferray.search._space import distribution, is_active, ordered
 
 __all__ = [
@@ -110,8 +110,6 @@ class Decision:
 
 def with_sources(spec: SearchSpec, sources: Iterable[str]) -> SearchSpec:
     """``spec`` with ``sources`` added to ``search.warm_start`` (after the spec's own, each once)."""
-    from ferray.run.warm_start import WarmStartConfig
-
     warm = spec.search.warm_start
     merged = list(warm.sources) + [str(s) for s in sources if str(s) not in warm.sources]
     try:
@@ -142,6 +140,7 @@ def open_source(value: str) -> WarmSource:
             (naming the value and what is accepted).
     """
     where = f"search.warm_start: {value!r}"
+    named = Path(value.rstrip("/").split("?", 1)[0])
     with tempfile.TemporaryDirectory(prefix="ferray-warm-") as tmp:
         if "://" in value:
             local = _fetch(value, Path(tmp), where)
@@ -150,8 +149,10 @@ def open_source(value: str) -> WarmSource:
             if not local.exists():
                 raise ConfigError(f"{where}: no such file or folder; give {_ACCEPTED}")
         if local.is_dir():
-            return _open_run(value, local, Path(tmp), where)
-        return _open_study_file(value, local, Path(tmp), where)
+            return _open_run(value, local, Path(tmp), where, label=named.name)
+        # A run's study file is named after its run folder, any other after itself.
+        label = named.parent.name if named.name == RunLayout.STUDY else named.stem
+        return _open_study_file(value, local, Path(tmp), where, label=label)
 
 
 def _fetch(uri: str, tmp: Path, where: str) -> Path:
@@ -184,10 +185,8 @@ def _fetch(uri: str, tmp: Path, where: str) -> Path:
     return target / names[0] if info.type == pafs.FileType.File else target
 
 
-def _open_run(value: str, run: Path, tmp: Path, where: str) -> WarmSource:
+def _open_run(value: str, run: Path, tmp: Path, where: str, *, label: str) -> WarmSource:
     from ferray.data import FoldPlan
-    from ferray.errors import DataError
-    from ferray.run.spec import read_run_spec
 
     layout = RunLayout(run)
     missing = [name for name in (RunLayout.MANIFEST, RunLayout.STUDY) if not (run / name).is_file()]
@@ -198,8 +197,8 @@ def _open_run(value: str, run: Path, tmp: Path, where: str) -> WarmSource:
         fingerprint = FoldPlan.load(layout.folds).data_fingerprint if layout.folds.is_file() else None
     except DataError:
         fingerprint = None
-    label = Path(value.rstrip("/").split("?", 1)[0]).name or run.name
-    source = _open_study_file(value, layout.study, tmp, where, study_name=spec.name if spec else None, label=label)
+    name = spec.name if spec else None
+    source = _open_study_file(value, layout.study, tmp, where, study_name=name, label=label or run.name)
     if spec is not None:
         source.metric = spec.metric
         source.fixed = _fixed(spec)
@@ -208,7 +207,7 @@ def _open_run(value: str, run: Path, tmp: Path, where: str) -> WarmSource:
 
 
 def _open_study_file(
-    value: str, path: Path, tmp: Path, where: str, *, study_name: str | None = None, label: str | None = None
+    value: str, path: Path, tmp: Path, where: str, *, label: str, study_name: str | None = None
 ) -> WarmSource:
     """Read the finished trials of the one study (or ``study_name``) in an SQLite or journal file."""
     import optuna
@@ -260,7 +259,7 @@ def _open_study_file(
     fixed = attrs.get("ferray_fixed")
     return WarmSource(
         value=value,
-        label=label or (path.parent.name if path.name == RunLayout.STUDY else path.stem) or study_name,
+        label=label or study_name,
         trials=trials,
         directions=directions,
         metric=attrs.get("ferray_metric"),
