@@ -317,6 +317,7 @@ def test_a_run_folder_on_storage_is_a_source(tmp_path):
     source = open_source(run.as_uri())  # file:///... through pyarrow's filesystems, as s3://
     assert source.label == "first" and len(source.trials) == 8 and source.fingerprint == FINGERPRINT
     assert decide(source, _spec(), FINGERPRINT).action == "seeded"
+    assert open_source((run / "optuna.db").as_uri()).label == "first"  # a run's study file, on storage
 
 
 def test_labels_of_two_sources_of_one_name_differ(tmp_path):
