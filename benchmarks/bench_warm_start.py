@@ -14,7 +14,7 @@ Two comparisons, each printed with its figures:
 
 Epochs count every epoch of every trial, in the order results arrived (``results.parquet``).
 
-    python benchmarks/bench_warm_start.py --quick         # ~40 min on 2 CPUs
+    python benchmarks/bench_warm_start.py --quick         # ~30 min on 2 CPUs
     python benchmarks/bench_warm_start.py --trials 8 --max-epochs 6 --out bench_warm_start.json
 
 Without FER2013 the cross-dataset part uses synthetic faces of another seed and difficulty
@@ -68,7 +68,7 @@ def fer2013_subset(images: int, cache: Path, seed: int = 0) -> str | None:
     return str(out)
 
 
-def make_spec(name: str, source: str, *, trials: int, max_epochs: int, k: int, seed: int):
+def make_spec(name: str, source: str, *, trials: int, max_epochs: int, k: int, seed: int, batch_size: int = 32):
     from ferray.search import SearchSpec
 
     return SearchSpec.model_validate(
@@ -77,8 +77,8 @@ def make_spec(name: str, source: str, *, trials: int, max_epochs: int, k: int, s
             "data": {"source": source},
             "folds": {"k": k, "seed": 0, "holdout": "none"},
             "model": {"backbone": "resnet10t", "pretrained": False},
-            "augment": {"strength": 0.2, "tta": []},
-            "run": {"batch_size": 64, "amp": "off", "channels_last": False, "metric": "accuracy"},
+            "augment": {"strength": 0.1, "tta": []},
+            "run": {"batch_size": batch_size, "amp": "off", "channels_last": False, "metric": "accuracy"},
             "space": {
                 "optim.lr": {"type": "float", "low": 1e-4, "high": 3e-2, "log": True},
                 "optim.weight_decay": {"type": "float", "low": 1e-4, "high": 0.1, "log": True},
@@ -129,24 +129,31 @@ def sweep(spec, work: Path, label: str, warm_start=()) -> dict:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="small data, 4 trials of 3 epochs (~40 min on 2 CPUs)")
+    p.add_argument("--quick", action="store_true", help="4 trials of 3 epochs per sweep (~30 min on 2 CPUs)")
     p.add_argument("--images", type=int, default=1400, help="images of each data set")
     p.add_argument("--trials", type=int, default=8)
     p.add_argument("--max-epochs", type=int, default=6)
     p.add_argument("--k", type=int, default=2)
+    p.add_argument("--batch-size", type=int, default=32, help="small batches: more steps per epoch on small data")
     p.add_argument("--seed", type=int, default=0, help="search seed of every sweep")
     p.add_argument("--skip-cross", action="store_true", help="only the same-data comparison")
     p.add_argument("--work", default="/tmp/ferray-bench-warm", help="cache and run directories")
     p.add_argument("--out", default=None, help="write the figures as JSON")
     args = p.parse_args(argv)
     if args.quick:
-        args.images, args.trials, args.max_epochs = 700, 4, 3
+        args.trials, args.max_epochs = 4, 3
 
     import ray
 
     work = Path(args.work)
     ray.init(num_cpus=None, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
-    shape = {"trials": args.trials, "max_epochs": args.max_epochs, "k": args.k, "seed": args.seed}
+    shape = {
+        "trials": args.trials,
+        "max_epochs": args.max_epochs,
+        "k": args.k,
+        "seed": args.seed,
+        "batch_size": args.batch_size,
+    }
     synthetic = SYNTHETIC.format(images=args.images)
 
     print("same data (synthetic default faces):", flush=True)
