@@ -100,7 +100,7 @@ def make_spec(name: str, source: str, *, trials: int, max_epochs: int, k: int, s
 def sweep(spec, work: Path, label: str, warm_start=()) -> dict:
     from ferray.search import run_search
 
-    run_dir = work / "runs" / f"{label}-{int(time.time())}"
+    run_dir = work / "runs" / f"{label.replace(' (', '-').rstrip(')')}-{int(time.time())}"  # first-cold-<time>
     notes: list[str] = []
     t = time.perf_counter()
     result = run_search(
