@@ -10,6 +10,7 @@ import warnings
 from typing import Any
 
 from ferray.run.layout import RunLayout
+from ferray.run.warm_start import COLD, ORIGIN_ATTR
 
 __all__ = ["search_history", "study_trials", "param_importances", "MIN_TRIALS_FOR_IMPORTANCE"]
 
@@ -86,7 +87,9 @@ def study_trials(run: RunLayout, study_name: str | None = None) -> tuple[list[di
     """``(trials, distributions, study)`` of the run's Optuna study, or ``([], {}, None)`` without one.
 
     Each trial: ``number``, ``state`` (COMPLETE, PRUNED, FAIL, RUNNING), ``value`` (the final
-    value, else the last intermediate one), ``params``. ``distributions`` maps a parameter to
+    value, else the last intermediate one), ``params``, ``origin`` (``seeded`` for an earlier
+    run's trial a warm start copied in, else the trial's origin, see :mod:`ferray.run.warm_start`).
+    ``distributions`` maps a parameter to
     ``{"kind": "float"|"int"|"categorical", "log", "low", "high", "choices"}``.
     """
     if not run.study.is_file():
@@ -99,7 +102,10 @@ def study_trials(run: RunLayout, study_name: str | None = None) -> tuple[list[di
         value = t.value
         if value is None and t.intermediate_values:
             value = t.intermediate_values[max(t.intermediate_values)]
-        trials.append({"number": t.number, "state": t.state.name, "value": value, "params": dict(t.params)})
+        origin = t.user_attrs.get(ORIGIN_ATTR, COLD)  # seeded: an earlier run's trial (ferray.run.warm_start)
+        trials.append(
+            {"number": t.number, "state": t.state.name, "value": value, "params": dict(t.params), "origin": origin}
+        )
         for name, d in t.distributions.items():
             if name in dists:
                 continue

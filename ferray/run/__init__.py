@@ -10,6 +10,7 @@ and how to read it, and imports no stage (and neither torch nor Ray):
   :class:`DistillConfig`, :class:`RetentionConfig`), and :func:`read_run_spec`, the one
   reader of ``RUN/spec.yaml``;
 * :mod:`ferray.run.manifest`: ``ferray_run.json``, what the sweep started with;
+* :mod:`ferray.run.warm_start`: the earlier runs a sweep started from, and each trial's origin;
 * :mod:`ferray.run.results` and :mod:`ferray.run.status`: ``results.parquet`` and the
   sweep's state (``ferray status``);
 * :mod:`ferray.run.pareto`: Pareto fronts of several objectives (:func:`pareto_front`,
@@ -53,11 +54,13 @@ _EXPORTS = {
     "GreedyConfig": "ferray.run.sections",
     "DistillConfig": "ferray.run.sections",
     "RetentionConfig": "ferray.run.sections",
+    "WarmStartConfig": "ferray.run.warm_start",
     # what the run recorded
     "read_manifest": "ferray.run.manifest",
     "ResultsTable": "ferray.run.results",
     "read_results": "ferray.run.results",
     "get_status": "ferray.run.status",
+    "read_warm_start": "ferray.run.warm_start",
     "render_status": "ferray.run.status",
     "pareto_front": "ferray.run.pareto",
     "non_dominated_sort": "ferray.run.pareto",
@@ -97,4 +100,5 @@ if TYPE_CHECKING:
     )
     from ferray.run.spec import ParamSpec, SearchSpec, load_search_spec, read_run_spec
     from ferray.run.status import get_status, render_status
+    from ferray.run.warm_start import WarmStartConfig, read_warm_start
     from ferray.run.weights import WeightsMeta

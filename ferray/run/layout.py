@@ -8,6 +8,7 @@ through :class:`RunLayout` and :class:`TrialLayout` instead of repeating file na
       spec.yaml                           the spec the sweep started with
       folds.parquet                       the fold plan every trial shares
       optuna.db                           the Optuna study (SQLite)
+      warm_start.json                     the earlier runs a warm-started sweep started from, and how
       results.parquet                     one row per trial per epoch
       retention.jsonl                     one line per trial the retention policy cleaned: files, bytes
       ferray.log                          Ray's and the workers' logs
@@ -281,6 +282,7 @@ class RunLayout:
     SPEC = "spec.yaml"
     FOLDS = "folds.parquet"
     STUDY = "optuna.db"
+    WARM_START = "warm_start.json"
     RESULTS = "results.parquet"
     RETENTION = "retention.jsonl"
     LOG = "ferray.log"
@@ -320,6 +322,11 @@ class RunLayout:
     @property
     def results(self) -> Path:
         return self.root / self.RESULTS
+
+    @property
+    def warm_start(self) -> Path:
+        """What a warm-started sweep took from each earlier run (see :mod:`ferray.run.warm_start`)."""
+        return self.root / self.WARM_START
 
     @property
     def retention(self) -> Path:

@@ -2,7 +2,8 @@
 
 :class:`ResultsTable` is plain Python (tested without Ray); :func:`results_callback` wraps
 it in a Tune ``Callback`` on the driver. Columns: ``trial_id``, ``trial_number`` (Optuna),
-``state`` (RUNNING, COMPLETED, PRUNED, ERROR, STOPPED), ``error``, ``param.<dotted path>``
+``state`` (RUNNING, COMPLETED, PRUNED, ERROR, STOPPED), ``error``, ``origin`` (``cold``, or
+``enqueued:<source>`` for an earlier run's configuration, see :mod:`ferray.run.warm_start`), ``param.<dotted path>``
 for each sampled parameter, ``epoch``, the fold-mean/std metrics, ``epoch_seconds``,
 ``time_total_s`` and ``timestamp``; the last epoch of a finished trial carries ``oof_*``
 and ``holdout_*`` metrics, and the first epoch the trial's start-up (``startup_s`` and its
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ferray._io import atomic_write
+from ferray.run.warm_start import COLD
 
 __all__ = ["ResultsTable", "write_table_atomic", "read_results", "RESULT_KEYS", "STATES"]
 
@@ -30,7 +32,7 @@ STATES = ("PENDING", "RUNNING", "COMPLETED", "PRUNED", "STOPPED", "ERROR")
 #: States a trial never leaves: its rows are final (a resumed sweep leaves them untouched).
 FINAL_STATES = ("COMPLETED", "PRUNED")
 
-_HEAD = ("trial_id", "trial_number", "state", "error")
+_HEAD = ("trial_id", "trial_number", "state", "error", "origin")
 
 #: Keys of a trial report copied into results.parquet (plus ``val_*_fold<i>``, ``oof_*``, ``holdout_*``).
 RESULT_KEYS = (
@@ -92,6 +94,7 @@ class ResultsTable:
         self._state: dict[str, str] = {}
         self._error: dict[str, str | None] = {}
         self._number: dict[str, int | None] = {}
+        self._origin: dict[str, str] = {}
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> ResultsTable:
@@ -101,7 +104,7 @@ class ResultsTable:
             tid = r["trial_id"]
             if tid not in table._epochs:
                 params = {k[len("param.") :]: v for k, v in r.items() if k.startswith("param.") and v is not None}
-                table.add_trial(tid, params, r.get("trial_number"))
+                table.add_trial(tid, params, r.get("trial_number"), origin=r.get("origin"))
                 table._state[tid] = r["state"]
                 if r.get("error") is not None:
                     table._error[tid] = r["error"]
@@ -114,14 +117,19 @@ class ResultsTable:
         """Whether the trial ended (completed or pruned): its rows no longer change."""
         return self._state.get(trial_id) in FINAL_STATES
 
-    def add_trial(self, trial_id: str, params: dict, number: int | None = None) -> None:
+    def add_trial(self, trial_id: str, params: dict, number: int | None = None, origin: str | None = None) -> None:
+        """Record a trial; its ``origin`` (default ``cold``) is the first one given."""
         self._epochs.setdefault(trial_id, [])
         self._params[trial_id] = dict(params)
         self._state.setdefault(trial_id, "PENDING")
         if number is not None:
             self._number[trial_id] = number
+        if origin is not None:
+            self._origin.setdefault(trial_id, origin)
 
-    def add_result(self, trial_id: str, params: dict, result: dict, number: int | None = None) -> None:
+    def add_result(
+        self, trial_id: str, params: dict, result: dict, number: int | None = None, origin: str | None = None
+    ) -> None:
         """Record one epoch's report (a later report of the same epoch replaces it).
 
         A trial that already ended keeps its rows: a resumed sweep may replay its last report.
@@ -129,7 +137,7 @@ class ResultsTable:
         if self.final(trial_id):
             return
         if trial_id not in self._params:
-            self.add_trial(trial_id, params, number)
+            self.add_trial(trial_id, params, number, origin)
         row = {k: v for k, v in result.items() if _keep(k)}
         row["timestamp"] = result.get("timestamp", time.time())
         epochs = self._epochs[trial_id]
@@ -162,7 +170,7 @@ class ResultsTable:
 
     def drop(self, trial_id: str) -> None:
         """Forget a trial (one that never ran an epoch and whose configuration runs again)."""
-        for table in (self._epochs, self._params, self._state, self._number, self._error):
+        for table in (self._epochs, self._params, self._state, self._number, self._error, self._origin):
             table.pop(trial_id, None)
 
     def rows(self) -> list[dict]:
@@ -174,6 +182,7 @@ class ResultsTable:
                 "trial_number": self._number.get(trial_id),
                 "state": self._state.get(trial_id, "PENDING"),
                 "error": self._error.get(trial_id),
+                "origin": self._origin.get(trial_id, COLD),
             }
             head.update({f"param.{k}": v for k, v in self._params.get(trial_id, {}).items()})
             for row in epochs or [{}]:

@@ -3,7 +3,7 @@
 A spec file (:mod:`ferray.run.spec`) holds, besides the training config and the space:
 
 * ``budget``: trials, epochs, early stopping (ASHA) and stall limits (:class:`BudgetConfig`);
-* ``search``: sampler, seed, metric override, objectives (:class:`SearchConfig`, :class:`Objective`);
+* ``search``: sampler, seed, metric override, objectives, warm start (:class:`SearchConfig`, :class:`Objective`);
 * ``tracking``: TensorBoard (always) and Weights & Biases (:class:`TrackingConfig`);
 * ``ensemble``, ``distill`` and ``retention``: settings the stages after the sweep read
   (:class:`EnsembleConfig`, :class:`DistillConfig`, :class:`RetentionConfig`).
@@ -20,6 +20,7 @@ from pydantic import Field, field_validator, model_validator
 
 from ferray._config import StrictModel
 from ferray.errors import closest
+from ferray.run.warm_start import WarmStartConfig
 from ferray.training.watch import StallLimits
 
 __all__ = [
@@ -146,6 +147,11 @@ class SearchConfig(StrictModel):
     )
     metric: Literal["accuracy", "macro_f1", "loss"] | None = Field(
         None, description="Overrides run.metric: the fold mean that is optimised."
+    )
+    warm_start: WarmStartConfig = Field(
+        default_factory=WarmStartConfig,
+        description="Earlier runs to start from (run folders, storage URIs, Optuna study files); "
+        "see ferray.run.warm_start.",
     )
     objectives: list[Objective] | None = Field(
         None,

@@ -29,6 +29,7 @@ from ferray.run.pareto import pareto_front
 from ferray.run.predictions import read_predictions
 from ferray.run.results import STATES, read_results
 from ferray.run.sections import Objective
+from ferray.run.warm_start import COLD, read_warm_start
 
 __all__ = ["get_status", "render_status", "summarise_trials", "trial_intervals"]
 
@@ -67,6 +68,7 @@ def summarise_trials(
                 "trial_number": first.get("trial_number"),
                 "state": first.get("state"),
                 "error": first.get("error"),
+                "origin": first.get("origin") or COLD,
                 "epochs": int(last.get("epoch", 0)) if epochs else 0,
                 "metric": best["metric"] if best else None,
                 "metric_std": best.get(std_key) if best else None,
@@ -159,12 +161,17 @@ def get_status(run_dir: str | os.PathLike, *, disk: bool = False, intervals: boo
 
     Keys: ``run_dir``, ``name``, ``metric``, ``mode``, ``budget_trials``, ``counts``
     (trials per state), ``trials`` (best first, see :func:`summarise_trials`), ``best``
-    (the best COMPLETED trial, else the best of any state, or ``None``); with several
-    objectives (``search.objectives``) also ``objectives`` (``[{metric, direction}]``) and
-    ``pareto`` (the ids of the Pareto-optimal trials among the completed and pruned ones),
-    and each trial has ``objectives`` (its values) and ``pareto`` (True/False); with ``disk``
-    also ``disk``: the run directory's size and what the retention policy removed
-    (:func:`ferray.run.disk.disk_usage`).
+    (the best COMPLETED trial, else the best of any state, or ``None``), ``warm_start``
+    (what the sweep took from earlier runs, :func:`ferray.run.warm_start.read_warm_start`, or
+    ``None``); with several objectives (``search.objectives``) also ``objectives``
+    (``[{metric, direction}]``) and ``pareto`` (the ids of the Pareto-optimal trials among the
+    completed and pruned ones), and each trial has ``objectives`` (its values) and ``pareto``
+    (True/False); with ``disk`` also ``disk``: the run directory's size and what the retention
+    policy removed (:func:`ferray.run.disk.disk_usage`).
+
+    Each trial has an ``origin``: ``cold`` or ``enqueued:<source>``. The finished trials a
+    warm start copied into the Optuna study are history, not trials: they are counted in
+    ``warm_start``, never listed among ``trials``.
 
     Each trial has ``intervals`` (:func:`trial_intervals`): the 95% bootstrap intervals its
     ``metrics.json`` holds; the best trial's missing OOF and holdout intervals are computed
@@ -223,6 +230,7 @@ def get_status(run_dir: str | os.PathLike, *, disk: bool = False, intervals: boo
         "counts": {k: v for k, v in counts.items() if v},
         "trials": trials,
         "best": best,
+        "warm_start": read_warm_start(run),
     }
     if objectives:
         out["objectives"] = [{"metric": o.metric, "direction": o.mode} for o in objectives]
@@ -299,7 +307,8 @@ def render_status(status: dict):
     table = Table(title=f"{status['name']}: {status['metric']} ({status['mode']}), fold mean ± std, best first")
     objectives = status.get("objectives")
     costs = [o["metric"] for o in objectives or [] if o["metric"] != status["metric"]]
-    columns = ["#", "trial", "state", "epochs", f"{status['metric']}"]
+    warm = status.get("warm_start") or any(t.get("origin", COLD) != COLD for t in status["trials"])
+    columns = ["#", "trial", *(("origin",) if warm else ()), "state", "epochs", f"{status['metric']}"]
     if objectives:
         columns = ["pareto", *columns, *costs]
     for col in (*columns, "OOF acc [95% CI]", "holdout acc [95% CI]", "params / error"):
@@ -312,6 +321,7 @@ def render_status(status: dict):
         cells = [
             str(t["trial_number"] if t["trial_number"] is not None else ""),
             t["trial_id"],
+            *((t.get("origin", COLD),) if warm else ()),
             f"[{colours.get(t['state'], 'white')}]{t['state']}[/]",
             str(t["epochs"]),
             metric,
@@ -330,6 +340,12 @@ def render_status(status: dict):
         table,
         Text(f"trials: {counts}" + (f" (budget {status['budget_trials']})" if status.get("budget_trials") else "")),
     ]
+    for src in (status.get("warm_start") or {}).get("sources", []):
+        taken = {
+            "seeded": f"{src.get('trials')} finished trials seeded the sampler (history in the study, not trials here)",
+            "enqueued": f"its best {src.get('trials')} configurations were evaluated first",
+        }.get(src.get("action"), "nothing taken")
+        parts.append(Text(f"warm start from {src.get('source')}: {taken} ({src.get('reason')})"))
     if status.get("disk"):
         d = status["disk"]
         line = f"run directory: {d['bytes'] / 1e6:.1f} MB"

@@ -50,7 +50,12 @@ def _cmd_search(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(
             dry_run(
-                path, address=args.address, num_cpus=args.num_cpus, data=args.data, cluster_config=args.cluster_config
+                path,
+                address=args.address,
+                num_cpus=args.num_cpus,
+                data=args.data,
+                cluster_config=args.cluster_config,
+                warm_start=args.warm_start,
             )
         )
         return 0
@@ -64,6 +69,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
             num_cpus=args.num_cpus,
             live=not args.no_live,
             verbose=args.verbose,
+            warm_start=args.warm_start,
             echo=to_stderr,
         )
     except SearchInterrupted as exc:
@@ -142,6 +148,14 @@ def add_commands(subparsers: argparse._SubParsersAction, after_sweep: AfterSweep
     p.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS or a local Ray)")
     p.add_argument("--num-cpus", type=int, default=None, metavar="N", help="CPUs of a new local Ray (default: all)")
     p.add_argument("--data", default=None, metavar="SOURCE", help="replace the spec's data.source")
+    p.add_argument(
+        "--warm-start",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="start from an earlier run (run folder, storage URI of one, or Optuna study file); repeatable, "
+        "added to the spec's search.warm_start",
+    )
     p.add_argument("--no-live", action="store_true", help="plain log lines instead of the live view")
     p.add_argument("--verbose", action="store_true", help="also show Ray's log lines and workers' output")
     p.add_argument(

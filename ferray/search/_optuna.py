@@ -22,6 +22,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from ferray.run.layout import RunLayout
 from ferray.run.spec import SearchSpec
+from ferray.run.warm_start import COLD, ORIGIN_ATTR
 
 __all__ = [
     "PruningASHA",
@@ -365,7 +366,8 @@ class PruneAwareOptunaSearch(OptunaSearch):
         checked.add(trial_id)
         if self._ot_study._storage.get_trial(old._trial_id).state.name != "FAIL":
             return
-        self._ot_study.enqueue_trial(old.params, skip_if_exists=False)
+        origin = {k: v for k, v in old.user_attrs.items() if k == ORIGIN_ATTR}
+        self._ot_study.enqueue_trial(old.params, user_attrs=origin, skip_if_exists=False)
         new = self._ot_study.ask()
         self._suggest_from_define_by_run_func(self._space, new)
         new.set_user_attr(TUNE_TRIAL_ATTR, trial_id)
@@ -425,6 +427,19 @@ class PruneAwareOptunaSearch(OptunaSearch):
             logging.getLogger(__name__).warning("could not tell Optuna trial %s %s: %s", trial_id, state, exc)
         self.states[trial_id] = state
         self._completed_trials.add(trial_id)
+
+    @property
+    def study(self):
+        """The run's Optuna study (a warm start adds its history and configurations to it)."""
+        return self._ot_study
+
+    def origin(self, trial_id: str) -> str:
+        """Where a Tune trial's configuration came from: ``cold`` or ``enqueued:<source>``.
+
+        See :mod:`ferray.run.warm_start`.
+        """
+        t = self._ot_trials.get(trial_id)
+        return COLD if t is None else str(t.user_attrs.get(ORIGIN_ATTR, COLD))
 
     def ot_number(self, trial_id: str) -> int | None:
         """The Optuna trial number of a Tune trial (for the results table)."""

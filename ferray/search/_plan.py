@@ -14,6 +14,7 @@ from ferray.run.layout import check_run_name
 from ferray.run.spec import SearchSpec, load_search_spec
 from ferray.runtime.nodes import NodeSpec, cluster_nodes, launcher_nodes, node_totals
 from ferray.runtime.planner import ResourcePlan, estimate_startup, plan_resources
+from ferray.search._warm import decide, describe, open_sources, with_sources
 from ferray.training.config import TrainConfig
 
 __all__ = [
@@ -131,10 +132,12 @@ def dry_run(
     num_cpus: int | None = None,
     data: str | None = None,
     cluster_config: str | os.PathLike | None = None,
+    warm_start: Sequence[str] = (),
 ) -> str:
     """What a sweep would do, as text: the resolved spec, the fold plan and the resource plan.
 
-    Loads the data (so data problems show now) but trains nothing. The resource plan is made
+    Loads the data (so data problems show now) but trains nothing; says what a warm start
+    would take from each of its sources. The resource plan is made
     against the nodes of the Ray cluster at ``address`` (or the connected one), of a cluster
     launcher YAML (``cluster_config``, each node type at its maximum), or of this machine.
 
@@ -149,6 +152,9 @@ def dry_run(
     spec, _ = as_spec(spec)
     if data is not None:
         spec = spec.model_copy(update={"data": spec.data.model_copy(update={"source": str(data)})})
+    if warm_start:
+        spec = with_sources(spec, warm_start)
+    sources = open_sources(spec.search.warm_start.sources)
     resolved = spec.model_dump(mode="json", exclude={"space"})
     lines = [
         f"# search spec '{spec.name}' (resolved, defaults filled in)",
@@ -184,6 +190,8 @@ def dry_run(
         "fold plan:",
         plan.summary(data),
     ]
+    if sources:
+        lines += ["", *describe([decide(source, spec, plan.data_fingerprint) for source in sources])]
     nodes, where = launcher_nodes(cluster_config) if cluster_config is not None else cluster_nodes(address, num_cpus)
     rplan = plan_search_resources(spec, plan.k, nodes=nodes)
     lines += ["", f"resource plan (from {where}):", rplan.explain()]

@@ -34,7 +34,9 @@ _REQUIRED = RunLayout.REQUIRED
 #: Spec keys a resumed sweep may change (they do not change what is searched).
 #: Sections that act after the trials (or only on what the run folder keeps): editing them
 #: between a stop and ``ferray resume`` changes no trial.
-_FREE = ("retention.", "ensemble.", "distill.", "tracking.")
+#: A warm start is applied once, when the sweep starts (``--warm-start`` records it in
+#: spec.yaml, not in the spec file): a resumed sweep never reads it again.
+_FREE = ("retention.", "ensemble.", "distill.", "tracking.", "search.warm_start.")
 
 
 def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:

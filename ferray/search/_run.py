@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,15 @@ from ferray.search._plan import (
     objectives_text,
     plan_search_resources,
     trial_config,
+)
+from ferray.search._warm import (
+    apply_warm_start,
+    decide,
+    describe,
+    open_sources,
+    stamp_study,
+    with_sources,
+    write_record,
 )
 from ferray.training.config import TrainConfig
 
@@ -115,6 +125,7 @@ def run_search(
     data: str | None = None,
     live: bool = True,
     verbose: bool = False,
+    warm_start: Sequence[str] = (),
     echo=print,
 ) -> SearchResult:
     """Run a hyperparameter sweep and return its results.
@@ -133,16 +144,22 @@ def run_search(
         live: show a live panel of the trials on a terminal (else one line per event).
         verbose: show Ray's own log lines and workers' output too (they always go to the
             run's ``ferray.log`` / Ray's session folder).
+        warm_start: earlier runs to start from, added to the spec's ``search.warm_start``
+            (run folders, storage URIs of them, Optuna study files; see :mod:`ferray.search._warm`).
 
     Raises:
-        ConfigError, DataError: bad spec or data, a bad run name, or a run folder that is
-            not empty and not this sweep's (before any trial starts).
+        ConfigError, DataError: bad spec or data, a bad run name, a warm-start source that is
+            not a run or study, or a run folder that is not empty and not this sweep's (before
+            any trial starts).
         SearchInterrupted: stopped with Ctrl-C; the message says how to resume.
     """
     t0 = time.perf_counter()
     spec, spec_path = as_spec(spec)
     if data is not None:
         spec = spec.model_copy(update={"data": spec.data.model_copy(update={"source": str(data)})})
+    if warm_start:
+        spec = with_sources(spec, warm_start)
+    warm_sources = open_sources(spec.search.warm_start.sources)  # a bad source fails before the run folder exists
     ray_storage: str | None = None
     if run_dir is None:
         if is_uri(storage):
@@ -161,7 +178,7 @@ def run_search(
         )
     run.mkdir(parents=True, exist_ok=True)
 
-    if spec_path is not None and data is None:
+    if spec_path is not None and data is None and not warm_start:
         atomic_write(layout.spec, Path(spec_path).read_bytes())
     else:
         import yaml
@@ -182,6 +199,9 @@ def run_search(
     timings["load_data"] = time.perf_counter() - t0
     for line in header(spec, spec_path, data, plan, layout, verbose=verbose):
         echo(line)
+    decisions = [decide(source, spec, plan.data_fingerprint) for source in warm_sources]
+    for line in describe(decisions):
+        echo(line)
     with ray_logs_to(layout.log, verbose=verbose):
         sweep = _Sweep(
             spec,
@@ -198,6 +218,9 @@ def run_search(
             resume=False,
             verbose=verbose,
         )
+        stamp_study(sweep.searcher.study, spec, plan.data_fingerprint)
+        apply_warm_start(sweep.searcher.study, decisions)
+        write_record(run, decisions)
         tuner = tune.Tuner(sweep.trainable, tune_config=sweep.tune_config, run_config=sweep.run_config)
         return sweep.fit(tuner, t0)
 

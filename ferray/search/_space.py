@@ -21,7 +21,7 @@ from typing import Any
 
 from ferray.run.spec import ParamSpec, get_path, same_value, set_path
 
-__all__ = ["define_by_run", "suggest", "is_active", "ordered", "apply_params"]
+__all__ = ["define_by_run", "suggest", "distribution", "is_active", "ordered", "apply_params"]
 
 
 def ordered(space: Mapping[str, ParamSpec]) -> list[str]:
@@ -74,6 +74,18 @@ def suggest(trial: Any, name: str, param: ParamSpec) -> Any:
             name, int(param.low), int(param.high), step=int(param.step) if param.step else 1, log=param.log
         )
     return trial.suggest_float(name, float(param.low), float(param.high), step=param.step, log=param.log)
+
+
+def distribution(param: ParamSpec):
+    """The Optuna distribution :func:`suggest` asks for ``param`` (to add trials made elsewhere to a study)."""
+    import optuna
+
+    if param.type == "categorical":
+        return optuna.distributions.CategoricalDistribution(list(param.choices))
+    if param.type == "int":
+        step = int(param.step) if param.step else 1
+        return optuna.distributions.IntDistribution(int(param.low), int(param.high), log=param.log, step=step)
+    return optuna.distributions.FloatDistribution(float(param.low), float(param.high), log=param.log, step=param.step)
 
 
 class define_by_run:  # noqa: N801 - used like a function; a class so Tune can pickle its searcher

@@ -118,3 +118,17 @@ def test_a_finished_sweep_has_nothing_to_resume(run):
 
 def test_spec_differences_name_added_and_removed_keys():
     assert spec_differences({"a": {"b": 1}}, {"a": {"c": 2}}) == ["a.b: 1 -> (removed)", "a.c: (absent) -> 2"]
+
+
+def test_a_warm_start_given_on_the_command_line_resumes_without_a_note(run, tmp_path):
+    """`--warm-start` is recorded in the run's spec.yaml, not in the spec file; a resume never applies it again."""
+    import yaml
+
+    from ferray.search._warm import with_sources
+
+    spec = with_sources(load_search_spec(tmp_path / "r.yaml"), [str(tmp_path / "earlier")])
+    (run / "spec.yaml").write_text(yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
+    write_manifest(run, spec, spec_path=tmp_path / "r.yaml", experiment=str(run), trials=2)
+    notes: list[str] = []
+    check_resumable(run, echo=notes.append)
+    assert notes == []

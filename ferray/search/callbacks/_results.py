@@ -83,6 +83,12 @@ class ResultsCallback(Callback):
         except Exception:  # noqa: BLE001
             return None
 
+    def _origin(self, trial) -> str | None:
+        try:
+            return self._searcher.origin(trial.trial_id) if self._searcher is not None else None
+        except Exception:  # noqa: BLE001 - bookkeeping never stops the sweep
+            return None
+
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         state["_guard"] = None
@@ -105,12 +111,14 @@ class ResultsCallback(Callback):
         return background_writer().flush(timeout)
 
     def on_trial_start(self, iteration, trials, trial, **info):
-        self.table.add_trial(trial.trial_id, dict(trial.config), self._number(trial))
+        self.table.add_trial(trial.trial_id, dict(trial.config), self._number(trial), self._origin(trial))
         self.table.set_state(trial.trial_id, "RUNNING")
         self._write()
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        self.table.add_result(trial.trial_id, dict(trial.config), result, self._number(trial))
+        known = self.table.state(trial.trial_id) is not None
+        origin = None if known else self._origin(trial)
+        self.table.add_result(trial.trial_id, dict(trial.config), result, self._number(trial), origin)
         self._write()
 
     def on_trial_complete(self, iteration, trials, trial, **info):
@@ -131,9 +139,8 @@ class ResultsCallback(Callback):
         self._write(force=True)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self.table.add_trial(trial.trial_id, dict(trial.config), self._number(trial)) if self.table.state(
-            trial.trial_id
-        ) is None else None
+        if self.table.state(trial.trial_id) is None:
+            self.table.add_trial(trial.trial_id, dict(trial.config), self._number(trial), self._origin(trial))
         reason = self._guard.reason(trial.trial_id) if self._guard is not None else None
         self.table.set_state(trial.trial_id, "ERROR", error=reason or error_reason(trial))
         self._write(force=True)
