@@ -359,7 +359,8 @@ def decide(source: WarmSource, spec: SearchSpec, fingerprint: str, *, enqueue_to
         return Decision(source, "none", "it holds no finished trial")
     why = None
     if spec.search.multi_objective:
-        why = f"this sweep searches {len(spec.search.objectives)} objectives (a warm start seeds single-objective sweeps)"
+        n = len(spec.search.objectives)
+        why = f"this sweep searches {n} objectives (a warm start seeds single-objective sweeps only)"
     elif len(source.directions) != 1:
         why = f"it optimised {len(source.directions)} objectives, this sweep one"
     elif source.metric is None:

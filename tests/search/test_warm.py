@@ -155,6 +155,10 @@ def test_a_wider_space_still_seeds(tmp_path):
         ({"spec": _spec(search={"metric": "macro_f1"})}, "it optimised accuracy, this sweep macro_f1"),
         ({"spec": _spec(run={"batch_size": 32})}, "other fixed settings (run.batch_size 64 -> 32)"),
         (
+            {"spec": _spec(search={"objectives": [{"metric": "accuracy"}, {"metric": "params"}]})},
+            "this sweep searches 2 objectives",
+        ),
+        (
             {"spec": _spec({**SPACE, "optim.lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True}})},
             "the space changed: trial",
         ),
