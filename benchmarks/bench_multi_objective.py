@@ -32,6 +32,7 @@ Prints figures; asserts nothing.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import statistics
 import sys
@@ -89,7 +90,7 @@ def trial_points(results_path: Path) -> tuple[list[dict], int, list]:
 
 
 def _finite(v) -> bool:
-    return isinstance(v, (int, float)) and v == v
+    return isinstance(v, (int, float)) and math.isfinite(v)
 
 
 def hypervolumes(entry: dict, reference: dict[str, float]) -> dict[str, float]:
