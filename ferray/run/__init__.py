@@ -14,7 +14,7 @@ and how to read it, and imports no stage (and neither torch nor Ray):
 * :mod:`ferray.run.results` and :mod:`ferray.run.status`: ``results.parquet`` and the
   sweep's state (``ferray status``);
 * :mod:`ferray.run.pareto`: Pareto fronts of several objectives (:func:`pareto_front`,
-  :func:`non_dominated_sort`);
+  :func:`non_dominated_sort`, :func:`hypervolume_2d`);
 * :mod:`ferray.run.predictions`: the out-of-fold and holdout prediction files every trial,
   the ensemble and the student write (:class:`Predictions`, :func:`read_predictions`);
 * :mod:`ferray.run.weights`: the metadata of every weights file (:class:`WeightsMeta`);
@@ -64,6 +64,7 @@ _EXPORTS = {
     "render_status": "ferray.run.status",
     "pareto_front": "ferray.run.pareto",
     "non_dominated_sort": "ferray.run.pareto",
+    "hypervolume_2d": "ferray.run.pareto",
     # the stages' formats
     "Predictions": "ferray.run.predictions",
     "read_predictions": "ferray.run.predictions",
@@ -83,7 +84,7 @@ if TYPE_CHECKING:
     from ferray.run.disk import disk_usage
     from ferray.run.layout import BundleLayout, DistillLayout, EnsembleLayout, ReportLayout, RunLayout, TrialLayout
     from ferray.run.manifest import read_manifest
-    from ferray.run.pareto import non_dominated_sort, pareto_front
+    from ferray.run.pareto import hypervolume_2d, non_dominated_sort, pareto_front
     from ferray.run.predictions import Predictions, read_predictions, write_predictions
     from ferray.run.results import ResultsTable, read_results
     from ferray.run.retention import RetentionReport, apply_retention

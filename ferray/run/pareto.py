@@ -1,7 +1,8 @@
-"""Pareto fronts of objective vectors: dominance, non-dominated sorting, crowding distance.
+"""Pareto fronts of objective vectors: dominance, non-dominated sorting, crowding distance, hypervolume.
 
 Plain Python, shared by the multi-objective scheduler (which trials a rung promotes),
-``ferray status`` (which trials are Pareto-optimal) and the stages after a sweep.
+``ferray status`` (which trials are Pareto-optimal), the stages after a sweep and the
+benchmarks that compare the fronts of several sweeps (:func:`hypervolume_2d`).
 
 Every function takes the vectors (one sequence of numbers per point) and ``modes``, one
 ``"max"`` or ``"min"`` per objective. A missing value (``None``) or NaN is the worst value
@@ -13,6 +14,8 @@ other objectives, and two points that are equal on every objective dominate neit
 [0, 0, 1, 0]
 >>> pareto_front([[0.9, 5.0], [0.8, 2.0], [0.7, 6.0]], ["max", "min"])
 [0, 1]
+>>> round(hypervolume_2d([[0.9, 5.0], [0.8, 2.0], [0.7, 6.0]], [0.0, 10.0], ["max", "min"]), 6)
+6.9
 """
 
 from __future__ import annotations
@@ -20,7 +23,15 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-__all__ = ["dominates", "non_dominated_sort", "pareto_front", "crowding_distance", "rank_keys", "MODES"]
+__all__ = [
+    "dominates",
+    "non_dominated_sort",
+    "pareto_front",
+    "crowding_distance",
+    "rank_keys",
+    "hypervolume_2d",
+    "MODES",
+]
 
 #: The accepted directions of an objective.
 MODES = ("max", "min")
@@ -135,3 +146,26 @@ def rank_keys(values: Sequence[Sequence[float | None]], modes: Sequence[str]) ->
         for i, d in zip(members, crowding_distance([values[i] for i in members], modes)):
             crowd[i] = d
     return [(fronts[i], -crowd[i], costs[i][0]) for i in range(len(costs))]
+
+
+def hypervolume_2d(values: Sequence[Sequence[float | None]], reference: Sequence[float], modes: Sequence[str]) -> float:
+    """The area that ``values`` dominate, bounded by ``reference``: larger is a better front.
+
+    Two objectives. ``reference`` is a point every useful point beats (e.g. chance accuracy
+    and a latency worse than any measured); a point that does not beat it strictly on both
+    objectives, or has a missing/NaN value, adds nothing. Dominated points add nothing either,
+    so the fronts of several sweeps compare by one number once they share a reference.
+    Exact: the union of the points' boxes, swept in order of the first objective.
+    """
+    if len(modes) != 2:
+        raise ValueError(f"hypervolume_2d needs 2 objectives, but there are {len(modes)}")
+    if len(reference) != 2 or not all(isinstance(r, (int, float)) and math.isfinite(r) for r in reference):
+        raise ValueError(f"reference is {list(reference)!r}, but must be 2 finite numbers")
+    ref_x, ref_y = _minimised([reference], modes)[0]
+    inside = sorted((x, y) for x, y in _minimised(values, modes) if x < ref_x and y < ref_y)
+    area, floor = 0.0, ref_y  # floor: the lowest second cost of the points swept so far
+    for x, y in inside:
+        if y < floor:
+            area += (ref_x - x) * (floor - y)
+            floor = y
+    return area

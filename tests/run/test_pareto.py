@@ -4,7 +4,14 @@ import math
 
 import pytest
 
-from ferray.run.pareto import crowding_distance, dominates, non_dominated_sort, pareto_front, rank_keys
+from ferray.run.pareto import (
+    crowding_distance,
+    dominates,
+    hypervolume_2d,
+    non_dominated_sort,
+    pareto_front,
+    rank_keys,
+)
 
 MAX_MIN = ["max", "min"]
 
@@ -69,3 +76,39 @@ def test_equal_points_are_true_ties():
     assert len(set(rank_keys(points, MAX_MIN))) == 1
     keys = rank_keys([[0.9], [0.8], [0.8], [0.8], [0.7]], ["max"])
     assert keys[1] == keys[2] == keys[3] and keys[0] < keys[1] < keys[4]
+
+
+def test_hypervolume_of_one_point_is_its_box():
+    assert hypervolume_2d([[2.0, 3.0]], [5.0, 7.0], ["min", "min"]) == pytest.approx(3.0 * 4.0)
+    # accuracy 0.8 against chance 0.2, latency 2 ms against 10 ms: 0.6 x 8
+    assert hypervolume_2d([[0.8, 2.0]], [0.2, 10.0], MAX_MIN) == pytest.approx(4.8)
+
+
+def test_hypervolume_is_the_union_of_the_boxes():
+    # boxes [1,5]x[3,5] (8), [2,5]x[2,5] (9), [4,5]x[1,5] (4); union by hand: 8 + 3*1 + 1*1 = 12
+    front = [[1.0, 3.0], [2.0, 2.0], [4.0, 1.0]]
+    assert hypervolume_2d(front, [5.0, 5.0], ["min", "min"]) == pytest.approx(12.0)
+    # the same points in any order, with a dominated point and a duplicate, cover the same area
+    assert hypervolume_2d([[4.0, 1.0], [3.0, 3.0], [1.0, 3.0], [2.0, 2.0], [2.0, 2.0]], [5.0, 5.0], ["min", "min"]) == (
+        pytest.approx(12.0)
+    )
+    # accuracy (max) against latency (min): (0.9, 5) and (0.8, 2) from (0, 10): 0.9*5 + 0.8*3
+    assert hypervolume_2d([[0.9, 5.0], [0.8, 2.0], [0.7, 6.0]], [0.0, 10.0], MAX_MIN) == pytest.approx(6.9)
+    # a point better on both objectives alone covers the whole of the front it dominates
+    assert hypervolume_2d([[0.9, 2.0], [0.9, 5.0], [0.8, 2.0]], [0.0, 10.0], MAX_MIN) == pytest.approx(7.2)
+
+
+def test_hypervolume_ignores_points_that_do_not_beat_the_reference():
+    ref = [0.2, 10.0]
+    assert hypervolume_2d([], ref, MAX_MIN) == 0.0
+    assert hypervolume_2d([[0.1, 1.0], [0.9, 12.0], [0.9, 10.0], [0.2, 5.0]], ref, MAX_MIN) == 0.0
+    assert hypervolume_2d([[0.5, math.nan], [None, 1.0], [0.5, 5.0]], ref, MAX_MIN) == pytest.approx(0.3 * 5.0)
+
+
+def test_hypervolume_bad_input_is_named():
+    with pytest.raises(ValueError, match="needs 2 objectives, but there are 3"):
+        hypervolume_2d([[1, 2, 3]], [0, 0, 0], ["min", "min", "min"])
+    with pytest.raises(ValueError, match="reference is \\[0.0, nan\\], but must be 2 finite numbers"):
+        hypervolume_2d([[1, 2]], [0.0, math.nan], MAX_MIN)
+    with pytest.raises(ValueError, match="mode 'up' is not one of max, min"):
+        hypervolume_2d([[1, 2]], [0, 0], ["max", "up"])
