@@ -6,7 +6,8 @@ it in a Tune ``Callback`` on the driver. Columns: ``trial_id``, ``trial_number``
 for each sampled parameter, ``epoch``, the fold-mean/std metrics, ``epoch_seconds``,
 ``time_total_s`` and ``timestamp``; the last epoch of a finished trial carries ``oof_*``
 and ``holdout_*`` metrics, and the first epoch the trial's start-up (``startup_s`` and its
-phases, ``heavy_modules``; see :data:`ferray.training._worker.STARTUP_KEYS`).
+phases, ``heavy_modules``; see :data:`ferray.training._worker.STARTUP_KEYS`) with
+``trial_boot_s``, the trial process's own start before the trial function (before ``startup_s``'s origin).
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ RESULT_KEYS = (
     "stopped_early",
     # A trial's start-up, in its first epoch's row (ferray.training._worker.STARTUP_KEYS).
     "startup_s",
+    "trial_boot_s",
     "trial_setup_s",
     "worker_start_s",
     "worker_spawn_s",
