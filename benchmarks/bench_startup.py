@@ -465,7 +465,8 @@ def tiny(num_cpus: int) -> dict:
     )
     print("ferray per-trial medians: " + ", ".join(f"{k} {v:.1f}" for k, v in ferray["medians"].items()))
     print(f"ferray search, command to summary: {ferray['wall_s']:.0f} s ({ferray['trials']} trials)")
-    print(f"plain Tune function trainable, command to end: {plain_wall:.0f} s ({proc.stdout.strip()})")
+    counts = json.loads(proc.stdout.strip().splitlines()[-1])  # Tune prints its own table before it
+    print(f"plain Tune function trainable, command to end: {plain_wall:.0f} s ({counts['trials']} trials)")
     print(f"ratio (target <= 2x): {ratio:.2f}x")
     return {"ferray": ferray, "plain_wall_s": plain_wall, "ratio": ratio}
 

@@ -1,4 +1,4 @@
-"""One Tune trial: validate its config, fit its k-fold TorchTrainer, forward the fold reports.
+"""One Tune trial: validate its config, fit its k-fold Ray Train trainer, forward the fold reports.
 
 Why ferray does not use ``ray.tune.integration.ray_train.TuneReportCallback``: that callback
 hands each report to the Tune actor's *main* thread through a one-slot queue, and the main
