@@ -15,8 +15,12 @@ metrics and predictions (small pickled objects on CPU), so gloo serves GPU worke
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass
+from datetime import timedelta
 
+import ray
+from ray.exceptions import GetTimeoutError
 from ray.train.backend import Backend, BackendConfig
 
 __all__ = ["GlooConfig", "process_group_config"]
@@ -62,9 +66,6 @@ class _GlooBackend(Backend):
     share_cuda_visible_devices: bool = True
 
     def on_start(self, worker_group, backend_config: GlooConfig) -> None:
-        import ray
-        from ray.exceptions import GetTimeoutError
-
         size = len(worker_group)
         if size == 1:
             return  # one fold worker: nothing to exchange (``_gather`` needs no group)
@@ -84,9 +85,6 @@ class _GlooBackend(Backend):
             ) from None
 
     def on_shutdown(self, worker_group, backend_config: GlooConfig) -> None:
-        import ray
-        from ray.exceptions import GetTimeoutError
-
         if len(worker_group) == 1:
             return
         try:
@@ -97,10 +95,6 @@ class _GlooBackend(Backend):
 
 def _free_address() -> tuple[str, int]:
     """On rank 0: this node's address and a port free on it now."""
-    import socket
-
-    import ray
-
     host = ray.util.get_node_ip_address()
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("", 0))
@@ -108,8 +102,6 @@ def _free_address() -> tuple[str, int]:
 
 
 def _join(url: str, rank: int, size: int, timeout_s: float) -> None:
-    from datetime import timedelta
-
     import torch.distributed as dist
 
     dist.init_process_group("gloo", init_method=url, rank=rank, world_size=size, timeout=timedelta(seconds=timeout_s))
