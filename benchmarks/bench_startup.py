@@ -4,6 +4,7 @@
     python benchmarks/bench_startup.py --quick         # 1 import repeat; quickstart cut to 2 trials x 2 epochs
     python benchmarks/bench_startup.py imports         # one of: imports sweep plain tiny (sweep = the quickstart)
     python benchmarks/bench_startup.py tiny            # 12 tiny trials: ferray's sweep wall vs a plain Tune sweep
+    python benchmarks/bench_startup.py tiny --no-plain # ferray's side only
 
 Prints figures; asserts nothing. The targets, each a ratio measured in the same run:
 
@@ -439,8 +440,9 @@ def _tiny_plain_child(num_cpus: int, trial_cpus: float, threads: int) -> None:
         ray.shutdown()
 
 
-def tiny(num_cpus: int) -> dict:
-    """``tiny``: ferray's sweep wall against the plain trainable's, both from a fresh process."""
+def tiny(num_cpus: int, plain: bool = True) -> dict:
+    """``tiny``: ferray's sweep wall against the plain trainable's, both from a fresh process
+    (``plain=False``: ferray's side only, e.g. to compare two ferray versions under one lock)."""
     from ferray.search import load_search_spec
     from ferray.search._plan import plan_search_resources
 
@@ -449,6 +451,15 @@ def tiny(num_cpus: int) -> dict:
         plan = plan_search_resources(spec, spec.folds.k, num_cpus)
         load_before = _load()
         ferray = _tiny_ferray(num_cpus, Path(tmp))
+    print(
+        f"\n## tiny: {TINY['trials']} trials of {TINY['backbone']}, k={TINY['k']}, {TINY['epochs']} epochs, "
+        f"ASHA + TPE, {plan.concurrent_trials} at once, {plan.trial_cpus:g} CPUs per trial, {num_cpus} CPUs "
+        f"(before: {load_before}; after ferray: {_load()})"
+    )
+    print("ferray per-trial medians: " + ", ".join(f"{k} {v:.1f}" for k, v in ferray["medians"].items()))
+    print(f"ferray search, command to summary: {ferray['wall_s']:.0f} s ({ferray['trials']} trials)")
+    if not plain:
+        return {"ferray": ferray}
     t = time.perf_counter()
     child = [sys.executable, __file__, "tiny", "--plain-child", "--num-cpus", str(num_cpus)]
     child += ["--trial-cpus", str(plan.trial_cpus), "--threads", str(max(1, round(plan.trial_cpus)))]
@@ -458,16 +469,9 @@ def tiny(num_cpus: int) -> dict:
         print(proc.stderr[-3000:], file=sys.stderr)
         raise SystemExit(f"the plain Tune sweep exited with {proc.returncode}")
     ratio = ferray["wall_s"] / plain_wall
-    print(
-        f"\n## tiny: {TINY['trials']} trials of {TINY['backbone']}, k={TINY['k']}, {TINY['epochs']} epochs, "
-        f"ASHA + TPE, {plan.concurrent_trials} at once, {plan.trial_cpus:g} CPUs per trial, {num_cpus} CPUs "
-        f"(before: {load_before}; after: {_load()})"
-    )
-    print("ferray per-trial medians: " + ", ".join(f"{k} {v:.1f}" for k, v in ferray["medians"].items()))
-    print(f"ferray search, command to summary: {ferray['wall_s']:.0f} s ({ferray['trials']} trials)")
     counts = json.loads(proc.stdout.strip().splitlines()[-1])  # Tune prints its own table before it
     print(f"plain Tune function trainable, command to end: {plain_wall:.0f} s ({counts['trials']} trials)")
-    print(f"ratio (target <= 2x): {ratio:.2f}x")
+    print(f"ratio (target <= 2x): {ratio:.2f}x ({_load()})")
     return {"ferray": ferray, "plain_wall_s": plain_wall, "ratio": ratio}
 
 
@@ -480,6 +484,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None, help="quickstart max epochs (default: the spec's 6)")
     parser.add_argument("--num-cpus", type=int, default=2)
     parser.add_argument("--out", type=Path, default=None, help="also write the figures as JSON here")
+    parser.add_argument("--no-plain", action="store_true", help="tiny: ferray's side only (no plain Tune sweep)")
     parser.add_argument("--plain-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--trial-cpus", type=float, default=1.0, help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
@@ -514,7 +519,7 @@ def main() -> None:
             figures["startup_ratio"] = ratio
             print(f"\nferray trial start-up / plain trainable start-up (target <= 2x): {ratio:.2f}x")
     if "tiny" in what:
-        figures["tiny"] = tiny(args.num_cpus)
+        figures["tiny"] = tiny(args.num_cpus, plain=not args.no_plain)
     if args.out:
         args.out.write_text(json.dumps(figures, indent=2))
 
