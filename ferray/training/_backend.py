@@ -71,10 +71,9 @@ class _GlooBackend(Backend):
             return  # one fold worker: nothing to exchange (``_gather`` needs no group)
         host, port = ray.get(worker_group.execute_single_async(0, _free_address), timeout=backend_config.timeout_s)
         url = f"tcp://[{host}]:{port}" if ":" in host else f"tcp://{host}:{port}"
+        # Positional arguments: the worker group's own parameters are named ``rank`` / ``worker_index``.
         joins = [
-            worker_group.execute_single_async(
-                rank, _join, url=url, rank=rank, size=size, timeout_s=backend_config.timeout_s
-            )
+            worker_group.execute_single_async(rank, _join, url, rank, size, backend_config.timeout_s)
             for rank in range(size)
         ]
         try:
@@ -101,10 +100,12 @@ def _free_address() -> tuple[str, int]:
         return host, s.getsockname()[1]
 
 
-def _join(url: str, rank: int, size: int, timeout_s: float) -> None:
+def _join(url: str, world_rank: int, world_size: int, timeout_s: float) -> None:
     import torch.distributed as dist
 
-    dist.init_process_group("gloo", init_method=url, rank=rank, world_size=size, timeout=timedelta(seconds=timeout_s))
+    dist.init_process_group(
+        "gloo", init_method=url, rank=world_rank, world_size=world_size, timeout=timedelta(seconds=timeout_s)
+    )
 
 
 def _leave() -> None:

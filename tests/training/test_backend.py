@@ -14,7 +14,7 @@ from ferray.training._backend import GlooConfig, process_group_config
 #: One fold worker's side: join the group at the URL rank 0 named, gather every rank's object, leave.
 MEMBER = (
     "import json, sys, torch.distributed as dist; from ferray.training._backend import _join, _leave; "
-    "url, rank = sys.argv[1], int(sys.argv[2]); _join(url=url, rank=rank, size=2, timeout_s=120); "
+    "url, rank = sys.argv[1], int(sys.argv[2]); _join(url, rank, 2, 120); "
     "out = [None, None]; dist.all_gather_object(out, {'rank': rank}); _leave(); "
     "print(json.dumps({'gathered': out, 'left': not dist.is_initialized()}))"
 )
