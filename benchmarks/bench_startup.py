@@ -2,7 +2,9 @@
 
     python benchmarks/bench_startup.py                 # everything, the packaged quickstart as shipped
     python benchmarks/bench_startup.py --quick         # 1 import repeat; quickstart cut to 2 trials x 2 epochs
-    python benchmarks/bench_startup.py imports         # one of: imports sweep plain (sweep = the quickstart)
+    python benchmarks/bench_startup.py imports         # one of: imports sweep plain tiny (sweep = the quickstart)
+    python benchmarks/bench_startup.py tiny            # 12 tiny trials: ferray's sweep wall vs a plain Tune sweep
+    python benchmarks/bench_startup.py tiny --no-plain # ferray's side only
 
 Prints figures; asserts nothing. The targets, each a ratio measured in the same run:
 
@@ -15,7 +17,15 @@ Prints figures; asserts nothing. The targets, each a ratio measured in the same 
   seconds divided by the trials run at once (target <= 1.5x);
 * plain: a plain Ray Tune function trainable that imports torch and timm and trains the same
   model on the same images, as many trials at once with the same CPUs per trial; its start-up
-  (function entry -> first training step) next to ferray's (target: ferray <= 2x).
+  (function entry -> first training step) next to ferray's (target: ferray <= 2x);
+* tiny: where start-up is nearly everything. 12 trials of timm's ``test_resnet``, k=2, 3 epochs of
+  well under a second, Optuna TPE + ASHA (grace 1), 2 at once: ``ferray search`` (command to
+  summary) against a plain Ray Tune function trainable that does the same work in its own
+  process (both folds' models, every epoch, the same images and folds, OptunaSearch + ASHA, the
+  same CPUs per trial), each timed from its command to its end in a fresh process (target <= 2x).
+  Also ferray's per-trial timeline from results.parquet: trial start-up and its phases, the
+  trial actor's start before the trial function, and the time from the last epoch's report to
+  the trial's end.
 
 The machine's load average is printed with the figures: start-up is CPU work (imports), so on a
 shared machine every figure grows with the load.
@@ -46,6 +56,8 @@ FOLD_WORKER = (
     "import ferray.data._table"
 )
 HEAVY = ("sklearn", "optuna", "wandb", "tensorboard", "torch.utils.tensorboard", "pandas", "scipy")
+#: Per-trial moments before and after the fold workers' own start-up (results.parquet columns).
+TIMELINE = ("trial_boot_s",)
 PHASES = (
     "trial_setup_s",
     "worker_spawn_s",
@@ -284,16 +296,202 @@ def plain(num_cpus: int, trials: int, concurrent: int, trial_cpus: float, thread
     return {"startup_median_s": median}
 
 
+#: The tiny sweep: what both sides of ``tiny`` train.
+TINY = {
+    "source": "synthetic:basic7?count=500&size=48&seed=0&difficulty=0.2",
+    "backbone": "test_resnet",
+    "k": 2,
+    "trials": 12,
+    "epochs": 3,
+    "concurrent": 2,
+    "batch_size": 32,
+}
+
+
+def _tiny_spec(work: Path) -> Path:
+    import yaml
+
+    from ferray.search import packaged_spec
+
+    raw = yaml.safe_load(packaged_spec("quickstart").read_text())
+    raw["name"] = "tiny"
+    raw["data"]["source"] = TINY["source"]
+    raw["folds"]["k"] = TINY["k"]
+    raw["model"]["backbone"] = TINY["backbone"]
+    raw["augment"]["tta"] = []
+    raw["run"]["batch_size"] = TINY["batch_size"]
+    raw["space"].pop("model.backbone")
+    raw["budget"].update(
+        trials=TINY["trials"], max_epochs=TINY["epochs"], grace_period=1, max_concurrent=TINY["concurrent"]
+    )
+    raw["ensemble"]["enabled"] = False
+    spec = work / "tiny.yaml"
+    spec.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return spec
+
+
+def _tiny_ferray(num_cpus: int, work: Path) -> dict:
+    from ferray.run.results import read_results
+
+    spec_path = _tiny_spec(work)
+    t = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "ferray.cli", "search", str(spec_path), "--storage", str(work), "--name", "tiny"]
+        + ["--no-live", "--no-finish", "--num-cpus", str(num_cpus)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    wall = time.perf_counter() - t
+    if proc.returncode != 0:
+        print(proc.stderr[-3000:], file=sys.stderr)
+        raise SystemExit(f"ferray search exited with {proc.returncode}")
+    rows = read_results(work / "tiny" / "results.parquet")
+    first = [r for r in rows if r.get("startup_s") is not None]
+    phases = {}
+    for key in ("startup_s", *TIMELINE, *PHASES):
+        values = [r[key] for r in first if r.get(key) is not None]
+        if values:
+            phases[key] = statistics.median(values)
+    return {"wall_s": wall, "trials": len({r["trial_id"] for r in rows}), "medians": phases}
+
+
+def tiny_trial(config: dict, images=None, labels=None, folds=None) -> None:
+    """The plain side of ``tiny``: every fold's model trained in this process, one report per epoch."""
+    import numpy as np
+    import timm
+    import torch
+    from ray import tune
+
+    torch.set_num_threads(max(1, int(config["threads"])))
+    x_all = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2), dtype=np.float32) / 127.5 - 1)
+    y_all = torch.from_numpy(labels.astype(np.int64))
+    folds = np.asarray(folds)
+    classes = int(labels.max()) + 1
+    runs = []
+    for fold in range(int(folds.max()) + 1):
+        model = timm.create_model(config["backbone"], pretrained=False, num_classes=classes, in_chans=images.shape[3])
+        opt = torch.optim.AdamW(model.parameters(), lr=config["lr"], weight_decay=0.05)
+        train = torch.from_numpy(np.flatnonzero((folds != fold) & (folds >= 0)))
+        val = torch.from_numpy(np.flatnonzero(folds == fold))
+        runs.append((model, opt, train, val))
+    gen = torch.Generator().manual_seed(0)
+    for epoch in range(int(config["epochs"])):
+        accuracies = []
+        for model, opt, train, val in runs:
+            model.train()
+            order = train[torch.randperm(len(train), generator=gen)]
+            for i in range(0, len(order) - config["batch_size"] + 1, config["batch_size"]):
+                idx = order[i : i + config["batch_size"]]
+                loss = torch.nn.functional.cross_entropy(
+                    model(x_all[idx]), y_all[idx], label_smoothing=config["smoothing"]
+                )
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            model.eval()
+            with torch.no_grad():
+                accuracies.append(float((model(x_all[val]).argmax(1) == y_all[val]).float().mean()))
+        tune.report({"epoch": epoch + 1, "metric": float(np.mean(accuracies))})
+
+
+def _tiny_plain_child(num_cpus: int, trial_cpus: float, threads: int) -> None:
+    """Runs in its own process (``tiny --plain-child``): the plain Tune sweep of ``tiny``."""
+    import ray
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search.optuna import OptunaSearch
+
+    from ferray.data import load_source, plan_folds
+
+    data = load_source(TINY["source"])
+    plan = plan_folds(data, TINY["k"], seed=0, holdout=0.15)
+    ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+    try:
+        trainable = tune.with_resources(
+            tune.with_parameters(tiny_trial, images=data.images, labels=data.labels, folds=plan.fold),
+            {"CPU": trial_cpus},
+        )
+        with tempfile.TemporaryDirectory() as tmp:
+            results = tune.Tuner(
+                trainable,
+                param_space={
+                    "backbone": TINY["backbone"],
+                    "lr": tune.loguniform(1e-3, 1e-2),
+                    "smoothing": tune.choice([0.0, 0.1]),
+                    "epochs": TINY["epochs"],
+                    "batch_size": TINY["batch_size"],
+                    "threads": threads,
+                },
+                tune_config=tune.TuneConfig(
+                    metric="metric",
+                    mode="max",
+                    search_alg=OptunaSearch(seed=0),
+                    scheduler=ASHAScheduler(
+                        time_attr="epoch", max_t=TINY["epochs"], grace_period=1, reduction_factor=2
+                    ),
+                    num_samples=TINY["trials"],
+                    max_concurrent_trials=TINY["concurrent"],
+                ),
+                run_config=tune.RunConfig(storage_path=tmp, name="plain", verbose=0),
+            ).fit()
+            print(json.dumps({"trials": len(results), "errors": sum(r.error is not None for r in results)}))
+    finally:
+        ray.shutdown()
+
+
+def tiny(num_cpus: int, plain: bool = True) -> dict:
+    """``tiny``: ferray's sweep wall against the plain trainable's, both from a fresh process
+    (``plain=False``: ferray's side only, e.g. to compare two ferray versions under one lock)."""
+    from ferray.search import load_search_spec
+    from ferray.search._plan import plan_search_resources
+
+    with tempfile.TemporaryDirectory() as tmp:
+        spec = load_search_spec(_tiny_spec(Path(tmp)))
+        plan = plan_search_resources(spec, spec.folds.k, num_cpus)
+        load_before = _load()
+        ferray = _tiny_ferray(num_cpus, Path(tmp))
+    print(
+        f"\n## tiny: {TINY['trials']} trials of {TINY['backbone']}, k={TINY['k']}, {TINY['epochs']} epochs, "
+        f"ASHA + TPE, {plan.concurrent_trials} at once, {plan.trial_cpus:g} CPUs per trial, {num_cpus} CPUs "
+        f"(before: {load_before}; after ferray: {_load()})"
+    )
+    print("ferray per-trial medians: " + ", ".join(f"{k} {v:.1f}" for k, v in ferray["medians"].items()))
+    print(f"ferray search, command to summary: {ferray['wall_s']:.0f} s ({ferray['trials']} trials)")
+    if not plain:
+        return {"ferray": ferray}
+    t = time.perf_counter()
+    child = [sys.executable, __file__, "tiny", "--plain-child", "--num-cpus", str(num_cpus)]
+    child += ["--trial-cpus", str(plan.trial_cpus), "--threads", str(max(1, round(plan.trial_cpus)))]
+    proc = subprocess.run(child, capture_output=True, text=True, cwd=REPO)
+    plain_wall = time.perf_counter() - t
+    if proc.returncode != 0:
+        print(proc.stderr[-3000:], file=sys.stderr)
+        raise SystemExit(f"the plain Tune sweep exited with {proc.returncode}")
+    ratio = ferray["wall_s"] / plain_wall
+    counts = json.loads(proc.stdout.strip().splitlines()[-1])  # Tune prints its own table before it
+    print(f"plain Tune function trainable, command to end: {plain_wall:.0f} s ({counts['trials']} trials)")
+    print(f"ratio (target <= 2x): {ratio:.2f}x ({_load()})")
+    return {"ferray": ferray, "plain_wall_s": plain_wall, "ratio": ratio}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", nargs="*", choices=["imports", "sweep", "plain"], default=[])
+    parser.add_argument("what", nargs="*", choices=["imports", "sweep", "plain", "tiny"], default=[])
     parser.add_argument("--quick", action="store_true", help="1 import repeat; quickstart cut to 2 trials x 2 epochs")
     parser.add_argument("--repeats", type=int, default=None, help="import measurements per side (default 5)")
     parser.add_argument("--trials", type=int, default=None, help="quickstart trials (default: the spec's 6)")
     parser.add_argument("--epochs", type=int, default=None, help="quickstart max epochs (default: the spec's 6)")
     parser.add_argument("--num-cpus", type=int, default=2)
     parser.add_argument("--out", type=Path, default=None, help="also write the figures as JSON here")
+    parser.add_argument("--no-plain", action="store_true", help="tiny: ferray's side only (no plain Tune sweep)")
+    parser.add_argument("--plain-child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--trial-cpus", type=float, default=1.0, help=argparse.SUPPRESS)
+    parser.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.plain_child:
+        _tiny_plain_child(args.num_cpus, args.trial_cpus, args.threads)
+        return
     what = args.what or ["imports", "sweep", "plain"]
     repeats = args.repeats or (1 if args.quick else 5)
     trials = args.trials or (2 if args.quick else None)
@@ -320,6 +518,8 @@ def main() -> None:
             ratio = figures["sweep"]["startup_median_s"] / figures["plain"]["startup_median_s"]
             figures["startup_ratio"] = ratio
             print(f"\nferray trial start-up / plain trainable start-up (target <= 2x): {ratio:.2f}x")
+    if "tiny" in what:
+        figures["tiny"] = tiny(args.num_cpus, plain=not args.no_plain)
     if args.out:
         args.out.write_text(json.dumps(figures, indent=2))
 

@@ -725,12 +725,13 @@ def _fit(
     ``budget.startup_timeout_s`` / ``budget.stall_timeout_s``, as for its trials) bounds the
     wait for each report."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchConfig, TorchTrainer
     from ray.train.v2.api.config import LoggingConfig
+    from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
     from ray.util.queue import Queue
 
     from ferray.distill._worker import CHECKPOINT_HISTORY, student_worker
     from ferray.runtime.compat import trainer_without_pg_cleaner
+    from ferray.training._backend import process_group_config
     from ferray.training._kfold import TrainingFailed, failure_reason, queue_take
     from ferray.training.watch import TrainingStalled, fit_watched
 
@@ -751,7 +752,7 @@ def _fit(
             )
         echo(line)
 
-    trainer = trainer_without_pg_cleaner(TorchTrainer)(
+    trainer = trainer_without_pg_cleaner(DataParallelTrainer)(
         student_worker,
         train_loop_config={
             "train": cfg.model_dump(mode="json"),
@@ -767,8 +768,9 @@ def _fit(
             "threads": resources.threads_per_worker,
             "weights_meta": weights_meta,
         },
-        # one worker, no collective: gloo also works on a node that declares GPUs CUDA cannot see
-        torch_config=TorchConfig(backend="gloo"),
+        # one worker, no collective (ferray's gloo backend sets up no group for one worker, and its
+        # Train controller imports no torch)
+        backend_config=process_group_config(),
         scaling_config=ScalingConfig(num_workers=1, use_gpu=bool(resources.gpus_per_worker), resources_per_worker=res),
         run_config=RunConfig(
             name=name,

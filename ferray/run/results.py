@@ -7,10 +7,11 @@ it in a Tune ``Callback`` on the driver. Columns: ``trial_id``, ``trial_number``
 for each sampled parameter, ``epoch``, the fold-mean/std metrics, ``epoch_seconds``,
 ``time_total_s`` and ``timestamp``; the last epoch of a finished trial carries ``oof_*``
 and ``holdout_*`` metrics, and the first epoch the trial's start-up (``startup_s`` and its
-phases, ``heavy_modules``; see :data:`ferray.training._worker.STARTUP_KEYS`). Every row
-carries the model's ``params`` and ``macs``; the last row of a finished trial its trained
-model's ``latency_ms`` (batch 1, ms per image), ``latency_ms_b64`` (ms per batch of 64) and
-``latency_threads`` (see :mod:`ferray.training.cost`).
+phases, ``heavy_modules``; see :data:`ferray.training._worker.STARTUP_KEYS`) with
+``trial_boot_s``, the trial process's own start before the trial function (before
+``startup_s``'s origin). Every row carries the model's ``params`` and ``macs``; the last row
+of a finished trial its trained model's ``latency_ms`` (batch 1, ms per image),
+``latency_ms_b64`` (ms per batch of 64) and ``latency_threads`` (see :mod:`ferray.training.cost`).
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ RESULT_KEYS = (
     "stopped_early",
     # A trial's start-up, in its first epoch's row (ferray.training._worker.STARTUP_KEYS).
     "startup_s",
+    "trial_boot_s",
     "trial_setup_s",
     "worker_start_s",
     "worker_spawn_s",

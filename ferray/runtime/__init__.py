@@ -20,6 +20,7 @@ from ferray._lazy import lazy_exports
 
 _EXPORTS = {
     "ensure_ray": "ferray.runtime.startup",
+    "use_train_environment": "ferray.runtime.startup",
     "NodeSpec": "ferray.runtime.nodes",
     "ray_nodes": "ferray.runtime.nodes",
     "nodes_from_ray": "ferray.runtime.nodes",
@@ -43,4 +44,4 @@ if TYPE_CHECKING:
     from ferray.runtime.logs import clean_ray_sessions, ray_logs_to, ray_session_usage
     from ferray.runtime.nodes import NodeSpec, nodes_from_launcher, nodes_from_ray, ray_nodes
     from ferray.runtime.planner import ResourcePlan, StartupEstimate, estimate_startup, plan_resources
-    from ferray.runtime.startup import ensure_ray
+    from ferray.runtime.startup import ensure_ray, use_train_environment

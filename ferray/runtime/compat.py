@@ -47,6 +47,8 @@ __all__ = [
     "trim_train_snapshot",
     "launcher_config_checks",
     "local_ray_environment",
+    "train_environment",
+    "TRAIN_POLL_INTERVAL_S",
     "autoscaler_node_groups",
 ]
 
@@ -163,6 +165,30 @@ def _preemption_flag_probe() -> bool:
     return name == _PREEMPTION_FLAG and name in constants.ENV_VARS_TO_PROPAGATE
 
 
+#: Ray Train V2's interval between its controller's polls of the workers (a propagated environment variable).
+_POLL_INTERVAL = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"
+#: The interval ferray asks for (Ray's default is 2 s); see :func:`train_environment`.
+TRAIN_POLL_INTERVAL_S = 0.25
+
+
+def _poll_interval_probe() -> bool:
+    from ray.train.v2._internal import constants
+
+    name = constants.HEALTH_CHECK_INTERVAL_S_ENV_VAR
+    return name == _POLL_INTERVAL and name in constants.ENV_VARS_TO_PROPAGATE
+
+
+def _backend_interface_probe() -> bool:
+    from ray.train._internal.base_worker_group import BaseWorkerGroup
+    from ray.train.backend import Backend, BackendConfig
+
+    return (
+        all(callable(getattr(BaseWorkerGroup, m, None)) for m in ("execute_single_async", "execute_async", "__len__"))
+        and hasattr(Backend, "share_cuda_visible_devices")
+        and isinstance(getattr(BackendConfig, "train_func_context", None), property)
+    )
+
+
 def _trial_class():
     from ray.tune.experiment import Trial
 
@@ -262,6 +288,24 @@ WORKAROUNDS: tuple[Workaround, ...] = (
         "one Python process less per trial start",
         "each trial also starts Train's preemption watcher actor",
         _preemption_flag_probe,
+    ),
+    Workaround(
+        "train-poll-interval",
+        f"{_POLL_INTERVAL} (Ray Train's controller poll interval, an environment variable it propagates)",
+        "Train's controller takes a worker's report only when it polls (every 2 s by default), and a worker "
+        "blocks on its next report until then: each epoch shorter than the interval, and the end of every run, "
+        f"waited for the poll; ferray polls every {TRAIN_POLL_INTERVAL_S} s",
+        "reports and the end of each Train run wait for Ray's 2 s poll",
+        _poll_interval_probe,
+    ),
+    Workaround(
+        "train-backend-worker-group",
+        "BaseWorkerGroup.execute_single_async / execute_async / len (the worker group a ray.train.backend.Backend "
+        "is given)",
+        "set up the fold workers' gloo process group from ferray's own backend (ferray.training._backend) instead "
+        "of Ray's TorchConfig, whose module imports torch in the trial function and the Train controller",
+        "Ray's TorchConfig: the trial function and the Train controller each import torch",
+        _backend_interface_probe,
     ),
     Workaround(
         "trial-id",
@@ -379,7 +423,7 @@ def placement_group_of(worker_group) -> Any | None:
 
 
 def trainer_without_pg_cleaner(base):
-    """``base`` (a TorchTrainer class) without Train's ``PlacementGroupCleanerCallback``, and
+    """``base`` (a Ray Train trainer class) without Train's ``PlacementGroupCleanerCallback``, and
     without its ``DatasetsCallback`` when the trainer is given no Ray Datasets (ferray's fold
     workers read their data from the object store; the callback's DatasetManager actor would be
     one more process to start per trial)."""
@@ -559,6 +603,24 @@ def local_ray_environment() -> dict[str, str]:
     except Exception:  # noqa: BLE001 - another Ray: keep its default
         available = False
     return {_PREEMPTION_FLAG: "0"} if available else {}
+
+
+def train_environment() -> dict[str, str]:
+    """Environment variables of every Ray Train run ferray starts, on a local Ray or a cluster.
+
+    Ray Train reads them where ``fit()`` is called (``ferray train``'s driver, a sweep's trial
+    function) and passes them on to its controller and workers.
+    ``RAY_TRAIN_HEALTH_CHECK_INTERVAL_S``: the controller collects the workers' reports (and
+    sees a run finish) only when it polls them, and a worker's second report waits for the
+    first to be collected; at Ray's 2 s an epoch of half a second took 2, and every run ended
+    up to 2 s late. Polling costs the workers one small task per poll each. Empty when the
+    installed Ray lacks the variable (the fallback).
+    """
+    try:
+        available = _poll_interval_probe()
+    except Exception:  # noqa: BLE001 - another Ray: keep its default
+        available = False
+    return {_POLL_INTERVAL: str(TRAIN_POLL_INTERVAL_S)} if available else {}
 
 
 def autoscaler_node_groups() -> list[dict] | None:

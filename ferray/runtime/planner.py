@@ -47,8 +47,9 @@ RESOURCE_QUANTUM = 1e-4
 #: process-group rendezvous, timm, albumentations, ferray, the model and the first batch);
 STARTUP_WORKER_CPU_S = 6.0
 #: CPU seconds of a trial's other processes: the Tune trial function and Ray Train's controller
-#: (both import torch: Train's TorchConfig lives in ``ray.train.torch``);
-STARTUP_TRIAL_CPU_S = 7.0
+#: (Ray, Tune and Train; no torch since the fold workers' process group is ferray's own backend,
+#: which spared each of the two about 1.5 CPU-s);
+STARTUP_TRIAL_CPU_S = 4.0
 #: seconds a start waits rather than computes (placement group, actor creation, rendezvous).
 STARTUP_WAIT_S = 6.0
 

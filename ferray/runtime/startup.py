@@ -4,6 +4,8 @@
 ``ferray distill``, the benchmarks) calls ``ray.init``: no dashboard, Ray's own log lines at
 WARNING, the environment a local Ray's workers inherit (:func:`ferray.runtime.compat.local_ray_environment`),
 and an address where nothing listens refused within seconds instead of Ray's minutes.
+:func:`use_train_environment` sets what Ray Train reads where a run is fit
+(:func:`ferray.runtime.compat.train_environment`): here, and in each sweep trial's process.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 
 from ferray.errors import FerrayError
 
-__all__ = ["ensure_ray"]
+__all__ = ["ensure_ray", "use_train_environment"]
 
 
 def ensure_ray(
@@ -27,6 +29,7 @@ def ensure_ray(
     """
     import ray
 
+    use_train_environment()  # before a local Ray starts: its workers inherit it
     if not ray.is_initialized():
         # No dashboard: nothing here uses the state API (see compat.trainer_without_pg_cleaner),
         # and it costs seconds of start-up and a few hundred MB.
@@ -54,6 +57,16 @@ def ensure_ray(
                 os.environ.setdefault(key, value)
             ray.init(num_cpus=num_cpus, num_gpus=num_gpus, **kwargs)
     return ray.cluster_resources()
+
+
+def use_train_environment() -> dict[str, str]:
+    """Set Ray Train's environment for the runs this process fits; a variable already set (by the user) is kept.
+
+    Returns what the process's environment now holds for those variables.
+    """
+    from ferray.runtime.compat import train_environment
+
+    return {key: os.environ.setdefault(key, value) for key, value in train_environment().items()}
 
 
 def _check_listening(address: str, timeout: float = 5.0) -> None:

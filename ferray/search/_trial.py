@@ -1,4 +1,4 @@
-"""One Tune trial: validate its config, fit its k-fold TorchTrainer, forward the fold reports.
+"""One Tune trial: validate its config, fit its k-fold Ray Train trainer, forward the fold reports.
 
 Why ferray does not use ``ray.tune.integration.ray_train.TuneReportCallback``: that callback
 hands each report to the Tune actor's *main* thread through a one-slot queue, and the main
@@ -59,6 +59,15 @@ def _forward_class():
 ForwardReports = _forward_class()
 
 
+def _boot_report(started_at: float) -> dict:
+    """``trial_boot_s``: this trial process's own start before the trial function (Ray's worker, Tune's
+    trainable, the function's arguments); empty when the process's start is unknown."""
+    from ferray.training._worker import _process_started_at
+
+    created = _process_started_at()
+    return {"trial_boot_s": max(0.0, started_at - created)} if created is not None else {}
+
+
 def trial_name(trial) -> str:
     """A trial's name and folder: its Tune id (works for a Trial and a trial's TuneContext)."""
     get = getattr(trial, "get_trial_id", None)
@@ -90,9 +99,11 @@ def trial_fn(
     started_at = time.time()  # the origin of the start-up the fold workers report
     import ray.tune
 
+    from ferray.runtime.startup import use_train_environment
     from ferray.search._plan import trial_config
     from ferray.training import TrainingFailed, build_trainer, failure_reason
 
+    use_train_environment()  # on a cluster this process has the node's environment, not the driver's
     cfg = trial_config(base, config)
     context = ray.tune.get_context()
     trial_id = trial_name(context)
@@ -140,8 +151,16 @@ def trial_fn(
     def take(timeout: float) -> list:
         return hub_call(hub.take, trial_id, timeout)
 
+    boot = _boot_report(started_at)
+
+    def report(item: dict) -> None:
+        if boot and isinstance(item, dict) and "startup_s" in item:  # the first epoch's, with the start-up
+            item = {**item, **boot}
+            boot.clear()
+        ray.tune.report(item)
+
     try:
-        fit_watched(trainer, take, ray.tune.report, stall)
+        fit_watched(trainer, take, report, stall)
     except TrainingStalled as exc:
         raise TrialStalled(f"{exc} (budget.stall_timeout_s / budget.startup_timeout_s)") from None
     except Exception as exc:  # Ray wraps the worker's error in several layers; keep its message

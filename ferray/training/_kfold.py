@@ -1,8 +1,9 @@
 """One configuration's k-fold run: k fold workers on Ray Train, from the driver's side.
 
-:func:`build_trainer` makes the :class:`~ray.train.torch.TorchTrainer` of one
-configuration (the search stage calls it inside each Tune trial); :func:`train` runs one
-configuration on a local or existing Ray cluster and prints fold-mean metrics per epoch.
+:func:`build_trainer` makes the Ray Train trainer of one configuration (a ``DataParallelTrainer``
+whose workers share a gloo process group, :mod:`ferray.training._backend`); the search stage
+calls it inside each Tune trial. :func:`train` runs one configuration on a local or existing
+Ray cluster and prints fold-mean metrics per epoch.
 """
 
 from __future__ import annotations
@@ -100,7 +101,7 @@ def build_trainer(
     started_at: float | None = None,
     latency_at_start: bool = False,
 ):
-    """The TorchTrainer of one trial: ``plan.k`` workers, worker ``i`` trains fold ``i``.
+    """The Ray Train trainer of one trial: ``plan.k`` workers, worker ``i`` trains fold ``i``.
 
     ``data_ref`` is an object reference (or the :class:`FERData` itself) every worker reads;
     prediction files go to ``output_dir`` and checkpoints to ``storage_path/name``.
@@ -110,15 +111,16 @@ def build_trainer(
     rung on), not only the trained model's with the last.
     """
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchConfig, TorchTrainer
     from ray.train.v2.api.config import LoggingConfig
+    from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
 
+    from ferray.training._backend import process_group_config
     from ferray.training._worker import fold_worker
 
     res = {"CPU": resources.cpus_per_worker}
     if resources.gpus_per_worker:
         res["GPU"] = resources.gpus_per_worker
-    return _trainer_class(TorchTrainer)(
+    return _trainer_class(DataParallelTrainer)(
         fold_worker,
         train_loop_config={
             "train": cfg.model_dump(mode="json"),
@@ -138,8 +140,9 @@ def build_trainer(
         },
         # gloo on GPUs too: the folds train independent models, and their only collective is the
         # per-epoch exchange of metrics and predictions (small pickled objects, on CPU); nccl would
-        # also fail on a worker given a GPU resource on a node without CUDA.
-        torch_config=TorchConfig(backend="gloo"),
+        # also fail on a worker given a GPU resource on a node without CUDA. Not Ray's TorchConfig:
+        # its module imports torch in this process and in the Train controller.
+        backend_config=process_group_config(),
         scaling_config=ScalingConfig(
             num_workers=plan.k,
             use_gpu=bool(resources.gpus_per_worker),
@@ -161,7 +164,7 @@ def build_trainer(
 
 
 def _trainer_class(base):
-    """``TorchTrainer`` without Ray Train's placement-group cleaner actor.
+    """The trainer class without Ray Train's placement-group cleaner actor.
 
     The cleaner asks Ray's state API whether the run's controller is alive and frees the
     workers' placement group when the answer is "not found"; under load, or with two Ray

@@ -107,3 +107,9 @@ def test_a_local_ray_turns_off_the_preemption_watcher_only_where_ray_has_the_fla
     assert compat.local_ray_environment() == {"RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0"}
     monkeypatch.setattr(compat, "_preemption_flag_probe", lambda: (_ for _ in ()).throw(ImportError("moved")))
     assert compat.local_ray_environment() == {}
+
+
+def test_train_runs_poll_their_workers_every_quarter_second_only_where_ray_has_the_variable(monkeypatch):
+    assert compat.train_environment() == {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.25"}
+    monkeypatch.setattr(compat, "_poll_interval_probe", lambda: (_ for _ in ()).throw(ImportError("moved")))
+    assert compat.train_environment() == {}

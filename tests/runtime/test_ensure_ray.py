@@ -25,3 +25,18 @@ def test_a_ray_address_where_nothing_listens_fails_within_seconds():
     ):
         ensure_ray(f"127.0.0.1:{port}")
     assert time.monotonic() - start < 10 and not ray.is_initialized()
+
+
+@pytest.mark.parametrize("users, expected", [(None, "0.25"), ("1.5", "1.5")])
+def test_train_environment_is_set_where_a_run_is_fit_and_a_users_own_value_wins(monkeypatch, users, expected):
+    import os
+
+    from ferray.runtime import use_train_environment
+
+    monkeypatch.setenv("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "restored after the test")
+    if users is None:
+        monkeypatch.delenv("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S")
+    else:
+        monkeypatch.setenv("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", users)
+    assert use_train_environment() == {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": expected}
+    assert os.environ["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"] == expected

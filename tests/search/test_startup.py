@@ -99,3 +99,13 @@ def test_the_quickstart_shape_still_overlaps_two_trials_on_two_cpus():
 def test_explicit_worker_resources_are_never_second_guessed(resources):
     plan = plan_search_resources(_spec(max_concurrent=3, **resources), k=2, cluster_cpus=2, cluster_gpus=4)
     assert plan.asked_concurrent is None
+
+
+def test_a_trial_reports_its_own_process_start_and_results_keep_it():
+    import time
+
+    from ferray.search._trial import _boot_report
+
+    boot = _boot_report(time.time())
+    assert set(boot) == {"trial_boot_s"} and boot["trial_boot_s"] > 0  # this process started before now
+    assert "trial_boot_s" in RESULT_KEYS

@@ -52,10 +52,23 @@ def test_timm_loads_without_wandb_and_wandb_still_imports_afterwards(fold_worker
     assert fold_worker_process["wandb_later"] == "wandb"
 
 
-def test_a_trial_driver_imports_no_training_libraries():
-    # torch comes later, with Ray Train's TorchConfig (Ray's own import); ferray adds none of these.
+def test_a_trial_driver_builds_its_trainer_without_importing_any_training_library(tmp_path):
+    # Nor torch: the fold workers' process group is ferray's own backend, not Ray's TorchConfig,
+    # whose module imports torch (in this process and in the Train controller that unpickles it).
     heavy = ("torch", "timm", "albumentations", "cv2", *HEAVY_MODULES)
-    assert _run(f"{TRIAL_DRIVER_IMPORTS}; print(json.dumps(sorted(m for m in {heavy!r} if m in sys.modules)))") == []
+    build = (
+        "import types; from ferray.training.config import TrainConfig; "
+        "from ferray.runtime.planner import plan_resources; from ferray.runtime.nodes import NodeSpec; "
+        "cfg = TrainConfig.model_validate({'model': {'backbone': 'test_resnet', 'pretrained': False}}); "
+        "plan = types.SimpleNamespace(k=2, fold=[0, 1], data_fingerprint='x'); "
+        f"trainer = build_trainer(cfg, None, plan, plan_resources(2, nodes=[NodeSpec('head', 2)]), "
+        f"output_dir={str(tmp_path)!r}, storage_path={str(tmp_path)!r})"
+    )
+    loaded = _run(
+        f"{TRIAL_DRIVER_IMPORTS}; {build}; "
+        f"print(json.dumps([type(trainer.backend_config).__name__, sorted(m for m in {heavy!r} if m in sys.modules)]))"
+    )
+    assert loaded == ["GlooConfig", []]
 
 
 MARKS = {"entered": 110.0, "process_created": 104.0, "imported": 113.0, "data": 113.5, "built": 114.0}
