@@ -172,6 +172,8 @@ class EnsembleReport:
                 "best": self.best,
                 "chosen": self.chosen,
                 "chosen_by": self.chosen_by,
+                "max_latency_ms": self.summary.get("max_latency_ms"),
+                "latency_ms": self.summary.get("latency_ms"),
                 "comparison": self.comparison,
                 "table": self.table,
             }
