@@ -432,7 +432,7 @@ def distill_run(
     candidates = settings.candidates
     from ferray.distill._select import latency_cap
 
-    cap, cap_from = latency_cap(settings.max_latency_ms, spec.ensemble.max_latency_ms, given=max_latency_ms is not None)
+    cap, cap_from = latency_cap(settings.max_latency_ms, spec.ensemble.max_latency_ms)
     latencies, kept, dropped = None, list(candidates), []
     if len(candidates) > 1 or cap is not None:
         from ferray.distill._select import apply_latency_cap, candidate_latencies

@@ -22,20 +22,18 @@ from ferray.errors import ConfigError
 __all__ = ["candidate_latencies", "apply_latency_cap", "latency_cap", "pick_candidate", "selection_fold"]
 
 
-def latency_cap(
-    distill_ms: float | None, ensemble_ms: float | None, *, given: bool = False
-) -> tuple[float | None, str | None]:
+def latency_cap(distill_ms: float | None, ensemble_ms: float | None) -> tuple[float | None, str | None]:
     """``(cap, where it comes from)`` of the student candidates' batch-1 latency.
 
-    ``distill_ms`` (``--max-latency-ms`` when ``given``, else ``distill.max_latency_ms``) wins;
-    without it the ensemble's budget ``ensemble_ms`` (``ensemble.max_latency_ms``) caps the
-    student as it capped the ensemble; ``(None, None)``: no cap.
+    ``distill_ms`` (``distill.max_latency_ms``, or ``--max-latency-ms`` over it) wins; without
+    it the ensemble's budget ``ensemble_ms`` (``ensemble.max_latency_ms``) caps the student as
+    it capped the ensemble; ``(None, None)``: no cap.
 
     >>> latency_cap(None, 12.0)
     (12.0, 'ensemble.max_latency_ms')
     """
     if distill_ms is not None:
-        return distill_ms, "--max-latency-ms" if given else "distill.max_latency_ms"
+        return distill_ms, "distill.max_latency_ms"
     if ensemble_ms is not None:
         return ensemble_ms, "ensemble.max_latency_ms"
     return None, None

@@ -66,6 +66,5 @@ def test_the_cap_is_distills_own_else_the_ensembles_budget():
     from ferray.distill import latency_cap
 
     assert latency_cap(2.0, 9.0) == (2.0, "distill.max_latency_ms")
-    assert latency_cap(2.0, None, given=True) == (2.0, "--max-latency-ms")
     assert latency_cap(None, 9.0) == (9.0, "ensemble.max_latency_ms")
     assert latency_cap(None, None) == (None, None)
