@@ -42,11 +42,11 @@ class GreedyEnsemble(EnsembleMethod):
             bags' weights, which guards against a selection fitted to the rows' noise.
         bag_fraction: the share of the members each bag selects from, in (0, 1].
         member_costs: each member's cost (e.g. its batch-1 latency in ms), aligned with the
-            members of ``P``; with ``max_cost``, the budget the distinct members' costs must fit.
+            members of ``P``; read only with ``max_cost``.
         max_cost: the most the distinct picked members may cost together (``None``: no
-            budget). A round only considers members already picked (re-picking one costs
-            nothing: it runs once) and those whose cost still fits; a member that fits
-            nobody's remaining budget is never picked.
+            budget). A round only considers the members already picked (a re-pick costs
+            nothing: the member runs once) and those whose cost fits what is left. With bags,
+            the bags share the budget: a member an earlier bag picked is paid for.
 
     The members are whatever ``P`` holds: :func:`~ferray.ensemble.build_ensembles` passes the
     trials of ``ensemble.greedy.pool`` (every completed trial whose weights are on disk, by
