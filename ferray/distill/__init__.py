@@ -41,6 +41,7 @@ _EXPORTS = {
     "TRANSFER_GROUP": "ferray.distill._online",
     "candidate_latencies": "ferray.distill._select",
     "apply_latency_cap": "ferray.distill._select",
+    "latency_cap": "ferray.distill._select",
     "pick_candidate": "ferray.distill._select",
     "count_parameters": "ferray.distill._bench",
     "measure_latency": "ferray.distill._bench",
@@ -64,7 +65,7 @@ if TYPE_CHECKING:
         teacher_groups,
     )
     from ferray.distill._run import DistillResult, distill_run, student_config
-    from ferray.distill._select import apply_latency_cap, candidate_latencies, pick_candidate
+    from ferray.distill._select import apply_latency_cap, candidate_latencies, latency_cap, pick_candidate
     from ferray.distill._teacher import (
         EnsembleMembers,
         TeacherTargets,

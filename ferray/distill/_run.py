@@ -18,9 +18,9 @@ The teacher (``distill.teacher``):
 
 Patient: ``distill.epochs: null`` (the default) trains ``DistillConfig.EPOCHS_FACTOR`` (3) times a
 member's epochs (``budget.max_epochs``). Candidates (``distill.student: [a, b]``) are timed
-at batch 1 before Ray starts, those over ``distill.max_latency_ms`` dropped, and of several
-left the one most accurate on one fold of the cross-validation rows (trained on the others)
-is kept (see :mod:`ferray.distill._select`).
+at batch 1 before Ray starts, those over ``distill.max_latency_ms`` (else the ensemble's
+budget, ``ensemble.max_latency_ms``) dropped, and of several left the one most accurate on one
+fold of the cross-validation rows (trained on the others) is kept (see :mod:`ferray.distill._select`).
 
 Outputs go to a temporary folder inside the run and are renamed to ``distill/`` at the
 end, so a failed or interrupted distillation leaves the previous ``distill/`` (or none)::
@@ -430,8 +430,11 @@ def distill_run(
 
     # the candidates: timed before Ray starts, so a cap nothing meets fails fast
     candidates = settings.candidates
+    from ferray.distill._select import latency_cap
+
+    cap, cap_from = latency_cap(settings.max_latency_ms, spec.ensemble.max_latency_ms)
     latencies, kept, dropped = None, list(candidates), []
-    if len(candidates) > 1 or settings.max_latency_ms is not None:
+    if len(candidates) > 1 or cap is not None:
         from ferray.distill._select import apply_latency_cap, candidate_latencies
         from ferray.training.models import build_model
 
@@ -444,10 +447,10 @@ def distill_run(
             "distill: candidates at batch 1 on this CPU (random init): "
             + ", ".join(f"{n} {ms:.3g} ms/image" for n, ms in latencies.items())
         )
-        kept, dropped = apply_latency_cap(latencies, settings.max_latency_ms)
+        kept, dropped = apply_latency_cap(latencies, cap, where=cap_from or "distill.max_latency_ms")
         if dropped:
             echo(
-                f"distill: max_latency_ms {settings.max_latency_ms:g} drops "
+                f"distill: skipping candidates over {cap_from} {cap:g} ms at batch 1: "
                 + ", ".join(f"{n} ({latencies[n]:.3g} ms)" for n in dropped)
             )
     timings["prepare"] = time.perf_counter() - t0
@@ -508,7 +511,8 @@ def distill_run(
         selection = {
             "candidates": list(candidates),
             "latency_ms_batch_1": latencies,
-            "max_latency_ms": settings.max_latency_ms,
+            "max_latency_ms": cap,
+            "max_latency_from": cap_from,
             "dropped": dropped,
             "fold": None,
             "rows": None,

@@ -2,7 +2,9 @@
 
 ``distill.student`` may list candidates. Before Ray starts, each is built (random init: the
 cost of a forward pass does not depend on the weights) and timed at batch 1 on this
-machine's CPU (:func:`candidate_latencies`); ``distill.max_latency_ms`` drops the slower
+machine's CPU (:func:`candidate_latencies`) by the protocol a trial's ``latency_ms`` is
+measured with (:data:`ferray.training.cost.LATENCY_PROTOCOL`); ``distill.max_latency_ms``, or
+else the ensemble's budget ``ensemble.max_latency_ms`` (:func:`latency_cap`), drops the slower
 ones (:func:`apply_latency_cap`). Of several left, each is trained on the cross-validation
 rows outside one fold of the fold plan and scored against that fold's hard labels; the
 best (:func:`pick_candidate`) is then trained on every cross-validation row. The holdout
@@ -17,16 +19,41 @@ import numpy as np
 
 from ferray.errors import ConfigError
 
-__all__ = ["candidate_latencies", "apply_latency_cap", "pick_candidate", "selection_fold"]
+__all__ = ["candidate_latencies", "apply_latency_cap", "latency_cap", "pick_candidate", "selection_fold"]
+
+
+def latency_cap(distill_ms: float | None, ensemble_ms: float | None) -> tuple[float | None, str | None]:
+    """``(cap, where it comes from)`` of the student candidates' batch-1 latency.
+
+    ``distill_ms`` (``distill.max_latency_ms``, or ``--max-latency-ms`` over it) wins; without
+    it the ensemble's budget ``ensemble_ms`` (``ensemble.max_latency_ms``) caps the student as
+    it capped the ensemble; ``(None, None)``: no cap.
+
+    >>> latency_cap(None, 12.0)
+    (12.0, 'ensemble.max_latency_ms')
+    """
+    if distill_ms is not None:
+        return distill_ms, "distill.max_latency_ms"
+    if ensemble_ms is not None:
+        return ensemble_ms, "ensemble.max_latency_ms"
+    return None, None
 
 
 def candidate_latencies(
     candidates: Sequence[str], build: Callable[[str], object], input_shape: tuple[int, int, int], **kwargs
 ) -> dict[str, float]:
-    """``{name: ms per image at batch 1}`` of each candidate model ``build(name)`` returns."""
+    """``{name: ms per image at batch 1}`` of each candidate model ``build(name)`` returns.
+
+    Timed as a trial's ``latency_ms`` is (:data:`~ferray.training.cost.LATENCY_PROTOCOL`:
+    fixed untimed and timed batches of one image, the median); ``kwargs`` override it.
+    """
     import torch
 
     from ferray.distill._bench import measure_latency
+    from ferray.training.cost import LATENCY_PROTOCOL
+
+    warmup, repeats = LATENCY_PROTOCOL[1]
+    kwargs = {"warmup": warmup, "min_repeats": repeats, "max_repeats": repeats, "min_seconds": 0.0, **kwargs}
 
     out = {}
     for name in candidates:

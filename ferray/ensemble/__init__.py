@@ -54,6 +54,7 @@ _EXPORTS = {
     "load_members": "ferray.ensemble._members",
     "select_members": "ferray.ensemble._members",
     "select_pool": "ferray.ensemble._members",
+    "member_latency": "ferray.ensemble._members",
 }
 
 __all__ = list(_EXPORTS)
@@ -71,7 +72,7 @@ if TYPE_CHECKING:
     from ferray.ensemble._cv import INNER_FOLDS, cross_val_proba, inner_splits
     from ferray.ensemble._greedy import GreedyEnsemble
     from ferray.ensemble._mean import MeanEnsemble
-    from ferray.ensemble._members import Members, load_members, select_members, select_pool
+    from ferray.ensemble._members import Members, load_members, member_latency, select_members, select_pool
     from ferray.ensemble._registry import ENSEMBLE_METHODS, make_ensemble, register_ensemble
     from ferray.ensemble._stacking import StackingEnsemble
     from ferray.ensemble._vote import VoteEnsemble

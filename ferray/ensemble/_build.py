@@ -26,6 +26,9 @@ prunes the non-members afterwards (:mod:`ferray.run.retention`).
   the best single trial (``baseline``), the difference of OOF and holdout accuracy and
   macro-F1 with a paired bootstrap 95% interval;
   ``inner_groups``: whether the inner folds were grouped, over how many groups and rows;
+  ``max_latency_ms``: the latency budget the ensemble was chosen under (``None``: none) and
+  ``latency_ms``: its measured batch-1 latency, the sum of its members' ``member_latency_ms``
+  (each the trial's ``latency_ms`` times its ``fold_models``; ``None`` when one is unmeasured);
 * ``oof.parquet`` and ``holdout.parquet``: the chosen ensemble's predictions in the format of
   :mod:`ferray.run.predictions` (holdout: one row per holdout row, ``fold`` -1), the soft
   targets of ``ferray distill``. The OOF file holds the predictions the table scores: made
@@ -169,6 +172,8 @@ class EnsembleReport:
                 "best": self.best,
                 "chosen": self.chosen,
                 "chosen_by": self.chosen_by,
+                "max_latency_ms": self.summary.get("max_latency_ms"),
+                "latency_ms": self.summary.get("latency_ms"),
                 "comparison": self.comparison,
                 "table": self.table,
             }
@@ -529,6 +534,7 @@ def build_ensembles(
     include_pruned: bool = False,
     seed: int | None = None,
     pool: str | int | None = None,
+    max_latency_ms: float | None = None,
     echo: Callable[[str], Any] | None = print,
 ) -> EnsembleReport:
     """Ensemble a sweep's trials and write ``RUN/ensemble/`` (see the module docstring).
@@ -546,6 +552,11 @@ def build_ensembles(
         pool: the trials greedy selection draws from: ``"all"`` (every finished trial with
             predictions whose weights are on disk), ``"top_k"`` (the ``top``) or an integer N
             (the best N, never fewer than ``top``); default ``ensemble.greedy.pool`` of the spec.
+        max_latency_ms: the latency budget: the chosen members together run within this many
+            ms per image at batch 1, each member costing its trial's ``latency_ms`` times its
+            fold models (:func:`~ferray.ensemble._members.member_latency`). The top trials are
+            the best that fit together, greedy's pool only trials that fit alone, and greedy
+            adds no member that would exceed it. Default ``ensemble.max_latency_ms`` of the spec.
         echo: progress lines (``None``: silent).
 
     Returns:
@@ -553,8 +564,9 @@ def build_ensembles(
         log-loss (:data:`CHOSEN_BY`), scored without the rows' own labels.
 
     Raises:
-        ConfigError: not a run directory, an unknown method, a bad ``pool``, or more members
-            asked for than finished trials with predictions.
+        ConfigError: not a run directory, an unknown method, a bad ``pool`` or
+            ``max_latency_ms``, more members asked for than finished trials with predictions,
+            or no trial within the latency budget.
         DataError: no trial finished with predictions (every trial errored, ...), or the
             candidates do not share one dataset, fold plan or set of rows.
 
@@ -580,11 +592,23 @@ def build_ensembles(
             pool = check_greedy_pool(pool)
         except ValueError as exc:
             raise ConfigError(f"greedy {exc}") from None
+    if max_latency_ms is None:
+        max_latency_ms = cfg.max_latency_ms
+    elif isinstance(max_latency_ms, bool) or not isinstance(max_latency_ms, (int, float)) or not max_latency_ms > 0:
+        raise ConfigError(f"max_latency_ms = {max_latency_ms!r}, but must be a number of ms > 0")
     names = _resolve_methods(methods, cfg.methods)
 
-    trials = select_members(run, status, top, include_pruned=include_pruned, top_source=top_source, echo=say)
+    trials = select_members(
+        run,
+        status,
+        top,
+        include_pruned=include_pruned,
+        top_source=top_source,
+        max_latency_ms=max_latency_ms,
+        echo=say,
+    )
     pool_trials = (
-        select_pool(run, status, trials, pool, include_pruned=include_pruned, echo=say)
+        select_pool(run, status, trials, pool, include_pruned=include_pruned, max_latency_ms=max_latency_ms, echo=say)
         if "greedy" in names
         else list(trials)
     )
@@ -600,6 +624,9 @@ def build_ensembles(
     say(f"inner folds: {inner_groups['text']}")
     ranked = candidates if len(pool_trials) == len(trials) else candidates.take(range(len(trials)))
     settings = {n: _settings(n, cfg, seed) for n in names}
+    if max_latency_ms is not None and "greedy" in settings:
+        settings["greedy"]["member_costs"] = [t["member_latency_ms"] for t in pool_trials]
+        settings["greedy"]["max_cost"] = float(max_latency_ms)
     fitted_on = {n: candidates if n == "greedy" else ranked for n in names}
     fits = [fit_methods(fitted_on[n], [n], settings=settings, seed=seed, echo=say)[0] for n in names]
     used = {t["trial_id"] for t in trials}.union(*(f.members for f in fits))
@@ -623,6 +650,8 @@ def build_ensembles(
             "inner_folds": INNER_FOLDS,
             "inner_groups": {k: v for k, v in inner_groups.items() if k != "text"},
             "members": [_member_entry(by_id[tid], by_name[tid]) for tid in chosen_fit.members],
+            "max_latency_ms": max_latency_ms,
+            "latency_ms": _ensemble_latency([by_id[tid] for tid in chosen_fit.members]),
             "top_members": [t["trial_id"] for t in trials],
             "greedy_pool": pool if "greedy" in names else None,
             "pool": [t["trial_id"] for t in pool_trials],
@@ -657,7 +686,10 @@ def build_ensembles(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     say(
-        f"chosen: {chosen} ({len(chosen_fit.members)} member(s): {', '.join(chosen_fit.members)}); wrote {run.ensemble}"
+        f"chosen: {chosen} ({len(chosen_fit.members)} member(s): {', '.join(chosen_fit.members)}"
+        + (f"; {summary['latency_ms']:.3g} ms per image at batch 1" if summary["latency_ms"] is not None else "")
+        + (f", budget {max_latency_ms:g} ms" if max_latency_ms is not None else "")
+        + f"); wrote {run.ensemble}"
     )
     return EnsembleReport(
         run_dir=run.root,
@@ -687,8 +719,17 @@ def _member_entry(trial: dict, row: dict) -> dict:
         "fold_mean_std": trial.get("metric_std"),
         "best_epoch": trial.get("best_epoch"),
         "params": trial.get("params", {}),
+        "latency_ms": trial.get("latency_ms"),
+        "fold_models": trial.get("fold_models"),
+        "member_latency_ms": trial.get("member_latency_ms"),
         **{k: row[k] for k in _score_keys()},
     }
+
+
+def _ensemble_latency(members: list[dict]) -> float | None:
+    """The members' batch-1 latencies summed (ms per image), or ``None`` when one was not measured."""
+    costs = [m.get("member_latency_ms") for m in members]
+    return None if any(c is None for c in costs) else float(sum(costs))
 
 
 def _inner_groups(members: Members) -> dict:

@@ -30,6 +30,7 @@ def _cmd_ensemble(args: argparse.Namespace) -> int:
         include_pruned=args.include_pruned,
         seed=args.seed,
         pool=args.pool,
+        max_latency_ms=args.max_latency_ms,
         echo=to_stderr,
     )
     if args.json:
@@ -77,6 +78,15 @@ def add_commands(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPar
         metavar="|".join(_METHOD_CHOICES),
         help="ensemble method; repeat or comma-separate for several, 'all' for every one "
         "(default: ensemble.methods of the spec)",
+    )
+    p.add_argument(
+        "--max-latency-ms",
+        type=float,
+        default=None,
+        metavar="MS",
+        help="latency budget: the members together run within MS ms per image at batch 1, each costing its "
+        "trial's measured latency_ms times its fold models; the top trials are the best that fit, greedy adds "
+        "no member that would exceed it (default: ensemble.max_latency_ms of the spec, no budget)",
     )
     p.add_argument(
         "--include-pruned",

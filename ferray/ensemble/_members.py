@@ -6,10 +6,18 @@ them to the trials greedy selection draws from (``ensemble.greedy.pool``); :func
 reads their ``oof.parquet`` and ``holdout.parquet``, checks they share one dataset and fold
 plan, and lines their rows up into arrays an ensemble method takes, with the rows' groups from
 the run's fold plan (``folds.parquet``) for grouped inner folds.
+
+With a latency budget (``ensemble.max_latency_ms``), a member costs what the bundle runs for
+it (:func:`member_latency`): its trial's ``latency_ms`` (batch 1, measured on the trained
+model at the trial's end) times its fold models, which the bundle's member averages
+(:class:`ferray.export._graph.FoldMean` runs each of them on every image). The top trials are
+the best whose costs fit the budget together; greedy's pool holds only trials that fit it alone.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -20,10 +28,22 @@ import numpy as np
 from ferray.data import FoldPlan
 from ferray.errors import ConfigError, DataError
 from ferray.run.layout import RunLayout, TrialLayout
-from ferray.run.predictions import Predictions, read_predictions
+from ferray.run.predictions import META_KEY, Predictions, read_predictions
 from ferray.run.status import get_status
 
-__all__ = ["Members", "select_members", "select_pool", "load_members", "run_status", "has_weights"]
+__all__ = [
+    "Members",
+    "select_members",
+    "select_pool",
+    "load_members",
+    "run_status",
+    "has_weights",
+    "member_latency",
+    "BUDGET_KEY",
+]
+
+#: The spec key of the ensemble's latency budget (named in errors).
+BUDGET_KEY = "ensemble.max_latency_ms"
 
 
 @dataclass
@@ -110,6 +130,72 @@ def has_weights(trial: TrialLayout) -> bool:
     return trial.weights_dir.is_dir() and any(trial.weights_dir.glob("fold_*.safetensors"))
 
 
+def _fold_models(run: RunLayout, trial_id: str) -> int | None:
+    """How many fold models the bundle runs for a trial: its weight files, else its OOF file's ``k``."""
+    layout = run.trial(trial_id)
+    if has_weights(layout):
+        return len(list(layout.weights_dir.glob("fold_*.safetensors")))
+    import pyarrow.parquet as pq
+
+    meta = json.loads((pq.read_schema(layout.oof).metadata or {}).get(META_KEY, b"{}"))
+    k = meta.get("k")
+    return int(k) if isinstance(k, int) and k > 0 else None
+
+
+def member_latency(run: RunLayout, trial: dict) -> dict:
+    """A trial's cost as an ensemble member: ``{"latency_ms", "fold_models", "member_latency_ms"}``.
+
+    ``latency_ms`` is the trial's batch-1 ms per image (``results.parquet``, ``None`` when not
+    measured); ``member_latency_ms`` is that times ``fold_models``, as the member runs them
+    one after another.
+    """
+    ms = trial.get("latency_ms")
+    k = _fold_models(run, trial["trial_id"])
+    total = float(ms) * k if isinstance(ms, (int, float)) and math.isfinite(ms) and k else None
+    return {"latency_ms": ms, "fold_models": k, "member_latency_ms": total}
+
+
+def _with_latency(run: RunLayout, trials: list[dict]) -> list[dict]:
+    return [{**t, **member_latency(run, t)} for t in trials]
+
+
+def _within_budget(run: RunLayout, usable: list[dict], top: int, budget: float, echo) -> list[dict]:
+    """The best ``top`` of ``usable`` whose member latencies fit ``budget`` together (rank order kept)."""
+    usable = _with_latency(run, usable)
+    timed = [t for t in usable if t["member_latency_ms"] is not None]
+    if not timed:
+        raise DataError(
+            f"{BUDGET_KEY} is {budget:g} ms, but no finished trial has a measured latency_ms in "
+            f"{run.results} ({len(usable)} trial(s) with predictions); trials measure it after their last epoch"
+        )
+    chosen, spent, over = [], 0.0, []
+    for t in timed:
+        if len(chosen) < top and spent + t["member_latency_ms"] <= budget:
+            chosen.append(t)
+            spent += t["member_latency_ms"]
+        elif len(chosen) < top:
+            over.append(t)
+    if not chosen:
+        fast = min(timed, key=lambda t: t["member_latency_ms"])
+        raise ConfigError(
+            f"{BUDGET_KEY} is {budget:g} ms, but no finished trial fits it: the fastest, {fast['trial_id']}, "
+            f"runs {fast['member_latency_ms']:.3g} ms per image at batch 1 ({fast['latency_ms']:.3g} ms x "
+            f"{fast['fold_models']} fold models); raise the budget to at least {fast['member_latency_ms']:.3g}"
+        )
+    if echo is not None:
+        untimed = [t["trial_id"] for t in usable if t["member_latency_ms"] is None]
+        echo(
+            f"latency budget {budget:g} ms: {len(chosen)} trial(s) fit together ({spent:.3g} ms)"
+            + (
+                "; skipped " + ", ".join(f"{t['trial_id']} ({t['member_latency_ms']:.3g} ms)" for t in over)
+                if over
+                else ""
+            )
+            + (f"; no measured latency: {', '.join(untimed)}" if untimed else "")
+        )
+    return chosen
+
+
 def _ranked(run: RunLayout, status: dict, include_pruned: bool) -> tuple[list[dict], list[dict], list[str]]:
     """``(finished, usable, skipped)``: finished trials best first, those of them with both
     prediction files (each with its 1-based ``rank`` among them), the others' descriptions."""
@@ -127,16 +213,28 @@ def _ranked(run: RunLayout, status: dict, include_pruned: bool) -> tuple[list[di
 
 
 def select_members(
-    run: RunLayout, status: dict, top: int, *, include_pruned: bool = False, top_source: str | None = None, echo=None
+    run: RunLayout,
+    status: dict,
+    top: int,
+    *,
+    include_pruned: bool = False,
+    top_source: str | None = None,
+    max_latency_ms: float | None = None,
+    echo=None,
 ) -> list[dict]:
     """The ``top`` best finished trials that left ``oof.parquet`` and ``holdout.parquet``.
 
     Finished means COMPLETED (and PRUNED with ``include_pruned``) with a fold-mean metric.
-    Each returned summary carries its ``rank`` among those trials (1: the best).
+    Each returned summary carries its ``rank`` among those trials (1: the best) and its
+    cost (:func:`member_latency`). With ``max_latency_ms``, the trials are taken best first
+    while their member latencies fit the budget together, skipping those that would exceed
+    it: fewer than ``top`` when no more fit.
 
     Raises:
-        DataError: no trial qualifies (every trial errored, or none left prediction files).
-        ConfigError: fewer trials qualify than ``top``.
+        DataError: no trial qualifies (every trial errored, or none left prediction files),
+            or a budget is set and no trial has a measured latency.
+        ConfigError: fewer trials qualify than ``top`` (without a budget), or no trial fits
+            the budget (naming the fastest trial's latency).
     """
     trials = status["trials"]
     counts = ", ".join(f"{n} {s.lower()}" for s, n in status["counts"].items()) or "no trials"
@@ -160,6 +258,8 @@ def select_members(
                 "trials write them after their last epoch"
             )
         raise DataError(f"{run.root}: nothing to ensemble: {why}")
+    if max_latency_ms is not None:
+        return _within_budget(run, usable, top, max_latency_ms, echo)
     if top > len(usable):
         where = top_source or f"top = {top}"
         # Pruned trials stop before their final predictions; only those that left them would help.
@@ -180,11 +280,18 @@ def select_members(
             f"({', '.join(t['trial_id'] for t in usable)}); ask for at most {len(usable)}"
             + (f" (or add --include-pruned: {len(pruned)} pruned trial(s) with predictions)" if pruned else "")
         )
-    return usable[:top]
+    return _with_latency(run, usable[:top])
 
 
 def select_pool(
-    run: RunLayout, status: dict, top: list[dict], pool: str | int, *, include_pruned: bool = False, echo=None
+    run: RunLayout,
+    status: dict,
+    top: list[dict],
+    pool: str | int,
+    *,
+    include_pruned: bool = False,
+    max_latency_ms: float | None = None,
+    echo=None,
 ) -> list[dict]:
     """The trials greedy selection draws from: ``top`` (:func:`select_members`) and, beyond them,
     the finished trials with predictions whose weights are still on disk, best first.
@@ -194,16 +301,24 @@ def select_pool(
     ``top`` whose weights are gone (the retention policy removed them) is left out: greedy may
     only pick a trial the export stage can load, and the policy keeps the weights of
     ``pool: all`` until an ensemble has considered them (:mod:`ferray.run.retention`).
+    With ``max_latency_ms``, a trial beyond ``top`` joins only when its member latency alone
+    fits the budget (greedy selection keeps the members' sum within it).
     """
     if pool == "top_k":
         return list(top)
     _, usable, _ = _ranked(run, status, include_pruned)
     ids = {t["trial_id"] for t in top}
     limit = len(usable) if pool == "all" else max(int(pool), len(top))
-    extra, gone = [], []
+    extra, gone, slow = [], [], []
     for t in usable[:limit]:
         if t["trial_id"] not in ids:
-            (extra if has_weights(run.trial(t["trial_id"])) else gone).append(t)
+            if not has_weights(run.trial(t["trial_id"])):
+                gone.append(t)
+                continue
+            t = {**t, **member_latency(run, t)}
+            cost = t["member_latency_ms"]
+            fits = max_latency_ms is None or (cost is not None and cost <= max_latency_ms)
+            (extra if fits else slow).append(t)
     if echo is not None:
         echo(
             f"greedy's pool (ensemble.greedy.pool: {pool}): {len(top) + len(extra)} trial(s), the top {len(top)} "
@@ -212,6 +327,12 @@ def select_pool(
                 f"; left out {len(gone)} without weights (removed by the retention policy): "
                 + ", ".join(t["trial_id"] for t in gone)
                 if gone
+                else ""
+            )
+            + (
+                f"; left out {len(slow)} over the latency budget or without a measured latency: "
+                + ", ".join(t["trial_id"] for t in slow)
+                if slow
                 else ""
             )
         )

@@ -90,6 +90,7 @@ def export_bundle(
     student: str | os.PathLike | Member | None = None,
     manifest_extra: dict | None = None,
     calibration: dict | None = None,
+    latency: dict | None = None,
     tolerance: float = TOLERANCE,
     echo: Callable[[str], None] | None = None,
 ) -> Path:
@@ -112,6 +113,10 @@ def export_bundle(
             models never trained on) or :func:`ferray.export.no_calibration`; a graph without
             an entry keeps ``T = 1`` and the manifest says why. Stored as the manifest's
             ``"calibration"``; ``ferray predict`` applies ``softmax(log p / T)``.
+        latency: the ensemble's latency as chosen, stored as the manifest's
+            ``ensemble.latency``: ``{"max_latency_ms": the budget it was chosen under (or None),
+            "latency_ms": the sum of its members' batch-1 latencies, each its trial's measured
+            latency_ms times its fold models (or None when one was not measured)}``.
         tolerance: largest accepted ``max |onnxruntime - PyTorch|``.
         echo: called with a line per step (progress); None is silent.
 
@@ -186,6 +191,8 @@ def export_bundle(
         )
         if pruned:
             manifest["ensemble"]["pruned"] = pruned
+        if latency is not None:
+            manifest["ensemble"]["latency"] = latency
         manifest["calibration"] = calibration_doc
         say("calibration: " + "; ".join(f"{g} {describe_calibration(calibration_doc[g])}" for g in graphs))
         manifest["files"] = {

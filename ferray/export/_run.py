@@ -18,7 +18,9 @@ def read_ensemble_summary(path: str | os.PathLike) -> dict:
     """The chosen ensemble of ``ensemble.json`` (written by :func:`ferray.ensemble.build_ensembles`).
 
     Returns ``{"method", "members" (trial ids), "weights" (or None), "stacker" (or None),
-    "scores" (the method's ``oof_*``/``holdout_*``), "chosen_by", "member_info"}``.
+    "scores" (the method's ``oof_*``/``holdout_*``), "chosen_by", "member_info", "latency"}``;
+    ``latency`` is ``{"max_latency_ms", "latency_ms"}``: the budget the ensemble was chosen
+    under and its members' summed batch-1 latency (each ``None`` when absent).
 
     ``ferray.ensemble`` writes ``"chosen"``, ``"members": [{"trial_id", ...}]`` (the chosen
     method's) and ``"methods": {name: {"members": [ids], "weights": [...]} | {"members", "coef",
@@ -71,6 +73,7 @@ def read_ensemble_summary(path: str | os.PathLike) -> dict:
         "scores": scores,
         "chosen_by": doc.get("chosen_by"),
         "member_info": [info[t] for t in ids if t in info],
+        "latency": {"max_latency_ms": doc.get("max_latency_ms"), "latency_ms": doc.get("latency_ms")},
     }
     if method == "stacking":
         stacker = section.get("stacker", section)
@@ -165,6 +168,7 @@ def export_run(
         student=student,
         manifest_extra=extra,
         calibration=calibration,
+        latency=summary["latency"],
         echo=echo,
     )
 

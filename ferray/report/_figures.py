@@ -228,6 +228,50 @@ def learning_curves_figure(history: dict):
     return fig
 
 
+def front_figure(front: dict):
+    """The first objective against the second: every ended trial a point (pruned ones faint), the
+    Pareto-optimal ones highlighted and the front's step line through the non-dominated ones."""
+    points = front.get("points") or []
+    if not points:
+        return None
+    fig = _figure(6.5, 4.0)
+    ax = fig.subplots()
+    for state, alpha in (("COMPLETED", 0.8), ("PRUNED", 0.25)):
+        mine = [p for p in points if p["state"] == state and not p["pareto"]]
+        if mine:
+            ax.scatter(
+                [p["x"] for p in mine],
+                [p["y"] for p in mine],
+                s=22,
+                color=_STATE_COLOURS.get(state, "#495057"),
+                alpha=alpha,
+                label=state.lower(),
+            )
+    step = front.get("step") or []
+    if step:
+        ax.step([s[0] for s in step], [s[1] for s in step], where="post", color="#e67700", lw=1.4, label="front")
+    best = [p for p in points if p["pareto"]]
+    if best:
+        ax.scatter(
+            [p["x"] for p in best],
+            [p["y"] for p in best],
+            s=60,
+            color="#e67700",
+            edgecolors="black",
+            linewidths=0.7,
+            zorder=3,
+            label="Pareto-optimal",
+        )
+        for p in best:
+            ax.annotate(p["trial_id"], (p["x"], p["y"]), fontsize=6, xytext=(4, 4), textcoords="offset points")
+    ax.set_xlabel(f"{front['x']} ({front['x_direction']})")
+    ax.set_ylabel(f"fold-mean {front['y']} ({front['y_direction']})")
+    ax.set_title(f"Pareto front: {front['y']} against {front['x']}", fontsize=9)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    return fig
+
+
 def importances_figure(study: dict):
     imp = study.get("importances") or {}
     if not imp:
@@ -353,6 +397,9 @@ def draw_figures(report: dict, figures_dir: Path) -> dict[str, str]:
             )
             todo.append((f"cross_reliability_{key}", lambda m=m: reliability_figure(m, m["label"])))
         todo.append(("cross_per_class_f1", lambda: per_class_figure(cross["models"], names)))
+    front = report.get("front")
+    if front:
+        todo.append(("pareto_front", lambda: front_figure(front)))
     history = report.get("history")
     if history:
         todo.append(("best_so_far", lambda: best_so_far_figure(history)))

@@ -326,6 +326,22 @@ def _run_sections(page: _Page, r: dict) -> None:
                 [False, True, False, True, True, False, False],
             )
         )
+    front = r.get("front")
+    if front and front.get("points"):
+        best = [p for p in front["points"] if p["pareto"]]
+        page.add(
+            f"<h3>Pareto front</h3><p>Objectives: {_e(', '.join(front['objectives']))}. "
+            f"{len(best)} of {len(front['points'])} ended trial(s) are Pareto-optimal (highlighted); "
+            "pruned trials are faint.</p>"
+        )
+        page.fig("pareto_front", f"{front['y']} against {front['x']}, the Pareto front")
+        page.add(
+            _table(
+                ["trial", "state", front["y"], front["x"]],
+                [[p["trial_id"], p["state"], p["y"], p["x"]] for p in sorted(best, key=lambda p: p["x"])],
+                [False, False, True, True],
+            )
+        )
     history = r.get("history")
     if history:
         pruned = history.get("pruned") or []

@@ -118,7 +118,7 @@ def collect_run(run_dir: str | Path, *, echo: Callable[[str], Any] | None = None
         ConfigError: ``run_dir`` is not a ferray run directory.
     """
     from ferray.data import AU_IDS
-    from ferray.report._search import param_importances, search_history, study_trials
+    from ferray.report._search import front_points, param_importances, search_history, study_trials
 
     say = echo or (lambda _s: None)
     run = RunLayout(Path(run_dir).absolute())
@@ -265,6 +265,9 @@ def collect_run(run_dir: str | Path, *, echo: Callable[[str], Any] | None = None
                 for t in status["trials"]
             ],
         }
+        front = front_points(status)
+        if front is not None:
+            report["front"] = front
     if run.results.is_file():
         report["history"] = search_history(read_results(run.results), metric, mode)
     try:

@@ -1,4 +1,4 @@
-"""How a sweep got to its best trial: learning curves, best-so-far, the Optuna study.
+"""How a sweep got to its best trial: learning curves, best-so-far, the Optuna study, the Pareto front.
 
 Everything here reads the run directory only (``results.parquet``, ``optuna.db``); no Ray.
 """
@@ -10,9 +10,11 @@ import warnings
 from typing import Any
 
 from ferray.run.layout import RunLayout
+from ferray.run.pareto import pareto_front
+from ferray.run.status import PARETO_STATES
 from ferray.run.warm_start import COLD, ORIGIN_ATTR
 
-__all__ = ["search_history", "study_trials", "param_importances", "MIN_TRIALS_FOR_IMPORTANCE"]
+__all__ = ["search_history", "study_trials", "param_importances", "front_points", "MIN_TRIALS_FOR_IMPORTANCE"]
 
 #: Completed trials below which parameter importances are not computed (they would be noise).
 MIN_TRIALS_FOR_IMPORTANCE = 4
@@ -70,6 +72,46 @@ def search_history(rows: list[dict], metric: str, mode: str) -> dict:
         "best_so_far": curve,
         "epochs_spent": len(epochs),
         "pruned": sorted(t for t, c in curves.items() if c["stopped_at"] is not None),
+    }
+
+
+def front_points(status: dict) -> dict | None:
+    """The first objective against the second, per ended trial, from a multi-objective run's status.
+
+    ``None`` for a run with one objective. Otherwise ``{"x", "x_direction", "y", "y_direction",
+    "objectives", "points", "step"}``: ``y`` is the first objective (a fold mean), ``x`` the
+    second; each point (a COMPLETED or PRUNED trial with both values) has ``trial_id``,
+    ``state``, ``x``, ``y`` and ``pareto`` (Pareto-optimal over every objective, as ``ferray
+    status`` marks it); ``step`` is the ``[x, y]`` of the points non-dominated on these two
+    objectives, by increasing ``x``: the front's step line.
+    """
+    objectives = status.get("objectives") or []
+    if len(objectives) < 2:
+        return None
+    (y, y_dir), (x, x_dir) = ((o["metric"], o["direction"]) for o in objectives[:2])
+    points = []
+    for t in status.get("trials", []):
+        values = t.get("objectives") or {}
+        if t.get("state") in PARETO_STATES and _finite(values.get(x)) and _finite(values.get(y)):
+            points.append(
+                {
+                    "trial_id": t["trial_id"],
+                    "state": t["state"],
+                    "x": float(values[x]),
+                    "y": float(values[y]),
+                    "pareto": bool(t.get("pareto")),
+                }
+            )
+    front = pareto_front([[p["y"], p["x"]] for p in points], [y_dir, x_dir])
+    step = sorted({(points[i]["x"], points[i]["y"]) for i in front})
+    return {
+        "x": x,
+        "x_direction": x_dir,
+        "y": y,
+        "y_direction": y_dir,
+        "objectives": [o["metric"] for o in objectives],
+        "points": points,
+        "step": [list(p) for p in step],
     }
 
 

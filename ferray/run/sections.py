@@ -284,6 +284,12 @@ class EnsembleConfig(StrictModel):
     )
     greedy: GreedyConfig = Field(default_factory=GreedyConfig)
     seed: int = 0
+    max_latency_ms: float | None = Field(
+        None,
+        gt=0,
+        description="Latency budget: the ensemble's members together must run within this many ms per "
+        "image at batch 1 (each member: its trial's latency_ms x its fold models); None: no budget.",
+    )
 
     @property
     def greedy_pool(self) -> str | int | None:

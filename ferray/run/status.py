@@ -46,7 +46,8 @@ def summarise_trials(
 ) -> list[dict]:
     """One summary per trial from results rows, best first (best epoch's fold mean).
 
-    Trials without a finite fold mean (errored before their first epoch) come last. With
+    Trials without a finite fold mean (errored before their first epoch) come last. Each has
+    ``latency_ms``: its trained model's batch-1 latency (from its last row that has it). With
     ``objectives``, each summary has ``objectives``: ``{metric: value}``, a fold mean at the
     trial's best epoch, a cost from its last row that has it (the trained model's latency
     once the trial finished).
@@ -76,7 +77,7 @@ def summarise_trials(
                 "last_metric": last.get("metric"),
                 **{
                     key: next((r.get(key) for r in reversed(trial_rows) if _finite(r.get(key))), None)
-                    for key in ("oof_accuracy", "holdout_accuracy", "holdout_clean_accuracy")
+                    for key in ("oof_accuracy", "holdout_accuracy", "holdout_clean_accuracy", "latency_ms")
                 },
                 "seconds": sum(r.get("epoch_seconds") or 0.0 for r in trial_rows if _finite(r.get("epoch_seconds"))),
                 # trial start -> first training step, from the trial's first epoch report

@@ -115,3 +115,46 @@ def test_online_teacher_needs_the_members_weights(tiny_run):
     with pytest.raises(DataError, match=r"t0001: ensemble member has no model weights .*distill.teacher: fixed"):
         distill_run(tiny_run.root)
     assert _leftovers(tiny_run) == []
+
+
+def _with_ensemble_budget(run, ms: float) -> None:
+    import yaml
+
+    raw = yaml.safe_load(run.layout.spec.read_text())
+    raw["ensemble"]["max_latency_ms"] = ms
+    run.layout.spec.write_text(yaml.safe_dump(raw, sort_keys=False))
+
+
+def test_the_ensembles_budget_caps_the_student_when_distill_sets_none(tiny_run):
+    _with_ensemble_budget(tiny_run, 1e-6)
+    with pytest.raises(
+        ConfigError, match=r"ensemble.max_latency_ms is 1e-06, but no student candidate .*\(measured: test_resnet "
+    ):
+        distill_run(tiny_run.root, student=["test_resnet", "test_efficientnet"], echo=[].append)
+    assert _leftovers(tiny_run) == []
+
+
+def test_a_candidate_over_the_budget_is_skipped_with_its_latency(tiny_run, monkeypatch):
+    from ferray.distill import candidate_latencies
+    from ferray.training.config import ModelConfig
+    from ferray.training.models import build_model
+
+    def build(name):
+        return build_model(ModelConfig(backbone=name), num_classes=7, in_chans=1, img_size=48)
+
+    lat = candidate_latencies(["test_resnet", "resnet18"], build, (1, 48, 48))
+    assert lat["resnet18"] > 4 * lat["test_resnet"]
+    _with_ensemble_budget(tiny_run, (lat["test_resnet"] * lat["resnet18"]) ** 0.5)
+
+    class Stop(Exception):
+        pass
+
+    def stop(*_a, **_k):  # the candidates are chosen before Ray starts: stop there
+        raise Stop
+
+    monkeypatch.setattr("ferray.runtime.startup.ensure_ray", stop)
+    lines: list[str] = []
+    with pytest.raises(Stop):
+        distill_run(tiny_run.root, student=["resnet18", "test_resnet"], echo=lines.append)
+    skipped = [line for line in lines if line.startswith("distill: skipping candidates over ensemble.max_latency_ms")]
+    assert len(skipped) == 1 and "resnet18 (" in skipped[0] and "test_resnet" not in skipped[0]

@@ -60,3 +60,11 @@ def test_several_candidates_need_the_one_to_train_named(tiny_run):
     assert student_config(base, settings, "test_efficientnet").model.backbone == "test_efficientnet"
     with pytest.raises(ValueError, match="lists 2 candidates"):
         student_config(base, settings)
+
+
+def test_the_cap_is_distills_own_else_the_ensembles_budget():
+    from ferray.distill import latency_cap
+
+    assert latency_cap(2.0, 9.0) == (2.0, "distill.max_latency_ms")
+    assert latency_cap(None, 9.0) == (9.0, "ensemble.max_latency_ms")
+    assert latency_cap(None, None) == (None, None)

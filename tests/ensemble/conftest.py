@@ -85,6 +85,7 @@ class TrialSpec:
     fold_shift: int = 0  # != 0: a different fold plan
     drop_rows: int = 0  # OOF rows left out of this trial's file
     params: dict = field(default_factory=dict)
+    latency_ms: float | None = None  # the trained model's batch-1 latency, in its last row
 
 
 @dataclass
@@ -146,6 +147,7 @@ def write_run(
                         "metric": t.metric * frac,
                         "val_accuracy_mean": t.metric * frac,
                         "val_accuracy_std": 0.01,
+                        **({"latency_ms": t.latency_ms} if epoch == 2 and t.latency_ms is not None else {}),
                     },
                 )
         table.set_state(t.trial_id, t.state, error="TrainingFailed: boom" if t.state == "ERROR" else None)

@@ -121,8 +121,10 @@ def test_defaults_come_from_the_spec(make_run):
         "seed": 0,
         "bags": 1,
         "bag_fraction": 0.5,
+        "member_costs": None,
+        "max_cost": None,
     }
-    assert report.summary["greedy_pool"] == "all"
+    assert report.summary["greedy_pool"] == "all" and report.summary["max_latency_ms"] is None
     spec = packaged_spec("quickstart").read_text()
     spec = re.sub(r"\n  top_k: 3[^\n]*", "\n  top_k: 2", spec)
     spec = re.sub(r"\n  methods: \[[^]]*\][^\n]*", "\n  methods: [mean, vote]", spec)

@@ -88,3 +88,15 @@ def test_pool_option_reaches_greedy_selection(make_run, capsys):
         assert data["top_members"] == ["t_a", "t_b"] and data["pool"] == expected
     with pytest.raises(ConfigError, match=r"greedy pool is 'every', but must be 'all'"):
         _run(["ensemble", str(run.root), "--pool", "every"])
+
+
+def test_max_latency_ms_option_reaches_the_selection(make_run, capsys):
+    from .test_latency_budget import timed_trials
+
+    run = make_run(timed_trials())
+    assert _parser().parse_args(["ensemble", "runs/x"]).max_latency_ms is None
+    argv = ["ensemble", str(run.root), "--top", "4", "--method", "mean", "--max-latency-ms", "5", "--json"]
+    assert _run(argv) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["members"] == ["t_a", "t_c"]
+    assert data["max_latency_ms"] == 5.0 and data["latency_ms"] == pytest.approx(4.5)

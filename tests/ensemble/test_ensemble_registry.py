@@ -53,7 +53,7 @@ def test_unknown_setting_is_refused_not_dropped():
     with pytest.raises(
         ConfigError,
         match=r"'greedy' has no setting 'iteration'; did you mean 'iterations'\?; "
-        r"its settings: bag_fraction, bags, iterations, metric, seed",
+        r"its settings: bag_fraction, bags, iterations, max_cost, member_costs, metric, seed",
     ):
         make_ensemble("greedy", iteration=10)
     with pytest.raises(ConfigError, match=r"'mean' has no setting 'seed'.*its settings: none"):

@@ -89,7 +89,17 @@ def test_fit_keeps_settings_and_clone_is_unfitted(members_data):
     before = est.get_params()
     assert est.fit(P, y) is est
     assert (
-        est.get_params() == before == {"iterations": 5, "seed": 3, "metric": "accuracy", "bags": 1, "bag_fraction": 0.5}
+        est.get_params()
+        == before
+        == {
+            "iterations": 5,
+            "seed": 3,
+            "metric": "accuracy",
+            "bags": 1,
+            "bag_fraction": 0.5,
+            "member_costs": None,
+            "max_cost": None,
+        }
     )
     copy = clone(est)
     assert copy.get_params() == before and not hasattr(copy, "weights_")

@@ -46,6 +46,8 @@ def _stacking_summary(member_ids: list[str]) -> dict:
         },
         "chosen": "stacking",
         "chosen_by": "oof_log_loss",
+        "max_latency_ms": 20.0,
+        "latency_ms": 7.5,
     }, stack
 
 
@@ -78,6 +80,7 @@ def test_export_command_writes_the_runs_bundle(run_dir, capsys):
     assert m["student"]["score"] == {"holdout_accuracy": 0.55}
     assert m["extra"]["run"]["name"] == "exp" and m["extra"]["run"]["spec"] == "exp"
     assert m["extra"]["ensemble_summary"]["scores"] == {"oof_accuracy": 0.7, "holdout_accuracy": 0.65}
+    assert m["ensemble"]["latency"] == {"max_latency_ms": 20.0, "latency_ms": 7.5}  # as ensemble.json chose it
     # the stacking graph against PyTorch members + ferray.ensemble's own stacker
     images = random_images(6, seed=3)
     P = np.stack([torch_member_probs(run.root / t, images) for t in ids])

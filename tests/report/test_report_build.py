@@ -183,3 +183,46 @@ def test_not_a_run_or_bundle(tmp_path):
         build_report(tmp_path / "missing")
     with pytest.raises(ValueError, match="top_confused"):
         build_report(tmp_path, top_confused=0)
+
+
+def _make_multi_objective(run: Path, latencies: dict[str, float]) -> None:
+    """Give a run copy two objectives (accuracy, latency_ms) and each trial's last row a latency."""
+    import yaml
+
+    from ferray.run.results import read_results, write_table_atomic
+
+    spec = yaml.safe_load((run / "spec.yaml").read_text())
+    spec["search"]["objectives"] = [
+        {"metric": "accuracy", "direction": "max"},
+        {"metric": "latency_ms", "direction": "min"},
+    ]
+    (run / "spec.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    rows = read_results(run / "results.parquet")
+    last = {r["trial_id"]: r for r in rows}  # rows are in report order: a trial's last row last
+    for tid, ms in latencies.items():
+        last[tid]["latency_ms"] = ms
+    write_table_atomic(rows, run / "results.parquet")
+
+
+def test_a_single_objective_run_has_no_front(run_report):
+    assert "front" not in run_report["doc"] and "pareto_front" not in run_report["doc"]["figures"]
+    assert "Pareto front" not in run_report["page"].read_text()
+
+
+def test_a_multi_objective_run_plots_its_front(run_copy, tmp_path):
+    # best fold means: t_00000 0.62, t_00001 0.56, t_00002 0.50, t_00003 (pruned) 0.25
+    _make_multi_objective(run_copy, {"t_00000": 3.0, "t_00001": 1.0, "t_00002": 2.0, "t_00003": 0.5})
+    page = build_report(run_copy, out=tmp_path / "report")
+    doc = json.loads((page.parent / "report.json").read_text())
+    front = doc["front"]
+    assert (front["y"], front["x"]) == ("accuracy", "latency_ms")
+    points = {p["trial_id"]: p for p in front["points"]}
+    assert set(points) == {"t_00000", "t_00001", "t_00002", "t_00003"}  # the errored trial ended without values
+    assert {t for t, p in points.items() if p["pareto"]} == {"t_00000", "t_00001", "t_00003"}
+    assert points["t_00003"]["state"] == "PRUNED" and points["t_00000"]["x"] == 3.0
+    np.testing.assert_allclose(front["step"], [[0.5, 0.25], [1.0, 0.56], [3.0, 0.62]])
+    assert doc["figures"]["pareto_front"] == "figures/pareto_front.png"
+    assert (page.parent / "figures" / "pareto_front.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    html = page.read_text()
+    assert "<h3>Pareto front</h3>" in html and 'src="figures/pareto_front.png"' in html
+    assert "3 of 4 ended trial(s) are Pareto-optimal" in html

@@ -106,3 +106,22 @@ def test_two_objective_sweep_reports_costs_marks_a_front_and_resumes_its_study(t
     out = ferray_cli("status", str(run), log=tmp_path / "status.txt", env=ferray_env(COLUMNS="200"))
     assert out.wait(timeout=120) == 0
     assert "Pareto front over accuracy (max), latency_ms (min)" in (tmp_path / "status.txt").read_text()
+
+    # The stages after the sweep see the front: an ensemble within a latency budget (members'
+    # latency_ms x their fold models, summed) and a report that plots the front.
+    import json
+
+    from ferray.ensemble import build_ensembles
+    from ferray.report import build_report
+
+    costs = [2 * t["latency_ms"] for t in status["trials"] if t["state"] == "COMPLETED" and t.get("latency_ms")]
+    budget = 2.5 * min(costs)
+    ensemble = build_ensembles(run, top=5, methods=["greedy", "mean"], max_latency_ms=budget, echo=None)
+    assert ensemble.summary["max_latency_ms"] == budget
+    assert 0 < ensemble.summary["latency_ms"] <= budget
+    assert all(m["fold_models"] == 2 for m in ensemble.summary["members"])
+    page = build_report(run, out=tmp_path / "report")
+    doc = json.loads((page.parent / "report.json").read_text())
+    assert "pareto_front" in doc["figures"] and {p["trial_id"] for p in doc["front"]["points"] if p["pareto"]} == set(
+        status["pareto"]
+    )
