@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ferray.errors import ConfigError, closest
 
-__all__ = ["StrictModel", "load_yaml", "load_yaml_model", "validate_model", "format_errors"]
+__all__ = ["StrictModel", "load_yaml", "load_yaml_model", "validate_model", "format_errors", "flatten_keys"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -166,3 +166,17 @@ def load_yaml_model(model: type[M], path: str | os.PathLike) -> M:
     """Load and validate a YAML file as ``model``."""
     doc = load_yaml(path)
     return validate_model(model, dict(doc), doc)
+
+
+def flatten_keys(obj: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested mapping as ``{"dotted.key": leaf}`` (an empty mapping is a leaf).
+
+    >>> flatten_keys({"run": {"seed": 0, "amp": "off"}, "tags": {}})
+    {'run.seed': 0, 'run.amp': 'off', 'tags': {}}
+    """
+    if isinstance(obj, dict) and obj:
+        out: dict[str, Any] = {}
+        for k, v in obj.items():
+            out.update(flatten_keys(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix: obj}

@@ -12,11 +12,13 @@ import json
 import math
 import os
 import shutil
+import sqlite3
 import uuid
 from collections.abc import Callable
 from typing import Any
 
 __all__ = [
+    "sqlite_snapshot",
     "atomic_write",
     "atomic_write_text",
     "atomic_write_json",
@@ -159,3 +161,17 @@ def replace_folder(staging: str | os.PathLike, target: str | os.PathLike) -> Non
         raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def sqlite_snapshot(path: str | os.PathLike, dest: str | os.PathLike) -> None:
+    """A consistent copy of the SQLite database at ``path`` in ``dest``, taken while another
+    process may be writing to it; the source is opened read-only and never written."""
+    src = sqlite3.connect(f"file:{os.fspath(path)}?mode=ro", uri=True, timeout=30)
+    try:
+        dst = sqlite3.connect(os.fspath(dest))
+        try:
+            src.backup(dst)
+        finally:
+            dst.close()
+    finally:
+        src.close()

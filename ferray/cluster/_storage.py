@@ -22,12 +22,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import sqlite3
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from ferray._io import atomic_write, resolve_fs
+from ferray._io import atomic_write, resolve_fs, sqlite_snapshot
 from ferray.cluster._errors import ClusterError
 from ferray.run.layout import RunLayout, TrialLayout
 
@@ -117,15 +116,7 @@ def _upload(fs, src: Path, dst: str) -> None:
 def _study_snapshot(path: Path, tmp_dir: str) -> Path:
     """A consistent copy of the Optuna SQLite study, taken while the sweep may be writing to it."""
     snapshot = Path(tmp_dir) / path.name
-    src = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
-    try:
-        dst = sqlite3.connect(snapshot)
-        try:
-            src.backup(dst)
-        finally:
-            dst.close()
-    finally:
-        src.close()
+    sqlite_snapshot(path, snapshot)
     return snapshot
 
 

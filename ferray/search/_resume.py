@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ferray._config import flatten_keys
 from ferray.errors import ConfigError, DataError
 from ferray.run.layout import RunLayout
 from ferray.run.manifest import MANIFEST_FORMAT, read_manifest, resolved_spec, update_manifest
@@ -39,22 +40,13 @@ _REQUIRED = RunLayout.REQUIRED
 _FREE = ("retention.", "ensemble.", "distill.", "tracking.", "search.warm_start.")
 
 
-def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(obj, dict) and obj:
-        out: dict[str, Any] = {}
-        for k, v in obj.items():
-            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
-        return out
-    return {prefix: obj}
-
-
 def spec_differences(before: dict, after: dict) -> list[str]:
     """``key.path: old -> new`` for each leaf that differs between two resolved specs.
 
     >>> spec_differences({"budget": {"trials": 6, "max_epochs": 6}}, {"budget": {"trials": 6, "max_epochs": 8}})
     ['budget.max_epochs: 6 -> 8']
     """
-    a, b = _flatten(before), _flatten(after)
+    a, b = flatten_keys(before), flatten_keys(after)
     lines = []
     for key in sorted(set(a) | set(b)):
         if key not in b:

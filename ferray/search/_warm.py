@@ -35,7 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ferray._io import atomic_write_json, resolve_fs
+from ferray._config import flatten_keys
+from ferray._io import atomic_write_json, resolve_fs, sqlite_snapshot
 from ferray.errors import ConfigError, DataError
 from ferray.run.layout import RunLayout
 from ferray.run.spec import ParamSpec, SearchSpec, read_run_spec, same_value
@@ -216,15 +217,7 @@ def _open_study_file(
     copy = tmp / f"study-{path.name}"
     if head.startswith(b"SQLite format 3\x00"):
         # A consistent copy (the source sweep may be writing), opened there: nothing is written to the source.
-        src = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
-        try:
-            dst = sqlite3.connect(copy)
-            try:
-                src.backup(dst)
-            finally:
-                dst.close()
-        finally:
-            src.close()
+        sqlite_snapshot(path, copy)
         storage = optuna.storages.RDBStorage(f"sqlite:///{copy}")
     elif _is_journal(head):
         copy.write_bytes(path.read_bytes())
@@ -280,18 +273,9 @@ def _is_journal(head: bytes) -> bool:
 # -- deciding --------------------------------------------------------------------------------------
 
 
-def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(obj, dict) and obj:
-        out: dict[str, Any] = {}
-        for k, v in obj.items():
-            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
-        return out
-    return {prefix: obj}
-
-
 def _fixed(spec: SearchSpec) -> dict:
     """The settings every trial of ``spec`` shares that change its score (searched paths left out)."""
-    flat = _flatten(spec.base_dict())
+    flat = flatten_keys(spec.base_dict())
     return {
         k: v
         for k, v in flat.items()
