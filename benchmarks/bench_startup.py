@@ -69,6 +69,25 @@ PHASES = (
 )
 
 
+def _search(spec_path: Path, work: Path, name: str, num_cpus: int) -> tuple[float, list[dict]]:
+    """Run ``ferray search`` (no live view, no finish) as a subprocess: its wall seconds and result rows."""
+    from ferray.run.results import read_results
+
+    t = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "ferray.cli", "search", str(spec_path), "--storage", str(work), "--name", name]
+        + ["--no-live", "--no-finish", "--num-cpus", str(num_cpus)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    wall = time.perf_counter() - t
+    if proc.returncode != 0:
+        print(proc.stderr[-3000:], file=sys.stderr)
+        raise SystemExit(f"ferray search exited with {proc.returncode}")
+    return wall, read_results(work / name / "results.parquet")
+
+
 def _load() -> str:
     one, five, _ = os.getloadavg()
     return f"load average {one:.1f} (1 min), {five:.1f} (5 min) on {os.cpu_count()} CPUs"
@@ -127,7 +146,6 @@ def _quickstart_spec(work: Path, trials: int | None, epochs: int | None) -> Path
 
 def sweep(num_cpus: int, trials: int | None, epochs: int | None, work: Path) -> dict:
     """``ferray search`` on the quickstart (as a user runs it), then its start-up figures from results.parquet."""
-    from ferray.run.results import read_results
     from ferray.search import load_search_spec
     from ferray.search._plan import plan_search_resources
 
@@ -135,32 +153,7 @@ def sweep(num_cpus: int, trials: int | None, epochs: int | None, work: Path) -> 
     spec = load_search_spec(spec_path)
     plan = plan_search_resources(spec, spec.folds.k, num_cpus)
     load_before = _load()
-    t = time.perf_counter()
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ferray.cli",
-            "search",
-            str(spec_path),
-            "--storage",
-            str(work),
-            "--name",
-            "quickstart",
-            "--no-live",
-            "--no-finish",
-            "--num-cpus",
-            str(num_cpus),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-    )
-    wall = time.perf_counter() - t
-    if proc.returncode != 0:
-        print(proc.stderr[-3000:], file=sys.stderr)
-        raise SystemExit(f"ferray search exited with {proc.returncode}")
-    rows = read_results(work / "quickstart" / "results.parquet")
+    wall, rows = _search(spec_path, work, "quickstart", num_cpus)
     trials_seen: dict[str, dict] = {}
     for r in rows:
         if r.get("startup_s") is not None:
@@ -331,22 +324,8 @@ def _tiny_spec(work: Path) -> Path:
 
 
 def _tiny_ferray(num_cpus: int, work: Path) -> dict:
-    from ferray.run.results import read_results
-
     spec_path = _tiny_spec(work)
-    t = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, "-m", "ferray.cli", "search", str(spec_path), "--storage", str(work), "--name", "tiny"]
-        + ["--no-live", "--no-finish", "--num-cpus", str(num_cpus)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-    )
-    wall = time.perf_counter() - t
-    if proc.returncode != 0:
-        print(proc.stderr[-3000:], file=sys.stderr)
-        raise SystemExit(f"ferray search exited with {proc.returncode}")
-    rows = read_results(work / "tiny" / "results.parquet")
+    wall, rows = _search(spec_path, work, "tiny", num_cpus)
     first = [r for r in rows if r.get("startup_s") is not None]
     phases = {}
     for key in ("startup_s", *TIMELINE, *PHASES):
