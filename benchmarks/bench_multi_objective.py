@@ -64,12 +64,20 @@ CHANCE = 1 / 7  # the quickstart data's 7 emotions
 COSTS = ("latency_ms", "macs")
 
 
-def make_spec(strategy: str, seed: int, *, trials: int, max_epochs: int, grace_period: int) -> SearchSpec:
+def make_spec(
+    strategy: str, seed: int, *, trials: int, max_epochs: int, grace_period: int, reduction_factor: int = 2
+) -> SearchSpec:
     """The packaged quickstart spec with this strategy's search and budget."""
     sampler, early_stopping, objectives = STRATEGIES[strategy]
     raw = yaml.safe_load(packaged_spec("quickstart").read_text())
     raw["name"] = f"bench-mo-{strategy}-{seed}"
-    raw["budget"].update(trials=trials, max_epochs=max_epochs, grace_period=grace_period, early_stopping=early_stopping)
+    raw["budget"].update(
+        trials=trials,
+        max_epochs=max_epochs,
+        grace_period=grace_period,
+        reduction_factor=reduction_factor,
+        early_stopping=early_stopping,
+    )
     raw["search"].update(sampler=sampler, seed=seed, n_startup_trials=max(2, trials // 4))
     if objectives:
         raw["search"]["objectives"] = objectives
@@ -109,6 +117,7 @@ def main(argv=None) -> int:
     p.add_argument("--trials", type=int, default=12)
     p.add_argument("--max-epochs", type=int, default=6)
     p.add_argument("--grace-period", type=int, default=1)
+    p.add_argument("--reduction-factor", type=int, default=2, help="ASHA keeps 1/N of the trials at each rung")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray (default: all)")
     p.add_argument("--work", default=None, help="keep the runs here (default: a temporary folder)")
     args = p.parse_args(argv)
@@ -122,7 +131,8 @@ def main(argv=None) -> int:
     print(f"$ {command}")
     print(
         f"multi-objective benchmark: quickstart space and data, {args.seeds} seed(s) x {len(STRATEGIES)} sweeps of "
-        f"{args.trials} trials x {args.max_epochs} epochs (ASHA grace {args.grace_period}, reduction 2); "
+        f"{args.trials} trials x {args.max_epochs} epochs "
+        f"(ASHA grace {args.grace_period}, reduction {args.reduction_factor}); "
         f"{os.cpu_count()} CPUs, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} at the start",
         flush=True,
     )
@@ -134,7 +144,12 @@ def main(argv=None) -> int:
         for seed in range(args.seeds):
             for strategy in STRATEGIES:
                 spec = make_spec(
-                    strategy, seed, trials=args.trials, max_epochs=args.max_epochs, grace_period=args.grace_period
+                    strategy,
+                    seed,
+                    trials=args.trials,
+                    max_epochs=args.max_epochs,
+                    grace_period=args.grace_period,
+                    reduction_factor=args.reduction_factor,
                 )
                 t = time.perf_counter()
                 result = run_search(spec, run_dir=root / f"{strategy}-{seed}", live=False, echo=lambda s: None)
