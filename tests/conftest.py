@@ -26,6 +26,19 @@ def shared_data() -> Path:
     return root
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Under ``pytest -n N --dist loadgroup`` every test that starts Ray runs on one worker, one at a
+    time (each gives its local Ray the machine's 2 CPUs), while the other workers take the rest.
+
+    The Ray tests are the suite's longest chain, so xdist's scheduler (largest group first) starts it
+    at once. Run alone (``-n 0``), the marker is inert.
+    """
+    for item in items:
+        if item.get_closest_marker("ray") is not None:
+            item.add_marker(pytest.mark.xdist_group("ray"))
+
+
 # -- one real sweep, shared by the end-to-end tests ------------------------------------------------
 
 E2E_SPEC = """\
