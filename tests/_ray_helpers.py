@@ -47,7 +47,7 @@ def start_local_ray(num_cpus: int = 2, shutdown_timeout: float = 60.0) -> Iterat
     before = {key: os.environ.get(key) for key in env}
     os.environ.update(env)  # inherited by Ray's workers
     try:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level="WARNING")
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, logging_level="WARNING")
         try:
             yield
         finally:

@@ -26,17 +26,24 @@ def shared_data() -> Path:
     return root
 
 
+#: Ray test modules that run on a second pytest worker, beside the others (about a third of the Ray
+#: tests' time): each local Ray is its own (``address="local"``), and every bound in these tests
+#: holds with another test's Ray sharing the cores.
+SECOND_RAY_GROUP = ("test_kill_anywhere_ray.py", "test_warm_start_ray.py", "test_multi_objective_ray.py")
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
-    """Under ``pytest -n N --dist loadgroup`` every test that starts Ray runs on one worker, one at a
-    time (each gives its local Ray the machine's 2 CPUs), while the other workers take the rest.
+    """Under ``pytest -n 2 --dist loadgroup`` the tests that start Ray run in two groups, each one test
+    at a time on its own worker, while the rest of the suite fills in around them.
 
-    The Ray tests are the suite's longest chain, so xdist's scheduler (largest group first) starts it
-    at once. Run alone (``-n 0``), the marker is inert.
+    xdist's scheduler starts the largest groups first, so the Ray tests, the suite's longest chain,
+    begin at once. Run alone (``-n 0``), the markers are inert.
     """
     for item in items:
         if item.get_closest_marker("ray") is not None:
-            item.add_marker(pytest.mark.xdist_group("ray"))
+            group = "ray-b" if item.path.name in SECOND_RAY_GROUP else "ray"
+            item.add_marker(pytest.mark.xdist_group(group))
 
 
 # -- one real sweep, shared by the end-to-end tests ------------------------------------------------

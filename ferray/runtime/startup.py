@@ -55,7 +55,9 @@ def ensure_ray(
 
             for key, value in local_ray_environment().items():  # inherited by Ray's workers
                 os.environ.setdefault(key, value)
-            ray.init(num_cpus=num_cpus, num_gpus=num_gpus, **kwargs)
+            # address="local": a new Ray of its own, never one that `ray start` left on this machine
+            # (Ray's default would attach to it); --address / RAY_ADDRESS name a cluster to join.
+            ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, **kwargs)
     return ray.cluster_resources()
 
 
