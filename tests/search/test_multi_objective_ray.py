@@ -25,7 +25,7 @@ run: {batch_size: 64, amp: "off", channels_last: false}
 space:
   optim.lr: {type: float, low: 1.0e-4, high: 3.0e-2, log: true}
   model.backbone: {type: categorical, choices: [test_resnet, test_efficientnet]}
-budget: {trials: 5, max_epochs: 3, grace_period: 1, reduction_factor: 2, max_concurrent: 2}
+budget: {trials: 4, max_epochs: 3, grace_period: 1, reduction_factor: 2, max_concurrent: 2}
 search:
   seed: 0
   n_startup_trials: 2
@@ -73,7 +73,7 @@ def test_two_objective_sweep_reports_costs_marks_a_front_and_resumes_its_study(t
 
     # Every trial ended; the ones that ended before the interruption kept their rows.
     after = ended_trials(run)
-    assert len(after) == 5 and all(after[t] == rows for t, rows in before.items())
+    assert len(after) == 4 and all(after[t] == rows for t, rows in before.items())
     # Every epoch's row carries the cost the rungs ranked; the last row the trained model's latency.
     rows = [r for r in results_rows(run) if r["state"] in ("COMPLETED", "PRUNED")]
     assert all(r["params"] > 0 and r["macs"] > 0 and r["latency_ms"] > 0 for r in rows)
@@ -116,7 +116,7 @@ def test_two_objective_sweep_reports_costs_marks_a_front_and_resumes_its_study(t
 
     costs = [2 * t["latency_ms"] for t in status["trials"] if t["state"] == "COMPLETED" and t.get("latency_ms")]
     budget = 2.5 * min(costs)
-    ensemble = build_ensembles(run, top=5, methods=["greedy", "mean"], max_latency_ms=budget, echo=None)
+    ensemble = build_ensembles(run, top=4, methods=["greedy", "mean"], max_latency_ms=budget, echo=None)
     assert ensemble.summary["max_latency_ms"] == budget
     assert 0 < ensemble.summary["latency_ms"] <= budget
     assert all(m["fold_models"] == 2 for m in ensemble.summary["members"])

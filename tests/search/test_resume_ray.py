@@ -31,7 +31,7 @@ run: {batch_size: 64, amp: "off", channels_last: false}
 space:
   optim.lr: {type: float, low: 1.0e-4, high: 3.0e-2, log: true}
   loss.name: {type: categorical, choices: [ce, focal]}
-budget: {trials: 5, max_epochs: 4, grace_period: 1, reduction_factor: 2, max_concurrent: 2}
+budget: {trials: 4, max_epochs: 4, grace_period: 1, reduction_factor: 2, max_concurrent: 2}
 search: {sampler: tpe, seed: 0, n_startup_trials: 2}
 """
 
@@ -144,7 +144,7 @@ def test_interrupted_sweep_resumes_to_the_same_contract(tmp_path):
 
     rows = results_rows(run)
     trials = {r["trial_id"] for r in rows}
-    assert len(trials) == 5, sorted(trials)
+    assert len(trials) == 4, sorted(trials)
     assert {r["state"] for r in rows} <= set(FINAL_STATES)
     epochs = Counter((r["trial_id"], r["epoch"]) for r in rows)
     assert max(epochs.values()) == 1, "an epoch row is duplicated"
@@ -155,7 +155,7 @@ def test_interrupted_sweep_resumes_to_the_same_contract(tmp_path):
     # Optuna: one trial per Tune trial, in the matching state.
     study = optuna.load_study(study_name="resume", storage=f"sqlite:///{run / 'optuna.db'}")
     by_tune = {t.user_attrs.get("tune_trial_id"): t for t in study.trials}
-    assert len(study.trials) == 5 and set(by_tune) == trials
+    assert len(study.trials) == 4 and set(by_tune) == trials
     expect = {"COMPLETED": "COMPLETE", "PRUNED": "PRUNED", "ERROR": "FAIL"}
     for r in rows:
         assert by_tune[r["trial_id"]].state.name == expect[r["state"]], r["trial_id"]
@@ -170,14 +170,14 @@ def test_interrupted_sweep_resumes_to_the_same_contract(tmp_path):
         got = sorted(e for t, e in epochs if t == tid)
         assert got == list(range(1, len(got) + 1)), (tid, got)
     state = json.loads((run / "ferray_run.json").read_text())
-    assert state["trials"] == 5
+    assert state["trials"] == 4
 
 
 def test_extend_and_retry_errored_on_a_finished_sweep(tmp_path):
     import optuna
 
     spec = tmp_path / "small.yaml"
-    spec.write_text(SPEC.replace("trials: 5", "trials: 2").replace("max_epochs: 4", "max_epochs: 3"))
+    spec.write_text(SPEC.replace("trials: 4", "trials: 2").replace("max_epochs: 4", "max_epochs: 3"))
     run = tmp_path / "runs" / "small"
     log = tmp_path / "log.txt"
     proc = _ferray(
